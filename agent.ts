@@ -1,0 +1,203 @@
+// The agent loop: call the model (streaming), run the tool calls it asks for, append the
+// results, call again — with a hard cap on model calls per turn.
+import type OpenAI from "openai";
+import type { Logger } from "./log.ts";
+import type { ToolOutcome } from "./mcp.ts";
+import { parseToolArguments, type ToolCatalog, type ToolRoute } from "./tools.ts";
+
+export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+type AssistantMessage = OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam;
+type ToolCall = OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+
+export const NO_API_KEY_MESSAGE =
+  "no OpenAI API key is set. Put it in mcp_agent.secrets.yaml as openai.api_key " +
+  "(copy mcp_agent.secrets.yaml.example), or set the OPENAI_API_KEY environment variable, then restart the server";
+
+/** The tools of a session, as the agent needs them. */
+export interface Toolbox {
+  catalog(): ToolCatalog;
+  callTool(route: ToolRoute, args: Record<string, unknown>, signal?: AbortSignal): Promise<ToolOutcome>;
+}
+
+export interface ToolStart {
+  callId: string;
+  name: string;
+  server: string;
+  tool: string;
+  arguments: string;
+}
+
+export interface ToolEnd {
+  callId: string;
+  ok: boolean;
+  result: string;
+  durationMs: number;
+}
+
+/** Live events of a turn, for streaming sockets and logs. */
+export interface TurnHooks {
+  onTextDelta?(text: string): void;
+  onToolStart?(call: ToolStart): void;
+  onToolEnd?(call: ToolEnd): void;
+}
+
+export interface AgentSettings {
+  /** Undefined when no API key is configured: every turn then fails with a how-to message. */
+  openai: OpenAI | undefined;
+  model: string;
+  instruction: string;
+  maxIterations: number;
+  log: Logger;
+}
+
+/** A turn that failed; `messages` is the part of the turn that is safe to keep in the history. */
+export class TurnError extends Error {
+  readonly messages: ChatMessage[];
+  constructor(message: string, messages: ChatMessage[], options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "TurnError";
+    this.messages = messages;
+  }
+}
+
+export interface TurnResult {
+  answer: string;
+  /** Every message the turn added: the user's, assistant messages, tool results. */
+  messages: ChatMessage[];
+}
+
+export async function runTurn(
+  settings: AgentSettings,
+  toolbox: Toolbox,
+  history: readonly ChatMessage[],
+  userText: string,
+  options: { signal?: AbortSignal; hooks?: TurnHooks; logFields?: Record<string, unknown> } = {},
+): Promise<TurnResult> {
+  const { signal, hooks = {}, logFields = {} } = options;
+  // Only complete steps go here: an assistant message with tool calls is added together with
+  // all of its results, so whatever we keep after a failure is a valid conversation.
+  const kept: ChatMessage[] = [{ role: "user", content: userText }];
+  const fail = (message: string, cause?: unknown): never => {
+    throw new TurnError(message, kept, { cause });
+  };
+  if (!settings.openai) return fail(NO_API_KEY_MESSAGE);
+  const openai = settings.openai;
+
+  for (let iteration = 1; iteration <= settings.maxIterations; iteration++) {
+    const catalog = toolbox.catalog();
+    const messages: ChatMessage[] = [{ role: "system", content: settings.instruction }, ...history, ...kept];
+    let assistant: AssistantMessage;
+    try {
+      assistant = await streamCompletion(openai, settings.model, messages, catalog, signal, hooks);
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      return fail(modelErrorMessage(error), error);
+    }
+    const calls = (assistant.tool_calls ?? []).filter((call): call is ToolCall => call.type === "function");
+    if (calls.length === 0) {
+      const answer = typeof assistant.content === "string" ? assistant.content : "";
+      kept.push({ role: "assistant", content: answer });
+      return { answer, messages: kept };
+    }
+    if (iteration === settings.maxIterations) break;
+    const results = await Promise.all(calls.map((call) => runToolCall(toolbox, catalog, call, signal, hooks, settings.log, logFields)));
+    kept.push(assistant, ...results);
+  }
+  return fail(
+    `the agent reached its limit of ${settings.maxIterations} model calls in one turn (agent.max_iterations) without a final answer`,
+  );
+}
+
+async function runToolCall(
+  toolbox: Toolbox,
+  catalog: ToolCatalog,
+  call: ToolCall,
+  signal: AbortSignal | undefined,
+  hooks: TurnHooks,
+  log: Logger,
+  logFields: Record<string, unknown>,
+): Promise<ChatMessage> {
+  const started = Date.now();
+  const route = catalog.routes.get(call.function.name);
+  hooks.onToolStart?.({
+    callId: call.id,
+    name: call.function.name,
+    server: route?.server ?? "",
+    tool: route?.tool ?? call.function.name,
+    arguments: call.function.arguments,
+  });
+  let outcome: ToolOutcome;
+  const parsed = parseToolArguments(call.function.arguments);
+  if (!route) outcome = { ok: false, text: `Unknown tool "${call.function.name}": it is not one of the tools offered` };
+  else if (!parsed.ok) outcome = { ok: false, text: `Tool "${call.function.name}" was not called: ${parsed.error}` };
+  else outcome = await toolbox.callTool(route, parsed.args, signal);
+  const durationMs = Date.now() - started;
+  log.info("tool_call", {
+    ...logFields,
+    tool: call.function.name,
+    server: route?.server,
+    ok: outcome.ok,
+    duration_ms: durationMs,
+  });
+  hooks.onToolEnd?.({ callId: call.id, ok: outcome.ok, result: outcome.text, durationMs });
+  // The model is told plainly when a tool failed, so it can recover instead of the turn failing.
+  const content = outcome.ok ? outcome.text : `Error: ${outcome.text}`;
+  return { role: "tool", tool_call_id: call.id, content };
+}
+
+/** One streamed model call, assembled into the assistant message it amounts to. */
+async function streamCompletion(
+  openai: OpenAI,
+  model: string,
+  messages: ChatMessage[],
+  catalog: ToolCatalog,
+  signal: AbortSignal | undefined,
+  hooks: TurnHooks,
+): Promise<AssistantMessage> {
+  const stream = await openai.chat.completions.create(
+    {
+      model,
+      messages,
+      stream: true,
+      ...(catalog.tools.length > 0 ? { tools: catalog.tools } : {}),
+    },
+    { signal },
+  );
+  let content = "";
+  const calls: { id: string; name: string; arguments: string }[] = [];
+  for await (const chunk of stream) {
+    const delta = chunk.choices[0]?.delta;
+    if (!delta) continue;
+    if (delta.content) {
+      content += delta.content;
+      hooks.onTextDelta?.(delta.content);
+    }
+    for (const part of delta.tool_calls ?? []) {
+      const slot = (calls[part.index] ??= { id: "", name: "", arguments: "" });
+      if (part.id) slot.id = part.id;
+      if (part.function?.name) slot.name += part.function.name;
+      if (part.function?.arguments) slot.arguments += part.function.arguments;
+    }
+  }
+  const toolCalls = calls.filter(Boolean).map((call, index) => ({
+    id: call.id || `call_${index}`,
+    type: "function" as const,
+    function: { name: call.name, arguments: call.arguments },
+  }));
+  return {
+    role: "assistant",
+    content: content || null,
+    ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+  };
+}
+
+/** The model SDK's error, worded for a person. */
+function modelErrorMessage(error: unknown): string {
+  if (error instanceof Error) {
+    const status = "status" in error && typeof error.status === "number" ? error.status : undefined;
+    const message = error.message.replace(/\s+/g, " ").trim();
+    if (status !== undefined && !message.startsWith(String(status))) return `the model API answered ${status}: ${message}`;
+    return `model request failed: ${message}`;
+  }
+  return `model request failed: ${String(error)}`;
+}

@@ -1,0 +1,210 @@
+// mcp_agent.config.yaml (+ mcp_agent.secrets.yaml merged over it), parsed once at start.
+// The schema is the documentation of every key and its default; unknown keys are tolerated so a
+// config written for the Python mcp-agent works unchanged.
+import { readFileSync, existsSync } from "node:fs";
+import path from "node:path";
+import { LineCounter, parseDocument, isNode, type Document } from "yaml";
+import { z } from "zod";
+
+const seconds = z.number().positive();
+
+const McpServerSchema = z.object({
+  transport: z.enum(["stdio", "sse", "streamable_http", "websocket"]).default("stdio"),
+  description: z.string().optional(),
+  command: z.string().optional(),
+  args: z.array(z.string()).default([]),
+  env: z.record(z.string(), z.string()).default({}),
+  cwd: z.string().optional(),
+  url: z.string().optional(),
+  headers: z.record(z.string(), z.string()).default({}),
+  read_timeout_seconds: seconds.default(60),
+  /** Only these tools of the server are offered to the model. */
+  allowed_tools: z.array(z.string()).optional(),
+  /** `builtin: fetch` selects the in-process fetch tool instead of a child process. */
+  builtin: z.enum(["fetch"]).optional(),
+  // Options of the built-in fetch tool.
+  allow_hosts: z.array(z.string()).default([]),
+  user_agent: z.string().optional(),
+  ignore_robots_txt: z.boolean().default(false),
+  fetch_timeout_seconds: seconds.default(30),
+  max_fetch_bytes: z.number().int().positive().default(5 * 1024 * 1024),
+});
+
+const LoggerSchema = z.object({
+  type: z.enum(["console", "file", "none"]).optional(),
+  transports: z.array(z.enum(["console", "file", "none"])).default(["console"]),
+  level: z.enum(["debug", "info", "warning", "warn", "error"]).default("info"),
+  path: z.string().optional(),
+  path_settings: z
+    .object({
+      path_pattern: z.string().default("logs/mcp-agent-{unique_id}.jsonl"),
+      unique_id: z.enum(["timestamp", "session_id"]).default("timestamp"),
+      timestamp_format: z.string().default("%Y%m%d_%H%M%S"),
+    })
+    .prefault({}),
+});
+
+const ConfigSchema = z.object({
+  $schema: z.string().optional(),
+  execution_engine: z.string().optional(),
+  logger: LoggerSchema.prefault({}),
+  mcp: z.object({ servers: z.record(z.string(), McpServerSchema).default({}) }).prefault({}),
+  openai: z
+    .object({
+      api_key: z.string().optional(),
+      base_url: z.string().optional(),
+      default_model: z.string().optional(),
+      request_timeout_seconds: seconds.default(60),
+      max_retries: z.number().int().min(0).max(10).default(2),
+    })
+    .prefault({}),
+  agent: z
+    .object({
+      instruction: z
+        .string()
+        .default(
+          "You are an AI assistant with access to a filesystem (the user's own workspace folder) and to web fetching. " +
+            "Use the tools when they help to answer, and say what you did.",
+        ),
+      max_iterations: z.number().int().min(1).max(100).default(10),
+    })
+    .prefault({}),
+  session: z
+    .object({
+      idle_timeout_seconds: seconds.default(2 * 60 * 60),
+      sweep_interval_seconds: seconds.default(60 * 60),
+      /** History cap in messages, system prompt excluded. */
+      max_history_messages: z.number().int().min(2).default(200),
+    })
+    .prefault({}),
+  workspace: z
+    .object({
+      /** Each user's filesystem server is rooted in <root>/<user_id>. Relative to the config file's folder. */
+      root: z.string().default("workspace"),
+    })
+    .prefault({}),
+});
+
+type ParsedConfig = z.infer<typeof ConfigSchema>;
+export type McpServerConfig = z.infer<typeof McpServerSchema>;
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface Config extends Omit<ParsedConfig, "openai"> {
+  /** Folder of the config file: relative paths in the config are relative to it. */
+  configDir: string;
+  openai: ParsedConfig["openai"] & { default_model: string };
+  logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+export const CONFIG_FILE = "mcp_agent.config.yaml";
+export const SECRETS_FILE = "mcp_agent.secrets.yaml";
+
+interface YamlSource {
+  file: string;
+  text: string;
+}
+
+function parseYaml({ file, text }: YamlSource): { data: unknown; doc: Document; lines: LineCounter } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  const first = doc.errors[0];
+  if (first) {
+    const at = lines.linePos(first.pos[0]);
+    throw new ConfigError(`${file}:${at.line}:${at.col}: invalid YAML: ${first.message.split("\n")[0]}`);
+  }
+  return { data: doc.toJS() ?? {}, doc, lines };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function deepMerge(base: unknown, over: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(over)) return over === undefined ? base : over;
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) merged[key] = deepMerge(base[key], value);
+  return merged;
+}
+
+/** Where in which file a key path is written, for error messages. */
+function locate(sources: { file: string; doc: Document; lines: LineCounter }[], keyPath: PropertyKey[]): string {
+  for (let depth = keyPath.length; depth >= 0; depth--) {
+    for (const source of [...sources].reverse()) {
+      const node = depth === 0 ? source.doc.contents : source.doc.getIn(keyPath.slice(0, depth), true);
+      if (isNode(node) && node.range) {
+        return `${source.file}:${source.lines.linePos(node.range[0]).line}`;
+      }
+    }
+  }
+  return sources[0]?.file ?? CONFIG_FILE;
+}
+
+/**
+ * Pure: config text (and optional secrets text) plus environment to a validated Config.
+ * Throws ConfigError naming the file, line, key path and what was expected.
+ */
+export function parseConfig(
+  config: YamlSource,
+  secrets: YamlSource | undefined,
+  env: Record<string, string | undefined>,
+  configDir: string,
+): Config {
+  const sources = [config, ...(secrets ? [secrets] : [])].map((source) => ({ file: source.file, ...parseYaml(source) }));
+  for (const source of sources) {
+    if (!isPlainObject(source.data)) {
+      throw new ConfigError(`${source.file}: expected a mapping of keys at the top level`);
+    }
+  }
+  const merged = sources.reduce<unknown>((acc, source) => deepMerge(acc, source.data), {});
+  const result = ConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const keyPath = issue.path.map(String).join(".") || "(top level)";
+      return `${locate(sources, issue.path)}: ${keyPath}: ${issue.message}`;
+    });
+    throw new ConfigError(problems.join("\n"));
+  }
+  const parsed = result.data;
+  for (const [name, server] of Object.entries(parsed.mcp.servers)) {
+    const where = `mcp.servers.${name}`;
+    if (server.builtin) continue;
+    if (server.transport === "stdio" && !server.command) {
+      throw new ConfigError(`${locate(sources, ["mcp", "servers", name])}: ${where}: a stdio server needs "command"`);
+    }
+    if ((server.transport === "sse" || server.transport === "streamable_http") && !server.url) {
+      throw new ConfigError(`${locate(sources, ["mcp", "servers", name])}: ${where}: transport ${server.transport} needs "url"`);
+    }
+  }
+  // A value in the files wins; the environment fills what they leave out.
+  const openai = {
+    ...parsed.openai,
+    api_key: parsed.openai.api_key || env.OPENAI_API_KEY || undefined,
+    base_url: parsed.openai.base_url || env.OPENAI_BASE_URL || undefined,
+    default_model: parsed.openai.default_model || env.OPENAI_DEFAULT_MODEL || "gpt-4o-mini",
+  };
+  const levelName = parsed.logger.level;
+  const logLevel: LogLevel = levelName === "warning" ? "warn" : levelName;
+  return { ...parsed, openai, logLevel, configDir };
+}
+
+/** Reads the config file and the secrets file beside it. */
+export function loadConfig(configPath: string, env: Record<string, string | undefined>): Config {
+  const absolute = path.resolve(configPath);
+  if (!existsSync(absolute)) throw new ConfigError(`${configPath}: config file not found`);
+  const configDir = path.dirname(absolute);
+  const secretsPath = path.join(configDir, SECRETS_FILE);
+  const secrets = existsSync(secretsPath) ? { file: secretsPath, text: readFileSync(secretsPath, "utf8") } : undefined;
+  return parseConfig({ file: absolute, text: readFileSync(absolute, "utf8") }, secrets, env, configDir);
+}
+
+/** Relative paths in the config are relative to the config file's folder. */
+export function resolveConfigPath(config: Config, target: string): string {
+  return path.resolve(config.configDir, target);
+}

@@ -1,0 +1,641 @@
+/// <reference lib="dom" />
+// (The DOM lib is needed for the types of linkedom, @mozilla/readability and turndown, which
+// describe the documents they work on with the browser's DOM types.)
+
+// Built-in web fetch MCP server: a TypeScript replacement for the Python `mcp-server-fetch`,
+// with the same tool and output format, plus the safety limits an agent server needs:
+// an SSRF guard on every connection (fetch-guard.ts), hand-followed redirects, a total deadline
+// and a byte cap per fetch, and robots.txt.
+//
+// One server instance serves every user session, so nothing here keeps per-call state outside
+// the handler.
+
+import { Readability } from "@mozilla/readability";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { parseHTML } from "linkedom";
+import type { IncomingMessage } from "node:http";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { createRequire } from "node:module";
+import { addAbortSignal, pipeline, type Readable } from "node:stream";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
+import TurndownService from "turndown";
+import { z } from "zod";
+import {
+  checkUrlTarget,
+  createGuardedLookup,
+  FetchRefusedError,
+  parseAllowList,
+  type AllowList,
+} from "./fetch-guard.js";
+
+export interface FetchToolOptions {
+  /** Host names, IPs or CIDRs (v4/v6) that may be fetched although private/loopback/etc. */
+  allowHosts: string[];
+  userAgent: string;
+  ignoreRobotsTxt: boolean;
+  /** Total deadline of one tool call: robots.txt, connects, redirects, headers and body. */
+  timeoutMs: number;
+  /** Most bytes read from one response body (after decompression); the rest is never read. */
+  maxBytes: number;
+}
+
+export const DEFAULT_USER_AGENT =
+  "ModelContextProtocol/1.0 (Autonomous; +https://github.com/modelcontextprotocol/servers)";
+
+export const defaultFetchToolOptions: FetchToolOptions = {
+  allowHosts: [],
+  userAgent: DEFAULT_USER_AGENT,
+  ignoreRobotsTxt: false,
+  timeoutMs: 30_000,
+  maxBytes: 5 * 1024 * 1024,
+};
+
+/** Same cap as common crawlers (RFC 9309 asks for at least 500 KiB to be parsed). */
+const MAX_ROBOTS_BYTES = 512 * 1024;
+export const MAX_REDIRECTS = 5;
+const CONFIG_FILE = "mcp_agent.config.yaml";
+
+const TOOL_DESCRIPTION = `Fetches a URL from the internet and optionally extracts its contents as markdown.
+
+Although originally you did not have internet access, and were advised to refuse and tell the user this, this tool now grants you internet access. Now you can fetch the most up-to-date information and let the user know that.
+
+Only public http(s) addresses can be fetched: local, private and cloud metadata addresses are refused unless the server's configuration allows them. Text content only: images, PDFs and other binary files are refused.`;
+
+/** A failure whose message is already what the model should see. */
+class ToolFailure extends Error {
+  override name = "ToolFailure";
+}
+
+// ---------------------------------------------------------------------------------------------
+// robots.txt (RFC 9309), kept small: groups of User-agent lines, Allow/Disallow with * and $,
+// longest match wins, Allow wins a tie.
+
+export interface RobotsRule {
+  allow: boolean;
+  pattern: string;
+}
+interface RobotsGroup {
+  agents: string[];
+  rules: RobotsRule[];
+}
+
+export function parseRobotsTxt(text: string): RobotsGroup[] {
+  const groups: RobotsGroup[] = [];
+  let current: RobotsGroup | null = null;
+  let inAgentLines = false; // consecutive User-agent lines share one group
+  for (const rawLine of text.split(/\r\n|\r|\n/)) {
+    const line = rawLine.replace(/#.*$/, "").trim();
+    const colon = line.indexOf(":");
+    if (colon < 0) continue;
+    const key = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (key === "user-agent" || key === "useragent" || key === "user agent") {
+      if (!current || !inAgentLines) {
+        current = { agents: [], rules: [] };
+        groups.push(current);
+      }
+      current.agents.push(productToken(value));
+      inAgentLines = true;
+    } else if (key === "allow" || key === "disallow") {
+      inAgentLines = false;
+      // An empty Disallow means "nothing is disallowed": it adds no rule.
+      if (current && value !== "") current.rules.push({ allow: key === "allow", pattern: value });
+    }
+    // Other keys (Sitemap, Crawl-delay, ...) do not affect what may be fetched.
+  }
+  return groups;
+}
+
+/** "ModelContextProtocol/1.0 (...)" -> "modelcontextprotocol": robots.txt matches on this token. */
+function productToken(userAgent: string): string {
+  return (userAgent.trim().match(/^[^\s/]+/)?.[0] ?? "").toLowerCase();
+}
+
+/** Upper-cases %xx escapes and percent-encodes non-ASCII, so a rule and a URL path compare alike. */
+function normaliseRobotsPath(path: string): string {
+  return path
+    .replace(/%[0-9a-f]{2}/gi, (escape) => escape.toUpperCase())
+    .replace(/[^\x00-\x7f]+/g, (text) => encodeURIComponent(text));
+}
+
+function robotsPatternMatches(pattern: string, path: string): boolean {
+  const anchored = pattern.endsWith("$");
+  const body = anchored ? pattern.slice(0, -1) : pattern;
+  const source = body
+    .split("*")
+    .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
+    .join(".*");
+  return new RegExp(`^${source}${anchored ? "$" : ""}`, "s").test(path);
+}
+
+export interface RobotsVerdict {
+  allowed: boolean;
+  /** The rule that decided, if any. */
+  rule?: RobotsRule;
+}
+
+/** Decides whether `userAgent` may fetch `path` (path plus query, e.g. "/a/b?c=1"). */
+export function robotsVerdict(robotsText: string, userAgent: string, path: string): RobotsVerdict {
+  if (path === "/robots.txt") return { allowed: true };
+  const groups = parseRobotsTxt(robotsText);
+  const token = productToken(userAgent);
+  // Every group naming our product token applies (merged); only if there is none, the "*" ones.
+  let applicable = groups.filter((group) => group.agents.includes(token));
+  if (applicable.length === 0) applicable = groups.filter((group) => group.agents.includes("*"));
+  const target = normaliseRobotsPath(path);
+  let best: RobotsRule | undefined;
+  for (const rule of applicable.flatMap((group) => group.rules)) {
+    const pattern = normaliseRobotsPath(rule.pattern);
+    if (!robotsPatternMatches(pattern, target)) continue;
+    const bestLength = best ? normaliseRobotsPath(best.pattern).length : -1;
+    if (pattern.length > bestLength || (pattern.length === bestLength && rule.allow)) best = rule;
+  }
+  return best ? { allowed: best.allow, rule: best } : { allowed: true };
+}
+
+export function isRobotsAllowed(robotsText: string, userAgent: string, path: string): boolean {
+  return robotsVerdict(robotsText, userAgent, path).allowed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content types
+
+export type ContentKind = "html" | "text" | "binary" | "unknown";
+
+const TEXT_MIME_TYPES = new Set([
+  "application/json",
+  "application/xml",
+  "application/yaml",
+  "application/x-yaml",
+  "application/toml",
+  "application/x-ndjson",
+  "application/graphql",
+  "application/sql",
+  "application/x-sh",
+  "application/x-httpd-php",
+  "application/x-www-form-urlencoded",
+]);
+
+/** The media type, lower case, without parameters ("text/html; charset=utf-8" -> "text/html"). */
+export function mediaType(contentType: string): string {
+  return (contentType.split(";")[0] ?? "").trim().toLowerCase();
+}
+
+export function classifyContentType(contentType: string): ContentKind {
+  const mime = mediaType(contentType);
+  if (mime === "") return "unknown";
+  if (mime === "text/html" || mime === "application/xhtml+xml") return "html";
+  if (
+    mime.startsWith("text/") ||
+    TEXT_MIME_TYPES.has(mime) ||
+    mime.endsWith("+json") ||
+    mime.endsWith("+xml") ||
+    mime.includes("javascript") ||
+    mime.includes("ecmascript")
+  ) {
+    return "text";
+  }
+  if (
+    /^(image|audio|video|font|model)\//.test(mime) ||
+    /octet-stream|pdf|zip|compressed|tar|rar|7z|bzip|msword|ms-excel|ms-powerpoint|officedocument|opendocument|wasm|executable|java-archive|sqlite|protobuf/.test(
+      mime,
+    )
+  ) {
+    return "binary";
+  }
+  return "unknown";
+}
+
+/** For untyped or unknown types: a NUL byte near the start means binary, as `file` and git guess. */
+function looksBinary(bytes: Buffer): boolean {
+  return bytes.subarray(0, 8192).includes(0);
+}
+
+function looksLikeHtml(text: string): boolean {
+  return /<html[\s>]|<!doctype html/i.test(text.slice(0, 512));
+}
+
+function charsetOf(contentType: string, bytes: Buffer, html: boolean): string {
+  const fromHeader = contentType.match(/charset\s*=\s*"?([^";\s]+)/i)?.[1];
+  if (fromHeader) return fromHeader;
+  if (html) {
+    const head = bytes.subarray(0, 2048).toString("latin1");
+    const fromMeta = head.match(/<meta[^>]+charset\s*=\s*["']?([\w-]+)/i)?.[1];
+    if (fromMeta) return fromMeta;
+  }
+  return "utf-8";
+}
+
+/** Decodes the body; when it was cut at the byte cap, a partial last character is dropped. */
+function decodeBody(bytes: Buffer, charset: string, truncated: boolean): string {
+  let decoder: TextDecoder;
+  try {
+    decoder = new TextDecoder(charset);
+  } catch {
+    decoder = new TextDecoder("utf-8"); // unknown label: utf-8 is the best guess on the web
+  }
+  return decoder.decode(bytes, { stream: truncated });
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML -> Markdown
+
+const requireCjs = createRequire(import.meta.url);
+
+/** turndown-plugin-gfm (tables, strikethrough, task lists) ships no types: check what it exports. */
+function loadGfmPlugin(): TurndownService.Plugin | null {
+  try {
+    const loaded: unknown = requireCjs("turndown-plugin-gfm");
+    if (typeof loaded !== "object" || loaded === null || !("gfm" in loaded)) return null;
+    const gfm = loaded.gfm;
+    if (typeof gfm !== "function") return null;
+    return (service) => {
+      Reflect.apply(gfm, undefined, [service]);
+    };
+  } catch {
+    return null;
+  }
+}
+
+function createTurndown(): TurndownService {
+  const service = new TurndownService({
+    headingStyle: "atx",
+    codeBlockStyle: "fenced",
+    bulletListMarker: "-",
+  });
+  const gfm = loadGfmPlugin();
+  if (gfm) service.use(gfm);
+  service.remove(["script", "style", "noscript", "template", "iframe", "object", "embed", "canvas"]);
+  // Inline data: images can be megabytes of base64 that tell the model nothing; keep the alt text.
+  service.addRule("dataImages", {
+    filter: (node) => node.nodeName === "IMG" && (node.getAttribute("src") ?? "").startsWith("data:"),
+    replacement: (_content, node) => node.getAttribute("alt") ?? "",
+  });
+  return service;
+}
+
+// turndown() is synchronous and keeps no state between calls, so one instance serves everyone.
+const turndown = createTurndown();
+
+/** Rewrites link and image URLs to absolute ones, so the model can fetch them next. */
+function absolutiseLinks(document: Document, pageUrl: string): void {
+  const baseHref = document.querySelector("base[href]")?.getAttribute("href");
+  let base = pageUrl;
+  try {
+    if (baseHref) base = new URL(baseHref, pageUrl).href;
+  } catch {
+    // a broken <base> is ignored, as browsers do
+  }
+  for (const [selector, attribute] of [
+    ["a[href]", "href"],
+    ["img[src]", "src"],
+  ] as const) {
+    for (const element of document.querySelectorAll(selector)) {
+      const value = element.getAttribute(attribute) ?? "";
+      if (value.startsWith("#") || value.startsWith("data:")) continue;
+      if (/^\s*javascript:/i.test(value)) {
+        element.removeAttribute(attribute);
+        continue;
+      }
+      try {
+        element.setAttribute(attribute, new URL(value, base).href);
+      } catch {
+        // leave unparsable URLs as they are
+      }
+    }
+  }
+}
+
+function readableArticle(html: string, pageUrl: string): { title: string; content: string } | null {
+  try {
+    const { document } = parseHTML(html);
+    absolutiseLinks(document, pageUrl);
+    const article = new Readability(document).parse();
+    const content = article?.content ?? "";
+    if (!article || (article.textContent ?? "").trim() === "") return null;
+    return { title: (article.title ?? "").trim(), content };
+  } catch {
+    return null; // Readability gives up on some documents; the caller falls back to the body
+  }
+}
+
+function wholeBody(html: string, pageUrl: string): string {
+  const { document } = parseHTML(html);
+  absolutiseLinks(document, pageUrl);
+  return document.body?.innerHTML ?? document.documentElement?.outerHTML ?? html;
+}
+
+/** Main content as Markdown, like mcp-server-fetch's readability + markdownify. */
+export function htmlToMarkdown(html: string, pageUrl: string): string {
+  const article = readableArticle(html, pageUrl);
+  let markdown = turndown.turndown(article ? article.content : wholeBody(html, pageUrl)).trim();
+  // Readability takes the title out of the content; put it back as the top heading.
+  if (article?.title && !markdown.startsWith(`# ${article.title}`)) markdown = `# ${article.title}\n\n${markdown}`;
+  return markdown === "" ? "<error>Page failed to be simplified from HTML</error>" : markdown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP with the guard
+
+interface FetchContext {
+  allow: AllowList;
+  userAgent: string;
+  signal: AbortSignal;
+}
+
+interface OpenedResponse {
+  url: URL;
+  response: IncomingMessage;
+}
+
+/** One request, no redirects. The URL is checked first; names are checked again in `lookup`. */
+function requestOnce(url: URL, ctx: FetchContext): Promise<IncomingMessage> {
+  const refused = checkUrlTarget(url, ctx.allow);
+  if (refused) return Promise.reject(new FetchRefusedError(refused));
+  const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      url,
+      {
+        method: "GET",
+        headers: {
+          "User-Agent": ctx.userAgent,
+          Accept: "text/html,application/xhtml+xml,application/xml;q=0.9,text/*;q=0.8,*/*;q=0.5",
+          "Accept-Encoding": "gzip, deflate, br",
+        },
+        lookup: createGuardedLookup(url.href, ctx.allow),
+        // No shared agent: a pooled keep-alive socket could have been opened without our lookup.
+        agent: false,
+        signal: ctx.signal,
+      },
+      resolve,
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+function isRedirect(status: number): boolean {
+  return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
+}
+
+/** GET with redirects followed by hand, so that every hop goes through the guard. */
+async function openUrl(url: URL, ctx: FetchContext): Promise<OpenedResponse> {
+  let current = url;
+  for (let redirects = 0; ; redirects++) {
+    const response = await requestOnce(current, ctx);
+    const status = response.statusCode ?? 0;
+    const location = response.headers.location;
+    if (!isRedirect(status) || location === undefined) return { url: current, response };
+    response.destroy(); // the redirect body is not needed
+    if (redirects >= MAX_REDIRECTS) {
+      throw new ToolFailure(`Failed to fetch ${url.href}: more than ${MAX_REDIRECTS} redirects`);
+    }
+    try {
+      current = new URL(location, current);
+    } catch {
+      throw new ToolFailure(`Failed to fetch ${url.href}: redirect to an invalid URL (${location})`);
+    }
+  }
+}
+
+interface Body {
+  bytes: Buffer;
+  /** The body was longer than the cap and was cut there. */
+  truncated: boolean;
+}
+
+function decodedStream(response: IncomingMessage): Readable {
+  const encoding = (response.headers["content-encoding"] ?? "").trim().toLowerCase();
+  const decoder =
+    encoding === "gzip" || encoding === "x-gzip"
+      ? createGunzip()
+      : encoding === "deflate"
+        ? createInflate()
+        : encoding === "br"
+          ? createBrotliDecompress()
+          : null;
+  if (!decoder) return response;
+  return pipeline(response, decoder, () => {
+    // errors surface on `decoder`, which the reader listens to
+  });
+}
+
+/**
+ * Reads at most `maxBytes` (decompressed, so a compression bomb is cut too) and then destroys
+ * the stream: a 10 GB or endless body costs no more than the cap.
+ */
+function readBody(response: IncomingMessage, maxBytes: number, signal: AbortSignal): Promise<Body> {
+  const stream = addAbortSignal(signal, decodedStream(response));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (body: Body, error?: unknown): void => {
+      stream.removeAllListeners("data");
+      stream.destroy();
+      response.destroy();
+      if (error === undefined) resolve(body);
+      else reject(error);
+    };
+    stream.on("data", (chunk: Buffer) => {
+      if (size + chunk.length > maxBytes) {
+        chunks.push(chunk.subarray(0, maxBytes - size));
+        finish({ bytes: Buffer.concat(chunks), truncated: true });
+        return;
+      }
+      chunks.push(chunk);
+      size += chunk.length;
+    });
+    stream.on("end", () => finish({ bytes: Buffer.concat(chunks), truncated: false }));
+    stream.on("error", (error) => finish({ bytes: Buffer.alloc(0), truncated: false }, error));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tool
+
+/** The path robots.txt rules apply to: path plus query. */
+function robotsPath(url: URL): string {
+  return `${url.pathname}${url.search}`;
+}
+
+/** Throws a ToolFailure if robots.txt forbids fetching `url`, like mcp-server-fetch does. */
+async function checkRobots(url: URL, ctx: FetchContext): Promise<void> {
+  const robotsUrl = new URL("/robots.txt", url.origin).href;
+  const skipHint = `To fetch it anyway, the operator can set ignore_robots_txt: true for the fetch server in ${CONFIG_FILE}.`;
+  let opened: OpenedResponse;
+  try {
+    opened = await openUrl(new URL(robotsUrl), ctx);
+  } catch (error) {
+    if (error instanceof FetchRefusedError || error instanceof ToolFailure || ctx.signal.aborted) throw error;
+    throw new ToolFailure(`Failed to fetch robots.txt ${robotsUrl} due to a connection issue (${errorText(error)})`);
+  }
+  const status = opened.response.statusCode ?? 0;
+  if (status === 401 || status === 403 || status >= 500) {
+    opened.response.destroy();
+    throw new ToolFailure(
+      `When fetching robots.txt (${robotsUrl}), received status ${status} so assuming that autonomous fetching is not allowed. ${skipHint}`,
+    );
+  }
+  if (status >= 400) {
+    opened.response.destroy(); // no robots.txt: everything is allowed
+    return;
+  }
+  const body = await readBody(opened.response, MAX_ROBOTS_BYTES, ctx.signal);
+  const verdict = robotsVerdict(decodeBody(body.bytes, "utf-8", body.truncated), ctx.userAgent, robotsPath(url));
+  if (verdict.allowed) return;
+  const rule = verdict.rule ? ` (rule "${verdict.rule.allow ? "Allow" : "Disallow"}: ${verdict.rule.pattern}")` : "";
+  throw new ToolFailure(
+    `The site's robots.txt (${robotsUrl}) specifies that autonomous fetching of this page is not allowed${rule}.\n` +
+      `<useragent>${ctx.userAgent}</useragent>\n<url>${url.href}</url>\n` +
+      "The assistant must let the user know that it failed to view the page. The assistant may provide further guidance based on the above information. " +
+      `The user can open the page themselves and paste its content. ${skipHint}`,
+  );
+}
+
+/** Cuts the content to one page of `maxLength` characters, with mcp-server-fetch's hints. */
+export function paginate(content: string, startIndex: number, maxLength: number): string {
+  if (startIndex >= content.length) return "<error>No more content available.</error>";
+  let end = Math.min(content.length, startIndex + maxLength);
+  // Do not split a surrogate pair (an emoji, say) across two pages.
+  const last = content.charCodeAt(end - 1);
+  if (end < content.length && end - 1 > startIndex && last >= 0xd800 && last <= 0xdbff) end -= 1;
+  const page = content.slice(startIndex, end);
+  if (end >= content.length) return page;
+  return `${page}\n\n<error>Content truncated. Call the fetch tool with a start_index of ${end} to get more content.</error>`;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function formatSeconds(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
+}
+
+interface FetchArgs {
+  url: string;
+  max_length: number;
+  start_index: number;
+  raw: boolean;
+}
+
+async function fetchForModel(args: FetchArgs, options: FetchToolOptions, ctx: FetchContext): Promise<string> {
+  let url: URL;
+  try {
+    url = new URL(args.url);
+  } catch {
+    throw new ToolFailure(`Invalid URL: ${args.url}`);
+  }
+  // Refuse before robots.txt is even asked for, with the page's URL in the message.
+  const refused = checkUrlTarget(url, ctx.allow);
+  if (refused) throw new FetchRefusedError(refused);
+  if (!options.ignoreRobotsTxt) await checkRobots(url, ctx);
+
+  const { url: finalUrl, response } = await openUrl(url, ctx);
+  const status = response.statusCode ?? 0;
+  if (status >= 400) {
+    response.destroy();
+    throw new ToolFailure(`Failed to fetch ${url.href} - status code ${status}`);
+  }
+  const contentType = response.headers["content-type"] ?? "";
+  let kind = classifyContentType(contentType);
+  const binaryRefusal = `Cannot fetch ${url.href}: its content type ${mediaType(contentType) || "(unknown)"} is binary, and this tool only returns text.`;
+  if (kind === "binary") {
+    response.destroy(); // refused on the header alone: the body is never downloaded
+    throw new ToolFailure(binaryRefusal);
+  }
+  const body = await readBody(response, options.maxBytes, ctx.signal);
+  if (kind === "unknown" && looksBinary(body.bytes)) throw new ToolFailure(binaryRefusal);
+  const text = decodeBody(body.bytes, charsetOf(contentType, body.bytes, kind === "html"), body.truncated);
+  // Like mcp-server-fetch, an untyped or oddly typed page that looks like HTML is treated as HTML.
+  if (kind === "unknown" && looksLikeHtml(text)) kind = "html";
+
+  let content: string;
+  let prefix = "";
+  if (args.raw) {
+    content = text;
+  } else if (kind === "html") {
+    content = htmlToMarkdown(text, finalUrl.href);
+  } else {
+    content = text;
+    prefix = `Content type ${contentType || "(none)"} cannot be simplified to markdown, but here is the raw content:\n`;
+  }
+  const redirected = finalUrl.href === url.href ? "" : ` (redirected to ${finalUrl.href})`;
+  const capNote = body.truncated
+    ? `\n\n<error>The response was larger than ${options.maxBytes} bytes (max_bytes of the fetch server in ${CONFIG_FILE}); only that much was downloaded, so the content above ends early.</error>`
+    : "";
+  return `${prefix}Contents of ${url.href}${redirected}:\n${paginate(content, args.start_index, args.max_length)}${capNote}`;
+}
+
+function failureMessage(error: unknown, url: string, deadline: AbortSignal, timeoutMs: number): string {
+  if (error instanceof FetchRefusedError || error instanceof ToolFailure) return error.message;
+  if (deadline.aborted) {
+    return `Failed to fetch ${url}: timed out after ${formatSeconds(timeoutMs)} s (the fetch server's limit for one fetch, redirects and robots.txt included; timeout_ms in ${CONFIG_FILE})`;
+  }
+  if (error instanceof Error && error.name === "AbortError") return `Failed to fetch ${url}: the request was cancelled`;
+  return `Failed to fetch ${url}: ${errorText(error)}`;
+}
+
+function toolError(text: string): CallToolResult {
+  return { content: [{ type: "text", text }], isError: true };
+}
+
+/**
+ * The MCP server with the `fetch` tool. Throws at once on an invalid allow list or limits, so a
+ * config mistake shows at start-up rather than on the first fetch.
+ */
+export function createFetchServer(options: FetchToolOptions): McpServer {
+  const allow = parseAllowList(options.allowHosts);
+  if (!(options.timeoutMs > 0)) throw new Error(`fetch: timeoutMs must be positive, got ${options.timeoutMs}`);
+  if (!(options.maxBytes > 0)) throw new Error(`fetch: maxBytes must be positive, got ${options.maxBytes}`);
+
+  const server = new McpServer({ name: "fetch", version: "1.0.0" });
+  server.registerTool(
+    "fetch",
+    {
+      description: TOOL_DESCRIPTION,
+      inputSchema: {
+        url: z.string().describe("URL to fetch"),
+        max_length: z
+          .number()
+          .int()
+          .gt(0)
+          .lt(1_000_000)
+          .default(5000)
+          .describe("Maximum number of characters to return."),
+        start_index: z
+          .number()
+          .int()
+          .min(0)
+          .default(0)
+          .describe(
+            "On return output, start returning the output starting at this character index, useful if a previous fetch was truncated and more context is required.",
+          ),
+        raw: z
+          .boolean()
+          .default(false)
+          .describe("Get the actual HTML content of the requested page, without simplification."),
+      },
+      annotations: { title: "Fetch a web page", readOnlyHint: true, openWorldHint: true },
+    },
+    async (args, extra): Promise<CallToolResult> => {
+      const deadline = AbortSignal.timeout(options.timeoutMs);
+      const ctx: FetchContext = {
+        allow,
+        userAgent: options.userAgent,
+        // The client cancelling the call (extra.signal) stops the fetch too.
+        signal: AbortSignal.any([deadline, extra.signal]),
+      };
+      try {
+        const text = await fetchForModel(args, options, ctx);
+        return { content: [{ type: "text", text }] };
+      } catch (error) {
+        return toolError(failureMessage(error, args.url, deadline, options.timeoutMs));
+      }
+    },
+  );
+  return server;
+}

@@ -1,0 +1,114 @@
+// Structured JSON-lines logging, following the config's `logger` section.
+// Console lines go to stderr so stdout stays clean for the URL banner and for scripts.
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import path from "node:path";
+import { randomUUID } from "node:crypto";
+import type { Config, LogLevel } from "./config.ts";
+import { resolveConfigPath } from "./config.ts";
+
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(event: string, fields?: LogFields): void;
+  info(event: string, fields?: LogFields): void;
+  warn(event: string, fields?: LogFields): void;
+  error(event: string, fields?: LogFields): void;
+  /** The file the log is written to, when the file transport is on. */
+  readonly filePath: string | undefined;
+  close(): Promise<void>;
+}
+
+export interface LoggerOptions {
+  level: LogLevel;
+  console: boolean;
+  filePath?: string;
+  /** Values that must never appear in a log line (API keys, tokens). */
+  secrets: string[];
+  /** Where console lines go; stderr by default. */
+  consoleStream?: NodeJS.WritableStream;
+}
+
+/** Replaces every secret value in a string by a fixed marker. */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) {
+    if (secret.length >= 4) out = out.split(secret).join("[REDACTED]");
+  }
+  return out;
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const threshold = LEVELS[options.level];
+  let file: WriteStream | undefined;
+  if (options.filePath) {
+    mkdirSync(path.dirname(options.filePath), { recursive: true });
+    file = createWriteStream(options.filePath, { flags: "a" });
+    // A full disk must not take the server down: report once on the console and stop writing.
+    file.on("error", (error) => {
+      options.consoleStream?.write(`log file error: ${error.message}\n`);
+      file = undefined;
+    });
+  }
+  const consoleStream = options.console ? (options.consoleStream ?? process.stderr) : undefined;
+  const write = (level: LogLevel, event: string, fields: LogFields = {}) => {
+    if (LEVELS[level] < threshold) return;
+    const line = redact(JSON.stringify({ timestamp: new Date().toISOString(), level, event, ...fields }, errorReplacer), options.secrets) + "\n";
+    consoleStream?.write(line);
+    file?.write(line);
+  };
+  return {
+    debug: (event, fields) => write("debug", event, fields),
+    info: (event, fields) => write("info", event, fields),
+    warn: (event, fields) => write("warn", event, fields),
+    error: (event, fields) => write("error", event, fields),
+    filePath: options.filePath,
+    close: () =>
+      new Promise<void>((resolve) => {
+        const stream = file;
+        file = undefined;
+        if (!stream) return resolve();
+        stream.end(() => resolve());
+      }),
+  };
+}
+
+function errorReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return { name: value.name, message: value.message };
+  return value;
+}
+
+/** strftime subset used by mcp-agent's `timestamp_format`. */
+function formatTimestamp(date: Date, format: string): string {
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const parts: Record<string, string> = {
+    Y: String(date.getFullYear()),
+    m: pad(date.getMonth() + 1),
+    d: pad(date.getDate()),
+    H: pad(date.getHours()),
+    M: pad(date.getMinutes()),
+    S: pad(date.getSeconds()),
+  };
+  return format.replace(/%([YmdHMS%])/g, (_match, code: string) => (code === "%" ? "%" : (parts[code] ?? "")));
+}
+
+/** The logger the config asks for. */
+export function loggerFromConfig(config: Config, overrides: { level?: LogLevel; consoleStream?: NodeJS.WritableStream } = {}): Logger {
+  const { logger } = config;
+  const transports = new Set(logger.type ? [logger.type] : logger.transports);
+  let filePath: string | undefined;
+  if (transports.has("file")) {
+    const settings = logger.path_settings;
+    const uniqueId = settings.unique_id === "session_id" ? randomUUID() : formatTimestamp(new Date(), settings.timestamp_format);
+    filePath = resolveConfigPath(config, logger.path ?? settings.path_pattern.replace("{unique_id}", uniqueId));
+  }
+  const secrets = [config.openai.api_key].filter((value): value is string => Boolean(value));
+  return createLogger({
+    level: overrides.level ?? config.logLevel,
+    console: transports.has("console"),
+    filePath,
+    secrets,
+    consoleStream: overrides.consoleStream,
+  });
+}

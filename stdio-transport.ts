@@ -1,0 +1,175 @@
+// MCP over a child's stdin/stdout, owning the child for its whole life.
+// Unlike the SDK's StdioClientTransport, the child leads its own process group, so close() can
+// stop the whole group (npx and shells start grandchildren), and its stderr goes to our log.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { ReadBuffer, serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+export interface StdioParams {
+  command: string;
+  args: string[];
+  /** Added to the SDK's minimal safe environment; nothing else of ours is inherited. */
+  env: Record<string, string>;
+  cwd?: string;
+  onStderrLine?: (line: string) => void;
+  /** How long close() waits for the child to leave after stdin EOF, before signals. */
+  gracefulCloseMs?: number;
+}
+
+export class ProcessGroupStdioTransport implements Transport {
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: (message: JSONRPCMessage) => void;
+
+  readonly #params: StdioParams;
+  readonly #readBuffer = new ReadBuffer();
+  #child: ChildProcess | undefined;
+  #exited: Promise<void> | undefined;
+
+  constructor(params: StdioParams) {
+    this.#params = params;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  start(): Promise<void> {
+    if (this.#child) throw new Error("transport already started");
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.#params.command, this.#params.args, {
+        env: { ...getDefaultEnvironment(), ...this.#params.env },
+        cwd: this.#params.cwd,
+        stdio: ["pipe", "pipe", "pipe"],
+        detached: true, // own process group: close() signals the group
+        shell: false,
+      });
+      this.#child = child;
+      this.#exited = new Promise((done) => child.once("close", () => done()));
+      child.once("error", (error) => {
+        reject(error);
+        this.onerror?.(error);
+      });
+      child.once("spawn", () => resolve());
+      child.once("close", () => {
+        this.#child = undefined;
+        this.onclose?.();
+      });
+      child.stdin?.on("error", (error) => this.onerror?.(error));
+      child.stdout?.on("data", (chunk: Buffer) => {
+        this.#readBuffer.append(chunk);
+        for (;;) {
+          let message: JSONRPCMessage | null;
+          try {
+            message = this.#readBuffer.readMessage();
+          } catch (error) {
+            this.onerror?.(error instanceof Error ? error : new Error(String(error)));
+            continue;
+          }
+          if (message === null) break;
+          this.onmessage?.(message);
+        }
+      });
+      if (child.stderr) {
+        const lines = createInterface({ input: child.stderr });
+        lines.on("line", (line) => this.#params.onStderrLine?.(line));
+      }
+    });
+  }
+
+  send(message: JSONRPCMessage): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stdin = this.#child?.stdin;
+      if (!stdin || stdin.destroyed) return reject(new Error("MCP server process is not running"));
+      if (stdin.write(serializeMessage(message))) resolve();
+      else stdin.once("drain", resolve);
+    });
+  }
+
+  /** Ends stdin (a well-behaved server exits on EOF), then SIGTERM, then SIGKILL to the whole group. */
+  async close(): Promise<void> {
+    const child = this.#child;
+    const exited = this.#exited;
+    if (!child || !exited) return;
+    const graceMs = this.#params.gracefulCloseMs ?? 1000;
+    const waitExit = (ms: number) =>
+      Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+    child.stdin?.end();
+    if (!(await waitExit(graceMs))) {
+      signalGroup(child, "SIGTERM");
+      if (!(await waitExit(2000))) {
+        signalGroup(child, "SIGKILL");
+        await waitExit(2000);
+      }
+    }
+    // The leader may exit while grandchildren linger in its group: make sure they go too.
+    signalGroup(child, "SIGKILL");
+    this.#readBuffer.clear();
+  }
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // ESRCH: the group is already gone, which is what we want.
+  }
+}
+
+/**
+ * `npx -y <pkg> ...` whose package is installed locally becomes `node <its bin> ...`: no npx
+ * process, no registry look-up, one process instead of three. Anything else is returned unchanged.
+ */
+export function resolveLocalNpx(
+  command: string,
+  args: readonly string[],
+  searchDirs: readonly string[],
+): { command: string; args: string[] } {
+  const unchanged = { command, args: [...args] };
+  if (path.basename(command) !== "npx") return unchanged;
+  let index = 0;
+  while (index < args.length && (args[index] === "-y" || args[index] === "--yes" || args[index] === "-q" || args[index] === "--quiet")) index++;
+  const spec = args[index];
+  if (!spec || spec.startsWith("-")) return unchanged;
+  const at = spec.indexOf("@", 1);
+  const pkg = at > 0 ? spec.slice(0, at) : spec;
+  for (const dir of searchDirs) {
+    for (let current = path.resolve(dir); ; current = path.dirname(current)) {
+      const manifestPath = path.join(current, "node_modules", pkg, "package.json");
+      if (existsSync(manifestPath)) {
+        const bin = binOf(manifestPath, pkg);
+        if (bin) return { command: process.execPath, args: [bin, ...args.slice(index + 1)] };
+        return unchanged;
+      }
+      if (path.dirname(current) === current) break;
+    }
+  }
+  return unchanged;
+}
+
+function binOf(manifestPath: string, pkg: string): string | undefined {
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+  } catch {
+    return undefined;
+  }
+  if (typeof manifest !== "object" || manifest === null || !("bin" in manifest)) return undefined;
+  const bin = manifest.bin;
+  let relative: string | undefined;
+  if (typeof bin === "string") relative = bin;
+  else if (typeof bin === "object" && bin !== null) {
+    const entries = Object.entries(bin).filter((entry): entry is [string, string] => typeof entry[1] === "string");
+    const baseName = pkg.split("/").pop();
+    relative = (entries.find(([name]) => name === baseName) ?? (entries.length === 1 ? entries[0] : undefined))?.[1];
+  }
+  if (!relative || !/\.(c|m)?js$/.test(relative)) return undefined;
+  const file = path.resolve(path.dirname(manifestPath), relative);
+  return existsSync(file) ? file : undefined;
+}

@@ -1,0 +1,89 @@
+// The mapping between MCP tools and OpenAI function tools: pure functions, tested without a network.
+import { createHash } from "node:crypto";
+import type OpenAI from "openai";
+
+/** What an MCP server says about one of its tools (the parts the model needs). */
+export interface McpToolInfo {
+  name: string;
+  description?: string;
+  inputSchema: Record<string, unknown>;
+}
+
+export interface ServerTools {
+  server: string;
+  tools: McpToolInfo[];
+}
+
+/** One model-visible tool name and the MCP tool it means. */
+export interface ToolRoute {
+  server: string;
+  tool: string;
+}
+
+export interface ToolCatalog {
+  tools: OpenAI.Chat.Completions.ChatCompletionFunctionTool[];
+  routes: Map<string, ToolRoute>;
+}
+
+// OpenAI accepts ^[a-zA-Z0-9_-]{1,64}$ for function names.
+const MAX_NAME = 64;
+const VALID_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+function shortHash(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 8);
+}
+
+/**
+ * `<server>_<tool>` as in the original, made valid for OpenAI. A name that had to be changed, or
+ * that collides with one already taken, gets a hash of the real (server, tool) pair, so the result
+ * depends only on the inputs and never maps two tools to one name.
+ */
+export function toolNameFor(server: string, tool: string, taken: ReadonlySet<string>): string {
+  const plain = `${server}_${tool}`;
+  if (VALID_NAME.test(plain) && !taken.has(plain)) return plain;
+  const cleaned = plain.replace(/[^a-zA-Z0-9_-]/g, "_");
+  const hash = shortHash(`${server}\u0000${tool}`);
+  let candidate = `${cleaned.slice(0, MAX_NAME - hash.length - 1)}_${hash}`;
+  for (let n = 2; taken.has(candidate); n++) {
+    const suffix = `${hash}${n}`;
+    candidate = `${cleaned.slice(0, MAX_NAME - suffix.length - 1)}_${suffix}`;
+  }
+  return candidate;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Every tool of every server, in server order, as OpenAI tools plus the route back. */
+export function buildToolCatalog(servers: readonly ServerTools[]): ToolCatalog {
+  const routes = new Map<string, ToolRoute>();
+  const tools: ToolCatalog["tools"] = [];
+  for (const { server, tools: serverTools } of servers) {
+    for (const tool of serverTools) {
+      const name = toolNameFor(server, tool.name, new Set(routes.keys()));
+      routes.set(name, { server, tool: tool.name });
+      const parameters = isRecord(tool.inputSchema) ? tool.inputSchema : { type: "object", properties: {} };
+      tools.push({
+        type: "function",
+        function: { name, description: tool.description ?? "", parameters },
+      });
+    }
+  }
+  return { tools, routes };
+}
+
+export type ParsedArguments = { ok: true; args: Record<string, unknown> } | { ok: false; error: string };
+
+/** The model's argument string to MCP arguments; an empty string means no arguments. */
+export function parseToolArguments(json: string): ParsedArguments {
+  if (json.trim() === "") return { ok: true, args: {} };
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (error) {
+    return { ok: false, error: `the arguments are not valid JSON (${(error as Error).message})` };
+  }
+  if (!isRecord(value)) return { ok: false, error: "the arguments must be a JSON object" };
+  return { ok: true, args: value };
+}
