@@ -53,10 +53,13 @@ export interface AgentSettings {
 /** A turn that failed; `messages` is the part of the turn that is safe to keep in the history. */
 export class TurnError extends Error {
   readonly messages: ChatMessage[];
-  constructor(message: string, messages: ChatMessage[], options?: { cause?: unknown }) {
-    super(message, options);
+  /** True when the turn ended because its signal was aborted (a cancel), not because of a fault. */
+  readonly cancelled: boolean;
+  constructor(message: string, messages: ChatMessage[], options: { cause?: unknown; cancelled?: boolean } = {}) {
+    super(message, { cause: options.cause });
     this.name = "TurnError";
     this.messages = messages;
+    this.cancelled = options.cancelled ?? false;
   }
 }
 
@@ -81,8 +84,27 @@ export async function runTurn(
     throw new TurnError(message, kept, { cause });
   };
   if (!settings.openai) return fail(NO_API_KEY_MESSAGE);
-  const openai = settings.openai;
+  try {
+    return await loop(settings, settings.openai, toolbox, history, kept, signal, hooks, logFields);
+  } catch (error) {
+    if (signal?.aborted) throw new TurnError("the turn was cancelled", kept, { cause: error, cancelled: true });
+    throw error;
+  }
+}
 
+async function loop(
+  settings: AgentSettings,
+  openai: OpenAI,
+  toolbox: Toolbox,
+  history: readonly ChatMessage[],
+  kept: ChatMessage[],
+  signal: AbortSignal | undefined,
+  hooks: TurnHooks,
+  logFields: Record<string, unknown>,
+): Promise<TurnResult> {
+  const fail = (message: string, cause?: unknown): never => {
+    throw new TurnError(message, kept, { cause });
+  };
   for (let iteration = 1; iteration <= settings.maxIterations; iteration++) {
     const catalog = toolbox.catalog();
     const messages: ChatMessage[] = [{ role: "system", content: settings.instruction }, ...history, ...kept];
@@ -93,6 +115,7 @@ export async function runTurn(
       if (signal?.aborted) throw error;
       return fail(modelErrorMessage(error), error);
     }
+    signal?.throwIfAborted();
     const calls = (assistant.tool_calls ?? []).filter((call): call is ToolCall => call.type === "function");
     if (calls.length === 0) {
       const answer = typeof assistant.content === "string" ? assistant.content : "";
@@ -101,6 +124,7 @@ export async function runTurn(
     }
     if (iteration === settings.maxIterations) break;
     const results = await Promise.all(calls.map((call) => runToolCall(toolbox, catalog, call, signal, hooks, settings.log, logFields)));
+    signal?.throwIfAborted();
     kept.push(assistant, ...results);
   }
   return fail(

@@ -268,6 +268,22 @@ function createTurndown(): TurndownService {
   const gfm = loadGfmPlugin();
   if (gfm) service.use(gfm);
   service.remove(["script", "style", "noscript", "template", "iframe", "object", "embed", "canvas"]);
+  // Turndown pads list markers to four columns ("-   item"); one space is as valid and costs
+  // the model fewer tokens. Otherwise this is turndown's own listItem rule.
+  service.addRule("compactListItem", {
+    filter: "li",
+    replacement: (content, node) => {
+      const parent = node.parentElement;
+      let prefix = "- ";
+      if (parent?.nodeName === "OL") {
+        const start = Number(parent.getAttribute("start") ?? "1");
+        prefix = `${(Number.isFinite(start) ? start : 1) + Array.from(parent.children).indexOf(node)}. `;
+      }
+      const isParagraph = /\n$/.test(content);
+      const body = content.replace(/^\n+|\n+$/g, "") + (isParagraph ? "\n" : "");
+      return prefix + body.replace(/\n/g, `\n${" ".repeat(prefix.length)}`) + (node.nextSibling ? "\n" : "");
+    },
+  });
   // Inline data: images can be megabytes of base64 that tell the model nothing; keep the alt text.
   service.addRule("dataImages", {
     filter: (node) => node.nodeName === "IMG" && (node.getAttribute("src") ?? "").startsWith("data:"),

@@ -1,13 +1,65 @@
-// The history cap: pure, so what is kept can be tested in microseconds.
+// A session's conversation: what the model sees (OpenAI messages) plus, per entry, what a
+// person needs to see it again (which turn, how it ended, which tool, whether the tool worked).
 import type { ChatMessage } from "./agent.ts";
+import { displayArguments, preview, type HistoryItem, type TurnStatus } from "./protocol.ts";
+
+export interface HistoryEntry {
+  turnId: string;
+  message: ChatMessage;
+  /** On the user message of a turn: how the turn ended. */
+  status?: TurnStatus;
+  /** On tool results: where the call went and whether it worked. */
+  tool?: { name: string; server: string; tool: string; ok: boolean };
+}
 
 /**
- * The newest messages that fit in `maxMessages`, starting at a user message: a cut never leaves
- * a tool result without the assistant message that called it (OpenAI rejects such a history).
+ * The newest entries that fit in `maxMessages`, starting at a user message: a cut never leaves a
+ * tool result without the assistant message that called it (OpenAI rejects such a history).
  */
-export function trimHistory(messages: readonly ChatMessage[], maxMessages: number): ChatMessage[] {
-  if (messages.length <= maxMessages) return [...messages];
-  let start = messages.length - maxMessages;
-  while (start < messages.length && messages[start]?.role !== "user") start++;
-  return messages.slice(start);
+export function trimHistory<T extends { message: ChatMessage }>(entries: readonly T[], maxMessages: number): T[] {
+  if (entries.length <= maxMessages) return [...entries];
+  let start = entries.length - maxMessages;
+  while (start < entries.length && entries[start]?.message.role !== "user") start++;
+  return entries.slice(start);
+}
+
+function textOf(content: ChatMessage["content"]): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  return content.map((part) => ("text" in part && typeof part.text === "string" ? part.text : "")).join("");
+}
+
+/** The conversation as the `history` frame shows it: tool calls paired with their results. */
+export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
+  const results = new Map<string, HistoryEntry>();
+  for (const entry of entries) {
+    if (entry.message.role === "tool") results.set(entry.message.tool_call_id, entry);
+  }
+  const items: HistoryItem[] = [];
+  for (const entry of entries) {
+    const { message, turnId } = entry;
+    if (message.role === "user") {
+      items.push({ role: "user", turn_id: turnId, content: textOf(message.content), status: entry.status ?? "ok" });
+    } else if (message.role === "assistant") {
+      const content = textOf(message.content ?? null);
+      for (const call of message.tool_calls ?? []) {
+        if (call.type !== "function") continue;
+        const result = results.get(call.id);
+        const resultText = result ? textOf(result.message.content) : "";
+        items.push({
+          role: "tool",
+          turn_id: turnId,
+          call_id: call.id,
+          name: call.function.name,
+          server: result?.tool?.server ?? "",
+          tool: result?.tool?.tool ?? call.function.name,
+          arguments: displayArguments(call.function.arguments),
+          ok: result?.tool?.ok ?? false,
+          preview: preview(resultText),
+        });
+      }
+      if (content) items.push({ role: "assistant", turn_id: turnId, content });
+    }
+  }
+  return items;
 }

@@ -15,7 +15,14 @@ export type ClientFrame =
   /** A chat message: the seed's only frame. */
   | { type: "chat"; message: string }
   /** Missing or blank `message`: the original silently ignores these. */
-  | { type: "ignored" };
+  | { type: "ignored" }
+  /** Stop the running turn of this user (streaming extension). */
+  | { type: "cancel" }
+  /** Ask for the session's conversation (streaming extension). */
+  | { type: "history" };
+
+/** Frame types a client may send besides the seed's plain `{"message": ...}`. */
+const CONTROL_TYPES = ["cancel", "history"];
 
 export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: string };
 
@@ -33,6 +40,16 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   if (!isRecord(data)) {
     return { ok: false, error: `Expected a JSON object like {"message": "..."}, got ${describeJson(data)}` };
   }
+  if (data.type !== undefined && data.type !== "message") {
+    switch (data.type) {
+      case "cancel":
+        return { ok: true, frame: { type: "cancel" } };
+      case "history":
+        return { ok: true, frame: { type: "history" } };
+      default:
+        return { ok: false, error: `unknown frame type ${JSON.stringify(data.type)}; expected one of: message, ${CONTROL_TYPES.join(", ")}` };
+    }
+  }
   const message = data.message;
   if (message === undefined || message === null) return { ok: true, frame: { type: "ignored" } };
   if (typeof message !== "string") {
@@ -49,6 +66,7 @@ function describeJson(value: unknown): string {
 }
 
 // ---- server -> client ----------------------------------------------------------------------
+// Seed frames: what every socket gets. A socket that did not opt in to streaming gets only these.
 
 export interface WelcomeFrame {
   message: string;
@@ -63,7 +81,90 @@ export interface AnswerFrame {
 export interface ErrorFrame {
   error: string;
 }
-export type ServerFrame = WelcomeFrame | AnswerFrame | ErrorFrame;
+
+// Streaming frames: only for sockets opened with `?stream=1`. Every frame of a turn carries its
+// `turn_id`; the last frame of a turn is `answer`, `error` or `cancelled`.
+
+/** Welcome on a streaming socket: the seed welcome plus `type` and `stream: true`. */
+export interface StreamWelcomeFrame extends WelcomeFrame {
+  type: "welcome";
+  stream: true;
+}
+export interface TurnStartFrame {
+  type: "turn_start";
+  turn_id: string;
+  /** The user's message that started the turn (so other tabs can show it). */
+  input: string;
+}
+export interface DeltaFrame {
+  type: "delta";
+  turn_id: string;
+  text: string;
+}
+export interface ToolStartFrame {
+  type: "tool_start";
+  turn_id: string;
+  call_id: string;
+  /** Model-visible name, e.g. filesystem_read_file. */
+  name: string;
+  server: string;
+  tool: string;
+  /** Parsed arguments when they are a JSON object, else the raw string the model sent. */
+  arguments: unknown;
+}
+export interface ToolEndFrame {
+  type: "tool_end";
+  turn_id: string;
+  call_id: string;
+  ok: boolean;
+  /** The start of the result, at most PREVIEW_CHARS characters. */
+  preview: string;
+  duration_ms: number;
+}
+/** The final frame of a turn: still a seed answer frame for readers of `message`. */
+export interface StreamAnswerFrame extends AnswerFrame {
+  type: "answer";
+  turn_id: string;
+}
+export interface StreamErrorFrame extends ErrorFrame {
+  type: "error";
+  turn_id?: string;
+}
+export interface CancelledFrame {
+  type: "cancelled";
+  turn_id: string;
+}
+
+/** One entry of the conversation as the `history` frame shows it. */
+export type HistoryItem =
+  | { role: "user"; turn_id: string; content: string; status: TurnStatus }
+  | { role: "assistant"; turn_id: string; content: string }
+  | { role: "tool"; turn_id: string; call_id: string; name: string; server: string; tool: string; arguments: unknown; ok: boolean; preview: string };
+
+/** How a turn ended; `running` while it runs, `interrupted` when the server stopped under it. */
+export type TurnStatus = "running" | "ok" | "error" | "cancelled" | "interrupted";
+
+export interface HistoryFrame {
+  type: "history";
+  user_id: string;
+  session_id: string;
+  items: HistoryItem[];
+}
+
+export type StreamFrame =
+  | StreamWelcomeFrame
+  | TurnStartFrame
+  | DeltaFrame
+  | ToolStartFrame
+  | ToolEndFrame
+  | StreamAnswerFrame
+  | StreamErrorFrame
+  | CancelledFrame
+  | HistoryFrame;
+
+export type ServerFrame = WelcomeFrame | AnswerFrame | ErrorFrame | StreamFrame;
+
+export const PREVIEW_CHARS = 500;
 
 export function welcomeFrame(userId: string, sessionId: string): WelcomeFrame {
   return { message: `Welcome! You are connected as user: ${userId}`, user_id: userId, session_id: sessionId };
@@ -78,8 +179,26 @@ export function errorFrame(error: string): ErrorFrame {
 }
 
 /** A failure during a turn, worded as the original words it. */
+export function turnErrorText(reason: string): string {
+  return `An error occurred: ${reason}`;
+}
+
 export function turnErrorFrame(reason: string): ErrorFrame {
-  return { error: `An error occurred: ${reason}` };
+  return { error: turnErrorText(reason) };
+}
+
+export function preview(text: string): string {
+  return text.length <= PREVIEW_CHARS ? text : `${text.slice(0, PREVIEW_CHARS)}…`;
+}
+
+/** Tool arguments for display: the object when the model sent a JSON object, else the raw text. */
+export function displayArguments(raw: string): unknown {
+  try {
+    const value: unknown = JSON.parse(raw);
+    return isRecord(value) ? value : raw;
+  } catch {
+    return raw;
+  }
 }
 
 export const BINARY_FRAME_ERROR = 'Binary frames are not supported: send text frames with JSON like {"message": "..."}';

@@ -110,21 +110,24 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       return rejectUpgrade(socket, 400, { error: `invalid user id: ${USER_ID_RULE}` });
     }
     if (!isValidUserId(userId)) return rejectUpgrade(socket, 400, { error: `invalid user id: ${USER_ID_RULE}` });
-    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, userId));
+    const streaming = wantsStreaming(req.url);
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, userId, streaming));
   });
 
-  function onConnection(ws: WebSocket, userId: string): void {
+  function onConnection(ws: WebSocket, userId: string, streaming: boolean): void {
     const session = sessions.getOrCreate(userId);
     const peer: Peer = {
       id: nextPeerId++,
+      streaming,
       send: (frame: ServerFrame) => {
         if (ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
       },
     };
+    const fields = { user_id: userId, session_id: session.sessionId, socket: peer.id, streaming };
+    const welcome = welcomeFrame(userId, session.sessionId);
+    peer.send(streaming ? { type: "welcome", ...welcome, stream: true } : welcome);
     session.attach(peer);
-    const fields = { user_id: userId, session_id: session.sessionId, socket: peer.id };
     log.info("connect", { ...fields, open_sockets: session.peers.size });
-    peer.send(welcomeFrame(userId, session.sessionId));
 
     ws.on("message", (data: RawData, isBinary: boolean) => {
       if (isBinary) return peer.send(errorFrame(BINARY_FRAME_ERROR));
@@ -135,7 +138,13 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         case "ignored":
           return;
         case "chat":
-          return session.submit(peer, frame.message);
+          session.submit(peer, frame.message);
+          return;
+        case "cancel":
+          session.cancel();
+          return;
+        case "history":
+          return peer.send({ type: "history", user_id: userId, session_id: session.sessionId, items: session.historyItems() });
         default:
           return frame satisfies never;
       }
@@ -175,6 +184,12 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         log.info("server_stop", {});
       })()),
   };
+}
+
+/** Streaming is opt-in per socket: `/ws/<user_id>?stream=1` (or `true`). */
+function wantsStreaming(url: string | undefined): boolean {
+  const value = new URL(url ?? "/", "http://localhost").searchParams.get("stream");
+  return value === "1" || value === "true";
 }
 
 export function rawPathname(url: string | undefined): string {

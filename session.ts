@@ -1,21 +1,42 @@
 // Per-user sessions: a plain Map of UserSession, each owning its MCP hub, its history and a
 // turn queue that runs one turn at a time. Sessions outlive sockets; an idle sweep ends them.
 import { randomUUID } from "node:crypto";
-import { runTurn, TurnError, type AgentSettings, type ChatMessage } from "./agent.ts";
-import { trimHistory } from "./history.ts";
+import { runTurn, TurnError, type AgentSettings, type ChatMessage, type TurnHooks } from "./agent.ts";
+import { historyItems, trimHistory, type HistoryEntry } from "./history.ts";
 import type { Logger } from "./log.ts";
 import type { McpHub, ServerInfo } from "./mcp.ts";
-import { answerFrame, turnErrorFrame, type ServerFrame } from "./protocol.ts";
+import {
+  answerFrame,
+  displayArguments,
+  preview,
+  turnErrorFrame,
+  turnErrorText,
+  type HistoryItem,
+  type ServerFrame,
+  type StreamFrame,
+  type TurnStatus,
+} from "./protocol.ts";
 
 /** One open socket of a user, as the session sees it. */
 export interface Peer {
   readonly id: number;
+  /** Opted in to the streaming frames (`?stream=1`); otherwise it gets only the seed's frames. */
+  readonly streaming: boolean;
   send(frame: ServerFrame): void;
 }
 
 interface QueuedTurn {
+  turnId: string;
   peer: Peer;
   text: string;
+}
+
+interface RunningTurn {
+  turnId: string;
+  peer: Peer;
+  abort: AbortController;
+  /** Every streaming frame of this turn so far, replayed to a streaming socket that joins mid-turn. */
+  frames: StreamFrame[];
 }
 
 export interface SessionDeps {
@@ -46,9 +67,10 @@ export class UserSession {
   messageCount = 0;
   readonly peers = new Set<Peer>();
   readonly hub: McpHub;
-  #history: ChatMessage[] = [];
+  #entries: HistoryEntry[] = [];
   readonly #queue: QueuedTurn[] = [];
-  #running = false;
+  #running: RunningTurn | undefined;
+  #pumping = false;
   #closed = false;
   readonly #deps: SessionDeps;
 
@@ -61,17 +83,24 @@ export class UserSession {
     void hub.ready();
   }
 
-  get history(): readonly ChatMessage[] {
-    return this.#history;
+  /** What the model sees of earlier turns. */
+  get history(): ChatMessage[] {
+    return this.#entries.map((entry) => entry.message);
+  }
+
+  historyItems(): HistoryItem[] {
+    return historyItems(this.#entries);
   }
 
   get busy(): boolean {
-    return this.#running || this.#queue.length > 0;
+    return this.#running !== undefined || this.#queue.length > 0;
   }
 
   attach(peer: Peer): void {
     this.peers.add(peer);
     this.lastActivity = Date.now();
+    // A page reloaded mid-turn picks the turn up where it is, then gets the live frames.
+    if (peer.streaming && this.#running) for (const frame of this.#running.frames) peer.send(frame);
   }
 
   detach(peer: Peer): void {
@@ -80,50 +109,121 @@ export class UserSession {
   }
 
   /** Queues a chat message; turns run one at a time, in arrival order. */
-  submit(peer: Peer, text: string): void {
+  submit(peer: Peer, text: string): string {
+    const turnId = randomUUID();
     this.lastActivity = Date.now();
     this.messageCount++;
-    this.#queue.push({ peer, text });
+    this.#queue.push({ turnId, peer, text });
     void this.#pump();
+    return turnId;
+  }
+
+  /** Stops the running turn, if any; queued turns then run as usual. */
+  cancel(): boolean {
+    if (!this.#running || this.#running.abort.signal.aborted) return false;
+    this.#running.abort.abort();
+    return true;
   }
 
   async #pump(): Promise<void> {
-    if (this.#running) return;
-    this.#running = true;
+    if (this.#pumping) return;
+    this.#pumping = true;
     try {
       for (let next = this.#queue.shift(); next && !this.#closed; next = this.#queue.shift()) {
         await this.#runOne(next);
       }
     } finally {
-      this.#running = false;
+      this.#pumping = false;
     }
   }
 
-  async #runOne({ peer, text }: QueuedTurn): Promise<void> {
+  /** Sends a streaming frame to every streaming socket of the user and keeps it for replay. */
+  #broadcast(turn: RunningTurn, frame: StreamFrame): void {
+    turn.frames.push(frame);
+    for (const peer of this.peers) if (peer.streaming) peer.send(frame);
+  }
+
+  async #runOne({ turnId, peer, text }: QueuedTurn): Promise<void> {
     const { log, agent } = this.#deps;
-    const fields = { user_id: this.userId, session_id: this.sessionId };
+    const fields = { user_id: this.userId, session_id: this.sessionId, turn_id: turnId };
+    const turn: RunningTurn = { turnId, peer, abort: new AbortController(), frames: [] };
+    this.#running = turn;
     const started = Date.now();
     log.info("turn_start", { ...fields, chars: text.length });
-    let frame: ServerFrame;
+    this.#broadcast(turn, { type: "turn_start", turn_id: turnId, input: text });
+    const toolMeta = new Map<string, { name: string; server: string; tool: string; ok: boolean }>();
+    const hooks: TurnHooks = {
+      onTextDelta: (delta) => this.#broadcast(turn, { type: "delta", turn_id: turnId, text: delta }),
+      onToolStart: (call) => {
+        toolMeta.set(call.callId, { name: call.name, server: call.server, tool: call.tool, ok: false });
+        this.#broadcast(turn, {
+          type: "tool_start",
+          turn_id: turnId,
+          call_id: call.callId,
+          name: call.name,
+          server: call.server,
+          tool: call.tool,
+          arguments: displayArguments(call.arguments),
+        });
+      },
+      onToolEnd: (call) => {
+        const meta = toolMeta.get(call.callId);
+        if (meta) meta.ok = call.ok;
+        this.#broadcast(turn, {
+          type: "tool_end",
+          turn_id: turnId,
+          call_id: call.callId,
+          ok: call.ok,
+          preview: preview(this.#deps.redact(call.result)),
+          duration_ms: call.durationMs,
+        });
+      },
+    };
+    const remember = (messages: ChatMessage[], status: TurnStatus) => {
+      const entries = messages.map((message): HistoryEntry => {
+        const tool = message.role === "tool" ? toolMeta.get(message.tool_call_id) : undefined;
+        return { turnId, message, ...(message.role === "user" ? { status } : {}), ...(tool ? { tool } : {}) };
+      });
+      this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
+    };
+
+    let status: TurnStatus;
     try {
       await this.hub.ready();
-      const result = await runTurn(agent, this.hub, this.#history, text, { logFields: fields });
-      this.#remember(result.messages);
-      frame = answerFrame(result.answer, this.userId, this.sessionId);
-      log.info("turn_end", { ...fields, ok: true, duration_ms: Date.now() - started });
+      turn.abort.signal.throwIfAborted();
+      const result = await runTurn(agent, this.hub, this.history, text, { signal: turn.abort.signal, hooks, logFields: fields });
+      status = "ok";
+      remember(result.messages, status);
+      this.#finish(turn, { type: "answer", turn_id: turnId, ...answerFrame(result.answer, this.userId, this.sessionId) });
     } catch (error) {
-      if (error instanceof TurnError) this.#remember(error.messages);
-      const reason = this.#deps.redact(error instanceof Error ? error.message : String(error));
-      frame = turnErrorFrame(reason);
-      log.warn("turn_end", { ...fields, ok: false, error: reason, duration_ms: Date.now() - started });
+      const cancelled = turn.abort.signal.aborted;
+      status = cancelled ? "cancelled" : "error";
+      remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
+      if (cancelled) {
+        this.#finish(turn, { type: "cancelled", turn_id: turnId }, turnErrorFrame("the turn was cancelled"));
+      } else {
+        const reason = this.#deps.redact(error instanceof Error ? error.message : String(error));
+        this.#finish(turn, { type: "error", turn_id: turnId, error: turnErrorText(reason) });
+        log.warn("turn_error", { ...fields, error: reason });
+      }
+    } finally {
+      this.#running = undefined;
+      this.lastActivity = Date.now();
     }
-    this.lastActivity = Date.now();
-    // The answer goes to the socket that asked; if it has gone, the turn is still in the history.
-    if (this.peers.has(peer)) peer.send(frame);
+    log.info("turn_end", { ...fields, status, duration_ms: Date.now() - started });
   }
 
-  #remember(messages: ChatMessage[]): void {
-    this.#history = trimHistory([...this.#history, ...messages], this.#deps.maxHistoryMessages);
+  /**
+   * Ends a turn: streaming sockets get the final streaming frame; a seed-style socket that asked
+   * gets its one seed frame (the answer, or an error). If the asker has gone, the turn is still
+   * in the history for when it comes back.
+   */
+  #finish(turn: RunningTurn, final: StreamFrame, seedFrame?: ServerFrame): void {
+    this.#broadcast(turn, final);
+    if (turn.peer.streaming || !this.peers.has(turn.peer)) return;
+    if (seedFrame) return turn.peer.send(seedFrame);
+    if (final.type === "answer") turn.peer.send(answerFrame(final.message, final.user_id, final.session_id));
+    else if (final.type === "error") turn.peer.send({ error: final.error });
   }
 
   info(): SessionInfo {
@@ -134,17 +234,18 @@ export class UserSession {
       last_activity: new Date(this.lastActivity).toISOString(),
       message_count: this.messageCount,
       open_sockets: this.peers.size,
-      turn_running: this.#running,
+      turn_running: this.#running !== undefined,
       queued_turns: this.#queue.length,
       mcp_servers: this.hub.info(),
     };
   }
 
-  /** Idempotent: drops queued turns and stops the MCP servers this session owns. */
+  /** Idempotent: drops queued turns, stops the running one and the MCP servers this session owns. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue.length = 0;
+    this.#running?.abort.abort();
     await this.hub.close();
   }
 }
