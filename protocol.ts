@@ -21,9 +21,6 @@ export type ClientFrame =
   /** Ask for the session's conversation (streaming extension). */
   | { type: "history" };
 
-/** Frame types a client may send besides the seed's plain `{"message": ...}`. */
-const CONTROL_TYPES = ["cancel", "history"];
-
 export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: string };
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -40,16 +37,10 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   if (!isRecord(data)) {
     return { ok: false, error: `Expected a JSON object like {"message": "..."}, got ${describeJson(data)}` };
   }
-  if (data.type !== undefined && data.type !== "message") {
-    switch (data.type) {
-      case "cancel":
-        return { ok: true, frame: { type: "cancel" } };
-      case "history":
-        return { ok: true, frame: { type: "history" } };
-      default:
-        return { ok: false, error: `unknown frame type ${JSON.stringify(data.type)}; expected one of: message, ${CONTROL_TYPES.join(", ")}` };
-    }
-  }
+  // Control frames of the streaming extension. Any other `type` is left alone and the frame is
+  // read as the seed reads it, so a seed client that adds its own fields keeps working.
+  if (data.type === "cancel") return { ok: true, frame: { type: "cancel" } };
+  if (data.type === "history") return { ok: true, frame: { type: "history" } };
   const message = data.message;
   if (message === undefined || message === null) return { ok: true, frame: { type: "ignored" } };
   if (typeof message !== "string") {
