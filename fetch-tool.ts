@@ -28,7 +28,7 @@ import {
   FetchRefusedError,
   parseAllowList,
   type AllowList,
-} from "./fetch-guard.js";
+} from "./fetch-guard.ts";
 
 export interface FetchToolOptions {
   /** Host names, IPs or CIDRs (v4/v6) that may be fetched although private/loopback/etc. */
@@ -343,8 +343,44 @@ function wholeBody(html: string, pageUrl: string): string {
   return document.body?.innerHTML ?? document.documentElement?.outerHTML ?? html;
 }
 
+/**
+ * Cuts <script> and <style> elements (and comments) out of the markup before it is parsed: they
+ * are never content, and on modern pages they are most of the bytes, while parsing, Readability
+ * and turndown are synchronous (about 2 s per MB of markup here) and block the shared event loop.
+ * JSON-LD scripts stay, as Readability reads the title from them. Comments are scanned in the same
+ * pass so that a "<script>" inside a comment is not taken for one. Like the HTML parser, a script
+ * or style runs to its first end tag (or the end of the input). Each search starts where the last
+ * one ended, so the time is linear even for hostile markup.
+ */
+export function stripScriptsAndStyles(html: string): string {
+  const opening = /<!--|<(script|style)\b/gi;
+  let kept = "";
+  let position = 0;
+  for (let open = opening.exec(html); open; open = opening.exec(html)) {
+    const [, name] = open;
+    let contentStart = opening.lastIndex;
+    let attributes = "";
+    if (name !== undefined) {
+      const tagEnd = html.indexOf(">", contentStart);
+      if (tagEnd < 0) break; // no tag can be completed any more
+      attributes = html.slice(contentStart, tagEnd);
+      contentStart = tagEnd + 1;
+    }
+    const closing = name === undefined ? /-->/g : new RegExp(`</${name}\\s*>`, "gi");
+    closing.lastIndex = contentStart;
+    const end = closing.exec(html) ? closing.lastIndex : html.length;
+    if (!/application\/ld\+json/i.test(attributes)) {
+      kept += html.slice(position, open.index);
+      position = end;
+    }
+    opening.lastIndex = end;
+  }
+  return kept + html.slice(position);
+}
+
 /** Main content as Markdown, like mcp-server-fetch's readability + markdownify. */
-export function htmlToMarkdown(html: string, pageUrl: string): string {
+export function htmlToMarkdown(fullHtml: string, pageUrl: string): string {
+  const html = stripScriptsAndStyles(fullHtml);
   const article = readableArticle(html, pageUrl);
   let markdown = turndown.turndown(article ? article.content : wholeBody(html, pageUrl)).trim();
   // Readability takes the title out of the content; put it back as the top heading.
@@ -448,24 +484,29 @@ function readBody(response: IncomingMessage, maxBytes: number, signal: AbortSign
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const finish = (body: Body, error?: unknown): void => {
+    const stop = (): void => {
       stream.removeAllListeners("data");
       stream.destroy();
-      response.destroy();
-      if (error === undefined) resolve(body);
-      else reject(error);
+      response.destroy(); // closes the connection: the server stops sending
     };
     stream.on("data", (chunk: Buffer) => {
       if (size + chunk.length > maxBytes) {
         chunks.push(chunk.subarray(0, maxBytes - size));
-        finish({ bytes: Buffer.concat(chunks), truncated: true });
+        stop();
+        resolve({ bytes: Buffer.concat(chunks), truncated: true });
         return;
       }
       chunks.push(chunk);
       size += chunk.length;
     });
-    stream.on("end", () => finish({ bytes: Buffer.concat(chunks), truncated: false }));
-    stream.on("error", (error) => finish({ bytes: Buffer.alloc(0), truncated: false }, error));
+    stream.on("end", () => {
+      stop();
+      resolve({ bytes: Buffer.concat(chunks), truncated: false });
+    });
+    stream.on("error", (error) => {
+      stop();
+      reject(error);
+    });
   });
 }
 
@@ -581,7 +622,7 @@ async function fetchForModel(args: FetchArgs, options: FetchToolOptions, ctx: Fe
   }
   const redirected = finalUrl.href === url.href ? "" : ` (redirected to ${finalUrl.href})`;
   const capNote = body.truncated
-    ? `\n\n<error>The response was larger than ${options.maxBytes} bytes (max_bytes of the fetch server in ${CONFIG_FILE}); only that much was downloaded, so the content above ends early.</error>`
+    ? `\n\n<error>The response was larger than ${options.maxBytes} bytes (max_fetch_bytes of the fetch server in ${CONFIG_FILE}); only that much was downloaded, so the content above ends early.</error>`
     : "";
   return `${prefix}Contents of ${url.href}${redirected}:\n${paginate(content, args.start_index, args.max_length)}${capNote}`;
 }
@@ -589,7 +630,7 @@ async function fetchForModel(args: FetchArgs, options: FetchToolOptions, ctx: Fe
 function failureMessage(error: unknown, url: string, deadline: AbortSignal, timeoutMs: number): string {
   if (error instanceof FetchRefusedError || error instanceof ToolFailure) return error.message;
   if (deadline.aborted) {
-    return `Failed to fetch ${url}: timed out after ${formatSeconds(timeoutMs)} s (the fetch server's limit for one fetch, redirects and robots.txt included; timeout_ms in ${CONFIG_FILE})`;
+    return `Failed to fetch ${url}: timed out after ${formatSeconds(timeoutMs)} s (the fetch server's limit for one fetch, redirects and robots.txt included: fetch_timeout_seconds in ${CONFIG_FILE})`;
   }
   if (error instanceof Error && error.name === "AbortError") return `Failed to fetch ${url}: the request was cancelled`;
   return `Failed to fetch ${url}: ${errorText(error)}`;

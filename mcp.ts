@@ -4,6 +4,10 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { createFetchServer, DEFAULT_USER_AGENT } from "./fetch-tool.ts";
 import type { McpServerConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
@@ -300,6 +304,51 @@ export function connectionFor(
     }
   };
   return new McpConnection({ ...common, makeTransport: makeTransport() });
+}
+
+/** True when `command` can be run: an existing path, or a name found on PATH. */
+export function commandExists(command: string, pathVariable = process.env.PATH ?? ""): boolean {
+  if (command.includes("/")) return existsSync(command);
+  return pathVariable.split(path.delimiter).some((dir) => dir !== "" && existsSync(path.join(dir, command)));
+}
+
+/**
+ * Which entries run the built-in fetch: those that say `builtin: fetch`, and the original's
+ * `uvx mcp-server-fetch` when uvx is not installed (then `onFallback` is told once per entry).
+ */
+export function usesBuiltinFetch(entry: McpServerConfig, uvxInstalled: () => boolean): "builtin" | "fallback" | false {
+  if (entry.builtin === "fetch") return "builtin";
+  const isPythonFetch = entry.transport === "stdio" && path.basename(entry.command ?? "") === "uvx" && entry.args.includes("mcp-server-fetch");
+  return isPythonFetch && !uvxInstalled() ? "fallback" : false;
+}
+
+/**
+ * The built-in fetch server, in-process: one instance shared by every session (it keeps no
+ * per-user state), so it costs nothing per user.
+ */
+export function builtinFetchConnection(name: string, entry: McpServerConfig, log: Logger, limits: ConnectionLimits): McpConnection {
+  const server = createFetchServer({
+    allowHosts: entry.allow_hosts,
+    userAgent: entry.user_agent ?? DEFAULT_USER_AGENT,
+    ignoreRobotsTxt: entry.ignore_robots_txt,
+    timeoutMs: entry.fetch_timeout_seconds * 1000,
+    maxBytes: entry.max_fetch_bytes,
+  });
+  return new McpConnection({
+    name,
+    transportName: "builtin",
+    shared: true,
+    allowedTools: entry.allowed_tools,
+    // The fetch has its own deadline; the MCP call waits a little longer so that deadline's clear message wins.
+    timeoutMs: Math.max(entry.read_timeout_seconds, entry.fetch_timeout_seconds + 5) * 1000,
+    limits,
+    log,
+    makeTransport: () => {
+      const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+      void server.close().then(() => server.connect(serverSide));
+      return clientSide;
+    },
+  });
 }
 
 /** One session's MCP servers. */

@@ -12,7 +12,16 @@ import { WebSocketServer, WebSocket, type RawData } from "ws";
 import type { AgentSettings } from "./agent.ts";
 import { ConfigError, loadConfig, resolveConfigPath, type Config, type LogLevel } from "./config.ts";
 import { loggerFromConfig, redact, type Logger } from "./log.ts";
-import { connectionFor, DEFAULT_CONNECTION_LIMITS, McpHub, type HubContext, type McpConnection } from "./mcp.ts";
+import {
+  builtinFetchConnection,
+  commandExists,
+  connectionFor,
+  DEFAULT_CONNECTION_LIMITS,
+  McpHub,
+  usesBuiltinFetch,
+  type HubContext,
+  type McpConnection,
+} from "./mcp.ts";
 import {
   BINARY_FRAME_ERROR,
   encodeFrame,
@@ -68,6 +77,17 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
 
   const workspaceRoot = resolveConfigPath(config, config.workspace.root);
   const shared = new Map<string, McpConnection>();
+  for (const [name, entry] of Object.entries(config.mcp.servers)) {
+    const builtin = usesBuiltinFetch(entry, () => commandExists("uvx"));
+    if (!builtin) continue;
+    if (builtin === "fallback") {
+      log.warn("fetch_fallback", {
+        server: name,
+        message: `"uvx" is not installed, so mcp.servers.${name} (uvx mcp-server-fetch) uses the built-in fetch tool instead. Set "builtin: fetch" to silence this, or install uv to run the Python server`,
+      });
+    }
+    shared.set(name, builtinFetchConnection(name, entry, log, DEFAULT_CONNECTION_LIMITS));
+  }
   const hubContext: HubContext = {
     log,
     limits: DEFAULT_CONNECTION_LIMITS,
@@ -168,6 +188,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
           httpServer.off("error", reject);
           const { port } = httpServer.address() as AddressInfo;
           sessions.startSweeper();
+          for (const connection of shared.values()) void connection.start();
           const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
           log.info("server_start", { url, model: config.openai.default_model, servers: Object.keys(config.mcp.servers) });
           resolve({ url, port, host });

@@ -25,6 +25,7 @@ import {
   defaultFetchToolOptions,
   isRobotsAllowed,
   paginate,
+  stripScriptsAndStyles,
   type FetchToolOptions,
 } from "../fetch-tool.js";
 
@@ -534,7 +535,7 @@ describe("limits", () => {
       const { text, isError } = await callFetch(client, { url: `${server.origin}/big`, max_length: 999_999 });
       assert.equal(isError, false);
       assert.ok(Date.now() - started < 5000, "returns quickly");
-      assert.match(text, /larger than 100000 bytes \(max_bytes/);
+      assert.match(text, /larger than 100000 bytes \(max_fetch_bytes/);
       assert.equal((text.match(/a{1000,}/)?.[0] ?? "").length, 100_000, "exactly the cap is returned");
       await closed; // the client hung up instead of draining the rest
     } finally {
@@ -552,7 +553,7 @@ describe("limits", () => {
       const started = Date.now();
       const { text, isError } = await callFetch(client, { url: `${server.origin}/slow` });
       assert.equal(isError, true);
-      assert.match(text, /timed out after 0\.3 s/);
+      assert.match(text, /timed out after 0\.3 s .*fetch_timeout_seconds/);
       assert.ok(Date.now() - started < 5000);
     } finally {
       await server.close();
@@ -567,7 +568,7 @@ describe("limits", () => {
       const client = await connect({ ...LOCAL, timeoutMs: 300 });
       const { text, isError } = await callFetch(client, { url: `${server.origin}/silent` });
       assert.equal(isError, true);
-      assert.match(text, /timed out after 0\.3 s/);
+      assert.match(text, /timed out after 0\.3 s .*fetch_timeout_seconds/);
     } finally {
       await server.close();
     }
@@ -724,15 +725,30 @@ describe("robots.txt", () => {
     assert.deepEqual(server.hits, ["/private/page"]);
   });
 
-  test("a 404 robots.txt allows everything, 401/403 refuse", async () => {
+  test("a 404 robots.txt allows everything; 401, 403 and 5xx refuse", async () => {
     const client = await connect({ allowHosts: ["127.0.0.1"] });
     robotsStatus = 404;
     assert.equal((await callFetch(client, { url: `${server.origin}/private/page` })).isError, false);
-    for (const status of [401, 403]) {
+    for (const status of [401, 403, 503]) {
       robotsStatus = status;
       const { text, isError } = await callFetch(client, { url: `${server.origin}/any` });
       assert.equal(isError, true);
       assert.match(text, new RegExp(`received status ${status} so assuming that autonomous fetching is not allowed`));
     }
   });
+});
+
+test("stripScriptsAndStyles removes scripts, styles and comments like the HTML parser would", () => {
+  assert.equal(stripScriptsAndStyles("a<script>x</script>b<STYLE media=x>y</style >c"), "abc");
+  assert.equal(stripScriptsAndStyles('a<script>var s = "<b>";</script>b'), "ab");
+  assert.equal(stripScriptsAndStyles("a<!-- <script> -->b<p>c</p>"), "ab<p>c</p>", "a tag in a comment is no tag");
+  assert.equal(stripScriptsAndStyles("a<script>never closed <p>x</p>"), "a");
+  const jsonLd = '<script type="application/ld+json">{"headline":"T"}</script>';
+  assert.equal(stripScriptsAndStyles(`a${jsonLd}b`), `a${jsonLd}b`);
+  assert.equal(stripScriptsAndStyles("<scripts>kept</scripts>"), "<scripts>kept</scripts>");
+  assert.equal(stripScriptsAndStyles("a<script<b>c</script>d"), "ad");
+  const hostile = "<script".repeat(300_000) + "</script".repeat(300_000) + "<!--".repeat(300_000);
+  const started = Date.now();
+  stripScriptsAndStyles(hostile);
+  assert.ok(Date.now() - started < 1000, "no quadratic blow-up");
 });
