@@ -77,6 +77,41 @@ const ConfigSchema = z.object({
       max_history_messages: z.number().int().min(2).default(200),
     })
     .prefault({}),
+  server: z
+    .object({
+      /** Origins (scheme://host:port) allowed to open a socket besides the server's own. */
+      allowed_origins: z.array(z.string()).default([]),
+      /** Host header values answered while bound to loopback, besides localhost/127.0.0.1/[::1]. */
+      allowed_hosts: z.array(z.string()).default([]),
+      /** When set (or MCP_AGENT_AUTH_TOKEN), /ws/* and /sessions* require it. */
+      auth_token: z.string().optional(),
+      ping_interval_seconds: seconds.default(30),
+      headers_timeout_seconds: seconds.default(10),
+      request_timeout_seconds: seconds.default(30),
+    })
+    .prefault({}),
+  // Every cap on what a user or a model controls, in one place.
+  limits: z
+    .object({
+      /** Largest WebSocket frame; bigger ones close the socket with 1009. */
+      max_payload_bytes: z.number().int().positive().default(1024 * 1024),
+      /** Longest chat message, in characters. */
+      max_message_chars: z.number().int().positive().default(32_000),
+      max_sessions: z.number().int().positive().default(2000),
+      max_sockets_per_user: z.number().int().positive().default(8),
+      max_queued_turns: z.number().int().positive().default(16),
+      messages_per_minute: z.number().positive().default(30),
+      message_burst: z.number().int().positive().default(10),
+      /** Tool results longer than this (characters) are cut with a note. */
+      max_tool_result_chars: z.number().int().positive().default(100_000),
+      /** Restarts of a crashed MCP server before it is left failed. */
+      mcp_max_restarts: z.number().int().min(0).default(3),
+      /** Past this many unsent bytes a socket's deltas are coalesced... */
+      send_buffer_soft_bytes: z.number().int().positive().default(256 * 1024),
+      /** ...and past this many it is closed (the turn still completes into the history). */
+      send_buffer_hard_bytes: z.number().int().positive().default(4 * 1024 * 1024),
+    })
+    .prefault({}),
   workspace: z
     .object({
       /** Each user's filesystem server is rooted in <root>/<user_id>. Relative to the config file's folder. */
@@ -189,9 +224,10 @@ export function parseConfig(
     base_url: parsed.openai.base_url || env.OPENAI_BASE_URL || undefined,
     default_model: parsed.openai.default_model || env.OPENAI_DEFAULT_MODEL || "gpt-4o-mini",
   };
+  const server = { ...parsed.server, auth_token: parsed.server.auth_token || env.MCP_AGENT_AUTH_TOKEN || undefined };
   const levelName = parsed.logger.level;
   const logLevel: LogLevel = levelName === "warning" ? "warn" : levelName;
-  return { ...parsed, openai, logLevel, configDir };
+  return { ...parsed, server, openai, logLevel, configDir };
 }
 
 /** Reads the config file and the secrets file beside it. */

@@ -8,7 +8,7 @@ import type { Duplex } from "node:stream";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import OpenAI from "openai";
-import { WebSocketServer, WebSocket, type RawData } from "ws";
+import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import type { AgentSettings } from "./agent.ts";
 import { ConfigError, loadConfig, resolveConfigPath, type Config, type LogLevel } from "./config.ts";
 import { loggerFromConfig, redact, type Logger } from "./log.ts";
@@ -16,29 +16,30 @@ import {
   builtinFetchConnection,
   commandExists,
   connectionFor,
-  DEFAULT_CONNECTION_LIMITS,
   McpHub,
+  type ConnectionLimits,
   usesBuiltinFetch,
   type HubContext,
   type McpConnection,
 } from "./mcp.ts";
 import {
   BINARY_FRAME_ERROR,
-  encodeFrame,
   errorFrame,
   isValidUserId,
   parseClientFrame,
   USER_ID_RULE,
   welcomeFrame,
-  type ServerFrame,
 } from "./protocol.ts";
-import { handleRequest, rejectUpgrade } from "./routes.ts";
-import { SessionManager, type Peer } from "./session.ts";
+import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, isLoopbackBind } from "./guard.ts";
+import { SocketPeer } from "./peer.ts";
+import { handleRequest, rejectUpgrade, sendJson } from "./routes.ts";
+import { SessionManager } from "./session.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const MAX_PAYLOAD_BYTES = 1024 * 1024;
 /** Close code for "going away": the server is shutting down. */
 const CLOSE_GOING_AWAY = 1001;
+/** Close code for "try again later": a quota is full. */
+const CLOSE_TRY_AGAIN_LATER = 1013;
 
 export interface AgentServerOptions {
   config: Config;
@@ -76,6 +77,10 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   };
 
   const workspaceRoot = resolveConfigPath(config, config.workspace.root);
+  const connectionLimits: ConnectionLimits = {
+    maxToolResultChars: config.limits.max_tool_result_chars,
+    maxRestarts: config.limits.mcp_max_restarts,
+  };
   const shared = new Map<string, McpConnection>();
   for (const [name, entry] of Object.entries(config.mcp.servers)) {
     const builtin = usesBuiltinFetch(entry, () => commandExists("uvx"));
@@ -86,11 +91,11 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         message: `"uvx" is not installed, so mcp.servers.${name} (uvx mcp-server-fetch) uses the built-in fetch tool instead. Set "builtin: fetch" to silence this, or install uv to run the Python server`,
       });
     }
-    shared.set(name, builtinFetchConnection(name, entry, log, DEFAULT_CONNECTION_LIMITS));
+    shared.set(name, builtinFetchConnection(name, entry, log, connectionLimits));
   }
   const hubContext: HubContext = {
     log,
-    limits: DEFAULT_CONNECTION_LIMITS,
+    limits: connectionLimits,
     packageDirs: [config.configDir, HERE],
     shared,
   };
@@ -104,7 +109,14 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     return new McpHub(connections);
   };
   const sessions = new SessionManager({
-    deps: { agent, log, maxHistoryMessages: config.session.max_history_messages, redact: redactText },
+    deps: {
+      agent,
+      log,
+      maxHistoryMessages: config.session.max_history_messages,
+      maxQueuedTurns: config.limits.max_queued_turns,
+      rateLimit: { perMinute: config.limits.messages_per_minute, burst: config.limits.message_burst },
+      redact: redactText,
+    },
     createHub,
     idleMs: config.session.idle_timeout_seconds * 1000,
     sweepIntervalMs: config.session.sweep_interval_seconds * 1000,
@@ -112,38 +124,86 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
 
   let indexCache: Buffer | undefined;
   const indexHtml = () => (indexCache ??= readFileSync(path.join(HERE, "index.html")));
+  const { limits } = config;
+  const authToken = config.server.auth_token;
 
-  const httpServer = http.createServer((req, res) => handleRequest(req, res, { sessions, indexHtml }));
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD_BYTES, perMessageDeflate: false });
+  const httpServer = http.createServer((req, res) => {
+    const pathname = rawPathname(req.url);
+    const refusal =
+      checkHost(req.headers.host, host, config.server.allowed_hosts) ??
+      (pathname === "/sessions" || pathname.startsWith("/sessions/") ? checkToken(req.headers, req.url, authToken) : undefined);
+    if (refusal) return sendJson(res, refusal.status, { error: refusal.error }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
+    handleRequest(req, res, { sessions, indexHtml });
+  });
+  // A slowloris client that never finishes its headers or body is cut off.
+  httpServer.headersTimeout = config.server.headers_timeout_seconds * 1000;
+  httpServer.requestTimeout = config.server.request_timeout_seconds * 1000;
+  httpServer.on("clientError", (_error, socket) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    else socket.destroy();
+  });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.max_payload_bytes, perMessageDeflate: false });
+  const peers = new Set<SocketPeer>();
   let nextPeerId = 1;
 
   httpServer.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", () => socket.destroy());
+    const refuse = (refusal: { status: number; error: string }) => {
+      log.warn("upgrade_refused", { status: refusal.status, error: refusal.error, path: rawPathname(req.url) });
+      rejectUpgrade(socket, refusal.status, { error: refusal.error });
+    };
+    const early = checkUpgradeRequest(req.method, req.headers) ?? checkHost(req.headers.host, host, config.server.allowed_hosts);
+    if (early) return refuse(early);
     // The raw path, not a URL-normalised one: `/ws/..` must reach the user id check, not become `/`.
     const pathname = rawPathname(req.url);
     const found = /^\/ws\/([^/]*)$/.exec(pathname);
-    if (!found) return rejectUpgrade(socket, 404, { error: `not found: ${pathname}; connect to /ws/<user_id>` });
+    if (!found) return refuse({ status: 404, error: `not found: ${pathname}; connect to /ws/<user_id>` });
     let userId: string;
     try {
       userId = decodeURIComponent(found[1] ?? "");
     } catch {
-      return rejectUpgrade(socket, 400, { error: `invalid user id: ${USER_ID_RULE}` });
+      return refuse({ status: 400, error: `invalid user id: ${USER_ID_RULE}` });
     }
-    if (!isValidUserId(userId)) return rejectUpgrade(socket, 400, { error: `invalid user id: ${USER_ID_RULE}` });
+    if (!isValidUserId(userId)) return refuse({ status: 400, error: `invalid user id: ${USER_ID_RULE}` });
+    const late = checkOrigin(req.headers.origin, req.headers.host, config.server.allowed_origins) ?? checkToken(req.headers, req.url, authToken);
+    if (late) return refuse(late);
     const streaming = wantsStreaming(req.url);
     wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, userId, streaming));
   });
 
+  /** Quotas are told over the socket (close 1013 "try again later" with a reason), not as HTTP. */
+  function quotaRefusal(userId: string): string | undefined {
+    const existing = sessions.get(userId);
+    if (!existing && sessions.size >= limits.max_sessions) {
+      return `server full: ${sessions.size} sessions (limits.max_sessions)`;
+    }
+    if (existing && existing.peers.size >= limits.max_sockets_per_user) {
+      return `too many sockets for this user: ${existing.peers.size} open (limits.max_sockets_per_user)`;
+    }
+    return undefined;
+  }
+
   function onConnection(ws: WebSocket, userId: string, streaming: boolean): void {
+    // Malformed frames (bad UTF-8, oversize, reserved bits) end up here: ws closes that socket with
+    // the right code; the process must never see them as an uncaught error.
+    ws.on("error", (error) => log.warn("socket_error", { user_id: userId, error: error.message }));
+    const refusal = quotaRefusal(userId);
+    if (refusal) {
+      log.warn("connect_refused", { user_id: userId, reason: refusal });
+      ws.close(CLOSE_TRY_AGAIN_LATER, refusal);
+      return;
+    }
     const session = sessions.getOrCreate(userId);
-    const peer: Peer = {
-      id: nextPeerId++,
+    const id = nextPeerId++;
+    const fields = { user_id: userId, session_id: session.sessionId, socket: id, streaming };
+    const peer = new SocketPeer({
+      id,
+      ws,
       streaming,
-      send: (frame: ServerFrame) => {
-        if (ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
-      },
-    };
-    const fields = { user_id: userId, session_id: session.sessionId, socket: peer.id, streaming };
+      limits: { softBytes: limits.send_buffer_soft_bytes, hardBytes: limits.send_buffer_hard_bytes },
+      onDrop: (bufferedBytes) => log.warn("slow_socket_dropped", { ...fields, buffered_bytes: bufferedBytes }),
+    });
+    peers.add(peer);
     const welcome = welcomeFrame(userId, session.sessionId);
     peer.send(streaming ? { type: "welcome", ...welcome, stream: true } : welcome);
     session.attach(peer);
@@ -157,9 +217,19 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       switch (frame.type) {
         case "ignored":
           return;
-        case "chat":
-          session.submit(peer, frame.message);
+        case "chat": {
+          if (frame.message.length > limits.max_message_chars) {
+            return peer.send(
+              errorFrame(`Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`),
+            );
+          }
+          const submitted = session.submit(peer, frame.message);
+          if (!submitted.ok) {
+            log.warn("message_refused", { ...fields, reason: submitted.error });
+            peer.send(errorFrame(submitted.error));
+          }
           return;
+        }
         case "cancel":
           session.cancel();
           return;
@@ -169,14 +239,19 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
           return frame satisfies never;
       }
     });
-    // Malformed frames (bad UTF-8, oversize, protocol errors) end up here: ws closes that socket
-    // with the right code; the process must never see them as an uncaught error.
-    ws.on("error", (error) => log.warn("socket_error", { ...fields, error: error.message }));
     ws.on("close", (code) => {
+      peers.delete(peer);
       session.detach(peer);
       log.info("disconnect", { ...fields, code, open_sockets: session.peers.size });
     });
   }
+
+  // Heartbeat: a peer that did not answer the last ping within an interval is gone (laptop lid
+  // closed, network dropped) and is terminated so its session can be swept.
+  const heartbeat = setInterval(() => {
+    for (const peer of peers) if (!peer.heartbeat()) log.info("socket_timeout", { socket: peer.id });
+  }, config.server.ping_interval_seconds * 1000);
+  heartbeat.unref();
 
   let closing: Promise<void> | undefined;
   return {
@@ -196,6 +271,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       }),
     close: () =>
       (closing ??= (async () => {
+        clearInterval(heartbeat);
         httpServer.close();
         for (const ws of wss.clients) ws.close(CLOSE_GOING_AWAY, "server shutting down");
         await Promise.all([sessions.close(), ...[...shared.values()].map((connection) => connection.close())]);
@@ -259,10 +335,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     console.log(USAGE);
     return;
   }
-  const portText = values.port ?? env.PORT ?? "8000";
+  // An empty HOST or PORT in the environment counts as unset.
+  const portText = values.port ?? (env.PORT || "8000");
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65535) {
-    console.error(`--port must be a number from 0 to 65535, got "${portText}"`);
+    const source = values.port !== undefined ? "--port" : "PORT";
+    console.error(`${source} must be a number from 0 to 65535, got "${portText}"`);
     process.exit(2);
   }
   const levelText = values["log-level"];
@@ -280,8 +358,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     process.exit(2);
   }
   const log = loggerFromConfig(config, { level });
-  const host = values.host ?? env.HOST ?? "127.0.0.1";
-  const server = createAgentServer({ config, log, host, port });
+  // A server that never listened has nothing to log: its failed start is one line on stderr,
+  // not that line plus a `server_stop` from the clean-up.
+  let muted = false;
+  const serverLog: Logger = {
+    debug: (event, fields) => muted || log.debug(event, fields),
+    info: (event, fields) => muted || log.info(event, fields),
+    warn: (event, fields) => muted || log.warn(event, fields),
+    error: (event, fields) => muted || log.error(event, fields),
+    filePath: log.filePath,
+    close: () => log.close(),
+  };
+  const host = values.host ?? (env.HOST || "127.0.0.1");
+  const server = createAgentServer({ config, log: serverLog, host, port });
   let address;
   try {
     address = await server.listen();
@@ -289,13 +378,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     const code = error instanceof Error && "code" in error ? error.code : undefined;
     const reason = code === "EADDRINUSE" ? "the port is already in use" : code === "EADDRNOTAVAIL" ? "that address is not on this machine" : (error as Error).message;
     console.error(`Cannot listen on ${host}:${port}: ${reason}`);
+    muted = true;
     await server.close();
     await log.close();
     process.exit(1);
-  }
-  console.log(`MCP agent server listening on ${address.url} (WebSocket: ${address.url.replace(/^http/, "ws")}/ws/<user_id>)`);
-  if (!config.openai.api_key) {
-    console.log("No OpenAI API key is set: chat messages will get an error until you set openai.api_key in mcp_agent.secrets.yaml or OPENAI_API_KEY.");
   }
   const shutdown = (signal: string) => {
     log.info("shutdown", { signal });
@@ -306,8 +392,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       .then(() => log.close())
       .finally(() => process.exit(0));
   };
+  // Handlers before the banner: whoever waits for the banner may signal us right away.
   process.once("SIGINT", () => shutdown("SIGINT"));
   process.once("SIGTERM", () => shutdown("SIGTERM"));
+  console.log(`MCP agent server listening on ${address.url} (WebSocket: ${address.url.replace(/^http/, "ws")}/ws/<user_id>)`);
+  if (!isLoopbackBind(host) && !config.server.auth_token) {
+    console.log(
+      `Warning: listening on ${host}, reachable from other machines, without a token: anyone who can reach it gets an agent with your API key. Set server.auth_token (or MCP_AGENT_AUTH_TOKEN).`,
+    );
+    log.warn("no_auth_token", { host });
+  }
+  if (!config.openai.api_key) {
+    console.log("No OpenAI API key is set: chat messages will get an error until you set openai.api_key in mcp_agent.secrets.yaml or OPENAI_API_KEY.");
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {

@@ -3,6 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { runTurn, TurnError, type AgentSettings, type ChatMessage, type TurnHooks } from "./agent.ts";
 import { historyItems, trimHistory, type HistoryEntry } from "./history.ts";
+import { fullBucket, takeToken, type Bucket, type RateLimit } from "./rate-limit.ts";
 import type { Logger } from "./log.ts";
 import type { McpHub, ServerInfo } from "./mcp.ts";
 import {
@@ -43,6 +44,9 @@ export interface SessionDeps {
   agent: AgentSettings;
   log: Logger;
   maxHistoryMessages: number;
+  /** Turns waiting behind the running one; more are refused with an error frame. */
+  maxQueuedTurns: number;
+  rateLimit: RateLimit;
   /** Removes secrets from text that goes to a client. */
   redact(text: string): string;
 }
@@ -72,6 +76,7 @@ export class UserSession {
   #running: RunningTurn | undefined;
   #pumping = false;
   #closed = false;
+  #bucket: Bucket;
   readonly #deps: SessionDeps;
 
   constructor(userId: string, sessionId: string, hub: McpHub, deps: SessionDeps) {
@@ -79,6 +84,7 @@ export class UserSession {
     this.sessionId = sessionId;
     this.hub = hub;
     this.#deps = deps;
+    this.#bucket = fullBucket(deps.rateLimit, Date.now());
     // Servers start with the session, so they are usually ready before the first message.
     void hub.ready();
   }
@@ -108,14 +114,30 @@ export class UserSession {
     this.lastActivity = Date.now();
   }
 
-  /** Queues a chat message; turns run one at a time, in arrival order. */
-  submit(peer: Peer, text: string): string {
+  /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
+  submit(peer: Peer, text: string, now = Date.now()): { ok: true; turnId: string } | { ok: false; error: string } {
+    const { maxQueuedTurns, rateLimit } = this.#deps;
+    const decision = takeToken(this.#bucket, rateLimit, now);
+    this.#bucket = decision.bucket;
+    if (!decision.allowed) {
+      const seconds = Math.ceil(decision.retryAfterMs / 1000);
+      return {
+        ok: false,
+        error: `Too many messages: the limit is ${rateLimit.perMinute} per minute (limits.messages_per_minute). Retry in ${seconds} s`,
+      };
+    }
+    if (this.#queue.length >= maxQueuedTurns) {
+      return {
+        ok: false,
+        error: `Too many messages waiting: ${this.#queue.length} are queued behind the running turn (limits.max_queued_turns). Wait for an answer, then send again`,
+      };
+    }
     const turnId = randomUUID();
-    this.lastActivity = Date.now();
+    this.lastActivity = now;
     this.messageCount++;
     this.#queue.push({ turnId, peer, text });
     void this.#pump();
-    return turnId;
+    return { ok: true, turnId };
   }
 
   /** Stops the running turn, if any; queued turns then run as usual. */

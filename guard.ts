@@ -1,0 +1,98 @@
+// Who may talk to the server: Host (DNS rebinding), Origin (hostile web pages), the token, and
+// well-formed upgrade requests. Pure functions of the request's headers, tested without a socket.
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { IncomingHttpHeaders } from "node:http";
+import { isIP } from "node:net";
+
+const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
+
+/** True when the server listens only on this machine (then Host is checked against rebinding). */
+export function isLoopbackBind(host: string): boolean {
+  return LOOPBACK_NAMES.has(host) || (isIP(host) === 4 && host.startsWith("127."));
+}
+
+/** `example.com:8000` → `example.com`; `[::1]:8000` → `[::1]`. */
+export function hostWithoutPort(host: string): string {
+  if (host.startsWith("[")) return host.slice(0, host.indexOf("]") + 1);
+  const colon = host.lastIndexOf(":");
+  return colon === -1 ? host : host.slice(0, colon);
+}
+
+export type Refusal = { status: number; error: string } | undefined;
+
+/**
+ * While bound to loopback, only loopback names (any port) or configured hosts may appear in Host:
+ * a DNS-rebinding page at evil.example resolving to 127.0.0.1 still sends Host: evil.example.
+ */
+export function checkHost(hostHeader: string | undefined, bindHost: string, allowedHosts: readonly string[]): Refusal {
+  if (!isLoopbackBind(bindHost)) return undefined;
+  const host = (hostHeader ?? "").toLowerCase();
+  const name = hostWithoutPort(host);
+  if (LOOPBACK_NAMES.has(name) || allowedHosts.some((allowed) => allowed.toLowerCase() === host || allowed.toLowerCase() === name)) {
+    return undefined;
+  }
+  return {
+    status: 403,
+    error: `Host "${hostHeader ?? ""}" is not allowed: this server listens on loopback and answers only localhost, 127.0.0.1 and [::1]. Add the host to server.allowed_hosts to allow it`,
+  };
+}
+
+/**
+ * A browser always sends Origin on a WebSocket upgrade; a page on another site must not reach
+ * the server (CVE-2025-49596). Scripts and the CLI send no Origin and are let through.
+ */
+export function checkOrigin(origin: string | undefined, hostHeader: string | undefined, allowedOrigins: readonly string[]): Refusal {
+  if (origin === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(origin);
+  } catch {
+    return { status: 403, error: `Origin "${origin}" is not allowed` };
+  }
+  const sameHost = hostHeader !== undefined && parsed.host.toLowerCase() === hostHeader.toLowerCase();
+  const sameScheme = parsed.protocol === "http:" || parsed.protocol === "https:";
+  if ((sameHost && sameScheme) || allowedOrigins.includes(origin) || allowedOrigins.includes("*")) return undefined;
+  return {
+    status: 403,
+    error: `Origin "${origin}" is not allowed: only pages served by this server may open a socket. Add it to server.allowed_origins to allow it`,
+  };
+}
+
+/** The token a request carries: `Authorization: Bearer …` or a `token` query parameter. */
+export function requestToken(headers: IncomingHttpHeaders, url: string | undefined): string | undefined {
+  const auth = headers.authorization;
+  if (auth?.toLowerCase().startsWith("bearer ")) return auth.slice(7).trim();
+  const query = new URL(url ?? "/", "http://localhost").searchParams.get("token");
+  return query ?? undefined;
+}
+
+/** Constant-time comparison: hashing first makes the lengths equal, so nothing leaks through timing. */
+export function tokenMatches(given: string | undefined, expected: string): boolean {
+  if (given === undefined) return false;
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+export function checkToken(headers: IncomingHttpHeaders, url: string | undefined, expected: string | undefined): Refusal {
+  if (!expected) return undefined;
+  if (tokenMatches(requestToken(headers, url), expected)) return undefined;
+  return {
+    status: 401,
+    error: "this server requires a token: send 'Authorization: Bearer <token>' or add ?token=<token> to the URL",
+  };
+}
+
+/** What `ws` would otherwise answer with a bare status: a clear 400 for a malformed upgrade. */
+export function checkUpgradeRequest(method: string | undefined, headers: IncomingHttpHeaders): Refusal {
+  if (method !== "GET") return { status: 400, error: `a WebSocket upgrade must be a GET request, got ${method}` };
+  if ((headers.upgrade ?? "").toLowerCase() !== "websocket") return { status: 400, error: "the Upgrade header must be 'websocket'" };
+  const key = headers["sec-websocket-key"];
+  if (typeof key !== "string" || !/^[+/0-9A-Za-z]{22}==$/.test(key)) {
+    return { status: 400, error: "missing or invalid Sec-WebSocket-Key header" };
+  }
+  if (headers["sec-websocket-version"] !== "13") {
+    return { status: 400, error: "unsupported Sec-WebSocket-Version: only version 13 is supported" };
+  }
+  return undefined;
+}

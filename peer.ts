@@ -1,0 +1,78 @@
+// One WebSocket as a session sees it: frames out with backpressure, and the heartbeat state.
+import { WebSocket } from "ws";
+import { encodeFrame, type DeltaFrame, type ServerFrame } from "./protocol.ts";
+import type { Peer } from "./session.ts";
+
+export interface SendLimits {
+  /** Past this many unsent bytes, streaming deltas are merged instead of queued one by one. */
+  softBytes: number;
+  /** Past this many the peer is too slow to keep: the socket is dropped. */
+  hardBytes: number;
+}
+
+export class SocketPeer implements Peer {
+  readonly id: number;
+  readonly streaming: boolean;
+  readonly #ws: WebSocket;
+  readonly #limits: SendLimits;
+  readonly #onDrop: (bufferedBytes: number) => void;
+  /** Deltas held back while the socket is congested, merged per turn. */
+  #pending: DeltaFrame | undefined;
+  /** Set by a pong; the heartbeat terminates a socket that stayed silent for a whole interval. */
+  alive = true;
+
+  constructor(options: { id: number; ws: WebSocket; streaming: boolean; limits: SendLimits; onDrop: (bufferedBytes: number) => void }) {
+    this.id = options.id;
+    this.#ws = options.ws;
+    this.streaming = options.streaming;
+    this.#limits = options.limits;
+    this.#onDrop = options.onDrop;
+    this.#ws.on("pong", () => {
+      this.alive = true;
+    });
+  }
+
+  send(frame: ServerFrame): void {
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    const buffered = this.#ws.bufferedAmount;
+    if (buffered > this.#limits.hardBytes) {
+      this.#onDrop(buffered);
+      this.#ws.terminate();
+      return;
+    }
+    if ("type" in frame && frame.type === "delta") {
+      if (buffered > this.#limits.softBytes || this.#pending) return this.#hold(frame);
+    } else {
+      this.#flush();
+    }
+    this.#ws.send(encodeFrame(frame));
+  }
+
+  #hold(delta: DeltaFrame): void {
+    if (this.#pending && this.#pending.turn_id === delta.turn_id) {
+      this.#pending = { ...this.#pending, text: this.#pending.text + delta.text };
+    } else {
+      this.#flush();
+      this.#pending = delta;
+    }
+    // Send the merged text as soon as the socket has drained below the soft cap.
+    if (this.#ws.bufferedAmount <= this.#limits.softBytes) this.#flush();
+  }
+
+  #flush(): void {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (pending && this.#ws.readyState === WebSocket.OPEN) this.#ws.send(encodeFrame(pending));
+  }
+
+  /** One heartbeat tick: false when the peer missed the last ping and was terminated. */
+  heartbeat(): boolean {
+    if (!this.alive) {
+      this.#ws.terminate();
+      return false;
+    }
+    this.alive = false;
+    this.#ws.ping();
+    return true;
+  }
+}
