@@ -39,6 +39,8 @@ export interface TurnHooks {
   onTextDelta?(text: string): void;
   onToolStart?(call: ToolStart): void;
   onToolEnd?(call: ToolEnd): void;
+  /** A complete step (an assistant message with tool calls and all their results) was added. */
+  onStep?(messages: ChatMessage[]): Promise<void>;
 }
 
 export interface AgentSettings {
@@ -126,6 +128,7 @@ async function loop(
     const results = await Promise.all(calls.map((call) => runToolCall(toolbox, catalog, call, signal, hooks, settings.log, logFields)));
     signal?.throwIfAborted();
     kept.push(assistant, ...results);
+    await hooks.onStep?.([assistant, ...results]);
   }
   return fail(
     `the agent reached its limit of ${settings.maxIterations} model calls in one turn (agent.max_iterations) without a final answer`,

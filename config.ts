@@ -31,8 +31,10 @@ const McpServerSchema = z.object({
 });
 
 const LoggerSchema = z.object({
-  type: z.enum(["console", "file", "none"]).optional(),
-  transports: z.array(z.enum(["console", "file", "none"])).default(["console"]),
+  // As in mcp-agent: `transports` when it lists any, else the older single `type` (default
+  // console). "http" is accepted so mcp-agent configs load, and writes nothing here.
+  type: z.enum(["console", "file", "http", "none"]).optional(),
+  transports: z.array(z.enum(["console", "file", "http", "none"])).default([]),
   level: z.enum(["debug", "info", "warning", "warn", "error"]).default("info"),
   path: z.string().optional(),
   path_settings: z
@@ -75,6 +77,11 @@ const ConfigSchema = z.object({
       sweep_interval_seconds: seconds.default(60 * 60),
       /** History cap in messages, system prompt excluded. */
       max_history_messages: z.number().int().min(2).default(200),
+      /** `sqlite` keeps conversations across restarts; `memory` forgets them, as the original did. */
+      store: z.enum(["sqlite", "memory"]).default("sqlite"),
+      sqlite_path: z.string().default("data/sessions.db"),
+      /** Stored conversations idle longer than this are deleted. */
+      retention_days: z.number().positive().default(30),
     })
     .prefault({}),
   server: z

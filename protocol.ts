@@ -19,7 +19,9 @@ export type ClientFrame =
   /** Stop the running turn of this user (streaming extension). */
   | { type: "cancel" }
   /** Ask for the session's conversation (streaming extension). */
-  | { type: "history" };
+  | { type: "history" }
+  /** Start over: clear the history, new session_id; the workspace files too when asked. */
+  | { type: "reset"; workspace: boolean };
 
 export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: string };
 
@@ -41,6 +43,12 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   // read as the seed reads it, so a seed client that adds its own fields keeps working.
   if (data.type === "cancel") return { ok: true, frame: { type: "cancel" } };
   if (data.type === "history") return { ok: true, frame: { type: "history" } };
+  if (data.type === "reset") {
+    if (data.workspace !== undefined && typeof data.workspace !== "boolean") {
+      return { ok: false, error: `"workspace" must be true or false, got ${describeJson(data.workspace)}` };
+    }
+    return { ok: true, frame: { type: "reset", workspace: data.workspace === true } };
+  }
   const message = data.message;
   if (message === undefined || message === null) return { ok: true, frame: { type: "ignored" } };
   if (typeof message !== "string") {
@@ -142,7 +150,16 @@ export interface HistoryFrame {
   items: HistoryItem[];
 }
 
+/** The session started over (after a `reset`): every streaming socket of the user gets it. */
+export interface ResetFrame {
+  type: "reset";
+  user_id: string;
+  session_id: string;
+  workspace_cleared: boolean;
+}
+
 export type StreamFrame =
+  | ResetFrame
   | StreamWelcomeFrame
   | TurnStartFrame
   | DeltaFrame

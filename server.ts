@@ -1,6 +1,6 @@
 // The server: node:http for the routes and the page, a `ws` server for /ws/<user_id>.
 // createAgentServer() does nothing until listen(); tests make as many as they like.
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import http, { type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -33,11 +33,15 @@ import {
 import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, isLoopbackBind } from "./guard.ts";
 import { SocketPeer } from "./peer.ts";
 import { handleRequest, rejectUpgrade, sendJson } from "./routes.ts";
-import { SessionManager } from "./session.ts";
+import { SessionManager, type UserSession } from "./session.ts";
+import { SqliteStore } from "./sqlite-store.ts";
+import { MemoryStore, type SessionStore } from "./store.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** Close code for "going away": the server is shutting down. */
 const CLOSE_GOING_AWAY = 1001;
+/** Close code for "internal error": the session could not be opened (e.g. the store failed). */
+const CLOSE_INTERNAL_ERROR = 1011;
 /** Close code for "try again later": a quota is full. */
 const CLOSE_TRY_AGAIN_LATER = 1013;
 
@@ -77,6 +81,9 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   };
 
   const workspaceRoot = resolveConfigPath(config, config.workspace.root);
+  // The store is opened here, before anything else can fail, and closed last in close().
+  const store: SessionStore =
+    config.session.store === "sqlite" ? new SqliteStore(resolveConfigPath(config, config.session.sqlite_path)) : new MemoryStore();
   const connectionLimits: ConnectionLimits = {
     maxToolResultChars: config.limits.max_tool_result_chars,
     maxRestarts: config.limits.mcp_max_restarts,
@@ -116,10 +123,12 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       maxQueuedTurns: config.limits.max_queued_turns,
       rateLimit: { perMinute: config.limits.messages_per_minute, burst: config.limits.message_burst },
       redact: redactText,
+      store,
     },
     createHub,
     idleMs: config.session.idle_timeout_seconds * 1000,
     sweepIntervalMs: config.session.sweep_interval_seconds * 1000,
+    retentionMs: config.session.retention_days * 24 * 60 * 60 * 1000,
   });
 
   let indexCache: Buffer | undefined;
@@ -127,7 +136,12 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   const { limits } = config;
   const authToken = config.server.auth_token;
 
-  const httpServer = http.createServer((req, res) => {
+  const headersTimeoutMs = config.server.headers_timeout_seconds * 1000;
+  const requestTimeoutMs = config.server.request_timeout_seconds * 1000;
+  // Node checks those timeouts only every connectionsCheckingInterval (30 s by default), which
+  // would let a slowloris client stay that much longer than headers_timeout_seconds.
+  const connectionsCheckingInterval = Math.max(50, Math.min(1000, headersTimeoutMs / 2, requestTimeoutMs / 2));
+  const httpServer = http.createServer({ connectionsCheckingInterval }, (req, res) => {
     const pathname = rawPathname(req.url);
     const refusal =
       checkHost(req.headers.host, host, config.server.allowed_hosts) ??
@@ -136,8 +150,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     handleRequest(req, res, { sessions, indexHtml });
   });
   // A slowloris client that never finishes its headers or body is cut off.
-  httpServer.headersTimeout = config.server.headers_timeout_seconds * 1000;
-  httpServer.requestTimeout = config.server.request_timeout_seconds * 1000;
+  httpServer.headersTimeout = headersTimeoutMs;
+  httpServer.requestTimeout = requestTimeoutMs;
   httpServer.on("clientError", (_error, socket) => {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
     else socket.destroy();
@@ -174,7 +188,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   /** Quotas are told over the socket (close 1013 "try again later" with a reason), not as HTTP. */
   function quotaRefusal(userId: string): string | undefined {
     const existing = sessions.get(userId);
-    if (!existing && sessions.size >= limits.max_sessions) {
+    if (!sessions.has(userId) && sessions.size >= limits.max_sessions) {
       return `server full: ${sessions.size} sessions (limits.max_sessions)`;
     }
     if (existing && existing.peers.size >= limits.max_sockets_per_user) {
@@ -193,9 +207,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       ws.close(CLOSE_TRY_AGAIN_LATER, refusal);
       return;
     }
-    const session = sessions.getOrCreate(userId);
     const id = nextPeerId++;
-    const fields = { user_id: userId, session_id: session.sessionId, socket: id, streaming };
+    const fields = { user_id: userId, socket: id, streaming };
     const peer = new SocketPeer({
       id,
       ws,
@@ -204,46 +217,84 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       onDrop: (bufferedBytes) => log.warn("slow_socket_dropped", { ...fields, buffered_bytes: bufferedBytes }),
     });
     peers.add(peer);
-    const welcome = welcomeFrame(userId, session.sessionId);
-    peer.send(streaming ? { type: "welcome", ...welcome, stream: true } : welcome);
-    session.attach(peer);
-    log.info("connect", { ...fields, open_sockets: session.peers.size });
-
+    // Frames that arrive while the session loads wait for it, in arrival order.
+    const ready = sessions.open(userId).then(
+      (session) => {
+        if (ws.readyState !== ws.OPEN) return session;
+        const welcome = welcomeFrame(userId, session.sessionId);
+        peer.send(streaming ? { type: "welcome", ...welcome, stream: true } : welcome);
+        session.attach(peer);
+        log.info("connect", { ...fields, session_id: session.sessionId, open_sockets: session.peers.size });
+        return session;
+      },
+      (error: unknown) => {
+        const reason = redactText((error as Error).message);
+        log.error("session_open_failed", { ...fields, error: reason });
+        peer.send(errorFrame(`Session error: ${reason}`));
+        ws.close(CLOSE_INTERNAL_ERROR, "session error");
+        return undefined;
+      },
+    );
     ws.on("message", (data: RawData, isBinary: boolean) => {
-      if (isBinary) return peer.send(errorFrame(BINARY_FRAME_ERROR));
-      const parsed = parseClientFrame(rawText(data));
-      if (!parsed.ok) return peer.send(errorFrame(parsed.error));
-      const frame = parsed.frame;
-      switch (frame.type) {
-        case "ignored":
-          return;
-        case "chat": {
-          if (frame.message.length > limits.max_message_chars) {
-            return peer.send(
-              errorFrame(`Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`),
-            );
-          }
-          const submitted = session.submit(peer, frame.message);
-          if (!submitted.ok) {
-            log.warn("message_refused", { ...fields, reason: submitted.error });
-            peer.send(errorFrame(submitted.error));
-          }
-          return;
-        }
-        case "cancel":
-          session.cancel();
-          return;
-        case "history":
-          return peer.send({ type: "history", user_id: userId, session_id: session.sessionId, items: session.historyItems() });
-        default:
-          return frame satisfies never;
-      }
+      void ready.then((session) => session && onFrame(session, peer, data, isBinary));
     });
     ws.on("close", (code) => {
       peers.delete(peer);
-      session.detach(peer);
-      log.info("disconnect", { ...fields, code, open_sockets: session.peers.size });
+      void ready.then((session) => {
+        session?.detach(peer);
+        log.info("disconnect", { ...fields, code, open_sockets: session?.peers.size ?? 0 });
+      });
     });
+  }
+
+  function onFrame(session: UserSession, peer: SocketPeer, data: RawData, isBinary: boolean): void {
+    if (isBinary) return peer.send(errorFrame(BINARY_FRAME_ERROR));
+    const parsed = parseClientFrame(rawText(data));
+    if (!parsed.ok) return peer.send(errorFrame(parsed.error));
+    const frame = parsed.frame;
+    switch (frame.type) {
+      case "ignored":
+        return;
+      case "chat": {
+        if (frame.message.length > limits.max_message_chars) {
+          return peer.send(
+            errorFrame(`Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`),
+          );
+        }
+        const submitted = session.submit(peer, frame.message);
+        if (!submitted.ok) {
+          log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: submitted.error });
+          peer.send(errorFrame(submitted.error));
+        }
+        return;
+      }
+      case "cancel":
+        session.cancel();
+        return;
+      case "history":
+        return peer.send({ type: "history", user_id: session.userId, session_id: session.sessionId, items: session.historyItems() });
+      case "reset":
+        void resetSession(session, peer, frame.workspace);
+        return;
+      default:
+        return frame satisfies never;
+    }
+  }
+
+  async function resetSession(session: UserSession, asker: SocketPeer, clearWorkspace: boolean): Promise<void> {
+    try {
+      await session.reset();
+      if (clearWorkspace) {
+        const dir = path.join(workspaceRoot, session.userId);
+        for (const name of readdirSync(dir)) rmSync(path.join(dir, name), { recursive: true, force: true });
+      }
+    } catch (error) {
+      return asker.send(errorFrame(`Reset failed: ${redactText((error as Error).message)}`));
+    }
+    const frame = { type: "reset" as const, user_id: session.userId, session_id: session.sessionId, workspace_cleared: clearWorkspace };
+    for (const peer of session.peers) if (peer.streaming) peer.send(frame);
+    // A seed-style socket that asked learns its new session_id from a fresh welcome.
+    if (!asker.streaming) asker.send(welcomeFrame(session.userId, session.sessionId));
   }
 
   // Heartbeat: a peer that did not answer the last ping within an interval is gone (laptop lid
@@ -278,6 +329,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         for (const ws of wss.clients) ws.terminate();
         httpServer.closeAllConnections();
         wss.close();
+        await store.close();
         log.info("server_stop", {});
       })()),
   };

@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { runTurn, TurnError, type AgentSettings, type ChatMessage, type TurnHooks } from "./agent.ts";
 import { historyItems, trimHistory, type HistoryEntry } from "./history.ts";
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./rate-limit.ts";
+import type { SessionRecord, SessionStore } from "./store.ts";
 import type { Logger } from "./log.ts";
 import type { McpHub, ServerInfo } from "./mcp.ts";
 import {
@@ -49,10 +50,13 @@ export interface SessionDeps {
   rateLimit: RateLimit;
   /** Removes secrets from text that goes to a client. */
   redact(text: string): string;
+  store: SessionStore;
 }
 
 export interface SessionInfo {
   user_id: string;
+  /** Live in memory (with its MCP servers), or only kept in the store. */
+  active: boolean;
   session_id: string;
   created_at: string;
   last_activity: string;
@@ -65,28 +69,65 @@ export interface SessionInfo {
 
 export class UserSession {
   readonly userId: string;
-  readonly sessionId: string;
-  readonly createdAt = new Date();
-  lastActivity = Date.now();
-  messageCount = 0;
+  #sessionId: string;
+  #createdAt: number;
+  lastActivity: number;
+  messageCount: number;
   readonly peers = new Set<Peer>();
   readonly hub: McpHub;
   #entries: HistoryEntry[] = [];
   readonly #queue: QueuedTurn[] = [];
   #running: RunningTurn | undefined;
-  #pumping = false;
+  #pumping: Promise<void> | undefined;
   #closed = false;
   #bucket: Bucket;
   readonly #deps: SessionDeps;
 
-  constructor(userId: string, sessionId: string, hub: McpHub, deps: SessionDeps) {
-    this.userId = userId;
-    this.sessionId = sessionId;
+  constructor(record: SessionRecord, entries: HistoryEntry[], hub: McpHub, deps: SessionDeps) {
+    this.userId = record.userId;
+    this.#sessionId = record.sessionId;
+    this.#createdAt = record.createdAt;
+    this.lastActivity = record.lastActivity;
+    this.messageCount = record.messageCount;
+    this.#entries = entries;
     this.hub = hub;
     this.#deps = deps;
     this.#bucket = fullBucket(deps.rateLimit, Date.now());
     // Servers start with the session, so they are usually ready before the first message.
     void hub.ready();
+  }
+
+  get sessionId(): string {
+    return this.#sessionId;
+  }
+
+  record(): SessionRecord {
+    return {
+      userId: this.userId,
+      sessionId: this.#sessionId,
+      createdAt: this.#createdAt,
+      lastActivity: this.lastActivity,
+      messageCount: this.messageCount,
+    };
+  }
+
+  /**
+   * Starts over: a new session_id and an empty history (stored and in memory). The running turn
+   * is cancelled and queued ones dropped; the MCP servers stay.
+   */
+  async reset(): Promise<void> {
+    this.#queue.length = 0;
+    this.#running?.abort.abort();
+    // Let the cancelled turn finish writing under the old session_id before it is deleted.
+    await this.#pumping;
+    this.#entries = [];
+    this.#sessionId = randomUUID();
+    this.#createdAt = Date.now();
+    this.lastActivity = this.#createdAt;
+    this.messageCount = 0;
+    await this.#deps.store.remove(this.userId);
+    await this.#deps.store.saveSession(this.record());
+    this.#deps.log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId });
   }
 
   /** What the model sees of earlier turns. */
@@ -147,16 +188,17 @@ export class UserSession {
     return true;
   }
 
-  async #pump(): Promise<void> {
-    if (this.#pumping) return;
-    this.#pumping = true;
-    try {
-      for (let next = this.#queue.shift(); next && !this.#closed; next = this.#queue.shift()) {
-        await this.#runOne(next);
+  #pump(): Promise<void> {
+    this.#pumping ??= (async () => {
+      try {
+        for (let next = this.#queue.shift(); next && !this.#closed; next = this.#queue.shift()) {
+          await this.#runOne(next);
+        }
+      } finally {
+        this.#pumping = undefined;
       }
-    } finally {
-      this.#pumping = false;
-    }
+    })();
+    return this.#pumping;
   }
 
   /** Sends a streaming frame to every streaming socket of the user and keeps it for replay. */
@@ -166,14 +208,24 @@ export class UserSession {
   }
 
   async #runOne({ turnId, peer, text }: QueuedTurn): Promise<void> {
-    const { log, agent } = this.#deps;
-    const fields = { user_id: this.userId, session_id: this.sessionId, turn_id: turnId };
+    const { log, agent, store } = this.#deps;
+    const sessionId = this.#sessionId;
+    const fields = { user_id: this.userId, session_id: sessionId, turn_id: turnId };
     const turn: RunningTurn = { turnId, peer, abort: new AbortController(), frames: [] };
     this.#running = turn;
     const started = Date.now();
     log.info("turn_start", { ...fields, chars: text.length });
     this.#broadcast(turn, { type: "turn_start", turn_id: turnId, input: text });
     const toolMeta = new Map<string, { name: string; server: string; tool: string; ok: boolean }>();
+    const toEntries = (messages: ChatMessage[], status: TurnStatus) =>
+      messages.map((message): HistoryEntry => {
+        const tool = message.role === "tool" ? toolMeta.get(message.tool_call_id) : undefined;
+        return { turnId, message, ...(message.role === "user" ? { status } : {}), ...(tool ? { tool } : {}) };
+      });
+    // Messages of this turn already in the store: written as they happen, so a server killed
+    // mid-turn loses at most the unfinished step (the user's message is kept, as `running`,
+    // and reads back as `interrupted`).
+    let stored = 0;
     const hooks: TurnHooks = {
       onTextDelta: (delta) => this.#broadcast(turn, { type: "delta", turn_id: turnId, text: delta }),
       onToolStart: (call) => {
@@ -200,31 +252,48 @@ export class UserSession {
           duration_ms: call.durationMs,
         });
       },
+      onStep: async (messages) => {
+        await store.append(sessionId, toEntries(messages, "running"));
+        stored += messages.length;
+      },
     };
-    const remember = (messages: ChatMessage[], status: TurnStatus) => {
-      const entries = messages.map((message): HistoryEntry => {
-        const tool = message.role === "tool" ? toolMeta.get(message.tool_call_id) : undefined;
-        return { turnId, message, ...(message.role === "user" ? { status } : {}), ...(tool ? { tool } : {}) };
-      });
-      this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
+    /** Keeps the turn in memory and writes what the store does not have yet, before any answer is sent. */
+    const remember = async (messages: ChatMessage[], status: TurnStatus) => {
+      const entries = toEntries(messages, status);
+      if (this.#sessionId === sessionId) {
+        this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
+      }
+      await store.append(sessionId, entries.slice(stored));
+      stored = entries.length;
+      await store.setTurnStatus(sessionId, turnId, status);
+      await store.saveSession({ ...this.record(), lastActivity: Date.now() });
     };
 
-    let status: TurnStatus;
+    let status: TurnStatus = "error";
     try {
+      await store.append(sessionId, toEntries([{ role: "user", content: text }], "running"));
+      stored = 1;
       await this.hub.ready();
       turn.abort.signal.throwIfAborted();
       const result = await runTurn(agent, this.hub, this.history, text, { signal: turn.abort.signal, hooks, logFields: fields });
+      await remember(result.messages, "ok");
       status = "ok";
-      remember(result.messages, status);
-      this.#finish(turn, { type: "answer", turn_id: turnId, ...answerFrame(result.answer, this.userId, this.sessionId) });
+      this.#finish(turn, { type: "answer", turn_id: turnId, ...answerFrame(result.answer, this.userId, sessionId) });
     } catch (error) {
       const cancelled = turn.abort.signal.aborted;
-      status = cancelled ? "cancelled" : "error";
-      remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
-      if (cancelled) {
+      // Aborted by close() (shutdown, sweep) rather than by the user: the turn was interrupted.
+      status = cancelled ? (this.#closed ? "interrupted" : "cancelled") : "error";
+      let reason = this.#deps.redact(error instanceof Error ? error.message : String(error));
+      try {
+        await remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
+      } catch (storeError) {
+        // The turn's end could not be written: say so; what was stored before stays.
+        status = "error";
+        reason = this.#deps.redact(`the conversation could not be saved (${(storeError as Error).message})`);
+      }
+      if (status === "cancelled" || status === "interrupted") {
         this.#finish(turn, { type: "cancelled", turn_id: turnId }, turnErrorFrame("the turn was cancelled"));
       } else {
-        const reason = this.#deps.redact(error instanceof Error ? error.message : String(error));
         this.#finish(turn, { type: "error", turn_id: turnId, error: turnErrorText(reason) });
         log.warn("turn_error", { ...fields, error: reason });
       }
@@ -251,8 +320,9 @@ export class UserSession {
   info(): SessionInfo {
     return {
       user_id: this.userId,
+      active: true,
       session_id: this.sessionId,
-      created_at: this.createdAt.toISOString(),
+      created_at: new Date(this.#createdAt).toISOString(),
       last_activity: new Date(this.lastActivity).toISOString(),
       message_count: this.messageCount,
       open_sockets: this.peers.size,
@@ -262,13 +332,16 @@ export class UserSession {
     };
   }
 
-  /** Idempotent: drops queued turns, stops the running one and the MCP servers this session owns. */
+  /**
+   * Idempotent: drops queued turns, interrupts the running one (waiting for it to be written) and
+   * stops the MCP servers this session owns.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue.length = 0;
     this.#running?.abort.abort();
-    await this.hub.close();
+    await Promise.all([this.#pumping, this.hub.close()]);
   }
 }
 
@@ -290,10 +363,14 @@ export interface SessionManagerOptions {
   createHub(userId: string, sessionId: string): McpHub;
   idleMs: number;
   sweepIntervalMs: number;
+  /** Stored conversations idle longer than this are deleted by the sweep. */
+  retentionMs: number;
 }
 
 export class SessionManager {
   readonly #sessions = new Map<string, UserSession>();
+  /** Sessions being loaded from the store: concurrent first connections share one load. */
+  readonly #opening = new Map<string, Promise<UserSession>>();
   readonly #options: SessionManagerOptions;
   #timer: NodeJS.Timeout | undefined;
 
@@ -301,8 +378,9 @@ export class SessionManager {
     this.#options = options;
   }
 
+  /** Live sessions, counting those being opened (for the max_sessions quota). */
   get size(): number {
-    return this.#sessions.size;
+    return this.#sessions.size + this.#opening.size;
   }
 
   userIds(): string[] {
@@ -313,24 +391,71 @@ export class SessionManager {
     return this.#sessions.get(userId);
   }
 
-  /** Synchronous, so concurrent first connections of one user can only ever make one session. */
-  getOrCreate(userId: string): UserSession {
-    const existing = this.#sessions.get(userId);
-    if (existing) return existing;
-    const sessionId = randomUUID();
-    const session = new UserSession(userId, sessionId, this.#options.createHub(userId, sessionId), this.#options.deps);
+  has(userId: string): boolean {
+    return this.#sessions.has(userId) || this.#opening.has(userId);
+  }
+
+  /**
+   * The user's live session; else the stored one (same session_id and history); else a new one.
+   * Concurrent first connections of one user share one load, so they make exactly one session.
+   */
+  open(userId: string): Promise<UserSession> {
+    const live = this.#sessions.get(userId);
+    if (live) return Promise.resolve(live);
+    let opening = this.#opening.get(userId);
+    if (!opening) {
+      opening = this.#load(userId).finally(() => this.#opening.delete(userId));
+      this.#opening.set(userId, opening);
+    }
+    return opening;
+  }
+
+  async #load(userId: string): Promise<UserSession> {
+    const { deps } = this.#options;
+    const stored = await deps.store.load(userId, deps.maxHistoryMessages);
+    const now = Date.now();
+    const record = stored?.record ?? { userId, sessionId: randomUUID(), createdAt: now, lastActivity: now, messageCount: 0 };
+    if (!stored) await deps.store.saveSession(record);
+    const session = new UserSession(record, trimHistory(stored?.entries ?? [], deps.maxHistoryMessages), this.#options.createHub(userId, record.sessionId), deps);
     this.#sessions.set(userId, session);
-    this.#options.deps.log.info("session_created", { user_id: userId, session_id: session.sessionId });
+    deps.log.info(stored ? "session_restored" : "session_created", { user_id: userId, session_id: record.sessionId, messages: stored?.entries.length ?? 0 });
     return session;
+  }
+
+  /** Info on a live session, or on one kept only in the store (active: false). */
+  async info(userId: string): Promise<SessionInfo | undefined> {
+    const live = this.#sessions.get(userId);
+    if (live) return live.info();
+    const stored = await this.#options.deps.store.load(userId, 0);
+    if (!stored) return undefined;
+    const { record } = stored;
+    return {
+      user_id: record.userId,
+      active: false,
+      session_id: record.sessionId,
+      created_at: new Date(record.createdAt).toISOString(),
+      last_activity: new Date(record.lastActivity).toISOString(),
+      message_count: record.messageCount,
+      open_sockets: 0,
+      turn_running: false,
+      queued_turns: 0,
+      mcp_servers: [],
+    };
   }
 
   startSweeper(): void {
     if (this.#timer) return;
-    this.#timer = setInterval(() => void this.sweep(Date.now()), this.#options.sweepIntervalMs);
+    this.#timer = setInterval(() => {
+      this.sweep(Date.now()).catch((error: unknown) => this.#options.deps.log.error("sweep_failed", { error }));
+    }, this.#options.sweepIntervalMs);
     this.#timer.unref();
   }
 
-  /** Ends sessions with no open socket that have been idle longer than the idle timeout. */
+  /**
+   * Ends sessions with no open socket that have been idle longer than the idle timeout (their
+   * memory and MCP children, not their stored history), then deletes stored conversations older
+   * than the retention.
+   */
   async sweep(now: number): Promise<string[]> {
     const candidates = [...this.#sessions.values()].map((session) => ({
       userId: session.userId,
@@ -352,12 +477,15 @@ export class SessionManager {
         });
       }),
     );
+    const purged = await this.#options.deps.store.purge(now - this.#options.retentionMs, new Set([...this.#sessions.keys(), ...this.#opening.keys()]));
+    if (purged.length > 0) this.#options.deps.log.info("sessions_purged", { count: purged.length, user_ids: purged });
     return idle;
   }
 
   async close(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    await Promise.allSettled(this.#opening.values());
     const sessions = [...this.#sessions.values()];
     this.#sessions.clear();
     await Promise.all(sessions.map((session) => session.close()));

@@ -187,7 +187,12 @@ test("the idle sweep removes sessions with no socket and every child process exi
     assert.equal(pids.length, 2);
     assert.ok(pids.every((pid) => pid > 0 && alive(pid)));
     await client.close();
-    await until(async () => (await fetch(`${sweeping.url}/sessions/goes_idle`)).status === 404, "session swept");
+    const listed = async () => ((await (await fetch(`${sweeping.url}/sessions`)).json()) as { active_sessions: string[] }).active_sessions;
+    await until(async () => !(await listed()).includes("goes_idle"), "session swept");
+    // The sweep frees memory and children, not the stored conversation.
+    const stored = (await (await fetch(`${sweeping.url}/sessions/goes_idle`)).json()) as { active: boolean; mcp_servers: unknown[] };
+    assert.equal(stored.active, false);
+    assert.deepEqual(stored.mcp_servers, []);
     await until(() => pids.every((pid) => !alive(pid)), "children gone");
     const sessions = (await (await fetch(`${sweeping.url}/sessions`)).json()) as { active_sessions: string[] };
     assert.deepEqual(sessions.active_sessions, ["stays_connected"], "a session with an open socket is never swept");

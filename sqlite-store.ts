@@ -1,0 +1,235 @@
+// `session.store: sqlite` (the default): one file, WAL mode, a versioned schema with migrations.
+// better-sqlite3 is synchronous: each write is done (and durable in the WAL) when the call returns.
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+import type { ChatMessage } from "./agent.ts";
+import type { HistoryEntry } from "./history.ts";
+import type { TurnStatus } from "./protocol.ts";
+import { StoreError, type SessionRecord, type SessionStore, type StoredSession } from "./store.ts";
+
+/** Each step moves the schema from version i to i+1; never edit one that has shipped. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE sessions (
+     user_id       TEXT PRIMARY KEY,
+     session_id    TEXT NOT NULL UNIQUE,
+     created_at    INTEGER NOT NULL,
+     last_activity INTEGER NOT NULL,
+     message_count INTEGER NOT NULL
+   );
+   CREATE TABLE entries (
+     session_id TEXT NOT NULL,
+     seq        INTEGER NOT NULL,
+     turn_id    TEXT NOT NULL,
+     message    TEXT NOT NULL,
+     status     TEXT,
+     tool       TEXT,
+     PRIMARY KEY (session_id, seq)
+   ) WITHOUT ROWID;
+   CREATE INDEX entries_turn ON entries (session_id, turn_id);
+   CREATE INDEX sessions_idle ON sessions (last_activity);`,
+];
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+const TURN_STATUSES = new Set<string>(["running", "ok", "error", "cancelled", "interrupted"]);
+
+function isTurnStatus(value: unknown): value is TurnStatus {
+  return typeof value === "string" && TURN_STATUSES.has(value);
+}
+
+interface EntryRow {
+  turn_id: string;
+  message: string;
+  status: string | null;
+  tool: string | null;
+}
+
+interface SessionRow {
+  user_id: string;
+  session_id: string;
+  created_at: number;
+  last_activity: number;
+  message_count: number;
+}
+
+function parseJson(text: string): unknown {
+  return JSON.parse(text);
+}
+
+function isToolMeta(value: unknown): value is NonNullable<HistoryEntry["tool"]> {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    "name" in value &&
+    typeof value.name === "string" &&
+    "server" in value &&
+    typeof value.server === "string" &&
+    "tool" in value &&
+    typeof value.tool === "string" &&
+    "ok" in value &&
+    typeof value.ok === "boolean"
+  );
+}
+
+function isChatMessage(value: unknown): value is ChatMessage {
+  return typeof value === "object" && value !== null && "role" in value && typeof value.role === "string";
+}
+
+export class SqliteStore implements SessionStore {
+  readonly kind = "sqlite";
+  readonly #db: Database.Database;
+  #nextSeq = new Map<string, number>();
+
+  /** Opens (creating if needed) and migrates the database; throws StoreError with a clear reason. */
+  constructor(file: string) {
+    try {
+      if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
+      this.#db = new Database(file);
+      this.#db.pragma("journal_mode = WAL");
+      this.#db.pragma("synchronous = NORMAL");
+      this.#db.pragma("busy_timeout = 5000");
+      this.#migrate(file);
+    } catch (error) {
+      if (error instanceof StoreError) throw error;
+      throw new StoreError(`cannot open the session database ${file}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  #migrate(file: string): void {
+    const version = Number(this.#db.pragma("user_version", { simple: true }));
+    if (version > SCHEMA_VERSION) {
+      this.#db.close();
+      throw new StoreError(
+        `the session database ${file} has schema version ${version}, newer than this server understands (${SCHEMA_VERSION}): upgrade the server or point session.sqlite_path elsewhere`,
+      );
+    }
+    for (let next = version; next < SCHEMA_VERSION; next++) {
+      this.#db.transaction(() => {
+        this.#db.exec(MIGRATIONS[next] ?? "");
+        this.#db.pragma(`user_version = ${next + 1}`);
+      })();
+    }
+  }
+
+  #seqFor(sessionId: string): number {
+    let next = this.#nextSeq.get(sessionId);
+    if (next === undefined) {
+      const row = this.#db.prepare("SELECT MAX(seq) AS seq FROM entries WHERE session_id = ?").get(sessionId) as { seq: number | null } | undefined;
+      next = (row?.seq ?? -1) + 1;
+    }
+    return next;
+  }
+
+  load(userId: string, maxEntries: number): Promise<StoredSession | undefined> {
+    return this.#run(() => {
+      const row = this.#db.prepare("SELECT * FROM sessions WHERE user_id = ?").get(userId) as SessionRow | undefined;
+      if (!row) return undefined;
+      // A turn still `running` in the file belonged to a server that died under it.
+      this.#db.prepare("UPDATE entries SET status = 'interrupted' WHERE session_id = ? AND status = 'running'").run(row.session_id);
+      const rows = this.#db
+        .prepare("SELECT turn_id, message, status, tool FROM entries WHERE session_id = ? ORDER BY seq DESC LIMIT ?")
+        .all(row.session_id, maxEntries) as EntryRow[];
+      const entries: HistoryEntry[] = [];
+      for (const entryRow of rows.reverse()) {
+        const message = parseJson(entryRow.message);
+        if (!isChatMessage(message)) continue;
+        const tool = entryRow.tool ? parseJson(entryRow.tool) : undefined;
+        entries.push({
+          turnId: entryRow.turn_id,
+          message,
+          ...(isTurnStatus(entryRow.status) ? { status: entryRow.status } : {}),
+          ...(isToolMeta(tool) ? { tool } : {}),
+        });
+      }
+      return {
+        record: {
+          userId: row.user_id,
+          sessionId: row.session_id,
+          createdAt: row.created_at,
+          lastActivity: row.last_activity,
+          messageCount: row.message_count,
+        },
+        entries,
+      };
+    });
+  }
+
+  saveSession(record: SessionRecord): Promise<void> {
+    return this.#run(() => {
+      this.#db
+        .prepare(
+          `INSERT INTO sessions (user_id, session_id, created_at, last_activity, message_count) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (user_id) DO UPDATE SET session_id = excluded.session_id, created_at = excluded.created_at,
+             last_activity = excluded.last_activity, message_count = excluded.message_count`,
+        )
+        .run(record.userId, record.sessionId, record.createdAt, record.lastActivity, record.messageCount);
+    });
+  }
+
+  append(sessionId: string, entries: readonly HistoryEntry[]): Promise<void> {
+    if (entries.length === 0) return Promise.resolve();
+    return this.#run(() => {
+      const insert = this.#db.prepare("INSERT INTO entries (session_id, seq, turn_id, message, status, tool) VALUES (?, ?, ?, ?, ?, ?)");
+      let seq = this.#seqFor(sessionId);
+      this.#db.transaction(() => {
+        for (const entry of entries) {
+          insert.run(sessionId, seq++, entry.turnId, JSON.stringify(entry.message), entry.status ?? null, entry.tool ? JSON.stringify(entry.tool) : null);
+        }
+      })();
+      this.#nextSeq.set(sessionId, seq);
+    });
+  }
+
+  setTurnStatus(sessionId: string, turnId: string, status: TurnStatus): Promise<void> {
+    return this.#run(() => {
+      this.#db
+        .prepare("UPDATE entries SET status = ? WHERE session_id = ? AND turn_id = ? AND status IS NOT NULL")
+        .run(status, sessionId, turnId);
+    });
+  }
+
+  remove(userId: string): Promise<void> {
+    return this.#run(() => {
+      this.#db.transaction(() => {
+        const row = this.#db.prepare("SELECT session_id FROM sessions WHERE user_id = ?").get(userId) as { session_id: string } | undefined;
+        if (!row) return;
+        this.#db.prepare("DELETE FROM entries WHERE session_id = ?").run(row.session_id);
+        this.#db.prepare("DELETE FROM sessions WHERE user_id = ?").run(userId);
+        this.#nextSeq.delete(row.session_id);
+      })();
+    });
+  }
+
+  purge(cutoff: number, live: ReadonlySet<string>): Promise<string[]> {
+    return this.#run(() => {
+      const old = this.#db.prepare("SELECT user_id, session_id FROM sessions WHERE last_activity < ?").all(cutoff) as {
+        user_id: string;
+        session_id: string;
+      }[];
+      const doomed = old.filter((row) => !live.has(row.user_id));
+      this.#db.transaction(() => {
+        for (const row of doomed) {
+          this.#db.prepare("DELETE FROM entries WHERE session_id = ?").run(row.session_id);
+          this.#db.prepare("DELETE FROM sessions WHERE user_id = ?").run(row.user_id);
+          this.#nextSeq.delete(row.session_id);
+        }
+      })();
+      return doomed.map((row) => row.user_id);
+    });
+  }
+
+  close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+    return Promise.resolve();
+  }
+
+  /** Runs a synchronous statement; a failure (disk full, locked) becomes a rejected StoreError. */
+  #run<T>(work: () => T): Promise<T> {
+    try {
+      return Promise.resolve(work());
+    } catch (error) {
+      this.#nextSeq.clear();
+      return Promise.reject(new StoreError(`session database error: ${(error as Error).message}`, { cause: error }));
+    }
+  }
+}

@@ -1,0 +1,69 @@
+// Where sessions and their history are kept between restarts: one small interface, chosen by
+// `session.store`. Methods are async so a networked store fits the same shape as the embedded one.
+import type { HistoryEntry } from "./history.ts";
+import type { TurnStatus } from "./protocol.ts";
+
+export interface SessionRecord {
+  userId: string;
+  sessionId: string;
+  /** Epoch milliseconds. */
+  createdAt: number;
+  lastActivity: number;
+  messageCount: number;
+}
+
+export interface StoredSession {
+  record: SessionRecord;
+  /** The newest entries, at most the number asked for, oldest first. */
+  entries: HistoryEntry[];
+}
+
+export interface SessionStore {
+  readonly kind: "memory" | "sqlite";
+  /** The user's stored session, or undefined. Turns left `running` by a dead server read as `interrupted`. */
+  load(userId: string, maxEntries: number): Promise<StoredSession | undefined>;
+  /** Creates or replaces the user's session record. */
+  saveSession(record: SessionRecord): Promise<void>;
+  /** Appends entries to the history of a session, in order. */
+  append(sessionId: string, entries: readonly HistoryEntry[]): Promise<void>;
+  /** Sets how a turn ended, on its user message. */
+  setTurnStatus(sessionId: string, turnId: string, status: TurnStatus): Promise<void>;
+  /** Deletes the user's session and history. */
+  remove(userId: string): Promise<void>;
+  /** Deletes sessions idle since before `cutoff` (epoch ms), except the live ones; returns their user ids. */
+  purge(cutoff: number, live: ReadonlySet<string>): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** `session.store: memory`: nothing survives a restart, as in the original. */
+export class MemoryStore implements SessionStore {
+  readonly kind = "memory";
+  load(): Promise<StoredSession | undefined> {
+    return Promise.resolve(undefined);
+  }
+  saveSession(): Promise<void> {
+    return Promise.resolve();
+  }
+  append(): Promise<void> {
+    return Promise.resolve();
+  }
+  setTurnStatus(): Promise<void> {
+    return Promise.resolve();
+  }
+  remove(): Promise<void> {
+    return Promise.resolve();
+  }
+  purge(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+export class StoreError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoreError";
+  }
+}
