@@ -422,7 +422,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     close: () => log.close(),
   };
   const host = values.host ?? (env.HOST || "127.0.0.1");
-  const server = createAgentServer({ config, log: serverLog, host, port });
+  let server: AgentServer;
+  try {
+    server = createAgentServer({ config, log: serverLog, host, port });
+  } catch (error) {
+    // What is only checked when its part starts (fetch allow_hosts, the session database) stops
+    // the start like a config error.
+    console.error(`Cannot start: ${(error as Error).message}`);
+    await log.close();
+    process.exit(2);
+  }
   let address;
   try {
     address = await server.listen();

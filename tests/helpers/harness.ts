@@ -50,13 +50,20 @@ export interface RunningServer {
 }
 
 export async function startServer(
-  options: ConfigDirOptions & { env?: Record<string, string | undefined>; keepDir?: boolean } = {},
+  options: ConfigDirOptions & {
+    env?: Record<string, string | undefined>;
+    keepDir?: boolean;
+    /** Default 0: a free port. */
+    port?: number;
+    /** Reuse this config folder (and its database) instead of writing a new one; it is kept. */
+    configDir?: string;
+  } = {},
 ): Promise<RunningServer> {
-  const configDir = makeConfigDir(options);
+  const configDir = options.configDir ?? makeConfigDir(options);
   const config = loadConfig(path.join(configDir, "mcp_agent.config.yaml"), options.env ?? {});
   const logPath = path.join(configDir, "logs/test.jsonl");
   const log = createLogger({ level: "debug", console: false, filePath: logPath, secrets: [config.openai.api_key ?? ""].filter(Boolean) });
-  const server = createAgentServer({ config, log, host: "127.0.0.1", port: 0 });
+  const server = createAgentServer({ config, log, host: "127.0.0.1", port: options.port ?? 0 });
   const { url } = await server.listen();
   return {
     server,
@@ -67,7 +74,7 @@ export async function startServer(
     close: async () => {
       await server.close();
       await log.close();
-      if (!options.keepDir) rmSync(configDir, { recursive: true, force: true });
+      if (!options.keepDir && !options.configDir) rmSync(configDir, { recursive: true, force: true });
     },
   };
 }
