@@ -82,6 +82,8 @@ const ConfigSchema = z.object({
       sqlite_path: z.string().default("data/sessions.db"),
       /** Stored conversations idle longer than this are deleted. */
       retention_days: z.number().positive().default(30),
+      /** A session whose tools were not used for this long stops its MCP processes until its next turn. */
+      mcp_idle_seconds: seconds.default(300),
     })
     .prefault({}),
   server: z
@@ -113,6 +115,8 @@ const ConfigSchema = z.object({
       max_tool_result_chars: z.number().int().positive().default(100_000),
       /** Restarts of a crashed MCP server before it is left failed. */
       mcp_max_restarts: z.number().int().min(0).default(3),
+      /** Sessions that start their MCP servers on connect; beyond this, servers start on the first turn. */
+      max_warm_sessions: z.number().int().min(0).default(50),
       /** Past this many unsent bytes a socket's deltas are coalesced... */
       send_buffer_soft_bytes: z.number().int().positive().default(256 * 1024),
       /** ...and past this many it is closed (the turn still completes into the history). */

@@ -15,7 +15,8 @@ import { buildToolCatalog, type McpToolInfo, type ToolCatalog, type ToolRoute } 
 
 const CLIENT_INFO = { name: "mcp-agent-ws", version: "0.1.0" };
 
-export type ServerState = "starting" | "ready" | "failed" | "exited" | "closed";
+/** `stopped`: not running now (not started yet, or reaped while idle); the next use starts it. */
+export type ServerState = "stopped" | "starting" | "ready" | "failed" | "exited" | "closed";
 
 export interface ServerInfo {
   name: string;
@@ -49,7 +50,7 @@ export class McpConnection {
   readonly name: string;
   readonly transportName: string;
   readonly shared: boolean;
-  #state: ServerState = "starting";
+  #state: ServerState = "stopped";
   #error: string | undefined;
   #tools: McpToolInfo[] = [];
   #client: Client | undefined;
@@ -199,6 +200,20 @@ export class McpConnection {
       if (signal?.aborted) throw error;
       return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed: ${errorMessage(error)}` };
     }
+  }
+
+  /** Stops the server to free its process while idle; the next start() brings it back. */
+  async stop(): Promise<void> {
+    if (this.#state === "closed" || this.#state === "stopped") return;
+    await this.#starting?.catch(() => undefined);
+    const client = this.#client;
+    const transport = this.#transport;
+    this.#client = undefined;
+    this.#transport = undefined;
+    this.#state = "stopped";
+    await client?.close().catch(() => undefined);
+    await transport?.close().catch(() => undefined);
+    this.#log.info("mcp_server_stopped", { ...this.#logFields, reason: "idle" });
   }
 
   /** Idempotent; stops the child process (and its group) if there is one. */
@@ -357,15 +372,39 @@ export class McpHub {
   #ready: Promise<void> | undefined;
   #catalog: ToolCatalog | undefined;
   #catalogKey = "";
+  /** When a turn last needed the servers (epoch ms), for idle reaping. */
+  #lastUsed = Date.now();
 
   constructor(connections: McpConnection[]) {
     this.#connections = connections;
   }
 
-  /** Starts every owned server in parallel; one that fails does not stop the others. */
+  get #owned(): McpConnection[] {
+    return this.#connections.filter((connection) => !connection.shared);
+  }
+
+  /** True while any server of its own is running or starting (it holds processes). */
+  get warm(): boolean {
+    return this.#owned.some((connection) => connection.state === "ready" || connection.state === "starting");
+  }
+
+  /**
+   * Starts every server in parallel (again, after an idle stop); one that fails does not stop
+   * the others. Resolves when each has started or failed.
+   */
   ready(): Promise<void> {
+    this.#lastUsed = Date.now();
+    if (this.#connections.some((connection) => connection.state === "stopped")) this.#ready = undefined;
     this.#ready ??= Promise.all(this.#connections.map((connection) => connection.start())).then(() => undefined);
     return this.#ready;
+  }
+
+  /** Stops its own servers if no turn needed them for `idleMs`; they start again on the next turn. */
+  async reapIfIdle(now: number, idleMs: number): Promise<boolean> {
+    if (!this.warm || now - this.#lastUsed <= idleMs) return false;
+    this.#ready = undefined;
+    await Promise.all(this.#owned.map((connection) => connection.stop()));
+    return true;
   }
 
   /** The tools the model sees now, rebuilt only when the set of ready servers changes. */
@@ -380,6 +419,7 @@ export class McpHub {
   }
 
   async callTool(route: ToolRoute, args: Record<string, unknown>, signal?: AbortSignal): Promise<ToolOutcome> {
+    this.#lastUsed = Date.now();
     const connection = this.#connections.find((candidate) => candidate.name === route.server);
     if (!connection) return { ok: false, text: `Unknown MCP server "${route.server}"` };
     return connection.callTool(route.tool, args, signal);
@@ -391,6 +431,6 @@ export class McpHub {
 
   /** Closes every connection this hub owns; shared ones stay for the other sessions. */
   async close(): Promise<void> {
-    await Promise.all(this.#connections.filter((c) => !c.shared).map((connection) => connection.close()));
+    await Promise.all(this.#owned.map((connection) => connection.close()));
   }
 }

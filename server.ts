@@ -129,6 +129,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     idleMs: config.session.idle_timeout_seconds * 1000,
     sweepIntervalMs: config.session.sweep_interval_seconds * 1000,
     retentionMs: config.session.retention_days * 24 * 60 * 60 * 1000,
+    mcpIdleMs: config.session.mcp_idle_seconds * 1000,
+    maxWarmSessions: config.limits.max_warm_sessions,
   });
 
   let indexCache: Buffer | undefined;

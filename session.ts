@@ -93,8 +93,6 @@ export class UserSession {
     this.hub = hub;
     this.#deps = deps;
     this.#bucket = fullBucket(deps.rateLimit, Date.now());
-    // Servers start with the session, so they are usually ready before the first message.
-    void hub.ready();
   }
 
   get sessionId(): string {
@@ -363,6 +361,13 @@ export interface SessionManagerOptions {
   createHub(userId: string, sessionId: string): McpHub;
   idleMs: number;
   sweepIntervalMs: number;
+  /** A session whose tools were not used for this long stops its MCP processes until its next turn. */
+  mcpIdleMs: number;
+  /**
+   * New sessions start their MCP servers on connect (so the first answer does not wait for
+   * them) while fewer than this many sessions hold running servers; beyond it, on the first turn.
+   */
+  maxWarmSessions: number;
   /** Stored conversations idle longer than this are deleted by the sweep. */
   retentionMs: number;
 }
@@ -373,6 +378,7 @@ export class SessionManager {
   readonly #opening = new Map<string, Promise<UserSession>>();
   readonly #options: SessionManagerOptions;
   #timer: NodeJS.Timeout | undefined;
+  #reaper: NodeJS.Timeout | undefined;
 
   constructor(options: SessionManagerOptions) {
     this.#options = options;
@@ -417,6 +423,7 @@ export class SessionManager {
     const record = stored?.record ?? { userId, sessionId: randomUUID(), createdAt: now, lastActivity: now, messageCount: 0 };
     if (!stored) await deps.store.saveSession(record);
     const session = new UserSession(record, trimHistory(stored?.entries ?? [], deps.maxHistoryMessages), this.#options.createHub(userId, record.sessionId), deps);
+    if (this.warmSessions() < this.#options.maxWarmSessions) void session.hub.ready();
     this.#sessions.set(userId, session);
     deps.log.info(stored ? "session_restored" : "session_created", { user_id: userId, session_id: record.sessionId, messages: stored?.entries.length ?? 0 });
     return session;
@@ -443,12 +450,37 @@ export class SessionManager {
     };
   }
 
+  /** Sessions whose MCP servers hold processes now. */
+  warmSessions(): number {
+    let warm = 0;
+    for (const session of this.#sessions.values()) if (session.hub.warm) warm++;
+    return warm;
+  }
+
   startSweeper(): void {
     if (this.#timer) return;
     this.#timer = setInterval(() => {
       this.sweep(Date.now()).catch((error: unknown) => this.#options.deps.log.error("sweep_failed", { error }));
     }, this.#options.sweepIntervalMs);
     this.#timer.unref();
+    // Reaping runs more often than the sweep: at half the MCP idle time, at most every minute.
+    this.#reaper = setInterval(() => void this.reapIdleServers(Date.now()), Math.min(this.#options.mcpIdleMs / 2, 60_000));
+    this.#reaper.unref();
+  }
+
+  /** Stops the MCP processes of sessions whose tools have been idle; returns those user ids. */
+  async reapIdleServers(now: number): Promise<string[]> {
+    const reaped: string[] = [];
+    await Promise.all(
+      [...this.#sessions.values()].map(async (session) => {
+        if (session.busy) return;
+        if (await session.hub.reapIfIdle(now, this.#options.mcpIdleMs)) {
+          reaped.push(session.userId);
+          this.#options.deps.log.info("mcp_reaped", { user_id: session.userId, session_id: session.sessionId });
+        }
+      }),
+    );
+    return reaped;
   }
 
   /**
@@ -484,7 +516,9 @@ export class SessionManager {
 
   async close(): Promise<void> {
     clearInterval(this.#timer);
+    clearInterval(this.#reaper);
     this.#timer = undefined;
+    this.#reaper = undefined;
     await Promise.allSettled(this.#opening.values());
     const sessions = [...this.#sessions.values()];
     this.#sessions.clear();
