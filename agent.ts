@@ -34,6 +34,12 @@ export interface ToolEnd {
   durationMs: number;
 }
 
+/** A person's verdict on a tool call that needs approval; `reason` reaches the model on a denial. */
+export type ApprovalDecision = { approved: true } | { approved: false; reason: string };
+
+/** Asks whether a call may run (undefined: every call may). */
+export type Approver = (call: ToolStart, signal?: AbortSignal) => Promise<ApprovalDecision>;
+
 /** Live events of a turn, for streaming sockets and logs. */
 export interface TurnHooks {
   onTextDelta?(text: string): void;
@@ -76,9 +82,9 @@ export async function runTurn(
   toolbox: Toolbox,
   history: readonly ChatMessage[],
   userText: string,
-  options: { signal?: AbortSignal; hooks?: TurnHooks; logFields?: Record<string, unknown> } = {},
+  options: { signal?: AbortSignal; hooks?: TurnHooks; logFields?: Record<string, unknown>; approve?: Approver } = {},
 ): Promise<TurnResult> {
-  const { signal, hooks = {}, logFields = {} } = options;
+  const { signal, hooks = {}, logFields = {}, approve } = options;
   // Only complete steps go here: an assistant message with tool calls is added together with
   // all of its results, so whatever we keep after a failure is a valid conversation.
   const kept: ChatMessage[] = [{ role: "user", content: userText }];
@@ -87,7 +93,7 @@ export async function runTurn(
   };
   if (!settings.openai) return fail(NO_API_KEY_MESSAGE);
   try {
-    return await loop(settings, settings.openai, toolbox, history, kept, signal, hooks, logFields);
+    return await loop(settings, settings.openai, toolbox, history, kept, signal, hooks, logFields, approve);
   } catch (error) {
     if (signal?.aborted) throw new TurnError("the turn was cancelled", kept, { cause: error, cancelled: true });
     throw error;
@@ -103,6 +109,7 @@ async function loop(
   signal: AbortSignal | undefined,
   hooks: TurnHooks,
   logFields: Record<string, unknown>,
+  approve: Approver | undefined,
 ): Promise<TurnResult> {
   const fail = (message: string, cause?: unknown): never => {
     throw new TurnError(message, kept, { cause });
@@ -125,7 +132,7 @@ async function loop(
       return { answer, messages: kept };
     }
     if (iteration === settings.maxIterations) break;
-    const results = await Promise.all(calls.map((call) => runToolCall(toolbox, catalog, call, signal, hooks, settings.log, logFields)));
+    const results = await Promise.all(calls.map((call) => runToolCall(toolbox, catalog, call, signal, hooks, settings.log, logFields, approve)));
     signal?.throwIfAborted();
     kept.push(assistant, ...results);
     await hooks.onStep?.([assistant, ...results]);
@@ -143,21 +150,27 @@ async function runToolCall(
   hooks: TurnHooks,
   log: Logger,
   logFields: Record<string, unknown>,
+  approve: Approver | undefined,
 ): Promise<ChatMessage> {
   const started = Date.now();
   const route = catalog.routes.get(call.function.name);
-  hooks.onToolStart?.({
+  const start: ToolStart = {
     callId: call.id,
     name: call.function.name,
     server: route?.server ?? "",
     tool: route?.tool ?? call.function.name,
     arguments: call.function.arguments,
-  });
+  };
+  hooks.onToolStart?.(start);
   let outcome: ToolOutcome;
   const parsed = parseToolArguments(call.function.arguments);
   if (!route) outcome = { ok: false, text: `Unknown tool "${call.function.name}": it is not one of the tools offered` };
   else if (!parsed.ok) outcome = { ok: false, text: `Tool "${call.function.name}" was not called: ${parsed.error}` };
-  else outcome = await toolbox.callTool(route, parsed.args, signal);
+  else {
+    const decision = approve ? await approve(start, signal) : { approved: true as const };
+    signal?.throwIfAborted();
+    outcome = decision.approved ? await toolbox.callTool(route, parsed.args, signal) : { ok: false, text: decision.reason };
+  }
   const durationMs = Date.now() - started;
   log.info("tool_call", {
     ...logFields,

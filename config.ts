@@ -20,6 +20,8 @@ const McpServerSchema = z.object({
   read_timeout_seconds: seconds.default(60),
   /** Only these tools of the server are offered to the model. */
   allowed_tools: z.array(z.string()).optional(),
+  /** Tool calls that wait for a person's approval: never (default), always, or these tool names. */
+  require_approval: z.union([z.enum(["never", "always"]), z.array(z.string())]).default("never"),
   /** `builtin: fetch` selects the in-process fetch tool instead of a child process. */
   builtin: z.enum(["fetch"]).optional(),
   // Options of the built-in fetch tool.
@@ -69,6 +71,8 @@ const ConfigSchema = z.object({
             "Use the tools when they help to answer, and say what you did.",
         ),
       max_iterations: z.number().int().min(1).max(100).default(10),
+      /** A tool call waiting for approval this long is denied. */
+      approval_timeout_seconds: seconds.default(120),
     })
     .prefault({}),
   session: z

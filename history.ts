@@ -42,6 +42,8 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
       items.push({ role: "user", turn_id: turnId, content: textOf(message.content), status: entry.status ?? "ok" });
     } else if (message.role === "assistant") {
       const content = textOf(message.content ?? null);
+      // Text the model wrote before its tool calls comes first, as it was streamed.
+      if (content) items.push({ role: "assistant", turn_id: turnId, content });
       for (const call of message.tool_calls ?? []) {
         if (call.type !== "function") continue;
         const result = results.get(call.id);
@@ -58,7 +60,6 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
           preview: preview(resultText),
         });
       }
-      if (content) items.push({ role: "assistant", turn_id: turnId, content });
     }
   }
   return items;

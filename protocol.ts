@@ -21,7 +21,9 @@ export type ClientFrame =
   /** Ask for the session's conversation (streaming extension). */
   | { type: "history" }
   /** Start over: clear the history, new session_id; the workspace files too when asked. */
-  | { type: "reset"; workspace: boolean };
+  | { type: "reset"; workspace: boolean }
+  /** The answer to an approval_request; `always` allows this tool for the rest of the session. */
+  | { type: "approval"; call_id: string; approved: boolean; reason?: string; always: boolean };
 
 export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: string };
 
@@ -43,6 +45,7 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   // read as the seed reads it, so a seed client that adds its own fields keeps working.
   if (data.type === "cancel") return { ok: true, frame: { type: "cancel" } };
   if (data.type === "history") return { ok: true, frame: { type: "history" } };
+  if (data.type === "approval") return parseApproval(data);
   if (data.type === "reset") {
     if (data.workspace !== undefined && typeof data.workspace !== "boolean") {
       return { ok: false, error: `"workspace" must be true or false, got ${describeJson(data.workspace)}` };
@@ -56,6 +59,23 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   }
   if (message.trim() === "") return { ok: true, frame: { type: "ignored" } };
   return { ok: true, frame: { type: "chat", message } };
+}
+
+function parseApproval(data: Record<string, unknown>): ParsedClientFrame {
+  if (typeof data.call_id !== "string" || data.call_id === "") return { ok: false, error: 'an approval needs "call_id": the id from the approval_request' };
+  if (typeof data.approved !== "boolean") return { ok: false, error: 'an approval needs "approved": true or false' };
+  if (data.reason !== undefined && typeof data.reason !== "string") return { ok: false, error: '"reason" must be a string' };
+  if (data.always !== undefined && typeof data.always !== "boolean") return { ok: false, error: '"always" must be true or false' };
+  return {
+    ok: true,
+    frame: {
+      type: "approval",
+      call_id: data.call_id,
+      approved: data.approved,
+      ...(typeof data.reason === "string" ? { reason: data.reason.slice(0, 1000) } : {}),
+      always: data.always === true,
+    },
+  };
 }
 
 function describeJson(value: unknown): string {
@@ -150,6 +170,31 @@ export interface HistoryFrame {
   items: HistoryItem[];
 }
 
+/**
+ * A tool call waits for a person: any streaming socket of the user may answer with
+ * `{"type":"approval","call_id","approved","reason"?,"always"?}`; the first answer wins.
+ */
+export interface ApprovalRequestFrame {
+  type: "approval_request";
+  turn_id: string;
+  call_id: string;
+  name: string;
+  server: string;
+  tool: string;
+  arguments: unknown;
+  /** How long the request waits before it counts as a denial. */
+  timeout_ms: number;
+}
+/** How an approval request ended: `by` is "user" (a socket answered), "timeout", "session" (always allowed) or "cancel". */
+export interface ApprovalResolvedFrame {
+  type: "approval_resolved";
+  turn_id: string;
+  call_id: string;
+  approved: boolean;
+  reason?: string;
+  by: "user" | "timeout" | "cancel";
+}
+
 /** The session started over (after a `reset`): every streaming socket of the user gets it. */
 export interface ResetFrame {
   type: "reset";
@@ -160,6 +205,8 @@ export interface ResetFrame {
 
 export type StreamFrame =
   | ResetFrame
+  | ApprovalRequestFrame
+  | ApprovalResolvedFrame
   | StreamWelcomeFrame
   | TurnStartFrame
   | DeltaFrame

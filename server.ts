@@ -30,6 +30,7 @@ import {
   USER_ID_RULE,
   welcomeFrame,
 } from "./protocol.ts";
+import { requiresApproval } from "./approvals.ts";
 import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, isLoopbackBind } from "./guard.ts";
 import { SocketPeer } from "./peer.ts";
 import { handleRequest, rejectUpgrade, sendJson } from "./routes.ts";
@@ -124,6 +125,11 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       rateLimit: { perMinute: config.limits.messages_per_minute, burst: config.limits.message_burst },
       redact: redactText,
       store,
+      needsApproval: (server, tool) => {
+        const entry = config.mcp.servers[server];
+        return entry !== undefined && requiresApproval(entry.require_approval, tool);
+      },
+      approvalTimeoutMs: config.agent.approval_timeout_seconds * 1000,
     },
     createHub,
     idleMs: config.session.idle_timeout_seconds * 1000,
@@ -277,6 +283,12 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         return peer.send({ type: "history", user_id: session.userId, session_id: session.sessionId, items: session.historyItems() });
       case "reset":
         void resetSession(session, peer, frame.workspace);
+        return;
+      case "approval":
+        if (!peer.streaming) return peer.send(errorFrame("approvals are answered from a streaming socket (/ws/<user_id>?stream=1)"));
+        if (!session.answerApproval(frame.call_id, frame.approved, frame.reason, frame.always, peer.id)) {
+          peer.send({ type: "error", error: `no approval is waiting for call ${frame.call_id} (it was already answered, timed out or cancelled)` });
+        }
         return;
       default:
         return frame satisfies never;

@@ -5,6 +5,7 @@ import { runTurn, TurnError, type AgentSettings, type ChatMessage, type TurnHook
 import { historyItems, trimHistory, type HistoryEntry } from "./history.ts";
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./rate-limit.ts";
 import type { SessionRecord, SessionStore } from "./store.ts";
+import { ApprovalDesk } from "./approvals.ts";
 import type { Logger } from "./log.ts";
 import type { McpHub, ServerInfo } from "./mcp.ts";
 import {
@@ -51,6 +52,9 @@ export interface SessionDeps {
   /** Removes secrets from text that goes to a client. */
   redact(text: string): string;
   store: SessionStore;
+  /** Whether a call of this server's tool waits for a person's approval. */
+  needsApproval(server: string, tool: string): boolean;
+  approvalTimeoutMs: number;
 }
 
 export interface SessionInfo {
@@ -81,6 +85,7 @@ export class UserSession {
   #pumping: Promise<void> | undefined;
   #closed = false;
   #bucket: Bucket;
+  readonly #approvals: ApprovalDesk;
   readonly #deps: SessionDeps;
 
   constructor(record: SessionRecord, entries: HistoryEntry[], hub: McpHub, deps: SessionDeps) {
@@ -93,6 +98,20 @@ export class UserSession {
     this.hub = hub;
     this.#deps = deps;
     this.#bucket = fullBucket(deps.rateLimit, Date.now());
+    this.#approvals = new ApprovalDesk({
+      timeoutMs: deps.approvalTimeoutMs,
+      log: deps.log,
+      logFields: () => ({ user_id: this.userId, session_id: this.#sessionId }),
+      canAsk: () => [...this.peers].some((peer) => peer.streaming),
+      broadcast: (frame) => {
+        if (this.#running) this.#broadcast(this.#running, frame);
+      },
+    });
+  }
+
+  /** A person's answer to an approval request; false when nothing waits under that id. */
+  answerApproval(callId: string, approved: boolean, reason: string | undefined, always: boolean, socketId: number): boolean {
+    return this.#approvals.answer(callId, approved, reason, always, socketId);
   }
 
   get sessionId(): string {
@@ -273,7 +292,13 @@ export class UserSession {
       stored = 1;
       await this.hub.ready();
       turn.abort.signal.throwIfAborted();
-      const result = await runTurn(agent, this.hub, this.history, text, { signal: turn.abort.signal, hooks, logFields: fields });
+      const result = await runTurn(agent, this.hub, this.history, text, {
+        signal: turn.abort.signal,
+        hooks,
+        logFields: fields,
+        approve: (call, signal) =>
+          this.#deps.needsApproval(call.server, call.tool) ? this.#approvals.request(turnId, call, signal) : Promise.resolve({ approved: true }),
+      });
       await remember(result.messages, "ok");
       status = "ok";
       this.#finish(turn, { type: "answer", turn_id: turnId, ...answerFrame(result.answer, this.userId, sessionId) });
@@ -339,6 +364,7 @@ export class UserSession {
     this.#closed = true;
     this.#queue.length = 0;
     this.#running?.abort.abort();
+    this.#approvals.close();
     await Promise.all([this.#pumping, this.hub.close()]);
   }
 }

@@ -1,0 +1,122 @@
+// Human in the loop: tool calls that wait for a person's approval. One ApprovalDesk per session
+// owns the pending requests and their timers; the first answer from any of the user's streaming
+// sockets wins, no answer in time is a denial, and a cancel denies whatever is still waiting.
+import type { ApprovalDecision, ToolStart } from "./agent.ts";
+import type { McpServerConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { displayArguments, type ApprovalRequestFrame, type ApprovalResolvedFrame } from "./protocol.ts";
+
+/** Pure: does this server's `require_approval` setting cover this tool? */
+export function requiresApproval(setting: McpServerConfig["require_approval"], tool: string): boolean {
+  if (setting === "never") return false;
+  if (setting === "always") return true;
+  return setting.includes(tool);
+}
+
+interface Pending {
+  turnId: string;
+  call: ToolStart;
+  resolve: (decision: ApprovalDecision) => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface ApprovalDeskOptions {
+  timeoutMs: number;
+  log: Logger;
+  logFields: () => Record<string, unknown>;
+  /** Whether anyone can answer now: a streaming socket of the user is open. */
+  canAsk: () => boolean;
+  /** Sends a frame to every streaming socket of the user (and keeps it for a resumed page). */
+  broadcast: (frame: ApprovalRequestFrame | ApprovalResolvedFrame) => void;
+}
+
+export class ApprovalDesk {
+  readonly #pending = new Map<string, Pending>();
+  /** Model-visible tool names a person allowed for the rest of the session. */
+  readonly #alwaysAllowed = new Set<string>();
+  readonly #options: ApprovalDeskOptions;
+
+  constructor(options: ApprovalDeskOptions) {
+    this.#options = options;
+  }
+
+  /** Waits for a person's answer to a call; resolves (never rejects) with the decision. */
+  request(turnId: string, call: ToolStart, signal?: AbortSignal): Promise<ApprovalDecision> {
+    if (this.#alwaysAllowed.has(call.name)) {
+      this.#record(call, true, "session", "allowed for the rest of the session");
+      return Promise.resolve({ approved: true });
+    }
+    if (!this.#options.canAsk()) {
+      // A seed-style socket cannot answer: deny at once rather than hang the turn.
+      const reason =
+        "denied: this tool call needs a person's approval and no client that can give it is connected " +
+        "(approvals need a streaming socket, /ws/<user_id>?stream=1, such as the chat page)";
+      this.#record(call, false, "no-client", reason);
+      return Promise.resolve({ approved: false, reason });
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        const seconds = Math.round(this.#options.timeoutMs / 1000);
+        this.#settle(call.callId, false, `denied: nobody answered the approval request within ${seconds} s`, "timeout");
+      }, this.#options.timeoutMs);
+      timer.unref();
+      this.#pending.set(call.callId, { turnId, call, resolve, timer });
+      signal?.addEventListener("abort", () => this.#settle(call.callId, false, "denied: the turn was cancelled", "cancel"), { once: true });
+      this.#options.broadcast({
+        type: "approval_request",
+        turn_id: turnId,
+        call_id: call.callId,
+        name: call.name,
+        server: call.server,
+        tool: call.tool,
+        arguments: displayArguments(call.arguments),
+        timeout_ms: this.#options.timeoutMs,
+      });
+    });
+  }
+
+  /** A person's answer; false when there is no such pending call (already answered, timed out). */
+  answer(callId: string, approved: boolean, reason: string | undefined, always: boolean, socketId: number): boolean {
+    const pending = this.#pending.get(callId);
+    if (!pending) return false;
+    if (approved && always) this.#alwaysAllowed.add(pending.call.name);
+    const text = approved ? reason : `denied by the user: ${reason?.trim() || "no reason given"}`;
+    return this.#settle(callId, approved, text, "user", `socket ${socketId}${always ? " (always allow)" : ""}`);
+  }
+
+  #settle(callId: string, approved: boolean, reason: string | undefined, by: ApprovalResolvedFrame["by"], who: string = by): boolean {
+    const pending = this.#pending.get(callId);
+    if (!pending) return false;
+    this.#pending.delete(callId);
+    clearTimeout(pending.timer);
+    this.#record(pending.call, approved, who, reason);
+    this.#options.broadcast({
+      type: "approval_resolved",
+      turn_id: pending.turnId,
+      call_id: callId,
+      approved,
+      ...(reason ? { reason } : {}),
+      by,
+    });
+    pending.resolve(approved ? { approved: true } : { approved: false, reason: reason ?? "denied" });
+    return true;
+  }
+
+  /** Every decision is logged: user, tool, decision, who answered, when (the line's timestamp). */
+  #record(call: ToolStart, approved: boolean, by: string, reason: string | undefined): void {
+    this.#options.log.info("approval", {
+      ...this.#options.logFields(),
+      call_id: call.callId,
+      tool: call.name,
+      server: call.server,
+      decision: approved ? "approved" : "denied",
+      by,
+      ...(reason ? { reason } : {}),
+    });
+  }
+
+  /** Denies everything still waiting (the session is closing). */
+  close(): void {
+    for (const callId of [...this.#pending.keys()]) this.#settle(callId, false, "denied: the session ended", "cancel");
+  }
+}
