@@ -1,7 +1,11 @@
 // The HTTP routes (node:http, no framework) and the answers to refused upgrades.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
 import { STATUS_CODES } from "node:http";
+import { createRequire } from "node:module";
+import path from "node:path";
 import type { SessionManager } from "./session.ts";
 
 export interface RouteContext {
@@ -39,7 +43,83 @@ interface Route {
   handle: (req: IncomingMessage, res: ServerResponse, params: string[], context: RouteContext) => void;
 }
 
-const exact = (path: string) => (pathname: string) => (pathname === path ? [] : undefined);
+const exact = (wanted: string) => (pathname: string) => (pathname === wanted ? [] : undefined);
+
+// ---- the page ------------------------------------------------------------------------------
+// The page's Content-Security-Policy allows only its own inline <script> and <style> blocks (by
+// hash) and scripts from this server: even if Markdown sanitising ever let markup through, an
+// injected <script> or onerror= would not run, and no remote image can carry data out.
+
+const pagePolicies = new WeakMap<Buffer, string>();
+
+function inlineHashes(html: string, tag: "script" | "style"): string {
+  // Only bare `<script>`/`<style>` blocks are inline code; `<script src=...>` is covered by 'self'.
+  return [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, "g"))]
+    .map((found) => `'sha256-${createHash("sha256").update((found[1] ?? "").replace(/\r\n?/g, "\n")).digest("base64")}'`)
+    .join(" ");
+}
+
+export function pagePolicy(page: Buffer): string {
+  let policy = pagePolicies.get(page);
+  if (policy === undefined) {
+    const html = page.toString("utf8");
+    policy = [
+      "default-src 'none'",
+      `script-src 'self' ${inlineHashes(html, "script")}`,
+      `style-src 'self' ${inlineHashes(html, "style")}`,
+      "img-src 'self' data:",
+      "connect-src 'self' ws: wss:",
+      "base-uri 'none'",
+      "form-action 'none'",
+      "frame-ancestors 'none'",
+    ].join("; ");
+    pagePolicies.set(page, policy);
+  }
+  return policy;
+}
+
+// ---- /vendor: the page's two libraries, from node_modules -----------------------------------
+// Two fixed names; nothing from the URL reaches the filesystem. Read once, then served from memory.
+
+const requireFrom = createRequire(import.meta.url);
+const VENDOR = new Map<string, { pkg: string; files: string[] }>([
+  ["/vendor/marked.js", { pkg: "marked", files: ["lib/marked.umd.js", "marked.min.js"] }],
+  ["/vendor/purify.js", { pkg: "dompurify", files: ["dist/purify.min.js", "dist/purify.js"] }],
+]);
+const vendorCache = new Map<string, { body: Buffer; etag: string }>();
+
+/** The installed package's folder (its exports may hide package.json and the browser build). */
+function packageRoot(name: string): string {
+  let dir = path.dirname(requireFrom.resolve(name));
+  for (;;) {
+    const manifest = path.join(dir, "package.json");
+    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === name) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`no package.json of ${name} above ${requireFrom.resolve(name)}`);
+    dir = up;
+  }
+}
+
+function vendorFile(pathname: string): { body: Buffer; etag: string } | undefined {
+  const cached = vendorCache.get(pathname);
+  if (cached) return cached;
+  const entry = VENDOR.get(pathname);
+  if (!entry) return undefined;
+  let root: string;
+  try {
+    root = packageRoot(entry.pkg);
+  } catch {
+    return undefined;
+  }
+  const file = entry.files.map((name) => path.join(root, name)).find((candidate) => existsSync(candidate));
+  if (!file) return undefined;
+  // The source map is not served; drop the comment so devtools do not ask for it.
+  const text = readFileSync(file, "utf8").replace(/\n\/\/# sourceMappingURL=\S+\s*$/, "\n");
+  const body = Buffer.from(text);
+  const found = { body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 22)}"` };
+  vendorCache.set(pathname, found);
+  return found;
+}
 
 const routes: Route[] = [
   {
@@ -50,8 +130,33 @@ const routes: Route[] = [
         "content-type": "text/html; charset=utf-8",
         "content-length": page.length,
         "cache-control": "no-cache",
+        "content-security-policy": pagePolicy(page),
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
       });
       res.end(req.method === "HEAD" ? undefined : page);
+    },
+  },
+  {
+    match: (pathname) => (VENDOR.has(pathname) ? [pathname] : undefined),
+    handle: (req, res, [pathname = ""]) => {
+      const file = vendorFile(pathname);
+      if (!file) {
+        const pkg = VENDOR.get(pathname)?.pkg ?? "";
+        return sendJson(res, 404, { error: `${pkg} is not installed: run npm install` });
+      }
+      const headers = {
+        "content-type": "application/javascript; charset=utf-8",
+        "cache-control": "public, max-age=86400",
+        etag: file.etag,
+        "x-content-type-options": "nosniff",
+      };
+      if (req.headers["if-none-match"] === file.etag) {
+        res.writeHead(304, headers);
+        return res.end();
+      }
+      res.writeHead(200, { ...headers, "content-length": file.body.length });
+      res.end(req.method === "HEAD" ? undefined : file.body);
     },
   },
   {
@@ -75,9 +180,11 @@ const routes: Route[] = [
       } catch {
         return sendJson(res, 400, { error: "the user id in the path is not valid percent-encoding" });
       }
-      const session = sessions.get(userId);
-      if (!session) return sendJson(res, 404, { error: `no session for user "${userId}"` });
-      sendJson(res, 200, session.info());
+      // Live sessions answer from memory; stored ones (active: false) from the store.
+      sessions.info(userId).then(
+        (info) => (info ? sendJson(res, 200, info) : sendJson(res, 404, { error: `no session for user "${userId}"` })),
+        (error: unknown) => sendJson(res, 500, { error: `cannot read the session: ${(error as Error).message}` }),
+      );
     },
   },
 ];
