@@ -9,7 +9,7 @@ export interface HistoryEntry {
   /** On the user message of a turn: how the turn ended. */
   status?: TurnStatus;
   /** On tool results: where the call went and whether it worked. */
-  tool?: { name: string; server: string; tool: string; ok: boolean };
+  tool?: { name: string; server: string; tool: string; ok: boolean; durationMs?: number };
 }
 
 /**
@@ -58,6 +58,7 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
           arguments: displayArguments(call.function.arguments),
           ok: result?.tool?.ok ?? false,
           preview: preview(resultText),
+          ...(result?.tool?.durationMs !== undefined ? { duration_ms: result.tool.durationMs } : {}),
         });
       }
     }

@@ -13,7 +13,7 @@ export function isValidUserId(userId: string): boolean {
 
 export type ClientFrame =
   /** A chat message: the seed's only frame. */
-  | { type: "chat"; message: string }
+  | { type: "chat"; message: string; clientId?: string }
   /** Missing or blank `message`: the original silently ignores these. */
   | { type: "ignored" }
   /** Stop the running turn of this user (streaming extension). */
@@ -58,7 +58,10 @@ export function parseClientFrame(text: string): ParsedClientFrame {
     return { ok: false, error: `"message" must be a string, got ${describeJson(message)}` };
   }
   if (message.trim() === "") return { ok: true, frame: { type: "ignored" } };
-  return { ok: true, frame: { type: "chat", message } };
+  // An optional `client_id` lets a streaming client match its message to the turn it starts
+  // (echoed in `queued`/`turn_start`, and in a refusal); anything but a short string is ignored.
+  const clientId = typeof data.client_id === "string" && data.client_id.length <= 128 ? data.client_id : undefined;
+  return { ok: true, frame: { type: "chat", message, ...(clientId !== undefined ? { clientId } : {}) } };
 }
 
 function parseApproval(data: Record<string, unknown>): ParsedClientFrame {
@@ -109,11 +112,21 @@ export interface StreamWelcomeFrame extends WelcomeFrame {
   type: "welcome";
   stream: true;
 }
+/** A message was accepted and waits behind `position` turns (0: it starts now). */
+export interface QueuedFrame {
+  type: "queued";
+  turn_id: string;
+  input: string;
+  position: number;
+  client_id?: string;
+}
 export interface TurnStartFrame {
   type: "turn_start";
   turn_id: string;
   /** The user's message that started the turn (so other tabs can show it). */
   input: string;
+  /** The `client_id` the message was sent with, if any. */
+  client_id?: string;
 }
 export interface DeltaFrame {
   type: "delta";
@@ -148,6 +161,8 @@ export interface StreamAnswerFrame extends AnswerFrame {
 export interface StreamErrorFrame extends ErrorFrame {
   type: "error";
   turn_id?: string;
+  /** On a refused message: the `client_id` it was sent with. */
+  client_id?: string;
 }
 export interface CancelledFrame {
   type: "cancelled";
@@ -158,7 +173,18 @@ export interface CancelledFrame {
 export type HistoryItem =
   | { role: "user"; turn_id: string; content: string; status: TurnStatus }
   | { role: "assistant"; turn_id: string; content: string }
-  | { role: "tool"; turn_id: string; call_id: string; name: string; server: string; tool: string; arguments: unknown; ok: boolean; preview: string };
+  | {
+      role: "tool";
+      turn_id: string;
+      call_id: string;
+      name: string;
+      server: string;
+      tool: string;
+      arguments: unknown;
+      ok: boolean;
+      preview: string;
+      duration_ms?: number;
+    };
 
 /** How a turn ended; `running` while it runs, `interrupted` when the server stopped under it. */
 export type TurnStatus = "running" | "ok" | "error" | "cancelled" | "interrupted";
@@ -204,6 +230,7 @@ export interface ResetFrame {
 }
 
 export type StreamFrame =
+  | QueuedFrame
   | ResetFrame
   | ApprovalRequestFrame
   | ApprovalResolvedFrame

@@ -269,10 +269,14 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
             errorFrame(`Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`),
           );
         }
-        const submitted = session.submit(peer, frame.message);
+        const submitted = session.submit(peer, frame.message, frame.clientId);
         if (!submitted.ok) {
           log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: submitted.error });
-          peer.send(errorFrame(submitted.error));
+          peer.send(
+            peer.streaming && frame.clientId !== undefined
+              ? { type: "error", error: submitted.error, client_id: frame.clientId }
+              : errorFrame(submitted.error),
+          );
         }
         return;
       }

@@ -32,6 +32,7 @@ interface QueuedTurn {
   turnId: string;
   peer: Peer;
   text: string;
+  clientId?: string;
 }
 
 interface RunningTurn {
@@ -173,7 +174,7 @@ export class UserSession {
   }
 
   /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
-  submit(peer: Peer, text: string, now = Date.now()): { ok: true; turnId: string } | { ok: false; error: string } {
+  submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | { ok: false; error: string } {
     const { maxQueuedTurns, rateLimit } = this.#deps;
     const decision = takeToken(this.#bucket, rateLimit, now);
     this.#bucket = decision.bucket;
@@ -193,7 +194,10 @@ export class UserSession {
     const turnId = randomUUID();
     this.lastActivity = now;
     this.messageCount++;
-    this.#queue.push({ turnId, peer, text });
+    const position = this.#queue.length + (this.#running ? 1 : 0);
+    this.#queue.push({ turnId, peer, text, ...(clientId !== undefined ? { clientId } : {}) });
+    const queued = { type: "queued" as const, turn_id: turnId, input: text, position, ...(clientId !== undefined ? { client_id: clientId } : {}) };
+    for (const other of this.peers) if (other.streaming) other.send(queued);
     void this.#pump();
     return { ok: true, turnId };
   }
@@ -224,7 +228,7 @@ export class UserSession {
     for (const peer of this.peers) if (peer.streaming) peer.send(frame);
   }
 
-  async #runOne({ turnId, peer, text }: QueuedTurn): Promise<void> {
+  async #runOne({ turnId, peer, text, clientId }: QueuedTurn): Promise<void> {
     const { log, agent, store } = this.#deps;
     const sessionId = this.#sessionId;
     const fields = { user_id: this.userId, session_id: sessionId, turn_id: turnId };
@@ -232,8 +236,8 @@ export class UserSession {
     this.#running = turn;
     const started = Date.now();
     log.info("turn_start", { ...fields, chars: text.length });
-    this.#broadcast(turn, { type: "turn_start", turn_id: turnId, input: text });
-    const toolMeta = new Map<string, { name: string; server: string; tool: string; ok: boolean }>();
+    this.#broadcast(turn, { type: "turn_start", turn_id: turnId, input: text, ...(clientId !== undefined ? { client_id: clientId } : {}) });
+    const toolMeta = new Map<string, { name: string; server: string; tool: string; ok: boolean; durationMs?: number }>();
     const toEntries = (messages: ChatMessage[], status: TurnStatus) =>
       messages.map((message): HistoryEntry => {
         const tool = message.role === "tool" ? toolMeta.get(message.tool_call_id) : undefined;
@@ -259,7 +263,10 @@ export class UserSession {
       },
       onToolEnd: (call) => {
         const meta = toolMeta.get(call.callId);
-        if (meta) meta.ok = call.ok;
+        if (meta) {
+          meta.ok = call.ok;
+          meta.durationMs = call.durationMs;
+        }
         this.#broadcast(turn, {
           type: "tool_end",
           turn_id: turnId,

@@ -41,10 +41,12 @@ test("a socket that does not opt in gets exactly the seed's frames while a strea
   assert.equal(live.welcome.session_id, seed.welcome.session_id);
   const answer = await ask(seed.client, "hello there");
   assert.deepEqual(answer, { message: "echo: hello there", user_id: "mixed_sockets", session_id: seed.welcome.session_id });
-  // The streaming tab saw the seed socket's turn live.
+  // The streaming tab saw the seed socket's message queued, then its turn live.
   const frames = await readTurn(live.client);
-  assert.equal(frames[0]?.type, "turn_start");
-  assert.equal(frames[0]?.input, "hello there");
+  assert.deepEqual([frames[0]?.type, frames[0]?.input, frames[0]?.position], ["queued", "hello there", 0]);
+  assert.equal(frames[1]?.type, "turn_start");
+  assert.equal(frames[1]?.input, "hello there");
+  assert.equal(frames[1]?.turn_id, frames[0]?.turn_id);
   assert.equal(frames.at(-1)?.type, "answer");
   // The seed socket received nothing but its answer.
   assert.equal(seed.client.frames.length, 2);
@@ -52,11 +54,15 @@ test("a socket that does not opt in gets exactly the seed's frames while a strea
   await live.client.close();
 });
 
-test("a turn streams: turn_start, text deltas, then an answer frame that is also a seed answer", async () => {
+test("a turn streams: queued, turn_start, text deltas, then an answer frame that is also a seed answer", async () => {
   model.setResponder(() => ({ content: "Streaming works one piece at a time.", chunkChars: 5 }));
   const { client, welcome } = await connectUser(running, "streamer", "?stream=1");
-  client.send({ message: "stream please" });
+  client.send({ message: "stream please", client_id: "c-1" });
   const frames = await readTurn(client);
+  assert.equal(frames[0]?.type, "queued");
+  assert.equal(frames[0]?.client_id, "c-1");
+  assert.equal(frames[1]?.type, "turn_start");
+  assert.equal(frames[1]?.client_id, "c-1", "the client's id comes back on its turn");
   const turnId = frames[0]?.turn_id;
   assert.equal(typeof turnId, "string");
   assert.ok(frames.every((frame) => frame.turn_id === turnId), "every frame carries the turn_id");
@@ -193,6 +199,7 @@ test("history returns user and assistant messages and tool calls with their resu
   assert.deepEqual(items[1]?.arguments, { text: "history" });
   assert.equal(items[1]?.preview, "echo:history");
   assert.equal(items[1]?.ok, true);
+  assert.equal(typeof items[1]?.duration_ms, "number", "tool cards keep their time after a reload");
   assert.equal(items[2]?.content, "The tool echoed.");
   await client.close();
 });
