@@ -144,6 +144,8 @@ export interface Config extends Omit<ParsedConfig, "openai"> {
   configDir: string;
   openai: ParsedConfig["openai"] & { default_model: string };
   logLevel: LogLevel;
+  /** Every value that must never reach a log, a frame or an HTTP answer: the API key, the token, everything in the secrets file. */
+  secretValues: string[];
 }
 
 export class ConfigError extends Error {
@@ -181,6 +183,13 @@ function deepMerge(base: unknown, over: unknown): unknown {
   const merged: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(over)) merged[key] = deepMerge(base[key], value);
   return merged;
+}
+
+function stringLeaves(value: unknown): string[] {
+  if (typeof value === "string") return [value];
+  if (Array.isArray(value)) return value.flatMap(stringLeaves);
+  if (isPlainObject(value)) return Object.values(value).flatMap(stringLeaves);
+  return [];
 }
 
 /** Where in which file a key path is written, for error messages. */
@@ -242,7 +251,10 @@ export function parseConfig(
   const server = { ...parsed.server, auth_token: parsed.server.auth_token || env.MCP_AGENT_AUTH_TOKEN || undefined };
   const levelName = parsed.logger.level;
   const logLevel: LogLevel = levelName === "warning" ? "warn" : levelName;
-  return { ...parsed, server, openai, logLevel, configDir };
+  const secretValues = [openai.api_key, server.auth_token, ...stringLeaves(sources[1]?.data)].filter(
+    (value): value is string => typeof value === "string" && value.length >= 6,
+  );
+  return { ...parsed, server, openai, logLevel, configDir, secretValues: [...new Set(secretValues)] };
 }
 
 /** Reads the config file and the secrets file beside it. */

@@ -54,7 +54,13 @@ export function createLogger(options: LoggerOptions): Logger {
   const consoleStream = options.console ? (options.consoleStream ?? process.stderr) : undefined;
   const write = (level: LogLevel, event: string, fields: LogFields = {}) => {
     if (LEVELS[level] < threshold) return;
-    const line = redact(JSON.stringify({ timestamp: new Date().toISOString(), level, event, ...fields }, errorReplacer), options.secrets) + "\n";
+    // Secrets come out of every string before encoding (a key holding `"` or `\` is escaped in
+    // the JSON and would slip past a search of the line), and out of the whole line after.
+    const replacer = (key: string, value: unknown): unknown => {
+      const plain = errorReplacer(key, value);
+      return typeof plain === "string" ? redact(plain, options.secrets) : plain;
+    };
+    const line = redact(JSON.stringify({ timestamp: new Date().toISOString(), level, event, ...fields }, replacer), options.secrets) + "\n";
     consoleStream?.write(line);
     file?.write(line);
   };
@@ -96,14 +102,14 @@ function formatTimestamp(date: Date, format: string): string {
 /** The logger the config asks for. */
 export function loggerFromConfig(config: Config, overrides: { level?: LogLevel; consoleStream?: NodeJS.WritableStream } = {}): Logger {
   const { logger } = config;
-  const transports = new Set(logger.type ? [logger.type] : logger.transports);
+  const transports = new Set(logger.transports.length > 0 ? logger.transports : [logger.type ?? "console"]);
   let filePath: string | undefined;
   if (transports.has("file")) {
     const settings = logger.path_settings;
     const uniqueId = settings.unique_id === "session_id" ? randomUUID() : formatTimestamp(new Date(), settings.timestamp_format);
     filePath = resolveConfigPath(config, logger.path ?? settings.path_pattern.replace("{unique_id}", uniqueId));
   }
-  const secrets = [config.openai.api_key].filter((value): value is string => Boolean(value));
+  const secrets = config.secretValues;
   return createLogger({
     level: overrides.level ?? config.logLevel,
     console: transports.has("console"),

@@ -62,7 +62,7 @@ export interface AgentServer {
 export function createAgentServer(options: AgentServerOptions): AgentServer {
   const { config, log } = options;
   const host = options.host ?? "127.0.0.1";
-  const secrets = [config.openai.api_key].filter((value): value is string => Boolean(value));
+  const secrets = config.secretValues;
   const redactText = (text: string) => redact(text, secrets);
 
   const openai = config.openai.api_key
@@ -462,7 +462,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     await log.close();
     process.exit(1);
   }
+  let shuttingDown = false;
   const shutdown = (signal: string) => {
+    // A second Ctrl-C while closing must not kill us with a non-zero status: the first one wins.
+    if (shuttingDown) return;
+    shuttingDown = true;
     log.info("shutdown", { signal });
     // A stuck child must not keep us past the promised 5 seconds.
     setTimeout(() => process.exit(0), 4500).unref();
@@ -472,8 +476,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       .finally(() => process.exit(0));
   };
   // Handlers before the banner: whoever waits for the banner may signal us right away.
-  process.once("SIGINT", () => shutdown("SIGINT"));
-  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
   console.log(`MCP agent server listening on ${address.url} (WebSocket: ${address.url.replace(/^http/, "ws")}/ws/<user_id>)`);
   if (!isLoopbackBind(host) && !config.server.auth_token) {
     console.log(
