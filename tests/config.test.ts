@@ -10,7 +10,7 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { parse } from "yaml";
 import { ConfigError, loadConfig, parseConfig, type Config } from "../config.ts";
-import { loggerFromConfig } from "../log.ts";
+import { createLogger, loggerFromConfig } from "../log.ts";
 import { afterTool, lastUserText, startModelServer, type ModelServer } from "./helpers/model-server.ts";
 import {
   connect,
@@ -641,4 +641,25 @@ describe("the server process: config errors, model settings, logging", { concurr
       assert.ok(!text.includes(API_KEY.slice(3)), `${where} holds most of the API key`);
     }
   });
+});
+
+test("every value in the secrets file (and the token) is treated as a secret and redacted from logs", () => {
+  const config = parseConfig(
+    { file: "mcp_agent.config.yaml", text: "mcp:\n  servers:\n    x:\n      command: some-server\n" },
+    {
+      file: "mcp_agent.secrets.yaml",
+      text: "openai:\n  api_key: sk-secret-key-123456\nmcp:\n  servers:\n    x:\n      env:\n        SERVICE_TOKEN: tok-abcdef-98765\n",
+    },
+    { MCP_AGENT_AUTH_TOKEN: "shared-token-xyz" },
+    "/tmp",
+  );
+  assert.ok(config.secretValues.includes("sk-secret-key-123456"));
+  assert.ok(config.secretValues.includes("tok-abcdef-98765"));
+  assert.ok(config.secretValues.includes("shared-token-xyz"));
+  const lines: string[] = [];
+  const sink = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+  const logger = createLogger({ level: "debug", console: true, consoleStream: sink, secrets: config.secretValues });
+  logger.info("leak_attempt", { env: "SERVICE_TOKEN=tok-abcdef-98765", auth: "Bearer shared-token-xyz" });
+  assert.doesNotMatch(lines.join(""), /tok-abcdef-98765|shared-token-xyz/);
+  assert.match(lines.join(""), /\[REDACTED\]/);
 });
