@@ -47,7 +47,8 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
       for (const call of message.tool_calls ?? []) {
         if (call.type !== "function") continue;
         const result = results.get(call.id);
-        const resultText = result ? textOf(result.message.content) : "";
+        // The model reads "Error: …" for a failed tool; people see the result as tool_end showed it.
+        const resultText = result ? textOf(result.message.content).replace(result.tool?.ok === false ? /^Error: / : /^$/, "") : "";
         items.push({
           role: "tool",
           turn_id: turnId,
