@@ -56,6 +56,8 @@ test("approve: the request names the call, the tool runs, and the turn goes on",
   const resolved = await client.nextMatching((f) => f.type === "approval_resolved");
   assert.deepEqual([resolved.approved, resolved.by], [true, "user"]);
   assert.equal((await client.nextMatching((f) => f.type === "answer")).message, "MODEL SAW: echo:hello");
+  // The log is written asynchronously: wait for the line rather than read it at once.
+  await until(() => readLog(running.logPath).some((line) => line.event === "approval" && line.call_id === request.call_id), "approval logged");
   const lines = readLog(running.logPath).filter((line) => line.event === "approval" && line.call_id === request.call_id);
   assert.equal(lines.length, 1);
   assert.equal(lines[0]?.decision, "approved");
@@ -74,6 +76,7 @@ test("deny: the model gets 'denied by the user: <reason>' as the tool's result a
   const end = await client.nextMatching((f) => f.type === "tool_end");
   assert.equal(end.ok, false);
   assert.equal((await client.nextMatching((f) => f.type === "answer")).message, "MODEL SAW: Error: denied by the user: not now");
+  await until(() => readLog(running.logPath).some((l) => l.event === "approval" && l.call_id === request.call_id), "denial logged");
   const line = readLog(running.logPath).find((l) => l.event === "approval" && l.call_id === request.call_id);
   assert.equal(line?.decision, "denied");
   await client.close();
@@ -103,8 +106,7 @@ test("always allow: the same tool runs without asking for the rest of the sessio
   }
   assert.ok(!frames.some((f) => f.type === "approval_request"), "no second request");
   assert.equal(frames.at(-1)?.message, "MODEL SAW: echo:two");
-  const line = readLog(running.logPath).filter((l) => l.event === "approval" && l.user_id === "truster").at(-1);
-  assert.equal(line?.by, "session");
+  await until(() => readLog(running.logPath).some((l) => l.event === "approval" && l.user_id === "truster" && l.by === "session"), "session allowance logged");
   await client.close();
 });
 
