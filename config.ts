@@ -82,7 +82,7 @@ const ConfigSchema = z.object({
       /** History cap in messages, system prompt excluded. */
       max_history_messages: z.number().int().min(2).default(200),
       /** `sqlite` keeps conversations across restarts; `memory` forgets them, as the original did. */
-      store: z.enum(["sqlite", "memory"]).default("sqlite"),
+      store: z.enum(["sqlite", "memory", "redis"]).default("sqlite"),
       sqlite_path: z.string().default("data/sessions.db"),
       /** Stored conversations idle longer than this are deleted. */
       retention_days: z.number().positive().default(30),
@@ -125,6 +125,14 @@ const ConfigSchema = z.object({
       send_buffer_soft_bytes: z.number().int().positive().default(256 * 1024),
       /** ...and past this many it is closed (the turn still completes into the history). */
       send_buffer_hard_bytes: z.number().int().positive().default(4 * 1024 * 1024),
+    })
+    .prefault({}),
+  /** `session.store: redis`: several instances share sessions through this Redis. */
+  redis: z
+    .object({
+      url: z.string().default("redis://127.0.0.1:6379"),
+      /** A turn's lease on its user; renewed while it runs, so only a dead instance's lease expires. */
+      lease_seconds: seconds.default(10),
     })
     .prefault({}),
   workspace: z

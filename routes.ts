@@ -11,6 +11,12 @@ import type { SessionManager } from "./session.ts";
 export interface RouteContext {
   sessions: SessionManager;
   indexHtml: () => Buffer;
+  /** Cluster mode: this instance's id and Redis health, and the users live on any instance. */
+  cluster?: {
+    instance: string;
+    healthy(): Promise<boolean>;
+    liveUsers(): Promise<string[]>;
+  };
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -161,12 +167,32 @@ const routes: Route[] = [
   },
   {
     match: exact("/health"),
-    handle: (_req, res, _params, { sessions }) => sendJson(res, 200, { status: "healthy", active_sessions: sessions.size }),
+    handle: (_req, res, _params, { sessions, cluster }) => {
+      if (!cluster) return sendJson(res, 200, { status: "healthy", active_sessions: sessions.size });
+      // A load balancer takes an instance out while it cannot reach Redis (503), and back after.
+      void cluster.healthy().then((ok) =>
+        sendJson(res, ok ? 200 : 503, {
+          status: ok ? "healthy" : "unhealthy",
+          active_sessions: sessions.size,
+          instance: cluster.instance,
+          redis: ok ? "ok" : "unreachable",
+        }),
+      );
+    },
   },
   {
     match: exact("/sessions"),
-    handle: (_req, res, _params, { sessions }) =>
-      sendJson(res, 200, { active_sessions: sessions.userIds(), total_sessions: sessions.size }),
+    handle: (_req, res, _params, { sessions, cluster }) => {
+      if (!cluster) return sendJson(res, 200, { active_sessions: sessions.userIds(), total_sessions: sessions.size });
+      // The whole cluster's live sessions; this instance's alone when Redis cannot be asked.
+      void cluster.liveUsers().then(
+        (users) => {
+          const all = [...new Set([...users, ...sessions.userIds()])].sort();
+          sendJson(res, 200, { active_sessions: all, total_sessions: all.length });
+        },
+        () => sendJson(res, 503, { error: "the cluster's sessions cannot be listed: Redis is unreachable", active_sessions: sessions.userIds(), total_sessions: sessions.size }),
+      );
+    },
   },
   {
     match: (pathname) => {

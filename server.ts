@@ -37,6 +37,8 @@ import { handleRequest, rejectUpgrade, sendJson } from "./routes.ts";
 import { SessionManager, type UserSession } from "./session.ts";
 import { SqliteStore } from "./sqlite-store.ts";
 import { MemoryStore, type SessionStore } from "./store.ts";
+import { ClusterCoordinator } from "./cluster.ts";
+import { RedisStore } from "./redis-store.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** Close code for "going away": the server is shutting down. */
@@ -83,8 +85,13 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
 
   const workspaceRoot = resolveConfigPath(config, config.workspace.root);
   // The store is opened here, before anything else can fail, and closed last in close().
-  const store: SessionStore =
-    config.session.store === "sqlite" ? new SqliteStore(resolveConfigPath(config, config.session.sqlite_path)) : new MemoryStore();
+  const cluster =
+    config.session.store === "redis" ? new ClusterCoordinator({ url: config.redis.url, log, leaseMs: config.redis.lease_seconds * 1000 }) : undefined;
+  const store: SessionStore = cluster
+    ? new RedisStore(cluster.redis)
+    : config.session.store === "sqlite"
+      ? new SqliteStore(resolveConfigPath(config, config.session.sqlite_path))
+      : new MemoryStore();
   const connectionLimits: ConnectionLimits = {
     maxToolResultChars: config.limits.max_tool_result_chars,
     maxRestarts: config.limits.mcp_max_restarts,
@@ -130,6 +137,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         return entry !== undefined && requiresApproval(entry.require_approval, tool);
       },
       approvalTimeoutMs: config.agent.approval_timeout_seconds * 1000,
+      ...(cluster ? { cluster } : {}),
     },
     createHub,
     idleMs: config.session.idle_timeout_seconds * 1000,
@@ -155,7 +163,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       checkHost(req.headers.host, host, config.server.allowed_hosts) ??
       (pathname === "/sessions" || pathname.startsWith("/sessions/") ? checkToken(req.headers, req.url, authToken) : undefined);
     if (refusal) return sendJson(res, refusal.status, { error: refusal.error }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
-    handleRequest(req, res, { sessions, indexHtml });
+    handleRequest(req, res, { sessions, indexHtml, ...(cluster ? { cluster: { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() } } : {}) });
   });
   // A slowloris client that never finishes its headers or body is cut off.
   httpServer.headersTimeout = headersTimeoutMs;
@@ -325,8 +333,10 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   let closing: Promise<void> | undefined;
   return {
     sessions,
-    listen: () =>
-      new Promise((resolve, reject) => {
+    listen: async () => {
+      // Start with Redis ready when it is there; without it, start anyway (unhealthy) and recover.
+      await cluster?.connected().catch((error: unknown) => log.warn("redis_unreachable_at_start", { error }));
+      return new Promise((resolve, reject) => {
         httpServer.once("error", reject);
         httpServer.listen(options.port ?? 8000, host, () => {
           httpServer.off("error", reject);
@@ -334,10 +344,11 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
           sessions.startSweeper();
           for (const connection of shared.values()) void connection.start();
           const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-          log.info("server_start", { url, model: config.openai.default_model, servers: Object.keys(config.mcp.servers) });
+          log.info("server_start", { url, ...(cluster ? { instance: cluster.instanceId } : {}), model: config.openai.default_model, servers: Object.keys(config.mcp.servers) });
           resolve({ url, port, host });
         });
-      }),
+      });
+    },
     close: () =>
       (closing ??= (async () => {
         clearInterval(heartbeat);
@@ -348,6 +359,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         httpServer.closeAllConnections();
         wss.close();
         await store.close();
+        await cluster?.close();
         log.info("server_stop", {});
       })()),
   };

@@ -6,6 +6,7 @@ import { historyItems, trimHistory, type HistoryEntry } from "./history.ts";
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./rate-limit.ts";
 import type { SessionRecord, SessionStore } from "./store.ts";
 import { ApprovalDesk } from "./approvals.ts";
+import type { ClusterCoordinator, ClusterMessage, Lease } from "./cluster.ts";
 import type { Logger } from "./log.ts";
 import type { McpHub, ServerInfo } from "./mcp.ts";
 import {
@@ -39,6 +40,8 @@ interface RunningTurn {
   turnId: string;
   peer: Peer;
   abort: AbortController;
+  /** Set when the turn was stopped by a fault rather than by a person (e.g. its lease was lost). */
+  failure?: string;
   /** Every streaming frame of this turn so far, replayed to a streaming socket that joins mid-turn. */
   frames: StreamFrame[];
 }
@@ -56,6 +59,8 @@ export interface SessionDeps {
   /** Whether a call of this server's tool waits for a person's approval. */
   needsApproval(server: string, tool: string): boolean;
   approvalTimeoutMs: number;
+  /** Cluster mode: turn leases, and frames to/from the user's sockets on other instances. */
+  cluster?: ClusterCoordinator;
 }
 
 export interface SessionInfo {
@@ -85,6 +90,10 @@ export class UserSession {
   #running: RunningTurn | undefined;
   #pumping: Promise<void> | undefined;
   #closed = false;
+  /** A turn waiting for the user's cluster lease: a cancel or close stops the wait. */
+  #waiting: AbortController | undefined;
+  /** Frames of a turn running on another instance, for a socket that joins mid-turn. */
+  #remoteFrames: StreamFrame[] = [];
   #bucket: Bucket;
   readonly #approvals: ApprovalDesk;
   readonly #deps: SessionDeps;
@@ -112,7 +121,12 @@ export class UserSession {
 
   /** A person's answer to an approval request; false when nothing waits under that id. */
   answerApproval(callId: string, approved: boolean, reason: string | undefined, always: boolean, socketId: number): boolean {
-    return this.#approvals.answer(callId, approved, reason, always, socketId);
+    if (this.#approvals.answer(callId, approved, reason, always, socketId)) return true;
+    // The turn may be waiting on another instance: hand the answer over; it cannot be refused here.
+    const cluster = this.#deps.cluster;
+    if (!cluster) return false;
+    cluster.publish(this.userId, { kind: "approval", call_id: callId, approved, ...(reason !== undefined ? { reason } : {}), always, socket: socketId });
+    return true;
   }
 
   get sessionId(): string {
@@ -166,6 +180,7 @@ export class UserSession {
     this.lastActivity = Date.now();
     // A page reloaded mid-turn picks the turn up where it is, then gets the live frames.
     if (peer.streaming && this.#running) for (const frame of this.#running.frames) peer.send(frame);
+    else if (peer.streaming) for (const frame of this.#remoteFrames) peer.send(frame);
   }
 
   detach(peer: Peer): void {
@@ -193,20 +208,44 @@ export class UserSession {
     }
     const turnId = randomUUID();
     this.lastActivity = now;
-    this.messageCount++;
+    // In a cluster the count lives in the store and is taken when the turn starts.
+    if (!this.#deps.cluster) this.messageCount++;
     const position = this.#queue.length + (this.#running ? 1 : 0);
     this.#queue.push({ turnId, peer, text, ...(clientId !== undefined ? { clientId } : {}) });
-    const queued = { type: "queued" as const, turn_id: turnId, input: text, position, ...(clientId !== undefined ? { client_id: clientId } : {}) };
-    for (const other of this.peers) if (other.streaming) other.send(queued);
+    this.#toStreamingPeers({ type: "queued", turn_id: turnId, input: text, position, ...(clientId !== undefined ? { client_id: clientId } : {}) });
     void this.#pump();
     return { ok: true, turnId };
   }
 
-  /** Stops the running turn, if any; queued turns then run as usual. */
+  /** Stops the running turn, if any (here or, in a cluster, on another instance); queued turns then run. */
   cancel(): boolean {
+    this.#deps.cluster?.publish(this.userId, { kind: "cancel" });
     if (!this.#running || this.#running.abort.signal.aborted) return false;
     this.#running.abort.abort();
     return true;
+  }
+
+  /** A message from another instance about this user (cluster mode). */
+  onClusterMessage(message: ClusterMessage): void {
+    switch (message.kind) {
+      case "frame": {
+        // A turn running elsewhere: show it here, and keep it for a socket that joins mid-turn.
+        const frame = message.frame;
+        if (frame.type === "turn_start") this.#remoteFrames = [];
+        this.#remoteFrames.push(frame);
+        if (frame.type === "answer" || frame.type === "error" || frame.type === "cancelled") this.#remoteFrames = [];
+        for (const peer of this.peers) if (peer.streaming) peer.send(frame);
+        return;
+      }
+      case "cancel":
+        if (this.#running && !this.#running.abort.signal.aborted) this.#running.abort.abort();
+        return;
+      case "approval":
+        this.#approvals.answer(message.call_id, message.approved, message.reason, message.always, message.socket);
+        return;
+      default:
+        return message satisfies never;
+    }
   }
 
   #pump(): Promise<void> {
@@ -225,14 +264,64 @@ export class UserSession {
   /** Sends a streaming frame to every streaming socket of the user and keeps it for replay. */
   #broadcast(turn: RunningTurn, frame: StreamFrame): void {
     turn.frames.push(frame);
-    for (const peer of this.peers) if (peer.streaming) peer.send(frame);
+    this.#toStreamingPeers(frame);
   }
 
-  async #runOne({ turnId, peer, text, clientId }: QueuedTurn): Promise<void> {
+  /** Every streaming socket of the user, here and (through Redis) on other instances. */
+  #toStreamingPeers(frame: StreamFrame): void {
+    for (const peer of this.peers) if (peer.streaming) peer.send(frame);
+    this.#deps.cluster?.publish(this.userId, { kind: "frame", frame });
+  }
+
+  /**
+   * Runs one queued turn. In a cluster it first takes the user's lease (waiting while another
+   * instance runs a turn of this user) and reloads the history, which that instance may have grown.
+   */
+  async #runOne(queued: QueuedTurn): Promise<void> {
+    const cluster = this.#deps.cluster;
+    if (!cluster) return this.#runTurn(queued, undefined);
+    const abort = new AbortController();
+    this.#waiting = abort;
+    let lease: Lease;
+    try {
+      lease = await cluster.acquire(this.userId, abort.signal);
+      const fresh = await this.#deps.store.load(this.userId, this.#deps.maxHistoryMessages);
+      if (fresh) {
+        this.#sessionId = fresh.record.sessionId;
+        this.#createdAt = fresh.record.createdAt;
+        this.#entries = fresh.entries;
+        this.messageCount = fresh.record.messageCount;
+      }
+      this.messageCount++;
+    } catch (error) {
+      const cancelled = abort.signal.aborted;
+      const reason = this.#deps.redact((error as Error).message);
+      this.#deps.log.warn("turn_not_started", { user_id: this.userId, turn_id: queued.turnId, error: reason });
+      const frame: StreamFrame = cancelled
+        ? { type: "cancelled", turn_id: queued.turnId }
+        : { type: "error", turn_id: queued.turnId, error: turnErrorText(reason) };
+      this.#finish({ turnId: queued.turnId, peer: queued.peer, abort, frames: [] }, frame, cancelled ? turnErrorFrame("the turn was cancelled") : undefined);
+      return;
+    } finally {
+      this.#waiting = undefined;
+    }
+    try {
+      await this.#runTurn(queued, lease);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  async #runTurn({ turnId, peer, text, clientId }: QueuedTurn, lease: Lease | undefined): Promise<void> {
     const { log, agent, store } = this.#deps;
     const sessionId = this.#sessionId;
+    const fence = lease ? { userId: this.userId, token: lease.token } : undefined;
     const fields = { user_id: this.userId, session_id: sessionId, turn_id: turnId };
     const turn: RunningTurn = { turnId, peer, abort: new AbortController(), frames: [] };
+    lease?.lost.addEventListener("abort", () => {
+      turn.failure = `the turn was stopped: ${(lease.lost.reason as Error).message}`;
+      turn.abort.abort();
+    });
     this.#running = turn;
     const started = Date.now();
     log.info("turn_start", { ...fields, chars: text.length });
@@ -277,7 +366,7 @@ export class UserSession {
         });
       },
       onStep: async (messages) => {
-        await store.append(sessionId, toEntries(messages, "running"));
+        await store.append(sessionId, toEntries(messages, "running"), fence);
         stored += messages.length;
       },
     };
@@ -287,15 +376,15 @@ export class UserSession {
       if (this.#sessionId === sessionId) {
         this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
       }
-      await store.append(sessionId, entries.slice(stored));
+      await store.append(sessionId, entries.slice(stored), fence);
       stored = entries.length;
-      await store.setTurnStatus(sessionId, turnId, status);
+      await store.setTurnStatus(sessionId, turnId, status, fence);
       await store.saveSession({ ...this.record(), lastActivity: Date.now() });
     };
 
     let status: TurnStatus = "error";
     try {
-      await store.append(sessionId, toEntries([{ role: "user", content: text }], "running"));
+      await store.append(sessionId, toEntries([{ role: "user", content: text }], "running"), fence);
       stored = 1;
       await this.hub.ready();
       turn.abort.signal.throwIfAborted();
@@ -310,10 +399,10 @@ export class UserSession {
       status = "ok";
       this.#finish(turn, { type: "answer", turn_id: turnId, ...answerFrame(result.answer, this.userId, sessionId) });
     } catch (error) {
-      const cancelled = turn.abort.signal.aborted;
+      const cancelled = turn.abort.signal.aborted && turn.failure === undefined;
       // Aborted by close() (shutdown, sweep) rather than by the user: the turn was interrupted.
       status = cancelled ? (this.#closed ? "interrupted" : "cancelled") : "error";
-      let reason = this.#deps.redact(error instanceof Error ? error.message : String(error));
+      let reason = this.#deps.redact(turn.failure ?? (error instanceof Error ? error.message : String(error)));
       try {
         await remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
       } catch (storeError) {
@@ -370,6 +459,7 @@ export class UserSession {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue.length = 0;
+    this.#waiting?.abort();
     this.#running?.abort.abort();
     this.#approvals.close();
     await Promise.all([this.#pumping, this.hub.close()]);
@@ -458,6 +548,10 @@ export class SessionManager {
     const session = new UserSession(record, trimHistory(stored?.entries ?? [], deps.maxHistoryMessages), this.#options.createHub(userId, record.sessionId), deps);
     if (this.warmSessions() < this.#options.maxWarmSessions) void session.hub.ready();
     this.#sessions.set(userId, session);
+    // Turns of this user on other instances reach this one's sockets (and cancels/approvals go back).
+    deps.cluster?.join(userId, (message) => session.onClusterMessage(message)).catch((error: unknown) =>
+      deps.log.warn("cluster_join_failed", { user_id: userId, error }),
+    );
     deps.log.info(stored ? "session_restored" : "session_created", { user_id: userId, session_id: record.sessionId, messages: stored?.entries.length ?? 0 });
     return session;
   }
@@ -535,6 +629,7 @@ export class SessionManager {
         if (!session) return;
         this.#sessions.delete(userId);
         await session.close();
+        await this.#options.deps.cluster?.leave(userId);
         this.#options.deps.log.info("session_swept", {
           user_id: userId,
           session_id: session.sessionId,

@@ -18,16 +18,24 @@ export interface StoredSession {
   entries: HistoryEntry[];
 }
 
+/** The fence token of a user's turn lease (cluster mode): writes with a stale token are refused. */
+export interface Fence {
+  userId: string;
+  token: number;
+}
+
 export interface SessionStore {
-  readonly kind: "memory" | "sqlite";
+  readonly kind: "memory" | "sqlite" | "redis";
+  /** Shared by several server instances: a session reloads its history before each turn. */
+  readonly shared?: boolean;
   /** The user's stored session, or undefined. Turns left `running` by a dead server read as `interrupted`. */
   load(userId: string, maxEntries: number): Promise<StoredSession | undefined>;
   /** Creates or replaces the user's session record. */
   saveSession(record: SessionRecord): Promise<void>;
   /** Appends entries to the history of a session, in order. */
-  append(sessionId: string, entries: readonly HistoryEntry[]): Promise<void>;
+  append(sessionId: string, entries: readonly HistoryEntry[], fence?: Fence): Promise<void>;
   /** Sets how a turn ended, on its user message. */
-  setTurnStatus(sessionId: string, turnId: string, status: TurnStatus): Promise<void>;
+  setTurnStatus(sessionId: string, turnId: string, status: TurnStatus, fence?: Fence): Promise<void>;
   /** Deletes the user's session and history. */
   remove(userId: string): Promise<void>;
   /** Deletes sessions idle since before `cutoff` (epoch ms), except the live ones; returns their user ids. */

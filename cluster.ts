@@ -1,0 +1,203 @@
+// Several server instances behind a load balancer, coordinated through Redis:
+// - a per-user turn lease (SET NX PX + a fence token from INCR) so only one instance runs a
+//   user's turns at a time, whichever instance the user's sockets reach;
+// - a per-user pub/sub channel carrying a turn's frames to the user's sockets on other instances,
+//   and cancels/approval answers back to the instance running the turn;
+// - presence: which users have a live session somewhere, for a cluster-wide /sessions.
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import type { Logger } from "./log.ts";
+import type { StreamFrame } from "./protocol.ts";
+import { KEY_PREFIX, keys } from "./redis-store.ts";
+
+/** What travels on a user's channel between instances. */
+export type ClusterMessage =
+  | { kind: "frame"; from: string; frame: StreamFrame }
+  | { kind: "cancel"; from: string }
+  | { kind: "approval"; from: string; call_id: string; approved: boolean; reason?: string; always: boolean; socket: number };
+
+/** A cluster message before this instance signs it with `from`. */
+export type OutgoingClusterMessage = ClusterMessage extends infer M ? (M extends ClusterMessage ? Omit<M, "from"> : never) : never;
+
+export interface Lease {
+  /** The fence token: writes of this turn carry it; Redis refuses them once another lease exists. */
+  readonly token: number;
+  /** Aborted when the lease could not be renewed (Redis lost, or taken over): stop the turn. */
+  readonly lost: AbortSignal;
+  release(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  url: string;
+  log: Logger;
+  /** Lease time-to-live; renewed at a third of it while the turn runs. */
+  leaseMs?: number;
+}
+
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+const PRESENCE_KEY = `${KEY_PREFIX}live`;
+const PRESENCE_TTL_MS = 15_000;
+
+function channel(userId: string): string {
+  return `${KEY_PREFIX}user:${userId}`;
+}
+
+function isClusterMessage(value: unknown): value is ClusterMessage {
+  return typeof value === "object" && value !== null && "kind" in value && "from" in value && typeof value.from === "string";
+}
+
+export class ClusterCoordinator {
+  readonly instanceId = randomUUID().slice(0, 8);
+  /** Commands: fail fast while Redis is away, so a turn gets a clear error instead of hanging. */
+  readonly redis: Redis;
+  readonly #subscriber: Redis;
+  readonly #log: Logger;
+  readonly #leaseMs: number;
+  readonly #handlers = new Map<string, (message: ClusterMessage) => void>();
+  readonly #present = new Set<string>();
+  #presenceTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: ClusterOptions) {
+    this.#log = options.log;
+    this.#leaseMs = options.leaseMs ?? 10_000;
+    const common = {
+      lazyConnect: false,
+      maxRetriesPerRequest: 1,
+      // Reconnect forever, at most every 2 s: the instance recovers by itself when Redis is back.
+      retryStrategy: (attempt: number) => Math.min(200 * attempt, 2000),
+    };
+    this.redis = new Redis(options.url, { ...common, enableOfflineQueue: false });
+    this.#subscriber = new Redis(options.url, { ...common, enableOfflineQueue: true });
+    for (const [name, connection] of [
+      ["commands", this.redis],
+      ["subscriber", this.#subscriber],
+    ] as const) {
+      connection.on("error", (error: Error) => this.#log.debug("redis_error", { connection: name, error: error.message }));
+      connection.on("ready", () => this.#log.info("redis_ready", { connection: name, instance: this.instanceId }));
+      connection.on("end", () => this.#log.warn("redis_disconnected", { connection: name }));
+    }
+    this.#subscriber.on("message", (from: string, text: string) => {
+      const userId = from.slice(`${KEY_PREFIX}user:`.length);
+      let message: unknown;
+      try {
+        message = JSON.parse(text);
+      } catch {
+        return;
+      }
+      if (!isClusterMessage(message) || message.from === this.instanceId) return;
+      this.#handlers.get(userId)?.(message);
+    });
+    this.#presenceTimer = setInterval(() => void this.#refreshPresence(), PRESENCE_TTL_MS / 3);
+    this.#presenceTimer.unref();
+  }
+
+  /** Resolves when the command connection is ready (or rejects after `timeoutMs`). */
+  async connected(timeoutMs = 5000): Promise<void> {
+    if (this.redis.status === "ready") return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`Redis at ${redisLabel(this.redis)} did not answer within ${timeoutMs} ms`)), timeoutMs);
+      this.redis.once("ready", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  async healthy(): Promise<boolean> {
+    try {
+      return (await this.redis.ping()) === "PONG";
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Waits until this instance holds the user's turn lease. Another instance running a turn of the
+   * same user makes us wait (never run two at once); a dead one's lease expires within leaseMs.
+   */
+  async acquire(userId: string, signal: AbortSignal): Promise<Lease> {
+    const owner = `${this.instanceId}:${randomUUID()}`;
+    for (let attempt = 0; ; attempt++) {
+      signal.throwIfAborted();
+      let taken: string | null;
+      try {
+        taken = await this.redis.set(keys.lease(userId), owner, "PX", this.#leaseMs, "NX");
+      } catch (error) {
+        throw new Error(`session storage (Redis) is unreachable, try again in a moment (${(error as Error).message})`, { cause: error });
+      }
+      if (taken === "OK") break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(50 * 2 ** Math.min(attempt, 4), 500));
+        signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve();
+        }, { once: true });
+      });
+    }
+    const token = await this.redis.incr(keys.fence(userId));
+    const lost = new AbortController();
+    const renew = setInterval(() => {
+      this.redis.eval(RENEW, 1, keys.lease(userId), owner, this.#leaseMs).then(
+        (renewed) => {
+          if (renewed !== 1) lost.abort(new Error("the turn lease was taken over by another instance"));
+        },
+        (error: Error) => lost.abort(new Error(`the turn lease could not be renewed: ${error.message}`)),
+      );
+    }, this.#leaseMs / 3);
+    renew.unref();
+    this.#log.debug("lease_acquired", { user_id: userId, instance: this.instanceId, fence: token });
+    return {
+      token,
+      lost: lost.signal,
+      release: async () => {
+        clearInterval(renew);
+        await this.redis.eval(RELEASE, 1, keys.lease(userId), owner).catch(() => undefined);
+      },
+    };
+  }
+
+  /** Receives the user's messages from other instances while the session is live here. */
+  async join(userId: string, onMessage: (message: ClusterMessage) => void): Promise<void> {
+    this.#handlers.set(userId, onMessage);
+    this.#present.add(userId);
+    await this.#subscriber.subscribe(channel(userId));
+    await this.redis.zadd(PRESENCE_KEY, Date.now() + PRESENCE_TTL_MS, userId).catch(() => undefined);
+  }
+
+  async leave(userId: string): Promise<void> {
+    this.#handlers.delete(userId);
+    this.#present.delete(userId);
+    await this.#subscriber.unsubscribe(channel(userId)).catch(() => undefined);
+    await this.redis.zrem(PRESENCE_KEY, userId).catch(() => undefined);
+  }
+
+  /** Best effort: a frame that cannot be published only misses the user's other instances. */
+  publish(userId: string, message: OutgoingClusterMessage): void {
+    this.redis.publish(channel(userId), JSON.stringify({ ...message, from: this.instanceId })).catch(() => undefined);
+  }
+
+  /** Users with a live session on any instance. */
+  async liveUsers(): Promise<string[]> {
+    return this.redis.zrangebyscore(PRESENCE_KEY, Date.now(), "+inf");
+  }
+
+  async #refreshPresence(): Promise<void> {
+    if (this.#present.size === 0) return;
+    const expires = Date.now() + PRESENCE_TTL_MS;
+    const args = [...this.#present].flatMap((userId) => [expires, userId]);
+    await this.redis.zadd(PRESENCE_KEY, ...args).catch(() => undefined);
+    await this.redis.zremrangebyscore(PRESENCE_KEY, "-inf", Date.now()).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#presenceTimer);
+    if (this.#present.size > 0) await this.redis.zrem(PRESENCE_KEY, ...this.#present).catch(() => undefined);
+    this.redis.disconnect();
+    this.#subscriber.disconnect();
+  }
+}
+
+function redisLabel(redis: Redis): string {
+  return `${redis.options.host ?? "?"}:${redis.options.port ?? "?"}`;
+}

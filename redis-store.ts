@@ -1,0 +1,178 @@
+// `session.store: redis`: sessions and history in Redis, shared by every instance of a cluster.
+// Writes of a turn are fenced: each carries the fence token of the user's lease (see cluster.ts),
+// and Redis refuses a write whose token is not the current one, so an instance that lost its
+// lease (paused, partitioned, presumed dead) can never overwrite the turn of the new holder.
+import type { Redis } from "ioredis";
+import type { ChatMessage } from "./agent.ts";
+import type { HistoryEntry } from "./history.ts";
+import type { TurnStatus } from "./protocol.ts";
+import { StoreError, type Fence, type SessionRecord, type SessionStore, type StoredSession } from "./store.ts";
+
+export const KEY_PREFIX = "mcpws:";
+export const keys = {
+  session: (userId: string) => `${KEY_PREFIX}session:${userId}`,
+  entries: (sessionId: string) => `${KEY_PREFIX}entries:${sessionId}`,
+  statuses: (sessionId: string) => `${KEY_PREFIX}status:${sessionId}`,
+  /** Every stored session by last activity, for the retention purge. */
+  index: () => `${KEY_PREFIX}sessions`,
+  lease: (userId: string) => `${KEY_PREFIX}lease:${userId}`,
+  fence: (userId: string) => `${KEY_PREFIX}fence:${userId}`,
+};
+
+// Runs `redis.call` on the remaining keys only when KEYS[1] (the fence) still holds ARGV[1].
+const FENCED_APPEND = `
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return #ARGV - 1`;
+const FENCED_HSET = `
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1`;
+
+interface StoredEntry {
+  turnId: string;
+  message: ChatMessage;
+  tool?: HistoryEntry["tool"];
+  /** Only on user messages: set when the entry was written; the live value is in the status hash. */
+  status?: TurnStatus;
+}
+
+function isStoredEntry(value: unknown): value is StoredEntry {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    "turnId" in value &&
+    typeof value.turnId === "string" &&
+    "message" in value &&
+    typeof value.message === "object" &&
+    value.message !== null &&
+    "role" in value.message
+  );
+}
+
+const STATUSES = new Set<string>(["running", "ok", "error", "cancelled", "interrupted"]);
+function isTurnStatus(value: unknown): value is TurnStatus {
+  return typeof value === "string" && STATUSES.has(value);
+}
+
+export class RedisStore implements SessionStore {
+  readonly kind = "redis";
+  readonly shared = true;
+  readonly #redis: Redis;
+
+  /** Borrows a connection owned by the cluster coordinator. */
+  constructor(redis: Redis) {
+    this.#redis = redis;
+  }
+
+  async load(userId: string, maxEntries: number): Promise<StoredSession | undefined> {
+    return this.#run(async () => {
+      const hash = await this.#redis.hgetall(keys.session(userId));
+      if (!hash.session_id) return undefined;
+      const sessionId = hash.session_id;
+      const [rawEntries, statuses, lease] = await Promise.all([
+        maxEntries > 0 ? this.#redis.lrange(keys.entries(sessionId), -maxEntries, -1) : Promise.resolve([]),
+        this.#redis.hgetall(keys.statuses(sessionId)),
+        this.#redis.get(keys.lease(userId)),
+      ]);
+      const entries: HistoryEntry[] = [];
+      for (const raw of rawEntries) {
+        const parsed: unknown = JSON.parse(raw);
+        if (!isStoredEntry(parsed)) continue;
+        let status = parsed.message.role === "user" ? (statuses[parsed.turnId] ?? parsed.status) : undefined;
+        // `running` with nobody holding the user's lease: the instance running it died.
+        if (status === "running" && lease === null) {
+          status = "interrupted";
+          await this.#redis.hset(keys.statuses(sessionId), parsed.turnId, status);
+        }
+        entries.push({
+          turnId: parsed.turnId,
+          message: parsed.message,
+          ...(isTurnStatus(status) ? { status } : {}),
+          ...(parsed.tool ? { tool: parsed.tool } : {}),
+        });
+      }
+      return {
+        record: {
+          userId,
+          sessionId,
+          createdAt: Number(hash.created_at),
+          lastActivity: Number(hash.last_activity),
+          messageCount: Number(hash.message_count),
+        },
+        entries,
+      };
+    });
+  }
+
+  saveSession(record: SessionRecord): Promise<void> {
+    return this.#run(async () => {
+      await this.#redis
+        .multi()
+        .hset(keys.session(record.userId), {
+          session_id: record.sessionId,
+          created_at: record.createdAt,
+          last_activity: record.lastActivity,
+          message_count: record.messageCount,
+        })
+        .zadd(keys.index(), record.lastActivity, record.userId)
+        .exec();
+    });
+  }
+
+  append(sessionId: string, entries: readonly HistoryEntry[], fence?: Fence): Promise<void> {
+    if (entries.length === 0) return Promise.resolve();
+    const encoded = entries.map((entry) =>
+      JSON.stringify({ turnId: entry.turnId, message: entry.message, ...(entry.tool ? { tool: entry.tool } : {}), ...(entry.status ? { status: entry.status } : {}) }),
+    );
+    return this.#run(async () => {
+      await this.#redis.eval(FENCED_APPEND, 2, fence ? keys.fence(fence.userId) : keys.fence(""), keys.entries(sessionId), fence ? String(fence.token) : "", ...encoded);
+      const statuses = entries.filter((entry) => entry.message.role === "user" && entry.status);
+      for (const entry of statuses) await this.#redis.hset(keys.statuses(sessionId), entry.turnId, entry.status ?? "ok");
+    });
+  }
+
+  setTurnStatus(sessionId: string, turnId: string, status: TurnStatus, fence?: Fence): Promise<void> {
+    return this.#run(async () => {
+      await this.#redis.eval(FENCED_HSET, 2, fence ? keys.fence(fence.userId) : keys.fence(""), keys.statuses(sessionId), fence ? String(fence.token) : "", turnId, status);
+    });
+  }
+
+  remove(userId: string): Promise<void> {
+    return this.#run(async () => {
+      const sessionId = await this.#redis.hget(keys.session(userId), "session_id");
+      const multi = this.#redis.multi().del(keys.session(userId)).zrem(keys.index(), userId);
+      if (sessionId) multi.del(keys.entries(sessionId), keys.statuses(sessionId));
+      await multi.exec();
+    });
+  }
+
+  purge(cutoff: number, live: ReadonlySet<string>): Promise<string[]> {
+    return this.#run(async () => {
+      const old = await this.#redis.zrangebyscore(keys.index(), "-inf", `(${cutoff}`);
+      const doomed = old.filter((userId) => !live.has(userId));
+      for (const userId of doomed) {
+        // Another instance may hold it live: its lease or a fresh activity keeps it.
+        const last = Number(await this.#redis.hget(keys.session(userId), "last_activity"));
+        if (last >= cutoff || (await this.#redis.exists(keys.lease(userId)))) continue;
+        await this.remove(userId);
+      }
+      return doomed;
+    });
+  }
+
+  /** The connection belongs to the coordinator, which closes it. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async #run<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      const message = (error as Error).message;
+      if (/FENCED/.test(message)) throw new StoreError("this instance lost the user's turn lease to another instance; the write was refused", { cause: error });
+      throw new StoreError(`session storage (Redis) is unreachable or failed: ${message}`, { cause: error });
+    }
+  }
+}
