@@ -91,8 +91,9 @@ export class McpConnection {
     return this.#state;
   }
 
+  /** Offered to the model while ready, and while exited too: calling one is what restarts it. */
   get tools(): readonly McpToolInfo[] {
-    return this.#state === "ready" ? this.#tools : [];
+    return this.#state === "ready" || this.#state === "exited" ? this.#tools : [];
   }
 
   info(): ServerInfo {
@@ -150,7 +151,11 @@ export class McpConnection {
       await client.close().catch(() => undefined);
       await transport?.close().catch(() => undefined);
       if (this.#isClosed()) return;
-      this.#state = "failed";
+      // A restart after a crash that fails to start is one more crash: it may be tried again
+      // (with backoff) until the restart cap, rather than giving up at once.
+      const retry = this.#restarts > 0 && this.#restarts < this.#limits.maxRestarts;
+      this.#state = retry ? "exited" : "failed";
+      if (retry) this.#nextStartAt = Date.now() + 1000 * 2 ** this.#restarts;
       this.#error = reason;
       this.#client = undefined;
       this.#transport = undefined;
@@ -179,7 +184,7 @@ export class McpConnection {
     if (this.#state === "exited") {
       if (this.#restarts >= this.#limits.maxRestarts) {
         this.#state = "failed";
-        this.#error = `the server crashed and was restarted ${this.#restarts} times; it is not started again`;
+        this.#error = `the server crashed and was restarted ${this.#restarts} time${this.#restarts === 1 ? "" : "s"} (limits.mcp_max_restarts); it is not started again`;
       } else if (Date.now() >= this.#nextStartAt) {
         this.#restarts++;
         await this.start();

@@ -33,19 +33,27 @@ export class SocketPeer implements Peer {
   }
 
   send(frame: ServerFrame): void {
-    if (this.#ws.readyState !== WebSocket.OPEN) return;
-    const buffered = this.#ws.bufferedAmount;
-    if (buffered > this.#limits.hardBytes) {
-      this.#onDrop(buffered);
-      this.#ws.terminate();
-      return;
-    }
+    if (this.#ws.readyState !== WebSocket.OPEN || this.#tooSlow()) return;
     if ("type" in frame && frame.type === "delta") {
-      if (buffered > this.#limits.softBytes || this.#pending) return this.#hold(frame);
+      if (this.#ws.bufferedAmount > this.#limits.softBytes || this.#pending) return this.#hold(frame);
     } else {
       this.#flush();
     }
     this.#ws.send(encodeFrame(frame));
+  }
+
+  /**
+   * Past the hard cap the socket is dropped (the turn goes on into the history). What the reader
+   * is behind by is the socket's buffer plus the text held back for it: while deltas are held
+   * the buffer alone stays near the soft cap, so it would never be dropped however far behind.
+   */
+  #tooSlow(): boolean {
+    const behind = this.#ws.bufferedAmount + (this.#pending?.text.length ?? 0);
+    if (behind <= this.#limits.hardBytes) return false;
+    this.#onDrop(behind);
+    this.#pending = undefined;
+    this.#ws.terminate();
+    return true;
   }
 
   #hold(delta: DeltaFrame): void {
@@ -57,6 +65,7 @@ export class SocketPeer implements Peer {
     }
     // Send the merged text as soon as the socket has drained below the soft cap.
     if (this.#ws.bufferedAmount <= this.#limits.softBytes) this.#flush();
+    else this.#tooSlow();
   }
 
   #flush(): void {

@@ -202,13 +202,16 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   });
 
   /** Quotas are told over the socket (close 1013 "try again later" with a reason), not as HTTP. */
+  /** Open sockets per user, counted from the upgrade on (a session may still be loading). */
+  const socketsPerUser = new Map<string, number>();
+
   function quotaRefusal(userId: string): string | undefined {
-    const existing = sessions.get(userId);
     if (!sessions.has(userId) && sessions.size >= limits.max_sessions) {
       return `server full: ${sessions.size} sessions (limits.max_sessions)`;
     }
-    if (existing && existing.peers.size >= limits.max_sockets_per_user) {
-      return `too many sockets for this user: ${existing.peers.size} open (limits.max_sockets_per_user)`;
+    const open = socketsPerUser.get(userId) ?? 0;
+    if (open >= limits.max_sockets_per_user) {
+      return `too many sockets for this user: ${open} open (limits.max_sockets_per_user)`;
     }
     return undefined;
   }
@@ -223,6 +226,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       ws.close(CLOSE_TRY_AGAIN_LATER, refusal);
       return;
     }
+    socketsPerUser.set(userId, (socketsPerUser.get(userId) ?? 0) + 1);
     const id = nextPeerId++;
     const fields = { user_id: userId, socket: id, streaming };
     const peer = new SocketPeer({
@@ -256,6 +260,9 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     });
     ws.on("close", (code) => {
       peers.delete(peer);
+      const left = (socketsPerUser.get(userId) ?? 1) - 1;
+      if (left > 0) socketsPerUser.set(userId, left);
+      else socketsPerUser.delete(userId);
       void ready.then((session) => {
         session?.detach(peer);
         log.info("disconnect", { ...fields, code, open_sockets: session?.peers.size ?? 0 });

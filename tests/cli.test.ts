@@ -109,7 +109,7 @@ function lines(text: string): string[] {
 describe("command line", { concurrency: 3 }, () => {
   test("--help prints usage and exits 0", async () => {
     const spawned = spawnWith(configDir(), ["--help"]);
-    assert.equal(await exitWithin(spawned, 10000), 0);
+    assert.equal(await exitWithin(spawned, 30000), 0);
     assert.match(spawned.stdout(), /usage/i);
     for (const option of ["--host", "--port", "--config", "--log-level"]) assert.ok(spawned.stdout().includes(option), option);
   });
@@ -150,7 +150,7 @@ describe("command line", { concurrency: 3 }, () => {
     try {
       // The default logger writes JSON lines to stderr: none of them may join the error.
       const spawned = spawnWith(configDir(), ["--port", String(port)]);
-      assert.equal(await exitWithin(spawned, 10000), 1);
+      assert.equal(await exitWithin(spawned, 30000), 1);
       const errorLines = lines(spawned.stderr());
       assert.equal(errorLines.length, 1, spawned.stderr());
       assert.match(errorLines[0]!, new RegExp(`${port}.*in use`));
@@ -162,14 +162,14 @@ describe("command line", { concurrency: 3 }, () => {
 
   test("a bad --port is a usage error: exit 2", async () => {
     const spawned = spawnWith(configDir(), ["--port", "abc"]);
-    assert.equal(await exitWithin(spawned, 10000), 2);
+    assert.equal(await exitWithin(spawned, 30000), 2);
     assert.match(spawned.stderr(), /--port .*"abc"/);
     assert.equal(spawned.stdout(), "");
   });
 
   test("a bad --log-level is a usage error: exit 2", async () => {
     const spawned = spawnWith(configDir(), ["--port", "0", "--log-level", "loud"]);
-    assert.equal(await exitWithin(spawned, 10000), 2);
+    assert.equal(await exitWithin(spawned, 30000), 2);
     assert.match(spawned.stderr(), /--log-level .*"loud"/);
     assert.equal(spawned.stdout(), "");
   });

@@ -12,7 +12,18 @@ import path from "node:path";
 import WebSocket, { WebSocketServer } from "ws";
 import { afterTool, echoResponder, lastUserText, startModelServer, type ModelServer } from "./helpers/model-server.ts";
 import { baseConfig, connect, ROOT, startServer, testServerEntry, until, type RunningServer } from "./helpers/harness.ts";
-import { classifyFrame, clock, colourWanted, formatArguments, parseOptions, socketTarget, UsageError } from "../client.ts";
+import {
+  classifyFrame,
+  clock,
+  colourWanted,
+  formatArguments,
+  lateApprovalCallId,
+  parseApprovalAnswer,
+  parseOptions,
+  policyAnswer,
+  socketTarget,
+  UsageError,
+} from "../client.ts";
 
 const CLIENT = path.join(ROOT, "client.ts");
 const SGR = /\x1b\[[0-9;]*m/;
@@ -194,6 +205,35 @@ describe("options and frames (pure)", () => {
     assert.equal(parseOptions(["--timeout", "0.5"], {}).timeoutMs, 500);
   });
 
+  test("token: --token, else MCP_AGENT_AUTH_TOKEN (the server's name), else MCP_AGENT_TOKEN", () => {
+    assert.equal(parseOptions([], { MCP_AGENT_AUTH_TOKEN: "auth" }).token, "auth");
+    assert.equal(parseOptions([], { MCP_AGENT_AUTH_TOKEN: "auth", MCP_AGENT_TOKEN: "old" }).token, "auth");
+    assert.equal(parseOptions([], { MCP_AGENT_AUTH_TOKEN: "", MCP_AGENT_TOKEN: "old" }).token, "old");
+    assert.equal(parseOptions(["--token", "flag"], { MCP_AGENT_AUTH_TOKEN: "auth", MCP_AGENT_TOKEN: "old" }).token, "flag");
+    assert.equal(parseOptions([], {}).token, undefined);
+  });
+
+  test("approvals: asked by default, --approve-all / --deny-all answer, both at once is a usage error", () => {
+    assert.equal(parseOptions([], {}).approvals, "ask");
+    assert.equal(parseOptions(["--approve-all"], {}).approvals, "approve-all");
+    assert.equal(parseOptions(["--deny-all"], {}).approvals, "deny-all");
+    assert.throws(() => parseOptions(["--approve-all", "--deny-all"], {}), /--approve-all and --deny-all cannot be used together/);
+    assert.equal(policyAnswer("ask"), undefined);
+    assert.deepEqual(policyAnswer("approve-all"), { approved: true, always: false });
+    assert.deepEqual(policyAnswer("deny-all"), { approved: false, reason: "denied by --deny-all", always: false });
+  });
+
+  test("a typed approval answer: y, n with an optional reason, a; anything else is asked again", () => {
+    assert.deepEqual(parseApprovalAnswer("y"), { approved: true, always: false });
+    assert.deepEqual(parseApprovalAnswer(" YES "), { approved: true, always: false });
+    assert.deepEqual(parseApprovalAnswer("a"), { approved: true, always: true });
+    assert.deepEqual(parseApprovalAnswer("always"), { approved: true, always: true });
+    assert.deepEqual(parseApprovalAnswer("n"), { approved: false, always: false });
+    assert.deepEqual(parseApprovalAnswer("no"), { approved: false, always: false });
+    assert.deepEqual(parseApprovalAnswer("n not now"), { approved: false, reason: "not now", always: false });
+    for (const junk of ["", "nope", "maybe", "y sure", "ya", "a b"]) assert.equal(parseApprovalAnswer(junk), undefined, junk);
+  });
+
   test("bad values are usage errors", () => {
     for (const argv of [["--user", "a b"], ["--user", ".."], ["--timeout", "0"], ["--timeout", "x"], ["--timeout", "-1"], ["-m", " "], ["--token", ""], ["--nope"], ["word"]]) {
       assert.throws(() => parseOptions(argv, {}), UsageError, argv.join(" "));
@@ -223,6 +263,21 @@ describe("options and frames (pure)", () => {
     for (const junk of [null, 3, "text", [], { type: "answer", message: 1 }, { type: "mystery" }]) assert.equal(classifyFrame(junk).kind, "other");
   });
 
+  test("approval frames are checked too; a late answer's error is told apart from a refusal", () => {
+    const request = { type: "approval_request", turn_id: "t", call_id: "c", name: "s_tool", server: "s", tool: "tool", arguments: { a: 1 }, timeout_ms: 5000 };
+    assert.deepEqual(classifyFrame(request), { kind: "approval_request", frame: request });
+    assert.equal(classifyFrame({ ...request, call_id: "" }).kind, "other");
+    assert.equal(classifyFrame({ ...request, turn_id: undefined }).kind, "other");
+    const resolved = { type: "approval_resolved", turn_id: "t", call_id: "c", approved: false, reason: "denied: nobody answered", by: "timeout" };
+    assert.deepEqual(classifyFrame(resolved), { kind: "approval_resolved", frame: resolved });
+    assert.equal(classifyFrame({ ...resolved, by: "nobody" }).kind, "other");
+    assert.equal(classifyFrame({ ...resolved, approved: "no" }).kind, "other");
+    const late = { frame: { error: "no approval is waiting for call c1 (it was already answered, timed out or cancelled)" }, turnId: undefined };
+    assert.equal(lateApprovalCallId(late), "c1");
+    assert.equal(lateApprovalCallId({ frame: { error: "queue full" }, turnId: undefined }), undefined);
+    assert.equal(lateApprovalCallId({ ...late, turnId: "t" }), undefined);
+  });
+
   test("display helpers: clock, one-line arguments, colour only on a terminal without NO_COLOR", () => {
     assert.equal(clock(new Date(2024, 0, 1, 9, 5, 7)), "[09:05:07]");
     assert.equal(formatArguments({ path: "a.txt" }), '{"path":"a.txt"}');
@@ -242,6 +297,7 @@ describe("scripting", () => {
     assert.equal(code, 0);
     assert.match(stdout, /^Usage: mcp-agent-client/);
     assert.match(stdout, /--timeout SECONDS/);
+    assert.match(stdout, /--approve-all[\s\S]*--deny-all[\s\S]*\$MCP_AGENT_AUTH_TOKEN/);
     assert.equal(stderr, "");
   });
 
@@ -402,13 +458,11 @@ describe("scripting", () => {
     model.setResponder(() => ({ hang: true }));
     const seen = model.requests.length;
     const aborted = model.aborted;
-    const started = Date.now();
     const { code, stdout, stderr } = await runClient([...at("slowpoke"), "--timeout", "0.5", "-m", "take your time", "-m", "never sent"]);
     resetModel();
     assert.equal(code, 4);
     assert.equal(stdout, "");
     assert.match(stderr, /no answer within 0\.5 s to "take your time"; cancelled it/);
-    assert.ok(Date.now() - started < 10000);
     // The cancel reached the server: the turn ended as cancelled, and a model call still open was aborted.
     const session = running.server.sessions.get("slowpoke");
     await until(() => session?.historyItems().some((item) => item.role === "user" && item.status === "cancelled") === true, "a cancelled turn");
@@ -483,6 +537,10 @@ describe("against a seed-only server that wants a token", () => {
     const fromEnv = await runClient(["--url", url, "--user", "seeder"], { input: "c\n", env: { MCP_AGENT_TOKEN: "s3cret" } });
     assert.equal(fromEnv.stdout, "seed: c\n");
     assert.equal(fromEnv.code, 0);
+    // The server's own variable wins over the client's older name.
+    const authEnv = await runClient(["--url", url, "--user", "seeder", "-m", "d"], { env: { MCP_AGENT_AUTH_TOKEN: "s3cret", MCP_AGENT_TOKEN: "wrong" } });
+    assert.equal(authEnv.stdout, "seed: d\n");
+    assert.equal(authEnv.code, 0);
     assert.equal(seen.at(-1)?.authorization, "Bearer s3cret");
     assert.equal(seen.at(-1)?.path, "/ws/seeder?stream=1");
   });
@@ -611,6 +669,153 @@ describe("interactive (pseudo-terminal)", () => {
       client.end();
     } finally {
       await own.close();
+    }
+  });
+});
+
+// ---- tool calls that wait for approval (issue 11) ----------------------------------------------
+
+describe("approvals", () => {
+  /** test_echo needs approval; the approval timeout is the default (120 s): nobody waits for it here. */
+  let guarded: RunningServer;
+  /** The same, with a short approval timeout, for the call that nobody answers. */
+  let hasty: RunningServer;
+
+  before(async () => {
+    const servers = { test: { ...testServerEntry, require_approval: ["echo"] } };
+    const secrets = { openai: { api_key: "sk-test" } };
+    [guarded, hasty] = await Promise.all([
+      startServer({ config: baseConfig(model.baseUrl, servers), secrets }),
+      startServer({ config: baseConfig(model.baseUrl, servers, { agent: { approval_timeout_seconds: 0.5 } }), secrets }),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([guarded.close(), hasty.close()]);
+    resetModel();
+  });
+
+  /** "echo X" makes the model call test_echo with X; after the tool it repeats the tool's result. */
+  function echoThroughTool(afterToolDelay?: Promise<void>): void {
+    model.setResponder(async (request) => {
+      if (afterTool(request)) {
+        await afterToolDelay;
+        return { content: `MODEL SAW: ${String(request.messages.at(-1)?.content)}` };
+      }
+      const text = lastUserText(request);
+      if (text.startsWith("echo ")) return { toolCalls: [{ name: "test_echo", arguments: { text: text.slice(5) } }] };
+      return { content: `echo: ${text}` };
+    });
+  }
+
+  test("--approve-all: the tool runs and the answer has its result; --json shows the approval frames", async () => {
+    echoThroughTool();
+    const plain = await runClient([...at("approve_all", guarded), "--approve-all", "-m", "echo hello"]);
+    assert.equal(plain.stderr, "");
+    assert.equal(plain.stdout, "MODEL SAW: echo:hello\n");
+    assert.equal(plain.code, 0);
+
+    const json = await runClient([...at("approve_all", guarded), "--approve-all", "--json", "-m", "echo again"]);
+    assert.equal(json.code, 0);
+    const frames = json.stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    const request = frames.find((frame) => frame.type === "approval_request");
+    assert.equal(request?.name, "test_echo");
+    assert.deepEqual(request?.arguments, { text: "again" });
+    assert.equal(request?.timeout_ms, 120000);
+    const resolved = frames.find((frame) => frame.type === "approval_resolved");
+    assert.deepEqual([resolved?.call_id, resolved?.approved, resolved?.by], [request?.call_id, true, "user"]);
+    assert.equal(frames.at(-1)?.message, "MODEL SAW: echo:again");
+  });
+
+  test("--deny-all: the model is told 'denied by the user: denied by --deny-all'", async () => {
+    echoThroughTool();
+    const { code, stdout, stderr } = await runClient([...at("deny_all", guarded), "--deny-all", "-m", "echo secret"]);
+    assert.equal(stderr, "");
+    assert.equal(stdout, "MODEL SAW: Error: denied by the user: denied by --deny-all\n");
+    assert.equal(code, 0);
+  });
+
+  test("--approve-all with --deny-all is a usage error (exit 2)", async () => {
+    const { code, stdout, stderr } = await runClient([...at("both_flags", guarded), "--approve-all", "--deny-all", "-m", "echo x"]);
+    assert.equal(code, 2);
+    assert.equal(stdout, "");
+    assert.match(stderr, /^mcp-agent-client: --approve-all and --deny-all cannot be used together\n\nUsage:/);
+  });
+
+  test("a script without either flag does not answer: it says so, the server's timeout denies, exit 0", async () => {
+    echoThroughTool();
+    const { code, stdout, stderr } = await runClient([...at("no_answer", hasty), "-m", "echo waiting"]);
+    assert.match(stdout, /^MODEL SAW: Error: denied: nobody answered the approval request within \d+ s\n$/);
+    assert.match(stderr, /^note: "echo waiting": the tool call test_echo \{"text":"waiting"\} waits for approval from another client of user no_answer .*--approve-all or --deny-all.*the server denies the call\n$/);
+    assert.equal(code, 0);
+  });
+
+  test("interactive: asked y/n/a; 'n nope' denies with the reason, 'y' approves, Ctrl+C cancels a waiting call", async () => {
+    echoThroughTool();
+    const client = startInteractive(at("tty_approver", guarded), { NO_COLOR: "1" });
+    await client.expect(/you> /);
+
+    client.write("echo secret\r");
+    await client.expect(/\[\d\d:\d\d:\d\d\] ⚠ approve test_echo \{"text":"secret"\}\? \[y\]es \/ \[n\]o \/ \[a\]lways \(waits up to 120 s\)\r?\n/);
+    await client.expect(/approve\? \[y\/n\/a\]> /);
+    // Something that is not an answer is asked again.
+    client.write("maybe\r");
+    await client.expect(/✖ answer y \(yes\), n \(no/);
+    await client.expect(/approve\? \[y\/n\/a\]> /);
+    client.write("n nope\r");
+    await client.expect(/⊘ test_echo denied by the user: nope\r?\n/);
+    await client.expect(/⚙ test_echo \{"text":"secret"\} … ✖ failed \d+ ms: denied by the user: nope/);
+    await client.expect(/agent> MODEL SAW: Error: denied by the user: nope\r?\n/);
+    await client.expect(/you> /);
+
+    client.write("echo again\r");
+    await client.expect(/⚠ approve test_echo \{"text":"again"\}\?/);
+    await client.expect(/approve\? \[y\/n\/a\]> /);
+    client.write("y\r");
+    await client.expect(/✔ test_echo approved\r?\n/);
+    await client.expect(/⚙ test_echo \{"text":"again"\} … ok \d+ ms/);
+    await client.expect(/agent> MODEL SAW: echo:again\r?\n/);
+    await client.expect(/you> /);
+
+    client.write("echo stop\r");
+    await client.expect(/approve\? \[y\/n\/a\]> /);
+    client.write("\x03");
+    await client.expect(/cancelling/);
+    await client.expect(/⊘ test_echo denied: the turn was cancelled/);
+    await client.expect(/⊘ turn cancelled/);
+    await client.expect(/you> /);
+
+    client.write("quit\r");
+    assert.equal((await client.finished()).code, 0);
+    client.end();
+    // The answers went to the approvals, never to the agent as messages.
+    for (const word of ["maybe", "n nope", "y"]) assert.ok(!model.requests.some((request) => lastUserText(request) === word), word);
+  });
+
+  test("interactive: another tab answers first; an answer typed after that is late and only shown dimmed", async () => {
+    let release = () => {};
+    echoThroughTool(new Promise<void>((resolve) => (release = resolve)));
+    const tab = await connect(guarded.wsUrl("tty_race", "?stream=1"));
+    const client = startInteractive(at("tty_race", guarded), { NO_COLOR: "1" });
+    try {
+      await client.expect(/you> /);
+      client.write("echo race\r");
+      await client.expect(/approve\? \[y\/n\/a\]> /);
+      const request = await tab.nextMatching((frame) => frame.type === "approval_request");
+      tab.send({ type: "approval", call_id: request.call_id, approved: false, reason: "tab says no" });
+      await client.expect(/⊘ test_echo denied by the user: tab says no \(answered by another client\)\r?\n/);
+      // The turn still runs (the model waits): a "y" now is the late answer, not a message.
+      client.write("y\r");
+      await client.expect(new RegExp(`no approval is waiting for call ${request.call_id}`));
+      release();
+      await client.expect(/agent> MODEL SAW: Error: denied by the user: tab says no\r?\n/);
+      await client.expect(/you> /);
+      client.write("quit\r");
+      assert.equal((await client.finished()).code, 0);
+      assert.ok(!model.requests.some((r) => lastUserText(r) === "y"), "the late y was not sent as a message");
+    } finally {
+      release();
+      client.end();
+      await tab.close();
     }
   });
 });

@@ -458,7 +458,7 @@ describe("the server process: config errors, model settings, logging", { concurr
   test("invalid YAML: exit 2, the message names the file and the line", async () => {
     const dir = rawConfigDir("logger:\n  level: info\nopenai:\n  default_model: gpt: 4o\n");
     const spawned = spawnIn(dir);
-    assert.equal(await exitWithin(spawned, 10000), 2);
+    assert.equal(await exitWithin(spawned, 30000), 2);
     assert.match(spawned.stderr(), new RegExp(`${escape(path.join(dir, "mcp_agent.config.yaml"))}:4\\b`));
     assert.equal(spawned.stdout(), "");
   });
@@ -466,7 +466,7 @@ describe("the server process: config errors, model settings, logging", { concurr
   test("a wrong type: exit 2 naming the key path, the line and what was expected", async () => {
     const dir = rawConfigDir("mcp:\n  servers:\n    fs:\n      command: npx\n      args: not-a-list\nsession:\n  idle_timeout_seconds: soon\n");
     const spawned = spawnIn(dir);
-    assert.equal(await exitWithin(spawned, 10000), 2);
+    assert.equal(await exitWithin(spawned, 30000), 2);
     const file = escape(path.join(dir, "mcp_agent.config.yaml"));
     assert.match(spawned.stderr(), new RegExp(`${file}:5: mcp\\.servers\\.fs\\.args: .*expected array`));
     assert.match(spawned.stderr(), new RegExp(`${file}:7: session\\.idle_timeout_seconds: .*expected number`));
@@ -475,7 +475,7 @@ describe("the server process: config errors, model settings, logging", { concurr
   test("a stdio server without a command: exit 2", async () => {
     const dir = rawConfigDir("mcp:\n  servers:\n    nocmd:\n      args: [x]\n");
     const spawned = spawnIn(dir);
-    assert.equal(await exitWithin(spawned, 10000), 2);
+    assert.equal(await exitWithin(spawned, 30000), 2);
     assert.match(spawned.stderr(), /mcp\.servers\.nocmd.*command/);
   });
 
