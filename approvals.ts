@@ -4,7 +4,7 @@
 import type { ApprovalDecision, ToolStart } from "./agent.ts";
 import type { McpServerConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
-import { displayArguments, type ApprovalRequestFrame, type ApprovalResolvedFrame } from "./protocol.ts";
+import { toolCallFields, type ApprovalRequestFrame, type ApprovalResolvedFrame } from "./protocol.ts";
 
 /** Pure: does this server's `require_approval` setting cover this tool? */
 export function requiresApproval(setting: McpServerConfig["require_approval"], tool: string): boolean {
@@ -62,16 +62,7 @@ export class ApprovalDesk {
       timer.unref();
       this.#pending.set(call.callId, { turnId, call, resolve, timer });
       signal?.addEventListener("abort", () => this.#settle(call.callId, false, "denied: the turn was cancelled", "cancel"), { once: true });
-      this.#options.broadcast({
-        type: "approval_request",
-        turn_id: turnId,
-        call_id: call.callId,
-        name: call.name,
-        server: call.server,
-        tool: call.tool,
-        arguments: displayArguments(call.arguments),
-        timeout_ms: this.#options.timeoutMs,
-      });
+      this.#options.broadcast({ type: "approval_request", ...toolCallFields(turnId, call), timeout_ms: this.#options.timeoutMs });
     });
   }
 

@@ -1,7 +1,7 @@
 // A session's conversation: what the model sees (OpenAI messages) plus, per entry, what a
 // person needs to see it again (which turn, how it ended, which tool, whether the tool worked).
 import type { ChatMessage } from "./agent.ts";
-import { displayArguments, preview, type HistoryItem, type TurnStatus } from "./protocol.ts";
+import { preview, toolCallFields, type HistoryItem, type TurnStatus } from "./protocol.ts";
 
 export interface HistoryEntry {
   turnId: string;
@@ -51,12 +51,13 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
         const resultText = result ? textOf(result.message.content).replace(result.tool?.ok === false ? /^Error: / : /^$/, "") : "";
         items.push({
           role: "tool",
-          turn_id: turnId,
-          call_id: call.id,
-          name: call.function.name,
-          server: result?.tool?.server ?? "",
-          tool: result?.tool?.tool ?? call.function.name,
-          arguments: displayArguments(call.function.arguments),
+          ...toolCallFields(turnId, {
+            callId: call.id,
+            name: call.function.name,
+            server: result?.tool?.server ?? "",
+            tool: result?.tool?.tool ?? call.function.name,
+            arguments: call.function.arguments,
+          }),
           ok: result?.tool?.ok ?? false,
           preview: preview(resultText),
           ...(result?.tool?.durationMs !== undefined ? { duration_ms: result.tool.durationMs } : {}),

@@ -133,8 +133,8 @@ export interface DeltaFrame {
   turn_id: string;
   text: string;
 }
-export interface ToolStartFrame {
-  type: "tool_start";
+/** Which tool call a frame is about: shared by tool_start, approval_request and history items. */
+export interface ToolCallFields {
   turn_id: string;
   call_id: string;
   /** Model-visible name, e.g. filesystem_read_file. */
@@ -143,6 +143,14 @@ export interface ToolStartFrame {
   tool: string;
   /** Parsed arguments when they are a JSON object, else the raw string the model sent. */
   arguments: unknown;
+}
+
+export function toolCallFields(turnId: string, call: { callId: string; name: string; server: string; tool: string; arguments: string }): ToolCallFields {
+  return { turn_id: turnId, call_id: call.callId, name: call.name, server: call.server, tool: call.tool, arguments: displayArguments(call.arguments) };
+}
+
+export interface ToolStartFrame extends ToolCallFields {
+  type: "tool_start";
 }
 export interface ToolEndFrame {
   type: "tool_end";
@@ -173,18 +181,7 @@ export interface CancelledFrame {
 export type HistoryItem =
   | { role: "user"; turn_id: string; content: string; status: TurnStatus }
   | { role: "assistant"; turn_id: string; content: string }
-  | {
-      role: "tool";
-      turn_id: string;
-      call_id: string;
-      name: string;
-      server: string;
-      tool: string;
-      arguments: unknown;
-      ok: boolean;
-      preview: string;
-      duration_ms?: number;
-    };
+  | (ToolCallFields & { role: "tool"; ok: boolean; preview: string; duration_ms?: number });
 
 /** How a turn ended; `running` while it runs, `interrupted` when the server stopped under it. */
 export type TurnStatus = "running" | "ok" | "error" | "cancelled" | "interrupted";
@@ -200,14 +197,8 @@ export interface HistoryFrame {
  * A tool call waits for a person: any streaming socket of the user may answer with
  * `{"type":"approval","call_id","approved","reason"?,"always"?}`; the first answer wins.
  */
-export interface ApprovalRequestFrame {
+export interface ApprovalRequestFrame extends ToolCallFields {
   type: "approval_request";
-  turn_id: string;
-  call_id: string;
-  name: string;
-  server: string;
-  tool: string;
-  arguments: unknown;
   /** How long the request waits before it counts as a denial. */
   timeout_ms: number;
 }

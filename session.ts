@@ -11,8 +11,8 @@ import type { Logger } from "./log.ts";
 import type { McpHub, ServerInfo } from "./mcp.ts";
 import {
   answerFrame,
-  displayArguments,
   preview,
+  toolCallFields,
   turnErrorFrame,
   turnErrorText,
   type HistoryItem,
@@ -188,6 +188,20 @@ export class UserSession {
     this.lastActivity = Date.now();
   }
 
+  /**
+   * Cluster mode: the history as the store has it, when no turn of this user runs or waits here
+   * (another instance may have run turns since this one last read it). Elsewhere a no-op.
+   */
+  async refresh(): Promise<void> {
+    if (!this.#deps.cluster || this.#pumping) return;
+    const fresh = await this.#deps.store.load(this.userId, this.#deps.maxHistoryMessages);
+    if (!fresh || this.#pumping) return;
+    this.#sessionId = fresh.record.sessionId;
+    this.#createdAt = fresh.record.createdAt;
+    this.#entries = fresh.entries;
+    this.messageCount = fresh.record.messageCount;
+  }
+
   /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
   submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | { ok: false; error: string } {
     const { maxQueuedTurns, rateLimit } = this.#deps;
@@ -282,7 +296,7 @@ export class UserSession {
     if (!cluster) return this.#runTurn(queued, undefined);
     const abort = new AbortController();
     this.#waiting = abort;
-    let lease: Lease;
+    let lease: Lease | undefined;
     try {
       lease = await cluster.acquire(this.userId, abort.signal);
       const fresh = await this.#deps.store.load(this.userId, this.#deps.maxHistoryMessages);
@@ -292,8 +306,17 @@ export class UserSession {
         this.#entries = fresh.entries;
         this.messageCount = fresh.record.messageCount;
       }
+      // We hold the lease and our turn has not started: a turn still `running` belonged to an
+      // instance that died (its lease expired, or was still held when the history was read).
+      for (const entry of this.#entries) {
+        if (entry.status !== "running") continue;
+        entry.status = "interrupted";
+        await this.#deps.store.setTurnStatus(this.#sessionId, entry.turnId, "interrupted", { userId: this.userId, token: lease.token });
+      }
       this.messageCount++;
     } catch (error) {
+      // Held but not used (the history could not be read): let it go, or its renewals keep it forever.
+      await lease?.release();
       const cancelled = abort.signal.aborted;
       const reason = this.#deps.redact((error as Error).message);
       this.#deps.log.warn("turn_not_started", { user_id: this.userId, turn_id: queued.turnId, error: reason });
@@ -340,15 +363,7 @@ export class UserSession {
       onTextDelta: (delta) => this.#broadcast(turn, { type: "delta", turn_id: turnId, text: delta }),
       onToolStart: (call) => {
         toolMeta.set(call.callId, { name: call.name, server: call.server, tool: call.tool, ok: false });
-        this.#broadcast(turn, {
-          type: "tool_start",
-          turn_id: turnId,
-          call_id: call.callId,
-          name: call.name,
-          server: call.server,
-          tool: call.tool,
-          arguments: displayArguments(call.arguments),
-        });
+        this.#broadcast(turn, { type: "tool_start", ...toolCallFields(turnId, call) });
       },
       onToolEnd: (call) => {
         const meta = toolMeta.get(call.callId);

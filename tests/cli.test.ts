@@ -14,6 +14,7 @@ import {
   makeConfigDir,
   readLog,
   spawnServer,
+  stopSpawned,
   testServerEntry,
   until,
   type ConfigDirOptions,
@@ -30,17 +31,7 @@ before(async () => {
   model = await startModelServer();
 });
 after(async () => {
-  // A test that failed half-way leaves its server running: stop it as a user would (so its MCP
-  // children go too), and kill it only if that does not work.
-  await Promise.all(
-    children.map(async ({ child, exited }) => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-      await exited;
-      clearTimeout(timer);
-    }),
-  );
+  await stopSpawned(children);
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   await model.close();
 });

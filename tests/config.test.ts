@@ -18,6 +18,7 @@ import {
   readLog,
   ROOT,
   spawnServer,
+  stopSpawned,
   testServerEntry,
   until,
   type ConfigDirOptions,
@@ -383,17 +384,7 @@ before(async () => {
   });
 });
 after(async () => {
-  // A test that failed half-way leaves its server running: stop it as a user would (so its MCP
-  // children go too), and kill it only if that does not work.
-  await Promise.all(
-    children.map(async ({ child, exited }) => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-      await exited;
-      clearTimeout(timer);
-    }),
-  );
+  await stopSpawned(children);
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   await model.close();
 });

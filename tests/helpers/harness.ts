@@ -243,6 +243,22 @@ export function spawnServer(args: string[], env: Record<string, string | undefin
   return { ...result, get url() { return result.url; }, ready };
 }
 
+/**
+ * Stops servers a test started and left running (it failed half-way): as a user would, so their
+ * MCP children go too, and with SIGKILL only if that does not work.
+ */
+export async function stopSpawned(children: readonly SpawnedServer[]): Promise<void> {
+  await Promise.all(
+    children.map(async ({ child, exited }) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
+}
+
 /** Every descendant pid of a process (from /proc), to prove children are gone. */
 export function descendants(pid: number): number[] {
   const children = new Map<number, number[]>();
