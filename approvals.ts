@@ -56,7 +56,7 @@ export class ApprovalDesk {
     }
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        const seconds = Math.round(this.#options.timeoutMs / 1000);
+        const seconds = Number((this.#options.timeoutMs / 1000).toFixed(1));
         this.#settle(call.callId, false, `denied: nobody answered the approval request within ${seconds} s`, "timeout");
       }, this.#options.timeoutMs);
       timer.unref();

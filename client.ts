@@ -12,6 +12,8 @@ import {
   isValidUserId,
   USER_ID_RULE,
   type AnswerFrame,
+  type ApprovalRequestFrame,
+  type ApprovalResolvedFrame,
   type CancelledFrame,
   type DeltaFrame,
   type ErrorFrame,
@@ -58,6 +60,8 @@ const DEFAULT_URL = "ws://127.0.0.1:8000";
 const DEFAULT_TIMEOUT_SECONDS = 300;
 /** setTimeout's limit; a longer wait would fire at once. */
 const MAX_TIMEOUT_SECONDS = Math.floor(2 ** 31 / 1000) - 1;
+/** The reason --deny-all gives; the model reads "denied by the user: <this>". */
+export const DENY_ALL_REASON = "denied by --deny-all";
 
 export const USAGE = `Usage: ${PROGRAM} [options]        (or: npm run client -- [options])
 
@@ -71,8 +75,18 @@ Options:
   -m, --message TEXT  send TEXT and print the answer; repeat to send several, one after another
   --json              print every frame received as one JSON line instead of the answers
   --timeout SECONDS   how long to wait for each answer (default: ${DEFAULT_TIMEOUT_SECONDS})
-  --token TOKEN       send "Authorization: Bearer TOKEN" (default: $MCP_AGENT_TOKEN)
+  --approve-all       approve every tool call of this client's messages that needs a person's
+                      approval (without it a terminal session asks y/n; a script does not answer)
+  --deny-all          deny those calls instead, with the reason "${DENY_ALL_REASON}"
+  --token TOKEN       send "Authorization: Bearer TOKEN" (default: $MCP_AGENT_AUTH_TOKEN,
+                      else $MCP_AGENT_TOKEN)
   -h, --help          show this help
+
+Tool calls that the server's require_approval setting covers wait for a person. Interactively
+the client asks: y (yes), n (no; "n not now" gives a reason) or a (always: yes, and no more
+questions for that tool this session). A script without --approve-all or --deny-all does not
+answer: the call waits for another client of the user (the chat page, or this client in a
+terminal), and if nobody answers the server denies it when its approval timeout runs out.
 
 Exit codes: 0 every message answered, 1 an error came back, 2 usage error,
             3 cannot connect or connection lost, 4 timed out waiting for an answer`;
@@ -84,6 +98,9 @@ export interface SocketTarget {
   display: string;
 }
 
+/** How tool calls that wait for approval are answered: asked (interactive) or not at all (scripts), or answered by a flag. */
+export type ApprovalPolicy = "ask" | "approve-all" | "deny-all";
+
 export interface ClientOptions {
   target: SocketTarget;
   user: string;
@@ -91,6 +108,7 @@ export interface ClientOptions {
   token: string | undefined;
   json: boolean;
   messages: string[];
+  approvals: ApprovalPolicy;
   help: boolean;
 }
 
@@ -139,6 +157,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): ClientOpti
         json: { type: "boolean" },
         timeout: { type: "string" },
         token: { type: "string" },
+        "approve-all": { type: "boolean" },
+        "deny-all": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -151,13 +171,18 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): ClientOpti
   // The server silently ignores blank messages, so waiting for their answer would never end.
   if (messages.some((message) => message.trim() === "")) throw new UsageError("--message must not be empty");
   if (values.token !== undefined && values.token === "") throw new UsageError("--token must not be empty");
+  const approveAll = values["approve-all"] ?? false;
+  const denyAll = values["deny-all"] ?? false;
+  if (approveAll && denyAll) throw new UsageError("--approve-all and --deny-all cannot be used together");
   return {
     target: socketTarget(values.url ?? DEFAULT_URL, user),
     user,
     timeoutMs: parseTimeout(values.timeout ?? String(DEFAULT_TIMEOUT_SECONDS)),
-    token: values.token ?? (env.MCP_AGENT_TOKEN || undefined),
+    // The server's own variable first (the same token on both ends), then the client's older name.
+    token: values.token ?? (env.MCP_AGENT_AUTH_TOKEN || env.MCP_AGENT_TOKEN || undefined),
     json: values.json ?? false,
     messages,
+    approvals: approveAll ? "approve-all" : denyAll ? "deny-all" : "ask",
     help: values.help ?? false,
   };
 }
@@ -179,6 +204,8 @@ export type Incoming =
   | { kind: "error"; frame: ErrorFrame; turnId: string | undefined; clientId: string | undefined }
   | { kind: "cancelled"; frame: CancelledFrame }
   | { kind: "history"; frame: HistoryFrame }
+  | { kind: "approval_request"; frame: ApprovalRequestFrame }
+  | { kind: "approval_resolved"; frame: ApprovalResolvedFrame }
   | { kind: "other" };
 
 type Json = Record<string, unknown>;
@@ -192,6 +219,7 @@ const stringOr = (value: unknown, fallback: string): string => (isString(value) 
 const optionalString = (value: unknown): string | undefined => (isString(value) ? value : undefined);
 
 const TURN_STATUSES: readonly TurnStatus[] = ["running", "ok", "error", "cancelled", "interrupted"];
+const RESOLVED_BY: readonly ApprovalResolvedFrame["by"][] = ["user", "timeout", "cancel"];
 
 function turnStatus(value: unknown): TurnStatus {
   return TURN_STATUSES.find((status) => status === value) ?? "ok";
@@ -275,6 +303,32 @@ function classifyTyped(type: string, data: Json): Incoming {
         return { kind: "history", frame: { type, user_id: data.user_id, session_id: data.session_id, items } };
       }
       break;
+    case "approval_request":
+      // Without a call id there is nothing to answer.
+      if (isString(turnId) && isString(data.call_id) && data.call_id !== "" && isString(data.name)) {
+        const timeoutMs = typeof data.timeout_ms === "number" && Number.isFinite(data.timeout_ms) && data.timeout_ms >= 0 ? data.timeout_ms : 0;
+        const frame: ApprovalRequestFrame = {
+          type,
+          turn_id: turnId,
+          call_id: data.call_id,
+          name: data.name,
+          server: stringOr(data.server, ""),
+          tool: stringOr(data.tool, ""),
+          arguments: data.arguments,
+          timeout_ms: timeoutMs,
+        };
+        return { kind: "approval_request", frame };
+      }
+      break;
+    case "approval_resolved": {
+      const by = RESOLVED_BY.find((value) => value === data.by);
+      if (isString(turnId) && isString(data.call_id) && typeof data.approved === "boolean" && by !== undefined) {
+        const reason = optionalString(data.reason);
+        const frame: ApprovalResolvedFrame = { type, turn_id: turnId, call_id: data.call_id, approved: data.approved, ...(reason !== undefined ? { reason } : {}), by };
+        return { kind: "approval_resolved", frame };
+      }
+      break;
+    }
   }
   return { kind: "other" };
 }
@@ -286,6 +340,62 @@ export function classifyFrame(data: unknown): Incoming {
   if (isString(data.error)) return { kind: "error", frame: { error: data.error }, turnId: undefined, clientId: undefined };
   const seed = seedMessage(data);
   return seed ? { kind: "answer", frame: seed, turnId: undefined } : { kind: "other" };
+}
+
+/**
+ * The call id of an answer that came too late ("no approval is waiting for call <id> ..."):
+ * another client answered first, or the request timed out or was cancelled. Such an error is
+ * outside any turn, like the refusal of a message, so it must not be taken for one.
+ */
+export function lateApprovalCallId(error: { frame: ErrorFrame; turnId: string | undefined }): string | undefined {
+  if (error.turnId !== undefined) return undefined;
+  return /^no approval is waiting for call (\S+)/.exec(error.frame.error)?.[1];
+}
+
+// ---- approvals ---------------------------------------------------------------------------------
+
+/** An answer to an approval request, as typed or as a flag gives it. */
+export interface ApprovalAnswer {
+  approved: boolean;
+  reason?: string;
+  /** Approve this tool for the rest of the session. */
+  always: boolean;
+}
+
+/**
+ * A typed answer: y/yes, n/no (the rest of the line is the reason: "n not now") or a/always.
+ * Anything else is undefined, and the question is asked again.
+ */
+export function parseApprovalAnswer(line: string): ApprovalAnswer | undefined {
+  const match = /^(y|yes|n|no|a|always)(?:\s+([\s\S]*))?$/i.exec(line.trim());
+  if (!match) return undefined;
+  const word = (match[1] ?? "").toLowerCase();
+  const rest = (match[2] ?? "").trim();
+  if (word === "n" || word === "no") return { approved: false, ...(rest !== "" ? { reason: rest } : {}), always: false };
+  // "y sure" would be a yes with a reason nobody reads: ask again rather than guess.
+  if (rest !== "") return undefined;
+  return { approved: true, always: word === "a" || word === "always" };
+}
+
+/** The answer a flag gives for the client's own calls, or undefined when a person decides. */
+export function policyAnswer(policy: ApprovalPolicy): ApprovalAnswer | undefined {
+  if (policy === "approve-all") return { approved: true, always: false };
+  if (policy === "deny-all") return { approved: false, reason: DENY_ALL_REASON, always: false };
+  return undefined;
+}
+
+function approvalFrame(callId: string, answer: ApprovalAnswer): Record<string, unknown> {
+  return {
+    type: "approval",
+    call_id: callId,
+    approved: answer.approved,
+    ...(answer.reason !== undefined ? { reason: answer.reason } : {}),
+    ...(answer.always ? { always: true } : {}),
+  };
+}
+
+function waitText(timeoutMs: number): string {
+  return `${Math.round(timeoutMs / 1000)} s`;
 }
 
 // ---- the socket --------------------------------------------------------------------------------
@@ -513,14 +623,21 @@ function startsOwnTurn(start: { frame: TurnStartFrame; clientId: string | undefi
 }
 
 /** Is this error the refusal of our message (before any turn of it started)? */
-function refusesOwnMessage(error: { turnId: string | undefined; clientId: string | undefined }, sent: Sent): boolean {
-  if (error.turnId !== undefined) return false;
+function refusesOwnMessage(error: { frame: ErrorFrame; turnId: string | undefined; clientId: string | undefined }, sent: Sent): boolean {
+  if (error.turnId !== undefined || lateApprovalCallId(error) !== undefined) return false;
   // Without a client_id, an error outside any turn can only be about a frame we sent.
   return error.clientId === undefined || error.clientId === sent.clientId;
 }
 
 /** Picks out the final frame of one message's turn. */
-function outcomeMatcher(streaming: boolean, sent: Sent): { match(incoming: Incoming): Outcome | undefined; started(): boolean } {
+interface OutcomeMatcher {
+  match(incoming: Incoming): Outcome | undefined;
+  started(): boolean;
+  /** The id of the message's turn, once it started (always undefined on a seed socket). */
+  turnId(): string | undefined;
+}
+
+function outcomeMatcher(streaming: boolean, sent: Sent): OutcomeMatcher {
   if (!streaming) {
     return {
       match: (incoming) => {
@@ -529,6 +646,7 @@ function outcomeMatcher(streaming: boolean, sent: Sent): { match(incoming: Incom
         return undefined;
       },
       started: () => true,
+      turnId: () => undefined,
     };
   }
   let turnId: string | undefined;
@@ -545,6 +663,7 @@ function outcomeMatcher(streaming: boolean, sent: Sent): { match(incoming: Incom
       return undefined;
     },
     started: () => turnId !== undefined,
+    turnId: () => turnId,
   };
 }
 
@@ -580,9 +699,35 @@ async function ask(connection: Connection, message: string, options: ClientOptio
     }
     if (received.kind === "closed") throw new ClientError(received.reason, EXIT_CONNECTION);
     if (options.json) printJson(io.stdout, received.data);
-    const outcome = matcher.match(received.incoming);
+    const { incoming } = received;
+    // Only the calls of this message's turn: other tabs' calls are theirs to answer.
+    if (incoming.kind === "approval_request" && incoming.frame.turn_id === matcher.turnId()) {
+      await answerOwnApproval(connection, incoming.frame, message, options, io);
+      continue;
+    }
+    if (incoming.kind === "error" && lateApprovalCallId(incoming) !== undefined) {
+      // Our answer lost the race (the server's timeout, or another client, was first): the
+      // approval_resolved frame said how the call ended, and the turn goes on.
+      io.stderr.write(`note: ${incoming.frame.error}\n`);
+      continue;
+    }
+    const outcome = matcher.match(incoming);
     if (outcome) return outcome;
   }
+}
+
+/** A call of our own turn waits for approval: answered as the flag says, or left to another client. */
+async function answerOwnApproval(connection: Connection, request: ApprovalRequestFrame, message: string, options: ClientOptions, io: Output): Promise<void> {
+  const answer = policyAnswer(options.approvals);
+  if (answer) {
+    await connection.link.send(approvalFrame(request.call_id, answer));
+    return;
+  }
+  io.stderr.write(
+    `note: ${quoteMessage(message)}: the tool call ${request.name} ${formatArguments(request.arguments)} waits for approval from another client ` +
+      `of user ${connection.welcome.user_id} (the chat page, or ${PROGRAM} in a terminal); this client answers only with --approve-all or --deny-all, ` +
+      `and if nobody answers within ${waitText(request.timeout_ms)} the server denies the call\n`,
+  );
 }
 
 /** The -m values, one after another. */
@@ -722,7 +867,15 @@ const INTERACTIVE_HELP = `Commands:
   /history     show the conversation so far
   /cancel      stop the running turn (also Ctrl+C)
   quit, exit   leave (also Ctrl+D, or Ctrl+C twice)
-Anything else is sent to the agent.`;
+Anything else is sent to the agent.
+While a tool call waits for your approval (⚠), the next line answers it:
+  y            yes, run it
+  n [reason]   no; the reason, if any, is passed on to the agent ("n not now")
+  a            always: yes, and do not ask again for this tool in this session`;
+
+const CHAT_PROMPT = "you> ";
+const APPROVAL_PROMPT = "approve? [y/n/a]> ";
+const APPROVAL_CHOICES = "[y]es / [n]o / [a]lways";
 
 /** Two Ctrl+C within this time quit even while a turn runs. */
 const DOUBLE_INTERRUPT_MS = 1000;
@@ -754,12 +907,22 @@ class InteractiveChat {
   #interruptArmed = false;
   #finish: ((code: number) => void) | undefined;
   #done = false;
+  /** Approval requests not answered yet, oldest first: the first one is the question asked. */
+  #asked: ApprovalRequestFrame[] = [];
+  /** Every request seen and not resolved yet, with what we answered to it (if we did). */
+  readonly #requests = new Map<string, { frame: ApprovalRequestFrame; answer: ApprovalAnswer | undefined }>();
+  /**
+   * The question that was asked and then settled elsewhere (another tab, the timeout) before we
+   * answered. An answer typed just after that is sent for it (the server says it came too late)
+   * rather than to the agent as a chat message "y".
+   */
+  #missed: string | undefined;
 
   constructor(connection: Connection, options: ClientOptions, stdin: NodeJS.ReadStream, stdout: NodeJS.WriteStream, env: NodeJS.ProcessEnv) {
     this.#connection = connection;
     this.#options = options;
     this.#screen = new Screen(stdout, colourWanted(stdout, env));
-    this.#rl = readline.createInterface({ input: stdin, output: stdout, prompt: "you> ", terminal: stdout.isTTY === true, historySize: 200 });
+    this.#rl = readline.createInterface({ input: stdin, output: stdout, prompt: CHAT_PROMPT, terminal: stdout.isTTY === true, historySize: 200 });
   }
 
   run(): Promise<number> {
@@ -804,8 +967,12 @@ class InteractiveChat {
   }
 
   #showPrompt(): void {
-    if (this.#done || this.#busy || this.#promptShown) return;
+    if (this.#done || this.#promptShown) return;
+    // While a turn runs there is no prompt, unless a tool call of it waits for an answer.
+    const asking = this.#asked.length > 0;
+    if (this.#busy && !asking) return;
     this.#screen.endLine();
+    this.#rl.setPrompt(asking ? APPROVAL_PROMPT : CHAT_PROMPT);
     this.#promptShown = true;
     // preserveCursor keeps whatever the user had typed while output was printed.
     this.#rl.prompt(true);
@@ -816,6 +983,18 @@ class InteractiveChat {
     this.#promptShown = false;
     this.#interruptArmed = false;
     const text = line.trim();
+    // The commands still work while a question is open; any other line answers it.
+    const question = this.#asked[0];
+    if (question && !["help", "/help", "quit", "exit", "/quit", "/exit", "/history", "/cancel"].includes(text)) {
+      return this.#answerQuestion(question, text);
+    }
+    const missed = this.#missed;
+    this.#missed = undefined;
+    const late = missed !== undefined && this.#busy ? parseApprovalAnswer(text) : undefined;
+    if (missed !== undefined && late) {
+      await this.#send(approvalFrame(missed, late));
+      return this.#showPrompt();
+    }
     switch (text) {
       case "":
         return this.#showPrompt();
@@ -920,6 +1099,10 @@ class InteractiveChat {
 
   #render(incoming: Incoming): void {
     switch (incoming.kind) {
+      case "approval_request":
+        return this.#onApprovalRequest(incoming.frame);
+      case "approval_resolved":
+        return this.#onApprovalResolved(incoming.frame);
       case "turn_start":
         return this.#onTurnStart(incoming);
       case "delta":
@@ -1005,6 +1188,10 @@ class InteractiveChat {
       this.#own.splice(this.#own.indexOf(own), 1);
     }
     if (turnId === undefined || this.#turn?.turnId === turnId) this.#turn = undefined;
+    // A turn that ended has nothing left to approve (its approval_resolved frames came first).
+    this.#missed = undefined;
+    this.#asked = this.#asked.filter((request) => turnId !== undefined && request.turn_id !== turnId);
+    for (const [callId, { frame }] of this.#requests) if (turnId === undefined || frame.turn_id === turnId) this.#requests.delete(callId);
   }
 
   #onAnswer(frame: AnswerFrame, turnId: string | undefined): void {
@@ -1020,6 +1207,8 @@ class InteractiveChat {
   }
 
   #onError(error: { frame: ErrorFrame; turnId: string | undefined; clientId: string | undefined }): void {
+    // Our answer came too late: another client or the timeout was first, as the line before said.
+    if (lateApprovalCallId(error) !== undefined) return this.#say(this.#screen.paint("dim", error.frame.error));
     this.#error(error.frame.error);
     // Seed sockets answer each message with one frame, errors included. On a streaming socket
     // an error outside a turn is the refusal of a message of ours that has not started.
@@ -1029,6 +1218,84 @@ class InteractiveChat {
       clearTimeout(waiting.timer);
       this.#own.splice(this.#own.indexOf(waiting), 1);
     }
+  }
+
+  /** Is this turn one of our own messages (not another tab's)? */
+  #ownTurn(turnId: string): boolean {
+    return this.#own.some((message) => message.turnId === turnId);
+  }
+
+  /** Ends an open tool line, so the approval lines get lines of their own. */
+  #closeToolLine(turnId: string): void {
+    const view = this.#view(turnId);
+    if (view) {
+      view.openTool = undefined;
+      view.streamed = "";
+    }
+    this.#beforeOutput();
+    this.#screen.endLine();
+  }
+
+  #onApprovalRequest(frame: ApprovalRequestFrame): void {
+    // A page (or this client) that joins mid-turn is sent the request again.
+    if (this.#requests.has(frame.call_id)) return;
+    const call = `${frame.name} ${formatArguments(frame.arguments)}`;
+    const answer = this.#ownTurn(frame.turn_id) ? policyAnswer(this.#options.approvals) : undefined;
+    this.#requests.set(frame.call_id, { frame, answer });
+    this.#closeToolLine(frame.turn_id);
+    if (answer) {
+      const flag = answer.approved ? "--approve-all" : "--deny-all";
+      this.#say(`${this.#screen.paint("yellow", `⚠ ${call}`)} needs approval: answered by ${flag}`);
+      void this.#send(approvalFrame(frame.call_id, answer));
+      return;
+    }
+    this.#asked.push(frame);
+    // One question at a time: a second one is asked once the first is answered.
+    if (this.#asked.length === 1) this.#ask(frame);
+  }
+
+  #ask(frame: ApprovalRequestFrame): void {
+    const other = this.#ownTurn(frame.turn_id) ? "" : ` ${this.#screen.paint("magenta", "(other tab)")}`;
+    const wait = frame.timeout_ms > 0 ? ` (waits up to ${waitText(frame.timeout_ms)})` : "";
+    this.#say(`${this.#screen.paint("yellow", `⚠ approve ${frame.name}`)} ${formatArguments(frame.arguments)}?${other} ${this.#screen.paint("bold", APPROVAL_CHOICES)}${wait}`);
+  }
+
+  async #answerQuestion(frame: ApprovalRequestFrame, text: string): Promise<void> {
+    const answer = parseApprovalAnswer(text);
+    if (!answer) {
+      if (text !== "") this.#error('answer y (yes), n (no; a reason may follow: "n not now") or a (always allow this tool in this session)');
+      return this.#showPrompt();
+    }
+    this.#asked.shift();
+    this.#missed = undefined;
+    const known = this.#requests.get(frame.call_id);
+    if (known) known.answer = answer;
+    await this.#send(approvalFrame(frame.call_id, answer));
+    const next = this.#asked[0];
+    if (next) this.#ask(next);
+    this.#showPrompt();
+  }
+
+  #onApprovalResolved(frame: ApprovalResolvedFrame): void {
+    const known = this.#requests.get(frame.call_id);
+    this.#requests.delete(frame.call_id);
+    const wasAsked = this.#asked[0]?.call_id === frame.call_id;
+    this.#asked = this.#asked.filter((request) => request.call_id !== frame.call_id);
+    this.#closeToolLine(frame.turn_id);
+    const name = known?.frame.name ?? `call ${frame.call_id}`;
+    // Someone else's answer (another tab, another client) is marked as such.
+    const elsewhere = frame.by === "user" && known?.answer === undefined ? " (answered by another client)" : "";
+    if (frame.approved) {
+      const always = known?.answer?.always === true ? ": always allowed for the rest of the session" : "";
+      this.#say(`${this.#screen.paint("green", `✔ ${name} approved`)}${always}${elsewhere}`);
+    } else {
+      const style: Style = frame.by === "cancel" ? "yellow" : "red";
+      this.#say(`${this.#screen.paint(style, `⊘ ${name}`)} ${frame.reason ?? "denied"}${elsewhere}`);
+    }
+    if (wasAsked) this.#missed = frame.call_id;
+    // The question that was open is gone: ask the next one, if any.
+    const next = this.#asked[0];
+    if (wasAsked && next) this.#ask(next);
   }
 
   #onCancelled(frame: CancelledFrame): void {

@@ -171,6 +171,8 @@ export interface StreamErrorFrame extends ErrorFrame {
   turn_id?: string;
   /** On a refused message: the `client_id` it was sent with. */
   client_id?: string;
+  /** On a refused approval answer: the call it was for. */
+  call_id?: string;
 }
 export interface CancelledFrame {
   type: "cancelled";
@@ -202,7 +204,7 @@ export interface ApprovalRequestFrame extends ToolCallFields {
   /** How long the request waits before it counts as a denial. */
   timeout_ms: number;
 }
-/** How an approval request ended: `by` is "user" (a socket answered), "timeout", "session" (always allowed) or "cancel". */
+/** How an approval request ended: `by` is "user" (a socket answered), "timeout" or "cancel". */
 export interface ApprovalResolvedFrame {
   type: "approval_resolved";
   turn_id: string;

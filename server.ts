@@ -299,14 +299,23 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         session.cancel();
         return;
       case "history":
-        return peer.send({ type: "history", user_id: session.userId, session_id: session.sessionId, items: session.historyItems() });
+        // In a cluster, turns that ran on other instances are read from the store first.
+        void session
+          .refresh()
+          .catch((error: unknown) => log.warn("history_refresh_failed", { user_id: session.userId, error }))
+          .then(() => peer.send({ type: "history", user_id: session.userId, session_id: session.sessionId, items: session.historyItems() }));
+        return;
       case "reset":
         void resetSession(session, peer, frame.workspace);
         return;
       case "approval":
         if (!peer.streaming) return peer.send(errorFrame("approvals are answered from a streaming socket (/ws/<user_id>?stream=1)"));
         if (!session.answerApproval(frame.call_id, frame.approved, frame.reason, frame.always, peer.id)) {
-          peer.send({ type: "error", error: `no approval is waiting for call ${frame.call_id} (it was already answered, timed out or cancelled)` });
+          peer.send({
+            type: "error",
+            error: `no approval is waiting for call ${frame.call_id} (it was already answered, timed out or cancelled)`,
+            call_id: frame.call_id,
+          });
         }
         return;
       default:

@@ -744,7 +744,7 @@ describe("approvals", () => {
   test("a script without either flag does not answer: it says so, the server's timeout denies, exit 0", async () => {
     echoThroughTool();
     const { code, stdout, stderr } = await runClient([...at("no_answer", hasty), "-m", "echo waiting"]);
-    assert.match(stdout, /^MODEL SAW: Error: denied: nobody answered the approval request within \d+ s\n$/);
+    assert.match(stdout, /^MODEL SAW: Error: denied: nobody answered the approval request within [\d.]+ s\n$/);
     assert.match(stderr, /^note: "echo waiting": the tool call test_echo \{"text":"waiting"\} waits for approval from another client of user no_answer .*--approve-all or --deny-all.*the server denies the call\n$/);
     assert.equal(code, 0);
   });
