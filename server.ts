@@ -279,20 +279,16 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       case "ignored":
         return;
       case "chat": {
+        // A refused message: a streaming client learns which one from its client_id.
+        const refuse = (error: string) => {
+          log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: error });
+          peer.send(peer.streaming ? { type: "error", error, ...(frame.clientId !== undefined ? { client_id: frame.clientId } : {}) } : errorFrame(error));
+        };
         if (frame.message.length > limits.max_message_chars) {
-          return peer.send(
-            errorFrame(`Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`),
-          );
+          return refuse(`Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`);
         }
         const submitted = session.submit(peer, frame.message, frame.clientId);
-        if (!submitted.ok) {
-          log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: submitted.error });
-          peer.send(
-            peer.streaming && frame.clientId !== undefined
-              ? { type: "error", error: submitted.error, client_id: frame.clientId }
-              : errorFrame(submitted.error),
-          );
-        }
+        if (!submitted.ok) refuse(submitted.error);
         return;
       }
       case "cancel":

@@ -90,6 +90,7 @@ export class UserSession {
   #running: RunningTurn | undefined;
   #pumping: Promise<void> | undefined;
   #closed = false;
+  #resetting = false;
   /** A turn waiting for the user's cluster lease: a cancel or close stops the wait. */
   #waiting: AbortController | undefined;
   /** Frames of a turn running on another instance, for a socket that joins mid-turn. */
@@ -148,18 +149,26 @@ export class UserSession {
    * is cancelled and queued ones dropped; the MCP servers stay.
    */
   async reset(): Promise<void> {
-    this.#queue.length = 0;
-    this.#running?.abort.abort();
-    // Let the cancelled turn finish writing under the old session_id before it is deleted.
-    await this.#pumping;
-    this.#entries = [];
-    this.#sessionId = randomUUID();
-    this.#createdAt = Date.now();
-    this.lastActivity = this.#createdAt;
-    this.messageCount = 0;
-    await this.#deps.store.remove(this.userId);
-    await this.#deps.store.saveSession(this.record());
-    this.#deps.log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId });
+    // Messages sent from now on belong to the new conversation: they wait until it exists.
+    this.#resetting = true;
+    try {
+      this.#queue.length = 0;
+      this.#waiting?.abort();
+      this.#running?.abort.abort();
+      // Let the cancelled turn finish writing under the old session_id before it is deleted.
+      await this.#pumping;
+      this.#entries = [];
+      this.#sessionId = randomUUID();
+      this.#createdAt = Date.now();
+      this.lastActivity = this.#createdAt;
+      this.messageCount = 0;
+      await this.#deps.store.remove(this.userId);
+      await this.#deps.store.saveSession(this.record());
+      this.#deps.log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId });
+    } finally {
+      this.#resetting = false;
+      if (this.#queue.length > 0) void this.#pump();
+    }
   }
 
   /** What the model sees of earlier turns. */
@@ -265,7 +274,9 @@ export class UserSession {
   #pump(): Promise<void> {
     this.#pumping ??= (async () => {
       try {
-        for (let next = this.#queue.shift(); next && !this.#closed; next = this.#queue.shift()) {
+        while (!this.#closed && !this.#resetting) {
+          const next = this.#queue.shift();
+          if (!next) break;
           await this.#runOne(next);
         }
       } finally {

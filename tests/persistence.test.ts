@@ -195,6 +195,30 @@ test("reset clears the history and gives a new session_id; workspace files stay 
   }
 });
 
+test("a message sent right after a reset runs in the new conversation, not the old one", async () => {
+  const running = await startServer({ config: baseConfig(model.baseUrl), secrets });
+  try {
+    const { client } = await connectUser(running, "quick_reset", "?stream=1");
+    client.send({ message: "HANG" });
+    await client.nextMatching((f) => f.type === "turn_start");
+    client.send({ type: "reset" });
+    client.send({ message: "first of the new chat" });
+    const order: string[] = [];
+    for (;;) {
+      const frame = await client.next();
+      if (typeof frame.type === "string") order.push(frame.type);
+      if (frame.type === "answer") break;
+    }
+    assert.ok(order.indexOf("reset") < order.indexOf("answer"), `frames: ${order.join(" ")}`);
+    client.send({ type: "history" });
+    const items = (await client.nextMatching((f) => f.type === "history")).items as Frame[];
+    assert.deepEqual(items.map((item) => item.content), ["first of the new chat", "echo: first of the new chat"]);
+    await client.close();
+  } finally {
+    await running.close();
+  }
+});
+
 test("50 users writing concurrently: every conversation is stored whole", async () => {
   const config = baseConfig(model.baseUrl);
   const running = await startServer({ config, secrets, keepDir: true });
