@@ -188,8 +188,18 @@ export class UserSession {
     this.peers.add(peer);
     this.lastActivity = Date.now();
     // A page reloaded mid-turn picks the turn up where it is, then gets the live frames.
-    if (peer.streaming && this.#running) for (const frame of this.#running.frames) peer.send(frame);
-    else if (peer.streaming) for (const frame of this.#remoteFrames) peer.send(frame);
+    if (!peer.streaming) return;
+    for (const frame of this.#running ? this.#running.frames : this.#remoteFrames) peer.send(frame);
+    // ...and sees the messages still waiting behind it.
+    this.#queue.forEach((waiting, index) =>
+      peer.send({
+        type: "queued",
+        turn_id: waiting.turnId,
+        input: waiting.text,
+        position: index + (this.#running ? 1 : 0),
+        ...(waiting.clientId !== undefined ? { client_id: waiting.clientId } : {}),
+      }),
+    );
   }
 
   detach(peer: Peer): void {

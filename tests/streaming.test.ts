@@ -222,6 +222,23 @@ test("all streaming sockets of a user see each turn live; a second tab joining m
   await tab2.close();
 });
 
+test("a streaming socket that joins sees the messages still waiting in the queue", async () => {
+  model.setResponder((request) => (lastUserText(request) === "long" ? { content: "slow", delayMs: 300 } : { content: `echo: ${lastUserText(request)}` }));
+  const first = await connectUser(running, "queue_watcher");
+  first.client.send({ message: "long" });
+  first.client.send({ message: "waiting one", client_id: "w1" });
+  await model.waitForRequests(model.requests.length + 1);
+  const late = await connect(running.wsUrl("queue_watcher", "?stream=1"));
+  const frames: Frame[] = [];
+  for (let frame = await late.next(); frame.type !== "answer"; frame = await late.next()) frames.push(frame);
+  const queued = frames.find((f) => f.type === "queued" && f.input === "waiting one");
+  assert.ok(queued, JSON.stringify(frames.map((f) => f.type)));
+  assert.equal(queued.client_id, "w1");
+  assert.equal(queued.position, 1);
+  await first.client.close();
+  await late.close();
+});
+
 test("if the asking socket is gone when the turn ends, the answer is kept in the history", async () => {
   model.setResponder(() => ({ content: "late answer", delayMs: 150 }));
   const first = await connectUser(running, "gone_asker");
