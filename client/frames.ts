@@ -1,0 +1,265 @@
+// What the client reads from the socket and writes to it. Nothing from the socket is trusted:
+// each frame is checked field by field and rebuilt as the protocol.ts type, so the rest of the
+// client works with typed values only. The frames the client sends are built here too, and so is
+// the matching of our own messages to the turns they start, which scripts and the terminal share.
+import type {
+  AnswerFrame,
+  ApprovalRequestFrame,
+  ApprovalResolvedFrame,
+  CancelledFrame,
+  ClientFrame,
+  DeltaFrame,
+  ErrorFrame,
+  HistoryFrame,
+  HistoryItem,
+  ToolEndFrame,
+  ToolStartFrame,
+  TurnStartFrame,
+  TurnStatus,
+  WelcomeFrame,
+} from "../protocol.ts";
+import { DENY_ALL_REASON, type ApprovalPolicy } from "./options.ts";
+
+// ---- frames from the server --------------------------------------------------------------------
+
+export type Incoming =
+  | { kind: "welcome"; frame: WelcomeFrame; streaming: boolean }
+  /** `clientId`: the client_id the message was sent with, when the server echoes it. */
+  | { kind: "turn_start"; frame: TurnStartFrame; clientId: string | undefined }
+  | { kind: "delta"; frame: DeltaFrame }
+  | { kind: "tool_start"; frame: ToolStartFrame }
+  | { kind: "tool_end"; frame: ToolEndFrame }
+  /** `turnId` is undefined for a seed answer, which also has the shape of a seed welcome. */
+  | { kind: "answer"; frame: AnswerFrame; turnId: string | undefined }
+  /** `turnId` is undefined for an error outside a turn, or any error on a seed socket. */
+  | { kind: "error"; frame: ErrorFrame; turnId: string | undefined; clientId: string | undefined }
+  | { kind: "cancelled"; frame: CancelledFrame }
+  | { kind: "history"; frame: HistoryFrame }
+  | { kind: "approval_request"; frame: ApprovalRequestFrame }
+  | { kind: "approval_resolved"; frame: ApprovalResolvedFrame }
+  | { kind: "other" };
+
+/** An error as classified: a message refused, a turn that failed, or an approval answered late. */
+export type IncomingError = Extract<Incoming, { kind: "error" }>;
+export type IncomingTurnStart = Extract<Incoming, { kind: "turn_start" }>;
+
+type Json = Record<string, unknown>;
+
+export function isRecord(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+export const isString = (value: unknown): value is string => typeof value === "string";
+const stringOr = (value: unknown, fallback: string): string => (isString(value) ? value : fallback);
+const optionalString = (value: unknown): string | undefined => (isString(value) ? value : undefined);
+
+const TURN_STATUSES: readonly TurnStatus[] = ["running", "ok", "error", "cancelled", "interrupted"];
+const RESOLVED_BY: readonly ApprovalResolvedFrame["by"][] = ["user", "timeout", "cancel"];
+
+function turnStatus(value: unknown): TurnStatus {
+  return TURN_STATUSES.find((status) => status === value) ?? "ok";
+}
+
+/** The seed's message/user_id/session_id triple, shared by the welcome and answer frames. */
+function seedMessage(data: Json): AnswerFrame | undefined {
+  const { message, user_id: userId, session_id: sessionId } = data;
+  if (!isString(message) || !isString(userId) || !isString(sessionId)) return undefined;
+  return { message, user_id: userId, session_id: sessionId };
+}
+
+function historyItem(value: unknown): HistoryItem | undefined {
+  if (!isRecord(value) || !isString(value.turn_id)) return undefined;
+  const turnId = value.turn_id;
+  if (value.role === "user" && isString(value.content)) {
+    return { role: "user", turn_id: turnId, content: value.content, status: turnStatus(value.status) };
+  }
+  if (value.role === "assistant" && isString(value.content)) return { role: "assistant", turn_id: turnId, content: value.content };
+  if (value.role === "tool" && isString(value.name)) {
+    return {
+      role: "tool",
+      turn_id: turnId,
+      call_id: stringOr(value.call_id, ""),
+      name: value.name,
+      server: stringOr(value.server, ""),
+      tool: stringOr(value.tool, ""),
+      arguments: value.arguments,
+      ok: value.ok === true,
+      preview: stringOr(value.preview, ""),
+    };
+  }
+  return undefined;
+}
+
+function classifyTyped(type: string, data: Json): Incoming {
+  const turnId = data.turn_id;
+  switch (type) {
+    case "welcome": {
+      const seed = seedMessage(data);
+      return seed ? { kind: "welcome", frame: seed, streaming: data.stream === true } : { kind: "other" };
+    }
+    case "turn_start":
+      if (isString(turnId) && isString(data.input)) {
+        return { kind: "turn_start", frame: { type, turn_id: turnId, input: data.input }, clientId: optionalString(data.client_id) };
+      }
+      break;
+    case "delta":
+      if (isString(turnId) && isString(data.text)) return { kind: "delta", frame: { type, turn_id: turnId, text: data.text } };
+      break;
+    case "tool_start":
+      if (isString(turnId) && isString(data.call_id) && isString(data.name)) {
+        const { call_id: callId, name } = data;
+        const frame: ToolStartFrame = { type, turn_id: turnId, call_id: callId, name, server: stringOr(data.server, ""), tool: stringOr(data.tool, ""), arguments: data.arguments };
+        return { kind: "tool_start", frame };
+      }
+      break;
+    case "tool_end":
+      if (isString(turnId) && isString(data.call_id) && typeof data.ok === "boolean") {
+        const duration = typeof data.duration_ms === "number" ? data.duration_ms : 0;
+        const frame: ToolEndFrame = { type, turn_id: turnId, call_id: data.call_id, ok: data.ok, preview: stringOr(data.preview, ""), duration_ms: duration };
+        return { kind: "tool_end", frame };
+      }
+      break;
+    case "answer": {
+      const seed = seedMessage(data);
+      if (seed && isString(turnId)) return { kind: "answer", frame: seed, turnId };
+      break;
+    }
+    case "error":
+      if (isString(data.error)) {
+        return { kind: "error", frame: { error: data.error }, turnId: optionalString(turnId), clientId: optionalString(data.client_id) };
+      }
+      break;
+    case "cancelled":
+      if (isString(turnId)) return { kind: "cancelled", frame: { type, turn_id: turnId } };
+      break;
+    case "history":
+      if (isString(data.user_id) && isString(data.session_id) && Array.isArray(data.items)) {
+        const items = data.items.map(historyItem).filter((item): item is HistoryItem => item !== undefined);
+        return { kind: "history", frame: { type, user_id: data.user_id, session_id: data.session_id, items } };
+      }
+      break;
+    case "approval_request":
+      // Without a call id there is nothing to answer.
+      if (isString(turnId) && isString(data.call_id) && data.call_id !== "" && isString(data.name)) {
+        const timeoutMs = typeof data.timeout_ms === "number" && Number.isFinite(data.timeout_ms) && data.timeout_ms >= 0 ? data.timeout_ms : 0;
+        const frame: ApprovalRequestFrame = {
+          type,
+          turn_id: turnId,
+          call_id: data.call_id,
+          name: data.name,
+          server: stringOr(data.server, ""),
+          tool: stringOr(data.tool, ""),
+          arguments: data.arguments,
+          timeout_ms: timeoutMs,
+        };
+        return { kind: "approval_request", frame };
+      }
+      break;
+    case "approval_resolved": {
+      const by = RESOLVED_BY.find((value) => value === data.by);
+      if (isString(turnId) && isString(data.call_id) && typeof data.approved === "boolean" && by !== undefined) {
+        const reason = optionalString(data.reason);
+        const frame: ApprovalResolvedFrame = { type, turn_id: turnId, call_id: data.call_id, approved: data.approved, ...(reason !== undefined ? { reason } : {}), by };
+        return { kind: "approval_resolved", frame };
+      }
+      break;
+    }
+  }
+  return { kind: "other" };
+}
+
+export function classifyFrame(data: unknown): Incoming {
+  if (!isRecord(data)) return { kind: "other" };
+  if (isString(data.type)) return classifyTyped(data.type, data);
+  // Seed frames have no `type`.
+  if (isString(data.error)) return { kind: "error", frame: { error: data.error }, turnId: undefined, clientId: undefined };
+  const seed = seedMessage(data);
+  return seed ? { kind: "answer", frame: seed, turnId: undefined } : { kind: "other" };
+}
+
+/**
+ * The call id of an answer that came too late ("no approval is waiting for call <id> ..."):
+ * another client answered first, or the request timed out or was cancelled. Such an error is
+ * outside any turn, like the refusal of a message, so it must not be taken for one.
+ */
+export function lateApprovalCallId(error: Pick<IncomingError, "frame" | "turnId">): string | undefined {
+  if (error.turnId !== undefined) return undefined;
+  return /^no approval is waiting for call (\S+)/.exec(error.frame.error)?.[1];
+}
+
+// ---- frames to the server ----------------------------------------------------------------------
+
+type ApprovalFrame = Extract<ClientFrame, { type: "approval" }>;
+
+/**
+ * A frame the client sends, in its wire form. protocol.ts's ClientFrame is what the server parses
+ * a frame into: a chat message is `{type: "chat", clientId}` there and `{message, client_id}` here.
+ */
+export type OutgoingFrame =
+  | { message: string; client_id: string }
+  | Extract<ClientFrame, { type: "cancel" | "history" }>
+  // `always` goes out only when true: the server reads a missing one as false.
+  | (Omit<ApprovalFrame, "always"> & { always?: true });
+
+/** An answer to an approval request, as typed or as a flag gives it: the approval frame's fields. */
+export type ApprovalAnswer = Omit<ApprovalFrame, "type" | "call_id">;
+
+/**
+ * A typed answer: y/yes, n/no (the rest of the line is the reason: "n not now") or a/always.
+ * Anything else is undefined, and the question is asked again.
+ */
+export function parseApprovalAnswer(line: string): ApprovalAnswer | undefined {
+  const match = /^(y|yes|n|no|a|always)(?:\s+([\s\S]*))?$/i.exec(line.trim());
+  if (!match) return undefined;
+  const word = (match[1] ?? "").toLowerCase();
+  const rest = (match[2] ?? "").trim();
+  if (word === "n" || word === "no") return { approved: false, ...(rest !== "" ? { reason: rest } : {}), always: false };
+  // "y sure" would be a yes with a reason nobody reads: ask again rather than guess.
+  if (rest !== "") return undefined;
+  return { approved: true, always: word === "a" || word === "always" };
+}
+
+/** The answer a flag gives for the client's own calls, or undefined when a person decides. */
+export function policyAnswer(policy: ApprovalPolicy): ApprovalAnswer | undefined {
+  if (policy === "approve-all") return { approved: true, always: false };
+  if (policy === "deny-all") return { approved: false, reason: DENY_ALL_REASON, always: false };
+  return undefined;
+}
+
+export function approvalFrame(callId: string, answer: ApprovalAnswer): OutgoingFrame {
+  return {
+    type: "approval",
+    call_id: callId,
+    approved: answer.approved,
+    ...(answer.reason !== undefined ? { reason: answer.reason } : {}),
+    ...(answer.always ? { always: true } : {}),
+  };
+}
+
+// ---- our own messages --------------------------------------------------------------------------
+
+/** A chat message as sent: `clientId` goes out as `client_id` for the server to echo. */
+export interface Sent {
+  text: string;
+  clientId: string;
+}
+
+export function chatFrame(sent: Sent): OutgoingFrame {
+  return { message: sent.text, client_id: sent.clientId };
+}
+
+/**
+ * Is this turn_start the turn of our message? A streaming socket sees every turn of the user,
+ * other tabs' too. Servers that echo `client_id` say so exactly; for the others it is the first
+ * turn, after we sent, whose input is our text.
+ */
+export function startsOwnTurn(start: IncomingTurnStart, sent: Sent): boolean {
+  return start.clientId !== undefined ? start.clientId === sent.clientId : start.frame.input === sent.text;
+}
+
+/** Is this error the refusal of our message (before any turn of it started)? */
+export function refusesOwnMessage(error: IncomingError, sent: Sent): boolean {
+  if (error.turnId !== undefined || lateApprovalCallId(error) !== undefined) return false;
+  // Without a client_id, an error outside any turn can only be about a frame we sent.
+  return error.clientId === undefined || error.clientId === sent.clientId;
+}
