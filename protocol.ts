@@ -27,7 +27,8 @@ export type ClientFrame =
 
 export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: string };
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+/** A JSON object (not null, not an array): the shape every frame has. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 

@@ -1,6 +1,7 @@
 // The mapping between MCP tools and OpenAI function tools: pure functions, tested without a network.
 import { createHash } from "node:crypto";
 import type OpenAI from "openai";
+import { isRecord } from "./protocol.ts";
 
 /** What an MCP server says about one of its tools (the parts the model needs). */
 export interface McpToolInfo {
@@ -49,10 +50,6 @@ export function toolNameFor(server: string, tool: string, taken: ReadonlySet<str
     candidate = `${cleaned.slice(0, MAX_NAME - suffix.length - 1)}_${suffix}`;
   }
   return candidate;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** Every tool of every server, in server order, as OpenAI tools plus the route back. */

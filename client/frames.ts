@@ -18,6 +18,7 @@ import type {
   TurnStatus,
   WelcomeFrame,
 } from "../protocol.ts";
+import { isRecord as isJsonObject } from "../protocol.ts";
 import { DENY_ALL_REASON, type ApprovalPolicy } from "./options.ts";
 
 // ---- frames from the server --------------------------------------------------------------------
@@ -45,9 +46,7 @@ export type IncomingTurnStart = Extract<Incoming, { kind: "turn_start" }>;
 
 type Json = Record<string, unknown>;
 
-export function isRecord(value: unknown): value is Json {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
+export const isRecord: (value: unknown) => value is Json = isJsonObject;
 
 export const isString = (value: unknown): value is string => typeof value === "string";
 const stringOr = (value: unknown, fallback: string): string => (isString(value) ? value : fallback);
