@@ -128,14 +128,25 @@ export class ClusterCoordinator {
       }
       if (taken === "OK") break;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(50 * 2 ** Math.min(attempt, 4), 500));
-        signal.addEventListener("abort", () => {
+        const onAbort = () => {
           clearTimeout(timer);
           resolve();
-        }, { once: true });
+        };
+        // The listener goes with its timer: a long wait must not pile one up per attempt.
+        const timer = setTimeout(() => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        }, Math.min(50 * 2 ** Math.min(attempt, 4), 500));
+        signal.addEventListener("abort", onAbort, { once: true });
       });
     }
-    const token = await this.redis.incr(keys.fence(userId));
+    let token: number;
+    try {
+      token = await this.redis.incr(keys.fence(userId));
+    } catch (error) {
+      // The lease without its token is of no use: it expires within leaseMs.
+      throw new Error(`session storage (Redis) is unreachable, try again in a moment (${(error as Error).message})`, { cause: error });
+    }
     const lost = new AbortController();
     const renew = setInterval(() => {
       this.redis.eval(RENEW, 1, keys.lease(userId), owner, this.#leaseMs).then(

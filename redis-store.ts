@@ -24,6 +24,15 @@ const FENCED_APPEND = `
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
 for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 return #ARGV - 1`;
+// A turn left `running` with nobody holding the user's lease belonged to an instance that died:
+// marked `interrupted` in one step, so a turn that just ended (and released) is not overwritten.
+const MARK_INTERRUPTED = `
+local status = redis.call('HGET', KEYS[1], ARGV[1])
+if status == 'running' and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], 'interrupted')
+  return 'interrupted'
+end
+return status`;
 const FENCED_HSET = `
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
@@ -70,21 +79,17 @@ export class RedisStore implements SessionStore {
       const hash = await this.#redis.hgetall(keys.session(userId));
       if (!hash.session_id) return undefined;
       const sessionId = hash.session_id;
-      const [rawEntries, statuses, lease] = await Promise.all([
+      const [rawEntries, statuses] = await Promise.all([
         maxEntries > 0 ? this.#redis.lrange(keys.entries(sessionId), -maxEntries, -1) : Promise.resolve([]),
         this.#redis.hgetall(keys.statuses(sessionId)),
-        this.#redis.get(keys.lease(userId)),
       ]);
       const entries: HistoryEntry[] = [];
       for (const raw of rawEntries) {
         const parsed: unknown = JSON.parse(raw);
         if (!isStoredEntry(parsed)) continue;
-        let status = parsed.message.role === "user" ? (statuses[parsed.turnId] ?? parsed.status) : undefined;
+        let status: unknown = parsed.message.role === "user" ? (statuses[parsed.turnId] ?? parsed.status) : undefined;
         // `running` with nobody holding the user's lease: the instance running it died.
-        if (status === "running" && lease === null) {
-          status = "interrupted";
-          await this.#redis.hset(keys.statuses(sessionId), parsed.turnId, status);
-        }
+        if (status === "running") status = await this.#redis.eval(MARK_INTERRUPTED, 2, keys.statuses(sessionId), keys.lease(userId), parsed.turnId);
         entries.push({
           turnId: parsed.turnId,
           message: parsed.message,
