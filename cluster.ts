@@ -38,6 +38,8 @@ const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 const PRESENCE_KEY = `${KEY_PREFIX}live`;
 const PRESENCE_TTL_MS = 15_000;
+/** How long deltas are skipped after a publish that no other instance received. */
+const QUIET_MS = 1000;
 
 function channel(userId: string): string {
   return `${KEY_PREFIX}user:${userId}`;
@@ -56,6 +58,8 @@ export class ClusterCoordinator {
   readonly #leaseMs: number;
   readonly #handlers = new Map<string, (message: ClusterMessage) => void>();
   readonly #present = new Set<string>();
+  /** Users no other instance listened to at the last publish, until when (epoch ms). */
+  readonly #quietUntil = new Map<string, number>();
   #presenceTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ClusterOptions) {
@@ -178,6 +182,7 @@ export class ClusterCoordinator {
 
   async leave(userId: string): Promise<void> {
     this.#handlers.delete(userId);
+    this.#quietUntil.delete(userId);
     this.#present.delete(userId);
     await this.#subscriber.unsubscribe(channel(userId)).catch(() => undefined);
     await this.redis.zrem(PRESENCE_KEY, userId).catch(() => undefined);
@@ -185,7 +190,18 @@ export class ClusterCoordinator {
 
   /** Best effort: a frame that cannot be published only misses the user's other instances. */
   publish(userId: string, message: OutgoingClusterMessage): void {
-    this.redis.publish(channel(userId), JSON.stringify({ ...message, from: this.instanceId })).catch(() => undefined);
+    // Text deltas are most of the traffic: while no other instance listens to this user (PUBLISH
+    // counted only our own subscription), they are skipped for a second. Every other frame always
+    // goes out, so a tab that joins elsewhere still gets the tool cards, the answer and the history.
+    const quiet = this.#quietUntil.get(userId);
+    if (message.kind === "frame" && message.frame.type === "delta" && quiet !== undefined && quiet > Date.now()) return;
+    this.redis.publish(channel(userId), JSON.stringify({ ...message, from: this.instanceId })).then(
+      (listeners) => {
+        if (listeners <= 1) this.#quietUntil.set(userId, Date.now() + QUIET_MS);
+        else this.#quietUntil.delete(userId);
+      },
+      () => undefined,
+    );
   }
 
   /** Users with a live session on any instance. */
