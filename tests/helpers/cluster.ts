@@ -20,8 +20,8 @@ import {
 import { externalSkip, findExecutable } from "./external.ts";
 import { readLog, type Frame } from "./harness.ts";
 
-export const REDIS_SERVER = findExecutable("REDIS_SERVER", REDIS_CANDIDATES);
-export const NGINX = findExecutable("NGINX", NGINX_CANDIDATES);
+export const REDIS_SERVER = findExecutable("REDIS_SERVER_PATH", REDIS_CANDIDATES);
+export const NGINX = findExecutable("NGINX_PATH", NGINX_CANDIDATES);
 
 /** The `skip` option for tests that need redis-server and nginx. */
 export function clusterSkip(): string | false {
