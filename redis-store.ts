@@ -143,6 +143,12 @@ export class RedisStore implements SessionStore {
     });
   }
 
+  async endTurn(sessionId: string, entries: readonly HistoryEntry[], turnId: string, status: TurnStatus, record: SessionRecord, fence?: Fence): Promise<void> {
+    await this.append(sessionId, entries, fence);
+    await this.setTurnStatus(sessionId, turnId, status, fence);
+    await this.saveSession(record);
+  }
+
   remove(userId: string): Promise<void> {
     return this.#run(async () => {
       const sessionId = await this.#redis.hget(keys.session(userId), "session_id");

@@ -412,10 +412,8 @@ export class UserSession {
       if (this.#sessionId === sessionId) {
         this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
       }
-      await store.append(sessionId, entries.slice(stored), fence);
+      await store.endTurn(sessionId, entries.slice(stored), turnId, status, { ...this.record(), lastActivity: Date.now() }, fence);
       stored = entries.length;
-      await store.setTurnStatus(sessionId, turnId, status, fence);
-      await store.saveSession({ ...this.record(), lastActivity: Date.now() });
     };
 
     let status: TurnStatus = "error";

@@ -75,9 +75,31 @@ function isChatMessage(value: unknown): value is ChatMessage {
   return typeof value === "object" && value !== null && "role" in value && typeof value.role === "string";
 }
 
+/** Every statement the store runs, prepared once: preparing per call cost more than the write. */
+function prepareStatements(db: Database.Database) {
+  return {
+    maxSeq: db.prepare("SELECT MAX(seq) AS seq FROM entries WHERE session_id = ?"),
+    session: db.prepare("SELECT * FROM sessions WHERE user_id = ?"),
+    interruptRunning: db.prepare("UPDATE entries SET status = 'interrupted' WHERE session_id = ? AND status = 'running'"),
+    newestEntries: db.prepare("SELECT turn_id, message, status, tool FROM entries WHERE session_id = ? ORDER BY seq DESC LIMIT ?"),
+    saveSession: db.prepare(
+      `INSERT INTO sessions (user_id, session_id, created_at, last_activity, message_count) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (user_id) DO UPDATE SET session_id = excluded.session_id, created_at = excluded.created_at,
+         last_activity = excluded.last_activity, message_count = excluded.message_count`,
+    ),
+    insertEntry: db.prepare("INSERT INTO entries (session_id, seq, turn_id, message, status, tool) VALUES (?, ?, ?, ?, ?, ?)"),
+    setStatus: db.prepare("UPDATE entries SET status = ? WHERE session_id = ? AND turn_id = ? AND status IS NOT NULL"),
+    sessionIdOf: db.prepare("SELECT session_id FROM sessions WHERE user_id = ?"),
+    deleteEntries: db.prepare("DELETE FROM entries WHERE session_id = ?"),
+    deleteSession: db.prepare("DELETE FROM sessions WHERE user_id = ?"),
+    idleSince: db.prepare("SELECT user_id, session_id FROM sessions WHERE last_activity < ?"),
+  };
+}
+
 export class SqliteStore implements SessionStore {
   readonly kind = "sqlite";
   readonly #db: Database.Database;
+  readonly #sql: ReturnType<typeof prepareStatements>;
   #nextSeq = new Map<string, number>();
 
   /** Opens (creating if needed) and migrates the database; throws StoreError with a clear reason. */
@@ -89,6 +111,7 @@ export class SqliteStore implements SessionStore {
       this.#db.pragma("synchronous = NORMAL");
       this.#db.pragma("busy_timeout = 5000");
       this.#migrate(file);
+      this.#sql = prepareStatements(this.#db);
     } catch (error) {
       if (error instanceof StoreError) throw error;
       throw new StoreError(`cannot open the session database ${file}: ${(error as Error).message}`, { cause: error });
@@ -114,7 +137,7 @@ export class SqliteStore implements SessionStore {
   #seqFor(sessionId: string): number {
     let next = this.#nextSeq.get(sessionId);
     if (next === undefined) {
-      const row = this.#db.prepare("SELECT MAX(seq) AS seq FROM entries WHERE session_id = ?").get(sessionId) as { seq: number | null } | undefined;
+      const row = this.#sql.maxSeq.get(sessionId) as { seq: number | null } | undefined;
       next = (row?.seq ?? -1) + 1;
     }
     return next;
@@ -122,13 +145,11 @@ export class SqliteStore implements SessionStore {
 
   load(userId: string, maxEntries: number): Promise<StoredSession | undefined> {
     return this.#run(() => {
-      const row = this.#db.prepare("SELECT * FROM sessions WHERE user_id = ?").get(userId) as SessionRow | undefined;
+      const row = this.#sql.session.get(userId) as SessionRow | undefined;
       if (!row) return undefined;
       // A turn still `running` in the file belonged to a server that died under it.
-      this.#db.prepare("UPDATE entries SET status = 'interrupted' WHERE session_id = ? AND status = 'running'").run(row.session_id);
-      const rows = this.#db
-        .prepare("SELECT turn_id, message, status, tool FROM entries WHERE session_id = ? ORDER BY seq DESC LIMIT ?")
-        .all(row.session_id, maxEntries) as EntryRow[];
+      this.#sql.interruptRunning.run(row.session_id);
+      const rows = this.#sql.newestEntries.all(row.session_id, maxEntries) as EntryRow[];
       const entries: HistoryEntry[] = [];
       for (const entryRow of rows.reverse()) {
         const message = parseJson(entryRow.message);
@@ -155,66 +176,63 @@ export class SqliteStore implements SessionStore {
   }
 
   saveSession(record: SessionRecord): Promise<void> {
-    return this.#run(() => {
-      this.#db
-        .prepare(
-          `INSERT INTO sessions (user_id, session_id, created_at, last_activity, message_count) VALUES (?, ?, ?, ?, ?)
-           ON CONFLICT (user_id) DO UPDATE SET session_id = excluded.session_id, created_at = excluded.created_at,
-             last_activity = excluded.last_activity, message_count = excluded.message_count`,
-        )
-        .run(record.userId, record.sessionId, record.createdAt, record.lastActivity, record.messageCount);
-    });
+    return this.#run(() => this.#saveSession(record));
+  }
+
+  #saveSession(record: SessionRecord): void {
+    this.#sql.saveSession.run(record.userId, record.sessionId, record.createdAt, record.lastActivity, record.messageCount);
   }
 
   append(sessionId: string, entries: readonly HistoryEntry[]): Promise<void> {
     if (entries.length === 0) return Promise.resolve();
-    return this.#run(() => {
-      const insert = this.#db.prepare("INSERT INTO entries (session_id, seq, turn_id, message, status, tool) VALUES (?, ?, ?, ?, ?, ?)");
-      let seq = this.#seqFor(sessionId);
-      this.#db.transaction(() => {
-        for (const entry of entries) {
-          insert.run(sessionId, seq++, entry.turnId, JSON.stringify(entry.message), entry.status ?? null, entry.tool ? JSON.stringify(entry.tool) : null);
-        }
-      })();
-      this.#nextSeq.set(sessionId, seq);
-    });
+    return this.#run(() => this.#db.transaction(() => this.#append(sessionId, entries))());
+  }
+
+  #append(sessionId: string, entries: readonly HistoryEntry[]): void {
+    let seq = this.#seqFor(sessionId);
+    for (const entry of entries) {
+      this.#sql.insertEntry.run(sessionId, seq++, entry.turnId, JSON.stringify(entry.message), entry.status ?? null, entry.tool ? JSON.stringify(entry.tool) : null);
+    }
+    this.#nextSeq.set(sessionId, seq);
   }
 
   setTurnStatus(sessionId: string, turnId: string, status: TurnStatus): Promise<void> {
     return this.#run(() => {
-      this.#db
-        .prepare("UPDATE entries SET status = ? WHERE session_id = ? AND turn_id = ? AND status IS NOT NULL")
-        .run(status, sessionId, turnId);
+      this.#sql.setStatus.run(status, sessionId, turnId);
     });
+  }
+
+  /** One transaction for the end of a turn: one fsync-worthy commit instead of three. */
+  endTurn(sessionId: string, entries: readonly HistoryEntry[], turnId: string, status: TurnStatus, record: SessionRecord): Promise<void> {
+    return this.#run(() =>
+      this.#db.transaction(() => {
+        this.#append(sessionId, entries);
+        this.#sql.setStatus.run(status, sessionId, turnId);
+        this.#saveSession(record);
+      })(),
+    );
   }
 
   remove(userId: string): Promise<void> {
     return this.#run(() => {
-      this.#db.transaction(() => {
-        const row = this.#db.prepare("SELECT session_id FROM sessions WHERE user_id = ?").get(userId) as { session_id: string } | undefined;
-        if (!row) return;
-        this.#db.prepare("DELETE FROM entries WHERE session_id = ?").run(row.session_id);
-        this.#db.prepare("DELETE FROM sessions WHERE user_id = ?").run(userId);
-        this.#nextSeq.delete(row.session_id);
-      })();
+      this.#db.transaction(() => this.#remove(userId))();
     });
+  }
+
+  #remove(userId: string): void {
+    const row = this.#sql.sessionIdOf.get(userId) as { session_id: string } | undefined;
+    if (!row) return;
+    this.#sql.deleteEntries.run(row.session_id);
+    this.#sql.deleteSession.run(userId);
+    this.#nextSeq.delete(row.session_id);
   }
 
   purge(cutoff: number, live: ReadonlySet<string>): Promise<string[]> {
     return this.#run(() => {
-      const old = this.#db.prepare("SELECT user_id, session_id FROM sessions WHERE last_activity < ?").all(cutoff) as {
-        user_id: string;
-        session_id: string;
-      }[];
-      const doomed = old.filter((row) => !live.has(row.user_id));
-      this.#db.transaction(() => {
-        for (const row of doomed) {
-          this.#db.prepare("DELETE FROM entries WHERE session_id = ?").run(row.session_id);
-          this.#db.prepare("DELETE FROM sessions WHERE user_id = ?").run(row.user_id);
-          this.#nextSeq.delete(row.session_id);
-        }
-      })();
-      return doomed.map((row) => row.user_id);
+      const old = this.#sql.idleSince.all(cutoff) as { user_id: string; session_id: string }[];
+      const doomed = old.filter((row) => !live.has(row.user_id)).map((row) => row.user_id);
+      this.#db.transaction(() => doomed.forEach((userId) => this.#remove(userId)))();
+      return doomed;
     });
   }
 

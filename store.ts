@@ -36,6 +36,11 @@ export interface SessionStore {
   append(sessionId: string, entries: readonly HistoryEntry[], fence?: Fence): Promise<void>;
   /** Sets how a turn ended, on its user message. */
   setTurnStatus(sessionId: string, turnId: string, status: TurnStatus, fence?: Fence): Promise<void>;
+  /**
+   * The end of a turn in one write: its remaining entries, how it ended, and the session record
+   * (last activity, message count). Done before the answer frame is sent.
+   */
+  endTurn(sessionId: string, entries: readonly HistoryEntry[], turnId: string, status: TurnStatus, record: SessionRecord, fence?: Fence): Promise<void>;
   /** Deletes the user's session and history. */
   remove(userId: string): Promise<void>;
   /** Deletes sessions idle since before `cutoff` (epoch ms), except the live ones; returns their user ids. */
@@ -56,6 +61,9 @@ export class MemoryStore implements SessionStore {
     return Promise.resolve();
   }
   setTurnStatus(): Promise<void> {
+    return Promise.resolve();
+  }
+  endTurn(): Promise<void> {
     return Promise.resolve();
   }
   remove(): Promise<void> {
