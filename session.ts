@@ -298,7 +298,10 @@ export class UserSession {
 
   /** Sends a streaming frame to every streaming socket of the user and keeps it for replay. */
   #broadcast(turn: RunningTurn, frame: StreamFrame): void {
-    turn.frames.push(frame);
+    // Consecutive deltas are kept as one: a replay needs the text, not every piece of it.
+    const last = turn.frames.at(-1);
+    if (frame.type === "delta" && last?.type === "delta") turn.frames[turn.frames.length - 1] = { ...last, text: last.text + frame.text };
+    else turn.frames.push(frame);
     this.#toStreamingPeers(frame);
   }
 
