@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import type net from "node:net";
 import path from "node:path";
-import { startModelServer, lastUserText, afterTool, type ModelServer, type ChatRequest, type ScriptedReply } from "./helpers/model-server.ts";
+import { startModelServer, lastUserText, toolDirective, type ModelServer, type ChatRequest, type ScriptedReply } from "./helpers/model-server.ts";
 import { ask, baseConfig, connect, filesystemEntry, readLog, startServer, testServerEntry, TestClient, until, type Frame, type RunningServer } from "./helpers/harness.ts";
 import { buildFrame, rawExchange, rawHandshake, rawRequest, upgradeHeaders, upgradeRequest } from "./helpers/raw-ws.ts";
 
@@ -37,7 +37,8 @@ function longText(chars: number): string {
 }
 
 async function respond(request: ChatRequest): Promise<ScriptedReply> {
-  if (afterTool(request)) return { content: `RESULT ${String(request.messages.at(-1)?.content)}` };
+  const directive = toolDirective(request);
+  if (directive) return directive;
   const text = lastUserText(request);
   const [word = "", arg = ""] = text.split(" ");
   switch (word) {
@@ -54,10 +55,6 @@ async function respond(request: ChatRequest): Promise<ScriptedReply> {
       return { status: 401, errorMessage: `Incorrect API key provided: ${API_KEY}.` };
     case "LONG":
       return { content: longText(Number(arg)), chunkChars: 16384 };
-    case "CALL": {
-      const found = /^CALL (\S+) (.*)$/s.exec(text);
-      return { toolCalls: [{ name: found?.[1] ?? "", arguments: found?.[2] ?? "{}" }] };
-    }
     default:
       return { content: `echo: ${text}` };
   }

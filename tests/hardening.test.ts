@@ -7,7 +7,7 @@ import { readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { WebSocketServer, WebSocket } from "ws";
-import { startModelServer, lastUserText, afterTool, type ModelServer, type ChatRequest, type ScriptedReply } from "./helpers/model-server.ts";
+import { startModelServer, lastUserText, toolDirective, type ModelServer, type ChatRequest, type ScriptedReply } from "./helpers/model-server.ts";
 import {
   ask,
   baseConfig,
@@ -49,7 +49,8 @@ function gate(key: string) {
 const attempts = new Map<string, number[]>();
 
 async function respond(request: ChatRequest): Promise<ScriptedReply> {
-  if (afterTool(request)) return { content: `RESULT ${String(request.messages.at(-1)?.content)}` };
+  const directive = toolDirective(request);
+  if (directive) return directive;
   const text = lastUserText(request);
   const [word = "", arg = ""] = text.split(" ");
   switch (word) {
@@ -73,10 +74,6 @@ async function respond(request: ChatRequest): Promise<ScriptedReply> {
       return { status: 401, errorMessage: `Incorrect API key provided: ${API_KEY}. You can find your API key at https://example.invalid` };
     case "LONG":
       return { content: longText(Number(arg)), chunkChars: 16384 };
-    case "CALL": {
-      const found = /^CALL (\S+) (.*)$/s.exec(text);
-      return { toolCalls: [{ name: found?.[1] ?? "", arguments: found?.[2] ?? "{}" }] };
-    }
     default:
       return { content: `echo: ${text}` };
   }

@@ -7,7 +7,7 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { z } from "zod";
-import { startModelServer, lastUserText, afterTool, type ModelServer } from "./helpers/model-server.ts";
+import { startModelServer, toolDirective, type ModelServer } from "./helpers/model-server.ts";
 import { ask, baseConfig, connectUser, startServer, testServerEntry, until, type RunningServer } from "./helpers/harness.ts";
 import { stdioParamsFor } from "../mcp.ts";
 import { resolveLocalNpx } from "../stdio-transport.ts";
@@ -66,12 +66,7 @@ let running: RunningServer;
 before(async () => {
   httpMcp = await startHttpMcp();
   model = await startModelServer({
-    responder: (request) => {
-      if (afterTool(request)) return { content: `RESULT ${String(request.messages.at(-1)?.content)}` };
-      const found = /^CALL (\S+) (.*)$/s.exec(lastUserText(request));
-      if (found?.[1] && found[2]) return { toolCalls: [{ name: found[1], arguments: found[2] }] };
-      return { content: "ok" };
-    },
+    responder: (request) => toolDirective(request) ?? { content: "ok" },
   });
   running = await startServer({
     config: baseConfig(model.baseUrl, {

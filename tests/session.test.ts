@@ -3,7 +3,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { startModelServer, lastUserText, afterTool, type ModelServer, type ChatRequest } from "./helpers/model-server.ts";
+import { startModelServer, lastUserText, toolDirective, type ModelServer, type ChatRequest } from "./helpers/model-server.ts";
 import {
   alive,
   ask,
@@ -36,13 +36,7 @@ async function sessionInfo(server: RunningServer, userId: string): Promise<Sessi
 
 /** Scripted model: "CALL <tool> <json>" makes one tool call, then reports its result. */
 function toolDirectives(request: ChatRequest) {
-  if (afterTool(request)) {
-    const last = request.messages.at(-1);
-    return { content: `RESULT ${String(last?.content)}` };
-  }
-  const found = /^CALL (\S+) (.*)$/s.exec(lastUserText(request));
-  if (found?.[1] && found[2]) return { toolCalls: [{ name: found[1], arguments: found[2] }] };
-  return { content: `echo: ${lastUserText(request)}` };
+  return toolDirective(request) ?? { content: `echo: ${lastUserText(request)}` };
 }
 
 before(async () => {

@@ -72,6 +72,18 @@ export function afterTool(request: ChatRequest): boolean {
   return request.messages.at(-1)?.role === "tool";
 }
 
+/**
+ * The replies most tests script: "CALL <tool> <json arguments>" makes the model call that tool
+ * once, and after a tool result the model answers "RESULT <the result>". Undefined for anything
+ * else, so a test's own responder decides.
+ */
+export function toolDirective(request: ChatRequest): ScriptedReply | undefined {
+  if (afterTool(request)) return { content: `RESULT ${String(request.messages.at(-1)?.content)}` };
+  const found = /^CALL (\S+) (.*)$/s.exec(lastUserText(request));
+  if (found) return { toolCalls: [{ name: found[1] ?? "", arguments: found[2] ?? "{}" }] };
+  return undefined;
+}
+
 export const echoResponder: Responder = (request) => ({ content: `echo: ${lastUserText(request)}` });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
