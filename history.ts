@@ -1,7 +1,7 @@
 // A session's conversation: what the model sees (OpenAI messages) plus, per entry, what a
 // person needs to see it again (which turn, how it ended, which tool, whether the tool worked).
 import type { ChatMessage } from "./agent.ts";
-import { preview, toolCallFields, type HistoryItem, type TurnStatus } from "./protocol.ts";
+import { isRecord, isTurnStatus, preview, toolCallFields, type HistoryItem, type TurnStatus } from "./protocol.ts";
 
 export interface HistoryEntry {
   turnId: string;
@@ -10,6 +10,27 @@ export interface HistoryEntry {
   status?: TurnStatus;
   /** On tool results: where the call went and whether it worked. */
   tool?: { name: string; server: string; tool: string; ok: boolean; durationMs?: number };
+}
+
+function isToolMeta(value: unknown): value is NonNullable<HistoryEntry["tool"]> {
+  return (
+    isRecord(value) &&
+    typeof value.name === "string" &&
+    typeof value.server === "string" &&
+    typeof value.tool === "string" &&
+    typeof value.ok === "boolean" &&
+    (value.durationMs === undefined || typeof value.durationMs === "number")
+  );
+}
+
+function isChatMessage(value: unknown): value is ChatMessage {
+  return isRecord(value) && typeof value.role === "string";
+}
+
+/** A stored entry read back (from SQLite or Redis): checked field by field, never trusted as is. */
+export function storedEntry(turnId: string, message: unknown, status: unknown, tool: unknown): HistoryEntry | undefined {
+  if (!isChatMessage(message)) return undefined;
+  return { turnId, message, ...(isTurnStatus(status) ? { status } : {}), ...(isToolMeta(tool) ? { tool } : {}) };
 }
 
 /**

@@ -187,7 +187,12 @@ export type HistoryItem =
   | (ToolCallFields & { role: "tool"; ok: boolean; preview: string; duration_ms?: number });
 
 /** How a turn ended; `running` while it runs, `interrupted` when the server stopped under it. */
-export type TurnStatus = "running" | "ok" | "error" | "cancelled" | "interrupted";
+export const TURN_STATUSES = ["running", "ok", "error", "cancelled", "interrupted"] as const;
+export type TurnStatus = (typeof TURN_STATUSES)[number];
+
+export function isTurnStatus(value: unknown): value is TurnStatus {
+  return TURN_STATUSES.some((status) => status === value);
+}
 
 export interface HistoryFrame {
   type: "history";

@@ -3,8 +3,8 @@
 // and Redis refuses a write whose token is not the current one, so an instance that lost its
 // lease (paused, partitioned, presumed dead) can never overwrite the turn of the new holder.
 import type { Redis } from "ioredis";
-import type { ChatMessage } from "./agent.ts";
-import type { HistoryEntry } from "./history.ts";
+import { storedEntry, type HistoryEntry } from "./history.ts";
+import { isRecord } from "./protocol.ts";
 import type { TurnStatus } from "./protocol.ts";
 import { StoreError, type Fence, type SessionRecord, type SessionStore, type StoredSession } from "./store.ts";
 
@@ -38,30 +38,10 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.err
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 return 1`;
 
-interface StoredEntry {
-  turnId: string;
-  message: ChatMessage;
-  tool?: HistoryEntry["tool"];
-  /** Only on user messages: set when the entry was written; the live value is in the status hash. */
-  status?: TurnStatus;
-}
-
-function isStoredEntry(value: unknown): value is StoredEntry {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    "turnId" in value &&
-    typeof value.turnId === "string" &&
-    "message" in value &&
-    typeof value.message === "object" &&
-    value.message !== null &&
-    "role" in value.message
-  );
-}
-
-const STATUSES = new Set<string>(["running", "ok", "error", "cancelled", "interrupted"]);
-function isTurnStatus(value: unknown): value is TurnStatus {
-  return typeof value === "string" && STATUSES.has(value);
+/** A list element: `{turnId, message, tool?, status?}` as JSON; `status` (user messages only) is
+ * the value when written, the live one is in the status hash. */
+function isStoredEntry(value: unknown): value is Record<string, unknown> & { turnId: string } {
+  return isRecord(value) && typeof value.turnId === "string";
 }
 
 export class RedisStore implements SessionStore {
@@ -87,15 +67,12 @@ export class RedisStore implements SessionStore {
       for (const raw of rawEntries) {
         const parsed: unknown = JSON.parse(raw);
         if (!isStoredEntry(parsed)) continue;
-        let status: unknown = parsed.message.role === "user" ? (statuses[parsed.turnId] ?? parsed.status) : undefined;
+        const isUser = isRecord(parsed.message) && parsed.message.role === "user";
+        let status: unknown = isUser ? (statuses[parsed.turnId] ?? parsed.status) : undefined;
         // `running` with nobody holding the user's lease: the instance running it died.
         if (status === "running") status = await this.#redis.eval(MARK_INTERRUPTED, 2, keys.statuses(sessionId), keys.lease(userId), parsed.turnId);
-        entries.push({
-          turnId: parsed.turnId,
-          message: parsed.message,
-          ...(isTurnStatus(status) ? { status } : {}),
-          ...(parsed.tool ? { tool: parsed.tool } : {}),
-        });
+        const entry = storedEntry(parsed.turnId, parsed.message, status, parsed.tool);
+        if (entry) entries.push(entry);
       }
       return {
         record: {

@@ -3,8 +3,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import type { ChatMessage } from "./agent.ts";
-import type { HistoryEntry } from "./history.ts";
+import { storedEntry, type HistoryEntry } from "./history.ts";
 import type { TurnStatus } from "./protocol.ts";
 import { StoreError, type SessionRecord, type SessionStore, type StoredSession } from "./store.ts";
 
@@ -31,12 +30,6 @@ const MIGRATIONS: string[] = [
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-const TURN_STATUSES = new Set<string>(["running", "ok", "error", "cancelled", "interrupted"]);
-
-function isTurnStatus(value: unknown): value is TurnStatus {
-  return typeof value === "string" && TURN_STATUSES.has(value);
-}
-
 interface EntryRow {
   turn_id: string;
   message: string;
@@ -54,25 +47,6 @@ interface SessionRow {
 
 function parseJson(text: string): unknown {
   return JSON.parse(text);
-}
-
-function isToolMeta(value: unknown): value is NonNullable<HistoryEntry["tool"]> {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    "name" in value &&
-    typeof value.name === "string" &&
-    "server" in value &&
-    typeof value.server === "string" &&
-    "tool" in value &&
-    typeof value.tool === "string" &&
-    "ok" in value &&
-    typeof value.ok === "boolean"
-  );
-}
-
-function isChatMessage(value: unknown): value is ChatMessage {
-  return typeof value === "object" && value !== null && "role" in value && typeof value.role === "string";
 }
 
 /** Every statement the store runs, prepared once: preparing per call cost more than the write. */
@@ -152,15 +126,8 @@ export class SqliteStore implements SessionStore {
       const rows = this.#sql.newestEntries.all(row.session_id, maxEntries) as EntryRow[];
       const entries: HistoryEntry[] = [];
       for (const entryRow of rows.reverse()) {
-        const message = parseJson(entryRow.message);
-        if (!isChatMessage(message)) continue;
-        const tool = entryRow.tool ? parseJson(entryRow.tool) : undefined;
-        entries.push({
-          turnId: entryRow.turn_id,
-          message,
-          ...(isTurnStatus(entryRow.status) ? { status: entryRow.status } : {}),
-          ...(isToolMeta(tool) ? { tool } : {}),
-        });
+        const entry = storedEntry(entryRow.turn_id, parseJson(entryRow.message), entryRow.status, entryRow.tool ? parseJson(entryRow.tool) : undefined);
+        if (entry) entries.push(entry);
       }
       return {
         record: {

@@ -18,7 +18,7 @@ import type {
   TurnStatus,
   WelcomeFrame,
 } from "../protocol.ts";
-import { isRecord as isJsonObject } from "../protocol.ts";
+import { isRecord as isJsonObject, isTurnStatus } from "../protocol.ts";
 import { DENY_ALL_REASON, type ApprovalPolicy } from "./options.ts";
 
 // ---- frames from the server --------------------------------------------------------------------
@@ -52,11 +52,10 @@ export const isString = (value: unknown): value is string => typeof value === "s
 const stringOr = (value: unknown, fallback: string): string => (isString(value) ? value : fallback);
 const optionalString = (value: unknown): string | undefined => (isString(value) ? value : undefined);
 
-const TURN_STATUSES: readonly TurnStatus[] = ["running", "ok", "error", "cancelled", "interrupted"];
 const RESOLVED_BY: readonly ApprovalResolvedFrame["by"][] = ["user", "timeout", "cancel"];
 
 function turnStatus(value: unknown): TurnStatus {
-  return TURN_STATUSES.find((status) => status === value) ?? "ok";
+  return isTurnStatus(value) ? value : "ok";
 }
 
 /** The seed's message/user_id/session_id triple, shared by the welcome and answer frames. */
