@@ -281,9 +281,20 @@ export interface HubContext {
  * user's workspace appended; the config's own args array is never touched.
  */
 export function stdioParamsFor(name: string, entry: McpServerConfig, workspaceDir: string, packageDirs: string[]) {
-  const args = name === "filesystem" ? [...entry.args, workspaceDir] : [...entry.args];
-  return { ...resolveLocalNpx(entry.command ?? "", args, packageDirs), env: { ...entry.env }, cwd: entry.cwd };
+  // The package look-up walks the file system: done once per entry, not once per session.
+  const byDirs = resolvedCommands.get(entry) ?? new Map<string, { command: string; args: string[] }>();
+  resolvedCommands.set(entry, byDirs);
+  const dirsKey = packageDirs.join("\0");
+  let resolved = byDirs.get(dirsKey);
+  if (!resolved) {
+    resolved = resolveLocalNpx(entry.command ?? "", entry.args, packageDirs);
+    byDirs.set(dirsKey, resolved);
+  }
+  const args = name === "filesystem" ? [...resolved.args, workspaceDir] : [...resolved.args];
+  return { command: resolved.command, args, env: { ...entry.env }, cwd: entry.cwd };
 }
+
+const resolvedCommands = new WeakMap<McpServerConfig, Map<string, { command: string; args: string[] }>>();
 
 export function connectionFor(
   name: string,
