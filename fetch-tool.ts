@@ -10,17 +10,13 @@
 // One server instance serves every user session, so nothing here keeps per-call state outside
 // the handler.
 
-import { Readability } from "@mozilla/readability";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { parseHTML } from "linkedom";
 import type { IncomingMessage } from "node:http";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { createRequire } from "node:module";
 import { addAbortSignal, pipeline, type Readable } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
-import TurndownService from "turndown";
 import { z } from "zod";
 import {
   checkUrlTarget,
@@ -29,6 +25,7 @@ import {
   parseAllowList,
   type AllowList,
 } from "./fetch-guard.ts";
+import { MarkdownConverter } from "./markdown-pool.ts";
 
 export interface FetchToolOptions {
   /** Host names, IPs or CIDRs (v4/v6) that may be fetched although private/loopback/etc. */
@@ -240,161 +237,13 @@ function decodeBody(bytes: Buffer, charset: string, truncated: boolean): string 
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTML -> Markdown
-
-const requireCjs = createRequire(import.meta.url);
-
-/** turndown-plugin-gfm (tables, strikethrough, task lists) ships no types: check what it exports. */
-function loadGfmPlugin(): TurndownService.Plugin | null {
-  try {
-    const loaded: unknown = requireCjs("turndown-plugin-gfm");
-    if (typeof loaded !== "object" || loaded === null || !("gfm" in loaded)) return null;
-    const gfm = loaded.gfm;
-    if (typeof gfm !== "function") return null;
-    return (service) => {
-      Reflect.apply(gfm, undefined, [service]);
-    };
-  } catch {
-    return null;
-  }
-}
-
-function createTurndown(): TurndownService {
-  const service = new TurndownService({
-    headingStyle: "atx",
-    codeBlockStyle: "fenced",
-    bulletListMarker: "-",
-  });
-  const gfm = loadGfmPlugin();
-  if (gfm) service.use(gfm);
-  service.remove(["script", "style", "noscript", "template", "iframe", "object", "embed", "canvas"]);
-  // Turndown pads list markers to four columns ("-   item"); one space is as valid and costs
-  // the model fewer tokens. Otherwise this is turndown's own listItem rule.
-  service.addRule("compactListItem", {
-    filter: "li",
-    replacement: (content, node) => {
-      const parent = node.parentElement;
-      let prefix = "- ";
-      if (parent?.nodeName === "OL") {
-        const start = Number(parent.getAttribute("start") ?? "1");
-        prefix = `${(Number.isFinite(start) ? start : 1) + Array.from(parent.children).indexOf(node)}. `;
-      }
-      const isParagraph = /\n$/.test(content);
-      const body = content.replace(/^\n+|\n+$/g, "") + (isParagraph ? "\n" : "");
-      return prefix + body.replace(/\n/g, `\n${" ".repeat(prefix.length)}`) + (node.nextSibling ? "\n" : "");
-    },
-  });
-  // Inline data: images can be megabytes of base64 that tell the model nothing; keep the alt text.
-  service.addRule("dataImages", {
-    filter: (node) => node.nodeName === "IMG" && (node.getAttribute("src") ?? "").startsWith("data:"),
-    replacement: (_content, node) => node.getAttribute("alt") ?? "",
-  });
-  return service;
-}
-
-// turndown() is synchronous and keeps no state between calls, so one instance serves everyone.
-const turndown = createTurndown();
-
-/** Rewrites link and image URLs to absolute ones, so the model can fetch them next. */
-function absolutiseLinks(document: Document, pageUrl: string): void {
-  const baseHref = document.querySelector("base[href]")?.getAttribute("href");
-  let base = pageUrl;
-  try {
-    if (baseHref) base = new URL(baseHref, pageUrl).href;
-  } catch {
-    // a broken <base> is ignored, as browsers do
-  }
-  for (const [selector, attribute] of [
-    ["a[href]", "href"],
-    ["img[src]", "src"],
-  ] as const) {
-    for (const element of document.querySelectorAll(selector)) {
-      const value = element.getAttribute(attribute) ?? "";
-      if (value.startsWith("#") || value.startsWith("data:")) continue;
-      if (/^\s*javascript:/i.test(value)) {
-        element.removeAttribute(attribute);
-        continue;
-      }
-      try {
-        element.setAttribute(attribute, new URL(value, base).href);
-      } catch {
-        // leave unparsable URLs as they are
-      }
-    }
-  }
-}
-
-function readableArticle(html: string, pageUrl: string): { title: string; content: string } | null {
-  try {
-    const { document } = parseHTML(html);
-    absolutiseLinks(document, pageUrl);
-    const article = new Readability(document).parse();
-    const content = article?.content ?? "";
-    if (!article || (article.textContent ?? "").trim() === "") return null;
-    return { title: (article.title ?? "").trim(), content };
-  } catch {
-    return null; // Readability gives up on some documents; the caller falls back to the body
-  }
-}
-
-function wholeBody(html: string, pageUrl: string): string {
-  const { document } = parseHTML(html);
-  absolutiseLinks(document, pageUrl);
-  return document.body?.innerHTML ?? document.documentElement?.outerHTML ?? html;
-}
-
-/**
- * Cuts <script> and <style> elements (and comments) out of the markup before it is parsed: they
- * are never content, and on modern pages they are most of the bytes, while parsing, Readability
- * and turndown are synchronous (about 2 s per MB of markup here) and block the shared event loop.
- * JSON-LD scripts stay, as Readability reads the title from them. Comments are scanned in the same
- * pass so that a "<script>" inside a comment is not taken for one. Like the HTML parser, a script
- * or style runs to its first end tag (or the end of the input). Each search starts where the last
- * one ended, so the time is linear even for hostile markup.
- */
-export function stripScriptsAndStyles(html: string): string {
-  const opening = /<!--|<(script|style)\b/gi;
-  let kept = "";
-  let position = 0;
-  for (let open = opening.exec(html); open; open = opening.exec(html)) {
-    const [, name] = open;
-    let contentStart = opening.lastIndex;
-    let attributes = "";
-    if (name !== undefined) {
-      const tagEnd = html.indexOf(">", contentStart);
-      if (tagEnd < 0) break; // no tag can be completed any more
-      attributes = html.slice(contentStart, tagEnd);
-      contentStart = tagEnd + 1;
-    }
-    const closing = name === undefined ? /-->/g : new RegExp(`</${name}\\s*>`, "gi");
-    closing.lastIndex = contentStart;
-    const end = closing.exec(html) ? closing.lastIndex : html.length;
-    if (!/application\/ld\+json/i.test(attributes)) {
-      kept += html.slice(position, open.index);
-      position = end;
-    }
-    opening.lastIndex = end;
-  }
-  return kept + html.slice(position);
-}
-
-/** Main content as Markdown, like mcp-server-fetch's readability + markdownify. */
-export function htmlToMarkdown(fullHtml: string, pageUrl: string): string {
-  const html = stripScriptsAndStyles(fullHtml);
-  const article = readableArticle(html, pageUrl);
-  let markdown = turndown.turndown(article ? article.content : wholeBody(html, pageUrl)).trim();
-  // Readability takes the title out of the content; put it back as the top heading.
-  if (article?.title && !markdown.startsWith(`# ${article.title}`)) markdown = `# ${article.title}\n\n${markdown}`;
-  return markdown === "" ? "<error>Page failed to be simplified from HTML</error>" : markdown;
-}
-
-// ---------------------------------------------------------------------------------------------
 // HTTP with the guard
 
 interface FetchContext {
   allow: AllowList;
   userAgent: string;
   signal: AbortSignal;
+  markdown: MarkdownConverter;
 }
 
 interface OpenedResponse {
@@ -615,7 +464,7 @@ async function fetchForModel(args: FetchArgs, options: FetchToolOptions, ctx: Fe
   if (args.raw) {
     content = text;
   } else if (kind === "html") {
-    content = htmlToMarkdown(text, finalUrl.href);
+    content = await ctx.markdown.convert(text, finalUrl.href, ctx.signal);
   } else {
     content = text;
     prefix = `Content type ${contentType || "(none)"} cannot be simplified to markdown, but here is the raw content:\n`;
@@ -650,6 +499,9 @@ export function createFetchServer(options: FetchToolOptions): McpServer {
   if (!(options.maxBytes > 0)) throw new Error(`fetch: maxBytes must be positive, got ${options.maxBytes}`);
 
   const server = new McpServer({ name: "fetch", version: "1.0.0" });
+  // One converter (one worker thread) for every call; it stops with the server, or when idle.
+  const markdown = new MarkdownConverter();
+  server.server.onclose = () => markdown.close();
   server.registerTool(
     "fetch",
     {
@@ -682,6 +534,7 @@ export function createFetchServer(options: FetchToolOptions): McpServer {
       const deadline = AbortSignal.timeout(options.timeoutMs);
       const ctx: FetchContext = {
         allow,
+        markdown,
         userAgent: options.userAgent,
         // The client cancelling the call (extra.signal) stops the fetch too.
         signal: AbortSignal.any([deadline, extra.signal]),

@@ -3,6 +3,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { startModelServer, afterTool, lastUserText, type ModelServer } from "./helpers/model-server.ts";
 import { ask, baseConfig, connectUser, readLog, startServer, until } from "./helpers/harness.ts";
 import { loadConfig } from "../config.ts";
@@ -15,6 +16,11 @@ let siteUrl: string;
 before(async () => {
   site = http.createServer((req, res) => {
     if (req.url === "/robots.txt") return res.writeHead(404).end();
+    if (req.url === "/huge") {
+      // Several MB of real content: seconds of parsing and conversion.
+      res.writeHead(200, { "content-type": "text/html", connection: "close" });
+      return res.end(`<html><body><article>${"<p>A paragraph of <b>real</b> content with <a href='/x'>a link</a>.</p>".repeat(60_000)}</article></body></html>`);
+    }
     res.writeHead(200, { "content-type": "text/html" });
     res.end("<html><head><title>Local page</title></head><body><article><h1>Hello fetch</h1><p>The page content is here.</p></article></body></html>");
   });
@@ -23,8 +29,10 @@ before(async () => {
   model = await startModelServer({
     responder: (request) =>
       afterTool(request)
-        ? { content: `PAGE ${String(request.messages.at(-1)?.content)}` }
-        : { toolCalls: [{ name: "fetch_fetch", arguments: { url: lastUserText(request) } }] },
+        ? { content: `PAGE ${String(request.messages.at(-1)?.content).slice(0, 200)}` }
+        : lastUserText(request).startsWith("http")
+          ? { toolCalls: [{ name: "fetch_fetch", arguments: { url: lastUserText(request) } }] }
+          : { content: `echo: ${lastUserText(request)}` },
   });
 });
 after(async () => {
@@ -112,4 +120,50 @@ test("an original uvx entry is left alone when uvx exists", () => {
   const python = { ...entry, builtin: undefined };
   assert.equal(usesBuiltinFetch(python, () => true), false);
   assert.equal(usesBuiltinFetch(python, () => false), "fallback");
+});
+
+test("converting a huge page to Markdown never blocks the server: the event loop stays free, other users' turns go on", async () => {
+  const running = await startServer({
+    config: baseConfig(
+      model.baseUrl,
+      { fetch: { builtin: "fetch", allow_hosts: ["127.0.0.1"], max_fetch_bytes: 20_000_000 } },
+      { limits: { messages_per_minute: 100_000, message_burst: 100_000 } },
+    ),
+    secrets: { openai: { api_key: "sk-test" } },
+  });
+  try {
+    const fetcher = await connectUser(running, "big_fetcher", "?stream=1");
+    const other = await connectUser(running, "other_user");
+    // The server runs in this process: if the conversion (seconds of CPU) ran on its event loop,
+    // the loop would stall for that long. It runs in a worker thread, so the loop's longest stall
+    // stays a small part of the fetch, and the other user chats on meanwhile.
+    const stalls = monitorEventLoopDelay({ resolution: 10 });
+    const started = Date.now();
+    stalls.enable();
+    fetcher.client.send({ message: siteUrl.replace("/page", "/huge") });
+    let answered = 0;
+    while (!fetcher.client.frames.some((f) => f.type === "tool_end")) {
+      assert.equal((await ask(other.client, `are you there? ${answered}`)).message, `echo: are you there? ${answered}`);
+      answered++;
+    }
+    stalls.disable();
+    const fetchMs = Date.now() - started;
+    const longestStallMs = stalls.max / 1e6;
+    assert.ok(longestStallMs < fetchMs / 2, `the event loop stalled ${Math.round(longestStallMs)} ms of a ${fetchMs} ms fetch`);
+    assert.ok(answered > 1);
+    const end = await fetcher.client.nextMatching((f) => f.type === "tool_end");
+    assert.equal(end.ok, true);
+    assert.match(String(end.preview), /A paragraph of \*\*real\*\* content/);
+    // Cancelling a turn mid-conversion stops that conversion; the next fetch works.
+    fetcher.client.send({ message: siteUrl.replace("/page", "/huge") });
+    await fetcher.client.nextMatching((f) => f.type === "tool_start");
+    fetcher.client.send({ type: "cancel" });
+    assert.equal((await fetcher.client.nextMatching((f) => f.type === "cancelled" || f.type === "answer")).type, "cancelled");
+    fetcher.client.send({ message: siteUrl });
+    assert.match(String((await fetcher.client.nextMatching((f) => f.type === "answer")).message), /Hello fetch/);
+    await fetcher.client.close();
+    await other.client.close();
+  } finally {
+    await running.close();
+  }
 });

@@ -25,9 +25,9 @@ import {
   defaultFetchToolOptions,
   isRobotsAllowed,
   paginate,
-  stripScriptsAndStyles,
   type FetchToolOptions,
 } from "../fetch-tool.js";
+import { stripScriptsAndStyles } from "../markdown.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
