@@ -1,7 +1,7 @@
 // Servers measured side by side: started together, taking turns in blocks (so drift in the
 // machine hits them alike), with the CPU each block cost counted per turn.
 import { tempDir } from "./cleanup.ts";
-import { CpuMeter } from "./proc.ts";
+import { CpuMeter } from "../tests/helpers/proc.ts";
 import { startTarget, writeConfig, type Target } from "./targets.ts";
 
 export interface CpuAccount {

@@ -6,7 +6,7 @@ import path from "node:path";
 import { cleanupAll, setTempRoot } from "./cleanup.ts";
 import { startBenchModel, type BenchModel } from "./model.ts";
 import { parseSettings, USAGE, type Phase, type Settings } from "./options.ts";
-import { machineCpuMs, processesWithEnv, selfTreeCpuMs } from "./proc.ts";
+import { machineCpuMs, processesWithEnv, selfTreeCpuMs } from "../tests/helpers/proc.ts";
 import { runChurn } from "./phases/churn.ts";
 import { runReady } from "./phases/ready.ts";
 import { runScale } from "./phases/scale.ts";

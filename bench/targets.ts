@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { resolveLocalNpx } from "../stdio-transport.ts";
 import { onCleanup } from "./cleanup.ts";
-import { descendants, identify, stillRunning } from "./proc.ts";
+import { descendants, identify, stillRunning } from "../tests/helpers/proc.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 /** The bench's echo MCP server (the fixture's `echo` tool without the SDK): see its header. */

@@ -13,7 +13,7 @@ import { round2 } from "../contenders.ts";
 import { BenchClient, median } from "../load.ts";
 import type { BenchModel } from "../model.ts";
 import type { Settings } from "../options.ts";
-import { commandOf, descendants, MB } from "../proc.ts";
+import { commandOf, descendants, MB } from "../../tests/helpers/proc.ts";
 import type { Figure } from "../report.ts";
 import type { HostReply, HostRequest } from "../server-host.ts";
 import { benchConfig, ECHO_SERVER, echoEntry, startTarget, writeConfig, type Target } from "../targets.ts";

@@ -10,7 +10,7 @@ import { byName, cpuPerTurn, measure, rotate, round2, startContenders, stopConte
 import { closedLoop, connectMany, summarize, type BenchClient } from "../load.ts";
 import type { BenchModel } from "../model.ts";
 import type { Settings } from "../options.ts";
-import { childCommands, MB, treeMemory, type TreeMemory } from "../proc.ts";
+import { childCommands, MB, treeMemory, type TreeMemory } from "../../tests/helpers/proc.ts";
 import type { Figure } from "../report.ts";
 import { benchConfig, filesystemEntry, sleep } from "../targets.ts";
 

@@ -5,7 +5,7 @@ import { byName, cpuPerTurn, measure, rotate, round2, startContenders, stopConte
 import { BenchClient, closedLoop, connectMany, summarize, type Summary } from "../load.ts";
 import type { BenchModel } from "../model.ts";
 import type { Settings } from "../options.ts";
-import { MB, treeMemory } from "../proc.ts";
+import { MB, treeMemory } from "../../tests/helpers/proc.ts";
 import { ratioFigure, type Figure } from "../report.ts";
 import { benchConfig, echoEntry } from "../targets.ts";
 

@@ -1,7 +1,7 @@
 // Test harness: a temp config folder, the real server on port 0 (in-process or as a child),
 // and a WebSocket client that waits for frames instead of sleeping.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync, rmSync, existsSync, readFileSync, readdirSync } from "node:fs";
+import { mkdtempSync, writeFileSync, rmSync, existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +10,8 @@ import WebSocket from "ws";
 import { loadConfig } from "../../config.ts";
 import { createLogger } from "../../log.ts";
 import { createAgentServer, type AgentServer } from "../../server.ts";
+
+export { descendants } from "./proc.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const TEST_MCP_SERVER = path.join(ROOT, "tests/fixtures/test-mcp-server.mjs");
@@ -259,31 +261,3 @@ export async function stopSpawned(children: readonly SpawnedServer[]): Promise<v
   );
 }
 
-/** Every descendant pid of a process (from /proc), to prove children are gone. */
-export function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirProc()) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(entry));
-      children.set(ppid, list);
-    } catch {
-      // The process left while we read: it is not a descendant any more.
-    }
-  }
-  const out: number[] = [];
-  const stack = [pid];
-  while (stack.length) {
-    for (const child of children.get(stack.pop() ?? -1) ?? []) {
-      out.push(child);
-      stack.push(child);
-    }
-  }
-  return out;
-}
-
-function readdirProc(): string[] {
-  return readdirSync("/proc").filter((name) => /^\d+$/.test(name));
-}

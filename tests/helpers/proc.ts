@@ -1,4 +1,4 @@
-// Memory and children of a process tree, read from /proc (Linux only).
+// Memory and children of a process tree, read from /proc (Linux only). Shared by the tests and bench/.
 import { readdirSync, readFileSync } from "node:fs";
 
 export interface ProcessMemory {
@@ -228,15 +228,6 @@ export function processesWithEnv(name: string, value: string): number[] {
     }
   }
   return found;
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export const MB = 1024 * 1024;
