@@ -323,6 +323,9 @@ export class UserSession {
     let lease: Lease | undefined;
     try {
       lease = await cluster.acquire(this.userId, abort.signal);
+      // Holding the lease, no other instance runs a turn of this user: frames kept from one that
+      // never ended (its instance died) are stale and must not be replayed any more.
+      this.#remoteFrames = [];
       const fresh = await this.#deps.store.load(this.userId, this.#deps.maxHistoryMessages);
       if (fresh) {
         this.#sessionId = fresh.record.sessionId;
