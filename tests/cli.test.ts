@@ -13,6 +13,7 @@ import {
   filesystemEntry,
   makeConfigDir,
   readLog,
+  exitWithin,
   spawnServer,
   stopSpawned,
   testServerEntry,
@@ -57,18 +58,6 @@ function modelConfig(extra: Record<string, unknown> = {}): Record<string, unknow
   return { openai: { base_url: model.baseUrl, default_model: "test-model", max_retries: 0 }, ...extra };
 }
 
-/** Rejects if the process has not exited within `ms`. */
-async function exitWithin(spawned: SpawnedServer, ms: number): Promise<number | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no exit within ${ms} ms; stderr: ${spawned.stderr()}`)), ms);
-  });
-  try {
-    return await Promise.race([spawned.exited, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function connectTo(url: string, userId: string): Promise<{ client: TestClient; welcome: Frame }> {
   const client = await connect(`${url.replace(/^http/, "ws")}/ws/${userId}`);

@@ -17,6 +17,7 @@ import {
   makeConfigDir,
   readLog,
   ROOT,
+  exitWithin,
   spawnServer,
   stopSpawned,
   testServerEntry,
@@ -46,18 +47,6 @@ function errorOf(text: string, secrets?: string): string {
   assert.fail("the config was accepted");
 }
 
-/** The exit code; rejects if the process has not exited within `ms`. */
-async function exitWithin(spawned: SpawnedServer, ms: number): Promise<number | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no exit within ${ms} ms; stderr: ${spawned.stderr()}`)), ms);
-  });
-  try {
-    return await Promise.race([spawned.exited, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 

@@ -245,6 +245,19 @@ export function spawnServer(args: string[], env: Record<string, string | undefin
   return { ...result, get url() { return result.url; }, ready };
 }
 
+/** The exit code; rejects if the process has not exited within `ms` (a guard against hangs). */
+export async function exitWithin(spawned: SpawnedServer, ms: number): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no exit within ${ms} ms; stderr: ${spawned.stderr()}`)), ms);
+  });
+  try {
+    return await Promise.race([spawned.exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Stops servers a test started and left running (it failed half-way): as a user would, so their
  * MCP children go too, and with SIGKILL only if that does not work.
