@@ -1,9 +1,9 @@
 // The agent loop: call the model (streaming), run the tool calls it asks for, append the
 // results, call again — with a hard cap on model calls per turn.
 import type OpenAI from "openai";
-import type { Logger } from "./log.ts";
-import type { ToolOutcome } from "./mcp.ts";
-import { parseToolArguments, type ToolCatalog, type ToolRoute } from "./tools.ts";
+import type { Logger } from "./lib/log.ts";
+import type { ToolOutcome } from "./lib/mcp/hub.ts";
+import { parseToolArguments, type ToolCatalog, type ToolRoute } from "./lib/mcp/tools.ts";
 
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 type AssistantMessage = OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam;

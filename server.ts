@@ -10,8 +10,8 @@ import { parseArgs } from "node:util";
 import OpenAI from "openai";
 import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import type { AgentSettings } from "./agent.ts";
-import { ConfigError, loadConfig, resolveConfigPath, type Config, type LogLevel } from "./config.ts";
-import { loggerFromConfig, redact, type Logger } from "./log.ts";
+import { ConfigError, loadConfig, resolveConfigPath, type Config, type LogLevel } from "./lib/config.ts";
+import { loggerFromConfig, redact, type Logger } from "./lib/log.ts";
 import {
   builtinFetchConnection,
   commandExists,
@@ -21,7 +21,7 @@ import {
   usesBuiltinFetch,
   type HubContext,
   type McpConnection,
-} from "./mcp.ts";
+} from "./lib/mcp/hub.ts";
 import {
   BINARY_FRAME_ERROR,
   errorFrame,
@@ -29,16 +29,16 @@ import {
   parseClientFrame,
   USER_ID_RULE,
   welcomeFrame,
-} from "./protocol.ts";
-import { requiresApproval } from "./approvals.ts";
-import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, isLoopbackBind } from "./guard.ts";
-import { SocketPeer } from "./peer.ts";
-import { handleRequest, rejectUpgrade, sendJson } from "./routes.ts";
+} from "./lib/protocol.ts";
+import { requiresApproval } from "./lib/session/approvals.ts";
+import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, isLoopbackBind } from "./lib/http/access.ts";
+import { SocketPeer } from "./lib/socket/peer.ts";
+import { handleRequest, rejectUpgrade, sendJson } from "./lib/http/routes.ts";
 import { SessionManager, type UserSession } from "./session.ts";
-import { SqliteStore } from "./sqlite-store.ts";
-import { MemoryStore, type SessionStore } from "./store.ts";
-import { ClusterCoordinator } from "./cluster.ts";
-import { RedisStore } from "./redis-store.ts";
+import { SqliteStore } from "./lib/store/sqlite-store.ts";
+import { MemoryStore, type SessionStore } from "./lib/store/store.ts";
+import { ClusterCoordinator } from "./lib/cluster/redis-coordinator.ts";
+import { RedisStore } from "./lib/store/redis-store.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** Close code for "going away": the server is shutting down. */

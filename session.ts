@@ -2,13 +2,13 @@
 // turn queue that runs one turn at a time. Sessions outlive sockets; an idle sweep ends them.
 import { randomUUID } from "node:crypto";
 import { runTurn, TurnError, type AgentSettings, type ChatMessage, type TurnHooks } from "./agent.ts";
-import { historyItems, trimHistory, type HistoryEntry } from "./history.ts";
-import { fullBucket, takeToken, type Bucket, type RateLimit } from "./rate-limit.ts";
-import type { SessionRecord, SessionStore } from "./store.ts";
-import { ApprovalDesk } from "./approvals.ts";
-import type { ClusterCoordinator, ClusterMessage, Lease } from "./cluster.ts";
-import type { Logger } from "./log.ts";
-import type { McpHub, ServerInfo } from "./mcp.ts";
+import { historyItems, trimHistory, type HistoryEntry } from "./lib/store/history.ts";
+import { fullBucket, takeToken, type Bucket, type RateLimit } from "./lib/session/rate-limit.ts";
+import type { SessionRecord, SessionStore } from "./lib/store/store.ts";
+import { ApprovalDesk } from "./lib/session/approvals.ts";
+import type { ClusterCoordinator, ClusterMessage, Lease } from "./lib/cluster/redis-coordinator.ts";
+import type { Logger } from "./lib/log.ts";
+import type { McpHub, ServerInfo } from "./lib/mcp/hub.ts";
 import {
   answerFrame,
   preview,
@@ -19,7 +19,7 @@ import {
   type ServerFrame,
   type StreamFrame,
   type TurnStatus,
-} from "./protocol.ts";
+} from "./lib/protocol.ts";
 
 /** One open socket of a user, as the session sees it. */
 export interface Peer {

@@ -17,7 +17,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import OpenAI from "openai";
 import { WebSocketServer, type WebSocket } from "ws";
-import { loadConfig, resolveConfigPath, type Config } from "../config.ts";
+import { loadConfig, resolveConfigPath, type Config } from "../lib/config.ts";
 
 type Message = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 type Tool = OpenAI.Chat.Completions.ChatCompletionFunctionTool;

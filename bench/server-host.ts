@@ -4,8 +4,8 @@
 //
 //   node --expose-gc --import tsx bench/server-host.ts --config <file> --port 0   (with an IPC channel)
 import { parseArgs } from "node:util";
-import { loadConfig } from "../config.ts";
-import { loggerFromConfig } from "../log.ts";
+import { loadConfig } from "../lib/config.ts";
+import { loggerFromConfig } from "../lib/log.ts";
 import { createAgentServer } from "../server.ts";
 
 export type HostRequest = { id: number; type: "sweep" } | { id: number; type: "memory" };

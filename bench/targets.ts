@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
-import { resolveLocalNpx } from "../stdio-transport.ts";
+import { resolveLocalNpx } from "../lib/mcp/stdio-transport.ts";
 import { onCleanup } from "./cleanup.ts";
 import { descendants, identify, stillRunning } from "../tests/helpers/proc.ts";
 

@@ -17,8 +17,8 @@ import type {
   TurnStartFrame,
   TurnStatus,
   WelcomeFrame,
-} from "../protocol.ts";
-import { isRecord as isJsonObject, isTurnStatus } from "../protocol.ts";
+} from "../lib/protocol.ts";
+import { isRecord as isJsonObject, isTurnStatus } from "../lib/protocol.ts";
 import { DENY_ALL_REASON, type ApprovalPolicy } from "./options.ts";
 
 // ---- frames from the server --------------------------------------------------------------------

@@ -11,7 +11,7 @@ import type {
   HistoryItem,
   ToolEndFrame,
   ToolStartFrame,
-} from "../protocol.ts";
+} from "../lib/protocol.ts";
 import { colourWanted, firstLine, formatArguments, Screen, waitText, type Style } from "./display.ts";
 import {
   approvalFrame,

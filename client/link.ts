@@ -2,7 +2,7 @@
 // refusals and drops turned into ClientErrors that say why, and the welcome that opens a session.
 import type { IncomingMessage } from "node:http";
 import WebSocket, { type RawData } from "ws";
-import type { WelcomeFrame } from "../protocol.ts";
+import type { WelcomeFrame } from "../lib/protocol.ts";
 import { classifyFrame, isRecord, isString, type Incoming, type OutgoingFrame } from "./frames.ts";
 import { ClientError, EXIT_CONNECTION, type ClientOptions, type SocketTarget } from "./options.ts";
 

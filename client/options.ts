@@ -1,7 +1,7 @@
 // The command line, read once at the edge: the usage text, the options with their defaults, the
 // socket URL they name, and the exit codes and errors that end the program.
 import { parseArgs } from "node:util";
-import { isValidUserId, USER_ID_RULE } from "../protocol.ts";
+import { isValidUserId, USER_ID_RULE } from "../lib/protocol.ts";
 
 // ---- exit codes and errors ---------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 // code says whether every message was answered.
 import { randomUUID } from "node:crypto";
 import readline from "node:readline";
-import type { ApprovalRequestFrame } from "../protocol.ts";
+import type { ApprovalRequestFrame } from "../lib/protocol.ts";
 import { formatArguments, waitText } from "./display.ts";
 import { approvalFrame, chatFrame, lateApprovalCallId, policyAnswer, refusesOwnMessage, startsOwnTurn, type Incoming, type Sent } from "./frames.ts";
 import type { Connection, Link } from "./link.ts";

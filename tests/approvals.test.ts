@@ -3,8 +3,8 @@ import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { startModelServer, lastUserText, afterTool, type ModelServer } from "./helpers/model-server.ts";
 import { ask, baseConfig, connect, connectUser, readLog, startServer, testServerEntry, until, type Frame, type RunningServer } from "./helpers/harness.ts";
-import { requiresApproval } from "../approvals.ts";
-import { loadConfig } from "../config.ts";
+import { requiresApproval } from "../lib/session/approvals.ts";
+import { loadConfig } from "../lib/config.ts";
 
 let model: ModelServer;
 let running: RunningServer;

@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { parse } from "yaml";
-import { ConfigError, loadConfig, parseConfig, type Config } from "../config.ts";
-import { createLogger, loggerFromConfig } from "../log.ts";
+import { ConfigError, loadConfig, parseConfig, type Config } from "../lib/config.ts";
+import { createLogger, loggerFromConfig } from "../lib/log.ts";
 import { afterTool, lastUserText, startModelServer, type ModelServer } from "./helpers/model-server.ts";
 import {
   connect,

@@ -6,8 +6,8 @@ import type { AddressInfo } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { startModelServer, afterTool, lastUserText, type ModelServer } from "./helpers/model-server.ts";
 import { ask, baseConfig, connectUser, readLog, startServer, until } from "./helpers/harness.ts";
-import { loadConfig } from "../config.ts";
-import { usesBuiltinFetch } from "../mcp.ts";
+import { loadConfig } from "../lib/config.ts";
+import { usesBuiltinFetch } from "../lib/mcp/hub.ts";
 
 let model: ModelServer;
 let site: http.Server;

@@ -1,4 +1,4 @@
-// Tests of the built-in fetch MCP server (fetch-tool.ts) and its SSRF guard (fetch-guard.ts).
+// Tests of the built-in fetch MCP server (fetch-tool.ts) and its SSRF guard (address-guard.ts).
 // Every HTTP server here is local (127.0.0.1, port 0); the tool is reached through a real MCP
 // client over an in-memory transport, as the agent server uses it.
 
@@ -18,7 +18,7 @@ import {
   parseAllowList,
   parseCidr,
   parseIPv6,
-} from "../fetch-guard.js";
+} from "../lib/fetch/address-guard.ts";
 import {
   classifyContentType,
   createFetchServer,
@@ -26,8 +26,8 @@ import {
   isRobotsAllowed,
   paginate,
   type FetchToolOptions,
-} from "../fetch-tool.js";
-import { stripScriptsAndStyles } from "../markdown.ts";
+} from "../lib/fetch/fetch-tool.ts";
+import { stripScriptsAndStyles } from "../lib/fetch/markdown.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -25,10 +25,10 @@ import {
   type RunningServer,
 } from "./helpers/harness.ts";
 import { buildFrame, rawExchange, rawHandshake, rawRequest, upgradeHeaders, upgradeRequest } from "./helpers/raw-ws.ts";
-import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, hostWithoutPort, isLoopbackBind, requestToken, tokenMatches } from "../guard.ts";
-import { fullBucket, takeToken } from "../rate-limit.ts";
-import { parseConfig } from "../config.ts";
-import { SocketPeer } from "../peer.ts";
+import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, hostWithoutPort, isLoopbackBind, requestToken, tokenMatches } from "../lib/http/access.ts";
+import { fullBucket, takeToken } from "../lib/session/rate-limit.ts";
+import { parseConfig } from "../lib/config.ts";
+import { SocketPeer } from "../lib/socket/peer.ts";
 
 // ---- the scripted model -------------------------------------------------------------------------
 // The user's text says what the model does, so every server of this file can share one model.
@@ -280,7 +280,7 @@ test("3. binding a non-loopback host without a token prints a warning; with a to
   }
 });
 
-test("3. guard.ts: tokenMatches, checkOrigin, checkHost, hostWithoutPort and friends", () => {
+test("3. access.ts: tokenMatches, checkOrigin, checkHost, hostWithoutPort and friends", () => {
   assert.equal(tokenMatches("abc", "abc"), true);
   assert.equal(tokenMatches("abd", "abc"), false);
   assert.equal(tokenMatches("abcd", "abc"), false, "a longer token");

@@ -9,9 +9,9 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import { z } from "zod";
 import { startModelServer, toolDirective, type ModelServer } from "./helpers/model-server.ts";
 import { ask, baseConfig, connectUser, startServer, testServerEntry, until, type RunningServer } from "./helpers/harness.ts";
-import { stdioParamsFor } from "../mcp.ts";
-import { resolveLocalNpx } from "../stdio-transport.ts";
-import { loadConfig } from "../config.ts";
+import { stdioParamsFor } from "../lib/mcp/hub.ts";
+import { resolveLocalNpx } from "../lib/mcp/stdio-transport.ts";
+import { loadConfig } from "../lib/config.ts";
 
 function makeMcp(label: string): McpServer {
   const server = new McpServer({ name: label, version: "1.0.0" });

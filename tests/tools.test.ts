@@ -1,8 +1,8 @@
 // Issue 3, points 12 and 14: pure decisions (tool names, argument parsing, history cap, sweep).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { buildToolCatalog, parseToolArguments, toolNameFor } from "../tools.ts";
-import { trimHistory, historyItems, type HistoryEntry } from "../history.ts";
+import { buildToolCatalog, parseToolArguments, toolNameFor } from "../lib/mcp/tools.ts";
+import { trimHistory, historyItems, type HistoryEntry } from "../lib/store/history.ts";
 import { idleSessionIds } from "../session.ts";
 import type { ChatMessage } from "../agent.ts";
 

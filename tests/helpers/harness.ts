@@ -7,8 +7,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import WebSocket from "ws";
-import { loadConfig } from "../../config.ts";
-import { createLogger } from "../../log.ts";
+import { loadConfig } from "../../lib/config.ts";
+import { createLogger } from "../../lib/log.ts";
 import { createAgentServer, type AgentServer } from "../../server.ts";
 
 export { descendants } from "./proc.ts";

@@ -6,9 +6,9 @@
 // - presence: which users have a live session somewhere, for a cluster-wide /sessions.
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import type { Logger } from "./log.ts";
-import type { StreamFrame } from "./protocol.ts";
-import { KEY_PREFIX, keys } from "./redis-store.ts";
+import type { Logger } from "../log.ts";
+import type { StreamFrame } from "../protocol.ts";
+import { KEY_PREFIX, keys } from "../store/redis-store.ts";
 
 /** What travels on a user's channel between instances. */
 export type ClusterMessage =

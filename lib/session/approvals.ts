@@ -1,10 +1,10 @@
 // Human in the loop: tool calls that wait for a person's approval. One ApprovalDesk per session
 // owns the pending requests and their timers; the first answer from any of the user's streaming
 // sockets wins, no answer in time is a denial, and a cancel denies whatever is still waiting.
-import type { ApprovalDecision, ToolStart } from "./agent.ts";
-import type { McpServerConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
-import { toolCallFields, type ApprovalRequestFrame, type ApprovalResolvedFrame } from "./protocol.ts";
+import type { ApprovalDecision, ToolStart } from "../../agent.ts";
+import type { McpServerConfig } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { toolCallFields, type ApprovalRequestFrame, type ApprovalResolvedFrame } from "../protocol.ts";
 
 /** Pure: does this server's `require_approval` setting cover this tool? */
 export function requiresApproval(setting: McpServerConfig["require_approval"], tool: string): boolean {

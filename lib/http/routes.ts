@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { STATUS_CODES } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
-import type { SessionManager } from "./session.ts";
+import type { SessionManager } from "../../session.ts";
 
 export interface RouteContext {
   sessions: SessionManager;

@@ -7,9 +7,9 @@ import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { createFetchServer, DEFAULT_USER_AGENT } from "./fetch-tool.ts";
-import type { McpServerConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
+import { createFetchServer, DEFAULT_USER_AGENT } from "../fetch/fetch-tool.ts";
+import type { McpServerConfig } from "../config.ts";
+import type { Logger } from "../log.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
 import { buildToolCatalog, type McpToolInfo, type ToolCatalog, type ToolRoute } from "./tools.ts";
 

@@ -1,7 +1,7 @@
 // The mapping between MCP tools and OpenAI function tools: pure functions, tested without a network.
 import { createHash } from "node:crypto";
 import type OpenAI from "openai";
-import { isRecord } from "./protocol.ts";
+import { isRecord } from "../protocol.ts";
 
 /** What an MCP server says about one of its tools (the parts the model needs). */
 export interface McpToolInfo {

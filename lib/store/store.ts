@@ -1,7 +1,7 @@
 // Where sessions and their history are kept between restarts: one small interface, chosen by
 // `session.store`. Methods are async so a networked store fits the same shape as the embedded one.
 import type { HistoryEntry } from "./history.ts";
-import type { TurnStatus } from "./protocol.ts";
+import type { TurnStatus } from "../protocol.ts";
 
 export interface SessionRecord {
   userId: string;

@@ -1,11 +1,11 @@
 // `session.store: redis`: sessions and history in Redis, shared by every instance of a cluster.
-// Writes of a turn are fenced: each carries the fence token of the user's lease (see cluster.ts),
+// Writes of a turn are fenced: each carries the fence token of the user's lease (see lib/cluster/redis-coordinator.ts),
 // and Redis refuses a write whose token is not the current one, so an instance that lost its
 // lease (paused, partitioned, presumed dead) can never overwrite the turn of the new holder.
 import type { Redis } from "ioredis";
 import { storedEntry, type HistoryEntry } from "./history.ts";
-import { isRecord } from "./protocol.ts";
-import type { TurnStatus } from "./protocol.ts";
+import { isRecord } from "../protocol.ts";
+import type { TurnStatus } from "../protocol.ts";
 import { StoreError, type Fence, type SessionRecord, type SessionStore, type StoredSession } from "./store.ts";
 
 export const KEY_PREFIX = "mcpws:";

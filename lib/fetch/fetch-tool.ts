@@ -4,7 +4,7 @@
 
 // Built-in web fetch MCP server: a TypeScript replacement for the Python `mcp-server-fetch`,
 // with the same tool and output format, plus the safety limits an agent server needs:
-// an SSRF guard on every connection (fetch-guard.ts), hand-followed redirects, a total deadline
+// an SSRF guard on every connection (address-guard.ts), hand-followed redirects, a total deadline
 // and a byte cap per fetch, and robots.txt.
 //
 // One server instance serves every user session, so nothing here keeps per-call state outside
@@ -24,7 +24,7 @@ import {
   FetchRefusedError,
   parseAllowList,
   type AllowList,
-} from "./fetch-guard.ts";
+} from "./address-guard.ts";
 import { MarkdownConverter } from "./markdown-pool.ts";
 
 export interface FetchToolOptions {

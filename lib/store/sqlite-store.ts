@@ -4,7 +4,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { storedEntry, type HistoryEntry } from "./history.ts";
-import type { TurnStatus } from "./protocol.ts";
+import type { TurnStatus } from "../protocol.ts";
 import { StoreError, type SessionRecord, type SessionStore, type StoredSession } from "./store.ts";
 
 /** Each step moves the schema from version i to i+1; never edit one that has shipped. */
