@@ -132,7 +132,9 @@ async function loop(
       return { answer, messages: kept };
     }
     if (iteration === settings.maxIterations) break;
-    const results = await Promise.all(calls.map((call) => runToolCall(toolbox, catalog, call, signal, hooks, settings.log, logFields, approve)));
+    const results = await Promise.all(
+      calls.map((call) => runToolCall(toolbox, catalog, call, signal, hooks, settings.log, logFields, approve)),
+    );
     signal?.throwIfAborted();
     kept.push(assistant, ...results);
     await hooks.onStep?.([assistant, ...results]);

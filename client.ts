@@ -15,7 +15,14 @@ import { runScript, type Output } from "./client/script.ts";
 
 // What this module exported before it was split, for tests and anyone who imports the client.
 export { clock, colourWanted, formatArguments } from "./client/display.ts";
-export { classifyFrame, lateApprovalCallId, parseApprovalAnswer, policyAnswer, type ApprovalAnswer, type Incoming } from "./client/frames.ts";
+export {
+  classifyFrame,
+  lateApprovalCallId,
+  parseApprovalAnswer,
+  policyAnswer,
+  type ApprovalAnswer,
+  type Incoming,
+} from "./client/frames.ts";
 export {
   ClientError,
   DENY_ALL_REASON,

@@ -22,14 +22,7 @@ import {
   type HubContext,
   type McpConnection,
 } from "./lib/mcp/hub.ts";
-import {
-  BINARY_FRAME_ERROR,
-  errorFrame,
-  isValidUserId,
-  parseClientFrame,
-  USER_ID_RULE,
-  welcomeFrame,
-} from "./lib/protocol.ts";
+import { BINARY_FRAME_ERROR, errorFrame, isValidUserId, parseClientFrame, USER_ID_RULE, welcomeFrame } from "./lib/protocol.ts";
 import { requiresApproval } from "./lib/session/approvals.ts";
 import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, isLoopbackBind } from "./lib/http/access.ts";
 import { SocketPeer } from "./lib/socket/peer.ts";
@@ -86,7 +79,9 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   const workspaceRoot = resolveConfigPath(config, config.workspace.root);
   // The store is opened here, before anything else can fail, and closed last in close().
   const cluster =
-    config.session.store === "redis" ? new ClusterCoordinator({ url: config.redis.url, log, leaseMs: config.redis.lease_seconds * 1000 }) : undefined;
+    config.session.store === "redis"
+      ? new ClusterCoordinator({ url: config.redis.url, log, leaseMs: config.redis.lease_seconds * 1000 })
+      : undefined;
   const store: SessionStore = cluster
     ? new RedisStore(cluster.redis)
     : config.session.store === "sqlite"
@@ -162,8 +157,15 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     const refusal =
       checkHost(req.headers.host, host, config.server.allowed_hosts) ??
       (pathname === "/sessions" || pathname.startsWith("/sessions/") ? checkToken(req.headers, req.url, authToken) : undefined);
-    if (refusal) return sendJson(res, refusal.status, { error: refusal.error }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
-    handleRequest(req, res, { sessions, indexHtml, ...(cluster ? { cluster: { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() } } : {}) });
+    if (refusal)
+      return sendJson(res, refusal.status, { error: refusal.error }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
+    handleRequest(req, res, {
+      sessions,
+      indexHtml,
+      ...(cluster
+        ? { cluster: { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() } }
+        : {}),
+    });
   });
   // A slowloris client that never finishes its headers or body is cut off.
   httpServer.headersTimeout = headersTimeoutMs;
@@ -195,7 +197,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       return refuse({ status: 400, error: `invalid user id: ${USER_ID_RULE}` });
     }
     if (!isValidUserId(userId)) return refuse({ status: 400, error: `invalid user id: ${USER_ID_RULE}` });
-    const late = checkOrigin(req.headers.origin, req.headers.host, config.server.allowed_origins) ?? checkToken(req.headers, req.url, authToken);
+    const late =
+      checkOrigin(req.headers.origin, req.headers.host, config.server.allowed_origins) ?? checkToken(req.headers, req.url, authToken);
     if (late) return refuse(late);
     const streaming = wantsStreaming(req.url);
     wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, userId, streaming));
@@ -282,10 +285,16 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         // A refused message: a streaming client learns which one from its client_id.
         const refuse = (error: string) => {
           log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: error });
-          peer.send(peer.streaming ? { type: "error", error, ...(frame.clientId !== undefined ? { client_id: frame.clientId } : {}) } : errorFrame(error));
+          peer.send(
+            peer.streaming
+              ? { type: "error", error, ...(frame.clientId !== undefined ? { client_id: frame.clientId } : {}) }
+              : errorFrame(error),
+          );
         };
         if (frame.message.length > limits.max_message_chars) {
-          return refuse(`Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`);
+          return refuse(
+            `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`,
+          );
         }
         const submitted = session.submit(peer, frame.message, frame.clientId);
         if (!submitted.ok) refuse(submitted.error);
@@ -299,7 +308,9 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         void session
           .refresh()
           .catch((error: unknown) => log.warn("history_refresh_failed", { user_id: session.userId, error }))
-          .then(() => peer.send({ type: "history", user_id: session.userId, session_id: session.sessionId, items: session.historyItems() }));
+          .then(() =>
+            peer.send({ type: "history", user_id: session.userId, session_id: session.sessionId, items: session.historyItems() }),
+          );
         return;
       case "reset":
         void resetSession(session, peer, frame.workspace);
@@ -356,7 +367,12 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
           sessions.startSweeper();
           for (const connection of shared.values()) void connection.start();
           const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-          log.info("server_start", { url, ...(cluster ? { instance: cluster.instanceId } : {}), model: config.openai.default_model, servers: Object.keys(config.mcp.servers) });
+          log.info("server_start", {
+            url,
+            ...(cluster ? { instance: cluster.instanceId } : {}),
+            model: config.openai.default_model,
+            servers: Object.keys(config.mcp.servers),
+          });
           resolve({ url, port, host });
         });
       });
@@ -479,7 +495,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     address = await server.listen();
   } catch (error) {
     const code = error instanceof Error && "code" in error ? error.code : undefined;
-    const reason = code === "EADDRINUSE" ? "the port is already in use" : code === "EADDRNOTAVAIL" ? "that address is not on this machine" : (error as Error).message;
+    const reason =
+      code === "EADDRINUSE"
+        ? "the port is already in use"
+        : code === "EADDRNOTAVAIL"
+          ? "that address is not on this machine"
+          : (error as Error).message;
     console.error(`Cannot listen on ${host}:${port}: ${reason}`);
     muted = true;
     await server.close();
@@ -510,7 +531,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     log.warn("no_auth_token", { host });
   }
   if (!config.openai.api_key) {
-    console.log("No OpenAI API key is set: chat messages will get an error until you set openai.api_key in mcp_agent.secrets.yaml or OPENAI_API_KEY.");
+    console.log(
+      "No OpenAI API key is set: chat messages will get an error until you set openai.api_key in mcp_agent.secrets.yaml or OPENAI_API_KEY.",
+    );
   }
 }
 

@@ -126,7 +126,14 @@ export class UserSession {
     // The turn may be waiting on another instance: hand the answer over; it cannot be refused here.
     const cluster = this.#deps.cluster;
     if (!cluster) return false;
-    cluster.publish(this.userId, { kind: "approval", call_id: callId, approved, ...(reason !== undefined ? { reason } : {}), always, socket: socketId });
+    cluster.publish(this.userId, {
+      kind: "approval",
+      call_id: callId,
+      approved,
+      ...(reason !== undefined ? { reason } : {}),
+      always,
+      socket: socketId,
+    });
     return true;
   }
 
@@ -245,7 +252,13 @@ export class UserSession {
     if (!this.#deps.cluster) this.messageCount++;
     const position = this.#queue.length + (this.#running ? 1 : 0);
     this.#queue.push({ turnId, peer, text, ...(clientId !== undefined ? { clientId } : {}) });
-    this.#toStreamingPeers({ type: "queued", turn_id: turnId, input: text, position, ...(clientId !== undefined ? { client_id: clientId } : {}) });
+    this.#toStreamingPeers({
+      type: "queued",
+      turn_id: turnId,
+      input: text,
+      position,
+      ...(clientId !== undefined ? { client_id: clientId } : {}),
+    });
     void this.#pump();
     return { ok: true, turnId };
   }
@@ -350,7 +363,11 @@ export class UserSession {
       const frame: StreamFrame = cancelled
         ? { type: "cancelled", turn_id: queued.turnId }
         : { type: "error", turn_id: queued.turnId, error: turnErrorText(reason) };
-      this.#finish({ turnId: queued.turnId, peer: queued.peer, abort, frames: [] }, frame, cancelled ? turnErrorFrame("the turn was cancelled") : undefined);
+      this.#finish(
+        { turnId: queued.turnId, peer: queued.peer, abort, frames: [] },
+        frame,
+        cancelled ? turnErrorFrame("the turn was cancelled") : undefined,
+      );
       return;
     } finally {
       this.#waiting = undefined;
@@ -422,7 +439,7 @@ export class UserSession {
       stored = entries.length;
     };
 
-    let status: TurnStatus = "error";
+    let status: TurnStatus;
     try {
       await store.append(sessionId, toEntries([{ role: "user", content: text }], "running"), fence);
       stored = 1;
@@ -433,7 +450,9 @@ export class UserSession {
         hooks,
         logFields: fields,
         approve: (call, signal) =>
-          this.#deps.needsApproval(call.server, call.tool) ? this.#approvals.request(turnId, call, signal) : Promise.resolve({ approved: true }),
+          this.#deps.needsApproval(call.server, call.tool)
+            ? this.#approvals.request(turnId, call, signal)
+            : Promise.resolve({ approved: true }),
       });
       await remember(result.messages, "ok");
       status = "ok";
@@ -585,14 +604,23 @@ export class SessionManager {
     const now = Date.now();
     const record = stored?.record ?? { userId, sessionId: randomUUID(), createdAt: now, lastActivity: now, messageCount: 0 };
     if (!stored) await deps.store.saveSession(record);
-    const session = new UserSession(record, trimHistory(stored?.entries ?? [], deps.maxHistoryMessages), this.#options.createHub(userId, record.sessionId), deps);
+    const session = new UserSession(
+      record,
+      trimHistory(stored?.entries ?? [], deps.maxHistoryMessages),
+      this.#options.createHub(userId, record.sessionId),
+      deps,
+    );
     if (this.warmSessions() < this.#options.maxWarmSessions) void session.hub.ready();
     this.#sessions.set(userId, session);
     // Turns of this user on other instances reach this one's sockets (and cancels/approvals go back).
-    deps.cluster?.join(userId, (message) => session.onClusterMessage(message)).catch((error: unknown) =>
-      deps.log.warn("cluster_join_failed", { user_id: userId, error }),
-    );
-    deps.log.info(stored ? "session_restored" : "session_created", { user_id: userId, session_id: record.sessionId, messages: stored?.entries.length ?? 0 });
+    deps.cluster
+      ?.join(userId, (message) => session.onClusterMessage(message))
+      .catch((error: unknown) => deps.log.warn("cluster_join_failed", { user_id: userId, error }));
+    deps.log.info(stored ? "session_restored" : "session_created", {
+      user_id: userId,
+      session_id: record.sessionId,
+      messages: stored?.entries.length ?? 0,
+    });
     return session;
   }
 
@@ -677,7 +705,10 @@ export class SessionManager {
         });
       }),
     );
-    const purged = await this.#options.deps.store.purge(now - this.#options.retentionMs, new Set([...this.#sessions.keys(), ...this.#opening.keys()]));
+    const purged = await this.#options.deps.store.purge(
+      now - this.#options.retentionMs,
+      new Set([...this.#sessions.keys(), ...this.#opening.keys()]),
+    );
     if (purged.length > 0) this.#options.deps.log.info("sessions_purged", { count: purged.length, user_ids: purged });
     return idle;
   }

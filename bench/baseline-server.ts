@@ -102,15 +102,24 @@ async function runTurn(openai: OpenAI, config: Config, user: User, tools: UserTo
     added.push({
       role: "assistant",
       content: content || null,
-      tool_calls: calls.map((call) => ({ id: call.id, type: "function" as const, function: { name: call.name, arguments: call.arguments } })),
+      tool_calls: calls.map((call) => ({
+        id: call.id,
+        type: "function" as const,
+        function: { name: call.name, arguments: call.arguments },
+      })),
     });
     const results = await Promise.all(
       calls.map(async (call): Promise<Message> => {
         const route = tools.routes.get(call.name);
         if (!route) return { role: "tool", tool_call_id: call.id, content: `Error: unknown tool ${call.name}` };
-        const result = await route.client.callTool({ name: route.tool, arguments: call.arguments ? (JSON.parse(call.arguments) as Record<string, unknown>) : {} });
+        const result = await route.client.callTool({
+          name: route.tool,
+          arguments: call.arguments ? (JSON.parse(call.arguments) as Record<string, unknown>) : {},
+        });
         const parts = Array.isArray(result.content) ? result.content : [];
-        const resultText = parts.map((part: unknown) => (typeof part === "object" && part !== null && "text" in part ? String(part.text) : "")).join("\n");
+        const resultText = parts
+          .map((part: unknown) => (typeof part === "object" && part !== null && "text" in part ? String(part.text) : ""))
+          .join("\n");
         return { role: "tool", tool_call_id: call.id, content: resultText };
       }),
     );

@@ -34,7 +34,10 @@ export interface ContenderSpec<Name extends string> {
 }
 
 /** Starts every contender at once (each takes seconds to load); all or none. */
-export async function startContenders<Name extends string>(prefix: string, specs: readonly ContenderSpec<Name>[]): Promise<Contender<Name>[]> {
+export async function startContenders<Name extends string>(
+  prefix: string,
+  specs: readonly ContenderSpec<Name>[],
+): Promise<Contender<Name>[]> {
   const outcomes = await Promise.allSettled(
     specs.map(async (spec): Promise<Contender<Name>> => {
       const { dir, remove } = tempDir(`${prefix}-${spec.name}`);

@@ -14,7 +14,11 @@ import { runTurns } from "./phases/turns.ts";
 import { describeMachine, machine, markdownTable, type Figure } from "./report.ts";
 import { ROOT, RUN_MARKER } from "./targets.ts";
 
-type PhaseRunner = (model: BenchModel, settings: Settings, say: (text: string) => void) => Promise<{ figures: Figure[]; raw: Record<string, unknown> }>;
+type PhaseRunner = (
+  model: BenchModel,
+  settings: Settings,
+  say: (text: string) => void,
+) => Promise<{ figures: Figure[]; raw: Record<string, unknown> }>;
 
 const RUNNERS: Record<Phase, PhaseRunner> = { ready: runReady, turns: runTurns, scale: runScale, churn: runChurn };
 
@@ -59,7 +63,9 @@ async function main(): Promise<number> {
   const busyBefore = (100 * (idleCheckEnd.busyMs - idleCheck.busyMs)) / Math.max(1, idleCheckEnd.totalMs - idleCheck.totalMs);
   const machineStart = machineCpuMs();
   const benchStart = selfTreeCpuMs();
-  say(`${settings.mode} run on ${describeMachine(info)}; model latencies ${settings.latencies.join(", ")} ms; parts ${settings.phases.join(", ")}`);
+  say(
+    `${settings.mode} run on ${describeMachine(info)}; model latencies ${settings.latencies.join(", ")} ms; parts ${settings.phases.join(", ")}`,
+  );
   const model = await startBenchModel();
   const results: Results = {
     date: new Date().toISOString(),
@@ -88,7 +94,10 @@ async function main(): Promise<number> {
   const total = Math.max(1, machineEnd.totalMs - machineStart.totalMs);
   const benchMs = selfTreeCpuMs() - benchStart;
   results.machine_load.bench_during_percent = Math.round((100 * benchMs) / total);
-  results.machine_load.other_work_during_percent = Math.max(0, Math.round((100 * (machineEnd.busyMs - machineStart.busyMs - benchMs)) / total));
+  results.machine_load.other_work_during_percent = Math.max(
+    0,
+    Math.round((100 * (machineEnd.busyMs - machineStart.busyMs - benchMs)) / total),
+  );
   mkdirSync(path.dirname(settings.out), { recursive: true });
   writeFileSync(settings.out, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\n${markdownTable(results.figures)}\n`);

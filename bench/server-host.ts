@@ -15,7 +15,14 @@ export type HostReply =
   | { id: number; type: "error"; error: string };
 
 function isHostRequest(value: unknown): value is HostRequest {
-  return typeof value === "object" && value !== null && "id" in value && typeof value.id === "number" && "type" in value && (value.type === "sweep" || value.type === "memory");
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    "id" in value &&
+    typeof value.id === "number" &&
+    "type" in value &&
+    (value.type === "sweep" || value.type === "memory")
+  );
 }
 
 /** How long V8 takes to hand freed pages back after a GC: RSS read sooner swings by ±30 MB. */
@@ -33,7 +40,8 @@ async function collectGarbage(): Promise<void> {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: "string" }, port: { type: "string", default: "0" } } });
-  if (!values.config || !process.send) throw new Error("usage: node --expose-gc --import tsx bench/server-host.ts --config <file> (with an IPC channel)");
+  if (!values.config || !process.send)
+    throw new Error("usage: node --expose-gc --import tsx bench/server-host.ts --config <file> (with an IPC channel)");
   const config = loadConfig(values.config, {});
   const log = loggerFromConfig(config);
   const server = createAgentServer({ config, log, host: "127.0.0.1", port: Number(values.port) });
@@ -47,7 +55,14 @@ async function main(): Promise<void> {
         ? server.sessions.sweep(Date.now() + 1e9).then((swept): HostReply => ({ id, type: "swept", count: swept.length }))
         : collectGarbage().then((): HostReply => {
             const usage = process.memoryUsage();
-            return { id, type: "memory", rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, externalBytes: usage.external, sessions: server.sessions.size };
+            return {
+              id,
+              type: "memory",
+              rssBytes: usage.rss,
+              heapUsedBytes: usage.heapUsed,
+              externalBytes: usage.external,
+              sessions: server.sessions.size,
+            };
           });
     work.then(reply, (error: unknown) => reply({ id, type: "error", error: (error as Error).message }));
   });

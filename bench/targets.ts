@@ -21,7 +21,8 @@ export const FIXTURE_SERVER = path.join(ROOT, "tests/fixtures/test-mcp-server.mj
 export function filesystemBin(): string {
   const resolved = resolveLocalNpx("npx", ["-y", "@modelcontextprotocol/server-filesystem"], [ROOT]);
   const bin = resolved.args[0];
-  if (resolved.command !== process.execPath || !bin) throw new Error("@modelcontextprotocol/server-filesystem is not installed: run npm install");
+  if (resolved.command !== process.execPath || !bin)
+    throw new Error("@modelcontextprotocol/server-filesystem is not installed: run npm install");
   return bin;
 }
 
@@ -49,7 +50,10 @@ export interface BenchConfigOptions {
 /** A config with the limits a load test needs lifted (sessions, sockets, message rate). */
 export function benchConfig(options: BenchConfigOptions): Record<string, unknown> {
   return {
-    logger: options.log === "file" ? { transports: ["file"], level: "info", path: "logs/server.jsonl" } : { transports: ["console"], level: "info" },
+    logger:
+      options.log === "file"
+        ? { transports: ["file"], level: "info", path: "logs/server.jsonl" }
+        : { transports: ["console"], level: "info" },
     mcp: { servers: options.servers },
     openai: { base_url: options.modelUrl, api_key: "sk-bench", default_model: "bench-model", max_retries: 0 },
     session: { store: options.store, sqlite_path: "data/sessions.db", ...options.session },
@@ -91,7 +95,12 @@ export interface Target {
 const TAIL = 64 * 1024;
 const STARTUP_TIMEOUT_MS = 120_000;
 
-export async function startTarget(kind: TargetKind, name: string, configPath: string, extraEnv: Record<string, string> = {}): Promise<Target> {
+export async function startTarget(
+  kind: TargetKind,
+  name: string,
+  configPath: string,
+  extraEnv: Record<string, string> = {},
+): Promise<Target> {
   const nodeArgs = kind === "host" ? ["--expose-gc"] : [];
   const args = [...nodeArgs, "--import", "tsx", SCRIPTS[kind], "--config", configPath, "--port", "0"];
   const child = spawn(process.execPath, args, {
@@ -155,7 +164,9 @@ export async function startTarget(kind: TargetKind, name: string, configPath: st
     };
     child.stdout?.on("data", onData);
     void exited.then(() => reject(new Error(`${name} exited before listening:\n${output}`)));
-    void sleep(STARTUP_TIMEOUT_MS, true).then(() => reject(new Error(`${name} did not listen within ${STARTUP_TIMEOUT_MS / 1000} s:\n${output}`)));
+    void sleep(STARTUP_TIMEOUT_MS, true).then(() =>
+      reject(new Error(`${name} did not listen within ${STARTUP_TIMEOUT_MS / 1000} s:\n${output}`)),
+    );
   }).catch(async (error: unknown) => {
     await stop();
     throw error;

@@ -22,7 +22,7 @@ function clip(text: string, max: number): string {
 
 /** Tool arguments on one line: compact JSON, cut so a long argument does not flood the view. */
 export function formatArguments(value: unknown, max = 120): string {
-  return clip((typeof value === "string" ? value : JSON.stringify(value) ?? "").replace(/\s+/g, " "), max);
+  return clip((typeof value === "string" ? value : (JSON.stringify(value) ?? "")).replace(/\s+/g, " "), max);
 }
 
 /** The first line of a tool result, cut to fit on one line. */

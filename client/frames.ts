@@ -106,14 +106,29 @@ function classifyTyped(type: string, data: Json): Incoming {
     case "tool_start":
       if (isString(turnId) && isString(data.call_id) && isString(data.name)) {
         const { call_id: callId, name } = data;
-        const frame: ToolStartFrame = { type, turn_id: turnId, call_id: callId, name, server: stringOr(data.server, ""), tool: stringOr(data.tool, ""), arguments: data.arguments };
+        const frame: ToolStartFrame = {
+          type,
+          turn_id: turnId,
+          call_id: callId,
+          name,
+          server: stringOr(data.server, ""),
+          tool: stringOr(data.tool, ""),
+          arguments: data.arguments,
+        };
         return { kind: "tool_start", frame };
       }
       break;
     case "tool_end":
       if (isString(turnId) && isString(data.call_id) && typeof data.ok === "boolean") {
         const duration = typeof data.duration_ms === "number" ? data.duration_ms : 0;
-        const frame: ToolEndFrame = { type, turn_id: turnId, call_id: data.call_id, ok: data.ok, preview: stringOr(data.preview, ""), duration_ms: duration };
+        const frame: ToolEndFrame = {
+          type,
+          turn_id: turnId,
+          call_id: data.call_id,
+          ok: data.ok,
+          preview: stringOr(data.preview, ""),
+          duration_ms: duration,
+        };
         return { kind: "tool_end", frame };
       }
       break;
@@ -139,7 +154,8 @@ function classifyTyped(type: string, data: Json): Incoming {
     case "approval_request":
       // Without a call id there is nothing to answer.
       if (isString(turnId) && isString(data.call_id) && data.call_id !== "" && isString(data.name)) {
-        const timeoutMs = typeof data.timeout_ms === "number" && Number.isFinite(data.timeout_ms) && data.timeout_ms >= 0 ? data.timeout_ms : 0;
+        const timeoutMs =
+          typeof data.timeout_ms === "number" && Number.isFinite(data.timeout_ms) && data.timeout_ms >= 0 ? data.timeout_ms : 0;
         const frame: ApprovalRequestFrame = {
           type,
           turn_id: turnId,
@@ -157,7 +173,14 @@ function classifyTyped(type: string, data: Json): Incoming {
       const by = RESOLVED_BY.find((value) => value === data.by);
       if (isString(turnId) && isString(data.call_id) && typeof data.approved === "boolean" && by !== undefined) {
         const reason = optionalString(data.reason);
-        const frame: ApprovalResolvedFrame = { type, turn_id: turnId, call_id: data.call_id, approved: data.approved, ...(reason !== undefined ? { reason } : {}), by };
+        const frame: ApprovalResolvedFrame = {
+          type,
+          turn_id: turnId,
+          call_id: data.call_id,
+          approved: data.approved,
+          ...(reason !== undefined ? { reason } : {}),
+          by,
+        };
         return { kind: "approval_resolved", frame };
       }
       break;

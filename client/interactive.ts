@@ -87,11 +87,23 @@ export class InteractiveChat {
    */
   #missed: string | undefined;
 
-  constructor(connection: Connection, options: ClientOptions, stdin: NodeJS.ReadStream, stdout: NodeJS.WriteStream, env: NodeJS.ProcessEnv) {
+  constructor(
+    connection: Connection,
+    options: ClientOptions,
+    stdin: NodeJS.ReadStream,
+    stdout: NodeJS.WriteStream,
+    env: NodeJS.ProcessEnv,
+  ) {
     this.#connection = connection;
     this.#options = options;
     this.#screen = new Screen(stdout, colourWanted(stdout, env));
-    this.#rl = readline.createInterface({ input: stdin, output: stdout, prompt: CHAT_PROMPT, terminal: stdout.isTTY === true, historySize: 200 });
+    this.#rl = readline.createInterface({
+      input: stdin,
+      output: stdout,
+      prompt: CHAT_PROMPT,
+      terminal: stdout.isTTY === true,
+      historySize: 200,
+    });
   }
 
   run(): Promise<number> {
@@ -113,8 +125,11 @@ export class InteractiveChat {
 
   #greet(): void {
     const { welcome, streaming } = this.#connection;
-    this.#say(`${this.#screen.paint("green", "connected")} to ${this.#options.target.display} as ${welcome.user_id} (session ${welcome.session_id})`);
-    if (!streaming) this.#say(this.#screen.paint("yellow", "this server does not stream: answers arrive whole; /cancel and /history are not available"));
+    this.#say(
+      `${this.#screen.paint("green", "connected")} to ${this.#options.target.display} as ${welcome.user_id} (session ${welcome.session_id})`,
+    );
+    if (!streaming)
+      this.#say(this.#screen.paint("yellow", "this server does not stream: answers arrive whole; /cancel and /history are not available"));
     this.#screen.line(this.#screen.paint("dim", 'type "help" for commands'));
   }
 
@@ -344,7 +359,9 @@ export class InteractiveChat {
       this.#screen.write(` ${result}\n`);
     } else {
       const tool = view.tools.get(frame.call_id);
-      this.#screen.line(`${this.#screen.stamp()} ${this.#screen.paint("yellow", `⚙ ${tool?.name ?? frame.call_id}`)} ${tool?.args ?? ""} … ${result}`);
+      this.#screen.line(
+        `${this.#screen.stamp()} ${this.#screen.paint("yellow", `⚙ ${tool?.name ?? frame.call_id}`)} ${tool?.args ?? ""} … ${result}`,
+      );
     }
     view.openTool = undefined;
   }
@@ -426,13 +443,16 @@ export class InteractiveChat {
   #ask(frame: ApprovalRequestFrame): void {
     const other = this.#ownTurn(frame.turn_id) ? "" : ` ${this.#screen.paint("magenta", "(other tab)")}`;
     const wait = frame.timeout_ms > 0 ? ` (waits up to ${waitText(frame.timeout_ms)})` : "";
-    this.#say(`${this.#screen.paint("yellow", `⚠ approve ${frame.name}`)} ${formatArguments(frame.arguments)}?${other} ${this.#screen.paint("bold", APPROVAL_CHOICES)}${wait}`);
+    this.#say(
+      `${this.#screen.paint("yellow", `⚠ approve ${frame.name}`)} ${formatArguments(frame.arguments)}?${other} ${this.#screen.paint("bold", APPROVAL_CHOICES)}${wait}`,
+    );
   }
 
   async #answerQuestion(frame: ApprovalRequestFrame, text: string): Promise<void> {
     const answer = parseApprovalAnswer(text);
     if (!answer) {
-      if (text !== "") this.#error('answer y (yes), n (no; a reason may follow: "n not now") or a (always allow this tool in this session)');
+      if (text !== "")
+        this.#error('answer y (yes), n (no; a reason may follow: "n not now") or a (always allow this tool in this session)');
       return this.#showPrompt();
     }
     this.#asked.shift();

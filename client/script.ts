@@ -5,7 +5,16 @@ import { randomUUID } from "node:crypto";
 import readline from "node:readline";
 import type { ApprovalRequestFrame } from "../lib/protocol.ts";
 import { formatArguments, waitText } from "./display.ts";
-import { approvalFrame, chatFrame, lateApprovalCallId, policyAnswer, refusesOwnMessage, startsOwnTurn, type Incoming, type Sent } from "./frames.ts";
+import {
+  approvalFrame,
+  chatFrame,
+  lateApprovalCallId,
+  policyAnswer,
+  refusesOwnMessage,
+  startsOwnTurn,
+  type Incoming,
+  type Sent,
+} from "./frames.ts";
 import type { Connection, Link } from "./link.ts";
 import { ClientError, EXIT_CONNECTION, EXIT_OK, EXIT_TIMEOUT, EXIT_TURN_ERROR, PROGRAM, type ClientOptions } from "./options.ts";
 
@@ -99,7 +108,13 @@ async function ask(connection: Connection, message: string, options: ClientOptio
 }
 
 /** A call of our own turn waits for approval: answered as the flag says, or left to another client. */
-async function answerOwnApproval(connection: Connection, request: ApprovalRequestFrame, message: string, options: ClientOptions, io: Output): Promise<void> {
+async function answerOwnApproval(
+  connection: Connection,
+  request: ApprovalRequestFrame,
+  message: string,
+  options: ClientOptions,
+  io: Output,
+): Promise<void> {
   const answer = policyAnswer(options.approvals);
   if (answer) {
     await connection.link.send(approvalFrame(request.call_id, answer));

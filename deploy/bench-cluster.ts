@@ -71,7 +71,8 @@ class User {
     this.#ws.on("message", (data) => {
       const frame = JSON.parse(data.toString()) as Frame;
       if (frame.type === "welcome") return welcomed();
-      if (frame.type === "answer" || frame.type === "error" || (frame.error !== undefined && frame.type === undefined)) this.#waiter?.(frame);
+      if (frame.type === "answer" || frame.type === "error" || (frame.error !== undefined && frame.type === undefined))
+        this.#waiter?.(frame);
     });
   }
 
@@ -191,17 +192,30 @@ async function runPhase(options: {
     children.push(redis);
     const results = await Promise.allSettled(
       ports.map((port) =>
-        startInstance({ sourcePath: configPath, sourceDir: dir, redisUrl: redis.url, port, dir: path.join(dir, `instance-${port}`), env: { PATH: process.env.PATH, HOME: process.env.HOME } }),
+        startInstance({
+          sourcePath: configPath,
+          sourceDir: dir,
+          redisUrl: redis.url,
+          port,
+          dir: path.join(dir, `instance-${port}`),
+          env: { PATH: process.env.PATH, HOME: process.env.HOME },
+        }),
       ),
     );
     const instances = results.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
     children.push(...instances);
     const failed = results.find((result) => result.status === "rejected");
     if (failed) throw failed.reason;
-    const nginx = await startNginx({ bin: options.nginxBin, prefix: path.join(dir, "nginx"), listen: { host: "127.0.0.1", port: nginxPort }, servers: instances.map((instance) => `127.0.0.1:${instance.port}`) });
+    const nginx = await startNginx({
+      bin: options.nginxBin,
+      prefix: path.join(dir, "nginx"),
+      listen: { host: "127.0.0.1", port: nginxPort },
+      servers: instances.map((instance) => `127.0.0.1:${instance.port}`),
+    });
     children.push(nginx);
 
-    for (let i = 0; i < options.users; i++) users.push(new User(`ws://127.0.0.1:${nginxPort}/ws/bench${String(i).padStart(4, "0")}?stream=1`));
+    for (let i = 0; i < options.users; i++)
+      users.push(new User(`ws://127.0.0.1:${nginxPort}/ws/bench${String(i).padStart(4, "0")}?stream=1`));
     await Promise.all(users.map((user) => user.opened));
     // Warm-up: every session loaded, every code path compiled.
     for (let round = 0; round < 3; round++) await Promise.all(users.map((user, i) => user.turn(`warm-up ${i} ${round}`)));
@@ -229,7 +243,9 @@ async function runPhase(options: {
     const perTurn = (key: keyof typeof before) => Math.round(((after[key] - before[key]) / turns) * 100) / 100;
     const cores = (key: keyof typeof before) => Math.round(((after[key] - before[key]) / (elapsedS * 1000)) * 100) / 100;
     const placement = await Promise.all(
-      instances.map(async (instance) => ((await (await fetch(`${instance.url}/health`)).json()) as { active_sessions: number }).active_sessions),
+      instances.map(
+        async (instance) => ((await (await fetch(`${instance.url}/health`)).json()) as { active_sessions: number }).active_sessions,
+      ),
     );
     return {
       instances: options.instances,
@@ -240,8 +256,20 @@ async function runPhase(options: {
       p50_ms: Math.round(percentile(latencies, 0.5) * 10) / 10,
       p99_ms: Math.round(percentile(latencies, 0.99) * 10) / 10,
       max_ms: Math.round(Math.max(...latencies) * 10) / 10,
-      cpu_ms_per_turn: { instances: perTurn("instances"), redis: perTurn("redis"), nginx: perTurn("nginx"), model: perTurn("model"), load_generator: perTurn("load_generator") },
-      cores_used: { instances: cores("instances"), redis: cores("redis"), nginx: cores("nginx"), model: cores("model"), load_generator: cores("load_generator") },
+      cpu_ms_per_turn: {
+        instances: perTurn("instances"),
+        redis: perTurn("redis"),
+        nginx: perTurn("nginx"),
+        model: perTurn("model"),
+        load_generator: perTurn("load_generator"),
+      },
+      cores_used: {
+        instances: cores("instances"),
+        redis: cores("redis"),
+        nginx: cores("nginx"),
+        model: cores("model"),
+        load_generator: cores("load_generator"),
+      },
       instance_rss_mb: instances.map((instance) => rssMb(instance.pid)),
       users_per_instance: placement,
     };
@@ -282,8 +310,19 @@ async function main(): Promise<void> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void stopAll().finally(() => process.exit(130)));
 
   const say = (text: string) => console.log(text);
-  say(`cluster bench: ${users} users, closed loop, ${seconds} s per phase, answers of ${deltas} deltas, model latency ${latencyMs} ms, ${availableParallelism()} CPU cores`);
-  const model = spawnChild("model", process.execPath, ["--import", "tsx", HERE, "--model-server", "--latency-ms", String(latencyMs), "--deltas", String(deltas)]);
+  say(
+    `cluster bench: ${users} users, closed loop, ${seconds} s per phase, answers of ${deltas} deltas, model latency ${latencyMs} ms, ${availableParallelism()} CPU cores`,
+  );
+  const model = spawnChild("model", process.execPath, [
+    "--import",
+    "tsx",
+    HERE,
+    "--model-server",
+    "--latency-ms",
+    String(latencyMs),
+    "--deltas",
+    String(deltas),
+  ]);
   try {
     const modelUrl = (await waitForOutput(model, /model (http:\/\/\S+)/, 30_000))[1] ?? "";
     const phases: PhaseResult[] = [];
@@ -291,7 +330,9 @@ async function main(): Promise<void> {
       phases.push(await runPhase({ instances, users, seconds, modelUrl, model, redisBin, nginxBin, say }));
     }
     say("");
-    say("| instances | turns/s | p50 ms | p99 ms | max ms | CPU ms per turn: instances / redis / nginx / model / load | cores used: instances / redis / nginx / model / load | users per instance | RSS MB per instance |");
+    say(
+      "| instances | turns/s | p50 ms | p99 ms | max ms | CPU ms per turn: instances / redis / nginx / model / load | cores used: instances / redis / nginx / model / load | users per instance | RSS MB per instance |",
+    );
     say("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (const phase of phases) {
       const c = phase.cpu_ms_per_turn;
@@ -300,7 +341,11 @@ async function main(): Promise<void> {
         `| ${phase.instances} | ${phase.turns_per_second} | ${phase.p50_ms} | ${phase.p99_ms} | ${phase.max_ms} | ${c.instances} / ${c.redis} / ${c.nginx} / ${c.model} / ${c.load_generator} | ${k.instances} / ${k.redis} / ${k.nginx} / ${k.model} / ${k.load_generator} | ${phase.users_per_instance.join(", ")} | ${phase.instance_rss_mb.join(", ")} |`,
       );
     }
-    if (values.json) writeFileSync(values.json, `${JSON.stringify({ users, seconds, deltas, latency_ms: latencyMs, cores: availableParallelism(), phases }, null, 2)}\n`);
+    if (values.json)
+      writeFileSync(
+        values.json,
+        `${JSON.stringify({ users, seconds, deltas, latency_ms: latencyMs, cores: availableParallelism(), phases }, null, 2)}\n`,
+      );
   } finally {
     await stopAll();
   }

@@ -29,7 +29,9 @@ export function renderNginxConfig(template: string, options: NginxOptions): stri
   if (!/^(?:[\w.-]+:|\[[\da-fA-F:]+\]:)?\d{1,5}$/.test(options.listen)) throw new Error(`not a port or address:port: "${options.listen}"`);
   const maxFails = options.maxFails ?? 1;
   const failTimeout = options.failTimeoutSeconds ?? 10;
-  const servers = options.servers.map((server) => `        server ${server} max_fails=${maxFails} fail_timeout=${failTimeout}s;`).join("\n");
+  const servers = options.servers
+    .map((server) => `        server ${server} max_fails=${maxFails} fail_timeout=${failTimeout}s;`)
+    .join("\n");
   const rendered = template.replaceAll("{{LISTEN}}", options.listen).replaceAll("{{SERVERS}}", servers);
   const left = /\{\{\w+\}\}/.exec(rendered);
   if (left) throw new Error(`the template has a placeholder this renderer does not fill: ${left[0]}`);

@@ -259,15 +259,25 @@ export interface RedisOptions {
 export async function startRedis(options: RedisOptions): Promise<Child & { url: string }> {
   mkdirSync(options.dir, { recursive: true });
   const args = [
-    "--port", String(options.port),
-    "--bind", "127.0.0.1",
-    "--dir", options.dir,
-    "--save", "",
-    "--appendonly", options.persist ? "yes" : "no",
-    "--daemonize", "no",
-    "--logfile", "",
+    "--port",
+    String(options.port),
+    "--bind",
+    "127.0.0.1",
+    "--dir",
+    options.dir,
+    "--save",
+    "",
+    "--appendonly",
+    options.persist ? "yes" : "no",
+    "--daemonize",
+    "no",
+    "--logfile",
+    "",
   ];
-  const child = spawnChild(`redis :${options.port}`, options.bin, args, { cwd: options.dir, ...(options.onLine ? { onLine: options.onLine } : {}) });
+  const child = spawnChild(`redis :${options.port}`, options.bin, args, {
+    cwd: options.dir,
+    ...(options.onLine ? { onLine: options.onLine } : {}),
+  });
   try {
     await waitForOutput(child, /Ready to accept connections/, 10_000);
   } catch (error) {
@@ -357,7 +367,10 @@ export interface Instance extends Child {
 export const SECRETS_FILE = "mcp_agent.secrets.yaml";
 
 /** Writes the instance's config (and a copy of the secrets file beside it) into `dir`. */
-export function writeInstanceConfig(options: Omit<InstanceOptions, "env" | "cwd" | "args" | "onLine">): { configPath: string; logPattern: string | undefined } {
+export function writeInstanceConfig(options: Omit<InstanceOptions, "env" | "cwd" | "args" | "onLine">): {
+  configPath: string;
+  logPattern: string | undefined;
+} {
   mkdirSync(options.dir, { recursive: true, mode: 0o700 });
   chmodSync(options.dir, 0o700);
   const { text, logPattern } = instanceConfig({ ...options, sourceText: readFileSync(options.sourcePath, "utf8") });

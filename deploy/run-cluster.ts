@@ -81,8 +81,13 @@ if (missing.length > 0) {
   console.error(`${missing.join(" and ")} not found: apt-get install -y ${missing.join(" ")}`);
   process.exit(1);
 }
-if (instancePorts.includes(redisPort) || redisPort === port) fail(`--redis-port ${redisPort} collides with the nginx or instance ports (${port}-${port + count})`);
-for (const [name, wanted] of [["nginx (--port)", port], ["redis-server (--redis-port)", redisPort], ...instancePorts.map((p, i) => [`instance ${i + 1}`, p] as const)] as const) {
+if (instancePorts.includes(redisPort) || redisPort === port)
+  fail(`--redis-port ${redisPort} collides with the nginx or instance ports (${port}-${port + count})`);
+for (const [name, wanted] of [
+  ["nginx (--port)", port],
+  ["redis-server (--redis-port)", redisPort],
+  ...instancePorts.map((p, i) => [`instance ${i + 1}`, p] as const),
+] as const) {
   if (!(await portFree(wanted))) fail(`port ${wanted} for ${name} is already in use: choose other ports with --port / --redis-port`, 1);
 }
 

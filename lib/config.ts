@@ -29,7 +29,11 @@ const McpServerSchema = z.object({
   user_agent: z.string().optional(),
   ignore_robots_txt: z.boolean().default(false),
   fetch_timeout_seconds: seconds.default(30),
-  max_fetch_bytes: z.number().int().positive().default(5 * 1024 * 1024),
+  max_fetch_bytes: z
+    .number()
+    .int()
+    .positive()
+    .default(5 * 1024 * 1024),
 });
 
 const LoggerSchema = z.object({
@@ -107,7 +111,11 @@ const ConfigSchema = z.object({
   limits: z
     .object({
       /** Largest WebSocket frame; bigger ones close the socket with 1009. */
-      max_payload_bytes: z.number().int().positive().default(1024 * 1024),
+      max_payload_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(1024 * 1024),
       /** Longest chat message, in characters. */
       max_message_chars: z.number().int().positive().default(32_000),
       max_sessions: z.number().int().positive().default(2000),
@@ -122,9 +130,17 @@ const ConfigSchema = z.object({
       /** Sessions that start their MCP servers on connect; beyond this, servers start on the first turn. */
       max_warm_sessions: z.number().int().min(0).default(50),
       /** Past this many unsent bytes a socket's deltas are coalesced... */
-      send_buffer_soft_bytes: z.number().int().positive().default(256 * 1024),
+      send_buffer_soft_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(256 * 1024),
       /** ...and past this many it is closed (the turn still completes into the history). */
-      send_buffer_hard_bytes: z.number().int().positive().default(4 * 1024 * 1024),
+      send_buffer_hard_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(4 * 1024 * 1024),
     })
     .prefault({}),
   /** `session.store: redis`: several instances share sessions through this Redis. */

@@ -66,7 +66,8 @@ export function parseClientFrame(text: string): ParsedClientFrame {
 }
 
 function parseApproval(data: Record<string, unknown>): ParsedClientFrame {
-  if (typeof data.call_id !== "string" || data.call_id === "") return { ok: false, error: 'an approval needs "call_id": the id from the approval_request' };
+  if (typeof data.call_id !== "string" || data.call_id === "")
+    return { ok: false, error: 'an approval needs "call_id": the id from the approval_request' };
   if (typeof data.approved !== "boolean") return { ok: false, error: 'an approval needs "approved": true or false' };
   if (data.reason !== undefined && typeof data.reason !== "string") return { ok: false, error: '"reason" must be a string' };
   if (data.always !== undefined && typeof data.always !== "boolean") return { ok: false, error: '"always" must be true or false' };
@@ -146,8 +147,18 @@ export interface ToolCallFields {
   arguments: unknown;
 }
 
-export function toolCallFields(turnId: string, call: { callId: string; name: string; server: string; tool: string; arguments: string }): ToolCallFields {
-  return { turn_id: turnId, call_id: call.callId, name: call.name, server: call.server, tool: call.tool, arguments: displayArguments(call.arguments) };
+export function toolCallFields(
+  turnId: string,
+  call: { callId: string; name: string; server: string; tool: string; arguments: string },
+): ToolCallFields {
+  return {
+    turn_id: turnId,
+    call_id: call.callId,
+    name: call.name,
+    server: call.server,
+    tool: call.tool,
+    arguments: displayArguments(call.arguments),
+  };
 }
 
 export interface ToolStartFrame extends ToolCallFields {

@@ -93,7 +93,9 @@ test("failing tools are reported to the model as results, not as a failed turn",
 
 test("a crashed MCP server is a tool error for the model; the turn still answers", async () => {
   model.setResponder((request) =>
-    afterTool(request) ? { content: `after crash: ${toolResults(request).at(-1)}` } : { toolCalls: [{ name: "test_crash", arguments: {} }] },
+    afterTool(request)
+      ? { content: `after crash: ${toolResults(request).at(-1)}` }
+      : { toolCalls: [{ name: "test_crash", arguments: {} }] },
   );
   const { client } = await connectUser(running, "crasher");
   const answer = await ask(client, "crash it");
@@ -132,7 +134,8 @@ test("a model error ends the turn with an error frame; session and history are k
 
 test("history keeps every user, assistant and tool message so later turns see them", async () => {
   model.setResponder((request) => {
-    if (lastUserText(request) === "write" && !afterTool(request)) return { toolCalls: [{ name: "test_echo", arguments: { text: "remember me" } }] };
+    if (lastUserText(request) === "write" && !afterTool(request))
+      return { toolCalls: [{ name: "test_echo", arguments: { text: "remember me" } }] };
     return { content: `echo: ${lastUserText(request)}` };
   });
   const { client } = await connectUser(running, "historian");
@@ -167,8 +170,14 @@ test("the history is capped without leaving a tool result without its call", asy
     assert.equal(history[0]?.role, "user");
     for (const [index, message] of history.entries()) {
       if (message.role !== "tool") continue;
-      const caller = history.slice(0, index).reverse().find((m) => m.role === "assistant" && m.tool_calls);
-      assert.ok(caller?.tool_calls?.some((call) => call.id === message.tool_call_id), "tool result has its call");
+      const caller = history
+        .slice(0, index)
+        .reverse()
+        .find((m) => m.role === "assistant" && m.tool_calls);
+      assert.ok(
+        caller?.tool_calls?.some((call) => call.id === message.tool_call_id),
+        "tool result has its call",
+      );
     }
     assert.ok(!history.some((m) => m.content === "turn 0"), "the oldest turn was trimmed");
     await client.close();

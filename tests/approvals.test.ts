@@ -2,7 +2,18 @@
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { startModelServer, lastUserText, afterTool, type ModelServer } from "./helpers/model-server.ts";
-import { ask, baseConfig, connect, connectUser, readLog, startServer, testServerEntry, until, type Frame, type RunningServer } from "./helpers/harness.ts";
+import {
+  ask,
+  baseConfig,
+  connect,
+  connectUser,
+  readLog,
+  startServer,
+  testServerEntry,
+  until,
+  type Frame,
+  type RunningServer,
+} from "./helpers/harness.ts";
 import { requiresApproval } from "../lib/session/approvals.ts";
 import { loadConfig } from "../lib/config.ts";
 
@@ -57,7 +68,10 @@ test("approve: the request names the call, the tool runs, and the turn goes on",
   assert.deepEqual([resolved.approved, resolved.by], [true, "user"]);
   assert.equal((await client.nextMatching((f) => f.type === "answer")).message, "MODEL SAW: echo:hello");
   // The log is written asynchronously: wait for the line rather than read it at once.
-  await until(() => readLog(running.logPath).some((line) => line.event === "approval" && line.call_id === request.call_id), "approval logged");
+  await until(
+    () => readLog(running.logPath).some((line) => line.event === "approval" && line.call_id === request.call_id),
+    "approval logged",
+  );
   const lines = readLog(running.logPath).filter((line) => line.event === "approval" && line.call_id === request.call_id);
   assert.equal(lines.length, 1);
   assert.equal(lines[0]?.decision, "approved");
@@ -88,7 +102,10 @@ test("no answer within the timeout is a denial", async () => {
   await client.nextMatching((f) => f.type === "approval_request");
   const resolved = await client.nextMatching((f) => f.type === "approval_resolved");
   assert.deepEqual([resolved.approved, resolved.by], [false, "timeout"]);
-  assert.match(String((await client.nextMatching((f) => f.type === "answer")).message), /nobody answered the approval request within 0\.5 s/);
+  assert.match(
+    String((await client.nextMatching((f) => f.type === "answer")).message),
+    /nobody answered the approval request within 0\.5 s/,
+  );
   await client.close();
 });
 
@@ -106,14 +123,20 @@ test("always allow: the same tool runs without asking for the rest of the sessio
   }
   assert.ok(!frames.some((f) => f.type === "approval_request"), "no second request");
   assert.equal(frames.at(-1)?.message, "MODEL SAW: echo:two");
-  await until(() => readLog(running.logPath).some((l) => l.event === "approval" && l.user_id === "truster" && l.by === "session"), "session allowance logged");
+  await until(
+    () => readLog(running.logPath).some((l) => l.event === "approval" && l.user_id === "truster" && l.by === "session"),
+    "session allowance logged",
+  );
   await client.close();
 });
 
 test("a seed-style socket never hangs: a call that needs approval is denied at once, saying why", async () => {
   const { client } = await connectUser(running, "seed_only");
   const answer = await ask(client, "echo from seed");
-  assert.match(String(answer.message), /^MODEL SAW: Error: denied: this tool call needs a person's approval and no client that can give it is connected/);
+  assert.match(
+    String(answer.message),
+    /^MODEL SAW: Error: denied: this tool call needs a person's approval and no client that can give it is connected/,
+  );
   // Tools that need no approval run as usual.
   assert.match(String((await ask(client, "unguarded")).message), /failed on purpose/);
   await client.close();
@@ -147,7 +170,10 @@ test("two sockets race to answer: the first answer wins, the second is told", as
   const resolved = await tab1.client.nextMatching((f) => f.type === "approval_resolved");
   assert.equal(resolved.approved, false);
   assert.match(String((await tab1.client.nextMatching((f) => f.type === "error")).error), /no approval is waiting/);
-  assert.equal((await tab2.client.nextMatching((f) => f.type === "answer")).message, "MODEL SAW: Error: denied by the user: tab two says no");
+  assert.equal(
+    (await tab2.client.nextMatching((f) => f.type === "answer")).message,
+    "MODEL SAW: Error: denied by the user: tab two says no",
+  );
   await tab1.client.close();
   await tab2.client.close();
 });
@@ -167,7 +193,13 @@ test("resume: a page reloaded mid-turn gets the turn so far, keeps streaming, an
   const replayed: Frame[] = [];
   for (let frame = await page.next(); frame.type !== "approval_request"; frame = await page.next()) replayed.push(frame);
   assert.equal(replayed[0]?.type, "turn_start");
-  assert.equal(replayed.filter((f) => f.type === "delta").map((f) => f.text).join(""), "Let me check. ");
+  assert.equal(
+    replayed
+      .filter((f) => f.type === "delta")
+      .map((f) => f.text)
+      .join(""),
+    "Let me check. ",
+  );
   assert.ok(replayed.some((f) => f.type === "tool_start"));
   page.send({ type: "approval", call_id: request.call_id, approved: true });
   const answer = await page.nextMatching((f) => f.type === "answer");

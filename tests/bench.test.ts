@@ -71,7 +71,10 @@ test("npm run bench -- --quick runs and reports every figure", { timeout: 240_00
     const results = JSON.parse(readFileSync(out, "utf8")) as Results;
     assert.equal(results.mode, "quick");
     assert.ok(!Number.isNaN(Date.parse(results.date)), "the date");
-    assert.ok(results.machine.os && results.machine.node && results.machine.cpus > 0 && results.machine.totalMemoryBytes > 0, "the machine");
+    assert.ok(
+      results.machine.os && results.machine.node && results.machine.cpus > 0 && results.machine.totalMemoryBytes > 0,
+      "the machine",
+    );
     assert.deepEqual(results.settings.latencies, LATENCIES);
     assert.equal(results.leftover_processes, 0, "no process of the run outlives it");
 

@@ -58,7 +58,6 @@ function modelConfig(extra: Record<string, unknown> = {}): Record<string, unknow
   return { openai: { base_url: model.baseUrl, default_model: "test-model", max_retries: 0 }, ...extra };
 }
 
-
 async function connectTo(url: string, userId: string): Promise<{ client: TestClient; welcome: Frame }> {
   const client = await connect(`${url.replace(/^http/, "ws")}/ws/${userId}`);
   return { client, welcome: await client.next() };
@@ -178,7 +177,9 @@ describe("signals", { concurrency: 2 }, () => {
       const listed = info.mcp_servers as { name: string; state: string; pid?: number }[];
       assert.deepEqual(
         listed.map((server) => [server.name, server.state]).sort(),
-        Object.keys(servers).sort().map((name) => [name, "ready"]),
+        Object.keys(servers)
+          .sort()
+          .map((name) => [name, "ready"]),
       );
       const pids = descendants(spawned.child.pid!);
       for (const { pid } of listed) assert.ok(pid !== undefined && pids.includes(pid), `MCP server pid ${pid} among ${pids.join(",")}`);

@@ -9,7 +9,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import WebSocket, { WebSocketServer } from "ws";
+import type WebSocket from "ws";
+import { WebSocketServer } from "ws";
 import { afterTool, echoResponder, lastUserText, startModelServer, type ModelServer } from "./helpers/model-server.ts";
 import { baseConfig, connect, ROOT, startServer, testServerEntry, until, type RunningServer } from "./helpers/harness.ts";
 import {
@@ -26,7 +27,7 @@ import {
 } from "../client.ts";
 
 const CLIENT = path.join(ROOT, "client.ts");
-const SGR = /\x1b\[[0-9;]*m/;
+const SGR = new RegExp(String.raw`\u001b\[[0-9;]*m`);
 
 let model: ModelServer;
 let running: RunningServer;
@@ -98,7 +99,8 @@ class ClientProcess {
         throw new Error(`client exited before ${pattern} appeared.\nstdout: ${JSON.stringify(this.stdout)}\nstderr: ${this.stderr}`);
       }
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new Error(`no ${pattern} within ${timeoutMs} ms.\nstdout: ${JSON.stringify(this.stdout)}\nstderr: ${this.stderr}`);
+      if (remaining <= 0)
+        throw new Error(`no ${pattern} within ${timeoutMs} ms.\nstdout: ${JSON.stringify(this.stdout)}\nstderr: ${this.stderr}`);
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
@@ -127,7 +129,10 @@ class ClientProcess {
   async finished(timeoutMs = 20000): Promise<Finished> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`client did not exit within ${timeoutMs} ms.\nstdout: ${this.stdout}\nstderr: ${this.stderr}`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`client did not exit within ${timeoutMs} ms.\nstdout: ${this.stdout}\nstderr: ${this.stderr}`)),
+        timeoutMs,
+      );
     });
     try {
       return await Promise.race([this.exited, timeout]);
@@ -163,7 +168,9 @@ function startInteractive(args: string[], env: Record<string, string> = {}): Cli
 
 /** A model reply that calls the test server's echo tool once, then answers. */
 function toolThenAnswer(answer: string): void {
-  model.setResponder((request) => (afterTool(request) ? { content: answer } : { toolCalls: [{ name: "test_echo", arguments: { text: "hi" } }] }));
+  model.setResponder((request) =>
+    afterTool(request) ? { content: answer } : { toolCalls: [{ name: "test_echo", arguments: { text: "hi" } }] },
+  );
 }
 
 function resetModel(): void {
@@ -183,7 +190,10 @@ async function closedPort(): Promise<number> {
 
 describe("options and frames (pure)", () => {
   test("--url takes ws(s) and http(s), keeps a path prefix, appends /ws/<user> and asks for streaming", () => {
-    assert.deepEqual(socketTarget("ws://127.0.0.1:8000", "alice"), { url: "ws://127.0.0.1:8000/ws/alice?stream=1", display: "ws://127.0.0.1:8000/ws/alice" });
+    assert.deepEqual(socketTarget("ws://127.0.0.1:8000", "alice"), {
+      url: "ws://127.0.0.1:8000/ws/alice?stream=1",
+      display: "ws://127.0.0.1:8000/ws/alice",
+    });
     assert.equal(socketTarget("http://h:1/", "a").url, "ws://h:1/ws/a?stream=1");
     assert.equal(socketTarget("https://h/agent/", "a").url, "wss://h/agent/ws/a?stream=1");
     assert.equal(socketTarget("wss://u:p@h", "a").display, "wss://h/ws/a");
@@ -235,17 +245,35 @@ describe("options and frames (pure)", () => {
   });
 
   test("bad values are usage errors", () => {
-    for (const argv of [["--user", "a b"], ["--user", ".."], ["--timeout", "0"], ["--timeout", "x"], ["--timeout", "-1"], ["-m", " "], ["--token", ""], ["--nope"], ["word"]]) {
+    for (const argv of [
+      ["--user", "a b"],
+      ["--user", ".."],
+      ["--timeout", "0"],
+      ["--timeout", "x"],
+      ["--timeout", "-1"],
+      ["-m", " "],
+      ["--token", ""],
+      ["--nope"],
+      ["word"],
+    ]) {
       assert.throws(() => parseOptions(argv, {}), UsageError, argv.join(" "));
     }
     assert.throws(() => parseOptions([], { USER: "has space" }), /invalid user id "has space"/);
   });
 
   test("frames are checked field by field; seed frames have no type", () => {
-    assert.deepEqual(classifyFrame({ type: "delta", turn_id: "t", text: "x" }), { kind: "delta", frame: { type: "delta", turn_id: "t", text: "x" } });
+    assert.deepEqual(classifyFrame({ type: "delta", turn_id: "t", text: "x" }), {
+      kind: "delta",
+      frame: { type: "delta", turn_id: "t", text: "x" },
+    });
     assert.equal(classifyFrame({ type: "delta", turn_id: "t" }).kind, "other");
     assert.deepEqual(classifyFrame({ error: "e" }), { kind: "error", frame: { error: "e" }, turnId: undefined, clientId: undefined });
-    assert.deepEqual(classifyFrame({ type: "error", turn_id: "t", error: "e" }), { kind: "error", frame: { error: "e" }, turnId: "t", clientId: undefined });
+    assert.deepEqual(classifyFrame({ type: "error", turn_id: "t", error: "e" }), {
+      kind: "error",
+      frame: { error: "e" },
+      turnId: "t",
+      clientId: undefined,
+    });
     assert.deepEqual(classifyFrame({ type: "turn_start", turn_id: "t", input: "i", client_id: "c" }), {
       kind: "turn_start",
       frame: { type: "turn_start", turn_id: "t", input: "i" },
@@ -258,21 +286,46 @@ describe("options and frames (pure)", () => {
     });
     const welcome = classifyFrame({ type: "welcome", message: "m", user_id: "u", session_id: "s", stream: true });
     assert.equal(welcome.kind === "welcome" && welcome.streaming, true);
-    const history = classifyFrame({ type: "history", user_id: "u", session_id: "s", items: [{ role: "user", turn_id: "t", content: "c", status: "cancelled" }, { role: "bogus" }, 7] });
+    const history = classifyFrame({
+      type: "history",
+      user_id: "u",
+      session_id: "s",
+      items: [{ role: "user", turn_id: "t", content: "c", status: "cancelled" }, { role: "bogus" }, 7],
+    });
     assert.equal(history.kind === "history" && history.frame.items.length, 1);
-    for (const junk of [null, 3, "text", [], { type: "answer", message: 1 }, { type: "mystery" }]) assert.equal(classifyFrame(junk).kind, "other");
+    for (const junk of [null, 3, "text", [], { type: "answer", message: 1 }, { type: "mystery" }])
+      assert.equal(classifyFrame(junk).kind, "other");
   });
 
   test("approval frames are checked too; a late answer's error is told apart from a refusal", () => {
-    const request = { type: "approval_request", turn_id: "t", call_id: "c", name: "s_tool", server: "s", tool: "tool", arguments: { a: 1 }, timeout_ms: 5000 };
+    const request = {
+      type: "approval_request",
+      turn_id: "t",
+      call_id: "c",
+      name: "s_tool",
+      server: "s",
+      tool: "tool",
+      arguments: { a: 1 },
+      timeout_ms: 5000,
+    };
     assert.deepEqual(classifyFrame(request), { kind: "approval_request", frame: request });
     assert.equal(classifyFrame({ ...request, call_id: "" }).kind, "other");
     assert.equal(classifyFrame({ ...request, turn_id: undefined }).kind, "other");
-    const resolved = { type: "approval_resolved", turn_id: "t", call_id: "c", approved: false, reason: "denied: nobody answered", by: "timeout" };
+    const resolved = {
+      type: "approval_resolved",
+      turn_id: "t",
+      call_id: "c",
+      approved: false,
+      reason: "denied: nobody answered",
+      by: "timeout",
+    };
     assert.deepEqual(classifyFrame(resolved), { kind: "approval_resolved", frame: resolved });
     assert.equal(classifyFrame({ ...resolved, by: "nobody" }).kind, "other");
     assert.equal(classifyFrame({ ...resolved, approved: "no" }).kind, "other");
-    const late = { frame: { error: "no approval is waiting for call c1 (it was already answered, timed out or cancelled)" }, turnId: undefined };
+    const late = {
+      frame: { error: "no approval is waiting for call c1 (it was already answered, timed out or cancelled)" },
+      turnId: undefined,
+    };
     assert.equal(lateApprovalCallId(late), "c1");
     assert.equal(lateApprovalCallId({ frame: { error: "queue full" }, turnId: undefined }), undefined);
     assert.equal(lateApprovalCallId({ ...late, turnId: "t" }), undefined);
@@ -343,7 +396,10 @@ describe("scripting", () => {
     model.setResponder(() => ({ content: "streamed in pieces", chunkChars: 3 }));
     const { code, stdout } = await runClient([...at("json_user"), "--json", "-m", "hi"]);
     assert.equal(code, 0);
-    const frames = stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    const frames = stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     assert.equal(frames[0]?.type, "welcome");
     assert.equal(frames[0]?.stream, true);
     assert.equal(frames[0]?.user_id, "json_user");
@@ -352,7 +408,10 @@ describe("scripting", () => {
     assert.ok(types.filter((type) => type === "delta").length >= 3, types.join(","));
     assert.equal(types.at(-1), "answer");
     assert.equal(frames.at(-1)?.message, "streamed in pieces");
-    const text = frames.filter((frame) => frame.type === "delta").map((frame) => frame.text).join("");
+    const text = frames
+      .filter((frame) => frame.type === "delta")
+      .map((frame) => frame.text)
+      .join("");
     assert.equal(text, "streamed in pieces");
   });
 
@@ -376,7 +435,10 @@ describe("scripting", () => {
     release();
     const { code, stdout } = await client.finished();
     assert.equal(code, 0);
-    const frames = stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    const frames = stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     const inputs = frames.filter((frame) => frame.type === "turn_start").map((frame) => frame.input);
     assert.deepEqual(inputs, ["from the other tab", "mine"]);
     assert.ok(frames.some((frame) => frame.type === "answer" && frame.message === "the other answer"));
@@ -426,7 +488,10 @@ describe("scripting", () => {
     const { code, stderr } = await runClient(["--url", `${running.url}/prefix`, "--user", "alice", "-m", "hi"]);
     assert.equal(code, 3);
     const wsBase = running.url.replace(/^http/, "ws");
-    assert.equal(stderr, `✖ cannot connect to ${wsBase}/prefix/ws/alice: HTTP 404 Not Found: not found: /prefix/ws/alice; connect to /ws/<user_id>\n`);
+    assert.equal(
+      stderr,
+      `✖ cannot connect to ${wsBase}/prefix/ws/alice: HTTP 404 Not Found: not found: /prefix/ws/alice; connect to /ws/<user_id>\n`,
+    );
   });
 
   test("exit 3: the server goes away in the middle of a turn", async () => {
@@ -465,7 +530,10 @@ describe("scripting", () => {
     assert.match(stderr, /no answer within 0\.5 s to "take your time"; cancelled it/);
     // The cancel reached the server: the turn ended as cancelled, and a model call still open was aborted.
     const session = running.server.sessions.get("slowpoke");
-    await until(() => session?.historyItems().some((item) => item.role === "user" && item.status === "cancelled") === true, "a cancelled turn");
+    await until(
+      () => session?.historyItems().some((item) => item.role === "user" && item.status === "cancelled") === true,
+      "a cancelled turn",
+    );
     await until(() => model.requests.length === seen || model.aborted > aborted, "the model request to be aborted");
     assert.ok(!model.requests.some((request) => request.messages.at(-1)?.content === "never sent"));
   });
@@ -503,7 +571,9 @@ describe("against a seed-only server that wants a token", () => {
       seen.push({ authorization: req.headers.authorization, path: req.url });
       if (req.headers.authorization !== "Bearer s3cret") {
         const body = JSON.stringify({ error: "missing or wrong token" });
-        socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+        socket.end(
+          `HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        );
         return;
       }
       wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
@@ -538,7 +608,9 @@ describe("against a seed-only server that wants a token", () => {
     assert.equal(fromEnv.stdout, "seed: c\n");
     assert.equal(fromEnv.code, 0);
     // The server's own variable wins over the client's older name.
-    const authEnv = await runClient(["--url", url, "--user", "seeder", "-m", "d"], { env: { MCP_AGENT_AUTH_TOKEN: "s3cret", MCP_AGENT_TOKEN: "wrong" } });
+    const authEnv = await runClient(["--url", url, "--user", "seeder", "-m", "d"], {
+      env: { MCP_AGENT_AUTH_TOKEN: "s3cret", MCP_AGENT_TOKEN: "wrong" },
+    });
     assert.equal(authEnv.stdout, "seed: d\n");
     assert.equal(authEnv.code, 0);
     assert.equal(seen.at(-1)?.authorization, "Bearer s3cret");
@@ -572,7 +644,10 @@ describe("interactive (pseudo-terminal)", () => {
   });
 
   test("prompt, streamed answer with a tool line, an error, help, /history, quit; NO_COLOR means no colour", async (t) => {
-    const withTools = await startServer({ config: baseConfig(model.baseUrl, { test: testServerEntry }), secrets: { openai: { api_key: "sk-test" } } });
+    const withTools = await startServer({
+      config: baseConfig(model.baseUrl, { test: testServerEntry }),
+      secrets: { openai: { api_key: "sk-test" } },
+    });
     t.after(() => withTools.close());
     const client = startInteractive(at("tty_user", withTools), { NO_COLOR: "1" });
     await client.expect(/connected to .*\/ws\/tty_user as tty_user/);
@@ -716,7 +791,10 @@ describe("approvals", () => {
 
     const json = await runClient([...at("approve_all", guarded), "--approve-all", "--json", "-m", "echo again"]);
     assert.equal(json.code, 0);
-    const frames = json.stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    const frames = json.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     const request = frames.find((frame) => frame.type === "approval_request");
     assert.equal(request?.name, "test_echo");
     assert.deepEqual(request?.arguments, { text: "again" });
@@ -745,7 +823,10 @@ describe("approvals", () => {
     echoThroughTool();
     const { code, stdout, stderr } = await runClient([...at("no_answer", hasty), "-m", "echo waiting"]);
     assert.match(stdout, /^MODEL SAW: Error: denied: nobody answered the approval request within [\d.]+ s\n$/);
-    assert.match(stderr, /^note: "echo waiting": the tool call test_echo \{"text":"waiting"\} waits for approval from another client of user no_answer .*--approve-all or --deny-all.*the server denies the call\n$/);
+    assert.match(
+      stderr,
+      /^note: "echo waiting": the tool call test_echo \{"text":"waiting"\} waits for approval from another client of user no_answer .*--approve-all or --deny-all.*the server denies the call\n$/,
+    );
     assert.equal(code, 0);
   });
 
@@ -755,7 +836,9 @@ describe("approvals", () => {
     await client.expect(/you> /);
 
     client.write("echo secret\r");
-    await client.expect(/\[\d\d:\d\d:\d\d\] ⚠ approve test_echo \{"text":"secret"\}\? \[y\]es \/ \[n\]o \/ \[a\]lways \(waits up to 120 s\)\r?\n/);
+    await client.expect(
+      /\[\d\d:\d\d:\d\d\] ⚠ approve test_echo \{"text":"secret"\}\? \[y\]es \/ \[n\]o \/ \[a\]lways \(waits up to 120 s\)\r?\n/,
+    );
     await client.expect(/approve\? \[y\/n\/a\]> /);
     // Something that is not an answer is asked again.
     client.write("maybe\r");

@@ -47,7 +47,6 @@ function errorOf(text: string, secrets?: string): string {
   assert.fail("the config was accepted");
 }
 
-
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 
 // ---- point 16: parsing ------------------------------------------------------------------------
@@ -181,7 +180,13 @@ describe("loadConfig", () => {
     const file = path.join(dir, "mcp_agent.config.yaml");
     copyFileSync(path.join(ROOT, "mcp_agent.config.yaml"), file);
 
-    const raw = parse(readFileSync(file, "utf8")) as Record<string, any>;
+    const raw = parse(readFileSync(file, "utf8")) as {
+      $schema?: unknown;
+      execution_engine?: unknown;
+      logger?: unknown;
+      mcp: { servers: Record<string, unknown> };
+      openai?: { default_model?: unknown };
+    };
     assert.equal(typeof raw.$schema, "string");
     assert.equal(raw.execution_engine, "asyncio");
     assert.ok(raw.logger && typeof raw.logger === "object");
@@ -215,9 +220,12 @@ describe("loadConfig", () => {
   });
 
   test("a missing config file is a ConfigError naming it", () => {
-    assert.throws(() => loadConfig("/nonexistent/mcp_agent.config.yaml", {}), (error: unknown) => {
-      return error instanceof ConfigError && error.message.includes("/nonexistent/mcp_agent.config.yaml");
-    });
+    assert.throws(
+      () => loadConfig("/nonexistent/mcp_agent.config.yaml", {}),
+      (error: unknown) => {
+        return error instanceof ConfigError && error.message.includes("/nonexistent/mcp_agent.config.yaml");
+      },
+    );
   });
 });
 
@@ -243,7 +251,12 @@ describe("loggerFromConfig", () => {
   const configIn = (text: string, secrets?: string): Config => {
     const dir = mkdtempSync(path.join(tmpdir(), "mcp-agent-log-"));
     dirs.push(dir);
-    return parseConfig({ file: path.join(dir, "c.yaml"), text }, secrets ? { file: path.join(dir, "s.yaml"), text: secrets } : undefined, {}, dir);
+    return parseConfig(
+      { file: path.join(dir, "c.yaml"), text },
+      secrets ? { file: path.join(dir, "s.yaml"), text: secrets } : undefined,
+      {},
+      dir,
+    );
   };
 
   test("the default path_pattern is logs/mcp-agent-{unique_id}.jsonl under the config's folder, folder created", async () => {
@@ -262,7 +275,9 @@ describe("loggerFromConfig", () => {
   });
 
   test("a custom path_pattern with unique_id session_id", async () => {
-    const config = configIn("logger:\n  transports: [file]\n  path_settings:\n    path_pattern: deep/er/run-{unique_id}.log\n    unique_id: session_id\n");
+    const config = configIn(
+      "logger:\n  transports: [file]\n  path_settings:\n    path_pattern: deep/er/run-{unique_id}.log\n    unique_id: session_id\n",
+    );
     const log = loggerFromConfig(config);
     assert.match(log.filePath ?? "", /\/deep\/er\/run-[0-9a-f-]{36}\.log$/);
     assert.ok(log.filePath!.startsWith(config.configDir));
@@ -306,7 +321,11 @@ describe("loggerFromConfig", () => {
     log.error("e");
     await log.close();
     assert.deepEqual(
-      out.text().trim().split("\n").map((line) => (JSON.parse(line) as { event: string }).event),
+      out
+        .text()
+        .trim()
+        .split("\n")
+        .map((line) => (JSON.parse(line) as { event: string }).event),
       ["w", "e"],
     );
     const errorOnly = sink();
@@ -366,7 +385,8 @@ before(async () => {
   model = await startModelServer({
     responder: (request) => {
       const text = lastUserText(request);
-      if (text === USE_TOOL) return afterTool(request) ? { content: "done" } : { toolCalls: [{ name: "test_echo", arguments: { text: "ping" } }] };
+      if (text === USE_TOOL)
+        return afterTool(request) ? { content: "done" } : { toolCalls: [{ name: "test_echo", arguments: { text: "ping" } }] };
       if (text === CAUSE_401) return { status: 401, errorMessage: `Incorrect API key provided: ${API_KEY}` };
       return { content: `echo: ${text}` };
     },
@@ -444,7 +464,9 @@ describe("the server process: config errors, model settings, logging", { concurr
   });
 
   test("a wrong type: exit 2 naming the key path, the line and what was expected", async () => {
-    const dir = rawConfigDir("mcp:\n  servers:\n    fs:\n      command: npx\n      args: not-a-list\nsession:\n  idle_timeout_seconds: soon\n");
+    const dir = rawConfigDir(
+      "mcp:\n  servers:\n    fs:\n      command: npx\n      args: not-a-list\nsession:\n  idle_timeout_seconds: soon\n",
+    );
     const spawned = spawnIn(dir);
     assert.equal(await exitWithin(spawned, 30000), 2);
     const file = escape(path.join(dir, "mcp_agent.config.yaml"));
@@ -564,7 +586,10 @@ describe("the server process: config errors, model settings, logging", { concurr
     await stop(spawned);
     const logPath = path.join(dir, "logs/filtered.jsonl");
     assert.ok(existsSync(logPath));
-    assert.deepEqual(readLog(logPath).filter((entry) => entry.level !== "error"), []);
+    assert.deepEqual(
+      readLog(logPath).filter((entry) => entry.level !== "error"),
+      [],
+    );
     assert.equal(spawned.stderr(), "");
   });
 

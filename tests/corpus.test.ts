@@ -6,8 +6,27 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import type net from "node:net";
 import path from "node:path";
-import { startModelServer, lastUserText, toolDirective, type ModelServer, type ChatRequest, type ScriptedReply } from "./helpers/model-server.ts";
-import { ask, baseConfig, connect, filesystemEntry, readLog, startServer, testServerEntry, TestClient, until, type Frame, type RunningServer } from "./helpers/harness.ts";
+import {
+  startModelServer,
+  lastUserText,
+  toolDirective,
+  type ModelServer,
+  type ChatRequest,
+  type ScriptedReply,
+} from "./helpers/model-server.ts";
+import {
+  ask,
+  baseConfig,
+  connect,
+  filesystemEntry,
+  readLog,
+  startServer,
+  testServerEntry,
+  TestClient,
+  until,
+  type Frame,
+  type RunningServer,
+} from "./helpers/harness.ts";
 import { buildFrame, rawExchange, rawHandshake, rawRequest, upgradeHeaders, upgradeRequest } from "./helpers/raw-ws.ts";
 
 const API_KEY = "sk-corpus-SECRET-5a4b3c2d1e0f";
@@ -231,15 +250,27 @@ interface Row {
 
 const rows: Row[] = [
   // 1. Origin
-  { name: "origin: a foreign site", attack: (c) => upgrade(c, c.wsPath("o1"), { origin: "http://evil.example" }), expect: { status: 403, error: /Origin/ } },
-  { name: "origin: null (a sandboxed frame)", attack: (c) => upgrade(c, c.wsPath("o2"), { origin: "null" }), expect: { status: 403, error: /Origin/ } },
+  {
+    name: "origin: a foreign site",
+    attack: (c) => upgrade(c, c.wsPath("o1"), { origin: "http://evil.example" }),
+    expect: { status: 403, error: /Origin/ },
+  },
+  {
+    name: "origin: null (a sandboxed frame)",
+    attack: (c) => upgrade(c, c.wsPath("o2"), { origin: "null" }),
+    expect: { status: 403, error: /Origin/ },
+  },
   {
     name: "origin: this host on another port",
     attack: (c) => upgrade(c, c.wsPath("o3"), { origin: "http://127.0.0.1:1" }),
     expect: { status: 403, error: /Origin/ },
   },
   // 2. Host
-  { name: "host: a rebinding name on /health", attack: (c) => httpGet(c, "/health", { host: "evil.example" }), expect: { status: 403, error: /Host/ } },
+  {
+    name: "host: a rebinding name on /health",
+    attack: (c) => httpGet(c, "/health", { host: "evil.example" }),
+    expect: { status: 403, error: /Host/ },
+  },
   {
     name: "host: a rebinding name on an upgrade",
     attack: (c) => upgrade(c, c.wsPath("h2"), {}, `rebind.evil.example:${new URL(c.url).port}`),
@@ -299,7 +330,8 @@ const rows: Row[] = [
     attack: (c) => {
       const piece = Buffer.alloc(32 * 1024, 0x20);
       const frames = [buildFrame({ fin: false, payload: piece })];
-      for (let total = piece.length; total <= 1.1 * MiB; total += piece.length) frames.push(buildFrame({ opcode: 0x0, fin: false, payload: piece }));
+      for (let total = piece.length; total <= 1.1 * MiB; total += piece.length)
+        frames.push(buildFrame({ opcode: 0x0, fin: false, payload: piece }));
       return rawFrames(c, "mallory", Buffer.concat(frames));
     },
     expect: { code: 1009, replies: 0, modelCalls: 0 },
@@ -359,7 +391,10 @@ const rows: Row[] = [
       const client = await connect(c.wsUrl("queuer"));
       await client.next();
       client.send({ message: "BLOCK corpus-queue" });
-      await until(() => model.requests.some((request) => lastUserText(request) === "BLOCK corpus-queue"), "the blocked turn to reach the model");
+      await until(
+        () => model.requests.some((request) => lastUserText(request) === "BLOCK corpus-queue"),
+        "the blocked turn to reach the model",
+      );
       for (const n of [1, 2, 3]) client.send({ message: `queued ${n}` });
       const refused = await client.next();
       queued = client;
@@ -383,7 +418,10 @@ const rows: Row[] = [
         // One frame per message: an answer, or why it was refused.
         const frames: Frame[] = [];
         while (frames.length < 14) frames.push(await client.next());
-        return { error: frames.find((frame) => /Retry in/.test(String(frame.error)))?.error, answered: frames.some((frame) => frame.message === "echo: burst 0") };
+        return {
+          error: frames.find((frame) => /Retry in/.test(String(frame.error)))?.error,
+          answered: frames.some((frame) => frame.message === "echo: burst 0"),
+        };
       } finally {
         await client.close();
       }
@@ -411,7 +449,11 @@ const rows: Row[] = [
       const pongs = setInterval(() => client.ws.pong(), 50);
       try {
         client.send({ message: `LONG ${size}` });
-        await until(() => readLog(c.running.logPath).some((line) => line.event === "slow_socket_dropped" && line.user_id === "stalled"), "the drop", 20000);
+        await until(
+          () => readLog(c.running.logPath).some((line) => line.event === "slow_socket_dropped" && line.user_id === "stalled"),
+          "the drop",
+          20000,
+        );
         const session = c.running.server.sessions.get("stalled");
         await until(() => session?.peers.size === 0 && !session.busy, "the turn to finish without the socket", 20000);
         const last = session?.historyItems().at(-1);
@@ -443,12 +485,16 @@ const rows: Row[] = [
   },
   {
     name: "http: an upgrade with Sec-WebSocket-Version 8",
-    attack: async (c) => ({ ...(await rawExchange(c.url, upgradeRequest("GET", c.wsPath("u2"), upgradeHeaders(c.host, { "sec-websocket-version": "8" })))) }),
+    attack: async (c) => ({
+      ...(await rawExchange(c.url, upgradeRequest("GET", c.wsPath("u2"), upgradeHeaders(c.host, { "sec-websocket-version": "8" })))),
+    }),
     expect: { status: 400, text: /Sec-WebSocket-Version/ },
   },
   {
     name: "http: a POST with Upgrade headers",
-    attack: async (c) => ({ ...(await rawExchange(c.url, upgradeRequest("POST", c.wsPath("u3"), upgradeHeaders(c.host, { "content-length": "0" })))) }),
+    attack: async (c) => ({
+      ...(await rawExchange(c.url, upgradeRequest("POST", c.wsPath("u3"), upgradeHeaders(c.host, { "content-length": "0" })))),
+    }),
     expect: { status: 400, text: /must be a GET/ },
   },
   {
@@ -457,7 +503,11 @@ const rows: Row[] = [
     expect: { status: 400 },
   },
   // 8. MCP
-  { name: "mcp: a child that crashes mid-call", attack: (c) => call(c, "crasher", "test_crash", {}), expect: { message: /^RESULT Error: .*closed/i } },
+  {
+    name: "mcp: a child that crashes mid-call",
+    attack: (c) => call(c, "crasher", "test_crash", {}),
+    expect: { message: /^RESULT Error: .*closed/i },
+  },
   {
     name: "mcp: a tool that runs past read_timeout_seconds",
     attack: (c) => call(c, "tooler", "test_slow", { ms: 30000 }),
@@ -475,12 +525,14 @@ const rows: Row[] = [
   // 10. The filesystem
   {
     name: "fs: a same-prefix sibling (fsuser → fsuser2)",
-    attack: async (c) => call(c, "fsuser", "filesystem_read_text_file", { path: path.join(workspace, "fsuser", "..", "fsuser2", "secret.txt") }),
+    attack: async (c) =>
+      call(c, "fsuser", "filesystem_read_text_file", { path: path.join(workspace, "fsuser", "..", "fsuser2", "secret.txt") }),
     expect: { message: /^RESULT Error: (?!.*fsuser2 private)/s },
   },
   {
     name: "fs: a symlink out to the secrets file",
-    attack: async (c) => call(c, "fsuser", "filesystem_read_text_file", { path: path.join(workspace, "fsuser", "link", "mcp_agent.secrets.yaml") }),
+    attack: async (c) =>
+      call(c, "fsuser", "filesystem_read_text_file", { path: path.join(workspace, "fsuser", "link", "mcp_agent.secrets.yaml") }),
     expect: { message: new RegExp(`^RESULT Error: (?!.*${API_KEY})`, "s") },
   },
   // 11. Secrets
@@ -488,7 +540,10 @@ const rows: Row[] = [
     name: "secrets: a model error that quotes the API key",
     attack: async (c) => {
       const reply = await chat(c, "leaker", "LEAK");
-      await until(() => readLog(c.running.logPath).some((line) => line.event === "turn_error" && line.user_id === "leaker"), "the error in the log");
+      await until(
+        () => readLog(c.running.logPath).some((line) => line.event === "turn_error" && line.user_id === "leaker"),
+        "the error in the log",
+      );
       return { ...reply, logHasKey: readFileSync(c.running.logPath, "utf8").includes(API_KEY) };
     },
     expect: { error: new RegExp(`^(?!.*${API_KEY}).*\\[REDACTED\\]`), logHasKey: false },
@@ -520,6 +575,9 @@ for (const row of rows) {
 test("after the whole corpus, the bystander's conversation is all there", async () => {
   const items = await history();
   assert.equal(items.length, 4 + 2 * rows.length);
-  assert.deepEqual(items.slice(0, 4).map((item) => item.content), ["my name is Bea", "echo: my name is Bea", "remember the number 42", "echo: remember the number 42"]);
+  assert.deepEqual(
+    items.slice(0, 4).map((item) => item.content),
+    ["my name is Bea", "echo: my name is Bea", "remember the number 42", "echo: remember the number 42"],
+  );
   assert.ok(!readFileSync(running.logPath, "utf8").includes(API_KEY));
 });

@@ -19,10 +19,14 @@ before(async () => {
     if (req.url === "/huge") {
       // Several MB of real content: seconds of parsing and conversion.
       res.writeHead(200, { "content-type": "text/html", connection: "close" });
-      return res.end(`<html><body><article>${"<p>A paragraph of <b>real</b> content with <a href='/x'>a link</a>.</p>".repeat(60_000)}</article></body></html>`);
+      return res.end(
+        `<html><body><article>${"<p>A paragraph of <b>real</b> content with <a href='/x'>a link</a>.</p>".repeat(60_000)}</article></body></html>`,
+      );
     }
     res.writeHead(200, { "content-type": "text/html" });
-    res.end("<html><head><title>Local page</title></head><body><article><h1>Hello fetch</h1><p>The page content is here.</p></article></body></html>");
+    res.end(
+      "<html><head><title>Local page</title></head><body><article><h1>Hello fetch</h1><p>The page content is here.</p></article></body></html>",
+    );
   });
   await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
   siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}/page`;
@@ -46,7 +50,10 @@ test("the shipped config selects the built-in fetch and keeps the original's com
   const fetch = config.mcp.servers.fetch!;
   assert.equal(fetch.builtin, "fetch");
   assert.equal(fetch.command, "uvx");
-  assert.equal(usesBuiltinFetch(fetch, () => true), "builtin");
+  assert.equal(
+    usesBuiltinFetch(fetch, () => true),
+    "builtin",
+  );
 });
 
 test("the model's fetch_fetch call works end to end and the page comes back as Markdown", async () => {
@@ -118,8 +125,14 @@ test("the original uvx entry falls back to the built-in tool with one warning wh
 test("an original uvx entry is left alone when uvx exists", () => {
   const entry = loadConfig("mcp_agent.config.yaml", {}).mcp.servers.fetch!;
   const python = { ...entry, builtin: undefined };
-  assert.equal(usesBuiltinFetch(python, () => true), false);
-  assert.equal(usesBuiltinFetch(python, () => false), "fallback");
+  assert.equal(
+    usesBuiltinFetch(python, () => true),
+    false,
+  );
+  assert.equal(
+    usesBuiltinFetch(python, () => false),
+    "fallback",
+  );
 });
 
 test("converting a huge page to Markdown never blocks the server: the event loop stays free, other users' turns go on", async () => {

@@ -97,9 +97,7 @@ async function callFetch(client: Client, args: Record<string, unknown>): Promise
   const result = await client.callTool({ name: "fetch", arguments: args });
   const content = Array.isArray(result.content) ? result.content : [];
   const text = content
-    .map((part: unknown) =>
-      typeof part === "object" && part !== null && "text" in part && typeof part.text === "string" ? part.text : "",
-    )
+    .map((part: unknown) => (typeof part === "object" && part !== null && "text" in part && typeof part.text === "string" ? part.text : ""))
     .join("");
   return { text, isError: result.isError === true };
 }
@@ -219,7 +217,10 @@ test("parseAllowList splits names from IPs/CIDRs, normalises them and rejects ju
   const list = parseAllowList(["Intranet.Example.", "10.0.0.0/8", "[::1]", "0x7f.1", "bücher.example"]);
   assert.deepEqual([...list.hosts].sort(), ["intranet.example", "xn--bcher-kva.example"]);
   assert.equal(list.cidrs.length, 3);
-  assert.ok(list.cidrs.some((c) => cidrContains(c, "127.0.0.1")), "0x7f.1 is 127.0.0.1, as in URLs");
+  assert.ok(
+    list.cidrs.some((c) => cidrContains(c, "127.0.0.1")),
+    "0x7f.1 is 127.0.0.1, as in URLs",
+  );
   assert.throws(() => parseAllowList(["10.0.0.0/40"]), /allow_hosts/);
   assert.throws(() => parseAllowList([""]), /allow_hosts/);
   assert.throws(() => createFetchServer({ ...defaultFetchToolOptions, allowHosts: ["a b/c"] }), /allow_hosts/);
@@ -245,9 +246,7 @@ test("WHATWG URL parsing normalises IP spellings before the guard sees them", ()
 describe("guarded lookup (the check on the address actually connected to)", () => {
   const lookupAll = (host: string, allow: string[], all: boolean) =>
     new Promise<{ error: Error | null; address: unknown }>((resolve) => {
-      createGuardedLookup(`http://${host}/`, parseAllowList(allow))(host, { all }, (error, address) =>
-        resolve({ error, address }),
-      );
+      createGuardedLookup(`http://${host}/`, parseAllowList(allow))(host, { all }, (error, address) => resolve({ error, address }));
     });
 
   for (const all of [true, false]) {
@@ -314,10 +313,26 @@ describe("isRobotsAllowed", () => {
 test("classifyContentType", () => {
   assert.equal(classifyContentType("text/html; charset=utf-8"), "html");
   assert.equal(classifyContentType("application/xhtml+xml"), "html");
-  for (const t of ["text/plain", "application/json", "application/xml", "application/ld+json", "image/svg+xml", "text/javascript", "application/javascript"]) {
+  for (const t of [
+    "text/plain",
+    "application/json",
+    "application/xml",
+    "application/ld+json",
+    "image/svg+xml",
+    "text/javascript",
+    "application/javascript",
+  ]) {
     assert.equal(classifyContentType(t), "text", t);
   }
-  for (const t of ["image/png", "application/octet-stream", "application/pdf", "application/zip", "audio/mpeg", "video/mp4", "font/woff2"]) {
+  for (const t of [
+    "image/png",
+    "application/octet-stream",
+    "application/pdf",
+    "application/zip",
+    "audio/mpeg",
+    "video/mp4",
+    "font/woff2",
+  ]) {
     assert.equal(classifyContentType(t), "binary", t);
   }
   assert.equal(classifyContentType(""), "unknown");
@@ -326,7 +341,10 @@ test("classifyContentType", () => {
 
 test("paginate", () => {
   assert.equal(paginate("abcdef", 0, 10), "abcdef");
-  assert.equal(paginate("abcdef", 2, 2), "cd\n\n<error>Content truncated. Call the fetch tool with a start_index of 4 to get more content.</error>");
+  assert.equal(
+    paginate("abcdef", 2, 2),
+    "cd\n\n<error>Content truncated. Call the fetch tool with a start_index of 4 to get more content.</error>",
+  );
   assert.equal(paginate("abcdef", 4, 2), "ef");
   assert.equal(paginate("abcdef", 6, 2), "<error>No more content available.</error>");
   assert.match(paginate("a😀b", 0, 2), /^a\n\n.*start_index of 1 /s, "a surrogate pair is not split");
@@ -350,7 +368,12 @@ test("lists the fetch tool with mcp-server-fetch's schema", async () => {
 
 test("invalid arguments are tool errors", async () => {
   const client = await connect(LOCAL);
-  for (const args of [{ url: "http://127.0.0.1/", max_length: 0 }, { url: "http://127.0.0.1/", start_index: -1 }, { url: "http://127.0.0.1/", max_length: 1_000_000 }, {}]) {
+  for (const args of [
+    { url: "http://127.0.0.1/", max_length: 0 },
+    { url: "http://127.0.0.1/", start_index: -1 },
+    { url: "http://127.0.0.1/", max_length: 1_000_000 },
+    {},
+  ]) {
     const outcome = await callFetch(client, args);
     assert.ok(outcome.isError, JSON.stringify(args));
   }
@@ -473,7 +496,9 @@ describe("content", () => {
     const header = `Content type text/plain cannot be simplified to markdown, but here is the raw content:\nContents of ${url}:\n`;
     const first = await callFetch(client, { url, max_length: half });
     assert.equal(first.isError, false);
-    const note = first.text.match(/\n\n<error>Content truncated\. Call the fetch tool with a start_index of (\d+) to get more content\.<\/error>$/);
+    const note = first.text.match(
+      /\n\n<error>Content truncated\. Call the fetch tool with a start_index of (\d+) to get more content\.<\/error>$/,
+    );
     assert.ok(note?.[1], first.text.slice(-200));
     assert.equal(Number(note[1]), half);
     const second = await callFetch(client, { url, max_length: half, start_index: half });
@@ -624,7 +649,10 @@ describe("redirects", () => {
   test("a redirect to the metadata address is refused", async () => {
     const { text, isError } = await callFetch(client, { url: `${server.origin}/to-metadata` });
     assert.equal(isError, true);
-    assert.match(text, /^Refused to fetch http:\/\/169\.254\.169\.254\/latest\/meta-data: 169\.254\.169\.254 is the cloud metadata address/);
+    assert.match(
+      text,
+      /^Refused to fetch http:\/\/169\.254\.169\.254\/latest\/meta-data: 169\.254\.169\.254 is the cloud metadata address/,
+    );
     assert.match(text, /allow_hosts of the fetch server in mcp_agent\.config\.yaml/);
   });
 
@@ -707,7 +735,10 @@ describe("robots.txt", () => {
     server.hits.length = 0;
     const { text, isError } = await callFetch(client, { url: `${server.origin}/private/page` });
     assert.equal(isError, true);
-    assert.match(text, /^The site's robots\.txt \(http:\/\/127\.0\.0\.1:\d+\/robots\.txt\) specifies that autonomous fetching of this page is not allowed \(rule "Disallow: \/private"\)/);
+    assert.match(
+      text,
+      /^The site's robots\.txt \(http:\/\/127\.0\.0\.1:\d+\/robots\.txt\) specifies that autonomous fetching of this page is not allowed \(rule "Disallow: \/private"\)/,
+    );
     assert.match(text, /ignore_robots_txt/);
     assert.deepEqual(server.hits, ["/robots.txt"]);
     const open = await callFetch(client, { url: `${server.origin}/public` });

@@ -4,7 +4,14 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { startModelServer, lastUserText, afterTool, type ModelServer, type ChatRequest, type ScriptedReply } from "./helpers/model-server.ts";
+import {
+  startModelServer,
+  lastUserText,
+  afterTool,
+  type ModelServer,
+  type ChatRequest,
+  type ScriptedReply,
+} from "./helpers/model-server.ts";
 import {
   alive,
   ask,
@@ -78,7 +85,11 @@ async function mcpServers(server: RunningServer | string, userId: string): Promi
   return Object.fromEntries(body.mcp_servers.map((info) => [info.name, info]));
 }
 async function settled(server: RunningServer | string, userId: string, timeoutMs = 15000): Promise<Record<string, ServerInfo>> {
-  await until(async () => Object.values(await mcpServers(server, userId)).every((info) => info.state !== "starting"), `${userId}'s servers to start`, timeoutMs);
+  await until(
+    async () => Object.values(await mcpServers(server, userId)).every((info) => info.state !== "starting"),
+    `${userId}'s servers to start`,
+    timeoutMs,
+  );
   return mcpServers(server, userId);
 }
 
@@ -108,10 +119,16 @@ before(async () => {
       secrets,
     }),
     startServer({
-      config: config({ grouped: { command: "sh", args: ["-c", GRANDCHILD] } }, { session: { idle_timeout_seconds: 0.3, sweep_interval_seconds: 0.1 } }),
+      config: config(
+        { grouped: { command: "sh", args: ["-c", GRANDCHILD] } },
+        { session: { idle_timeout_seconds: 0.3, sweep_interval_seconds: 0.1 } },
+      ),
       secrets,
     }),
-    startServer({ config: config({ filesystem: filesystemEntry }, { limits: { messages_per_minute: 6000, message_burst: 100 } }), secrets }),
+    startServer({
+      config: config({ filesystem: filesystemEntry }, { limits: { messages_per_minute: 6000, message_burst: 100 } }),
+      secrets,
+    }),
   ]);
 });
 
@@ -157,7 +174,10 @@ test("8. a child that crashes mid-call is a tool error; it is started again on n
     // limits.mcp_max_restarts is 1: the next crash leaves it failed, with a clear error.
     assert.match(await call(client, "test_crash"), /^RESULT Error: .*closed/i);
     const refused = await call(client, "test_echo", { text: "again" });
-    assert.match(refused, /^RESULT Error: MCP server "test" is not available \(failed: the server crashed and was restarted 1 time \(limits.mcp_max_restarts\); it is not started again\)/);
+    assert.match(
+      refused,
+      /^RESULT Error: MCP server "test" is not available \(failed: the server crashed and was restarted 1 time \(limits.mcp_max_restarts\); it is not started again\)/,
+    );
     info = (await mcpServers(faults, "crasher")).test;
     assert.equal(info?.state, "failed");
     assert.equal(info?.restarts, 1);
@@ -220,11 +240,15 @@ test("8. a child leads its own process group; when the session is swept the whol
 
 test("8. SIGKILL of our server leaves no child running (npx and its grandchildren included)", async () => {
   const dir = makeConfigDir({
-    config: baseConfig(model.baseUrl, {
-      test: testServerEntry,
-      // Spelled so that it is not resolved to `node <bin>`: a real npx, with sh and node under it.
-      filesystem: { command: "npx", args: ["--no-install", "@modelcontextprotocol/server-filesystem"] },
-    }, { session: { store: "memory" } }),
+    config: baseConfig(
+      model.baseUrl,
+      {
+        test: testServerEntry,
+        // Spelled so that it is not resolved to `node <bin>`: a real npx, with sh and node under it.
+        filesystem: { command: "npx", args: ["--no-install", "@modelcontextprotocol/server-filesystem"] },
+      },
+      { session: { store: "memory" } },
+    ),
     secrets: { openai: { api_key: API_KEY } },
   });
   const server = spawnServer(["--port", "0", "--config", path.join(dir, "mcp_agent.config.yaml")]);
@@ -242,7 +266,10 @@ test("8. SIGKILL of our server leaves no child running (npx and its grandchildre
     const npx = servers.filesystem?.pid ?? 0;
     assert.match(commandLine(npx), /npm exec|npx/, lines.join("\n"));
     const underNpx = descendants(npx);
-    assert.ok(underNpx.some((pid) => commandLine(pid).includes("server-filesystem") && !commandLine(pid).includes("npm exec")), `npx's grandchild: ${lines.join("\n")}`);
+    assert.ok(
+      underNpx.some((pid) => commandLine(pid).includes("server-filesystem") && !commandLine(pid).includes("npm exec")),
+      `npx's grandchild: ${lines.join("\n")}`,
+    );
     assert.ok(underNpx.length >= 2, `npx has a child and a grandchild: ${lines.join("\n")}`);
     server.child.kill("SIGKILL");
     await server.exited;
@@ -307,17 +334,31 @@ test("10. attempts to leave the workspace fail: ../, absolute paths, a same-pref
     for (const [tool, args] of refused) {
       const reply = await call(client, tool, args);
       assert.match(reply, /^RESULT Error: /, `${tool} ${JSON.stringify(args)} must be refused, got ${reply.slice(0, 300)}`);
-      assert.ok(!reply.includes(API_KEY) && !reply.includes("alice2 private") && !reply.includes("root:x:0"), `${tool} leaked: ${reply.slice(0, 300)}`);
+      assert.ok(
+        !reply.includes(API_KEY) && !reply.includes("alice2 private") && !reply.includes("root:x:0"),
+        `${tool} leaked: ${reply.slice(0, 300)}`,
+      );
     }
     // read_multiple_files reports failures per file, inside a successful result: nothing may leak.
     const several = await call(client, "filesystem_read_multiple_files", {
-      paths: [secretsFile, path.join(home, "key.yaml"), path.join(home, "link", "mcp_agent.secrets.yaml"), path.join(root, "alice2", "secret.txt")],
+      paths: [
+        secretsFile,
+        path.join(home, "key.yaml"),
+        path.join(home, "link", "mcp_agent.secrets.yaml"),
+        path.join(root, "alice2", "secret.txt"),
+      ],
     });
     assert.ok(!several.includes(API_KEY) && !several.includes("alice2 private"), several.slice(0, 500));
 
     // Nothing moved or was planted outside.
     assert.match(readFileSync(secretsFile, "utf8"), new RegExp(API_KEY));
-    for (const planted of [path.join(files.configDir, "planted.txt"), path.join(files.configDir, "planted-dir"), path.join(root, "alice2", "planted.txt"), path.join(home, "stolen.yaml"), path.join(home, "stolen2.yaml")]) {
+    for (const planted of [
+      path.join(files.configDir, "planted.txt"),
+      path.join(files.configDir, "planted-dir"),
+      path.join(root, "alice2", "planted.txt"),
+      path.join(home, "stolen.yaml"),
+      path.join(home, "stolen2.yaml"),
+    ]) {
       assert.equal(existsSync(planted), false, planted);
     }
     // And no frame this user got carries the key.

@@ -4,10 +4,17 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
-import net from "node:net";
+import type net from "node:net";
 import path from "node:path";
 import { WebSocketServer, WebSocket } from "ws";
-import { startModelServer, lastUserText, toolDirective, type ModelServer, type ChatRequest, type ScriptedReply } from "./helpers/model-server.ts";
+import {
+  startModelServer,
+  lastUserText,
+  toolDirective,
+  type ModelServer,
+  type ChatRequest,
+  type ScriptedReply,
+} from "./helpers/model-server.ts";
 import {
   ask,
   baseConfig,
@@ -25,7 +32,16 @@ import {
   type RunningServer,
 } from "./helpers/harness.ts";
 import { buildFrame, rawExchange, rawHandshake, rawRequest, upgradeHeaders, upgradeRequest } from "./helpers/raw-ws.ts";
-import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, hostWithoutPort, isLoopbackBind, requestToken, tokenMatches } from "../lib/http/access.ts";
+import {
+  checkHost,
+  checkOrigin,
+  checkToken,
+  checkUpgradeRequest,
+  hostWithoutPort,
+  isLoopbackBind,
+  requestToken,
+  tokenMatches,
+} from "../lib/http/access.ts";
 import { fullBucket, takeToken } from "../lib/session/rate-limit.ts";
 import { parseConfig } from "../lib/config.ts";
 import { SocketPeer } from "../lib/socket/peer.ts";
@@ -207,7 +223,16 @@ test("2. while bound to loopback, a foreign Host is refused on every route, HTTP
 });
 
 test("2. loopback names on any port and server.allowed_hosts are answered", async () => {
-  for (const host of ["localhost", "localhost:1", "127.0.0.1:9", "[::1]:8000", "[::1]", "LOCALHOST:80", "myhost.local", "myhost.local:8443"]) {
+  for (const host of [
+    "localhost",
+    "localhost:1",
+    "127.0.0.1:9",
+    "[::1]:8000",
+    "[::1]",
+    "LOCALHOST:80",
+    "myhost.local",
+    "myhost.local:8443",
+  ]) {
     assert.equal((await rawRequest(main.url, "/health", { headers: { host } })).status, 200, host);
   }
   assert.equal((await rawRequest(main.url, "/ws/host_ok", { headers: upgradeHeaders("myhost.local:1234") })).status, 101);
@@ -389,7 +414,11 @@ test("4. permessage-deflate is off: an offer of it gets no Sec-WebSocket-Extensi
 
 const MiB = 1024 * 1024;
 const malformedFrames: { name: string; bytes: () => Buffer; code: number }[] = [
-  { name: "invalid UTF-8 in a text frame", bytes: () => buildFrame({ payload: Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]) }), code: 1007 },
+  {
+    name: "invalid UTF-8 in a text frame",
+    bytes: () => buildFrame({ payload: Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]) }),
+    code: 1007,
+  },
   { name: "RSV1 set without an extension", bytes: () => buildFrame({ rsv1: true, payload: '{"message":"rsv1"}' }), code: 1002 },
   { name: "unknown opcode 0x3", bytes: () => buildFrame({ opcode: 0x3, payload: '{"message":"op3"}' }), code: 1002 },
   { name: "an unmasked client frame", bytes: () => buildFrame({ mask: false, payload: '{"message":"unmasked"}' }), code: 1002 },
@@ -399,7 +428,8 @@ const malformedFrames: { name: string; bytes: () => Buffer; code: number }[] = [
     bytes: () => {
       const piece = Buffer.alloc(64 * 1024, 0x61);
       const frames = [buildFrame({ opcode: 0x1, fin: false, payload: piece })];
-      for (let total = piece.length; total <= 1.1 * MiB; total += piece.length) frames.push(buildFrame({ opcode: 0x0, fin: false, payload: piece }));
+      for (let total = piece.length; total <= 1.1 * MiB; total += piece.length)
+        frames.push(buildFrame({ opcode: 0x0, fin: false, payload: piece }));
       return Buffer.concat(frames);
     },
     code: 1009,
@@ -509,7 +539,13 @@ test("5. the per-user message rate limit answers 'Retry in N s'; other users are
   assert.match(String(refused?.error), /limit is 6 per minute \(limits\.messages_per_minute\)\. Retry in (\d+) s/);
   const seconds = Number(/Retry in (\d+) s/.exec(String(refused?.error))?.[1]);
   assert.ok(seconds >= 1 && seconds <= 10, `retry in ${seconds} s`);
-  assert.deepEqual(frames.filter((frame) => frame.message !== undefined).map((frame) => frame.message).sort(), ["echo: one", "echo: two"]);
+  assert.deepEqual(
+    frames
+      .filter((frame) => frame.message !== undefined)
+      .map((frame) => frame.message)
+      .sort(),
+    ["echo: one", "echo: two"],
+  );
   assert.equal((await ask(other.client, "not limited")).message, "echo: not limited");
   await client.close();
   await other.client.close();
@@ -646,12 +682,21 @@ test("6. SocketPeer: deltas of another turn are not merged into the held ones", 
   try {
     pair.socket.pause();
     pair.congest(1024);
-    for (const [turn, text] of [["a", "1"], ["a", "2"], ["b", "3"], ["b", "4"]] as const) pair.peer.send({ type: "delta", turn_id: turn, text });
+    for (const [turn, text] of [
+      ["a", "1"],
+      ["a", "2"],
+      ["b", "3"],
+      ["b", "4"],
+    ] as const)
+      pair.peer.send({ type: "delta", turn_id: turn, text });
     pair.peer.send({ type: "cancelled", turn_id: "b" });
     pair.socket.resume();
     await pair.client.nextMatching((frame) => frame.type === "cancelled");
     const deltas = pair.client.frames.filter((frame) => frame.type === "delta").map((frame) => [frame.turn_id, frame.text]);
-    assert.deepEqual(deltas, [["a", "12"], ["b", "34"]]);
+    assert.deepEqual(deltas, [
+      ["a", "12"],
+      ["b", "34"],
+    ]);
   } finally {
     await pair.close();
   }
@@ -717,8 +762,18 @@ test("7. malformed upgrade requests get 400 with a JSON error; the server stays 
       headers: Object.fromEntries(Object.entries(upgradeHeaders(host)).filter(([name]) => name !== "sec-websocket-key")),
       error: /Sec-WebSocket-Key/,
     },
-    { name: "invalid Sec-WebSocket-Key", method: "GET", headers: upgradeHeaders(host, { "sec-websocket-key": "not-a-key" }), error: /Sec-WebSocket-Key/ },
-    { name: "wrong Sec-WebSocket-Version", method: "GET", headers: upgradeHeaders(host, { "sec-websocket-version": "8" }), error: /Sec-WebSocket-Version/ },
+    {
+      name: "invalid Sec-WebSocket-Key",
+      method: "GET",
+      headers: upgradeHeaders(host, { "sec-websocket-key": "not-a-key" }),
+      error: /Sec-WebSocket-Key/,
+    },
+    {
+      name: "wrong Sec-WebSocket-Version",
+      method: "GET",
+      headers: upgradeHeaders(host, { "sec-websocket-version": "8" }),
+      error: /Sec-WebSocket-Version/,
+    },
     { name: "POST with Upgrade headers", method: "POST", headers: upgradeHeaders(host, { "content-length": "0" }), error: /must be a GET/ },
     { name: "Upgrade to something else", method: "GET", headers: upgradeHeaders(host, { upgrade: "h2c" }), error: /Upgrade header/ },
   ];
@@ -817,7 +872,10 @@ test("9. a stream that breaks mid-way ends the turn with an error; the history b
   const contents = messages.map((message) => message.content);
   assert.ok(contents.includes("remember the colour blue"));
   assert.ok(contents.includes("echo: remember the colour blue"), "the earlier answer is still in the history");
-  assert.deepEqual(messages.map((message) => message.role), ["system", "user", "assistant", "user", "user"]);
+  assert.deepEqual(
+    messages.map((message) => message.role),
+    ["system", "user", "assistant", "user", "user"],
+  );
   await client.close();
   await stillServing();
 });

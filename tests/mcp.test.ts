@@ -130,7 +130,7 @@ test("allowed_tools: only the listed tools are offered to the model", async () =
   await ask(client, "list");
   const names = (model.requests.at(-1)?.tools ?? []).map((tool) => tool.function.name).sort();
   assert.deepEqual(names, ["legacy_shout", "streamy_hidden", "streamy_shout", "test_echo"]);
-  const refused = await ask(client, 'CALL legacy_hidden {}');
+  const refused = await ask(client, "CALL legacy_hidden {}");
   assert.match(String(refused.message), /RESULT Error: Unknown tool "legacy_hidden"/);
   await client.close();
 });

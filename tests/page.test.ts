@@ -8,14 +8,22 @@ import path from "node:path";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
 import { externalSkip, findExecutable } from "./helpers/external.ts";
 import { baseConfig, connectUser, startServer, testServerEntry, type RunningServer } from "./helpers/harness.ts";
-import { afterTool, lastUserText, startModelServer, type ChatRequest, type ModelServer, type ScriptedReply } from "./helpers/model-server.ts";
+import {
+  afterTool,
+  lastUserText,
+  startModelServer,
+  type ChatRequest,
+  type ModelServer,
+  type ScriptedReply,
+} from "./helpers/model-server.ts";
 
 const CHROMIUM = findExecutable("CHROMIUM_PATH", ["/usr/bin/chromium"]);
 const skip = externalSkip(`chromium at ${process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"}`, CHROMIUM, "chromium");
 const SECRETS = { openai: { api_key: "sk-test-page" } };
 
 const STREAMED = `Here is ${"a fairly long streamed answer ".repeat(8)}\n\n\`\`\`js\nconst answer = 42;\n\`\`\`\n\nEND-OF-STREAM`;
-const XSS_TEXT = 'Look: <img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> [link](javascript:window.__xss=5) **bold**';
+const XSS_TEXT =
+  'Look: <img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> [link](javascript:window.__xss=5) **bold**';
 const XSS_TOOL = '<img src=x onerror="window.__xss=3"><script>window.__xss=4</script>';
 
 /** The last tool result the model was given. */
@@ -38,7 +46,9 @@ function reply(request: ChatRequest): ScriptedReply {
   const tool = afterTool(request);
   // test_echo needs approval on the `approving` server: the model repeats what the tool said.
   if (text.startsWith("echo please")) {
-    return tool ? { content: `The tool said: ${toolResult(request)}` } : { toolCalls: [{ name: "test_echo", arguments: { text: "hello" } }] };
+    return tool
+      ? { content: `The tool said: ${toolResult(request)}` }
+      : { toolCalls: [{ name: "test_echo", arguments: { text: "hello" } }] };
   }
   switch (text) {
     case "echo twice":
@@ -47,7 +57,11 @@ function reply(request: ChatRequest): ScriptedReply {
         : { toolCalls: [{ name: "test_echo", arguments: { text: `call ${toolResults(request) + 1}` } }] };
     case "echo slowly":
       return tool
-        ? { content: `Result: ${toolResult(request)}. ${"More words follow here. ".repeat(12)}END-OF-APPROVAL`, chunkChars: 4, chunkDelayMs: 10 }
+        ? {
+            content: `Result: ${toolResult(request)}. ${"More words follow here. ".repeat(12)}END-OF-APPROVAL`,
+            chunkChars: 4,
+            chunkDelayMs: 10,
+          }
         : { content: "Let me check that for you.", toolCalls: [{ name: "test_echo", arguments: { text: "hello" } }] };
     case "stream please":
       return { content: STREAMED, chunkChars: 4, chunkDelayMs: 15 };
@@ -76,10 +90,22 @@ before(async () => {
   model = await startModelServer({ responder: reply });
   running = await startServer({ config: baseConfig(model.baseUrl, { test: testServerEntry }), secrets: SECRETS });
   plain = await startServer({ config: baseConfig(model.baseUrl), secrets: SECRETS });
-  approving = await startServer({ config: baseConfig(model.baseUrl, APPROVING, { agent: { approval_timeout_seconds: 30 } }), secrets: SECRETS });
+  approving = await startServer({
+    config: baseConfig(model.baseUrl, APPROVING, { agent: { approval_timeout_seconds: 30 } }),
+    secrets: SECRETS,
+  });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
 });
 after(async () => {
@@ -108,7 +134,10 @@ async function openPage(
   }
   const page = await context.newPage();
   const { sent } = options;
-  if (sent) page.on("websocket", (socket) => socket.on("framesent", (frame) => sent.push(JSON.parse(String(frame.payload)) as Record<string, unknown>)));
+  if (sent)
+    page.on("websocket", (socket) =>
+      socket.on("framesent", (frame) => sent.push(JSON.parse(String(frame.payload)) as Record<string, unknown>)),
+    );
   checkErrors(t, page);
   await page.goto(options.url ?? plain.url);
   await connected(page);
@@ -156,7 +185,7 @@ async function say(page: Page, text: string): Promise<void> {
 
 /** The assistant's text in a turn, without the newline Markdown ends its blocks with. */
 async function answerOf(article: Locator): Promise<string> {
-  return ((await article.locator(".md").allTextContents()).join("")).trim();
+  return (await article.locator(".md").allTextContents()).join("").trim();
 }
 
 /** Waits for the turn whose user message is `input` to reach `status`; returns its article. */
@@ -175,7 +204,7 @@ test("connects on load to this page's host and port, shows the state, remembers 
   await page.goto(plain.url);
   await connected(page);
   assert.equal(await page.inputValue("#user"), "test_user");
-  assert.match(await page.textContent("#state") ?? "", /Connected as test_user/);
+  assert.match((await page.textContent("#state")) ?? "", /Connected as test_user/);
   // The page is at 127.0.0.1 on a random port: the socket goes there, not to localhost:8000.
   const { host } = new URL(plain.url);
   assert.equal(sockets[0], `ws://${host}/ws/test_user?stream=1`);
@@ -186,7 +215,7 @@ test("connects on load to this page's host and port, shows the state, remembers 
   await page.fill("#token", "secret-token");
   await page.press("#user", "Enter");
   await connected(page);
-  assert.match(await page.textContent("#state") ?? "", /Connected as page\.remember-me/);
+  assert.match((await page.textContent("#state")) ?? "", /Connected as page\.remember-me/);
   assert.equal(sockets.at(-1), `ws://${host}/ws/page.remember-me?stream=1&token=secret-token`);
 
   await page.reload();
@@ -205,10 +234,14 @@ test("Enter sends; the answer streams in progressively and renders Markdown with
   await say(page, "stream please");
   assert.equal(await page.inputValue("#input"), "", "the box is cleared after sending");
   // Part of the answer is on screen before the end of it has arrived.
-  await page.waitForFunction(() => {
-    const text = document.querySelector("#current .md")?.textContent ?? "";
-    return text.length > 10 && !text.includes("END-OF-STREAM");
-  }, null, { polling: "raf" });
+  await page.waitForFunction(
+    () => {
+      const text = document.querySelector("#current .md")?.textContent ?? "";
+      return text.length > 10 && !text.includes("END-OF-STREAM");
+    },
+    null,
+    { polling: "raf" },
+  );
   const article = await turnWith(page, "stream please");
   assert.match(await answerOf(article), /END-OF-STREAM/);
   assert.equal(await article.locator(".md pre code").textContent(), "const answer = 42;\n");
@@ -321,28 +354,32 @@ test("a second tab sees turns started in the first, including one already runnin
   assert.equal(await answerOf(mirrored), "echo: from tab two");
 });
 
-test("after a restart without persistence the page reconnects on the same port and keeps the old transcript, greyed", { skip }, async (t) => {
-  const config = baseConfig(model.baseUrl, {}, { session: { store: "memory" } });
-  let server = await startServer({ config, secrets: SECRETS });
-  t.after(() => server.close());
-  const port = Number(new URL(server.url).port);
-  const page = await openPage(t, { userId: "page_restart", url: server.url });
-  await say(page, "before the restart");
-  await turnWith(page, "before the restart");
+test(
+  "after a restart without persistence the page reconnects on the same port and keeps the old transcript, greyed",
+  { skip },
+  async (t) => {
+    const config = baseConfig(model.baseUrl, {}, { session: { store: "memory" } });
+    let server = await startServer({ config, secrets: SECRETS });
+    t.after(() => server.close());
+    const port = Number(new URL(server.url).port);
+    const page = await openPage(t, { userId: "page_restart", url: server.url });
+    await say(page, "before the restart");
+    await turnWith(page, "before the restart");
 
-  await server.close();
-  await page.waitForSelector('#state[data-state="reconnecting"]');
-  server = await startServer({ config, secrets: SECRETS, port });
-  await connected(page);
-  // The new server has a new, empty session: the old transcript stays, greyed, above a divider.
-  await page.waitForSelector("#archive .divider");
-  assert.equal(await page.textContent("#archive .divider"), "new session");
-  assert.equal(await page.locator("#archive article.turn", { hasText: "before the restart" }).count(), 1);
-  await say(page, "after the restart");
-  const article = await turnWith(page, "after the restart");
-  assert.equal(await answerOf(article), "echo: after the restart");
-  assert.equal(await page.locator("#current article.turn").count(), 1);
-});
+    await server.close();
+    await page.waitForSelector('#state[data-state="reconnecting"]');
+    server = await startServer({ config, secrets: SECRETS, port });
+    await connected(page);
+    // The new server has a new, empty session: the old transcript stays, greyed, above a divider.
+    await page.waitForSelector("#archive .divider");
+    assert.equal(await page.textContent("#archive .divider"), "new session");
+    assert.equal(await page.locator("#archive article.turn", { hasText: "before the restart" }).count(), 1);
+    await say(page, "after the restart");
+    const article = await turnWith(page, "after the restart");
+    assert.equal(await answerOf(article), "echo: after the restart");
+    assert.equal(await page.locator("#current article.turn").count(), 1);
+  },
+);
 
 test("after a restart with the stored sessions the page shows the conversation from the store", { skip }, async (t) => {
   let server = await startServer({ config: baseConfig(model.baseUrl), secrets: SECRETS, keepDir: true });
@@ -409,54 +446,62 @@ test("a reset from another client clears the conversation in the page", { skip }
   assert.equal(await page.locator("#current article.turn").count(), 1);
 });
 
-test("New chat asks first, then clears the conversation in every tab under a new session id, and the files when asked", { skip }, async (t) => {
-  const user = "page_new_chat";
-  const page = await openPage(t, { userId: user });
-  await say(page, "before the new chat");
-  await turnWith(page, "before the new chat");
-  const sessionOf = async () => ((await (await fetch(`${plain.url}/sessions/${user}`)).json()) as { session_id: string; message_count: number });
-  const before = await sessionOf();
-  const file = path.join(plain.configDir, "workspace", user, "notes.txt");
-  writeFileSync(file, "kept until asked");
-  const other = await secondTab(t, page, plain.url);
-  await turnWith(other, "before the new chat");
+test(
+  "New chat asks first, then clears the conversation in every tab under a new session id, and the files when asked",
+  { skip },
+  async (t) => {
+    const user = "page_new_chat";
+    const page = await openPage(t, { userId: user });
+    await say(page, "before the new chat");
+    await turnWith(page, "before the new chat");
+    const sessionOf = async () =>
+      (await (await fetch(`${plain.url}/sessions/${user}`)).json()) as { session_id: string; message_count: number };
+    const before = await sessionOf();
+    const file = path.join(plain.configDir, "workspace", user, "notes.txt");
+    writeFileSync(file, "kept until asked");
+    const other = await secondTab(t, page, plain.url);
+    await turnWith(other, "before the new chat");
 
-  // Escape backs out: nothing is sent, nothing changes.
-  await page.click("#new-chat");
-  await page.locator("#reset-dialog").waitFor();
-  assert.equal(await focused(page), "#reset-cancel", "the safe choice has the focus");
-  await page.keyboard.press("Escape");
-  await page.locator("#reset-dialog").waitFor({ state: "hidden" });
-  assert.equal(await page.locator("article.turn").count(), 1);
+    // Escape backs out: nothing is sent, nothing changes.
+    await page.click("#new-chat");
+    await page.locator("#reset-dialog").waitFor();
+    assert.equal(await focused(page), "#reset-cancel", "the safe choice has the focus");
+    await page.keyboard.press("Escape");
+    await page.locator("#reset-dialog").waitFor({ state: "hidden" });
+    assert.equal(await page.locator("article.turn").count(), 1);
 
-  await page.click("#new-chat");
-  await page.check("#reset-files");
-  await page.click("#reset-confirm");
-  await page.locator("#current .notice", { hasText: "New chat started. Your files were deleted too." }).waitFor();
-  assert.equal(await page.locator("article.turn").count(), 0, "the conversation is cleared");
-  assert.equal(await page.locator(".divider").count(), 0, "not kept greyed: it was deleted on purpose");
-  assert.equal(await focused(page), "#input");
-  await other.locator("#current .notice", { hasText: "New chat started" }).waitFor();
-  assert.equal(await other.locator("article.turn").count(), 0, "the other tab is cleared too");
-  assert.equal(existsSync(file), false, "the workspace was emptied");
-  const after = await sessionOf();
-  assert.notEqual(after.session_id, before.session_id);
+    await page.click("#new-chat");
+    await page.check("#reset-files");
+    await page.click("#reset-confirm");
+    await page.locator("#current .notice", { hasText: "New chat started. Your files were deleted too." }).waitFor();
+    assert.equal(await page.locator("article.turn").count(), 0, "the conversation is cleared");
+    assert.equal(await page.locator(".divider").count(), 0, "not kept greyed: it was deleted on purpose");
+    assert.equal(await focused(page), "#input");
+    await other.locator("#current .notice", { hasText: "New chat started" }).waitFor();
+    assert.equal(await other.locator("article.turn").count(), 0, "the other tab is cleared too");
+    assert.equal(existsSync(file), false, "the workspace was emptied");
+    const after = await sessionOf();
+    assert.notEqual(after.session_id, before.session_id);
 
-  // The new conversation goes on under the new session id, also after a reload.
-  await say(page, "after the new chat");
-  await turnWith(page, "after the new chat");
-  await page.reload();
-  await connected(page);
-  await turnWith(page, "after the new chat");
-  assert.equal(await page.locator("article.turn").count(), 1);
-  assert.equal(await page.locator(".divider").count(), 0);
-  const last = await sessionOf();
-  assert.equal(last.session_id, after.session_id);
-  assert.equal(last.message_count, 1);
-});
+    // The new conversation goes on under the new session id, also after a reload.
+    await say(page, "after the new chat");
+    await turnWith(page, "after the new chat");
+    await page.reload();
+    await connected(page);
+    await turnWith(page, "after the new chat");
+    assert.equal(await page.locator("article.turn").count(), 1);
+    assert.equal(await page.locator(".divider").count(), 0);
+    const last = await sessionOf();
+    assert.equal(last.session_id, after.session_id);
+    assert.equal(last.message_count, 1);
+  },
+);
 
 test("a message refused by the rate limit is marked not sent, matched by its client_id", { skip }, async (t) => {
-  const server = await startServer({ config: baseConfig(model.baseUrl, {}, { limits: { message_burst: 1, messages_per_minute: 1 } }), secrets: SECRETS });
+  const server = await startServer({
+    config: baseConfig(model.baseUrl, {}, { limits: { message_burst: 1, messages_per_minute: 1 } }),
+    secrets: SECRETS,
+  });
   t.after(() => server.close());
   const sent: Record<string, unknown>[] = [];
   const page = await openPage(t, { userId: "page_limited", url: server.url, sent });
@@ -469,7 +514,10 @@ test("a message refused by the rate limit is marked not sent, matched by its cli
   assert.equal(await first.getAttribute("data-status"), "ok", "the earlier message is untouched");
   const chats = sent.filter((frame) => typeof frame.message === "string");
   assert.equal(chats.length, 2);
-  assert.ok(chats.every((frame) => typeof frame.client_id === "string" && frame.client_id !== ""), "each message carries a client_id");
+  assert.ok(
+    chats.every((frame) => typeof frame.client_id === "string" && frame.client_id !== ""),
+    "each message carries a client_id",
+  );
   assert.notEqual(chats[0]?.client_id, chats[1]?.client_id);
 });
 
@@ -484,7 +532,10 @@ test("a tool call that needs approval asks inside its card; denied from the keyb
   assert.equal(await card.locator(".tname").textContent(), "echo");
   assert.deepEqual(JSON.parse((await card.locator("pre.targs").textContent()) ?? ""), { text: "hello" });
   assert.equal(await card.locator(".tstatus").textContent(), "waiting for approval");
-  assert.match((await card.locator(".approval .wait").first().textContent()) ?? "", /^Waits up to 30 s for an answer, then counts as denied\. \(\d+ s left\)$/);
+  assert.match(
+    (await card.locator(".approval .wait").first().textContent()) ?? "",
+    /^Waits up to 30 s for an answer, then counts as denied\. \(\d+ s left\)$/,
+  );
   assert.equal(await card.locator(".approval").getAttribute("role"), "group");
   await page.locator("#announce", { hasText: "Approval needed: test echo wants to run" }).waitFor({ state: "attached" });
   assert.equal(await page.getAttribute("#announce", "aria-live"), "assertive");
@@ -561,10 +612,14 @@ test("a page reloaded while a request waits shows the turn so far, can answer it
   await page.locator(".approval button.approve:focus").waitFor();
   await page.keyboard.press("Enter");
   // The rest streams in: part of the answer shows before its end has arrived.
-  await page.waitForFunction(() => {
-    const text = document.querySelector("#current article .msg.assistant")?.textContent ?? "";
-    return text.includes("Result: echo:hello") && !text.includes("END-OF-APPROVAL");
-  }, null, { polling: "raf" });
+  await page.waitForFunction(
+    () => {
+      const text = document.querySelector("#current article .msg.assistant")?.textContent ?? "";
+      return text.includes("Result: echo:hello") && !text.includes("END-OF-APPROVAL");
+    },
+    null,
+    { polling: "raf" },
+  );
   const done = await turnWith(page, "echo slowly");
   assert.match(await answerOf(done), /^Let me check that for you\.\s*Result: echo:hello\. .*END-OF-APPROVAL$/s);
   assert.equal(await done.locator(".approval .outcome").textContent(), "Approved");
@@ -582,7 +637,10 @@ test("a page reloaded while a request waits shows the turn so far, can answer it
 });
 
 test("a request nobody answers times out, and the card says so", { skip }, async (t) => {
-  const server = await startServer({ config: baseConfig(model.baseUrl, APPROVING, { agent: { approval_timeout_seconds: 1 } }), secrets: SECRETS });
+  const server = await startServer({
+    config: baseConfig(model.baseUrl, APPROVING, { agent: { approval_timeout_seconds: 1 } }),
+    secrets: SECRETS,
+  });
   t.after(() => server.close());
   const page = await openPage(t, { userId: "page_timeout", url: server.url });
   await say(page, "echo please");
@@ -610,7 +668,10 @@ test("on a phone-width screen nothing overflows sideways and labels name every f
 
 test("the page's libraries are served from node_modules under two fixed names only", async () => {
   const base = await serverUrl();
-  for (const [name, marker] of [["marked.js", "marked"], ["purify.js", "DOMPurify"]] as const) {
+  for (const [name, marker] of [
+    ["marked.js", "marked"],
+    ["purify.js", "DOMPurify"],
+  ] as const) {
     const res = await fetch(`${base}/vendor/${name}`);
     assert.equal(res.status, 200, name);
     assert.equal(res.headers.get("content-type"), "application/javascript; charset=utf-8");

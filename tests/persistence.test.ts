@@ -26,7 +26,8 @@ before(async () => {
     responder: (request) => {
       const text = lastUserText(request);
       if (text === "HANG") return { hang: true };
-      if (text.startsWith("TOOL ") && !afterTool(request)) return { toolCalls: [{ name: "test_echo", arguments: { text: text.slice(5) } }] };
+      if (text.startsWith("TOOL ") && !afterTool(request))
+        return { toolCalls: [{ name: "test_echo", arguments: { text: text.slice(5) } }] };
       return { content: `echo: ${text}` };
     },
   });
@@ -81,7 +82,15 @@ test("after a restart a user gets the same session_id, created_at, message_count
     const { client: back } = await connectUser(restarted, "durable");
     await ask(back, "what is my name?");
     const seen = model.requests.at(-1)?.messages.map((m) => m.content ?? m.tool_calls?.[0]?.function.name) ?? [];
-    assert.deepEqual(seen.slice(1), ["my name is Ada", "echo: my name is Ada", "TOOL remembered", "test_echo", "echo:remembered", "echo: TOOL remembered", "what is my name?"]);
+    assert.deepEqual(seen.slice(1), [
+      "my name is Ada",
+      "echo: my name is Ada",
+      "TOOL remembered",
+      "test_echo",
+      "echo:remembered",
+      "echo: TOOL remembered",
+      "what is my name?",
+    ]);
     await back.close();
     await again.close();
   } finally {
@@ -176,7 +185,13 @@ test("reset clears the history and gives a new session_id; workspace files stay 
     assert.deepEqual((await client.nextMatching((f) => f.type === "history")).items, []);
     client.send({ message: "new conversation" });
     await client.nextMatching((f) => f.type === "answer");
-    assert.deepEqual(model.requests.at(-1)?.messages.slice(1).map((m) => m.content), ["new conversation"]);
+    assert.deepEqual(
+      model.requests
+        .at(-1)
+        ?.messages.slice(1)
+        .map((m) => m.content),
+      ["new conversation"],
+    );
     // A seed socket asking for a reset learns its new session_id from a fresh welcome.
     const seed = await connectUser(running, "resetter");
     seed.client.send({ type: "reset", workspace: true });
@@ -212,7 +227,10 @@ test("a message sent right after a reset runs in the new conversation, not the o
     assert.ok(order.indexOf("reset") < order.indexOf("answer"), `frames: ${order.join(" ")}`);
     client.send({ type: "history" });
     const items = (await client.nextMatching((f) => f.type === "history")).items as Frame[];
-    assert.deepEqual(items.map((item) => item.content), ["first of the new chat", "echo: first of the new chat"]);
+    assert.deepEqual(
+      items.map((item) => item.content),
+      ["first of the new chat", "echo: first of the new chat"],
+    );
     await client.close();
   } finally {
     await running.close();
@@ -227,7 +245,8 @@ test("50 users writing concurrently: every conversation is stored whole", async 
     await Promise.all(
       users.map(async (user) => {
         const { client } = await connectUser(running, user);
-        for (let turn = 0; turn < 3; turn++) assert.equal((await ask(client, `${user} turn ${turn}`)).message, `echo: ${user} turn ${turn}`);
+        for (let turn = 0; turn < 3; turn++)
+          assert.equal((await ask(client, `${user} turn ${turn}`)).message, `echo: ${user} turn ${turn}`);
         await client.close();
       }),
     );
@@ -264,7 +283,10 @@ test("a failed write ends that turn with an error frame; the server stays up and
     assert.match(String(failed.error), /^An error occurred: .*database or disk is full/);
     assert.equal((await ask(client, "next message")).message, "echo: next message");
     const { items, close } = await history(running, "disk_full");
-    assert.deepEqual(items.filter((i) => i.role === "assistant").map((i) => i.content), ["echo: safe message", "echo: next message"]);
+    assert.deepEqual(
+      items.filter((i) => i.role === "assistant").map((i) => i.content),
+      ["echo: safe message", "echo: next message"],
+    );
     await close();
     assert.equal((await fetch(`${running.url}/health`)).status, 200);
   } finally {
@@ -274,7 +296,11 @@ test("a failed write ends that turn with an error frame; the server stays up and
 
 test("a corrupt database or one with a newer schema stops the start with a clear message and exit code 2", async () => {
   for (const [label, prepare, expected] of [
-    ["corrupt", (file: string) => writeFileSync(file, "this is not a database".repeat(100)), /cannot open the session database .*sessions\.db: file is not a database/],
+    [
+      "corrupt",
+      (file: string) => writeFileSync(file, "this is not a database".repeat(100)),
+      /cannot open the session database .*sessions\.db: file is not a database/,
+    ],
     [
       "newer schema",
       (file: string) => {

@@ -29,7 +29,12 @@ function upgradeAnswer(pathname: string): Promise<{ status: number; body: string
       hostname,
       port,
       path: pathname,
-      headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==" },
+      headers: {
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
     });
     req.on("response", (res) => {
       let body = "";
@@ -106,10 +111,10 @@ test("bad frames get an error frame and the socket stays open", async () => {
   const { client } = await connectUser(running, "bad_input");
   const cases: [unknown, RegExp][] = [
     ["not json", /^Invalid JSON format$/],
-    ["{\"message\": ", /^Invalid JSON format$/],
+    ['{"message": ', /^Invalid JSON format$/],
     ["[1,2]", /JSON object/],
     ["42", /JSON object/],
-    ["\"hello\"", /JSON object/],
+    ['"hello"', /JSON object/],
     ["null", /JSON object/],
     [{ message: 5 }, /"message" must be a string/],
     [{ message: ["a"] }, /"message" must be a string/],
@@ -145,7 +150,10 @@ test("messages sent quickly are answered in order, one turn at a time, one frame
     for (let i = 0; i < count; i++) client.send({ message: `m${i}` });
     const answers = [];
     for (let i = 0; i < count; i++) answers.push((await client.next()).message);
-    assert.deepEqual(answers, Array.from({ length: count }, (_, i) => `echo: m${i}`));
+    assert.deepEqual(
+      answers,
+      Array.from({ length: count }, (_, i) => `echo: m${i}`),
+    );
     assert.equal(maxInFlight, 1);
     // Exactly one frame per message: a final round trip finds nothing else waiting.
     assert.equal((await ask(client, "last")).message, "echo: last");

@@ -129,9 +129,14 @@ test("a user cannot leave the workspace: other users' files, the config and the 
 test("two users are isolated: each sees only their own files and their own history", async () => {
   const alice = await connectUser(running, "alice");
   const bob = await connectUser(running, "bob");
-  await ask(alice.client, `CALL filesystem_write_file ${JSON.stringify({ path: path.join(workspaceRoot, "alice", "a.txt"), content: "A" })}`);
+  await ask(
+    alice.client,
+    `CALL filesystem_write_file ${JSON.stringify({ path: path.join(workspaceRoot, "alice", "a.txt"), content: "A" })}`,
+  );
   await ask(alice.client, "alice's private thought");
-  const listing = String((await ask(bob.client, `CALL filesystem_list_directory ${JSON.stringify({ path: path.join(workspaceRoot, "bob") })}`)).message);
+  const listing = String(
+    (await ask(bob.client, `CALL filesystem_list_directory ${JSON.stringify({ path: path.join(workspaceRoot, "bob") })}`)).message,
+  );
   assert.doesNotMatch(listing, /a\.txt/);
   const messages = JSON.stringify(model.requests.at(-1)?.messages);
   assert.doesNotMatch(messages, /alice's private thought/);
@@ -150,7 +155,10 @@ test("children get a minimal environment: no API key, no other secrets, plus the
     assert.equal(env.OPENAI_API_KEY, undefined);
     assert.equal(env.SOME_PARENT_SECRET, undefined);
     assert.doesNotMatch(reply, /sk-test-session-secret/);
-    assert.ok(Object.keys(env).every((key) => ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "FIXTURE_VAR"].includes(key)), Object.keys(env).join(","));
+    assert.ok(
+      Object.keys(env).every((key) => ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "FIXTURE_VAR"].includes(key)),
+      Object.keys(env).join(","),
+    );
     await client.close();
   } finally {
     delete process.env.SOME_PARENT_SECRET;
@@ -161,16 +169,26 @@ test("children's stderr goes to our log, not to stdout", async () => {
   const { client } = await connectUser(running, "stderr_user");
   await until(async () => (await sessionInfo(running, "stderr_user")).mcp_servers.every((s) => s.state === "ready"), "servers ready");
   await client.close();
-  await until(() => existsSync(running.logPath) && readFileSync(running.logPath, "utf8").includes("test-mcp-server ready"), "stderr line in the log");
-  const line = readFileSync(running.logPath, "utf8").split("\n").find((l) => l.includes("test-mcp-server ready")) ?? "";
+  await until(
+    () => existsSync(running.logPath) && readFileSync(running.logPath, "utf8").includes("test-mcp-server ready"),
+    "stderr line in the log",
+  );
+  const line =
+    readFileSync(running.logPath, "utf8")
+      .split("\n")
+      .find((l) => l.includes("test-mcp-server ready")) ?? "";
   assert.equal(JSON.parse(line).event, "mcp_server_stderr");
 });
 
 test("the idle sweep removes sessions with no socket and every child process exits", async () => {
   const sweeping = await startServer({
-    config: baseConfig(model.baseUrl, { filesystem: filesystemEntry, test: testServerEntry }, {
-      session: { idle_timeout_seconds: 0.2, sweep_interval_seconds: 0.1 },
-    }),
+    config: baseConfig(
+      model.baseUrl,
+      { filesystem: filesystemEntry, test: testServerEntry },
+      {
+        session: { idle_timeout_seconds: 0.2, sweep_interval_seconds: 0.1 },
+      },
+    ),
     secrets: { openai: { api_key: "sk-test" } },
   });
   try {

@@ -2,7 +2,18 @@
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { startModelServer, lastUserText, afterTool, type ModelServer } from "./helpers/model-server.ts";
-import { ask, baseConfig, connect, connectUser, startServer, testServerEntry, until, type Frame, type RunningServer, type TestClient } from "./helpers/harness.ts";
+import {
+  ask,
+  baseConfig,
+  connect,
+  connectUser,
+  startServer,
+  testServerEntry,
+  until,
+  type Frame,
+  type RunningServer,
+  type TestClient,
+} from "./helpers/harness.ts";
 
 let model: ModelServer;
 let running: RunningServer;
@@ -65,7 +76,10 @@ test("a turn streams: queued, turn_start, text deltas, then an answer frame that
   assert.equal(frames[1]?.client_id, "c-1", "the client's id comes back on its turn");
   const turnId = frames[0]?.turn_id;
   assert.equal(typeof turnId, "string");
-  assert.ok(frames.every((frame) => frame.turn_id === turnId), "every frame carries the turn_id");
+  assert.ok(
+    frames.every((frame) => frame.turn_id === turnId),
+    "every frame carries the turn_id",
+  );
   const deltas = frames.filter((frame) => frame.type === "delta");
   assert.ok(deltas.length >= 5, `deltas: ${deltas.length}`);
   assert.equal(deltas.map((d) => d.text).join(""), "Streaming works one piece at a time.");
@@ -84,7 +98,12 @@ test("tool calls stream as tool_start (server, tool, arguments) and tool_end (ok
   model.setResponder((request) =>
     afterTool(request)
       ? { content: "done" }
-      : { toolCalls: [{ name: "test_echo", arguments: { text: "hi" } }, { name: "test_fail", arguments: {} }] },
+      : {
+          toolCalls: [
+            { name: "test_echo", arguments: { text: "hi" } },
+            { name: "test_fail", arguments: {} },
+          ],
+        },
   );
   const { client } = await connectUser(running, "tool_streamer", "?stream=1");
   client.send({ message: "tools" });
@@ -110,7 +129,9 @@ test("tool calls stream as tool_start (server, tool, arguments) and tool_end (ok
 });
 
 test("tool results in tool_end are previews, not whole results", async () => {
-  model.setResponder((request) => (afterTool(request) ? { content: "big done" } : { toolCalls: [{ name: "test_big", arguments: { chars: 5000 } }] }));
+  model.setResponder((request) =>
+    afterTool(request) ? { content: "big done" } : { toolCalls: [{ name: "test_big", arguments: { chars: 5000 } }] },
+  );
   const { client } = await connectUser(running, "big_preview", "?stream=1");
   client.send({ message: "big" });
   const end = (await readTurn(client)).find((f) => f.type === "tool_end");
@@ -136,7 +157,9 @@ test("an error ends the turn with an error frame carrying the turn_id; the seed 
 
 test("cancel stops the running turn at once: model request aborted, cancelled frame, history notes it, queue goes on", async () => {
   model.setResponder((request) =>
-    lastUserText(request) === "slow" ? { content: "this takes forever", chunkChars: 1, chunkDelayMs: 200 } : { content: `echo: ${lastUserText(request)}` },
+    lastUserText(request) === "slow"
+      ? { content: "this takes forever", chunkChars: 1, chunkDelayMs: 200 }
+      : { content: `echo: ${lastUserText(request)}` },
   );
   const abortedBefore = model.aborted;
   const { client } = await connectUser(running, "canceller", "?stream=1");
@@ -165,7 +188,9 @@ test("cancel stops the running turn at once: model request aborted, cancelled fr
 });
 
 test("cancel during a tool call abandons it (MCP cancellation) and ends the turn", async () => {
-  model.setResponder((request) => (afterTool(request) ? { content: "should not be reached" } : { toolCalls: [{ name: "test_slow", arguments: { ms: 20000 } }] }));
+  model.setResponder((request) =>
+    afterTool(request) ? { content: "should not be reached" } : { toolCalls: [{ name: "test_slow", arguments: { ms: 20000 } }] },
+  );
   const live = await connectUser(running, "tool_cancel", "?stream=1");
   const seed = await connectUser(running, "tool_cancel");
   seed.client.send({ message: "slow tool" });
@@ -194,7 +219,10 @@ test("history returns user and assistant messages and tool calls with their resu
   assert.equal(history.type, "history");
   assert.equal(history.session_id, welcome.session_id);
   const items = history.items as Frame[];
-  assert.deepEqual(items.map((item) => item.role), ["user", "tool", "assistant"]);
+  assert.deepEqual(
+    items.map((item) => item.role),
+    ["user", "tool", "assistant"],
+  );
   assert.equal(items[1]?.name, "test_echo");
   assert.deepEqual(items[1]?.arguments, { text: "history" });
   assert.equal(items[1]?.preview, "echo:history");
@@ -214,7 +242,11 @@ test("all streaming sockets of a user see each turn live; a second tab joining m
   const frames1 = [tab1.client.frames[1]!, ...(await readTurn(tab1.client))].filter(Boolean);
   const frames2 = await readTurn(tab2);
   assert.equal(frames2[0]?.type, "turn_start", "replay starts with the turn's first frame");
-  const text = (frames: Frame[]) => frames.filter((f) => f.type === "delta").map((f) => f.text).join("");
+  const text = (frames: Frame[]) =>
+    frames
+      .filter((f) => f.type === "delta")
+      .map((f) => f.text)
+      .join("");
   assert.equal(text(frames2), "abcdefghij");
   assert.equal(frames2.at(-1)?.message, "abcdefghij");
   assert.equal(frames1.at(-1)?.message, "abcdefghij");
@@ -223,7 +255,9 @@ test("all streaming sockets of a user see each turn live; a second tab joining m
 });
 
 test("a streaming socket that joins sees the messages still waiting in the queue", async () => {
-  model.setResponder((request) => (lastUserText(request) === "long" ? { content: "slow", delayMs: 300 } : { content: `echo: ${lastUserText(request)}` }));
+  model.setResponder((request) =>
+    lastUserText(request) === "long" ? { content: "slow", delayMs: 300 } : { content: `echo: ${lastUserText(request)}` },
+  );
   const first = await connectUser(running, "queue_watcher");
   first.client.send({ message: "long" });
   first.client.send({ message: "waiting one", client_id: "w1" });

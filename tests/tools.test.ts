@@ -14,7 +14,10 @@ test("tools are named <server>_<tool> as in the original", () => {
     { server: "filesystem", tools: [{ name: "read_file", description: "Read a file", inputSchema: schema }] },
     { server: "fetch", tools: [{ name: "fetch", inputSchema: schema }] },
   ]);
-  assert.deepEqual(tools.map((tool) => tool.function.name), ["filesystem_read_file", "fetch_fetch"]);
+  assert.deepEqual(
+    tools.map((tool) => tool.function.name),
+    ["filesystem_read_file", "fetch_fetch"],
+  );
   assert.equal(tools[0]?.function.description, "Read a file");
   assert.deepEqual(tools[0]?.function.parameters, schema);
   assert.deepEqual(routes.get("fetch_fetch"), { server: "fetch", tool: "fetch" });
@@ -22,20 +25,39 @@ test("tools are named <server>_<tool> as in the original", () => {
 
 test("names are made valid for OpenAI, deterministically and without collisions", () => {
   const servers = [
-    { server: "my server", tools: [{ name: "read.file", inputSchema: schema }, { name: "read file", inputSchema: schema }] },
+    {
+      server: "my server",
+      tools: [
+        { name: "read.file", inputSchema: schema },
+        { name: "read file", inputSchema: schema },
+      ],
+    },
     { server: "a", tools: [{ name: "b_c", inputSchema: schema }] },
     { server: "a_b", tools: [{ name: "c", inputSchema: schema }] },
-    { server: "x".repeat(40), tools: [{ name: "y".repeat(40), inputSchema: schema }, { name: `${"y".repeat(40)}z`, inputSchema: schema }] },
+    {
+      server: "x".repeat(40),
+      tools: [
+        { name: "y".repeat(40), inputSchema: schema },
+        { name: `${"y".repeat(40)}z`, inputSchema: schema },
+      ],
+    },
     { server: "ü", tools: [{ name: "ö", inputSchema: schema }] },
   ];
   const first = buildToolCatalog(servers);
   const names = first.tools.map((tool) => tool.function.name);
   for (const name of names) assert.match(name, VALID);
   assert.equal(new Set(names).size, names.length, `collision in ${names.join(", ")}`);
-  assert.deepEqual(buildToolCatalog(servers).tools.map((tool) => tool.function.name), names, "same input, same names");
+  assert.deepEqual(
+    buildToolCatalog(servers).tools.map((tool) => tool.function.name),
+    names,
+    "same input, same names",
+  );
   // Every name routes back to the tool it was made from.
   const routed = names.map((name) => first.routes.get(name));
-  assert.deepEqual(routed, servers.flatMap(({ server, tools }) => tools.map((tool) => ({ server, tool: tool.name }))));
+  assert.deepEqual(
+    routed,
+    servers.flatMap(({ server, tools }) => tools.map((tool) => ({ server, tool: tool.name }))),
+  );
   assert.equal(toolNameFor("a", "b", new Set()), "a_b");
 });
 
@@ -71,7 +93,10 @@ test("the history cap keeps the newest messages and never orphans a tool result"
     assert.ok(kept.length === 0 || kept[0]?.message.role === "user", `max ${max} starts with ${kept[0]?.message.role}`);
     assert.ok(!kept.some((e) => e.message.role === "tool") || kept.some((e) => e.message.role === "assistant" && e.message.tool_calls));
   }
-  assert.deepEqual(trimHistory(entries, 4).map((e) => e.message.content), ["u2", null, "r", "a2"]);
+  assert.deepEqual(
+    trimHistory(entries, 4).map((e) => e.message.content),
+    ["u2", null, "r", "a2"],
+  );
 });
 
 test("history items pair each tool call with its result", () => {
@@ -79,12 +104,26 @@ test("history items pair each tool call with its result", () => {
   const items = historyItems([
     { turnId: "t1", message: { role: "user", content: "read a" }, status: "ok" },
     { turnId: "t1", message: { role: "assistant", content: null, tool_calls: [call] } },
-    { turnId: "t1", message: { role: "tool", tool_call_id: "c1", content: "hello" }, tool: { name: "fs_read", server: "fs", tool: "read", ok: true } },
+    {
+      turnId: "t1",
+      message: { role: "tool", tool_call_id: "c1", content: "hello" },
+      tool: { name: "fs_read", server: "fs", tool: "read", ok: true },
+    },
     { turnId: "t1", message: { role: "assistant", content: "It says hello" } },
   ]);
   assert.deepEqual(items, [
     { role: "user", turn_id: "t1", content: "read a", status: "ok" },
-    { role: "tool", turn_id: "t1", call_id: "c1", name: "fs_read", server: "fs", tool: "read", arguments: { path: "a" }, ok: true, preview: "hello" },
+    {
+      role: "tool",
+      turn_id: "t1",
+      call_id: "c1",
+      name: "fs_read",
+      server: "fs",
+      tool: "read",
+      arguments: { path: "a" },
+      ok: true,
+      preview: "hello",
+    },
     { role: "assistant", turn_id: "t1", content: "It says hello" },
   ]);
 });

@@ -97,7 +97,11 @@ type Host = { ask(query: HostQuery): Promise<HostReply> };
 async function startHost(model: BenchModel, name: string, servers: Record<string, unknown>): Promise<HostRun> {
   const { dir, remove } = tempDir(name);
   try {
-    const target = await startTarget("host", name, writeConfig(dir, benchConfig({ modelUrl: model.baseUrl, servers, store: "memory", log: "file" })));
+    const target = await startTarget(
+      "host",
+      name,
+      writeConfig(dir, benchConfig({ modelUrl: model.baseUrl, servers, store: "memory", log: "file" })),
+    );
     return { target, host: hostChannel(target), remove };
   } catch (error) {
     await remove();
@@ -122,7 +126,11 @@ function slope(points: readonly { x: number; y: number }[]): number {
   return denominator > 0 ? numerator / denominator : 0;
 }
 
-export async function runChurn(model: BenchModel, settings: Settings, say: (text: string) => void): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {
+export async function runChurn(
+  model: BenchModel,
+  settings: Settings,
+  say: (text: string) => void,
+): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {
   const { cycles: count, warmupCycles, batch, childCycles, samples } = settings.churn;
   model.setLatency(0);
   const figures: Figure[] = [];
@@ -151,7 +159,7 @@ export async function runChurn(model: BenchModel, settings: Settings, say: (text
     await record(0);
     const started = performance.now();
     const step = Math.ceil(count / samples);
-    for (let done = 0; done < count; ) {
+    for (let done = 0; done < count;) {
       const next = Math.min(count, done + step);
       await cycles(target, host, `churn-${done}`, next - done, batch);
       done = next;
@@ -165,7 +173,9 @@ export async function runChurn(model: BenchModel, settings: Settings, say: (text
     const growthMb = last - first;
     const slopePer10k = slope(trajectory.map((point) => ({ x: point.cycles, y: point.rssMb }))) * 10_000;
     const sign = (value: number) => `${value >= 0 ? "+" : ""}${value.toFixed(1)}`;
-    say(`churn: ${count} cycles in ${(elapsedMs / 1000).toFixed(1)} s, RSS ${sign(growthMb)} MB (trend ${sign(slopePer10k)} MB per 10,000 cycles, heap ${trajectory[0]?.heapMb ?? 0} → ${trajectory.at(-1)?.heapMb ?? 0} MB)`);
+    say(
+      `churn: ${count} cycles in ${(elapsedMs / 1000).toFixed(1)} s, RSS ${sign(growthMb)} MB (trend ${sign(slopePer10k)} MB per 10,000 cycles, heap ${trajectory[0]?.heapMb ?? 0} → ${trajectory.at(-1)?.heapMb ?? 0} MB)`,
+    );
     figures.push({
       key: "churn.rss_growth.memory",
       label: `churn: server RSS after ${count} session create/turn/sweep cycles (store memory)`,

@@ -41,7 +41,8 @@ function watchReady(target: Target, userId: string, count: number): { ready: Pro
         return;
       }
       if (entry.user_id !== userId) return;
-      if (entry.event === "mcp_server_failed") reject(new Error(`${userId}: MCP server ${String(entry.server)} failed: ${String(entry.error)}`));
+      if (entry.event === "mcp_server_failed")
+        reject(new Error(`${userId}: MCP server ${String(entry.server)} failed: ${String(entry.error)}`));
       if (entry.event === "mcp_server_ready" && ++seen === count) resolve(performance.now());
     });
     stop = () => {
@@ -87,7 +88,11 @@ async function bareReady(workspace: string): Promise<Record<string, number>> {
   }
 }
 
-export async function runReady(model: BenchModel, settings: Settings, say: (text: string) => void): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {
+export async function runReady(
+  model: BenchModel,
+  settings: Settings,
+  say: (text: string) => void,
+): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {
   const { repeats, warmupRounds } = settings.ready;
   const { dir, remove } = tempDir("ready");
   let target: Target | undefined;
@@ -123,7 +128,14 @@ export async function runReady(model: BenchModel, settings: Settings, say: (text
     }
     const slowest = bare.map((times) => Math.max(...Object.values(times)));
     say(`ready: ${repeats} rounds done`);
-    const figure = ratioFigure("ready.median", `session ready (filesystem + fixture), median of ${repeats}`, "ms", median(ours), median(slowest), READY_GOAL);
+    const figure = ratioFigure(
+      "ready.median",
+      `session ready (filesystem + fixture), median of ${repeats}`,
+      "ms",
+      median(ours),
+      median(slowest),
+      READY_GOAL,
+    );
     figure.baselineText = `${median(slowest).toFixed(1)} ms (slowest bare start)`;
     return {
       figures: [figure],

@@ -79,7 +79,11 @@ const memoryNow = (pid: number) => {
   };
 };
 
-export async function runScale(model: BenchModel, settings: Settings, say: (text: string) => void): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {
+export async function runScale(
+  model: BenchModel,
+  settings: Settings,
+  say: (text: string) => void,
+): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {
   const { users, inFlight, turnsEach, maxWarmSessions } = settings.scale;
   const config = benchConfig({
     modelUrl: model.baseUrl,
@@ -94,7 +98,12 @@ export async function runScale(model: BenchModel, settings: Settings, say: (text
     { name: "ours", kind: "ours", label: "ours (scale, store sqlite)", config },
   ]);
   const clients = new Map<Contender<Name>, BenchClient[]>();
-  const raw: Record<string, unknown> = { users, in_flight: inFlight, turns_each: turnsEach, mcp_server: "@modelcontextprotocol/server-filesystem (tool filesystem_list_allowed_directories)" };
+  const raw: Record<string, unknown> = {
+    users,
+    in_flight: inFlight,
+    turns_each: turnsEach,
+    mcp_server: "@modelcontextprotocol/server-filesystem (tool filesystem_list_allowed_directories)",
+  };
   try {
     const idle = Object.fromEntries(contenders.map((contender) => [contender.name, memoryNow(contender.target.pid)]));
     const setup: Record<string, unknown> = {};
@@ -109,15 +118,23 @@ export async function runScale(model: BenchModel, settings: Settings, say: (text
       const connectMs = performance.now() - started;
       // The active users' first turn starts the MCP servers of those that did not start on connect.
       await closedLoop(own.slice(0, inFlight), 1, MESSAGE);
-      const starts = contender.name === "ours" ? await startsSettled(path.join(contender.target.configDir, "logs/server.jsonl"), 180_000) : undefined;
+      const starts =
+        contender.name === "ours" ? await startsSettled(path.join(contender.target.configDir, "logs/server.jsonl"), 180_000) : undefined;
       model.assertToolsOk(`scale warm-up (${contender.name})`);
-      setup[contender.name] = { connect_ms: round2(connectMs), warmup_ms: round2(performance.now() - started - connectMs), mcp_starts: starts, memory_after_warmup_mb: memoryNow(contender.target.pid) };
+      setup[contender.name] = {
+        connect_ms: round2(connectMs),
+        warmup_ms: round2(performance.now() - started - connectMs),
+        mcp_starts: starts,
+        memory_after_warmup_mb: memoryNow(contender.target.pid),
+      };
       say(`scale: ${contender.target.name}: ${users} users connected in ${(connectMs / 1000).toFixed(1)} s, ${inFlight} active and warm`);
     }
     raw.setup = setup;
     raw.memory_idle_mb = idle;
 
-    const peaks = new Map<Name, MemoryPeak>(contenders.map((contender) => [contender.name, { totalRssBytes: 0, totalPssBytes: 0, serverRssBytes: 0, children: 0 }]));
+    const peaks = new Map<Name, MemoryPeak>(
+      contenders.map((contender) => [contender.name, { totalRssBytes: 0, totalPssBytes: 0, serverRssBytes: 0, children: 0 }]),
+    );
     // Short blocks, taking turns: a burst of other work on the machine hits both alike.
     const blocks = Math.max(1, Math.min(turnsEach, 4));
     for (const latency of settings.latencies) {
@@ -180,10 +197,23 @@ export async function runScale(model: BenchModel, settings: Settings, say: (text
     });
     raw.summaries = summaries;
     raw.peak_memory_mb = Object.fromEntries(
-      [...peaks].map(([name, peak]) => [name, { total_rss: round2(peak.totalRssBytes / MB), total_pss: round2(peak.totalPssBytes / MB), server_rss: round2(peak.serverRssBytes / MB), children: peak.children }]),
+      [...peaks].map(([name, peak]) => [
+        name,
+        {
+          total_rss: round2(peak.totalRssBytes / MB),
+          total_pss: round2(peak.totalPssBytes / MB),
+          server_rss: round2(peak.serverRssBytes / MB),
+          children: peak.children,
+        },
+      ]),
     );
     raw.cpu_ms_per_turn = cpuPerTurn(contenders);
-    raw.samples_ms = Object.fromEntries(contenders.map((contender) => [contender.name, Object.fromEntries([...contender.samples].map(([key, samples]) => [key, samples.map(round2)]))]));
+    raw.samples_ms = Object.fromEntries(
+      contenders.map((contender) => [
+        contender.name,
+        Object.fromEntries([...contender.samples].map(([key, samples]) => [key, samples.map(round2)])),
+      ]),
+    );
     return { figures, raw };
   } finally {
     for (const own of clients.values()) for (const client of own) client.terminate();

@@ -19,9 +19,14 @@ interface Users {
   concurrent: BenchClient[];
 }
 
-export async function runTurns(model: BenchModel, settings: Settings, say: (text: string) => void): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {
+export async function runTurns(
+  model: BenchModel,
+  settings: Settings,
+  say: (text: string) => void,
+): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {
   const { turns, latencies } = settings;
-  const config = (store: "sqlite" | "memory") => benchConfig({ modelUrl: model.baseUrl, servers: { test: echoEntry() }, store, log: "file" });
+  const config = (store: "sqlite" | "memory") =>
+    benchConfig({ modelUrl: model.baseUrl, servers: { test: echoEntry() }, store, log: "file" });
   say("turns: starting the baseline and our server (store sqlite, store memory)");
   const contenders = await startContenders<Name>("turns", [
     { name: "baseline", kind: "baseline", label: "baseline", config: config("memory") },
@@ -48,14 +53,24 @@ export async function runTurns(model: BenchModel, settings: Settings, say: (text
       for (let n = 0; n < turns.sequentialWarmup; n++) await own.sequential.turn(MESSAGE);
       await closedLoop(own.concurrent, 2, MESSAGE);
       warmups[contender.name] = round2(performance.now() - started);
-      say(`turns: ${contender.target.name} warm (${turns.concurrentUsers + 1} users, their MCP children started) in ${(warmups[contender.name] / 1000).toFixed(1)} s`);
+      say(
+        `turns: ${contender.target.name} warm (${turns.concurrentUsers + 1} users, their MCP children started) in ${(warmups[contender.name] / 1000).toFixed(1)} s`,
+      );
     }
     model.assertToolsOk("turns warm-up");
     raw.warmup_ms = warmups;
     raw.memory_after_warmup_mb = Object.fromEntries(
       contenders.map((contender) => {
         const tree = treeMemory(contender.target.pid);
-        return [contender.name, { server_rss: tree.root.rssBytes / MB, total_rss: tree.totalRssBytes / MB, total_pss: tree.totalPssBytes / MB, children: tree.descendants.length }];
+        return [
+          contender.name,
+          {
+            server_rss: tree.root.rssBytes / MB,
+            total_rss: tree.totalRssBytes / MB,
+            total_pss: tree.totalPssBytes / MB,
+            children: tree.descendants.length,
+          },
+        ];
       }),
     );
 
@@ -116,7 +131,16 @@ export async function runTurns(model: BenchModel, settings: Settings, say: (text
         for (const store of ["sqlite", "memory"] as const) {
           const ours = cpu[store]?.[key]?.server ?? Number.NaN;
           const base = cpu.baseline?.[key]?.server ?? Number.NaN;
-          figures.push(ratioFigure(`cpu.server_per_turn.${shape}.${store}.${latency}ms`, `server CPU per turn, ${label}, model ${latency} ms, store ${store}`, "ms", ours, base, null));
+          figures.push(
+            ratioFigure(
+              `cpu.server_per_turn.${shape}.${store}.${latency}ms`,
+              `server CPU per turn, ${label}, model ${latency} ms, store ${store}`,
+              "ms",
+              ours,
+              base,
+              null,
+            ),
+          );
         }
       }
     }
@@ -124,7 +148,12 @@ export async function runTurns(model: BenchModel, settings: Settings, say: (text
     // Where the CPU goes, per turn: the server under test, its MCP children, and the bench process
     // (the scripted model server and the WebSocket clients; the same work for every contender).
     raw.cpu_ms_per_turn = cpu;
-    raw.samples_ms = Object.fromEntries(contenders.map((contender) => [contender.name, Object.fromEntries([...contender.samples].map(([key, samples]) => [key, samples.map(round2)]))]));
+    raw.samples_ms = Object.fromEntries(
+      contenders.map((contender) => [
+        contender.name,
+        Object.fromEntries([...contender.samples].map(([key, samples]) => [key, samples.map(round2)])),
+      ]),
+    );
     return { figures, raw };
   } finally {
     for (const own of users.values()) {

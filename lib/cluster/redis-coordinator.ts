@@ -100,7 +100,10 @@ export class ClusterCoordinator {
   async connected(timeoutMs = 5000): Promise<void> {
     if (this.redis.status === "ready") return;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`Redis at ${redisLabel(this.redis)} did not answer within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`Redis at ${redisLabel(this.redis)} did not answer within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.redis.once("ready", () => {
         clearTimeout(timer);
         resolve();
@@ -137,10 +140,13 @@ export class ClusterCoordinator {
           resolve();
         };
         // The listener goes with its timer: a long wait must not pile one up per attempt.
-        const timer = setTimeout(() => {
-          signal.removeEventListener("abort", onAbort);
-          resolve();
-        }, Math.min(50 * 2 ** Math.min(attempt, 4), 500));
+        const timer = setTimeout(
+          () => {
+            signal.removeEventListener("abort", onAbort);
+            resolve();
+          },
+          Math.min(50 * 2 ** Math.min(attempt, 4), 500),
+        );
         signal.addEventListener("abort", onAbort, { once: true });
       });
     }

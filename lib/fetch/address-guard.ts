@@ -108,7 +108,7 @@ function range6(cidr: string, reason: string): Range6 {
 }
 
 const IPV4_SPECIAL: Range4[] = [
-  range4("0.0.0.0/8", "an unspecified (\"this network\") address"),
+  range4("0.0.0.0/8", 'an unspecified ("this network") address'),
   range4("10.0.0.0/8", "a private address (10.0.0.0/8)"),
   range4("100.64.0.0/10", "a shared carrier-grade NAT address (100.64.0.0/10)"),
   range4("127.0.0.0/8", "a loopback address"),

@@ -18,13 +18,7 @@ import { request as httpsRequest } from "node:https";
 import { addAbortSignal, pipeline, type Readable } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { z } from "zod";
-import {
-  checkUrlTarget,
-  createGuardedLookup,
-  FetchRefusedError,
-  parseAllowList,
-  type AllowList,
-} from "./address-guard.ts";
+import { checkUrlTarget, createGuardedLookup, FetchRefusedError, parseAllowList, type AllowList } from "./address-guard.ts";
 import { MarkdownConverter } from "./markdown-pool.ts";
 
 export interface FetchToolOptions {
@@ -38,8 +32,7 @@ export interface FetchToolOptions {
   maxBytes: number;
 }
 
-export const DEFAULT_USER_AGENT =
-  "ModelContextProtocol/1.0 (Autonomous; +https://github.com/modelcontextprotocol/servers)";
+export const DEFAULT_USER_AGENT = "ModelContextProtocol/1.0 (Autonomous; +https://github.com/modelcontextprotocol/servers)";
 
 export const defaultFetchToolOptions: FetchToolOptions = {
   allowHosts: [],
@@ -112,9 +105,7 @@ function productToken(userAgent: string): string {
 
 /** Upper-cases %xx escapes and percent-encodes non-ASCII, so a rule and a URL path compare alike. */
 function normaliseRobotsPath(path: string): string {
-  return path
-    .replace(/%[0-9a-f]{2}/gi, (escape) => escape.toUpperCase())
-    .replace(/[^\x00-\x7f]+/g, (text) => encodeURIComponent(text));
+  return path.replace(/%[0-9a-f]{2}/gi, (escape) => escape.toUpperCase()).replace(/[\u0080-\uffff]+/g, (text) => encodeURIComponent(text));
 }
 
 function robotsPatternMatches(pattern: string, path: string): boolean {
@@ -508,13 +499,7 @@ export function createFetchServer(options: FetchToolOptions): McpServer {
       description: TOOL_DESCRIPTION,
       inputSchema: {
         url: z.string().describe("URL to fetch"),
-        max_length: z
-          .number()
-          .int()
-          .gt(0)
-          .lt(1_000_000)
-          .default(5000)
-          .describe("Maximum number of characters to return."),
+        max_length: z.number().int().gt(0).lt(1_000_000).default(5000).describe("Maximum number of characters to return."),
         start_index: z
           .number()
           .int()
@@ -523,10 +508,7 @@ export function createFetchServer(options: FetchToolOptions): McpServer {
           .describe(
             "On return output, start returning the output starting at this character index, useful if a previous fetch was truncated and more context is required.",
           ),
-        raw: z
-          .boolean()
-          .default(false)
-          .describe("Get the actual HTML content of the requested page, without simplification."),
+        raw: z.boolean().default(false).describe("Get the actual HTML content of the requested page, without simplification."),
       },
       annotations: { title: "Fetch a web page", readOnlyHint: true, openWorldHint: true },
     },

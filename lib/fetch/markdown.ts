@@ -159,4 +159,3 @@ export function htmlToMarkdown(fullHtml: string, pageUrl: string): string {
   if (article?.title && !markdown.startsWith(`# ${article.title}`)) markdown = `# ${article.title}\n\n${markdown}`;
   return markdown === "" ? "<error>Page failed to be simplified from HTML</error>" : markdown;
 }
-

@@ -61,7 +61,12 @@ const pagePolicies = new WeakMap<Buffer, string>();
 function inlineHashes(html: string, tag: "script" | "style"): string {
   // Only bare `<script>`/`<style>` blocks are inline code; `<script src=...>` is covered by 'self'.
   return [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, "g"))]
-    .map((found) => `'sha256-${createHash("sha256").update((found[1] ?? "").replace(/\r\n?/g, "\n")).digest("base64")}'`)
+    .map(
+      (found) =>
+        `'sha256-${createHash("sha256")
+          .update((found[1] ?? "").replace(/\r\n?/g, "\n"))
+          .digest("base64")}'`,
+    )
     .join(" ");
 }
 
@@ -190,7 +195,12 @@ const routes: Route[] = [
           const all = [...new Set([...users, ...sessions.userIds()])].sort();
           sendJson(res, 200, { active_sessions: all, total_sessions: all.length });
         },
-        () => sendJson(res, 503, { error: "the cluster's sessions cannot be listed: Redis is unreachable", active_sessions: sessions.userIds(), total_sessions: sessions.size }),
+        () =>
+          sendJson(res, 503, {
+            error: "the cluster's sessions cannot be listed: Redis is unreachable",
+            active_sessions: sessions.userIds(),
+            total_sessions: sessions.size,
+          }),
       );
     },
   },

@@ -349,7 +349,8 @@ export function commandExists(command: string, pathVariable = process.env.PATH ?
  */
 export function usesBuiltinFetch(entry: McpServerConfig, uvxInstalled: () => boolean): "builtin" | "fallback" | false {
   if (entry.builtin === "fetch") return "builtin";
-  const isPythonFetch = entry.transport === "stdio" && path.basename(entry.command ?? "") === "uvx" && entry.args.includes("mcp-server-fetch");
+  const isPythonFetch =
+    entry.transport === "stdio" && path.basename(entry.command ?? "") === "uvx" && entry.args.includes("mcp-server-fetch");
   return isPythonFetch && !uvxInstalled() ? "fallback" : false;
 }
 

@@ -134,7 +134,8 @@ export function resolveLocalNpx(
   const unchanged = { command, args: [...args] };
   if (path.basename(command) !== "npx") return unchanged;
   let index = 0;
-  while (index < args.length && (args[index] === "-y" || args[index] === "--yes" || args[index] === "-q" || args[index] === "--quiet")) index++;
+  while (index < args.length && (args[index] === "-y" || args[index] === "--yes" || args[index] === "-q" || args[index] === "--quiet"))
+    index++;
   const spec = args[index];
   if (!spec || spec.startsWith("-")) return unchanged;
   const at = spec.indexOf("@", 1);

@@ -70,7 +70,8 @@ export class RedisStore implements SessionStore {
         const isUser = isRecord(parsed.message) && parsed.message.role === "user";
         let status: unknown = isUser ? (statuses[parsed.turnId] ?? parsed.status) : undefined;
         // `running` with nobody holding the user's lease: the instance running it died.
-        if (status === "running") status = await this.#redis.eval(MARK_INTERRUPTED, 2, keys.statuses(sessionId), keys.lease(userId), parsed.turnId);
+        if (status === "running")
+          status = await this.#redis.eval(MARK_INTERRUPTED, 2, keys.statuses(sessionId), keys.lease(userId), parsed.turnId);
         const entry = storedEntry(parsed.turnId, parsed.message, status, parsed.tool);
         if (entry) entries.push(entry);
       }
@@ -105,10 +106,22 @@ export class RedisStore implements SessionStore {
   append(sessionId: string, entries: readonly HistoryEntry[], fence?: Fence): Promise<void> {
     if (entries.length === 0) return Promise.resolve();
     const encoded = entries.map((entry) =>
-      JSON.stringify({ turnId: entry.turnId, message: entry.message, ...(entry.tool ? { tool: entry.tool } : {}), ...(entry.status ? { status: entry.status } : {}) }),
+      JSON.stringify({
+        turnId: entry.turnId,
+        message: entry.message,
+        ...(entry.tool ? { tool: entry.tool } : {}),
+        ...(entry.status ? { status: entry.status } : {}),
+      }),
     );
     return this.#run(async () => {
-      await this.#redis.eval(FENCED_APPEND, 2, fence ? keys.fence(fence.userId) : keys.fence(""), keys.entries(sessionId), fence ? String(fence.token) : "", ...encoded);
+      await this.#redis.eval(
+        FENCED_APPEND,
+        2,
+        fence ? keys.fence(fence.userId) : keys.fence(""),
+        keys.entries(sessionId),
+        fence ? String(fence.token) : "",
+        ...encoded,
+      );
       const statuses = entries.filter((entry) => entry.message.role === "user" && entry.status);
       for (const entry of statuses) await this.#redis.hset(keys.statuses(sessionId), entry.turnId, entry.status ?? "ok");
     });
@@ -116,11 +129,26 @@ export class RedisStore implements SessionStore {
 
   setTurnStatus(sessionId: string, turnId: string, status: TurnStatus, fence?: Fence): Promise<void> {
     return this.#run(async () => {
-      await this.#redis.eval(FENCED_HSET, 2, fence ? keys.fence(fence.userId) : keys.fence(""), keys.statuses(sessionId), fence ? String(fence.token) : "", turnId, status);
+      await this.#redis.eval(
+        FENCED_HSET,
+        2,
+        fence ? keys.fence(fence.userId) : keys.fence(""),
+        keys.statuses(sessionId),
+        fence ? String(fence.token) : "",
+        turnId,
+        status,
+      );
     });
   }
 
-  async endTurn(sessionId: string, entries: readonly HistoryEntry[], turnId: string, status: TurnStatus, record: SessionRecord, fence?: Fence): Promise<void> {
+  async endTurn(
+    sessionId: string,
+    entries: readonly HistoryEntry[],
+    turnId: string,
+    status: TurnStatus,
+    record: SessionRecord,
+    fence?: Fence,
+  ): Promise<void> {
     await this.append(sessionId, entries, fence);
     await this.setTurnStatus(sessionId, turnId, status, fence);
     await this.saveSession(record);
@@ -159,7 +187,8 @@ export class RedisStore implements SessionStore {
       return await work();
     } catch (error) {
       const message = (error as Error).message;
-      if (/FENCED/.test(message)) throw new StoreError("this instance lost the user's turn lease to another instance; the write was refused", { cause: error });
+      if (/FENCED/.test(message))
+        throw new StoreError("this instance lost the user's turn lease to another instance; the write was refused", { cause: error });
       throw new StoreError(`session storage (Redis) is unreachable or failed: ${message}`, { cause: error });
     }
   }

@@ -137,7 +137,12 @@ export class SqliteStore implements SessionStore {
       const rows = this.#sql.newestEntries.all(row.session_id, maxEntries) as EntryRow[];
       const entries: HistoryEntry[] = [];
       for (const entryRow of rows.reverse()) {
-        const entry = storedEntry(entryRow.turn_id, parseJson(entryRow.message), entryRow.status, entryRow.tool ? parseJson(entryRow.tool) : undefined);
+        const entry = storedEntry(
+          entryRow.turn_id,
+          parseJson(entryRow.message),
+          entryRow.status,
+          entryRow.tool ? parseJson(entryRow.tool) : undefined,
+        );
         if (entry) entries.push(entry);
       }
       return {
@@ -169,7 +174,14 @@ export class SqliteStore implements SessionStore {
   #append(sessionId: string, entries: readonly HistoryEntry[]): void {
     let seq = this.#seqFor(sessionId);
     for (const entry of entries) {
-      this.#sql.insertEntry.run(sessionId, seq++, entry.turnId, JSON.stringify(entry.message), entry.status ?? null, entry.tool ? JSON.stringify(entry.tool) : null);
+      this.#sql.insertEntry.run(
+        sessionId,
+        seq++,
+        entry.turnId,
+        JSON.stringify(entry.message),
+        entry.status ?? null,
+        entry.tool ? JSON.stringify(entry.tool) : null,
+      );
     }
     this.#nextSeq.set(sessionId, seq);
   }
@@ -178,11 +190,13 @@ export class SqliteStore implements SessionStore {
     const db = this.#db;
     return {
       append: db.transaction((sessionId: string, entries: readonly HistoryEntry[]) => this.#append(sessionId, entries)),
-      endTurn: db.transaction((sessionId: string, entries: readonly HistoryEntry[], turnId: string, status: TurnStatus, record: SessionRecord) => {
-        this.#append(sessionId, entries);
-        this.#sql.setStatus.run(status, sessionId, turnId);
-        this.#saveSession(record);
-      }),
+      endTurn: db.transaction(
+        (sessionId: string, entries: readonly HistoryEntry[], turnId: string, status: TurnStatus, record: SessionRecord) => {
+          this.#append(sessionId, entries);
+          this.#sql.setStatus.run(status, sessionId, turnId);
+          this.#saveSession(record);
+        },
+      ),
       remove: db.transaction((userId: string) => this.#remove(userId)),
       removeAll: db.transaction((userIds: readonly string[]) => userIds.forEach((userId) => this.#remove(userId))),
     };

@@ -40,7 +40,14 @@ export interface SessionStore {
    * The end of a turn in one write: its remaining entries, how it ended, and the session record
    * (last activity, message count). Done before the answer frame is sent.
    */
-  endTurn(sessionId: string, entries: readonly HistoryEntry[], turnId: string, status: TurnStatus, record: SessionRecord, fence?: Fence): Promise<void>;
+  endTurn(
+    sessionId: string,
+    entries: readonly HistoryEntry[],
+    turnId: string,
+    status: TurnStatus,
+    record: SessionRecord,
+    fence?: Fence,
+  ): Promise<void>;
   /** Deletes the user's session and history. */
   remove(userId: string): Promise<void>;
   /** Deletes sessions idle since before `cutoff` (epoch ms), except the live ones; returns their user ids. */

@@ -81,7 +81,12 @@ export async function startTestCluster(options: {
     started.push(...instances);
     const failed = results.find((result) => result.status === "rejected");
     if (failed) throw failed.reason;
-    const nginx = await startNginx({ bin: nginxBin, prefix: path.join(dir, "nginx"), listen: { host: "127.0.0.1", port: nginxPort }, servers: instances.map((instance) => `127.0.0.1:${instance.port}`) });
+    const nginx = await startNginx({
+      bin: nginxBin,
+      prefix: path.join(dir, "nginx"),
+      listen: { host: "127.0.0.1", port: nginxPort },
+      servers: instances.map((instance) => `127.0.0.1:${instance.port}`),
+    });
     started.push(nginx);
     return {
       dir,

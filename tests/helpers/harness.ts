@@ -124,7 +124,8 @@ export class TestClient {
   async next(timeoutMs = 15000): Promise<Frame> {
     const deadline = Date.now() + timeoutMs;
     while (this.#read >= this.frames.length) {
-      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed while waiting for a frame (got ${JSON.stringify(this.frames)})`);
+      if (this.ws.readyState === WebSocket.CLOSED)
+        throw new Error(`socket closed while waiting for a frame (got ${JSON.stringify(this.frames)})`);
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new Error(`no frame within ${timeoutMs} ms (got ${JSON.stringify(this.frames)})`);
       await new Promise<void>((resolve) => {
@@ -218,7 +219,11 @@ export interface SpawnedServer {
 }
 
 /** Runs `server.ts` as its own process (for signals, exit codes and the command line). */
-export function spawnServer(args: string[], env: Record<string, string | undefined> = {}, cwd = ROOT): SpawnedServer & { ready: Promise<SpawnedServer> } {
+export function spawnServer(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  cwd = ROOT,
+): SpawnedServer & { ready: Promise<SpawnedServer> } {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "server.ts"), ...args], {
     cwd,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
@@ -242,7 +247,13 @@ export function spawnServer(args: string[], env: Record<string, string | undefin
     child.stdout?.on("data", onData);
     void exited.then((code) => reject(new Error(`server exited with ${code} before listening: ${err}`)));
   });
-  return { ...result, get url() { return result.url; }, ready };
+  return {
+    ...result,
+    get url() {
+      return result.url;
+    },
+    ready,
+  };
 }
 
 /** The exit code; rejects if the process has not exited within `ms` (a guard against hangs). */
@@ -273,4 +284,3 @@ export async function stopSpawned(children: readonly SpawnedServer[]): Promise<v
     }),
   );
 }
-

@@ -126,7 +126,9 @@ export async function startModelServer(options: { responder?: Responder; latency
     if (reply.hang || closed) return;
     if (reply.status && reply.status >= 400) {
       res.writeHead(reply.status, { "content-type": "application/json", ...reply.headers });
-      return res.end(JSON.stringify({ error: { message: reply.errorMessage ?? `scripted error ${reply.status}`, type: "server_error", code: null } }));
+      return res.end(
+        JSON.stringify({ error: { message: reply.errorMessage ?? `scripted error ${reply.status}`, type: "server_error", code: null } }),
+      );
     }
     const id = `chatcmpl-${index}`;
     const created = Math.floor(Date.now() / 1000);
@@ -175,11 +177,15 @@ export async function startModelServer(options: { responder?: Responder; latency
         res.socket?.destroy();
         return;
       }
-      res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`);
+      res.write(
+        `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`,
+      );
       sent++;
       if (reply.chunkDelayMs) await sleep(reply.chunkDelayMs);
     }
-    res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: finish }] })}\n\n`);
+    res.write(
+      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: finish }] })}\n\n`,
+    );
     res.end("data: [DONE]\n\n");
   });
   server.keepAliveTimeout = 1000;
@@ -192,8 +198,7 @@ export async function startModelServer(options: { responder?: Responder; latency
     setResponder: (next) => {
       responder = next;
     },
-    waitForRequests: (count) =>
-      requests.length >= count ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve })),
+    waitForRequests: (count) => (requests.length >= count ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve }))),
     get aborted() {
       return state.aborted;
     },

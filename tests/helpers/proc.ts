@@ -172,7 +172,13 @@ export class CpuMeter {
     const children = tree.descendantsMs - this.#children;
     const benchMs = (bench.user + bench.system) / 1000;
     const busy = machine.busyMs - this.#machine.busyMs;
-    return { server, children, bench: benchMs, other: Math.max(0, busy - server - children - benchMs), capacity: machine.totalMs - this.#machine.totalMs };
+    return {
+      server,
+      children,
+      bench: benchMs,
+      other: Math.max(0, busy - server - children - benchMs),
+      capacity: machine.totalMs - this.#machine.totalMs,
+    };
   }
 }
 

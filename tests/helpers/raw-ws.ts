@@ -184,7 +184,9 @@ export class RawWebSocket {
 
   /** Text frames from the server, parsed as JSON. */
   get messages(): Record<string, unknown>[] {
-    return this.frames.filter((frame) => frame.opcode === 0x1).map((frame) => JSON.parse(frame.payload.toString("utf8")) as Record<string, unknown>);
+    return this.frames
+      .filter((frame) => frame.opcode === 0x1)
+      .map((frame) => JSON.parse(frame.payload.toString("utf8")) as Record<string, unknown>);
   }
 
   /** The server's close frame: its code and reason; code 1006 if the connection ended without one. */
@@ -214,11 +216,7 @@ function requestText(method: string, pathname: string, headers: Record<string, s
  * Opens a TCP socket and sends an upgrade request (by default a valid one); resolves once the
  * server switched protocols. Any other answer rejects with the answer's head.
  */
-export function rawHandshake(
-  baseUrl: string,
-  pathname: string,
-  options: { headers?: Record<string, string> } = {},
-): Promise<RawWebSocket> {
+export function rawHandshake(baseUrl: string, pathname: string, options: { headers?: Record<string, string> } = {}): Promise<RawWebSocket> {
   const url = new URL(baseUrl);
   const headers = options.headers ?? upgradeHeaders(url.host);
   return new Promise((resolve, reject) => {
@@ -274,7 +272,12 @@ export function rawExchange(baseUrl: string, request: string | Buffer, timeoutMs
       clearTimeout(timer);
       const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
       const bodyStart = text.indexOf("\r\n\r\n");
-      resolve({ text, status, json: bodyStart === -1 ? undefined : parseJson(text.slice(bodyStart + 4)), closedAfterMs: Date.now() - started });
+      resolve({
+        text,
+        status,
+        json: bodyStart === -1 ? undefined : parseJson(text.slice(bodyStart + 4)),
+        closedAfterMs: Date.now() - started,
+      });
     });
     socket.once("connect", () => socket.write(request));
   });
