@@ -9,6 +9,11 @@ export interface Settings {
   mode: "full" | "quick";
   latencies: number[];
   out: string;
+  /**
+   * The Markdown results (date, machine, table) for bench/results.md: set on a full run of every
+   * part, undefined otherwise (a quick run, as the test suite's, or `--only`, never overwrites it).
+   */
+  markdownOut: string | undefined;
   /** Where the bench makes its temp folders; undefined: the system's temp folder. */
   tmpdir: string | undefined;
   phases: Phase[];
@@ -36,11 +41,12 @@ export const USAGE = `Usage: npm run bench -- [options]
   --quick            seconds instead of minutes: small counts (for the test suite)
   --latency LIST     model latencies in ms, comma-separated (default: 0,50)
   --out FILE         JSON results (default: bench/results/latest.json)
+                     a full run of every part also writes the table to bench/results.md
   --only LIST        run only these parts: ${PHASES.join(",")}
   --tmpdir DIR       make the temp folders (configs, logs, databases, workspaces) in DIR
   -h, --help         this help`;
 
-function full(): Omit<Settings, "latencies" | "out" | "phases" | "tmpdir"> {
+function full(): Omit<Settings, "latencies" | "out" | "markdownOut" | "phases" | "tmpdir"> {
   return {
     mode: "full",
     turns: { sequentialTurns: 100, sequentialWarmup: 20, blocks: 10, concurrentUsers: 200, concurrentRounds: 5 },
@@ -51,7 +57,7 @@ function full(): Omit<Settings, "latencies" | "out" | "phases" | "tmpdir"> {
   };
 }
 
-function quick(): Omit<Settings, "latencies" | "out" | "phases" | "tmpdir"> {
+function quick(): Omit<Settings, "latencies" | "out" | "markdownOut" | "phases" | "tmpdir"> {
   return {
     mode: "quick",
     turns: { sequentialTurns: 20, sequentialWarmup: 5, blocks: 2, concurrentUsers: 20, concurrentRounds: 2 },
@@ -82,10 +88,12 @@ export function parseSettings(argv: string[], root: string): Settings | "help" {
   const phases = values.only ? values.only.split(",").map((part) => part.trim()) : [...PHASES];
   const unknown = phases.filter((phase) => !(PHASES as readonly string[]).includes(phase));
   if (unknown.length > 0) throw new Error(`--only: unknown part ${unknown.join(", ")}; the parts are ${PHASES.join(", ")}`);
+  const everyPart = PHASES.every((phase) => phases.includes(phase));
   return {
     ...(values.quick ? quick() : full()),
     latencies: [...new Set(latencies)],
     out: path.resolve(values.out ?? path.join(root, "bench/results/latest.json")),
+    markdownOut: !values.quick && everyPart ? path.join(root, "bench/results.md") : undefined,
     tmpdir: values.tmpdir === undefined ? undefined : path.resolve(values.tmpdir),
     phases: PHASES.filter((phase) => phases.includes(phase)),
   };

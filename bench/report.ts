@@ -95,3 +95,26 @@ export function machine(): Machine {
 export function describeMachine(info: Machine): string {
   return `${info.os} ${info.release} ${info.arch}, ${info.cpus} CPUs (${info.cpuModel}), ${(info.totalMemoryBytes / 1024 ** 3).toFixed(1)} GiB RAM, Node ${info.node}`;
 }
+
+/** bench/results.md: the date and the machine, then the table (rewritten by every full run). */
+export function resultsMarkdown(results: {
+  date: string;
+  duration_ms: number;
+  machine: Machine;
+  machine_load: { busy_before_percent: number; other_work_during_percent: number };
+  figures: readonly Figure[];
+}): string {
+  const load = results.machine_load;
+  return [
+    "# Bench results",
+    "",
+    `${results.date}, full run of \`npm run bench\`, ${(results.duration_ms / 1000).toFixed(0)} s. Machine: ${describeMachine(results.machine)}. ` +
+      `Other work on the machine: ${load.busy_before_percent}% of its CPU before the run, ${load.other_work_during_percent}% during it.`,
+    "",
+    markdownTable(results.figures),
+    "",
+    "Written by `npm run bench` (bench/run.ts) at the end of every full run of every part; the raw numbers are in " +
+      "the run's JSON file (bench/results/latest.json by default). What each figure measures: [docs/performance.md](../docs/performance.md).",
+    "",
+  ].join("\n");
+}

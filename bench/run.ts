@@ -1,6 +1,7 @@
 // `npm run bench [-- --quick] [--latency 0,50] [--out FILE] [--only ready,turns,scale,churn]`
 // Starts the scripted model server, runs each part against our server and its baseline, prints
-// the Markdown table and writes every raw number to a JSON file.
+// the Markdown table and writes every raw number to a JSON file; a full run of every part also
+// writes the table to bench/results.md.
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { cleanupAll, setTempRoot } from "./cleanup.ts";
@@ -11,7 +12,7 @@ import { runChurn } from "./phases/churn.ts";
 import { runReady } from "./phases/ready.ts";
 import { runScale } from "./phases/scale.ts";
 import { runTurns } from "./phases/turns.ts";
-import { describeMachine, machine, markdownTable, type Figure } from "./report.ts";
+import { describeMachine, machine, markdownTable, resultsMarkdown, type Figure } from "./report.ts";
 import { ROOT, RUN_MARKER } from "./targets.ts";
 
 type PhaseRunner = (
@@ -109,6 +110,11 @@ async function main(): Promise<number> {
     );
   }
   console.log(`Raw numbers: ${path.relative(process.cwd(), settings.out) || settings.out}`);
+  // A full run of every part replaces bench/results.md; a quick or partial run leaves it alone.
+  if (settings.markdownOut) {
+    writeFileSync(settings.markdownOut, resultsMarkdown(results));
+    console.log(`Table: ${path.relative(process.cwd(), settings.markdownOut) || settings.markdownOut}`);
+  }
   return 0;
 }
 
