@@ -2,7 +2,6 @@
 // results, call again — with a hard cap on model calls per turn.
 import type OpenAI from "openai";
 import type { Logger } from "./lib/log.ts";
-import type { ToolOutcome } from "./lib/mcp/hub.ts";
 import { parseToolArguments, type ToolCatalog, type ToolRoute } from "./lib/mcp/tools.ts";
 
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
@@ -12,6 +11,12 @@ type ToolCall = OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
 export const NO_API_KEY_MESSAGE =
   "no OpenAI API key is set. Put it in mcp_agent.secrets.yaml as openai.api_key " +
   "(copy mcp_agent.secrets.yaml.example), or set the OPENAI_API_KEY environment variable, then restart the server";
+
+/** What a tool call gave back: the text the model sees, and whether it failed. */
+export interface ToolOutcome {
+  ok: boolean;
+  text: string;
+}
 
 /** The tools of a session, as the agent needs them. */
 export interface Toolbox {

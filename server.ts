@@ -1,50 +1,31 @@
-// The server: node:http for the routes and the page, a `ws` server for /ws/<user_id>.
+// The server: node:http for the routes and the page, a `ws` server for /ws/<user_id>, a Map of
+// per-user sessions. This file only wires the parts together; each part's work is in lib/.
 // createAgentServer() does nothing until listen(); tests make as many as they like.
-import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import http, { type IncomingMessage } from "node:http";
+import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import type { Duplex } from "node:stream";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
-import OpenAI from "openai";
-import { WebSocketServer, type WebSocket, type RawData } from "ws";
-import type { AgentSettings } from "./agent.ts";
-import { ConfigError, loadConfig, resolveConfigPath, type Config, type LogLevel } from "./lib/config.ts";
-import { loggerFromConfig, redact, type Logger } from "./lib/log.ts";
-import {
-  builtinFetchConnection,
-  commandExists,
-  connectionFor,
-  McpHub,
-  type ConnectionLimits,
-  usesBuiltinFetch,
-  type HubContext,
-  type McpConnection,
-} from "./lib/mcp/hub.ts";
-import { BINARY_FRAME_ERROR, errorFrame, isValidUserId, parseClientFrame, USER_ID_RULE, welcomeFrame } from "./lib/protocol.ts";
-import { requiresApproval } from "./lib/session/approvals.ts";
-import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, isLoopbackBind } from "./lib/http/access.ts";
-import { SocketPeer } from "./lib/socket/peer.ts";
-import { handleRequest, rejectUpgrade, sendJson } from "./lib/http/routes.ts";
-import { SessionManager, type UserSession } from "./session.ts";
-import { SqliteStore } from "./lib/store/sqlite-store.ts";
-import { MemoryStore, type SessionStore } from "./lib/store/store.ts";
-import { ClusterCoordinator } from "./lib/cluster/redis-coordinator.ts";
-import { RedisStore } from "./lib/store/redis-store.ts";
+import { parseServerOptions, USAGE } from "./lib/cli/server-options.ts";
+import { ConfigError, loadConfig, resolveConfigPath, type Config } from "./lib/config.ts";
+import { isLoopbackBind } from "./lib/http/access.ts";
+import { createHttpServer } from "./lib/http/listener.ts";
+import { loggerFromConfig, Redactor, type Logger } from "./lib/log.ts";
+import { HubFactory } from "./lib/mcp/hub-factory.ts";
+import { agentSettingsFrom } from "./lib/model/openai.ts";
+import { ApprovalPolicy } from "./lib/session/approvals.ts";
+import { SocketServer } from "./lib/socket/connections.ts";
+import { openBackends } from "./lib/store/backends.ts";
+import { Workspaces } from "./lib/workspace/workspaces.ts";
+import { SessionManager } from "./session.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-/** Close code for "going away": the server is shutting down. */
-const CLOSE_GOING_AWAY = 1001;
-/** Close code for "internal error": the session could not be opened (e.g. the store failed). */
-const CLOSE_INTERNAL_ERROR = 1011;
-/** Close code for "try again later": a quota is full. */
-const CLOSE_TRY_AGAIN_LATER = 1013;
 
 export interface AgentServerOptions {
   config: Config;
   log: Logger;
+  /** Default: the config's server.host. */
   host?: string;
+  /** Default: the config's server.port; 0 picks a free one. */
   port?: number;
 }
 
@@ -56,85 +37,27 @@ export interface AgentServer {
 
 export function createAgentServer(options: AgentServerOptions): AgentServer {
   const { config, log } = options;
-  const host = options.host ?? "127.0.0.1";
-  const secrets = config.secretValues;
-  const redactText = (text: string) => redact(text, secrets);
-
-  const openai = config.openai.api_key
-    ? new OpenAI({
-        apiKey: config.openai.api_key,
-        baseURL: config.openai.base_url,
-        timeout: config.openai.request_timeout_seconds * 1000,
-        maxRetries: config.openai.max_retries,
-      })
-    : undefined;
-  const agent: AgentSettings = {
-    openai,
-    model: config.openai.default_model,
-    instruction: config.agent.instruction,
-    maxIterations: config.agent.max_iterations,
-    log,
-  };
-
-  const workspaceRoot = resolveConfigPath(config, config.workspace.root);
+  const host = options.host ?? config.server.host;
+  const redactor = new Redactor(config.secretValues);
   // The store is opened here, before anything else can fail, and closed last in close().
-  const cluster =
-    config.session.store === "redis"
-      ? new ClusterCoordinator({ url: config.redis.url, log, leaseMs: config.redis.lease_seconds * 1000 })
-      : undefined;
-  const store: SessionStore = cluster
-    ? new RedisStore(cluster.redis)
-    : config.session.store === "sqlite"
-      ? new SqliteStore(resolveConfigPath(config, config.session.sqlite_path))
-      : new MemoryStore();
-  const connectionLimits: ConnectionLimits = {
-    maxToolResultChars: config.limits.max_tool_result_chars,
-    maxRestarts: config.limits.mcp_max_restarts,
-  };
-  const shared = new Map<string, McpConnection>();
-  for (const [name, entry] of Object.entries(config.mcp.servers)) {
-    const builtin = usesBuiltinFetch(entry, () => commandExists("uvx"));
-    if (!builtin) continue;
-    if (builtin === "fallback") {
-      log.warn("fetch_fallback", {
-        server: name,
-        message: `"uvx" is not installed, so mcp.servers.${name} (uvx mcp-server-fetch) uses the built-in fetch tool instead. Set "builtin: fetch" to silence this, or install uv to run the Python server`,
-      });
-    }
-    shared.set(name, builtinFetchConnection(name, entry, log, connectionLimits));
-  }
-  const hubContext: HubContext = {
-    log,
-    limits: connectionLimits,
-    packageDirs: [config.configDir, HERE],
-    shared,
-  };
-  const createHub = (userId: string, sessionId: string) => {
-    const workspaceDir = path.join(workspaceRoot, userId);
-    mkdirSync(workspaceDir, { recursive: true });
-    const fields = { user_id: userId, session_id: sessionId };
-    const connections = Object.entries(config.mcp.servers).map(
-      ([name, entry]) => shared.get(name) ?? connectionFor(name, entry, workspaceDir, hubContext, fields),
-    );
-    return new McpHub(connections);
-  };
+  const { store, coordinator, cluster } = openBackends(config, log);
+  const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
+  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE]);
   const sessions = new SessionManager({
     deps: {
-      agent,
+      agent: agentSettingsFrom(config, log),
       log,
       maxHistoryMessages: config.session.max_history_messages,
       maxQueuedTurns: config.limits.max_queued_turns,
       rateLimit: { perMinute: config.limits.messages_per_minute, burst: config.limits.message_burst },
-      redact: redactText,
+      redactor,
       store,
-      needsApproval: (server, tool) => {
-        const entry = config.mcp.servers[server];
-        return entry !== undefined && requiresApproval(entry.require_approval, tool);
-      },
+      approvalPolicy: new ApprovalPolicy(config.mcp.servers),
       approvalTimeoutMs: config.agent.approval_timeout_seconds * 1000,
-      ...(cluster ? { cluster } : {}),
+      coordinator,
+      workspaces,
     },
-    createHub,
+    createHub: (userId, sessionId) => hubs.create(userId, sessionId),
     idleMs: config.session.idle_timeout_seconds * 1000,
     sweepIntervalMs: config.session.sweep_interval_seconds * 1000,
     retentionMs: config.session.retention_days * 24 * 60 * 60 * 1000,
@@ -144,214 +67,10 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
 
   let indexCache: Buffer | undefined;
   const indexHtml = () => (indexCache ??= readFileSync(path.join(HERE, "index.html")));
-  const { limits } = config;
-  const authToken = config.server.auth_token;
-
-  const headersTimeoutMs = config.server.headers_timeout_seconds * 1000;
-  const requestTimeoutMs = config.server.request_timeout_seconds * 1000;
-  // Node checks those timeouts only every connectionsCheckingInterval (30 s by default), which
-  // would let a slowloris client stay that much longer than headers_timeout_seconds.
-  const connectionsCheckingInterval = Math.max(50, Math.min(1000, headersTimeoutMs / 2, requestTimeoutMs / 2));
-  const httpServer = http.createServer({ connectionsCheckingInterval }, (req, res) => {
-    const pathname = rawPathname(req.url);
-    const refusal =
-      checkHost(req.headers.host, host, config.server.allowed_hosts) ??
-      (pathname === "/sessions" || pathname.startsWith("/sessions/") ? checkToken(req.headers, req.url, authToken) : undefined);
-    if (refusal)
-      return sendJson(res, refusal.status, { error: refusal.error }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
-    handleRequest(req, res, {
-      sessions,
-      indexHtml,
-      ...(cluster
-        ? { cluster: { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() } }
-        : {}),
-    });
-  });
-  // A slowloris client that never finishes its headers or body is cut off.
-  httpServer.headersTimeout = headersTimeoutMs;
-  httpServer.requestTimeout = requestTimeoutMs;
-  httpServer.on("clientError", (_error, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-    else socket.destroy();
-  });
-  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.max_payload_bytes, perMessageDeflate: false });
-  const peers = new Set<SocketPeer>();
-  let nextPeerId = 1;
-
-  httpServer.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", () => socket.destroy());
-    const refuse = (refusal: { status: number; error: string }) => {
-      log.warn("upgrade_refused", { status: refusal.status, error: refusal.error, path: rawPathname(req.url) });
-      rejectUpgrade(socket, refusal.status, { error: refusal.error });
-    };
-    const early = checkUpgradeRequest(req.method, req.headers) ?? checkHost(req.headers.host, host, config.server.allowed_hosts);
-    if (early) return refuse(early);
-    // The raw path, not a URL-normalised one: `/ws/..` must reach the user id check, not become `/`.
-    const pathname = rawPathname(req.url);
-    const found = /^\/ws\/([^/]*)$/.exec(pathname);
-    if (!found) return refuse({ status: 404, error: `not found: ${pathname}; connect to /ws/<user_id>` });
-    let userId: string;
-    try {
-      userId = decodeURIComponent(found[1] ?? "");
-    } catch {
-      return refuse({ status: 400, error: `invalid user id: ${USER_ID_RULE}` });
-    }
-    if (!isValidUserId(userId)) return refuse({ status: 400, error: `invalid user id: ${USER_ID_RULE}` });
-    const late =
-      checkOrigin(req.headers.origin, req.headers.host, config.server.allowed_origins) ?? checkToken(req.headers, req.url, authToken);
-    if (late) return refuse(late);
-    const streaming = wantsStreaming(req.url);
-    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, userId, streaming));
-  });
-
-  /** Quotas are told over the socket (close 1013 "try again later" with a reason), not as HTTP. */
-  /** Open sockets per user, counted from the upgrade on (a session may still be loading). */
-  const socketsPerUser = new Map<string, number>();
-
-  function quotaRefusal(userId: string): string | undefined {
-    if (!sessions.has(userId) && sessions.size >= limits.max_sessions) {
-      return `server full: ${sessions.size} sessions (limits.max_sessions)`;
-    }
-    const open = socketsPerUser.get(userId) ?? 0;
-    if (open >= limits.max_sockets_per_user) {
-      return `too many sockets for this user: ${open} open (limits.max_sockets_per_user)`;
-    }
-    return undefined;
-  }
-
-  function onConnection(ws: WebSocket, userId: string, streaming: boolean): void {
-    // Malformed frames (bad UTF-8, oversize, reserved bits) end up here: ws closes that socket with
-    // the right code; the process must never see them as an uncaught error.
-    ws.on("error", (error) => log.warn("socket_error", { user_id: userId, error: error.message }));
-    const refusal = quotaRefusal(userId);
-    if (refusal) {
-      log.warn("connect_refused", { user_id: userId, reason: refusal });
-      ws.close(CLOSE_TRY_AGAIN_LATER, refusal);
-      return;
-    }
-    socketsPerUser.set(userId, (socketsPerUser.get(userId) ?? 0) + 1);
-    const id = nextPeerId++;
-    const fields = { user_id: userId, socket: id, streaming };
-    const peer = new SocketPeer({
-      id,
-      ws,
-      streaming,
-      limits: { softBytes: limits.send_buffer_soft_bytes, hardBytes: limits.send_buffer_hard_bytes },
-      onDrop: (bufferedBytes) => log.warn("slow_socket_dropped", { ...fields, buffered_bytes: bufferedBytes }),
-    });
-    peers.add(peer);
-    // Frames that arrive while the session loads wait for it, in arrival order.
-    const ready = sessions.open(userId).then(
-      (session) => {
-        if (ws.readyState !== ws.OPEN) return session;
-        const welcome = welcomeFrame(userId, session.sessionId);
-        peer.send(streaming ? { type: "welcome", ...welcome, stream: true } : welcome);
-        session.attach(peer);
-        log.info("connect", { ...fields, session_id: session.sessionId, open_sockets: session.peers.size });
-        return session;
-      },
-      (error: unknown) => {
-        const reason = redactText((error as Error).message);
-        log.error("session_open_failed", { ...fields, error: reason });
-        peer.send(errorFrame(`Session error: ${reason}`));
-        ws.close(CLOSE_INTERNAL_ERROR, "session error");
-        return undefined;
-      },
-    );
-    ws.on("message", (data: RawData, isBinary: boolean) => {
-      void ready.then((session) => session && onFrame(session, peer, data, isBinary));
-    });
-    ws.on("close", (code) => {
-      peers.delete(peer);
-      const left = (socketsPerUser.get(userId) ?? 1) - 1;
-      if (left > 0) socketsPerUser.set(userId, left);
-      else socketsPerUser.delete(userId);
-      void ready.then((session) => {
-        session?.detach(peer);
-        log.info("disconnect", { ...fields, code, open_sockets: session?.peers.size ?? 0 });
-      });
-    });
-  }
-
-  function onFrame(session: UserSession, peer: SocketPeer, data: RawData, isBinary: boolean): void {
-    if (isBinary) return peer.send(errorFrame(BINARY_FRAME_ERROR));
-    const parsed = parseClientFrame(rawText(data));
-    if (!parsed.ok) return peer.send(errorFrame(parsed.error));
-    const frame = parsed.frame;
-    switch (frame.type) {
-      case "ignored":
-        return;
-      case "chat": {
-        // A refused message: a streaming client learns which one from its client_id.
-        const refuse = (error: string) => {
-          log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: error });
-          peer.send(
-            peer.streaming
-              ? { type: "error", error, ...(frame.clientId !== undefined ? { client_id: frame.clientId } : {}) }
-              : errorFrame(error),
-          );
-        };
-        if (frame.message.length > limits.max_message_chars) {
-          return refuse(
-            `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`,
-          );
-        }
-        const submitted = session.submit(peer, frame.message, frame.clientId);
-        if (!submitted.ok) refuse(submitted.error);
-        return;
-      }
-      case "cancel":
-        session.cancel();
-        return;
-      case "history":
-        // In a cluster, turns that ran on other instances are read from the store first.
-        void session
-          .refresh()
-          .catch((error: unknown) => log.warn("history_refresh_failed", { user_id: session.userId, error }))
-          .then(() =>
-            peer.send({ type: "history", user_id: session.userId, session_id: session.sessionId, items: session.historyItems() }),
-          );
-        return;
-      case "reset":
-        void resetSession(session, peer, frame.workspace);
-        return;
-      case "approval":
-        if (!peer.streaming) return peer.send(errorFrame("approvals are answered from a streaming socket (/ws/<user_id>?stream=1)"));
-        if (!session.answerApproval(frame.call_id, frame.approved, frame.reason, frame.always, peer.id)) {
-          peer.send({
-            type: "error",
-            error: `no approval is waiting for call ${frame.call_id} (it was already answered, timed out or cancelled)`,
-            call_id: frame.call_id,
-          });
-        }
-        return;
-      default:
-        return frame satisfies never;
-    }
-  }
-
-  async function resetSession(session: UserSession, asker: SocketPeer, clearWorkspace: boolean): Promise<void> {
-    try {
-      await session.reset();
-      if (clearWorkspace) {
-        const dir = path.join(workspaceRoot, session.userId);
-        for (const name of readdirSync(dir)) rmSync(path.join(dir, name), { recursive: true, force: true });
-      }
-    } catch (error) {
-      return asker.send(errorFrame(`Reset failed: ${redactText((error as Error).message)}`));
-    }
-    const frame = { type: "reset" as const, user_id: session.userId, session_id: session.sessionId, workspace_cleared: clearWorkspace };
-    for (const peer of session.peers) if (peer.streaming) peer.send(frame);
-    // A seed-style socket that asked learns its new session_id from a fresh welcome.
-    if (!asker.streaming) asker.send(welcomeFrame(session.userId, session.sessionId));
-  }
-
-  // Heartbeat: a peer that did not answer the last ping within an interval is gone (laptop lid
-  // closed, network dropped) and is terminated so its session can be swept.
-  const heartbeat = setInterval(() => {
-    for (const peer of peers) if (!peer.heartbeat()) log.info("socket_timeout", { socket: peer.id });
-  }, config.server.ping_interval_seconds * 1000);
-  heartbeat.unref();
+  const clusterRoutes = cluster && { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() };
+  const httpServer = createHttpServer(config, host, { sessions, indexHtml, ...(clusterRoutes ? { cluster: clusterRoutes } : {}) });
+  const sockets = new SocketServer({ config, bindHost: host, sessions, log, redactor });
+  httpServer.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
 
   let closing: Promise<void> | undefined;
   return {
@@ -361,17 +80,18 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       await cluster?.connected().catch((error: unknown) => log.warn("redis_unreachable_at_start", { error }));
       return new Promise((resolve, reject) => {
         httpServer.once("error", reject);
-        httpServer.listen(options.port ?? 8000, host, () => {
+        httpServer.listen(options.port ?? config.server.port, host, () => {
           httpServer.off("error", reject);
           const { port } = httpServer.address() as AddressInfo;
           sessions.startSweeper();
-          for (const connection of shared.values()) void connection.start();
+          hubs.startShared();
           const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+          const servers = Object.keys(config.mcp.servers);
           log.info("server_start", {
             url,
             ...(cluster ? { instance: cluster.instanceId } : {}),
             model: config.openai.default_model,
-            servers: Object.keys(config.mcp.servers),
+            servers,
           });
           resolve({ url, port, host });
         });
@@ -379,13 +99,11 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     },
     close: () =>
       (closing ??= (async () => {
-        clearInterval(heartbeat);
         httpServer.close();
-        for (const ws of wss.clients) ws.close(CLOSE_GOING_AWAY, "server shutting down");
-        await Promise.all([sessions.close(), ...[...shared.values()].map((connection) => connection.close())]);
-        for (const ws of wss.clients) ws.terminate();
+        sockets.closeAll();
+        await Promise.all([sessions.close(), hubs.close()]);
+        sockets.terminate();
         httpServer.closeAllConnections();
-        wss.close();
         await store.close();
         await cluster?.close();
         log.info("server_stop", {});
@@ -393,81 +111,25 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   };
 }
 
-/** Streaming is opt-in per socket: `/ws/<user_id>?stream=1` (or `true`). */
-function wantsStreaming(url: string | undefined): boolean {
-  const value = new URL(url ?? "/", "http://localhost").searchParams.get("stream");
-  return value === "1" || value === "true";
-}
-
-export function rawPathname(url: string | undefined): string {
-  const raw = url ?? "/";
-  const query = raw.indexOf("?");
-  return query === -1 ? raw : raw.slice(0, query);
-}
-
-function rawText(data: RawData): string {
-  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
-  return Buffer.from(data instanceof ArrayBuffer ? new Uint8Array(data) : data).toString("utf8");
-}
-
 // ---- command line -----------------------------------------------------------------------------
 
-const USAGE = `Usage: npm start -- [options]
-
-Options:
-  --host HOST         address to listen on (default: $HOST or 127.0.0.1)
-  --port PORT         port to listen on, 0 picks a free one (default: $PORT or 8000)
-  --config FILE       config file (default: ./mcp_agent.config.yaml); secrets are read from
-                      mcp_agent.secrets.yaml in the same folder
-  --log-level LEVEL   debug, info, warning or error (default: the config's logger.level)
-  -h, --help          show this help`;
-
-const LOG_LEVELS: Record<string, LogLevel> = { debug: "debug", info: "info", warning: "warn", warn: "warn", error: "error" };
-
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        config: { type: "string" },
-        "log-level": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (error) {
-    console.error(`${(error as Error).message}\n\n${USAGE}`);
+  const parsed = parseServerOptions(argv, env);
+  if (!parsed.ok) {
+    console.error(parsed.error);
     process.exit(2);
   }
-  if (values.help) {
-    console.log(USAGE);
-    return;
-  }
-  // An empty HOST or PORT in the environment counts as unset.
-  const portText = values.port ?? (env.PORT || "8000");
-  const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port > 65535) {
-    const source = values.port !== undefined ? "--port" : "PORT";
-    console.error(`${source} must be a number from 0 to 65535, got "${portText}"`);
-    process.exit(2);
-  }
-  const levelText = values["log-level"];
-  const level = levelText === undefined ? undefined : LOG_LEVELS[levelText.toLowerCase()];
-  if (levelText !== undefined && !level) {
-    console.error(`--log-level must be one of debug, info, warning, error; got "${levelText}"`);
-    process.exit(2);
-  }
+  const { options } = parsed;
+  if (options.help) return console.log(USAGE);
   let config: Config;
   try {
-    config = loadConfig(values.config ?? "mcp_agent.config.yaml", env);
+    config = loadConfig(options.configPath, env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`Invalid configuration: ${error.message}`);
     process.exit(2);
   }
-  const log = loggerFromConfig(config, { level });
+  const log = loggerFromConfig(config, { level: options.level });
   // A server that never listened has nothing to log: its failed start is one line on stderr,
   // not that line plus a `server_stop` from the clean-up.
   let muted = false;
@@ -479,7 +141,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     filePath: log.filePath,
     close: () => log.close(),
   };
-  const host = values.host ?? (env.HOST || "127.0.0.1");
+  const host = options.host ?? config.server.host;
+  const port = options.port ?? config.server.port;
   let server: AgentServer;
   try {
     server = createAgentServer({ config, log: serverLog, host, port });

@@ -5,29 +5,34 @@ import { runTurn, TurnError, type AgentSettings, type ChatMessage, type TurnHook
 import { historyItems, trimHistory, type HistoryEntry } from "./lib/store/history.ts";
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./lib/session/rate-limit.ts";
 import type { SessionRecord, SessionStore } from "./lib/store/store.ts";
-import { ApprovalDesk } from "./lib/session/approvals.ts";
-import type { ClusterCoordinator, ClusterMessage, Lease } from "./lib/cluster/redis-coordinator.ts";
-import type { Logger } from "./lib/log.ts";
+import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
+import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
+import { UserSockets, type Peer } from "./lib/session/fanout.ts";
+import { TurnRecord } from "./lib/session/turn-record.ts";
+import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub, ServerInfo } from "./lib/mcp/hub.ts";
+import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import {
   answerFrame,
-  preview,
-  toolCallFields,
+  cancelledFrame,
+  deltaFrame,
+  errorFrame,
+  queuedFrame,
+  resetFrame,
+  streamAnswerFrame,
+  streamErrorFrame,
+  toolEndFrame,
+  toolStartFrame,
   turnErrorFrame,
   turnErrorText,
+  turnStartFrame,
   type HistoryItem,
   type ServerFrame,
   type StreamFrame,
   type TurnStatus,
 } from "./lib/protocol.ts";
 
-/** One open socket of a user, as the session sees it. */
-export interface Peer {
-  readonly id: number;
-  /** Opted in to the streaming frames (`?stream=1`); otherwise it gets only the seed's frames. */
-  readonly streaming: boolean;
-  send(frame: ServerFrame): void;
-}
+export type { Peer } from "./lib/session/fanout.ts";
 
 interface QueuedTurn {
   turnId: string;
@@ -42,8 +47,6 @@ interface RunningTurn {
   abort: AbortController;
   /** Set when the turn was stopped by a fault rather than by a person (e.g. its lease was lost). */
   failure?: string;
-  /** Every streaming frame of this turn so far, replayed to a streaming socket that joins mid-turn. */
-  frames: StreamFrame[];
 }
 
 export interface SessionDeps {
@@ -54,13 +57,14 @@ export interface SessionDeps {
   maxQueuedTurns: number;
   rateLimit: RateLimit;
   /** Removes secrets from text that goes to a client. */
-  redact(text: string): string;
+  redactor: Redactor;
   store: SessionStore;
-  /** Whether a call of this server's tool waits for a person's approval. */
-  needsApproval(server: string, tool: string): boolean;
+  /** Which tool calls wait for a person's approval. */
+  approvalPolicy: ApprovalPolicy;
   approvalTimeoutMs: number;
-  /** Cluster mode: turn leases, and frames to/from the user's sockets on other instances. */
-  cluster?: ClusterCoordinator;
+  /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
+  coordinator: Coordinator;
+  workspaces: Workspaces;
 }
 
 export interface SessionInfo {
@@ -83,7 +87,8 @@ export class UserSession {
   #createdAt: number;
   lastActivity: number;
   messageCount: number;
-  readonly peers = new Set<Peer>();
+  /** The user's open sockets on this instance; every frame to them goes through it. */
+  readonly sockets: UserSockets;
   readonly hub: McpHub;
   #entries: HistoryEntry[] = [];
   readonly #queue: QueuedTurn[] = [];
@@ -91,10 +96,8 @@ export class UserSession {
   #pumping: Promise<void> | undefined;
   #closed = false;
   #resetting = false;
-  /** A turn waiting for the user's cluster lease: a cancel or close stops the wait. */
+  /** A turn waiting for the user's turn lease: a cancel or close stops the wait. */
   #waiting: AbortController | undefined;
-  /** Frames of a turn running on another instance, for a socket that joins mid-turn. */
-  #remoteFrames: StreamFrame[] = [];
   #bucket: Bucket;
   readonly #approvals: ApprovalDesk;
   readonly #deps: SessionDeps;
@@ -108,15 +111,14 @@ export class UserSession {
     this.#entries = entries;
     this.hub = hub;
     this.#deps = deps;
+    this.sockets = new UserSockets(record.userId, deps.coordinator);
     this.#bucket = fullBucket(deps.rateLimit, Date.now());
     this.#approvals = new ApprovalDesk({
       timeoutMs: deps.approvalTimeoutMs,
       log: deps.log,
       logFields: () => ({ user_id: this.userId, session_id: this.#sessionId }),
-      canAsk: () => [...this.peers].some((peer) => peer.streaming),
-      broadcast: (frame) => {
-        if (this.#running) this.#broadcast(this.#running, frame);
-      },
+      canAsk: () => this.sockets.anyStreaming,
+      broadcast: (frame) => this.sockets.turnFrame(frame),
     });
   }
 
@@ -124,9 +126,8 @@ export class UserSession {
   answerApproval(callId: string, approved: boolean, reason: string | undefined, always: boolean, socketId: number): boolean {
     if (this.#approvals.answer(callId, approved, reason, always, socketId)) return true;
     // The turn may be waiting on another instance: hand the answer over; it cannot be refused here.
-    const cluster = this.#deps.cluster;
-    if (!cluster) return false;
-    cluster.publish(this.userId, {
+    if (!this.#deps.coordinator.spansInstances) return false;
+    this.#deps.coordinator.publish(this.userId, {
       kind: "approval",
       call_id: callId,
       approved,
@@ -152,10 +153,11 @@ export class UserSession {
   }
 
   /**
-   * Starts over: a new session_id and an empty history (stored and in memory). The running turn
-   * is cancelled and queued ones dropped; the MCP servers stay.
+   * Starts over: a new session_id and an empty history (stored and in memory), and with
+   * `clearWorkspace` an empty workspace folder. The running turn is cancelled and queued ones
+   * dropped; the MCP servers stay. Every streaming socket of the user, here and elsewhere, is told.
    */
-  async reset(): Promise<void> {
+  async reset(clearWorkspace: boolean): Promise<void> {
     // Messages sent from now on belong to the new conversation: they wait until it exists.
     this.#resetting = true;
     try {
@@ -171,11 +173,13 @@ export class UserSession {
       this.messageCount = 0;
       await this.#deps.store.remove(this.userId);
       await this.#deps.store.saveSession(this.record());
-      this.#deps.log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId });
+      if (clearWorkspace) await this.#deps.workspaces.clear(this.userId);
+      this.#deps.log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId, workspace_cleared: clearWorkspace });
     } finally {
       this.#resetting = false;
       if (this.#queue.length > 0) void this.#pump();
     }
+    this.sockets.broadcast(resetFrame(this.userId, this.#sessionId, clearWorkspace));
   }
 
   /** What the model sees of earlier turns. */
@@ -192,40 +196,37 @@ export class UserSession {
   }
 
   attach(peer: Peer): void {
-    this.peers.add(peer);
     this.lastActivity = Date.now();
-    // A page reloaded mid-turn picks the turn up where it is, then gets the live frames.
+    // A page reloaded mid-turn picks the turn up where it is, then gets the live frames...
+    this.sockets.add(peer);
     if (!peer.streaming) return;
-    for (const frame of this.#running ? this.#running.frames : this.#remoteFrames) peer.send(frame);
     // ...and sees the messages still waiting behind it.
     this.#queue.forEach((waiting, index) =>
-      peer.send({
-        type: "queued",
-        turn_id: waiting.turnId,
-        input: waiting.text,
-        position: index + (this.#running ? 1 : 0),
-        ...(waiting.clientId !== undefined ? { client_id: waiting.clientId } : {}),
-      }),
+      peer.send(queuedFrame(waiting.turnId, waiting.text, index + (this.#running ? 1 : 0), waiting.clientId)),
     );
   }
 
   detach(peer: Peer): void {
-    this.peers.delete(peer);
+    this.sockets.delete(peer);
     this.lastActivity = Date.now();
   }
 
   /**
-   * Cluster mode: the history as the store has it, when no turn of this user runs or waits here
-   * (another instance may have run turns since this one last read it). Elsewhere a no-op.
+   * The history as the store has it, when other instances may have run turns of this user since
+   * this one last read it and no turn of this user runs or waits here. Elsewhere a no-op.
    */
   async refresh(): Promise<void> {
-    if (!this.#deps.cluster || this.#pumping) return;
+    if (!this.#deps.coordinator.spansInstances || this.#pumping) return;
     const fresh = await this.#deps.store.load(this.userId, this.#deps.maxHistoryMessages);
     if (!fresh || this.#pumping) return;
-    this.#sessionId = fresh.record.sessionId;
-    this.#createdAt = fresh.record.createdAt;
-    this.#entries = fresh.entries;
-    this.messageCount = fresh.record.messageCount;
+    this.#adopt(fresh.record, fresh.entries);
+  }
+
+  #adopt(record: SessionRecord, entries: HistoryEntry[]): void {
+    this.#sessionId = record.sessionId;
+    this.#createdAt = record.createdAt;
+    this.#entries = entries;
+    this.messageCount = record.messageCount;
   }
 
   /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
@@ -248,41 +249,31 @@ export class UserSession {
     }
     const turnId = randomUUID();
     this.lastActivity = now;
-    // In a cluster the count lives in the store and is taken when the turn starts.
-    if (!this.#deps.cluster) this.messageCount++;
+    this.messageCount++;
     const position = this.#queue.length + (this.#running ? 1 : 0);
     this.#queue.push({ turnId, peer, text, ...(clientId !== undefined ? { clientId } : {}) });
-    this.#toStreamingPeers({
-      type: "queued",
-      turn_id: turnId,
-      input: text,
-      position,
-      ...(clientId !== undefined ? { client_id: clientId } : {}),
-    });
+    this.sockets.broadcast(queuedFrame(turnId, text, position, clientId));
     void this.#pump();
     return { ok: true, turnId };
   }
 
-  /** Stops the running turn, if any (here or, in a cluster, on another instance); queued turns then run. */
+  /** Stops the running turn, if any (here or on another instance); queued turns then run. */
   cancel(): boolean {
-    this.#deps.cluster?.publish(this.userId, { kind: "cancel" });
+    this.#deps.coordinator.publish(this.userId, { kind: "cancel" });
     if (!this.#running || this.#running.abort.signal.aborted) return false;
     this.#running.abort.abort();
     return true;
   }
 
-  /** A message from another instance about this user (cluster mode). */
-  onClusterMessage(message: ClusterMessage): void {
+  /** The user's activity on another instance. */
+  onCoordinatorMessage(message: CoordinatorMessage): void {
     switch (message.kind) {
-      case "frame": {
-        // A turn running elsewhere: show it here, and keep it for a socket that joins mid-turn.
-        const frame = message.frame;
-        if (frame.type === "turn_start") this.#remoteFrames = [];
-        this.#remoteFrames.push(frame);
-        if (frame.type === "answer" || frame.type === "error" || frame.type === "cancelled") this.#remoteFrames = [];
-        for (const peer of this.peers) if (peer.streaming) peer.send(frame);
+      case "frame":
+        // New chat in another tab elsewhere: this instance's copy starts over too.
+        if (message.frame.type === "reset" && !this.#pumping)
+          this.#adopt({ ...this.record(), sessionId: message.frame.session_id, messageCount: 0 }, []);
+        this.sockets.fromElsewhere(message.frame);
         return;
-      }
       case "cancel":
         if (this.#running && !this.#running.abort.signal.aborted) this.#running.abort.abort();
         return;
@@ -309,62 +300,27 @@ export class UserSession {
     return this.#pumping;
   }
 
-  /** Sends a streaming frame to every streaming socket of the user and keeps it for replay. */
-  #broadcast(turn: RunningTurn, frame: StreamFrame): void {
-    // Consecutive deltas are kept as one: a replay needs the text, not every piece of it.
-    const last = turn.frames.at(-1);
-    if (frame.type === "delta" && last?.type === "delta") turn.frames[turn.frames.length - 1] = { ...last, text: last.text + frame.text };
-    else turn.frames.push(frame);
-    this.#toStreamingPeers(frame);
-  }
-
-  /** Every streaming socket of the user, here and (through Redis) on other instances. */
-  #toStreamingPeers(frame: StreamFrame): void {
-    for (const peer of this.peers) if (peer.streaming) peer.send(frame);
-    this.#deps.cluster?.publish(this.userId, { kind: "frame", frame });
-  }
-
   /**
-   * Runs one queued turn. In a cluster it first takes the user's lease (waiting while another
-   * instance runs a turn of this user) and reloads the history, which that instance may have grown.
+   * Runs one queued turn: first the user's turn lease (waiting while another instance runs a turn
+   * of this user), and the history as the store has it when others may have grown it.
    */
   async #runOne(queued: QueuedTurn): Promise<void> {
-    const cluster = this.#deps.cluster;
-    if (!cluster) return this.#runTurn(queued, undefined);
+    const { coordinator, store } = this.#deps;
     const abort = new AbortController();
     this.#waiting = abort;
-    let lease: Lease | undefined;
+    let lease: TurnLease | undefined;
     try {
-      lease = await cluster.acquire(this.userId, abort.signal);
-      // Holding the lease, no other instance runs a turn of this user: frames kept from one that
-      // never ended (its instance died) are stale and must not be replayed any more.
-      this.#remoteFrames = [];
-      const fresh = await this.#deps.store.load(this.userId, this.#deps.maxHistoryMessages);
-      if (fresh) {
-        this.#sessionId = fresh.record.sessionId;
-        this.#createdAt = fresh.record.createdAt;
-        this.#entries = fresh.entries;
-        this.messageCount = fresh.record.messageCount;
-      }
-      // We hold the lease and our turn has not started: a turn still `running` belonged to an
-      // instance that died (its lease expired, or was still held when the history was read).
-      for (const entry of this.#entries) {
-        if (entry.status !== "running") continue;
-        entry.status = "interrupted";
-        await this.#deps.store.setTurnStatus(this.#sessionId, entry.turnId, "interrupted", { userId: this.userId, token: lease.token });
-      }
-      this.messageCount++;
+      lease = await coordinator.acquire(this.userId, abort.signal);
+      if (lease.historyStale) await this.#reload(lease, store);
     } catch (error) {
       // Held but not used (the history could not be read): let it go, or its renewals keep it forever.
       await lease?.release();
       const cancelled = abort.signal.aborted;
-      const reason = this.#deps.redact((error as Error).message);
+      const reason = this.#deps.redactor.redact((error as Error).message);
       this.#deps.log.warn("turn_not_started", { user_id: this.userId, turn_id: queued.turnId, error: reason });
-      const frame: StreamFrame = cancelled
-        ? { type: "cancelled", turn_id: queued.turnId }
-        : { type: "error", turn_id: queued.turnId, error: turnErrorText(reason) };
+      const frame = cancelled ? cancelledFrame(queued.turnId) : streamErrorFrame(turnErrorText(reason), { turnId: queued.turnId });
       this.#finish(
-        { turnId: queued.turnId, peer: queued.peer, abort, frames: [] },
+        { turnId: queued.turnId, peer: queued.peer, abort },
         frame,
         cancelled ? turnErrorFrame("the turn was cancelled") : undefined,
       );
@@ -379,100 +335,89 @@ export class UserSession {
     }
   }
 
-  async #runTurn({ turnId, peer, text, clientId }: QueuedTurn, lease: Lease | undefined): Promise<void> {
-    const { log, agent, store } = this.#deps;
+  /** Reads the history another instance may have grown, holding the lease. */
+  async #reload(lease: TurnLease, store: SessionStore): Promise<void> {
+    // Holding the lease, no other instance runs a turn of this user: frames kept from one that
+    // never ended (its instance died) are stale and must not be replayed any more.
+    this.sockets.forgetTurn();
+    const fresh = await store.load(this.userId, this.#deps.maxHistoryMessages);
+    // The store counts turns that started; this one starts now.
+    if (fresh) this.#adopt({ ...fresh.record, messageCount: fresh.record.messageCount + 1 }, fresh.entries);
+    // Our turn has not started: a turn still `running` belonged to an instance that died (its
+    // lease expired, or was still held when the history was read).
+    for (const entry of this.#entries) {
+      if (entry.status !== "running") continue;
+      entry.status = "interrupted";
+      await store.setTurnStatus(this.#sessionId, entry.turnId, "interrupted", lease.fence);
+    }
+  }
+
+  async #runTurn({ turnId, peer, text, clientId }: QueuedTurn, lease: TurnLease): Promise<void> {
+    const { log, agent, store, redactor } = this.#deps;
     const sessionId = this.#sessionId;
-    const fence = lease ? { userId: this.userId, token: lease.token } : undefined;
     const fields = { user_id: this.userId, session_id: sessionId, turn_id: turnId };
-    const turn: RunningTurn = { turnId, peer, abort: new AbortController(), frames: [] };
-    lease?.lost.addEventListener("abort", () => {
+    const turn: RunningTurn = { turnId, peer, abort: new AbortController() };
+    lease.lost.addEventListener("abort", () => {
       turn.failure = `the turn was stopped: ${(lease.lost.reason as Error).message}`;
       turn.abort.abort();
     });
     this.#running = turn;
     const started = Date.now();
     log.info("turn_start", { ...fields, chars: text.length });
-    this.#broadcast(turn, { type: "turn_start", turn_id: turnId, input: text, ...(clientId !== undefined ? { client_id: clientId } : {}) });
-    const toolMeta = new Map<string, { name: string; server: string; tool: string; ok: boolean; durationMs?: number }>();
-    const toEntries = (messages: ChatMessage[], status: TurnStatus) =>
-      messages.map((message): HistoryEntry => {
-        const tool = message.role === "tool" ? toolMeta.get(message.tool_call_id) : undefined;
-        return { turnId, message, ...(message.role === "user" ? { status } : {}), ...(tool ? { tool } : {}) };
-      });
-    // Messages of this turn already in the store: written as they happen, so a server killed
-    // mid-turn loses at most the unfinished step (the user's message is kept, as `running`,
-    // and reads back as `interrupted`).
-    let stored = 0;
+    this.sockets.turnFrame(turnStartFrame(turnId, text, clientId));
+    const record = new TurnRecord(store, sessionId, turnId, lease.fence);
     const hooks: TurnHooks = {
-      onTextDelta: (delta) => this.#broadcast(turn, { type: "delta", turn_id: turnId, text: delta }),
+      onTextDelta: (delta) => this.sockets.turnFrame(deltaFrame(turnId, delta)),
       onToolStart: (call) => {
-        toolMeta.set(call.callId, { name: call.name, server: call.server, tool: call.tool, ok: false });
-        this.#broadcast(turn, { type: "tool_start", ...toolCallFields(turnId, call) });
+        record.toolStarted(call);
+        this.sockets.turnFrame(toolStartFrame(turnId, call));
       },
       onToolEnd: (call) => {
-        const meta = toolMeta.get(call.callId);
-        if (meta) {
-          meta.ok = call.ok;
-          meta.durationMs = call.durationMs;
-        }
-        this.#broadcast(turn, {
-          type: "tool_end",
-          turn_id: turnId,
-          call_id: call.callId,
-          ok: call.ok,
-          preview: preview(this.#deps.redact(call.result)),
-          duration_ms: call.durationMs,
-        });
+        record.toolEnded(call);
+        this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs));
       },
-      onStep: async (messages) => {
-        await store.append(sessionId, toEntries(messages, "running"), fence);
-        stored += messages.length;
-      },
+      onStep: (messages) => record.append(messages),
     };
     /** Keeps the turn in memory and writes what the store does not have yet, before any answer is sent. */
     const remember = async (messages: ChatMessage[], status: TurnStatus) => {
-      const entries = toEntries(messages, status);
-      if (this.#sessionId === sessionId) {
-        this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
-      }
-      await store.endTurn(sessionId, entries.slice(stored), turnId, status, { ...this.record(), lastActivity: Date.now() }, fence);
-      stored = entries.length;
+      const entries = await record.end(messages, status, { ...this.record(), lastActivity: Date.now() });
+      if (this.#sessionId === sessionId) this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
     };
 
     let status: TurnStatus;
     try {
-      await store.append(sessionId, toEntries([{ role: "user", content: text }], "running"), fence);
-      stored = 1;
+      await record.append([{ role: "user", content: text }]);
       await this.hub.ready();
       turn.abort.signal.throwIfAborted();
+      const { approvalPolicy } = this.#deps;
       const result = await runTurn(agent, this.hub, this.history, text, {
         signal: turn.abort.signal,
         hooks,
         logFields: fields,
         approve: (call, signal) =>
-          this.#deps.needsApproval(call.server, call.tool)
+          approvalPolicy.needsApproval(call.server, call.tool)
             ? this.#approvals.request(turnId, call, signal)
             : Promise.resolve({ approved: true }),
       });
       await remember(result.messages, "ok");
       status = "ok";
-      this.#finish(turn, { type: "answer", turn_id: turnId, ...answerFrame(result.answer, this.userId, sessionId) });
+      this.#finish(turn, streamAnswerFrame(turnId, result.answer, this.userId, sessionId));
     } catch (error) {
       const cancelled = turn.abort.signal.aborted && turn.failure === undefined;
       // Aborted by close() (shutdown, sweep) rather than by the user: the turn was interrupted.
       status = cancelled ? (this.#closed ? "interrupted" : "cancelled") : "error";
-      let reason = this.#deps.redact(turn.failure ?? (error instanceof Error ? error.message : String(error)));
+      let reason = redactor.redact(turn.failure ?? (error instanceof Error ? error.message : String(error)));
       try {
         await remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
       } catch (storeError) {
         // The turn's end could not be written: say so; what was stored before stays.
         status = "error";
-        reason = this.#deps.redact(`the conversation could not be saved (${(storeError as Error).message})`);
+        reason = redactor.redact(`the conversation could not be saved (${(storeError as Error).message})`);
       }
       if (status === "cancelled" || status === "interrupted") {
-        this.#finish(turn, { type: "cancelled", turn_id: turnId }, turnErrorFrame("the turn was cancelled"));
+        this.#finish(turn, cancelledFrame(turnId), turnErrorFrame("the turn was cancelled"));
       } else {
-        this.#finish(turn, { type: "error", turn_id: turnId, error: turnErrorText(reason) });
+        this.#finish(turn, streamErrorFrame(turnErrorText(reason), { turnId }));
         log.warn("turn_error", { ...fields, error: reason });
       }
     } finally {
@@ -488,11 +433,11 @@ export class UserSession {
    * in the history for when it comes back.
    */
   #finish(turn: RunningTurn, final: StreamFrame, seedFrame?: ServerFrame): void {
-    this.#broadcast(turn, final);
-    if (turn.peer.streaming || !this.peers.has(turn.peer)) return;
+    this.sockets.turnFrame(final);
+    if (turn.peer.streaming || !this.sockets.has(turn.peer)) return;
     if (seedFrame) return turn.peer.send(seedFrame);
     if (final.type === "answer") turn.peer.send(answerFrame(final.message, final.user_id, final.session_id));
-    else if (final.type === "error") turn.peer.send({ error: final.error });
+    else if (final.type === "error") turn.peer.send(errorFrame(final.error));
   }
 
   info(): SessionInfo {
@@ -503,7 +448,7 @@ export class UserSession {
       created_at: new Date(this.#createdAt).toISOString(),
       last_activity: new Date(this.lastActivity).toISOString(),
       message_count: this.messageCount,
-      open_sockets: this.peers.size,
+      open_sockets: this.sockets.size,
       turn_running: this.#running !== undefined,
       queued_turns: this.#queue.length,
       mcp_servers: this.hub.info(),
@@ -613,8 +558,8 @@ export class SessionManager {
     if (this.warmSessions() < this.#options.maxWarmSessions) void session.hub.ready();
     this.#sessions.set(userId, session);
     // Turns of this user on other instances reach this one's sockets (and cancels/approvals go back).
-    deps.cluster
-      ?.join(userId, (message) => session.onClusterMessage(message))
+    deps.coordinator
+      .join(userId, (message) => session.onCoordinatorMessage(message))
       .catch((error: unknown) => deps.log.warn("cluster_join_failed", { user_id: userId, error }));
     deps.log.info(stored ? "session_restored" : "session_created", {
       user_id: userId,
@@ -686,7 +631,7 @@ export class SessionManager {
   async sweep(now: number): Promise<string[]> {
     const candidates = [...this.#sessions.values()].map((session) => ({
       userId: session.userId,
-      openSockets: session.peers.size,
+      openSockets: session.sockets.size,
       busy: session.busy,
       lastActivity: session.lastActivity,
     }));
@@ -697,7 +642,7 @@ export class SessionManager {
         if (!session) return;
         this.#sessions.delete(userId);
         await session.close();
-        await this.#options.deps.cluster?.leave(userId);
+        await this.#options.deps.coordinator.leave(userId);
         this.#options.deps.log.info("session_swept", {
           user_id: userId,
           session_id: session.sessionId,

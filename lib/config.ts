@@ -26,7 +26,7 @@ const McpServerSchema = z.object({
   builtin: z.enum(["fetch"]).optional(),
   // Options of the built-in fetch tool.
   allow_hosts: z.array(z.string()).default([]),
-  user_agent: z.string().optional(),
+  user_agent: z.string().default("ModelContextProtocol/1.0 (Autonomous; +https://github.com/modelcontextprotocol/servers)"),
   ignore_robots_txt: z.boolean().default(false),
   fetch_timeout_seconds: seconds.default(30),
   max_fetch_bytes: z
@@ -61,7 +61,7 @@ const ConfigSchema = z.object({
     .object({
       api_key: z.string().optional(),
       base_url: z.string().optional(),
-      default_model: z.string().optional(),
+      default_model: z.string().default("gpt-4o-mini"),
       request_timeout_seconds: seconds.default(60),
       max_retries: z.number().int().min(0).max(10).default(2),
     })
@@ -96,6 +96,10 @@ const ConfigSchema = z.object({
     .prefault({}),
   server: z
     .object({
+      /** Address to listen on; --host and $HOST win over it. */
+      host: z.string().default("127.0.0.1"),
+      /** Port to listen on (0 picks a free one); --port and $PORT win over it. */
+      port: z.number().int().min(0).max(65535).default(8000),
       /** Origins (scheme://host:port) allowed to open a socket besides the server's own. */
       allowed_origins: z.array(z.string()).default([]),
       /** Host header values answered while bound to loopback, besides localhost/127.0.0.1/[::1]. */
@@ -163,10 +167,19 @@ type ParsedConfig = z.infer<typeof ConfigSchema>;
 export type McpServerConfig = z.infer<typeof McpServerSchema>;
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
-export interface Config extends Omit<ParsedConfig, "openai"> {
+/** Every default, as the schema gives it to an empty config (for help texts and tests). */
+export function configDefaults(): ParsedConfig {
+  return ConfigSchema.parse({});
+}
+
+/** The options of a built-in fetch entry, as the schema defaults them. */
+export function mcpServerDefaults(): McpServerConfig {
+  return McpServerSchema.parse({});
+}
+
+export interface Config extends ParsedConfig {
   /** Folder of the config file: relative paths in the config are relative to it. */
   configDir: string;
-  openai: ParsedConfig["openai"] & { default_model: string };
   logLevel: LogLevel;
   /** Every value that must never reach a log, a frame or an HTTP answer: the API key, the token, everything in the secrets file. */
   secretValues: string[];
@@ -245,7 +258,12 @@ export function parseConfig(
       throw new ConfigError(`${source.file}: expected a mapping of keys at the top level`);
     }
   }
-  const merged = sources.reduce<unknown>((acc, source) => deepMerge(acc, source.data), {});
+  // A value in the files wins; the environment fills what they leave out (or leave empty).
+  const fromEnv = {
+    openai: { api_key: env.OPENAI_API_KEY, base_url: env.OPENAI_BASE_URL, default_model: env.OPENAI_DEFAULT_MODEL },
+    server: { auth_token: env.MCP_AGENT_AUTH_TOKEN },
+  };
+  const merged = [fromEnv, ...sources.map((source) => source.data)].reduce<unknown>((acc, data) => deepMerge(acc, data), {});
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
@@ -265,12 +283,11 @@ export function parseConfig(
       throw new ConfigError(`${locate(sources, ["mcp", "servers", name])}: ${where}: transport ${server.transport} needs "url"`);
     }
   }
-  // A value in the files wins; the environment fills what they leave out.
   const openai = {
     ...parsed.openai,
     api_key: parsed.openai.api_key || env.OPENAI_API_KEY || undefined,
     base_url: parsed.openai.base_url || env.OPENAI_BASE_URL || undefined,
-    default_model: parsed.openai.default_model || env.OPENAI_DEFAULT_MODEL || "gpt-4o-mini",
+    default_model: parsed.openai.default_model || env.OPENAI_DEFAULT_MODEL || ConfigSchema.shape.openai.parse({}).default_model,
   };
   const server = { ...parsed.server, auth_token: parsed.server.auth_token || env.MCP_AGENT_AUTH_TOKEN || undefined };
   const levelName = parsed.logger.level;

@@ -30,6 +30,19 @@ export interface LoggerOptions {
   consoleStream?: NodeJS.WritableStream;
 }
 
+/** Removes every known secret from text that leaves the server (frames, answers, errors). */
+export class Redactor {
+  readonly #secrets: readonly string[];
+
+  constructor(secrets: readonly string[]) {
+    this.#secrets = secrets;
+  }
+
+  redact(text: string): string {
+    return redact(text, this.#secrets);
+  }
+}
+
 /** Replaces every secret value in a string by a fixed marker. */
 export function redact(text: string, secrets: readonly string[]): string {
   let out = text;

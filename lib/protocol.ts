@@ -298,3 +298,82 @@ export const BINARY_FRAME_ERROR = 'Binary frames are not supported: send text fr
 export function encodeFrame(frame: ServerFrame): string {
   return JSON.stringify(frame);
 }
+
+// ---- frame builders: every frame the server sends is built here -------------------------------
+
+const withClientId = (clientId: string | undefined) => (clientId !== undefined ? { client_id: clientId } : {});
+
+export function streamWelcomeFrame(userId: string, sessionId: string): StreamWelcomeFrame {
+  return { type: "welcome", ...welcomeFrame(userId, sessionId), stream: true };
+}
+
+export function queuedFrame(turnId: string, input: string, position: number, clientId?: string): QueuedFrame {
+  return { type: "queued", turn_id: turnId, input, position, ...withClientId(clientId) };
+}
+
+export function turnStartFrame(turnId: string, input: string, clientId?: string): TurnStartFrame {
+  return { type: "turn_start", turn_id: turnId, input, ...withClientId(clientId) };
+}
+
+export function deltaFrame(turnId: string, text: string): DeltaFrame {
+  return { type: "delta", turn_id: turnId, text };
+}
+
+export function toolStartFrame(turnId: string, call: Parameters<typeof toolCallFields>[1]): ToolStartFrame {
+  return { type: "tool_start", ...toolCallFields(turnId, call) };
+}
+
+export function toolEndFrame(turnId: string, callId: string, ok: boolean, result: string, durationMs: number): ToolEndFrame {
+  return { type: "tool_end", turn_id: turnId, call_id: callId, ok, preview: preview(result), duration_ms: durationMs };
+}
+
+export function streamAnswerFrame(turnId: string, answer: string, userId: string, sessionId: string): StreamAnswerFrame {
+  return { type: "answer", turn_id: turnId, ...answerFrame(answer, userId, sessionId) };
+}
+
+/** An error on a streaming socket, tied to the turn, message or approval it is about. */
+export function streamErrorFrame(error: string, about: { turnId?: string; clientId?: string; callId?: string } = {}): StreamErrorFrame {
+  return {
+    type: "error",
+    ...(about.turnId !== undefined ? { turn_id: about.turnId } : {}),
+    error,
+    ...withClientId(about.clientId),
+    ...(about.callId !== undefined ? { call_id: about.callId } : {}),
+  };
+}
+
+export function cancelledFrame(turnId: string): CancelledFrame {
+  return { type: "cancelled", turn_id: turnId };
+}
+
+export function historyFrame(userId: string, sessionId: string, items: HistoryItem[]): HistoryFrame {
+  return { type: "history", user_id: userId, session_id: sessionId, items };
+}
+
+export function approvalRequestFrame(turnId: string, call: Parameters<typeof toolCallFields>[1], timeoutMs: number): ApprovalRequestFrame {
+  return { type: "approval_request", ...toolCallFields(turnId, call), timeout_ms: timeoutMs };
+}
+
+export function approvalResolvedFrame(
+  turnId: string,
+  callId: string,
+  approved: boolean,
+  reason: string | undefined,
+  by: ApprovalResolvedFrame["by"],
+): ApprovalResolvedFrame {
+  return { type: "approval_resolved", turn_id: turnId, call_id: callId, approved, ...(reason ? { reason } : {}), by };
+}
+
+export function resetFrame(userId: string, sessionId: string, workspaceCleared: boolean): ResetFrame {
+  return { type: "reset", user_id: userId, session_id: sessionId, workspace_cleared: workspaceCleared };
+}
+
+/** A refused chat message: a streaming client learns which one from its `client_id`. */
+export function refusalFrame(streaming: boolean, error: string, clientId?: string): ServerFrame {
+  return streaming ? streamErrorFrame(error, { clientId }) : errorFrame(error);
+}
+
+/** Whether a streaming frame ends a turn. */
+export function endsTurn(frame: StreamFrame): boolean {
+  return frame.type === "answer" || frame.type === "error" || frame.type === "cancelled";
+}

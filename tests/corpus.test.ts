@@ -206,7 +206,7 @@ async function rawFrames(c: Ctx, userId: string, bytes: Buffer): Promise<Observa
     return { code: close.code, reason: close.reason, replies: raw.messages.length - 1, modelCalls: model.requests.length - requests };
   } finally {
     raw.destroy();
-    await until(() => (c.running.server.sessions.get(userId)?.peers.size ?? 0) === 0, "the server to let the socket go");
+    await until(() => (c.running.server.sessions.get(userId)?.sockets.size ?? 0) === 0, "the server to let the socket go");
   }
 }
 
@@ -455,7 +455,7 @@ const rows: Row[] = [
           20000,
         );
         const session = c.running.server.sessions.get("stalled");
-        await until(() => session?.peers.size === 0 && !session.busy, "the turn to finish without the socket", 20000);
+        await until(() => session?.sockets.size === 0 && !session.busy, "the turn to finish without the socket", 20000);
         const last = session?.historyItems().at(-1);
         return { dropped: true, kept: last?.role === "assistant" && last.content === longText(size) };
       } finally {

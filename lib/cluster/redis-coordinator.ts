@@ -7,56 +7,41 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import type { Logger } from "../log.ts";
-import type { StreamFrame } from "../protocol.ts";
-import { KEY_PREFIX, keys } from "../store/redis-store.ts";
+import type { Coordinator, CoordinatorMessage, TurnLease } from "../session/coordinator.ts";
+import { KEY_PREFIX, keys } from "../store/redis-keys.ts";
 
-/** What travels on a user's channel between instances. */
-export type ClusterMessage =
-  | { kind: "frame"; from: string; frame: StreamFrame }
-  | { kind: "cancel"; from: string }
-  | { kind: "approval"; from: string; call_id: string; approved: boolean; reason?: string; always: boolean; socket: number };
-
-/** A cluster message before this instance signs it with `from`. */
-export type OutgoingClusterMessage = ClusterMessage extends infer M ? (M extends ClusterMessage ? Omit<M, "from"> : never) : never;
-
-export interface Lease {
-  /** The fence token: writes of this turn carry it; Redis refuses them once another lease exists. */
-  readonly token: number;
-  /** Aborted when the lease could not be renewed (Redis lost, or taken over): stop the turn. */
-  readonly lost: AbortSignal;
-  release(): Promise<void>;
-}
+/** What travels on a user's channel between instances: a coordinator message signed by its sender. */
+type ClusterMessage = CoordinatorMessage & { from: string };
 
 export interface ClusterOptions {
   url: string;
   log: Logger;
   /** Lease time-to-live; renewed at a third of it while the turn runs. */
-  leaseMs?: number;
+  leaseMs: number;
 }
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
-const PRESENCE_KEY = `${KEY_PREFIX}live`;
+const PRESENCE_KEY = keys.presence();
 const PRESENCE_TTL_MS = 15_000;
 /** How long deltas are skipped after a publish that no other instance received. */
 const QUIET_MS = 1000;
 
-function channel(userId: string): string {
-  return `${KEY_PREFIX}user:${userId}`;
-}
+const channel = keys.channel;
 
 function isClusterMessage(value: unknown): value is ClusterMessage {
   return typeof value === "object" && value !== null && "kind" in value && "from" in value && typeof value.from === "string";
 }
 
-export class ClusterCoordinator {
+export class ClusterCoordinator implements Coordinator {
+  readonly spansInstances = true;
   readonly instanceId = randomUUID().slice(0, 8);
   /** Commands: fail fast while Redis is away, so a turn gets a clear error instead of hanging. */
   readonly redis: Redis;
   readonly #subscriber: Redis;
   readonly #log: Logger;
   readonly #leaseMs: number;
-  readonly #handlers = new Map<string, (message: ClusterMessage) => void>();
+  readonly #handlers = new Map<string, (message: CoordinatorMessage) => void>();
   readonly #present = new Set<string>();
   /** Users no other instance listened to at the last publish, until when (epoch ms). */
   readonly #quietUntil = new Map<string, number>();
@@ -64,7 +49,7 @@ export class ClusterCoordinator {
 
   constructor(options: ClusterOptions) {
     this.#log = options.log;
-    this.#leaseMs = options.leaseMs ?? 10_000;
+    this.#leaseMs = options.leaseMs;
     const common = {
       lazyConnect: false,
       maxRetriesPerRequest: 1,
@@ -123,7 +108,7 @@ export class ClusterCoordinator {
    * Waits until this instance holds the user's turn lease. Another instance running a turn of the
    * same user makes us wait (never run two at once); a dead one's lease expires within leaseMs.
    */
-  async acquire(userId: string, signal: AbortSignal): Promise<Lease> {
+  async acquire(userId: string, signal: AbortSignal): Promise<TurnLease> {
     const owner = `${this.instanceId}:${randomUUID()}`;
     for (let attempt = 0; ; attempt++) {
       signal.throwIfAborted();
@@ -169,7 +154,10 @@ export class ClusterCoordinator {
     renew.unref();
     this.#log.debug("lease_acquired", { user_id: userId, instance: this.instanceId, fence: token });
     return {
-      token,
+      // Redis refuses a write whose token is no longer the user's current one.
+      fence: { userId, token },
+      // Another instance may have run turns of this user since this one last read the history.
+      historyStale: true,
       lost: lost.signal,
       release: async () => {
         clearInterval(renew);
@@ -179,7 +167,7 @@ export class ClusterCoordinator {
   }
 
   /** Receives the user's messages from other instances while the session is live here. */
-  async join(userId: string, onMessage: (message: ClusterMessage) => void): Promise<void> {
+  async join(userId: string, onMessage: (message: CoordinatorMessage) => void): Promise<void> {
     this.#handlers.set(userId, onMessage);
     this.#present.add(userId);
     await this.#subscriber.subscribe(channel(userId));
@@ -195,7 +183,7 @@ export class ClusterCoordinator {
   }
 
   /** Best effort: a frame that cannot be published only misses the user's other instances. */
-  publish(userId: string, message: OutgoingClusterMessage): void {
+  publish(userId: string, message: CoordinatorMessage): void {
     // Text deltas are most of the traffic: while no other instance listens to this user (PUBLISH
     // counted only our own subscription), they are skipped for a second. Every other frame always
     // goes out, so a tab that joins elsewhere still gets the tool cards, the answer and the history.

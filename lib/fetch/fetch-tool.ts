@@ -10,6 +10,7 @@
 // One server instance serves every user session, so nothing here keeps per-call state outside
 // the handler.
 
+import { CONFIG_FILE, mcpServerDefaults, type McpServerConfig } from "../config.ts";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { IncomingMessage } from "node:http";
@@ -32,20 +33,22 @@ export interface FetchToolOptions {
   maxBytes: number;
 }
 
-export const DEFAULT_USER_AGENT = "ModelContextProtocol/1.0 (Autonomous; +https://github.com/modelcontextprotocol/servers)";
+/** The fetch tool's options from its config entry (where every default lives). */
+export function fetchToolOptions(entry: McpServerConfig): FetchToolOptions {
+  return {
+    allowHosts: entry.allow_hosts,
+    userAgent: entry.user_agent,
+    ignoreRobotsTxt: entry.ignore_robots_txt,
+    timeoutMs: entry.fetch_timeout_seconds * 1000,
+    maxBytes: entry.max_fetch_bytes,
+  };
+}
 
-export const defaultFetchToolOptions: FetchToolOptions = {
-  allowHosts: [],
-  userAgent: DEFAULT_USER_AGENT,
-  ignoreRobotsTxt: false,
-  timeoutMs: 30_000,
-  maxBytes: 5 * 1024 * 1024,
-};
+export const defaultFetchToolOptions: FetchToolOptions = fetchToolOptions(mcpServerDefaults());
 
 /** Same cap as common crawlers (RFC 9309 asks for at least 500 KiB to be parsed). */
 const MAX_ROBOTS_BYTES = 512 * 1024;
 export const MAX_REDIRECTS = 5;
-const CONFIG_FILE = "mcp_agent.config.yaml";
 
 const TOOL_DESCRIPTION = `Fetches a URL from the internet and optionally extracts its contents as markdown.
 

@@ -96,3 +96,10 @@ export function checkUpgradeRequest(method: string | undefined, headers: Incomin
   }
   return undefined;
 }
+
+/** The raw path, not a URL-normalised one: `/ws/..` must reach the user id check, not become `/`. */
+export function rawPathname(url: string | undefined): string {
+  const raw = url ?? "/";
+  const query = raw.indexOf("?");
+  return query === -1 ? raw : raw.slice(0, query);
+}

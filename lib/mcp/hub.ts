@@ -7,7 +7,8 @@ import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { createFetchServer, DEFAULT_USER_AGENT } from "../fetch/fetch-tool.ts";
+import { createFetchServer, fetchToolOptions } from "../fetch/fetch-tool.ts";
+import type { ToolOutcome, Toolbox } from "../../agent.ts";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
@@ -29,19 +30,12 @@ export interface ServerInfo {
   shared: boolean;
 }
 
-export interface ToolOutcome {
-  ok: boolean;
-  text: string;
-}
-
 export interface ConnectionLimits {
   /** A tool result longer than this is cut, with a note saying so. */
   maxToolResultChars: number;
   /** Restarts after a crash before the server is left failed. */
   maxRestarts: number;
 }
-
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { maxToolResultChars: 100_000, maxRestarts: 3 };
 
 /** How to make a fresh transport each time the server (re)starts. */
 export type TransportFactory = () => Transport & { pid?: number };
@@ -359,13 +353,7 @@ export function usesBuiltinFetch(entry: McpServerConfig, uvxInstalled: () => boo
  * per-user state), so it costs nothing per user.
  */
 export function builtinFetchConnection(name: string, entry: McpServerConfig, log: Logger, limits: ConnectionLimits): McpConnection {
-  const server = createFetchServer({
-    allowHosts: entry.allow_hosts,
-    userAgent: entry.user_agent ?? DEFAULT_USER_AGENT,
-    ignoreRobotsTxt: entry.ignore_robots_txt,
-    timeoutMs: entry.fetch_timeout_seconds * 1000,
-    maxBytes: entry.max_fetch_bytes,
-  });
+  const server = createFetchServer(fetchToolOptions(entry));
   return new McpConnection({
     name,
     transportName: "builtin",
@@ -384,7 +372,7 @@ export function builtinFetchConnection(name: string, entry: McpServerConfig, log
 }
 
 /** One session's MCP servers. */
-export class McpHub {
+export class McpHub implements Toolbox {
   readonly #connections: McpConnection[];
   #ready: Promise<void> | undefined;
   #catalog: ToolCatalog | undefined;

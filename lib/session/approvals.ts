@@ -4,13 +4,27 @@
 import type { ApprovalDecision, ToolStart } from "../../agent.ts";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
-import { toolCallFields, type ApprovalRequestFrame, type ApprovalResolvedFrame } from "../protocol.ts";
+import { approvalRequestFrame, approvalResolvedFrame, type ApprovalRequestFrame, type ApprovalResolvedFrame } from "../protocol.ts";
 
 /** Pure: does this server's `require_approval` setting cover this tool? */
 export function requiresApproval(setting: McpServerConfig["require_approval"], tool: string): boolean {
   if (setting === "never") return false;
   if (setting === "always") return true;
   return setting.includes(tool);
+}
+
+/** Which tool calls wait for a person, from each server's `require_approval`. */
+export class ApprovalPolicy {
+  readonly #servers: Readonly<Record<string, McpServerConfig>>;
+
+  constructor(servers: Readonly<Record<string, McpServerConfig>>) {
+    this.#servers = servers;
+  }
+
+  needsApproval(server: string, tool: string): boolean {
+    const entry = this.#servers[server];
+    return entry !== undefined && requiresApproval(entry.require_approval, tool);
+  }
 }
 
 interface Pending {
@@ -62,7 +76,7 @@ export class ApprovalDesk {
       timer.unref();
       this.#pending.set(call.callId, { turnId, call, resolve, timer });
       signal?.addEventListener("abort", () => this.#settle(call.callId, false, "denied: the turn was cancelled", "cancel"), { once: true });
-      this.#options.broadcast({ type: "approval_request", ...toolCallFields(turnId, call), timeout_ms: this.#options.timeoutMs });
+      this.#options.broadcast(approvalRequestFrame(turnId, call, this.#options.timeoutMs));
     });
   }
 
@@ -81,14 +95,7 @@ export class ApprovalDesk {
     this.#pending.delete(callId);
     clearTimeout(pending.timer);
     this.#record(pending.call, approved, who, reason);
-    this.#options.broadcast({
-      type: "approval_resolved",
-      turn_id: pending.turnId,
-      call_id: callId,
-      approved,
-      ...(reason ? { reason } : {}),
-      by,
-    });
+    this.#options.broadcast(approvalResolvedFrame(pending.turnId, callId, approved, reason, by));
     pending.resolve(approved ? { approved: true } : { approved: false, reason: reason ?? "denied" });
     return true;
   }

@@ -1,7 +1,7 @@
 // One WebSocket as a session sees it: frames out with backpressure, and the heartbeat state.
 import { WebSocket } from "ws";
 import { encodeFrame, type DeltaFrame, type ServerFrame } from "../protocol.ts";
-import type { Peer } from "../../session.ts";
+import type { Peer } from "../session/fanout.ts";
 
 export interface SendLimits {
   /** Past this many unsent bytes, streaming deltas are merged instead of queued one by one. */

@@ -6,18 +6,8 @@ import type { Redis } from "ioredis";
 import { storedEntry, type HistoryEntry } from "./history.ts";
 import { isRecord } from "../protocol.ts";
 import type { TurnStatus } from "../protocol.ts";
+import { keys } from "./redis-keys.ts";
 import { StoreError, type Fence, type SessionRecord, type SessionStore, type StoredSession } from "./store.ts";
-
-export const KEY_PREFIX = "mcpws:";
-export const keys = {
-  session: (userId: string) => `${KEY_PREFIX}session:${userId}`,
-  entries: (sessionId: string) => `${KEY_PREFIX}entries:${sessionId}`,
-  statuses: (sessionId: string) => `${KEY_PREFIX}status:${sessionId}`,
-  /** Every stored session by last activity, for the retention purge. */
-  index: () => `${KEY_PREFIX}sessions`,
-  lease: (userId: string) => `${KEY_PREFIX}lease:${userId}`,
-  fence: (userId: string) => `${KEY_PREFIX}fence:${userId}`,
-};
 
 // Runs `redis.call` on the remaining keys only when KEYS[1] (the fence) still holds ARGV[1].
 const FENCED_APPEND = `
@@ -45,8 +35,6 @@ function isStoredEntry(value: unknown): value is Record<string, unknown> & { tur
 }
 
 export class RedisStore implements SessionStore {
-  readonly kind = "redis";
-  readonly shared = true;
   readonly #redis: Redis;
 
   /** Borrows a connection owned by the cluster coordinator. */

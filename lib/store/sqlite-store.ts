@@ -79,7 +79,6 @@ interface Transactions {
 }
 
 export class SqliteStore implements SessionStore {
-  readonly kind = "sqlite";
   readonly #db: Database.Database;
   readonly #sql: ReturnType<typeof prepareStatements>;
   /** Transaction wrappers, built once like the statements (building one per call showed in profiles). */

@@ -25,9 +25,6 @@ export interface Fence {
 }
 
 export interface SessionStore {
-  readonly kind: "memory" | "sqlite" | "redis";
-  /** Shared by several server instances: a session reloads its history before each turn. */
-  readonly shared?: boolean;
   /** The user's stored session, or undefined. Turns left `running` by a dead server read as `interrupted`. */
   load(userId: string, maxEntries: number): Promise<StoredSession | undefined>;
   /** Creates or replaces the user's session record. */
@@ -57,7 +54,6 @@ export interface SessionStore {
 
 /** `session.store: memory`: nothing survives a restart, as in the original. */
 export class MemoryStore implements SessionStore {
-  readonly kind = "memory";
   load(): Promise<StoredSession | undefined> {
     return Promise.resolve(undefined);
   }

@@ -1,0 +1,87 @@
+// The one place frames go out to a user's sockets: this instance's sockets directly, the user's
+// sockets on other instances through the Coordinator. It also keeps the frames of the turn in
+// progress (run here or elsewhere), so a streaming socket that joins mid-turn picks it up.
+import { endsTurn, type ServerFrame, type StreamFrame } from "../protocol.ts";
+import type { Coordinator } from "./coordinator.ts";
+
+/** One open socket of a user, as the session sees it. */
+export interface Peer {
+  readonly id: number;
+  /** Opted in to the streaming frames (`?stream=1`); otherwise it gets only the seed's frames. */
+  readonly streaming: boolean;
+  send(frame: ServerFrame): void;
+}
+
+export class UserSockets {
+  readonly #userId: string;
+  readonly #coordinator: Coordinator;
+  readonly #peers = new Set<Peer>();
+  /** Every streaming frame of the turn in progress, for a streaming socket that joins mid-turn. */
+  #turnFrames: StreamFrame[] = [];
+
+  constructor(userId: string, coordinator: Coordinator) {
+    this.#userId = userId;
+    this.#coordinator = coordinator;
+  }
+
+  get size(): number {
+    return this.#peers.size;
+  }
+
+  has(peer: Peer): boolean {
+    return this.#peers.has(peer);
+  }
+
+  /** Whether someone can answer a question now (approvals need a streaming socket). */
+  get anyStreaming(): boolean {
+    for (const peer of this.#peers) if (peer.streaming) return true;
+    return false;
+  }
+
+  /** A new socket; a streaming one is first shown the turn in progress. */
+  add(peer: Peer): void {
+    this.#peers.add(peer);
+    if (peer.streaming) for (const frame of this.#turnFrames) peer.send(frame);
+  }
+
+  delete(peer: Peer): void {
+    this.#peers.delete(peer);
+  }
+
+  /** A frame of the turn running here: to every streaming socket of the user, kept for replay. */
+  turnFrame(frame: StreamFrame): void {
+    this.#keep(frame);
+    this.broadcast(frame);
+  }
+
+  /** A frame that is not part of a turn (queued, reset): to every streaming socket of the user. */
+  broadcast(frame: StreamFrame): void {
+    this.#toLocal(frame);
+    this.#coordinator.publish(this.#userId, { kind: "frame", frame });
+  }
+
+  /** A frame published by another instance: to this instance's streaming sockets only. */
+  fromElsewhere(frame: StreamFrame): void {
+    if (frame.type !== "queued" && frame.type !== "reset") this.#keep(frame);
+    this.#toLocal(frame);
+  }
+
+  /** Forgets a turn that will never end (its instance died): it must not be replayed any more. */
+  forgetTurn(): void {
+    this.#turnFrames = [];
+  }
+
+  #keep(frame: StreamFrame): void {
+    if (frame.type === "turn_start") this.#turnFrames = [];
+    // Consecutive deltas are kept as one: a replay needs the text, not every piece of it.
+    const last = this.#turnFrames.at(-1);
+    if (frame.type === "delta" && last?.type === "delta")
+      this.#turnFrames[this.#turnFrames.length - 1] = { ...last, text: last.text + frame.text };
+    else this.#turnFrames.push(frame);
+    if (endsTurn(frame)) this.#turnFrames = [];
+  }
+
+  #toLocal(frame: StreamFrame): void {
+    for (const peer of this.#peers) if (peer.streaming) peer.send(frame);
+  }
+}

@@ -1,0 +1,143 @@
+// The WebSocket side: upgrades on /ws/<user_id>, per-user socket quotas, each socket's session,
+// and the heartbeat that finds dead peers. It owns every socket from the upgrade to its close.
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { SessionManager, UserSession } from "../../session.ts";
+import type { Config } from "../config.ts";
+import type { Logger, Redactor } from "../log.ts";
+import { rawPathname } from "../http/access.ts";
+import { rejectUpgrade } from "../http/routes.ts";
+import { errorFrame, streamWelcomeFrame, welcomeFrame } from "../protocol.ts";
+import { dispatchFrame } from "./dispatch.ts";
+import { SocketPeer } from "./peer.ts";
+import { decideUpgrade } from "./upgrade.ts";
+
+/** Close code for "going away": the server is shutting down. */
+const CLOSE_GOING_AWAY = 1001;
+/** Close code for "internal error": the session could not be opened (e.g. the store failed). */
+const CLOSE_INTERNAL_ERROR = 1011;
+/** Close code for "try again later": a quota is full. */
+const CLOSE_TRY_AGAIN_LATER = 1013;
+
+export interface SocketServerOptions {
+  config: Config;
+  bindHost: string;
+  sessions: SessionManager;
+  log: Logger;
+  redactor: Redactor;
+}
+
+export class SocketServer {
+  readonly #options: SocketServerOptions;
+  readonly #wss: WebSocketServer;
+  readonly #peers = new Set<SocketPeer>();
+  /** Open sockets per user, counted from the upgrade on (a session may still be loading). */
+  readonly #socketsPerUser = new Map<string, number>();
+  readonly #heartbeat: NodeJS.Timeout;
+  #nextPeerId = 1;
+
+  constructor(options: SocketServerOptions) {
+    this.#options = options;
+    const { limits, server } = options.config;
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: limits.max_payload_bytes, perMessageDeflate: false });
+    // A peer that did not answer the last ping within an interval is gone (laptop lid closed,
+    // network dropped) and is terminated so its session can be swept.
+    this.#heartbeat = setInterval(() => {
+      for (const peer of this.#peers) if (!peer.heartbeat()) options.log.info("socket_timeout", { socket: peer.id });
+    }, server.ping_interval_seconds * 1000);
+    this.#heartbeat.unref();
+  }
+
+  /** The http server's `upgrade` event. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", () => socket.destroy());
+    const decision = decideUpgrade(req, this.#options.config.server, this.#options.bindHost);
+    if (!decision.ok) {
+      this.#options.log.warn("upgrade_refused", { status: decision.status, error: decision.error, path: rawPathname(req.url) });
+      return rejectUpgrade(socket, decision.status, { error: decision.error });
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onConnection(ws, decision.userId, decision.streaming));
+  }
+
+  /** Quotas are told over the socket (close 1013 "try again later" with a reason), not as HTTP. */
+  #quotaRefusal(userId: string): string | undefined {
+    const { sessions } = this.#options;
+    const { limits } = this.#options.config;
+    if (!sessions.has(userId) && sessions.size >= limits.max_sessions) {
+      return `server full: ${sessions.size} sessions (limits.max_sessions)`;
+    }
+    const open = this.#socketsPerUser.get(userId) ?? 0;
+    if (open >= limits.max_sockets_per_user) {
+      return `too many sockets for this user: ${open} open (limits.max_sockets_per_user)`;
+    }
+    return undefined;
+  }
+
+  #onConnection(ws: WebSocket, userId: string, streaming: boolean): void {
+    const { log, sessions, redactor, config } = this.#options;
+    const { limits } = config;
+    // Malformed frames (bad UTF-8, oversize, reserved bits) end up here: ws closes that socket with
+    // the right code; the process must never see them as an uncaught error.
+    ws.on("error", (error) => log.warn("socket_error", { user_id: userId, error: error.message }));
+    const refusal = this.#quotaRefusal(userId);
+    if (refusal) {
+      log.warn("connect_refused", { user_id: userId, reason: refusal });
+      ws.close(CLOSE_TRY_AGAIN_LATER, refusal);
+      return;
+    }
+    this.#socketsPerUser.set(userId, (this.#socketsPerUser.get(userId) ?? 0) + 1);
+    const id = this.#nextPeerId++;
+    const fields = { user_id: userId, socket: id, streaming };
+    const peer = new SocketPeer({
+      id,
+      ws,
+      streaming,
+      limits: { softBytes: limits.send_buffer_soft_bytes, hardBytes: limits.send_buffer_hard_bytes },
+      onDrop: (bufferedBytes) => log.warn("slow_socket_dropped", { ...fields, buffered_bytes: bufferedBytes }),
+    });
+    this.#peers.add(peer);
+    // Frames that arrive while the session loads wait for it, in arrival order.
+    const ready: Promise<UserSession | undefined> = sessions.open(userId).then(
+      (session) => {
+        if (ws.readyState !== ws.OPEN) return session;
+        peer.send(streaming ? streamWelcomeFrame(userId, session.sessionId) : welcomeFrame(userId, session.sessionId));
+        session.attach(peer);
+        log.info("connect", { ...fields, session_id: session.sessionId, open_sockets: session.sockets.size });
+        return session;
+      },
+      (error: unknown) => {
+        const reason = redactor.redact((error as Error).message);
+        log.error("session_open_failed", { ...fields, error: reason });
+        peer.send(errorFrame(`Session error: ${reason}`));
+        ws.close(CLOSE_INTERNAL_ERROR, "session error");
+        return undefined;
+      },
+    );
+    const context = { log, limits, redactor };
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      void ready.then((session) => session && dispatchFrame(session, peer, data, isBinary, context));
+    });
+    ws.on("close", (code) => {
+      this.#peers.delete(peer);
+      const left = (this.#socketsPerUser.get(userId) ?? 1) - 1;
+      if (left > 0) this.#socketsPerUser.set(userId, left);
+      else this.#socketsPerUser.delete(userId);
+      void ready.then((session) => {
+        session?.detach(peer);
+        log.info("disconnect", { ...fields, code, open_sockets: session?.sockets.size ?? 0 });
+      });
+    });
+  }
+
+  /** Asks every socket to close (1001); `terminate()` then ends those that did not. */
+  closeAll(): void {
+    clearInterval(this.#heartbeat);
+    for (const ws of this.#wss.clients) ws.close(CLOSE_GOING_AWAY, "server shutting down");
+  }
+
+  terminate(): void {
+    for (const ws of this.#wss.clients) ws.terminate();
+    this.#wss.close();
+  }
+}

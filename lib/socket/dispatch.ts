@@ -1,0 +1,87 @@
+// What a frame from a socket asks of the user's session. Parsing is protocol.ts's; this decides.
+import type { RawData } from "ws";
+import type { UserSession } from "../../session.ts";
+import type { Config } from "../config.ts";
+import type { Logger, Redactor } from "../log.ts";
+import type { Peer } from "../session/fanout.ts";
+import {
+  BINARY_FRAME_ERROR,
+  errorFrame,
+  historyFrame,
+  parseClientFrame,
+  refusalFrame,
+  streamErrorFrame,
+  welcomeFrame,
+} from "../protocol.ts";
+
+export interface DispatchContext {
+  log: Logger;
+  limits: Config["limits"];
+  redactor: Redactor;
+}
+
+export function dispatchFrame(session: UserSession, peer: Peer, data: RawData, isBinary: boolean, context: DispatchContext): void {
+  const { log, limits } = context;
+  if (isBinary) return peer.send(errorFrame(BINARY_FRAME_ERROR));
+  const parsed = parseClientFrame(rawText(data));
+  if (!parsed.ok) return peer.send(errorFrame(parsed.error));
+  const frame = parsed.frame;
+  switch (frame.type) {
+    case "ignored":
+      return;
+    case "chat": {
+      const refuse = (error: string) => {
+        log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: error });
+        peer.send(refusalFrame(peer.streaming, error, frame.clientId));
+      };
+      if (frame.message.length > limits.max_message_chars) {
+        return refuse(
+          `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`,
+        );
+      }
+      const submitted = session.submit(peer, frame.message, frame.clientId);
+      if (!submitted.ok) refuse(submitted.error);
+      return;
+    }
+    case "cancel":
+      session.cancel();
+      return;
+    case "history":
+      // Turns that ran on other instances are read from the store first.
+      void session
+        .refresh()
+        .catch((error: unknown) => log.warn("history_refresh_failed", { user_id: session.userId, error }))
+        .then(() => peer.send(historyFrame(session.userId, session.sessionId, session.historyItems())));
+      return;
+    case "reset":
+      void reset(session, peer, frame.workspace, context);
+      return;
+    case "approval":
+      if (!peer.streaming) return peer.send(errorFrame("approvals are answered from a streaming socket (/ws/<user_id>?stream=1)"));
+      if (!session.answerApproval(frame.call_id, frame.approved, frame.reason, frame.always, peer.id)) {
+        peer.send(
+          streamErrorFrame(`no approval is waiting for call ${frame.call_id} (it was already answered, timed out or cancelled)`, {
+            callId: frame.call_id,
+          }),
+        );
+      }
+      return;
+    default:
+      return frame satisfies never;
+  }
+}
+
+async function reset(session: UserSession, asker: Peer, clearWorkspace: boolean, { redactor }: DispatchContext): Promise<void> {
+  try {
+    await session.reset(clearWorkspace);
+  } catch (error) {
+    return asker.send(errorFrame(`Reset failed: ${redactor.redact((error as Error).message)}`));
+  }
+  // A seed-style socket that asked learns its new session_id from a fresh welcome.
+  if (!asker.streaming) asker.send(welcomeFrame(session.userId, session.sessionId));
+}
+
+function rawText(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
+  return Buffer.from(data instanceof ArrayBuffer ? new Uint8Array(data) : data).toString("utf8");
+}

@@ -1,0 +1,38 @@
+// Which upgrade requests become a user's socket: a well-formed request to /ws/<user_id> from an
+// allowed Host and Origin with the token. Pure: the request's method, URL and headers in, a user
+// id or a refusal out.
+import type { IncomingHttpHeaders } from "node:http";
+import type { Config } from "../config.ts";
+import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, rawPathname } from "../http/access.ts";
+import { isValidUserId, USER_ID_RULE } from "../protocol.ts";
+
+export type UpgradeDecision = { ok: true; userId: string; streaming: boolean } | { ok: false; status: number; error: string };
+
+export function decideUpgrade(
+  request: { method?: string | undefined; url?: string | undefined; headers: IncomingHttpHeaders },
+  server: Config["server"],
+  bindHost: string,
+): UpgradeDecision {
+  const { method, url, headers } = request;
+  const early = checkUpgradeRequest(method, headers) ?? checkHost(headers.host, bindHost, server.allowed_hosts);
+  if (early) return { ok: false, ...early };
+  const pathname = rawPathname(url);
+  const found = /^\/ws\/([^/]*)$/.exec(pathname);
+  if (!found) return { ok: false, status: 404, error: `not found: ${pathname}; connect to /ws/<user_id>` };
+  let userId: string;
+  try {
+    userId = decodeURIComponent(found[1] ?? "");
+  } catch {
+    return { ok: false, status: 400, error: `invalid user id: ${USER_ID_RULE}` };
+  }
+  if (!isValidUserId(userId)) return { ok: false, status: 400, error: `invalid user id: ${USER_ID_RULE}` };
+  const late = checkOrigin(headers.origin, headers.host, server.allowed_origins) ?? checkToken(headers, url, server.auth_token);
+  if (late) return { ok: false, ...late };
+  return { ok: true, userId, streaming: wantsStreaming(url) };
+}
+
+/** Streaming is opt-in per socket: `/ws/<user_id>?stream=1` (or `true`). */
+export function wantsStreaming(url: string | undefined): boolean {
+  const value = new URL(url ?? "/", "http://localhost").searchParams.get("stream");
+  return value === "1" || value === "true";
+}

@@ -1,0 +1,17 @@
+// The names of everything this server keeps in Redis: the store's sessions and history, and the
+// cluster's leases, fences, presence and channels. One list, so the two never disagree.
+export const KEY_PREFIX = "mcpws:";
+
+export const keys = {
+  session: (userId: string) => `${KEY_PREFIX}session:${userId}`,
+  entries: (sessionId: string) => `${KEY_PREFIX}entries:${sessionId}`,
+  statuses: (sessionId: string) => `${KEY_PREFIX}status:${sessionId}`,
+  /** Every stored session by last activity, for the retention purge. */
+  index: () => `${KEY_PREFIX}sessions`,
+  lease: (userId: string) => `${KEY_PREFIX}lease:${userId}`,
+  fence: (userId: string) => `${KEY_PREFIX}fence:${userId}`,
+  /** Users with a live session on some instance, scored by when that claim expires. */
+  presence: () => `${KEY_PREFIX}live`,
+  /** The pub/sub channel of one user's frames, cancels and approval answers. */
+  channel: (userId: string) => `${KEY_PREFIX}user:${userId}`,
+};
