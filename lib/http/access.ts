@@ -97,6 +97,19 @@ export function checkUpgradeRequest(method: string | undefined, headers: Incomin
   return undefined;
 }
 
+/**
+ * Whether a request may act as `userId` (its socket, its session, its files): today, the shared
+ * token when one is set. Every per-user route goes through this one check.
+ */
+export function checkUserAccess(
+  headers: IncomingHttpHeaders,
+  url: string | undefined,
+  _userId: string,
+  expectedToken: string | undefined,
+): Refusal {
+  return checkToken(headers, url, expectedToken);
+}
+
 /** The raw path, not a URL-normalised one: `/ws/..` must reach the user id check, not become `/`. */
 export function rawPathname(url: string | undefined): string {
   const raw = url ?? "/";

@@ -3,7 +3,7 @@
 // id or a refusal out.
 import type { IncomingHttpHeaders } from "node:http";
 import type { Config } from "../config.ts";
-import { checkHost, checkOrigin, checkToken, checkUpgradeRequest, rawPathname } from "../http/access.ts";
+import { checkHost, checkOrigin, checkUpgradeRequest, checkUserAccess, rawPathname } from "../http/access.ts";
 import { isValidUserId, USER_ID_RULE } from "../protocol.ts";
 
 export type UpgradeDecision = { ok: true; userId: string; streaming: boolean } | { ok: false; status: number; error: string };
@@ -26,7 +26,8 @@ export function decideUpgrade(
     return { ok: false, status: 400, error: `invalid user id: ${USER_ID_RULE}` };
   }
   if (!isValidUserId(userId)) return { ok: false, status: 400, error: `invalid user id: ${USER_ID_RULE}` };
-  const late = checkOrigin(headers.origin, headers.host, server.allowed_origins) ?? checkToken(headers, url, server.auth_token);
+  const late =
+    checkOrigin(headers.origin, headers.host, server.allowed_origins) ?? checkUserAccess(headers, url, userId, server.auth_token);
   if (late) return { ok: false, ...late };
   return { ok: true, userId, streaming: wantsStreaming(url) };
 }
