@@ -312,3 +312,28 @@ export function loadConfig(configPath: string, env: Record<string, string | unde
 export function resolveConfigPath(config: Config, target: string): string {
   return path.resolve(config.configDir, target);
 }
+
+/**
+ * Every key path of the schema with its default (undefined when it has none), e.g.
+ * `["limits.max_sessions", 1000]`; a server entry's keys read `mcp.servers.<name>.<key>`.
+ * The configuration document is checked against this list, so it cannot drift from the schema.
+ */
+export function configKeys(): [string, unknown][] {
+  const keys: [string, unknown][] = [];
+  const walk = (schema: z.ZodType, keyPath: string, fallback: unknown): void => {
+    const def = schema._zod.def;
+    if (def.type === "default" || def.type === "prefault") {
+      const value: unknown = typeof def.defaultValue === "function" ? (def.defaultValue as () => unknown)() : def.defaultValue;
+      return walk(def.innerType as z.ZodType, keyPath, value);
+    }
+    if (def.type === "optional" || def.type === "nullable") return walk(def.innerType as z.ZodType, keyPath, fallback);
+    if (def.type === "object") {
+      for (const [key, child] of Object.entries((schema as z.ZodObject).shape)) walk(child as z.ZodType, keyPath ? `${keyPath}.${key}` : key, undefined);
+      return;
+    }
+    if (def.type === "record" && keyPath === "mcp.servers") return walk(def.valueType as z.ZodType, `${keyPath}.<name>`, undefined);
+    keys.push([keyPath, fallback]);
+  };
+  walk(ConfigSchema, "", undefined);
+  return keys;
+}

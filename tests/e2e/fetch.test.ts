@@ -1,13 +1,14 @@
-// Issue 4, points 1, 3, 8 and 9: the built-in fetch through the whole server.
+// The built-in fetch tool through the whole server: selection by config, Markdown results, the
+// address guard, the uvx fallback, and conversion that never blocks the event loop.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { startModelServer, afterTool, lastUserText, type ModelServer } from "./helpers/model-server.ts";
-import { ask, baseConfig, connectUser, readLog, startServer, until } from "./helpers/harness.ts";
-import { loadConfig } from "../lib/config.ts";
-import { usesBuiltinFetch } from "../lib/mcp/hub.ts";
+import { startModelServer, afterTool, lastUserText, type ModelServer } from "../helpers/model-server.ts";
+import { ask, baseConfig, connectUser, readLog, startServer, until } from "../helpers/harness.ts";
+import { loadConfig } from "../../lib/config.ts";
+import { usesBuiltinFetch } from "../../lib/mcp/hub.ts";
 
 let model: ModelServer;
 let site: http.Server;

@@ -1,10 +1,10 @@
-// Issue 9: conversations survive restarts in the embedded SQLite store.
+// Conversations that survive restarts in the embedded SQLite store; reset; a failing store.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { startModelServer, lastUserText, afterTool, type ModelServer } from "./helpers/model-server.ts";
+import { startModelServer, lastUserText, afterTool, type ModelServer } from "../helpers/model-server.ts";
 import {
   ask,
   baseConfig,
@@ -17,7 +17,7 @@ import {
   until,
   type Frame,
   type RunningServer,
-} from "./helpers/harness.ts";
+} from "../helpers/harness.ts";
 
 let model: ModelServer;
 

@@ -1,10 +1,11 @@
-// Issue 3, points 12 and 14: pure decisions (tool names, argument parsing, history cap, sweep).
+// Pure decisions: MCP tool names and arguments (lib/mcp/tools.ts), the history cap
+// (lib/store/history.ts) and the idle sweep (session.ts idleSessionIds).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { buildToolCatalog, parseToolArguments, toolNameFor } from "../lib/mcp/tools.ts";
-import { trimHistory, historyItems, type HistoryEntry } from "../lib/store/history.ts";
-import { idleSessionIds } from "../session.ts";
-import type { ChatMessage } from "../agent.ts";
+import { buildToolCatalog, parseToolArguments, toolNameFor } from "../../lib/mcp/tools.ts";
+import { trimHistory, historyItems, type HistoryEntry } from "../../lib/store/history.ts";
+import { idleSessionIds } from "../../session.ts";
+import type { ChatMessage } from "../../agent.ts";
 
 const VALID = /^[a-zA-Z0-9_-]{1,64}$/;
 const schema = { type: "object", properties: {} };

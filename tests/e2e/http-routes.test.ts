@@ -1,11 +1,11 @@
-// Issue 3, points 10, 11 and 24: the HTTP routes (node:http, no framework) and the served page,
-// against the real server in-process on port 0.
+// The HTTP routes (lib/http/routes.ts: node:http, no framework) and the served page, against the
+// real server in-process on port 0.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { startModelServer, type ModelServer } from "./helpers/model-server.ts";
-import { ask, baseConfig, connectUser, ROOT, startServer, testServerEntry, type RunningServer } from "./helpers/harness.ts";
+import { startModelServer, type ModelServer } from "../helpers/model-server.ts";
+import { ask, baseConfig, connectUser, ROOT, startServer, testServerEntry, type RunningServer } from "../helpers/harness.ts";
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 

@@ -1,9 +1,10 @@
-// Issue 3, points 7-9 and 20: sessions outlive sockets, users are isolated, the sweep frees children.
+// Sessions outlive sockets, users are isolated (history and workspace), children get a minimal
+// environment, the sweep frees children.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { startModelServer, lastUserText, toolDirective, type ModelServer, type ChatRequest } from "./helpers/model-server.ts";
+import { startModelServer, lastUserText, toolDirective, type ModelServer, type ChatRequest } from "../helpers/model-server.ts";
 import {
   alive,
   ask,
@@ -15,7 +16,7 @@ import {
   testServerEntry,
   until,
   type RunningServer,
-} from "./helpers/harness.ts";
+} from "../helpers/harness.ts";
 
 let model: ModelServer;
 let running: RunningServer;

@@ -1,11 +1,11 @@
-// Issue 3, points 21 and 22: the command line and signals, with the server as its own process
-// (`node --import tsx server.ts ...`). Logging end to end (point 23) is in config.test.ts.
+// The server's command line and signals, with the server as its own process
+// (`node --import tsx server.ts ...`). Logging end to end is in unit/config.test.ts.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { startModelServer, type ModelServer } from "./helpers/model-server.ts";
+import { startModelServer, type ModelServer } from "../helpers/model-server.ts";
 import {
   alive,
   connect,
@@ -22,7 +22,7 @@ import {
   type Frame,
   type SpawnedServer,
   type TestClient,
-} from "./helpers/harness.ts";
+} from "../helpers/harness.ts";
 
 let model: ModelServer;
 const dirs: string[] = [];

@@ -1,10 +1,11 @@
-// Issue 3, points 1-6: the seed wire protocol on /ws/<user_id>, over real sockets.
+// The seed wire protocol on /ws/<user_id> (what the original's clients send and read), over real
+// sockets.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import WebSocket from "ws";
-import { startModelServer, lastUserText, type ModelServer } from "./helpers/model-server.ts";
-import { ask, baseConfig, connect, connectUser, startServer, type RunningServer } from "./helpers/harness.ts";
+import { startModelServer, lastUserText, type ModelServer } from "../helpers/model-server.ts";
+import { ask, baseConfig, connect, connectUser, startServer, type RunningServer } from "../helpers/harness.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

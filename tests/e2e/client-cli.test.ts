@@ -1,4 +1,4 @@
-// Issue 6: the command-line client (client.ts, `npm run client`, `npx mcp-agent-client`), run as
+// The command-line client (client.ts, `npm run client`, `npx mcp-agent-client`), run as
 // a real process against the real server and the scripted model server; the interactive mode
 // through a pseudo-terminal made by util-linux `script`.
 import { test, before, after, describe } from "node:test";
@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type WebSocket from "ws";
 import { WebSocketServer } from "ws";
-import { afterTool, echoResponder, lastUserText, startModelServer, type ModelServer } from "./helpers/model-server.ts";
-import { baseConfig, connect, ROOT, startServer, testServerEntry, until, type RunningServer } from "./helpers/harness.ts";
+import { afterTool, echoResponder, lastUserText, startModelServer, type ModelServer } from "../helpers/model-server.ts";
+import { baseConfig, connect, ROOT, startServer, testServerEntry, until, type RunningServer } from "../helpers/harness.ts";
 import {
   classifyFrame,
   clock,
@@ -24,7 +24,7 @@ import {
   policyAnswer,
   socketTarget,
   UsageError,
-} from "../client.ts";
+} from "../../client.ts";
 
 const CLIENT = path.join(ROOT, "client.ts");
 const SGR = new RegExp(String.raw`\u001b\[[0-9;]*m`);

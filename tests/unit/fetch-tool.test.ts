@@ -18,7 +18,7 @@ import {
   parseAllowList,
   parseCidr,
   parseIPv6,
-} from "../lib/fetch/address-guard.ts";
+} from "../../lib/fetch/address-guard.ts";
 import {
   classifyContentType,
   createFetchServer,
@@ -26,8 +26,8 @@ import {
   isRobotsAllowed,
   paginate,
   type FetchToolOptions,
-} from "../lib/fetch/fetch-tool.ts";
-import { stripScriptsAndStyles } from "../lib/fetch/markdown.ts";
+} from "../../lib/fetch/fetch-tool.ts";
+import { stripScriptsAndStyles } from "../../lib/fetch/markdown.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

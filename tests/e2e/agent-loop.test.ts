@@ -1,8 +1,9 @@
-// Issue 3, points 5 and 12-15: the agent loop end to end — real server, real MCP child, scripted model.
+// The agent loop end to end (agent.ts): tool calls, concurrency, the iteration cap, model errors and
+// the history — real server, real MCP child, scripted model.
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { startModelServer, lastUserText, afterTool, type ModelServer, type ChatRequest } from "./helpers/model-server.ts";
-import { ask, baseConfig, connectUser, startServer, testServerEntry, type RunningServer } from "./helpers/harness.ts";
+import { startModelServer, lastUserText, afterTool, type ModelServer, type ChatRequest } from "../helpers/model-server.ts";
+import { ask, baseConfig, connectUser, startServer, testServerEntry, type RunningServer } from "../helpers/harness.ts";
 
 let model: ModelServer;
 let running: RunningServer;

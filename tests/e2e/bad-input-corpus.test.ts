@@ -1,6 +1,6 @@
-// Issue 7 (Hardening), point 12: a corpus of bad input, one data row per attack, all against ONE
-// server. After every row: the server is up, a bystander with an ongoing conversation still gets
-// its answers, and nothing of the bystander's is lost (same session_id, a history that only grows).
+// The bad-input corpus: one data row per attack, all against ONE server. After every row: the
+// server is up, a bystander with an ongoing conversation still gets its answers, and nothing of the
+// bystander's is lost (same session_id, a history that only grows).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
@@ -13,7 +13,7 @@ import {
   type ModelServer,
   type ChatRequest,
   type ScriptedReply,
-} from "./helpers/model-server.ts";
+} from "../helpers/model-server.ts";
 import {
   ask,
   baseConfig,
@@ -26,8 +26,8 @@ import {
   until,
   type Frame,
   type RunningServer,
-} from "./helpers/harness.ts";
-import { buildFrame, rawExchange, rawHandshake, rawRequest, upgradeHeaders, upgradeRequest } from "./helpers/raw-ws.ts";
+} from "../helpers/harness.ts";
+import { buildFrame, rawExchange, rawHandshake, rawRequest, upgradeHeaders, upgradeRequest } from "../helpers/raw-ws.ts";
 
 const API_KEY = "sk-corpus-SECRET-5a4b3c2d1e0f";
 const TOKEN = "corpus-token-31337";

@@ -1,5 +1,5 @@
-// Issue 7 (Hardening), points 8 and 10: MCP children that crash, hang, flood or leave
-// grandchildren behind, and a filesystem server that must keep each user in their workspace.
+// MCP children that crash, hang, flood or leave grandchildren behind, and a filesystem server
+// that must keep each user in their workspace.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -11,7 +11,7 @@ import {
   type ModelServer,
   type ChatRequest,
   type ScriptedReply,
-} from "./helpers/model-server.ts";
+} from "../helpers/model-server.ts";
 import {
   alive,
   ask,
@@ -28,7 +28,7 @@ import {
   until,
   type RunningServer,
   type TestClient,
-} from "./helpers/harness.ts";
+} from "../helpers/harness.ts";
 
 const API_KEY = "sk-hardening-mcp-SECRET-9f8e7d6c5b4a";
 

@@ -1,8 +1,8 @@
-// Issue 8, point 2: idle MCP reaping and lazy starts beyond the warm cap.
+// Idle MCP reaping and lazy starts beyond limits.max_warm_sessions.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startModelServer, lastUserText, afterTool, type ModelServer } from "./helpers/model-server.ts";
-import { alive, ask, baseConfig, connectUser, startServer, testServerEntry, until, type RunningServer } from "./helpers/harness.ts";
+import { startModelServer, lastUserText, afterTool, type ModelServer } from "../helpers/model-server.ts";
+import { alive, ask, baseConfig, connectUser, startServer, testServerEntry, until, type RunningServer } from "../helpers/harness.ts";
 
 let model: ModelServer;
 

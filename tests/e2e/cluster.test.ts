@@ -1,4 +1,4 @@
-// Issue 10: cluster mode. A real redis-server, real nginx (deploy/nginx.conf.template) and three
+// Cluster mode: a real redis-server, real nginx (deploy/nginx.conf.template) and three
 // server instances as processes with `session.store: redis`; the scripted model counts how many
 // turns of each user run at once. Skipped (with the apt command) when redis-server or nginx is
 // missing, unless REQUIRE_EXTERNAL=1.
@@ -10,12 +10,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { stringify } from "yaml";
-import { EXAMPLE, EXAMPLE_PATH, renderTemplate } from "../deploy/nginx.ts";
-import { portFree, stopAll, type Instance } from "../deploy/processes.ts";
-import { clusterSkip, NGINX, startTestCluster, type TestCluster } from "./helpers/cluster.ts";
-import { externalSkip } from "./helpers/external.ts";
-import { baseConfig, connect, descendants, ROOT, testServerEntry, until, type Frame, type TestClient } from "./helpers/harness.ts";
-import { lastUserText, startModelServer, type ModelServer } from "./helpers/model-server.ts";
+import { EXAMPLE, EXAMPLE_PATH, renderTemplate } from "../../deploy/nginx.ts";
+import { portFree, stopAll, type Instance } from "../../deploy/processes.ts";
+import { clusterSkip, NGINX, startTestCluster, type TestCluster } from "../helpers/cluster.ts";
+import { externalSkip } from "../helpers/external.ts";
+import { baseConfig, connect, descendants, ROOT, testServerEntry, until, type Frame, type TestClient } from "../helpers/harness.ts";
+import { lastUserText, startModelServer, type ModelServer } from "../helpers/model-server.ts";
 
 const skip = clusterSkip();
 const nginxSkip = externalSkip("nginx", NGINX, "nginx");
@@ -504,3 +504,31 @@ test(
     }
   },
 );
+
+test("New chat on one instance reaches the user's tab on another: reset frame, new session_id, empty history", { skip }, async () => {
+  const [first, second] = cluster.instances;
+  assert.ok(first && second);
+  const user = "resetter";
+  const here = await welcomed(direct(first, user, "?stream=1"));
+  const there = await welcomed(direct(second, user, "?stream=1"));
+  here.send({ message: `${user} before the reset` });
+  await untilAnswers(here, 1);
+  await there.nextMatching((frame) => frame.type === "answer");
+  here.send({ type: "reset" });
+  const onFirst = await here.nextMatching((frame) => frame.type === "reset");
+  const onSecond = await there.nextMatching((frame) => frame.type === "reset");
+  assert.equal(onSecond.session_id, onFirst.session_id);
+  assert.equal(onSecond.user_id, user);
+  assert.equal(onSecond.workspace_cleared, false);
+  // The tab on the other instance now talks in the new conversation.
+  assert.deepEqual(await historyOf(there), []);
+  there.send({ message: `${user} after the reset` });
+  const answer = await there.nextMatching((frame) => frame.type === "answer");
+  assert.equal(answer.session_id, onFirst.session_id);
+  assert.deepEqual(await historyOf(here), [
+    ["user", `${user} after the reset`, "ok"],
+    ["assistant", `echo: ${user} after the reset`],
+  ]);
+  await here.close();
+  await there.close();
+});

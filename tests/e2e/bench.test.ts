@@ -1,4 +1,4 @@
-// Issue 8: the benchmark suite must not rot. Runs `npm run bench -- --quick` and checks that it
+// The benchmark suite must not rot. Runs `npm run bench -- --quick` and checks that it
 // ran and reported every figure. Never a timing assertion: how fast is the bench's job.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ROOT } from "./helpers/harness.ts";
+import { ROOT } from "../helpers/harness.ts";
 
 interface Figure {
   key: string;

@@ -1,4 +1,4 @@
-// Issue 3, points 15, 16 and 23: mcp_agent.config.yaml + mcp_agent.secrets.yaml + the environment,
+// The config (lib/config.ts): mcp_agent.config.yaml + mcp_agent.secrets.yaml + the environment,
 // parsed by the pure parseConfig(); the logger the config's `logger` section asks for; and what the
 // server process does with a bad config, with model settings from the environment or no key, and
 // what it logs where.
@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { parse } from "yaml";
-import { ConfigError, loadConfig, parseConfig, type Config } from "../lib/config.ts";
-import { createLogger, loggerFromConfig } from "../lib/log.ts";
-import { afterTool, lastUserText, startModelServer, type ModelServer } from "./helpers/model-server.ts";
+import { ConfigError, loadConfig, parseConfig, type Config } from "../../lib/config.ts";
+import { createLogger, loggerFromConfig } from "../../lib/log.ts";
+import { afterTool, lastUserText, startModelServer, type ModelServer } from "../helpers/model-server.ts";
 import {
   connect,
   makeConfigDir,
@@ -26,7 +26,7 @@ import {
   type Frame,
   type SpawnedServer,
   type TestClient,
-} from "./helpers/harness.ts";
+} from "../helpers/harness.ts";
 
 const CONFIG = "/cfg/mcp_agent.config.yaml";
 const SECRETS = "/cfg/mcp_agent.secrets.yaml";

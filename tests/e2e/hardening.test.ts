@@ -1,6 +1,6 @@
-// Issue 7 (Hardening), points 1-7, 9 and 11: who may connect (Origin, Host, token), frames,
-// quotas, dead and slow peers, HTTP timeouts and malformed upgrades, model faults, secrets.
-// Points 8 and 10 (MCP children, the filesystem) are in hardening-mcp.test.ts.
+// Who may connect (Origin, Host, token), malformed frames, quotas, dead and slow peers, HTTP
+// timeouts and malformed upgrades, model faults, and secrets that never leave the server. MCP
+// children and the filesystem are in mcp-children.test.ts.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
@@ -14,7 +14,7 @@ import {
   type ModelServer,
   type ChatRequest,
   type ScriptedReply,
-} from "./helpers/model-server.ts";
+} from "../helpers/model-server.ts";
 import {
   ask,
   baseConfig,
@@ -30,8 +30,8 @@ import {
   until,
   type Frame,
   type RunningServer,
-} from "./helpers/harness.ts";
-import { buildFrame, rawExchange, rawHandshake, rawRequest, upgradeHeaders, upgradeRequest } from "./helpers/raw-ws.ts";
+} from "../helpers/harness.ts";
+import { buildFrame, rawExchange, rawHandshake, rawRequest, upgradeHeaders, upgradeRequest } from "../helpers/raw-ws.ts";
 import {
   checkHost,
   checkOrigin,
@@ -41,10 +41,10 @@ import {
   isLoopbackBind,
   requestToken,
   tokenMatches,
-} from "../lib/http/access.ts";
-import { fullBucket, takeToken } from "../lib/session/rate-limit.ts";
-import { parseConfig } from "../lib/config.ts";
-import { SocketPeer } from "../lib/socket/peer.ts";
+} from "../../lib/http/access.ts";
+import { fullBucket, takeToken } from "../../lib/session/rate-limit.ts";
+import { parseConfig } from "../../lib/config.ts";
+import { SocketPeer } from "../../lib/socket/peer.ts";
 
 // ---- the scripted model -------------------------------------------------------------------------
 // The user's text says what the model does, so every server of this file can share one model.

@@ -1,7 +1,7 @@
-// Issue 5, points 1-6 and 12: the opt-in streaming protocol, with the model streaming real SSE.
+// The opt-in streaming protocol (`?stream=1`), with the model streaming real SSE.
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { startModelServer, lastUserText, afterTool, type ModelServer } from "./helpers/model-server.ts";
+import { startModelServer, lastUserText, afterTool, type ModelServer } from "../helpers/model-server.ts";
 import {
   ask,
   baseConfig,
@@ -13,7 +13,7 @@ import {
   type Frame,
   type RunningServer,
   type TestClient,
-} from "./helpers/harness.ts";
+} from "../helpers/harness.ts";
 
 let model: ModelServer;
 let running: RunningServer;

@@ -1,4 +1,5 @@
-// Issue 3, points 17-18: transports, allowed_tools, and servers that fail to start.
+// MCP transports (stdio, sse, streamable_http), allowed_tools, servers that fail to start, and
+// how a config entry becomes a spawn.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
@@ -7,11 +8,11 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { z } from "zod";
-import { startModelServer, toolDirective, type ModelServer } from "./helpers/model-server.ts";
-import { ask, baseConfig, connectUser, startServer, testServerEntry, until, type RunningServer } from "./helpers/harness.ts";
-import { stdioParamsFor } from "../lib/mcp/hub.ts";
-import { resolveLocalNpx } from "../lib/mcp/stdio-transport.ts";
-import { loadConfig } from "../lib/config.ts";
+import { startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
+import { ask, baseConfig, connectUser, startServer, testServerEntry, until, type RunningServer } from "../helpers/harness.ts";
+import { stdioParamsFor } from "../../lib/mcp/hub.ts";
+import { resolveLocalNpx } from "../../lib/mcp/stdio-transport.ts";
+import { loadConfig } from "../../lib/config.ts";
 
 function makeMcp(label: string): McpServer {
   const server = new McpServer({ name: label, version: "1.0.0" });

@@ -1,13 +1,12 @@
-// Issue 3, points 7-11 (and issues 9 and 11 as the page shows them): the chat page in a real
-// browser (Debian's chromium, driven by playwright-core), against the real server and the
-// scripted model server.
+// The chat page (index.html) in a real browser (Debian's chromium, driven by playwright-core),
+// against the real server and the scripted model server.
 import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
-import { externalSkip, findExecutable } from "./helpers/external.ts";
-import { baseConfig, connectUser, startServer, testServerEntry, type RunningServer } from "./helpers/harness.ts";
+import { externalSkip, findExecutable } from "../helpers/external.ts";
+import { baseConfig, connectUser, startServer, testServerEntry, type RunningServer } from "../helpers/harness.ts";
 import {
   afterTool,
   lastUserText,
@@ -15,7 +14,7 @@ import {
   type ChatRequest,
   type ModelServer,
   type ScriptedReply,
-} from "./helpers/model-server.ts";
+} from "../helpers/model-server.ts";
 
 const CHROMIUM = findExecutable("CHROMIUM_PATH", ["/usr/bin/chromium"]);
 const skip = externalSkip(`chromium at ${process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"}`, CHROMIUM, "chromium");

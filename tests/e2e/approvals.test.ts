@@ -1,7 +1,8 @@
-// Issue 11: tool calls that wait for a person, and resuming a running turn after a reload.
+// Human in the loop: tool calls that wait for a person (require_approval), and resuming a running
+// turn after a reload.
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { startModelServer, lastUserText, afterTool, type ModelServer } from "./helpers/model-server.ts";
+import { startModelServer, lastUserText, afterTool, type ModelServer } from "../helpers/model-server.ts";
 import {
   ask,
   baseConfig,
@@ -13,9 +14,9 @@ import {
   until,
   type Frame,
   type RunningServer,
-} from "./helpers/harness.ts";
-import { requiresApproval } from "../lib/session/approvals.ts";
-import { loadConfig } from "../lib/config.ts";
+} from "../helpers/harness.ts";
+import { requiresApproval } from "../../lib/session/approvals.ts";
+import { loadConfig } from "../../lib/config.ts";
 
 let model: ModelServer;
 let running: RunningServer;
