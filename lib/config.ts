@@ -328,7 +328,8 @@ export function configKeys(): [string, unknown][] {
     }
     if (def.type === "optional" || def.type === "nullable") return walk(def.innerType as z.ZodType, keyPath, fallback);
     if (def.type === "object") {
-      for (const [key, child] of Object.entries((schema as z.ZodObject).shape)) walk(child as z.ZodType, keyPath ? `${keyPath}.${key}` : key, undefined);
+      for (const [key, child] of Object.entries((schema as z.ZodObject).shape))
+        walk(child as z.ZodType, keyPath ? `${keyPath}.${key}` : key, undefined);
       return;
     }
     if (def.type === "record" && keyPath === "mcp.servers") return walk(def.valueType as z.ZodType, `${keyPath}.<name>`, undefined);

@@ -42,6 +42,8 @@ test("every row of a key with a default shows that default", () => {
 test("no row names a key the schema does not have", () => {
   const known = new Set(configKeys().map(([key]) => key));
   // $schema and execution_engine are mcp-agent's own keys, accepted and ignored.
-  const extra = [...rows.keys()].filter((key) => !known.has(key) && !["$schema", "execution_engine"].includes(key) && !/^[A-Z_]+$/.test(key));
+  const extra = [...rows.keys()].filter(
+    (key) => !known.has(key) && !["$schema", "execution_engine"].includes(key) && !/^[A-Z_]+$/.test(key),
+  );
   assert.deepEqual(extra, []);
 });

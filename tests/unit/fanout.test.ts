@@ -5,7 +5,15 @@ import { test } from "node:test";
 import type { CoordinatorMessage } from "../../lib/session/coordinator.ts";
 import { LocalCoordinator } from "../../lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "../../lib/session/fanout.ts";
-import { cancelledFrame, deltaFrame, queuedFrame, resetFrame, streamAnswerFrame, turnStartFrame, type ServerFrame } from "../../lib/protocol.ts";
+import {
+  cancelledFrame,
+  deltaFrame,
+  queuedFrame,
+  resetFrame,
+  streamAnswerFrame,
+  turnStartFrame,
+  type ServerFrame,
+} from "../../lib/protocol.ts";
 
 function peer(id: number, streaming: boolean): Peer & { got: ServerFrame[] } {
   const got: ServerFrame[] = [];
@@ -14,7 +22,10 @@ function peer(id: number, streaming: boolean): Peer & { got: ServerFrame[] } {
 
 function recordingCoordinator(): LocalCoordinator & { published: CoordinatorMessage[] } {
   const published: CoordinatorMessage[] = [];
-  return Object.assign(new LocalCoordinator(), { published, publish: (_user: string, message: CoordinatorMessage) => published.push(message) });
+  return Object.assign(new LocalCoordinator(), {
+    published,
+    publish: (_user: string, message: CoordinatorMessage) => published.push(message),
+  });
 }
 
 test("turn frames go to streaming sockets only, and to the user's other instances", () => {

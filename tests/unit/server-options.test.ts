@@ -6,7 +6,10 @@ import { parseServerOptions, USAGE } from "../../lib/cli/server-options.ts";
 
 test("flags win over HOST and PORT; unset ones are left to server.host and server.port", () => {
   const given = parseServerOptions(["--host", "0.0.0.0", "--port", "0", "--log-level", "warning"], { HOST: "::1", PORT: "9" });
-  assert.deepEqual(given, { ok: true, options: { help: false, host: "0.0.0.0", port: 0, configPath: "mcp_agent.config.yaml", level: "warn" } });
+  assert.deepEqual(given, {
+    ok: true,
+    options: { help: false, host: "0.0.0.0", port: 0, configPath: "mcp_agent.config.yaml", level: "warn" },
+  });
   const fromEnv = parseServerOptions([], { HOST: "::1", PORT: "9000" });
   assert.deepEqual(fromEnv.ok && [fromEnv.options.host, fromEnv.options.port], ["::1", 9000]);
   const unset = parseServerOptions([], { HOST: "", PORT: "" });
