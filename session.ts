@@ -10,7 +10,7 @@ import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/c
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
 import { TurnRecord } from "./lib/session/turn-record.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
-import type { McpHub, ServerInfo } from "./lib/mcp/hub.ts";
+import type { McpHub } from "./lib/mcp/hub.ts";
 import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import {
   answerFrame,
@@ -28,6 +28,7 @@ import {
   turnStartFrame,
   type HistoryItem,
   type ServerFrame,
+  type SessionInfo,
   type StreamFrame,
   type TurnStatus,
 } from "./lib/protocol.ts";
@@ -65,20 +66,6 @@ export interface SessionDeps {
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
-}
-
-export interface SessionInfo {
-  user_id: string;
-  /** Live in memory (with its MCP servers), or only kept in the store. */
-  active: boolean;
-  session_id: string;
-  created_at: string;
-  last_activity: string;
-  message_count: number;
-  open_sockets: number;
-  turn_running: boolean;
-  queued_turns: number;
-  mcp_servers: ServerInfo[];
 }
 
 export class UserSession {

@@ -321,18 +321,16 @@ export function resolveConfigPath(config: Config, target: string): string {
 export function configKeys(): [string, unknown][] {
   const keys: [string, unknown][] = [];
   const walk = (schema: z.ZodType, keyPath: string, fallback: unknown): void => {
-    const def = schema._zod.def;
-    if (def.type === "default" || def.type === "prefault") {
-      const value: unknown = typeof def.defaultValue === "function" ? (def.defaultValue as () => unknown)() : def.defaultValue;
-      return walk(def.innerType as z.ZodType, keyPath, value);
+    if (schema instanceof z.ZodDefault || schema instanceof z.ZodPrefault) {
+      return walk(schema.unwrap() as z.ZodType, keyPath, schema.def.defaultValue);
     }
-    if (def.type === "optional" || def.type === "nullable") return walk(def.innerType as z.ZodType, keyPath, fallback);
-    if (def.type === "object") {
-      for (const [key, child] of Object.entries((schema as z.ZodObject).shape))
-        walk(child as z.ZodType, keyPath ? `${keyPath}.${key}` : key, undefined);
+    if (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable) return walk(schema.unwrap() as z.ZodType, keyPath, fallback);
+    if (schema instanceof z.ZodObject) {
+      for (const [key, child] of Object.entries(schema.shape)) walk(child as z.ZodType, keyPath ? `${keyPath}.${key}` : key, undefined);
       return;
     }
-    if (def.type === "record" && keyPath === "mcp.servers") return walk(def.valueType as z.ZodType, `${keyPath}.<name>`, undefined);
+    if (schema instanceof z.ZodRecord && keyPath === "mcp.servers")
+      return walk(schema.valueType as z.ZodType, `${keyPath}.<name>`, undefined);
     keys.push([keyPath, fallback]);
   };
   walk(ConfigSchema, "", undefined);

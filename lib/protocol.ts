@@ -299,6 +299,37 @@ export function encodeFrame(frame: ServerFrame): string {
   return JSON.stringify(frame);
 }
 
+// ---- HTTP answers: GET /sessions/<user_id> --------------------------------------------------
+
+/** `stopped`: not running now (not started yet, or reaped while idle); the next use starts it. */
+export type ServerState = "stopped" | "starting" | "ready" | "failed" | "exited" | "closed";
+
+export interface ServerInfo {
+  name: string;
+  transport: string;
+  state: ServerState;
+  tools: number;
+  error?: string;
+  pid?: number;
+  restarts: number;
+  shared: boolean;
+}
+
+/** A user's session as GET /sessions/<user_id> shows it. */
+export interface SessionInfo {
+  user_id: string;
+  /** Live in memory (with its MCP servers), or only kept in the store. */
+  active: boolean;
+  session_id: string;
+  created_at: string;
+  last_activity: string;
+  message_count: number;
+  open_sockets: number;
+  turn_running: boolean;
+  queued_turns: number;
+  mcp_servers: ServerInfo[];
+}
+
 // ---- frame builders: every frame the server sends is built here -------------------------------
 
 const withClientId = (clientId: string | undefined) => (clientId !== undefined ? { client_id: clientId } : {});

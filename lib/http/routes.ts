@@ -6,10 +6,18 @@ import { existsSync, readFileSync } from "node:fs";
 import { STATUS_CODES } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
-import type { SessionManager } from "../../session.ts";
+import type { SessionInfo } from "../protocol.ts";
+
+/** The sessions, as the routes show them (SessionManager in session.ts). */
+export interface SessionDirectory {
+  readonly size: number;
+  userIds(): string[];
+  /** A live session, or one kept only in the store (active: false); undefined when there is none. */
+  info(userId: string): Promise<SessionInfo | undefined>;
+}
 
 export interface RouteContext {
-  sessions: SessionManager;
+  sessions: SessionDirectory;
   indexHtml: () => Buffer;
   /** Cluster mode: this instance's id and Redis health, and the users live on any instance. */
   cluster?: {

@@ -8,27 +8,14 @@ import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { createFetchServer, fetchToolOptions } from "../fetch/fetch-tool.ts";
-import type { ToolOutcome, Toolbox } from "../../agent.ts";
+import type { ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../../agent.ts";
 import type { McpServerConfig } from "../config.ts";
+import type { ServerInfo, ServerState } from "../protocol.ts";
 import type { Logger } from "../log.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
-import { buildToolCatalog, type McpToolInfo, type ToolCatalog, type ToolRoute } from "./tools.ts";
+import { buildToolCatalog, type McpToolInfo } from "./tools.ts";
 
 const CLIENT_INFO = { name: "mcp-agent-ws", version: "0.1.0" };
-
-/** `stopped`: not running now (not started yet, or reaped while idle); the next use starts it. */
-export type ServerState = "stopped" | "starting" | "ready" | "failed" | "exited" | "closed";
-
-export interface ServerInfo {
-  name: string;
-  transport: string;
-  state: ServerState;
-  tools: number;
-  error?: string;
-  pid?: number;
-  restarts: number;
-  shared: boolean;
-}
 
 export interface ConnectionLimits {
   /** A tool result longer than this is cut, with a note saying so. */

@@ -2,7 +2,8 @@
 // (lib/store/history.ts) and the idle sweep (session.ts idleSessionIds).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { buildToolCatalog, parseToolArguments, toolNameFor } from "../../lib/mcp/tools.ts";
+import { parseToolArguments } from "../../agent.ts";
+import { buildToolCatalog, toolNameFor } from "../../lib/mcp/tools.ts";
 import { trimHistory, historyItems, type HistoryEntry } from "../../lib/store/history.ts";
 import { idleSessionIds } from "../../session.ts";
 import type { ChatMessage } from "../../agent.ts";

@@ -1,12 +1,12 @@
 // Where sessions live and how instances coordinate, from `session.store`: memory or SQLite on one
 // instance (LocalCoordinator), or Redis shared by a cluster (ClusterCoordinator).
-import { ClusterCoordinator } from "../cluster/redis-coordinator.ts";
+import { ClusterCoordinator } from "./redis-coordinator.ts";
 import { resolveConfigPath, type Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { LocalCoordinator, type Coordinator } from "../session/coordinator.ts";
-import { RedisStore } from "./redis-store.ts";
-import { SqliteStore } from "./sqlite-store.ts";
-import { MemoryStore, type SessionStore } from "./store.ts";
+import { RedisStore } from "../store/redis-store.ts";
+import { SqliteStore } from "../store/sqlite-store.ts";
+import { MemoryStore, type SessionStore } from "../store/store.ts";
 
 export interface Backends {
   store: SessionStore;
