@@ -7,11 +7,17 @@ import { test } from "node:test";
 import { configKeys } from "../../lib/config.ts";
 import { ROOT } from "../helpers/harness.ts";
 
-const rows = new Map<string, string>();
-for (const line of readFileSync(path.join(ROOT, "docs", "configuration.md"), "utf8").split("\n")) {
-  const found = /^\| `([^`]+)` \| ([^|]*) \|/.exec(line);
-  if (found?.[1]) rows.set(found[1], found[2] ?? "");
+/** A document's table rows: `| \`key\` | default | meaning |`, by key. */
+function tableRows(file: string): Map<string, string> {
+  const rows = new Map<string, string>();
+  for (const line of readFileSync(path.join(ROOT, file), "utf8").split("\n")) {
+    const found = /^\| `([^`]+)` \| ([^|]*) \|/.exec(line);
+    if (found?.[1]) rows.set(found[1], found[2] ?? "");
+  }
+  return rows;
 }
+
+const rows = tableRows("docs/configuration.md");
 
 test("the schema has keys to check (the walk reads it)", () => {
   const keys = new Map(configKeys());
@@ -46,4 +52,15 @@ test("no row names a key the schema does not have", () => {
     (key) => !known.has(key) && !["$schema", "execution_engine"].includes(key) && !/^[A-Z_]+$/.test(key),
   );
   assert.deepEqual(extra, []);
+});
+
+test("the README's short table shows the schema's defaults and only real keys", () => {
+  const keys = new Map(configKeys());
+  const readme = tableRows("README.md");
+  assert.ok(readme.size >= 5, `${readme.size} rows`);
+  for (const [key, shown] of readme) {
+    assert.ok(keys.has(key), `README names ${key}, which the schema does not have`);
+    const value = keys.get(key);
+    if (value !== undefined) assert.ok(shown.includes(typeof value === "string" ? value : JSON.stringify(value)), `${key}: ${shown}`);
+  }
 });
