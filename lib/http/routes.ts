@@ -17,6 +17,8 @@ export interface RouteContext {
     healthy(): Promise<boolean>;
     liveUsers(): Promise<string[]>;
   };
+  /** Everything under /files/ (lib/files/files-api.ts): it does its own access checks and methods. */
+  files?: { handle(req: IncomingMessage, res: ServerResponse): void };
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -228,6 +230,7 @@ const routes: Route[] = [
 export function handleRequest(req: IncomingMessage, res: ServerResponse, context: RouteContext): void {
   const raw = req.url ?? "/";
   const pathname = raw.includes("?") ? raw.slice(0, raw.indexOf("?")) : raw;
+  if (context.files && (pathname === "/files" || pathname.startsWith("/files/"))) return context.files.handle(req, res);
   for (const route of routes) {
     const params = route.match(pathname);
     if (!params) continue;
