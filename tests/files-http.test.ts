@@ -6,8 +6,8 @@ import http from "node:http";
 import net from "node:net";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { baseConfig, connectUser, startServer, type RunningServer, type TestClient } from "./helpers/harness.ts";
-import { startModelServer, type ModelServer } from "./helpers/model-server.ts";
+import { baseConfig, connectUser, filesystemEntry, startServer, type Frame, type RunningServer } from "./helpers/harness.ts";
+import { startModelServer, toolDirective, type ModelServer } from "./helpers/model-server.ts";
 
 interface Answer {
   status: number;
@@ -398,5 +398,62 @@ describe("files API with a token", () => {
   });
 });
 
-// Keeps TestClient's type import used when a test above changes.
-export type { TestClient };
+describe("files_changed after the agent's tool calls", () => {
+  let model: ModelServer;
+  let running: RunningServer;
+
+  before(async () => {
+    model = await startModelServer({ responder: (request) => toolDirective(request) ?? { content: "ok" } });
+    running = await startServer({
+      config: baseConfig(model.baseUrl, { filesystem: filesystemEntry }),
+      secrets: { openai: { api_key: "sk-test-files" } },
+    });
+  });
+  after(async () => {
+    await running.close();
+    await model.close();
+  });
+
+  /** The frames of one turn, from its turn_start to its answer. */
+  async function turn(client: Awaited<ReturnType<typeof connectUser>>["client"], message: string): Promise<Frame[]> {
+    client.send({ message });
+    await client.nextMatching((frame) => frame.type === "turn_start");
+    const frames: Frame[] = [];
+    for (;;) {
+      const frame = await client.next(60_000);
+      frames.push(frame);
+      if (frame.type === "answer" || frame.type === "error") return frames;
+    }
+  }
+
+  test("a writing tool's end is followed by files_changed on every streaming socket; a reading tool's is not", async () => {
+    const { client: first } = await connectUser(running, "liz", "?stream=1");
+    const { client: second } = await connectUser(running, "liz", "?stream=1");
+    try {
+      const frames = await turn(first, 'CALL filesystem_write_file {"path":"summary.md","content":"# Summary\\n"}');
+      const end = frames.findIndex((frame) => frame.type === "tool_end");
+      assert.equal(frames[end]?.ok, true, JSON.stringify(frames));
+      const changed = frames[end + 1];
+      assert.deepEqual(changed, {
+        type: "files_changed",
+        user_id: "liz",
+        cause: "tool",
+        paths: [],
+        turn_id: frames[end]?.turn_id,
+        call_id: frames[end]?.call_id,
+      });
+      assert.deepEqual(await second.nextMatching((frame) => frame.type === "files_changed"), changed);
+      const listed = await request(running.url, "GET", "/files/liz");
+      assert.deepEqual(
+        (listed.json().entries as { path: string }[]).map((entry) => entry.path),
+        ["summary.md"],
+      );
+
+      const reading = await turn(first, 'CALL filesystem_list_directory {"path":"."}');
+      assert.ok(reading.some((frame) => frame.type === "tool_end"));
+      assert.ok(!reading.some((frame) => frame.type === "files_changed"), JSON.stringify(reading));
+    } finally {
+      await Promise.all([first.close(), second.close()]);
+    }
+  });
+});
