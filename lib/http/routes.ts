@@ -80,7 +80,8 @@ export function pagePolicy(page: Buffer): string {
       "default-src 'none'",
       `script-src 'self' ${inlineHashes(html, "script")}`,
       `style-src 'self' ${inlineHashes(html, "style")}`,
-      "img-src 'self' data:",
+      // blob: for the Files panel's image previews, fetched with the user's token and shown from memory.
+      "img-src 'self' data: blob:",
       "connect-src 'self' ws: wss:",
       "base-uri 'none'",
       "form-action 'none'",
