@@ -321,6 +321,17 @@ describe("files API", () => {
     assert.deepEqual(readdirSync(ws("gina")), []);
     assert.equal((await request(running.url, "DELETE", "/files/gina/docs", { headers: SCRIPT })).status, 404);
     assert.equal((await request(running.url, "DELETE", "/files/gina", { headers: SCRIPT })).status, 400);
+    await put(running.url, "/files/gina/plain.txt", "p");
+    const blocked = await put(running.url, "/files/gina/plain.txt/inner.txt", "x");
+    assert.deepEqual(
+      [blocked.status, blocked.json().error],
+      [409, "a file is in the way: part of plain.txt/inner.txt is a file, not a folder"],
+    );
+    assert.equal((await put(running.url, "/files/gina/docs2", "x")).status, 201);
+    await put(running.url, "/files/gina/dir/x.txt", "x");
+    assert.equal((await put(running.url, "/files/gina/dir", "x")).status, 409, "a folder where a file was named");
+    for (const name of ["plain.txt", "docs2", "dir/x.txt", "dir"])
+      await request(running.url, "DELETE", `/files/gina/${name}`, { headers: SCRIPT });
     assert.equal((await request(running.url, "DELETE", "/files/gina/", { headers: SCRIPT })).status, 400);
     assert.equal(existsSync(ws("gina")), true);
   });

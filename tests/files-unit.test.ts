@@ -9,6 +9,8 @@ import { changesWorkspace, workspaceServers } from "../lib/files/workspace-write
 import { isUploadTemp, uploadTempName } from "../lib/files/listing.ts";
 import { formatBytes } from "../lib/files/upload.ts";
 import { mcpServerDefaults } from "../lib/config.ts";
+import { filesUrl } from "../client/files.ts";
+import { parseOptions } from "../client/options.ts";
 
 test("Range: one range, suffixes, open ends; unsatisfiable and ignored cases", () => {
   assert.deepEqual(decideRange(undefined, 10), { kind: "whole" });
@@ -90,4 +92,14 @@ test("upload temp files are recognised; sizes read as people read them", () => {
   assert.equal(formatBytes(512), "512 bytes");
   assert.equal(formatBytes(10 * 1024 * 1024), "10 MiB");
   assert.equal(formatBytes(1536), "1.5 KiB");
+});
+
+test("the CLI's files URL follows --url: scheme, path prefix, user; no stream flag or token in it", () => {
+  const at = (url: string, user: string) => parseOptions(["--url", url, "--user", user], {});
+  assert.equal(filesUrl(at("ws://127.0.0.1:8000", "alice")), "http://127.0.0.1:8000/files/alice");
+  assert.equal(
+    filesUrl(at("https://example.com/agent/", "bob"), "my notes/a b.md"),
+    "https://example.com/agent/files/bob/my%20notes/a%20b.md",
+  );
+  assert.equal(filesUrl(at("wss://h:9", "c.d"), "x"), "https://h:9/files/c.d/x");
 });

@@ -280,6 +280,7 @@ export class FilesApi {
   /** The containment check's refusal as an HTTP answer, naming the path as the client gave it, never the server's folders. */
   #refusalOf(error: string, relative: string): { status: number; error: string } {
     if (error.startsWith("ENOENT")) return { status: 404, error: `no such file or folder: ${relative}` };
+    if (error.startsWith("ENOTDIR")) return { status: 409, error: `a file is in the way: part of ${relative} is a file, not a folder` };
     if (error.includes("symlink target outside") || error.startsWith("Parent directory does not exist")) {
       return { status: 403, error: `access denied: ${relative} leads outside your workspace (through a symlink)` };
     }
