@@ -62,15 +62,26 @@ function checkErrors(t: TestContext, page: Page): void {
   t.after(() => assert.deepEqual(errors, [], "no script error or policy violation in the page"));
 }
 
-/** A fresh browser context for `userId`, the page connected and its Files panel open. */
-async function openPage(t: TestContext, userId: string, viewport?: { width: number; height: number }): Promise<Page> {
+/** A fresh browser context for `userId`, the page connected (with `token`, if given). */
+async function openPage(
+  t: TestContext,
+  userId: string,
+  viewport?: { width: number; height: number },
+  server: { url: string; token?: string } = running,
+): Promise<Page> {
   const context = await browser.newContext({ acceptDownloads: true, ...(viewport ? { viewport } : {}) });
   context.setDefaultTimeout(15000);
   t.after(() => context.close());
-  await context.addInitScript((id) => localStorage.setItem("chat.user_id", id), userId);
+  await context.addInitScript(
+    ([id, token]) => {
+      localStorage.setItem("chat.user_id", id ?? "");
+      if (token) localStorage.setItem("chat.token", token);
+    },
+    [userId, server.token],
+  );
   const page = await context.newPage();
   checkErrors(t, page);
-  await page.goto(running.url);
+  await page.goto(server.url);
   await page.waitForSelector('#state[data-state="connected"]');
   return page;
 }
@@ -234,4 +245,31 @@ test("on a phone the panel is a drawer over the chat that closes", { skip }, asy
   await page.waitForSelector("#files", { state: "hidden" });
   assert.equal(await page.getAttribute("#files-toggle", "aria-expanded"), "false");
   assert.equal(await page.evaluate(() => document.activeElement?.id), "files-toggle");
+});
+
+test("with a token the panel sends it in a header: listing, upload, preview and download all work", { skip }, async (t) => {
+  const guarded = await startServer({
+    config: baseConfig(model.baseUrl, {}, { server: { auth_token: "page-files-token" } }),
+    secrets: { openai: { api_key: "sk-test-files-page" } },
+  });
+  t.after(() => guarded.close());
+  const page = await openPage(t, "files_page_e", undefined, { url: guarded.url, token: "page-files-token" });
+  const sent: string[] = [];
+  page.on("request", (request) => {
+    if (request.url().includes("/files/")) sent.push(`${request.method()} ${request.url()} ${request.headers().authorization ?? "-"}`);
+  });
+  await openFiles(page);
+  const bytes = Buffer.from("col\n1\n2\n");
+  await dropFiles(page, [{ name: "t.csv", type: "text/csv", base64: bytes.toString("base64") }]);
+  await fileRow(page, "t.csv").waitFor();
+  await fileRow(page, "t.csv").locator(".file-name").click();
+  assert.equal(await page.locator("#preview-body pre").textContent(), bytes.toString());
+  const [download] = await Promise.all([page.waitForEvent("download"), fileRow(page, "t.csv").getByText("Download").click()]);
+  assert.equal(download.suggestedFilename(), "t.csv");
+  assert.deepEqual(readFileSync(await download.path()), bytes);
+  assert.ok(sent.length >= 4, sent.join("\n"));
+  for (const line of sent) {
+    assert.match(line, / Bearer page-files-token$/, "the token goes in the header");
+    assert.doesNotMatch(line, /token=/, "never in the URL");
+  }
 });
