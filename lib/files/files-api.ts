@@ -130,10 +130,17 @@ export class FilesApi {
       );
     }
     const parsed = parseFilesPath(rawPathname(req.url));
-    if (!parsed.ok) return send(res, parsed.status, { error: parsed.error });
+    if (!parsed.ok) return send(res, parsed.status, { error: parsed.error }, method === "PUT" ? { connection: "close" } : {});
     const { userId, relative } = parsed.target;
     const refused = this.#refusal(req, userId);
-    if (refused) return send(res, refused.status, { error: refused.error }, refused.status === 401 ? { "www-authenticate": "Bearer" } : {});
+    if (refused) {
+      // A refused upload's body is not read: the connection is closed after the answer rather than drained.
+      const headers = {
+        ...(refused.status === 401 ? { "www-authenticate": "Bearer" } : {}),
+        ...(method === "PUT" ? { connection: "close" } : {}),
+      };
+      return send(res, refused.status, { error: refused.error }, headers);
+    }
     const root = this.#options.workspaces.dirFor(userId);
     switch (method) {
       case "PUT":
