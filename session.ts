@@ -17,6 +17,7 @@ import {
   cancelledFrame,
   deltaFrame,
   errorFrame,
+  filesChangedFrame,
   queuedFrame,
   resetFrame,
   streamAnswerFrame,
@@ -66,6 +67,8 @@ export interface SessionDeps {
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
+  /** Whether a call of this tool may change the workspace's files (then the sockets get files_changed). */
+  changesWorkspace?: (server: string, tool: string) => boolean;
 }
 
 export class UserSession {
@@ -353,15 +356,20 @@ export class UserSession {
     log.info("turn_start", { ...fields, chars: text.length });
     this.sockets.turnFrame(turnStartFrame(turnId, text, clientId));
     const record = new TurnRecord(store, sessionId, turnId, lease.fence);
+    /** Calls of this turn that may write to the workspace: their end tells every tab to list it again. */
+    const writing = new Set<string>();
     const hooks: TurnHooks = {
       onTextDelta: (delta) => this.sockets.turnFrame(deltaFrame(turnId, delta)),
       onToolStart: (call) => {
         record.toolStarted(call);
+        if (this.#deps.changesWorkspace?.(call.server, call.tool)) writing.add(call.callId);
         this.sockets.turnFrame(toolStartFrame(turnId, call));
       },
       onToolEnd: (call) => {
         record.toolEnded(call);
         this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs));
+        if (writing.delete(call.callId))
+          this.sockets.broadcast(filesChangedFrame(this.userId, "tool", [], { turnId, callId: call.callId }));
       },
       onStep: (messages) => record.append(messages),
     };
@@ -554,6 +562,16 @@ export class SessionManager {
       messages: stored?.entries.length ?? 0,
     });
     return session;
+  }
+
+  /**
+   * A frame for every streaming socket of the user that is not about a turn (files_changed after
+   * an HTTP upload): through the live session's fan-out, else straight to other instances.
+   */
+  broadcast(userId: string, frame: StreamFrame): void {
+    const session = this.#sessions.get(userId);
+    if (session) session.sockets.broadcast(frame);
+    else this.#options.deps.coordinator.publish(userId, { kind: "frame", frame });
   }
 
   /** Info on a live session, or on one kept only in the store (active: false). */

@@ -145,6 +145,18 @@ const ConfigSchema = z.object({
         .int()
         .positive()
         .default(4 * 1024 * 1024),
+      /** Largest file one upload (PUT /files/<user_id>/<path>) may write; larger ones get 413. */
+      max_upload_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(10 * 1024 * 1024),
+      /** Total size of one user's workspace folder that uploads may fill; past it they get 413. */
+      workspace_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(100 * 1024 * 1024),
     })
     .prefault({}),
   /** `session.store: redis`: several instances share sessions through this Redis. */

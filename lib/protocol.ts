@@ -239,9 +239,27 @@ export interface ResetFrame {
   workspace_cleared: boolean;
 }
 
+/**
+ * Files in the user's workspace may have changed: after an upload or delete over HTTP, and after
+ * a tool call that may write (the filesystem server's tools that are not read-only). Every
+ * streaming socket of the user gets it; a page lists the workspace again.
+ */
+export interface FilesChangedFrame {
+  type: "files_changed";
+  user_id: string;
+  /** What changed them: an HTTP upload or delete, or an agent's tool call. */
+  cause: "upload" | "delete" | "tool";
+  /** Workspace-relative paths known to have changed; empty when not known (a tool call). */
+  paths: string[];
+  /** With cause "tool": the turn and call that may have changed them. */
+  turn_id?: string;
+  call_id?: string;
+}
+
 export type StreamFrame =
   | QueuedFrame
   | ResetFrame
+  | FilesChangedFrame
   | ApprovalRequestFrame
   | ApprovalResolvedFrame
   | StreamWelcomeFrame
@@ -397,6 +415,15 @@ export function approvalResolvedFrame(
 
 export function resetFrame(userId: string, sessionId: string, workspaceCleared: boolean): ResetFrame {
   return { type: "reset", user_id: userId, session_id: sessionId, workspace_cleared: workspaceCleared };
+}
+
+export function filesChangedFrame(
+  userId: string,
+  cause: FilesChangedFrame["cause"],
+  paths: string[],
+  call?: { turnId: string; callId: string },
+): FilesChangedFrame {
+  return { type: "files_changed", user_id: userId, cause, paths, ...(call ? { turn_id: call.turnId, call_id: call.callId } : {}) };
 }
 
 /** A refused chat message: a streaming client learns which one from its `client_id`. */

@@ -25,6 +25,8 @@ export interface RouteContext {
     healthy(): Promise<boolean>;
     liveUsers(): Promise<string[]>;
   };
+  /** Everything under /files/ (lib/files/files-api.ts): it does its own access checks and methods. */
+  files?: { handle(req: IncomingMessage, res: ServerResponse): void };
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -86,7 +88,8 @@ export function pagePolicy(page: Buffer): string {
       "default-src 'none'",
       `script-src 'self' ${inlineHashes(html, "script")}`,
       `style-src 'self' ${inlineHashes(html, "style")}`,
-      "img-src 'self' data:",
+      // blob: for the Files panel's image previews, fetched with the user's token and shown from memory.
+      "img-src 'self' data: blob:",
       "connect-src 'self' ws: wss:",
       "base-uri 'none'",
       "form-action 'none'",
@@ -236,6 +239,7 @@ const routes: Route[] = [
 export function handleRequest(req: IncomingMessage, res: ServerResponse, context: RouteContext): void {
   const raw = req.url ?? "/";
   const pathname = raw.includes("?") ? raw.slice(0, raw.indexOf("?")) : raw;
+  if (context.files && (pathname === "/files" || pathname.startsWith("/files/"))) return context.files.handle(req, res);
   for (const route of routes) {
     const params = route.match(pathname);
     if (!params) continue;
