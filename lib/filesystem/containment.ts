@@ -8,7 +8,12 @@ import { expandHome, normalizePath } from "@modelcontextprotocol/server-filesyst
 import { isPathWithinAllowedDirectories } from "@modelcontextprotocol/server-filesystem/dist/path-validation.js";
 
 export type Resolution =
-  | { ok: true; /** The real, absolute path (of the target, or where it will be created). */ path: string; /** The root's real path. */ root: string; exists: boolean }
+  | {
+      ok: true;
+      /** The real, absolute path (of the target, or where it will be created). */ path: string;
+      /** The root's real path. */ root: string;
+      exists: boolean;
+    }
   | { ok: false; error: string };
 
 export interface ResolveOptions {
@@ -87,7 +92,8 @@ async function nearestExistingParent(rootReal: string, absolute: string): Promis
     try {
       await fs.lstat(candidate);
     } catch (error) {
-      if (errorCode(error) === "ENOENT") return { ok: true, path: path.join(current, ...parts.slice(index)), root: rootReal, exists: false };
+      if (errorCode(error) === "ENOENT")
+        return { ok: true, path: path.join(current, ...parts.slice(index)), root: rootReal, exists: false };
       return refuse(errorMessage(error));
     }
     try {
@@ -97,7 +103,8 @@ async function nearestExistingParent(rootReal: string, absolute: string): Promis
       if (errorCode(error) === "ENOENT") return refuse(`Parent directory does not exist: ${path.dirname(absolute)}`);
       return refuse(errorMessage(error));
     }
-    if (!isInside(current, rootReal)) return refuse(`Access denied - symlink target outside allowed directories: ${current} not in ${rootReal}`);
+    if (!isInside(current, rootReal))
+      return refuse(`Access denied - symlink target outside allowed directories: ${current} not in ${rootReal}`);
   }
   return { ok: true, path: current, root: rootReal, exists: false };
 }
@@ -128,7 +135,8 @@ export async function openInWorkspace(
     const actual = await openedPath(handle);
     if (actual === undefined) {
       const [opened, checked] = await Promise.all([handle.stat(), fs.stat(realPath)]);
-      if (opened.dev !== checked.dev || opened.ino !== checked.ino) throw new Error(`Access denied - ${realPath} changed while it was being opened`);
+      if (opened.dev !== checked.dev || opened.ino !== checked.ino)
+        throw new Error(`Access denied - ${realPath} changed while it was being opened`);
     } else if (!isInside(actual, rootReal) || deniedBy(actual, options.deny)) {
       throw new Error(`Access denied - ${realPath} changed while it was being opened (now ${actual}), outside allowed directories`);
     }

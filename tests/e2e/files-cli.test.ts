@@ -1,4 +1,4 @@
-// Issue 19, the CLI part: --upload before the messages, and /files, /download, /upload in a
+// The CLI client and the workspace files: --upload before the messages, and /files, /download, /upload in a
 // terminal (a pseudo-terminal from util-linux `script`), as real client processes against the real
 // server with a token, the real filesystem MCP server and the scripted model server.
 import { after, before, test } from "node:test";
@@ -8,8 +8,8 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { baseConfig, filesystemEntry, ROOT, startServer, type RunningServer } from "./helpers/harness.ts";
-import { startModelServer, toolDirective, type ModelServer } from "./helpers/model-server.ts";
+import { baseConfig, filesystemEntry, ROOT, startServer, type RunningServer } from "../helpers/harness.ts";
+import { startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
 
 const CLIENT = path.join(ROOT, "client.ts");
 const TOKEN = "cli-files-token";

@@ -1,11 +1,11 @@
-// Issue 19 in a cluster: an upload through one instance reaches the user's tabs on the others
+// Workspace files in a cluster: an upload through one instance reaches the user's tabs on the others
 // (files_changed goes through the session's fan-out, or straight to Redis when the instance that
 // took the upload has no session of that user). Real redis-server, nginx and instance processes.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { clusterSkip, startTestCluster, type TestCluster } from "./helpers/cluster.ts";
-import { baseConfig, connect } from "./helpers/harness.ts";
-import { startModelServer, type ModelServer } from "./helpers/model-server.ts";
+import { clusterSkip, startTestCluster, type TestCluster } from "../helpers/cluster.ts";
+import { baseConfig, connect } from "../helpers/harness.ts";
+import { startModelServer, type ModelServer } from "../helpers/model-server.ts";
 
 const skip = clusterSkip();
 let model: ModelServer;

@@ -6,8 +6,8 @@ import http from "node:http";
 import net from "node:net";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { baseConfig, connectUser, filesystemEntry, startServer, type Frame, type RunningServer } from "./helpers/harness.ts";
-import { startModelServer, toolDirective, type ModelServer } from "./helpers/model-server.ts";
+import { baseConfig, connectUser, filesystemEntry, startServer, type Frame, type RunningServer } from "../helpers/harness.ts";
+import { startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
 
 interface Answer {
   status: number;

@@ -1,13 +1,13 @@
-// Issue 19: the Files panel of the chat page in a real browser (Debian's chromium, driven by
+// The Files panel of the chat page in a real browser (Debian's chromium, driven by
 // playwright-core), against the real server, the real filesystem MCP server and the scripted model.
 import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { externalSkip, findExecutable } from "./helpers/external.ts";
-import { baseConfig, filesystemEntry, startServer, type RunningServer } from "./helpers/harness.ts";
-import { startModelServer, toolDirective, type ModelServer } from "./helpers/model-server.ts";
+import { externalSkip, findExecutable } from "../helpers/external.ts";
+import { baseConfig, filesystemEntry, startServer, type RunningServer } from "../helpers/harness.ts";
+import { startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
 
 const CHROMIUM = findExecutable("CHROMIUM_PATH", ["/usr/bin/chromium"]);
 const skip = externalSkip(`chromium at ${process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"}`, CHROMIUM, "chromium");

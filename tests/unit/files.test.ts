@@ -2,15 +2,15 @@
 // and which tool calls count as changing the workspace.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseFilesPath } from "../lib/files/files-api.ts";
-import { mimeTypeOf } from "../lib/files/mime.ts";
-import { attachmentDisposition, decideRange } from "../lib/files/range.ts";
-import { changesWorkspace, workspaceServers } from "../lib/files/workspace-writes.ts";
-import { isUploadTemp, uploadTempName } from "../lib/files/listing.ts";
-import { formatBytes } from "../lib/files/upload.ts";
-import { mcpServerDefaults } from "../lib/config.ts";
-import { filesUrl } from "../client/files.ts";
-import { parseOptions } from "../client/options.ts";
+import { parseFilesPath } from "../../lib/files/files-api.ts";
+import { mimeTypeOf } from "../../lib/files/mime.ts";
+import { attachmentDisposition, decideRange } from "../../lib/files/range.ts";
+import { changesWorkspace, workspaceServers } from "../../lib/files/workspace-writes.ts";
+import { isUploadTemp, uploadTempName } from "../../lib/files/listing.ts";
+import { formatBytes } from "../../lib/files/upload.ts";
+import { mcpServerDefaults } from "../../lib/config.ts";
+import { filesUrl } from "../../client/files.ts";
+import { parseOptions } from "../../client/options.ts";
 
 test("Range: one range, suffixes, open ends; unsatisfiable and ignored cases", () => {
   assert.deepEqual(decideRange(undefined, 10), { kind: "whole" });
