@@ -1,6 +1,6 @@
 // The server: node:http for the routes and the page, a `ws` server for /ws/<user_id>.
 // createAgentServer() does nothing until listen(); tests make as many as they like.
-import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import http, { type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -10,10 +10,11 @@ import { parseArgs } from "node:util";
 import OpenAI from "openai";
 import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import type { AgentSettings } from "./agent.ts";
-import { ConfigError, loadConfig, resolveConfigPath, type Config, type LogLevel } from "./config.ts";
+import { CONFIG_FILE, ConfigError, loadConfig, resolveConfigPath, SECRETS_FILE, type Config, type LogLevel } from "./config.ts";
 import { loggerFromConfig, redact, type Logger } from "./log.ts";
 import {
   builtinFetchConnection,
+  builtinFilesystemConnection,
   commandExists,
   connectionFor,
   McpHub,
@@ -97,7 +98,18 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     maxRestarts: config.limits.mcp_max_restarts,
   };
   const shared = new Map<string, McpConnection>();
+  // The server's own files: never served by the built-in filesystem, wherever the workspaces are.
+  const sqlitePath = resolveConfigPath(config, config.session.sqlite_path);
+  const ownFiles = [
+    ...[CONFIG_FILE, SECRETS_FILE].map((file) => path.join(config.configDir, file)),
+    ...["", "-wal", "-shm", "-journal"].map((suffix) => sqlitePath + suffix),
+    path.dirname(resolveConfigPath(config, config.logger.path ?? config.logger.path_settings.path_pattern)),
+  ];
   for (const [name, entry] of Object.entries(config.mcp.servers)) {
+    if (entry.builtin === "filesystem") {
+      shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, connectionLimits));
+      continue;
+    }
     const builtin = usesBuiltinFetch(entry, () => commandExists("uvx"));
     if (!builtin) continue;
     if (builtin === "fallback") {
@@ -115,13 +127,13 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     shared,
   };
   const createHub = (userId: string, sessionId: string) => {
+    // Not created here: the built-in filesystem makes it on the first write, a child server just before it starts.
     const workspaceDir = path.join(workspaceRoot, userId);
-    mkdirSync(workspaceDir, { recursive: true });
     const fields = { user_id: userId, session_id: sessionId };
     const connections = Object.entries(config.mcp.servers).map(
       ([name, entry]) => shared.get(name) ?? connectionFor(name, entry, workspaceDir, hubContext, fields),
     );
-    return new McpHub(connections);
+    return new McpHub(connections, { workspaceDir });
   };
   const sessions = new SessionManager({
     deps: {
@@ -324,7 +336,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       await session.reset();
       if (clearWorkspace) {
         const dir = path.join(workspaceRoot, session.userId);
-        for (const name of readdirSync(dir)) rmSync(path.join(dir, name), { recursive: true, force: true });
+        const names = existsSync(dir) ? readdirSync(dir) : [];
+        for (const name of names) rmSync(path.join(dir, name), { recursive: true, force: true });
       }
     } catch (error) {
       return asker.send(errorFrame(`Reset failed: ${redactText((error as Error).message)}`));
