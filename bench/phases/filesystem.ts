@@ -209,13 +209,19 @@ function makeWorkspace(dir: string, files: number): void {
 /** /health round trips every 5 ms while `work` runs: how long the server's event loop keeps a request waiting. */
 async function probeWhile(url: string, work: () => Promise<unknown>): Promise<{ probe: Summary; workMs: number }> {
   const latencies: number[] = [];
+  let errors = 0;
   let done = false;
   const probing = (async () => {
     while (!done) {
       const started = performance.now();
-      const response = await fetch(`${url}/health`);
-      await response.arrayBuffer();
-      latencies.push(performance.now() - started);
+      try {
+        // A new connection each time: a kept-alive one may be closed by the server as it is reused.
+        const response = await fetch(`${url}/health`, { headers: { connection: "close" } });
+        await response.arrayBuffer();
+        latencies.push(performance.now() - started);
+      } catch {
+        errors++;
+      }
       await sleep(5);
     }
   })();
@@ -226,6 +232,7 @@ async function probeWhile(url: string, work: () => Promise<unknown>): Promise<{ 
     done = true;
     await probing;
   }
+  if (errors > 0) throw new Error(`filesystem: ${errors} of ${errors + latencies.length} /health requests failed during a walk`);
   return { probe: summarize(latencies), workMs: performance.now() - started };
 }
 
