@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { startModelServer, toolDirective, type ModelServer } from "./helpers/model-server.ts";
-import { ask, baseConfig, connectUser, filesystemEntry, startServer, type RunningServer, type TestClient } from "./helpers/harness.ts";
+import { ask, baseConfig, connectUser, filesystemEntry, startServer, testServerEntry, type RunningServer, type TestClient } from "./helpers/harness.ts";
 
 const API_KEY = "sk-fs-hostile-SECRET-0a1b2c3d4e5f";
 
@@ -174,6 +174,23 @@ test("built-in: a folder swapped for a symlink out between two calls is refused 
     rmSync(path.join(home, "dir"));
   } finally {
     await client.close();
+    await files.close();
+  }
+});
+
+test("a child's message over the SDK's 10 MB cap (the npm server's tree of a huge folder) is a tool error for that user, not the end of the server", async () => {
+  const files = await startServer({
+    config: baseConfig(model.baseUrl, { test: testServerEntry }, { session: { store: "memory" } }),
+    secrets: { openai: { api_key: API_KEY } },
+  });
+  try {
+    const big = await connectUser(files, "bigger");
+    const other = await connectUser(files, "other");
+    assert.match(await call(big.client, "test_big", { chars: 11_000_000 }), /^RESULT Error: .*(Connection closed|not available)/);
+    assert.equal((await fetch(`${files.url}/health`)).status, 200);
+    assert.equal(await call(other.client, "test_echo", { text: "still here" }), "RESULT echo:still here");
+    await Promise.all([big.client.close(), other.client.close()]);
+  } finally {
     await files.close();
   }
 });
