@@ -80,9 +80,7 @@ async function main(): Promise<void> {
   const profileDir = path.join(dir, "profile");
   mkdirSync(profileDir);
   const config = benchConfig({ modelUrl: model.baseUrl, servers: { test: echoEntry() }, store: target === "sqlite" ? "sqlite" : "memory", log: "file" });
-  const server = await startTarget(target === "baseline" ? "baseline" : "ours", `profile ${target}`, writeConfig(dir, config), {
-    NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}`,
-  });
+  const server = await startTarget(target === "baseline" ? "baseline" : "ours", `profile ${target}`, writeConfig(dir, config), {}, ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]);
   try {
     const clients = await connectMany(server.wsUrl, Array.from({ length: users }, (_, n) => `user-${n}`));
     await closedLoop(clients, 2, "Please call the echo tool.");
