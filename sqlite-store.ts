@@ -259,7 +259,8 @@ export class SqliteStore implements SessionStore {
       this.#db.transaction(() => {
         for (const { work } of batch) {
           try {
-            outcomes.push({ ok: true, value: this.#savepoint(work) });
+            // Alone in its transaction, a call needs no savepoint: a failure undoes only it anyway.
+            outcomes.push({ ok: true, value: batch.length === 1 ? work() : this.#savepoint(work) });
           } catch (error) {
             this.#nextSeq.clear();
             outcomes.push({ ok: false, error });
