@@ -440,6 +440,11 @@ export class McpHub {
     return this.#connections.filter((connection) => !connection.shared);
   }
 
+  /** True when it has servers of its own (not only shared, in-process ones) that ready() would start. */
+  get ownsServers(): boolean {
+    return this.#owned.length > 0;
+  }
+
   /** True while any server of its own is running or starting (it holds processes). */
   get warm(): boolean {
     return this.#owned.some((connection) => connection.state === "ready" || connection.state === "starting");

@@ -261,9 +261,10 @@ async function loopDelay(model: BenchModel, settings: Settings, say: (text: stri
     await shared.remove();
     throw error;
   });
+  // The search first: the npm server's tree of this folder fails (over 10 MB) and takes the child down with it.
   const walks = {
-    tree: `CALL filesystem_directory_tree ${JSON.stringify({ path: "." })}`,
     search: `CALL filesystem_search_files ${JSON.stringify({ path: ".", pattern: "**/f1*.txt", excludePatterns: ["d000/**"] })}`,
+    tree: `CALL filesystem_directory_tree ${JSON.stringify({ path: "." })}`,
   };
   const results = new Map<string, { probe: Summary; workMs: number; result: string }>();
   try {
