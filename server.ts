@@ -98,13 +98,14 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     maxRestarts: config.limits.mcp_max_restarts,
   };
   const shared = new Map<string, McpConnection>();
-  // The server's own files: never served by the built-in filesystem, wherever the workspaces are.
+  // The server's own files: never served by the built-in filesystem, wherever the workspaces are
+  // (a folder that holds the workspaces, e.g. logs written beside the config, is not one of them).
   const sqlitePath = resolveConfigPath(config, config.session.sqlite_path);
   const ownFiles = [
     ...[CONFIG_FILE, SECRETS_FILE].map((file) => path.join(config.configDir, file)),
     ...["", "-wal", "-shm", "-journal"].map((suffix) => sqlitePath + suffix),
     path.dirname(resolveConfigPath(config, config.logger.path ?? config.logger.path_settings.path_pattern)),
-  ];
+  ].filter((file) => workspaceRoot !== file && !workspaceRoot.startsWith(file + path.sep));
   for (const [name, entry] of Object.entries(config.mcp.servers)) {
     if (entry.builtin === "filesystem") {
       shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, connectionLimits));

@@ -194,3 +194,16 @@ test("a child's message over the SDK's 10 MB cap (the npm server's tree of a hug
     await files.close();
   }
 });
+
+test("built-in: a log written beside the config does not make the folder holding the workspaces one of the server's own files", async () => {
+  const files = await start({ builtin: "filesystem" }, { logger: { transports: ["file"], level: "debug", path: "server.jsonl" } });
+  try {
+    const { client } = await connectUser(files, "beside");
+    assert.equal(await call(client, "filesystem_write_file", { path: "ok.txt", content: "fine" }), "RESULT Successfully wrote to ok.txt");
+    assert.equal(await call(client, "filesystem_read_text_file", { path: "ok.txt" }), "RESULT fine");
+    assert.match(await call(client, "filesystem_read_text_file", { path: path.join(files.configDir, "server.jsonl") }), /^RESULT Error: Access denied/);
+    await client.close();
+  } finally {
+    await files.close();
+  }
+});

@@ -6,6 +6,7 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { randomBytes } from "node:crypto";
 import { constants, promises as fs, type Dirent } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
@@ -63,6 +64,17 @@ function textResult(text: string): CallToolResult {
   return { content: [{ type: "text", text }], structuredContent: { content: text } };
 }
 
+/** Fills `buffer` from `position` on, or up to the end of the file; returns the bytes read. */
+async function readFully(handle: FileHandle, buffer: Buffer, position: number): Promise<number> {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled;
+}
+
 interface TreeEntry {
   name: string;
   type: "file" | "directory";
@@ -101,7 +113,10 @@ async function treeJson(tree: TreeEntry[]): Promise<string> {
 }
 
 export function createFilesystemServer(options: FilesystemServerOptions): McpServer {
-  const { deny, configKey } = options;
+  const { configKey } = options;
+  // Compared with real paths, so made real too (once, on first use: some are created after start).
+  let denyReal: Promise<string[]> | undefined;
+  const realDeny = () => (denyReal ??= Promise.all(options.deny.map((file) => realRoot(file))));
   const server = new McpServer({ name: "secure-filesystem-server", version: "0.2.0" });
 
   /** The caller's workspace: set by our hub, never by the model (tool arguments cannot reach `_meta`). */
@@ -112,7 +127,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
   }
 
   async function resolve(extra: Extra, requested: string) {
-    const result = await resolveInWorkspace(workspaceOf(extra), requested, { allowMissing: true, deny });
+    const result = await resolveInWorkspace(workspaceOf(extra), requested, { allowMissing: true, deny: await realDeny() });
     if (!result.ok) throw new Error(result.error);
     return result;
   }
@@ -125,7 +140,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
   }
 
   async function openForRead(rootReal: string, target: string) {
-    const handle = await openInWorkspace(rootReal, target, constants.O_RDONLY, { deny });
+    const handle = await openInWorkspace(rootReal, target, constants.O_RDONLY, { deny: await realDeny() });
     const stats = await handle.stat();
     if (stats.isFile()) return { handle, size: stats.size };
     await handle.close();
@@ -139,7 +154,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
     const { handle, size } = await openForRead(rootReal, target);
     try {
       const buffer = Buffer.alloc(Math.min(size, options.maxReadBytes) + 1);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+      const bytesRead = await readFully(handle, buffer, 0);
       if (bytesRead <= options.maxReadBytes) return buffer.subarray(0, bytesRead).toString("utf8");
       return `${buffer.subarray(0, options.maxReadBytes).toString("utf8")}\n\n[file cut: ${size} bytes, only the first ${options.maxReadBytes} are shown (${configKey}.max_read_bytes)]`;
     } finally {
@@ -156,7 +171,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
         return which === "head" ? await headFile(exact, lines) : await tailFile(exact, lines);
       }
       const window = Buffer.alloc(options.maxReadBytes);
-      const { bytesRead } = await handle.read(window, 0, window.length, which === "head" ? 0 : size - window.length);
+      const bytesRead = await readFully(handle, window, which === "head" ? 0 : size - window.length);
       const all = window.subarray(0, bytesRead).toString("utf8").replace(/\r\n/g, "\n").split("\n");
       // The window's edge line is partial: dropped unless it is all there is.
       const whole = which === "head" ? all.slice(0, Math.max(1, all.length - 1)) : all.slice(Math.min(1, all.length - 1));
@@ -375,7 +390,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
    */
   async function writeFileContent(rootReal: string, target: string, content: string): Promise<void> {
     const writeNew = async (file: string) => {
-      const handle = await openInWorkspace(rootReal, file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, { mode: 0o600, deny });
+      const handle = await openInWorkspace(rootReal, file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, { mode: 0o600, deny: await realDeny() });
       try {
         await handle.writeFile(content, "utf8");
       } finally {
@@ -534,6 +549,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
       const rootPath = args.path;
       const valid = await resolve(extra, rootPath);
       const budget = newBudget();
+      const denied = await realDeny();
       // The npm server's exclusion rule: a pattern with * is a glob; a bare name matches that
       // name anywhere and everything below it. Compiled once per call, not once per entry.
       const excludes = args.excludePatterns.map((pattern) =>
@@ -550,7 +566,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
           const relativePath = path.relative(rootPath, path.join(logical, entry.name));
           if (excludes.some((globs) => globs.some((glob) => glob.match(relativePath)))) continue;
           const realChild = path.join(real, entry.name);
-          if (deniedBy(realChild, deny)) continue;
+          if (deniedBy(realChild, denied)) continue;
           const item: TreeEntry = { name: entry.name, type: entry.isDirectory() ? "directory" : "file" };
           if (entry.isDirectory()) item.children = await buildTree(path.join(logical, entry.name), realChild, true);
           result.push(item);
@@ -600,6 +616,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
     async (args, extra) => {
       const valid = await resolve(extra, args.path);
       const budget = newBudget();
+      const denied = await realDeny();
       const matcher = new Minimatch(args.pattern, { dot: true });
       const excludes = args.excludePatterns.map((pattern) => new Minimatch(pattern, { dot: true }));
       const results: string[] = [];
@@ -613,7 +630,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
             const target = await fs.realpath(fullPath).catch(() => undefined);
             if (!target || !isInside(target, valid.root)) continue;
           }
-          if (deniedBy(fullPath, deny)) continue;
+          if (deniedBy(fullPath, denied)) continue;
           const relativePath = path.relative(valid.path, fullPath);
           if (excludes.some((exclude) => exclude.match(relativePath))) continue;
           if (matcher.match(relativePath)) results.push(fullPath);
@@ -647,7 +664,7 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
       let info;
       if (!valid.exists) info = await getFileStats(valid.path);
       else {
-        const handle = await openInWorkspace(valid.root, valid.path, constants.O_RDONLY, { deny });
+        const handle = await openInWorkspace(valid.root, valid.path, constants.O_RDONLY, { deny: await realDeny() });
         try {
           info = await getFileStats(await pathOfHandle(handle, valid.path));
         } finally {
