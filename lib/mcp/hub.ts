@@ -5,9 +5,10 @@ import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { createFetchServer, fetchToolOptions } from "../fetch/fetch-tool.ts";
+import { createFilesystemServer, WORKSPACE_META } from "../filesystem/server.ts";
 import type { ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../../agent.ts";
 import type { McpServerConfig } from "../config.ts";
 import type { ServerInfo, ServerState } from "../protocol.ts";
@@ -31,6 +32,8 @@ export class McpConnection {
   readonly name: string;
   readonly transportName: string;
   readonly shared: boolean;
+  /** Shared, yet each call works in its caller's workspace (the built-in filesystem). */
+  readonly perWorkspace: boolean;
   #state: ServerState = "stopped";
   #error: string | undefined;
   #tools: McpToolInfo[] = [];
@@ -56,10 +59,12 @@ export class McpConnection {
     log: Logger;
     logFields?: Record<string, unknown>;
     shared?: boolean;
+    perWorkspace?: boolean;
   }) {
     this.name = options.name;
     this.transportName = options.transportName;
     this.shared = options.shared ?? false;
+    this.perWorkspace = options.perWorkspace ?? false;
     this.#makeTransport = options.makeTransport;
     this.#allowedTools = options.allowedTools ? new Set(options.allowedTools) : undefined;
     this.#timeoutMs = options.timeoutMs;
@@ -161,7 +166,7 @@ export class McpConnection {
   }
 
   /** Calls a tool; every failure is an outcome for the model, never a thrown error. */
-  async callTool(tool: string, args: Record<string, unknown>, signal?: AbortSignal): Promise<ToolOutcome> {
+  async callTool(tool: string, args: Record<string, unknown>, signal?: AbortSignal, meta?: Record<string, unknown>): Promise<ToolOutcome> {
     if (this.#state === "exited") {
       if (this.#restarts >= this.#limits.maxRestarts) {
         this.#state = "failed";
@@ -179,7 +184,10 @@ export class McpConnection {
       return { ok: false, text: `Unknown tool "${tool}" on MCP server "${this.name}"` };
     }
     try {
-      const result = await client.callTool({ name: tool, arguments: args }, undefined, { signal, timeout: this.#timeoutMs });
+      const result = await client.callTool({ name: tool, arguments: args, ...(meta ? { _meta: meta } : {}) }, undefined, {
+        signal,
+        timeout: this.#timeoutMs,
+      });
       const text = resultText(result.content);
       return { ok: result.isError !== true, text: capText(text, this.#limits.maxToolResultChars) };
     } catch (error) {
@@ -297,11 +305,14 @@ export function connectionFor(
     switch (entry.transport) {
       case "stdio": {
         const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs);
-        return () =>
-          new ProcessGroupStdioTransport({
+        return () => {
+          // The npm filesystem server needs its root to exist; made here, on its first start, not on connect.
+          if (name === "filesystem") mkdirSync(workspaceDir, { recursive: true, mode: 0o700 });
+          return new ProcessGroupStdioTransport({
             ...params,
             onStderrLine: (line) => context.log.debug("mcp_server_stderr", { ...logFields, server: name, line }),
           });
+        };
       }
       case "sse":
         return () => new SSEClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
@@ -358,21 +369,65 @@ export function builtinFetchConnection(name: string, entry: McpServerConfig, log
   });
 }
 
+/**
+ * The built-in filesystem, in-process: one instance shared by every session; each call names its
+ * caller's workspace, the root of that call. `ownFiles`: the server's files, never served.
+ */
+export function builtinFilesystemConnection(
+  name: string,
+  entry: McpServerConfig,
+  ownFiles: string[],
+  log: Logger,
+  limits: ConnectionLimits,
+): McpConnection {
+  const server = createFilesystemServer({
+    maxReadBytes: entry.max_read_bytes,
+    maxMediaBytes: entry.max_media_bytes,
+    maxEntries: entry.max_entries,
+    walkTimeoutMs: entry.walk_timeout_seconds * 1000,
+    deny: ownFiles,
+    configKey: `mcp.servers.${name}`,
+  });
+  return new McpConnection({
+    name,
+    transportName: "builtin",
+    shared: true,
+    perWorkspace: true,
+    allowedTools: entry.allowed_tools,
+    timeoutMs: entry.read_timeout_seconds * 1000,
+    limits,
+    log,
+    makeTransport: () => {
+      const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+      void server.close().then(() => server.connect(serverSide));
+      return clientSide;
+    },
+  });
+}
+
 /** One session's MCP servers. */
 export class McpHub implements Toolbox {
   readonly #connections: McpConnection[];
+  /** This session's workspace folder: the root of every call to a per-workspace server. */
+  readonly #workspaceDir: string | undefined;
   #ready: Promise<void> | undefined;
   #catalog: ToolCatalog | undefined;
   #catalogKey = "";
   /** When a turn last needed the servers (epoch ms), for idle reaping. */
   #lastUsed = Date.now();
 
-  constructor(connections: McpConnection[]) {
+  constructor(connections: McpConnection[], options: { workspaceDir?: string } = {}) {
     this.#connections = connections;
+    this.#workspaceDir = options.workspaceDir;
   }
 
   get #owned(): McpConnection[] {
     return this.#connections.filter((connection) => !connection.shared);
+  }
+
+  /** True when it has servers of its own (not only shared, in-process ones) that ready() would start. */
+  get ownsServers(): boolean {
+    return this.#owned.length > 0;
   }
 
   /** True while any server of its own is running or starting (it holds processes). */
@@ -414,7 +469,8 @@ export class McpHub implements Toolbox {
     this.#lastUsed = Date.now();
     const connection = this.#connections.find((candidate) => candidate.name === route.server);
     if (!connection) return { ok: false, text: `Unknown MCP server "${route.server}"` };
-    return connection.callTool(route.tool, args, signal);
+    const meta = connection.perWorkspace && this.#workspaceDir ? { [WORKSPACE_META]: this.#workspaceDir } : undefined;
+    return connection.callTool(route.tool, args, signal, meta);
   }
 
   info(): ServerInfo[] {
