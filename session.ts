@@ -12,6 +12,8 @@ import { TurnRecord } from "./lib/session/turn-record.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub, ServerInfo } from "./lib/mcp/hub.ts";
 import type { Workspaces } from "./lib/workspace/workspaces.ts";
+import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
+import { addUsage, emptyUsage, quotaDecision, utcDay, type TokenUsage } from "./lib/model/usage.ts";
 import {
   answerFrame,
   cancelledFrame,
@@ -65,6 +67,9 @@ export interface SessionDeps {
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
+  /** Model tokens a user may use per UTC day (limits.tokens_per_day); undefined: no quota. */
+  tokensPerDay: number | undefined;
+  metrics: MetricsRecorder;
 }
 
 export interface SessionInfo {
@@ -79,6 +84,8 @@ export interface SessionInfo {
   turn_running: boolean;
   queued_turns: number;
   mcp_servers: ServerInfo[];
+  /** The user's model token usage as the store has it (it outlives a New chat), and today's tokens (UTC). */
+  usage?: TokenUsage & { tokens_today: number; tokens_per_day: number | null };
 }
 
 export class UserSession {
@@ -306,6 +313,7 @@ export class UserSession {
    */
   async #runOne(queued: QueuedTurn): Promise<void> {
     const { coordinator, store } = this.#deps;
+    if (!(await this.#withinQuota(queued))) return;
     const abort = new AbortController();
     this.#waiting = abort;
     let lease: TurnLease | undefined;
@@ -333,6 +341,31 @@ export class UserSession {
     } finally {
       await lease.release();
     }
+  }
+
+  /**
+   * The daily token quota, checked when a turn is about to start (earlier turns of the queue have
+   * been counted by then). It is read from the store, so it holds across restarts and instances.
+   */
+  async #withinQuota(queued: QueuedTurn): Promise<boolean> {
+    const { tokensPerDay, store, log, metrics, redactor } = this.#deps;
+    if (tokensPerDay === undefined) return true;
+    const now = Date.now();
+    let decision: ReturnType<typeof quotaDecision>;
+    try {
+      decision = quotaDecision((await store.usage(this.userId, utcDay(now))).today, tokensPerDay, now);
+    } catch (error) {
+      // A quota that cannot be read refuses, as a limit must not be bypassed by a store outage.
+      decision = { allowed: false, error: `the token quota cannot be checked: ${redactor.redact((error as Error).message)}` };
+    }
+    if (decision.allowed) return true;
+    metrics.refused("tokens_per_day");
+    log.warn("turn_refused", { user_id: this.userId, turn_id: queued.turnId, reason: decision.error });
+    this.#finish(
+      { turnId: queued.turnId, peer: queued.peer, abort: new AbortController() },
+      streamErrorFrame(decision.error, { turnId: queued.turnId }),
+    );
+    return false;
   }
 
   /** Reads the history another instance may have grown, holding the lease. */
@@ -366,13 +399,30 @@ export class UserSession {
     log.info("turn_start", { ...fields, chars: text.length });
     this.sockets.turnFrame(turnStartFrame(turnId, text, clientId));
     const record = new TurnRecord(store, sessionId, turnId, lease.fence);
+    const { metrics } = this.#deps;
+    const usage = emptyUsage();
+    const toolNames = new Map<string, { server: string; tool: string }>();
     const hooks: TurnHooks = {
       onTextDelta: (delta) => this.sockets.turnFrame(deltaFrame(turnId, delta)),
+      onModelCall: async (call) => {
+        metrics.modelCall(call.ok ? "ok" : "error", call.durationMs / 1000);
+        if (call.usage.model_calls === 0) return;
+        addUsage(usage, call.usage);
+        metrics.tokens(call.usage);
+        // Written as each call ends, so a quota counts what was spent even if the turn then fails.
+        const at = Date.now();
+        await store
+          .recordUsage({ userId: this.userId, sessionId, turnId, at, day: utcDay(at), usage: call.usage })
+          .catch((error: unknown) => log.warn("usage_not_saved", { ...fields, error: redactor.redact((error as Error).message) }));
+      },
       onToolStart: (call) => {
+        toolNames.set(call.callId, { server: call.server, tool: call.tool });
         record.toolStarted(call);
         this.sockets.turnFrame(toolStartFrame(turnId, call));
       },
       onToolEnd: (call) => {
+        const names = toolNames.get(call.callId);
+        metrics.toolCall(names?.server ?? "", names?.tool ?? "", call.ok ? "ok" : "error");
         record.toolEnded(call);
         this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs));
       },
@@ -401,7 +451,11 @@ export class UserSession {
       });
       await remember(result.messages, "ok");
       status = "ok";
-      this.#finish(turn, streamAnswerFrame(turnId, result.answer, this.userId, sessionId));
+      this.#finish(
+        turn,
+        streamAnswerFrame(turnId, result.answer, this.userId, sessionId, usage),
+        answerFrame(result.text, this.userId, sessionId),
+      );
     } catch (error) {
       const cancelled = turn.abort.signal.aborted && turn.failure === undefined;
       // Aborted by close() (shutdown, sweep) rather than by the user: the turn was interrupted.
@@ -424,7 +478,9 @@ export class UserSession {
       this.#running = undefined;
       this.lastActivity = Date.now();
     }
-    log.info("turn_end", { ...fields, status, duration_ms: Date.now() - started });
+    const durationMs = Date.now() - started;
+    metrics.turnEnded(status, durationMs / 1000);
+    log.info("turn_end", { ...fields, status, duration_ms: durationMs, usage });
   }
 
   /**
@@ -569,10 +625,17 @@ export class SessionManager {
     return session;
   }
 
+  /** The user's usage from the store, for /sessions/<user_id>. */
+  async #usage(userId: string): Promise<NonNullable<SessionInfo["usage"]>> {
+    const { store, tokensPerDay } = this.#options.deps;
+    const { total, today } = await store.usage(userId, utcDay(Date.now()));
+    return { ...total, tokens_today: today, tokens_per_day: tokensPerDay ?? null };
+  }
+
   /** Info on a live session, or on one kept only in the store (active: false). */
   async info(userId: string): Promise<SessionInfo | undefined> {
     const live = this.#sessions.get(userId);
-    if (live) return live.info();
+    if (live) return { ...live.info(), usage: await this.#usage(userId) };
     const stored = await this.#options.deps.store.load(userId, 0);
     if (!stored) return undefined;
     const { record } = stored;
@@ -587,7 +650,13 @@ export class SessionManager {
       turn_running: false,
       queued_turns: 0,
       mcp_servers: [],
+      usage: await this.#usage(userId),
     };
+  }
+
+  /** The state of every MCP server of every live session, for the metrics. */
+  *mcpServerStates(): Iterable<string> {
+    for (const session of this.#sessions.values()) for (const server of session.hub.info()) yield server.state;
   }
 
   /** Sessions whose MCP servers hold processes now. */

@@ -2,6 +2,8 @@
 // Frames in are parsed here (nothing else reads raw socket data); frames out are built here
 // (nothing else writes JSON to a socket). The seed frames keep the original's exact key order.
 
+import type { TokenUsage } from "./model/usage.ts";
+
 export const USER_ID_RULE = "user_id must be 1-64 characters of [A-Za-z0-9_.-] and not '.' or '..'";
 const USER_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -173,10 +175,14 @@ export interface ToolEndFrame {
   preview: string;
   duration_ms: number;
 }
-/** The final frame of a turn: still a seed answer frame for readers of `message`. */
+/**
+ * The final frame of a turn: still a seed answer frame for readers of `message` (on streaming
+ * sockets the last assistant message; the deltas carried the rest), plus the turn's token usage.
+ */
 export interface StreamAnswerFrame extends AnswerFrame {
   type: "answer";
   turn_id: string;
+  usage?: TokenUsage;
 }
 export interface StreamErrorFrame extends ErrorFrame {
   type: "error";
@@ -327,8 +333,14 @@ export function toolEndFrame(turnId: string, callId: string, ok: boolean, result
   return { type: "tool_end", turn_id: turnId, call_id: callId, ok, preview: preview(result), duration_ms: durationMs };
 }
 
-export function streamAnswerFrame(turnId: string, answer: string, userId: string, sessionId: string): StreamAnswerFrame {
-  return { type: "answer", turn_id: turnId, ...answerFrame(answer, userId, sessionId) };
+export function streamAnswerFrame(
+  turnId: string,
+  answer: string,
+  userId: string,
+  sessionId: string,
+  usage?: TokenUsage,
+): StreamAnswerFrame {
+  return { type: "answer", turn_id: turnId, ...answerFrame(answer, userId, sessionId), ...(usage ? { usage: { ...usage } } : {}) };
 }
 
 /** An error on a streaming socket, tied to the turn, message or approval it is about. */

@@ -43,6 +43,9 @@ export function checkHost(hostHeader: string | undefined, bindHost: string, allo
  */
 export function checkOrigin(origin: string | undefined, hostHeader: string | undefined, allowedOrigins: readonly string[]): Refusal {
   if (origin === undefined) return undefined;
+  // A page opened from a file (or a sandboxed frame) sends the opaque origin "null": only an
+  // explicit "null" in the list allows it ("*" does not, as any sandboxed page sends it too).
+  if (origin === "null" && allowedOrigins.includes("null")) return undefined;
   let parsed: URL;
   try {
     parsed = new URL(origin);

@@ -2,6 +2,7 @@
 // SSE shapes, tool calls. Tests and benchmarks point OPENAI_BASE_URL / openai.base_url at it.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { getEncoding, type Tiktoken } from "js-tiktoken";
 
 export interface ChatRequestMessage {
   role: string;
@@ -15,7 +16,14 @@ export interface ChatRequest {
   messages: ChatRequestMessage[];
   tools?: { type: string; function: { name: string; description?: string; parameters?: unknown } }[];
   stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  reasoning_effort?: string;
+  user?: string;
   authorization?: string;
+  /** Every request header, lower-cased. */
+  headers?: http.IncomingHttpHeaders;
 }
 
 export interface ScriptedToolCall {
@@ -56,6 +64,15 @@ export interface ModelServer {
   waitForRequests(count: number): Promise<void>;
   /** Aborted requests (client went away before the answer finished). */
   aborted: number;
+  /**
+   * Refuse requests longer than this many prompt tokens with OpenAI's `context_length_exceeded`
+   * error (undefined: no limit), as a real model refuses what does not fit its window.
+   */
+  setTokenLimit(tokens: number | undefined): void;
+  /** Answer plain JSON even when a stream was asked for, as some local model servers do. */
+  setIgnoreStream(ignore: boolean): void;
+  /** Requests refused as too long. */
+  refusedForLength: number;
   close(): Promise<void>;
 }
 
@@ -88,13 +105,45 @@ export const echoResponder: Responder = (request) => ({ content: `echo: ${lastUs
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function startModelServer(options: { responder?: Responder; latencyMs?: number } = {}): Promise<ModelServer> {
+let encoding: Tiktoken | undefined;
+const tokensOf = (text: string) => (text ? (encoding ??= getEncoding("o200k_base")).encode(text).length : 0);
+
+/** Prompt tokens as OpenAI's cookbook counts them: 3 per message + role + content (+ tool calls as JSON), 3 to prime the reply, plus the tools. */
+export function promptTokens(request: ChatRequest): number {
+  let total = 3 + (request.tools ? tokensOf(JSON.stringify(request.tools)) : 0);
+  for (const message of request.messages) total += messageTokens(message);
+  return total;
+}
+
+function messageTokens(message: ChatRequestMessage): number {
+  return (
+    3 + tokensOf(message.role) + tokensOf(message.content ?? "") + (message.tool_calls ? tokensOf(JSON.stringify(message.tool_calls)) : 0)
+  );
+}
+
+/** OpenAI caches prompt prefixes of 1024 tokens and more, in steps of 128: the part shared with the previous request. */
+function cachedTokens(previous: ChatRequest | undefined, request: ChatRequest): number {
+  if (!previous) return 0;
+  let shared = 3;
+  for (let index = 0; index < request.messages.length; index++) {
+    const message = request.messages[index];
+    if (!message || JSON.stringify(message) !== JSON.stringify(previous.messages[index])) break;
+    shared += messageTokens(message);
+  }
+  return shared < 1024 ? 0 : Math.floor(shared / 128) * 128;
+}
+
+export async function startModelServer(
+  options: { responder?: Responder; latencyMs?: number; tokenLimit?: number; ignoreStream?: boolean } = {},
+): Promise<ModelServer> {
   let responder = options.responder ?? echoResponder;
   const queued: ScriptedReply[] = [];
   const requests: ChatRequest[] = [];
   const waiters: { count: number; resolve: () => void }[] = [];
   let counter = 0;
-  const state = { aborted: 0 };
+  const state = { aborted: 0, refusedForLength: 0 };
+  let tokenLimit = options.tokenLimit;
+  let ignoreStream = options.ignoreStream ?? false;
 
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
@@ -105,6 +154,8 @@ export async function startModelServer(options: { responder?: Responder; latency
     }
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as ChatRequest;
     body.authorization = req.headers.authorization;
+    body.headers = req.headers;
+    const previous = requests.at(-1);
     const index = counter++;
     requests.push(body);
     for (const waiter of [...waiters]) {
@@ -120,6 +171,21 @@ export async function startModelServer(options: { responder?: Responder; latency
         state.aborted++;
       }
     });
+    const prompt = promptTokens(body);
+    if (tokenLimit !== undefined && prompt > tokenLimit) {
+      state.refusedForLength++;
+      res.writeHead(400, { "content-type": "application/json" });
+      return res.end(
+        JSON.stringify({
+          error: {
+            message: `This model's maximum context length is ${tokenLimit} tokens. However, your messages resulted in ${prompt} tokens. Please reduce the length of the messages.`,
+            type: "invalid_request_error",
+            param: "messages",
+            code: "context_length_exceeded",
+          },
+        }),
+      );
+    }
     const reply = queued.shift() ?? (await responder(body, index));
     const delay = (reply.delayMs ?? 0) + (options.latencyMs ?? 0);
     if (delay > 0) await sleep(delay);
@@ -138,7 +204,15 @@ export async function startModelServer(options: { responder?: Responder; latency
       function: { name: call.name, arguments: typeof call.arguments === "string" ? call.arguments : JSON.stringify(call.arguments) },
     }));
     const finish = toolCalls.length > 0 ? "tool_calls" : "stop";
-    if (!body.stream) {
+    const completion =
+      tokensOf(reply.content ?? "") + toolCalls.reduce((sum, call) => sum + tokensOf(call.function.name + call.function.arguments), 0);
+    const usage = {
+      prompt_tokens: prompt,
+      completion_tokens: completion,
+      total_tokens: prompt + completion,
+      prompt_tokens_details: { cached_tokens: cachedTokens(previous, body) },
+    };
+    if (!body.stream || ignoreStream) {
       res.writeHead(200, { "content-type": "application/json", ...reply.headers });
       return res.end(
         JSON.stringify({
@@ -153,7 +227,7 @@ export async function startModelServer(options: { responder?: Responder; latency
               finish_reason: finish,
             },
           ],
-          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+          usage,
         }),
       );
     }
@@ -186,6 +260,9 @@ export async function startModelServer(options: { responder?: Responder; latency
     res.write(
       `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: finish }] })}\n\n`,
     );
+    if (body.stream_options?.include_usage) {
+      res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage })}\n\n`);
+    }
     res.end("data: [DONE]\n\n");
   });
   server.keepAliveTimeout = 1000;
@@ -201,6 +278,15 @@ export async function startModelServer(options: { responder?: Responder; latency
     waitForRequests: (count) => (requests.length >= count ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve }))),
     get aborted() {
       return state.aborted;
+    },
+    get refusedForLength() {
+      return state.refusedForLength;
+    },
+    setTokenLimit: (tokens) => {
+      tokenLimit = tokens;
+    },
+    setIgnoreStream: (ignore) => {
+      ignoreStream = ignore;
     },
     close: () =>
       new Promise((resolve) => {

@@ -1,0 +1,86 @@
+// Token counts of chat messages with the model family's own encoding (js-tiktoken), cached per
+// message object: the history's messages are the same objects from one model call to the next,
+// so each is encoded once, not once per call.
+import { getEncoding, type Tiktoken, type TiktokenEncoding } from "js-tiktoken";
+import type OpenAI from "openai";
+
+type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+
+/** What OpenAI adds per message (role, separators) beyond its content: their documented rule of thumb. */
+export const MESSAGE_OVERHEAD_TOKENS = 4;
+/** Texts longer than this are encoded in part and the rest estimated at the same rate: BPE on
+ * long unbroken strings (base64, minified code) costs hundreds of milliseconds per 100 KB. */
+const EXACT_CHARS = 16_000;
+
+// The rank tables are immutable and take about two seconds to build: built on first use and
+// shared by every server in the process (not at import time).
+const encodings = new Map<TiktokenEncoding, Tiktoken>();
+
+function encodingFor(name: TiktokenEncoding): Tiktoken {
+  let encoding = encodings.get(name);
+  if (!encoding) {
+    encoding = getEncoding(name);
+    encodings.set(name, encoding);
+  }
+  return encoding;
+}
+
+/** The encoding a model name uses: cl100k_base for gpt-4 and gpt-3.5, o200k_base for the rest (newer and local models). */
+export function encodingNameFor(model: string): TiktokenEncoding {
+  const name = model.toLowerCase().replace(/^.*\//, "");
+  if (/^gpt-4(?!o|\.\d)|^gpt-3\.5|^text-embedding/.test(name)) return "cl100k_base";
+  return "o200k_base";
+}
+
+/** The text of a message that the model reads: content parts, tool call names and arguments. */
+export function messageText(message: ChatMessage): string {
+  let text = "";
+  const content = message.content;
+  if (typeof content === "string") text += content;
+  else if (Array.isArray(content)) {
+    for (const part of content) if ("text" in part && typeof part.text === "string") text += part.text;
+  }
+  if (message.role === "assistant") {
+    for (const call of message.tool_calls ?? []) {
+      if (call.type === "function") text += `${call.function.name}${call.function.arguments}`;
+    }
+  }
+  return text;
+}
+
+export class TokenCounter {
+  readonly #encoding: TiktokenEncoding;
+  readonly #cache = new WeakMap<object, number>();
+
+  constructor(model: string) {
+    this.#encoding = encodingNameFor(model);
+  }
+
+  /** Tokens of a text (estimated beyond EXACT_CHARS from the rate of its first part). */
+  text(text: string): number {
+    if (text.length === 0) return 0;
+    const encoding = encodingFor(this.#encoding);
+    if (text.length <= EXACT_CHARS) return encoding.encode(text).length;
+    const head = encoding.encode(text.slice(0, EXACT_CHARS)).length;
+    return Math.ceil((head * text.length) / EXACT_CHARS);
+  }
+
+  /** Tokens a message costs in a request, cached for the life of the message object. */
+  message(message: ChatMessage): number {
+    const cached = this.#cache.get(message);
+    if (cached !== undefined) return cached;
+    const count = MESSAGE_OVERHEAD_TOKENS + this.text(messageText(message));
+    this.#cache.set(message, count);
+    return count;
+  }
+
+  /** Tokens the tool definitions cost (sent with every call), cached per catalog array. */
+  tools(tools: readonly object[]): number {
+    if (tools.length === 0) return 0;
+    const cached = this.#cache.get(tools);
+    if (cached !== undefined) return cached;
+    const count = this.text(JSON.stringify(tools));
+    this.#cache.set(tools, count);
+    return count;
+  }
+}
