@@ -49,6 +49,8 @@ export interface ScriptedReply {
   breakAfterChunks?: number;
   /** Never answer; the request stays open until the client aborts. */
   hang?: boolean;
+  /** Report no `usage`, as some OpenAI-compatible servers do not. */
+  noUsage?: boolean;
 }
 
 export type Responder = (request: ChatRequest, index: number) => ScriptedReply | Promise<ScriptedReply>;
@@ -227,7 +229,7 @@ export async function startModelServer(
               finish_reason: finish,
             },
           ],
-          usage,
+          ...(reply.noUsage ? {} : { usage }),
         }),
       );
     }
@@ -260,7 +262,7 @@ export async function startModelServer(
     res.write(
       `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: finish }] })}\n\n`,
     );
-    if (body.stream_options?.include_usage) {
+    if (body.stream_options?.include_usage && !reply.noUsage) {
       res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage })}\n\n`);
     }
     res.end("data: [DONE]\n\n");
