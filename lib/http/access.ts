@@ -50,7 +50,8 @@ export function checkOrigin(origin: string | undefined, hostHeader: string | und
   try {
     parsed = new URL(origin);
   } catch {
-    return { status: 403, error: `Origin "${origin}" is not allowed` };
+    const hint = origin === "null" ? ': a page opened from a file sends it. Add "null" to server.allowed_origins to allow such pages' : "";
+    return { status: 403, error: `Origin "${origin}" is not allowed${hint}` };
   }
   const sameHost = hostHeader !== undefined && parsed.host.toLowerCase() === hostHeader.toLowerCase();
   const sameScheme = parsed.protocol === "http:" || parsed.protocol === "https:";
