@@ -70,7 +70,7 @@ test("a 300-turn conversation with large tool results keeps working inside the m
     const requests = model.requests.slice(first);
     assert.equal(requests.length, 600, "two model calls per turn, none refused and retried");
     assert.equal(model.refusedForLength, 0, "no request was over the model's window");
-    const biggest = Math.max(...requests.map(promptTokens));
+    const biggest = Math.max(...requests.map((request) => promptTokens(request)));
     assert.ok(biggest <= WINDOW, `largest request: ${biggest} tokens`);
     // The last request left the oldest turns out, and older tool results went in shortened.
     const last = requests.at(-1);

@@ -108,29 +108,33 @@ export const echoResponder: Responder = (request) => ({ content: `echo: ${lastUs
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let encoding: Tiktoken | undefined;
-const tokensOf = (text: string) => (text ? (encoding ??= getEncoding("o200k_base")).encode(text).length : 0);
+/** Exact counts (o200k_base) cost CPU and a 2 s table load: only a server with a token limit pays
+ * for them; the others report usage at 4 characters a token, so benchmarks are not skewed. */
+type Count = (text: string) => number;
+const exactCount: Count = (text) => (text ? (encoding ??= getEncoding("o200k_base")).encode(text).length : 0);
+const roughCount: Count = (text) => Math.ceil(text.length / 4);
 
 /** Prompt tokens as OpenAI's cookbook counts them: 3 per message + role + content (+ tool calls as JSON), 3 to prime the reply, plus the tools. */
-export function promptTokens(request: ChatRequest): number {
+export function promptTokens(request: ChatRequest, tokensOf: Count = exactCount): number {
   let total = 3 + (request.tools ? tokensOf(JSON.stringify(request.tools)) : 0);
-  for (const message of request.messages) total += messageTokens(message);
+  for (const message of request.messages) total += messageTokens(message, tokensOf);
   return total;
 }
 
-function messageTokens(message: ChatRequestMessage): number {
+function messageTokens(message: ChatRequestMessage, tokensOf: Count): number {
   return (
     3 + tokensOf(message.role) + tokensOf(message.content ?? "") + (message.tool_calls ? tokensOf(JSON.stringify(message.tool_calls)) : 0)
   );
 }
 
 /** OpenAI caches prompt prefixes of 1024 tokens and more, in steps of 128: the part shared with the previous request. */
-function cachedTokens(previous: ChatRequest | undefined, request: ChatRequest): number {
+function cachedTokens(previous: ChatRequest | undefined, request: ChatRequest, tokensOf: Count): number {
   if (!previous) return 0;
   let shared = 3;
   for (let index = 0; index < request.messages.length; index++) {
     const message = request.messages[index];
     if (!message || JSON.stringify(message) !== JSON.stringify(previous.messages[index])) break;
-    shared += messageTokens(message);
+    shared += messageTokens(message, tokensOf);
   }
   return shared < 1024 ? 0 : Math.floor(shared / 128) * 128;
 }
@@ -173,7 +177,8 @@ export async function startModelServer(
         state.aborted++;
       }
     });
-    const prompt = promptTokens(body);
+    const tokensOf = tokenLimit === undefined ? roughCount : exactCount;
+    const prompt = promptTokens(body, tokensOf);
     if (tokenLimit !== undefined && prompt > tokenLimit) {
       state.refusedForLength++;
       res.writeHead(400, { "content-type": "application/json" });
@@ -212,7 +217,7 @@ export async function startModelServer(
       prompt_tokens: prompt,
       completion_tokens: completion,
       total_tokens: prompt + completion,
-      prompt_tokens_details: { cached_tokens: cachedTokens(previous, body) },
+      prompt_tokens_details: { cached_tokens: cachedTokens(previous, body, tokensOf) },
     };
     if (!body.stream || ignoreStream) {
       res.writeHead(200, { "content-type": "application/json", ...reply.headers });
