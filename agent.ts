@@ -4,7 +4,7 @@ import type OpenAI from "openai";
 import type { Logger } from "./lib/log.ts";
 import { parseToolArguments, type ToolCatalog, type ToolRoute } from "./lib/mcp/tools.ts";
 import { fitContext, RETRY_BUDGET_FACTOR, shortenToolResult, windowFromError } from "./lib/model/context.ts";
-import type { TokenCounter } from "./lib/model/tokens.ts";
+import { MESSAGE_OVERHEAD_TOKENS, type TokenCounter } from "./lib/model/tokens.ts";
 import { addUsage, emptyUsage, type TokenUsage } from "./lib/model/usage.ts";
 
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
@@ -75,6 +75,12 @@ export interface AgentSettings {
   log: Logger;
   /** Tokens a request may use: the context window minus `replyReserve`. */
   contextBudget: number;
+  /**
+   * The window the model named when it refused a request as too long: smaller than configured,
+   * so every later request (of every session: they share the model) is fitted to it at once
+   * instead of being refused first.
+   */
+  learned: { windowTokens?: number };
   replyReserve: number;
   tokens: TokenCounter;
   /** Shortened copies of long tool results, per original message, so each is made and counted once. */
@@ -130,7 +136,10 @@ export async function runTurn(
     kept: [{ role: "user", content: userText }],
     usage: emptyUsage(),
     texts: [],
-    budget: settings.contextBudget,
+    budget:
+      settings.learned.windowTokens === undefined
+        ? settings.contextBudget
+        : Math.min(settings.contextBudget, settings.learned.windowTokens - settings.replyReserve),
   };
   if (!settings.openai) throw new TurnError(NO_API_KEY_MESSAGE, state.kept);
   try {
@@ -286,6 +295,7 @@ async function callModel(
       if (!isContextLengthError(error)) throw new TurnError(modelErrorMessage(error), state.kept, { cause: error, usage: state.usage });
       if (attempt > 1) throw new TurnError(CONTEXT_FULL_MESSAGE, state.kept, { cause: error, usage: state.usage });
       const window = windowFromError(error instanceof Error ? error.message : "");
+      if (window !== undefined && window < (settings.learned.windowTokens ?? Infinity)) settings.learned.windowTokens = window;
       const ceiling = window === undefined ? state.budget : Math.min(state.budget, window - settings.replyReserve);
       state.budget = Math.max(1, Math.floor(Math.min(ceiling, fit.tokens) * RETRY_BUDGET_FACTOR));
       settings.log.warn("context_length_exceeded", {
@@ -299,7 +309,7 @@ async function callModel(
     // An endpoint that reports no usage is counted here, so totals and quotas still work.
     const usage = result.usage ?? {
       prompt_tokens: fit.tokens,
-      completion_tokens: settings.tokens.message(result.message) - 4,
+      completion_tokens: settings.tokens.message(result.message) - MESSAGE_OVERHEAD_TOKENS,
       cached_tokens: 0,
       total_tokens: 0,
       model_calls: 1,

@@ -112,6 +112,10 @@ test("when the model still says the request is too long, the turn trims harder a
     assert.equal(model.refusedForLength - refusedBefore, 1, "one refusal, then a request that fit");
     const warned = readLog(running.logPath).filter((line) => line.event === "context_length_exceeded");
     assert.equal(warned.at(-1)?.model_window, 4_000, "the window named in the model's error was used");
+    // The window is remembered: the next turn is fitted to it at once, not refused first.
+    const next = await turn(client, "read 4");
+    assert.equal(next.type, "answer", JSON.stringify(next));
+    assert.equal(model.refusedForLength - refusedBefore, 1, "no further refusal");
     await client.close();
   } finally {
     model.setTokenLimit(WINDOW);

@@ -46,6 +46,7 @@ export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
     log,
     contextBudget: contextBudget({ model: openai.default_model, maxContextTokens: config.agent.max_context_tokens, replyReserve }),
     replyReserve,
+    learned: {},
     tokens: new TokenCounter(openai.default_model),
     shortened: new WeakMap(),
     requestParams: requestParamsFrom(openai),
