@@ -1,10 +1,15 @@
-// Token counts of chat messages with the model family's own encoding (js-tiktoken), cached per
+// Token counts of chat messages with the model family's own encoding (gpt-tokenizer), cached per
 // message object: the history's messages are the same objects from one model call to the next,
 // so each is encoded once, not once per call.
-import { getEncoding, type Tiktoken, type TiktokenEncoding } from "js-tiktoken";
+import { createRequire } from "node:module";
+import type { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 import type OpenAI from "openai";
 
 type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+export type EncodingName = "o200k_base" | "cl100k_base";
+interface Encoding {
+  countTokens: typeof countTokens;
+}
 
 /** What OpenAI adds per message (role, separators) beyond its content: their documented rule of thumb. */
 export const MESSAGE_OVERHEAD_TOKENS = 4;
@@ -12,21 +17,23 @@ export const MESSAGE_OVERHEAD_TOKENS = 4;
  * long unbroken strings (base64, minified code) costs hundreds of milliseconds per 100 KB. */
 const EXACT_CHARS = 16_000;
 
-// The rank tables are immutable and take about two seconds to build: built on first use and
-// shared by every server in the process (not at import time).
-const encodings = new Map<TiktokenEncoding, Tiktoken>();
+// An encoding's rank table is immutable, takes a second or two and ~70 MB to build: loaded on
+// first use (synchronously, so counting stays a plain function) and shared by every server in
+// the process; never at import time.
+const requireModule = createRequire(import.meta.url);
+const encodings = new Map<EncodingName, Encoding>();
 
-function encodingFor(name: TiktokenEncoding): Tiktoken {
+function encodingFor(name: EncodingName): Encoding {
   let encoding = encodings.get(name);
   if (!encoding) {
-    encoding = getEncoding(name);
+    encoding = requireModule(`gpt-tokenizer/encoding/${name}`) as Encoding;
     encodings.set(name, encoding);
   }
   return encoding;
 }
 
 /** The encoding a model name uses: cl100k_base for gpt-4 and gpt-3.5, o200k_base for the rest (newer and local models). */
-export function encodingNameFor(model: string): TiktokenEncoding {
+export function encodingNameFor(model: string): EncodingName {
   const name = model.toLowerCase().replace(/^.*\//, "");
   if (/^gpt-4(?!o|\.\d)|^gpt-3\.5|^text-embedding/.test(name)) return "cl100k_base";
   return "o200k_base";
@@ -49,7 +56,7 @@ export function messageText(message: ChatMessage): string {
 }
 
 export class TokenCounter {
-  readonly #encoding: TiktokenEncoding;
+  readonly #encoding: EncodingName;
   readonly #cache = new WeakMap<object, number>();
 
   constructor(model: string) {
@@ -60,8 +67,8 @@ export class TokenCounter {
   text(text: string): number {
     if (text.length === 0) return 0;
     const encoding = encodingFor(this.#encoding);
-    if (text.length <= EXACT_CHARS) return encoding.encode(text).length;
-    const head = encoding.encode(text.slice(0, EXACT_CHARS)).length;
+    if (text.length <= EXACT_CHARS) return encoding.countTokens(text);
+    const head = encoding.countTokens(text.slice(0, EXACT_CHARS));
     return Math.ceil((head * text.length) / EXACT_CHARS);
   }
 

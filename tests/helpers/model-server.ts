@@ -2,7 +2,8 @@
 // SSE shapes, tool calls. Tests and benchmarks point OPENAI_BASE_URL / openai.base_url at it.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { getEncoding, type Tiktoken } from "js-tiktoken";
+import { createRequire } from "node:module";
+import type { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 
 export interface ChatRequestMessage {
   role: string;
@@ -107,11 +108,15 @@ export const echoResponder: Responder = (request) => ({ content: `echo: ${lastUs
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-let encoding: Tiktoken | undefined;
-/** Exact counts (o200k_base) cost CPU and a 2 s table load: only a server with a token limit pays
- * for them; the others report usage at 4 characters a token, so benchmarks are not skewed. */
+/** Exact counts (o200k_base) cost CPU: only a server with a token limit pays for them; the others
+ * report usage at 4 characters a token, so benchmarks are not skewed. */
 type Count = (text: string) => number;
-const exactCount: Count = (text) => (text ? (encoding ??= getEncoding("o200k_base")).encode(text).length : 0);
+// Loaded on first use: importing it costs every test file a second and ~70 MB.
+let encoding: { countTokens: typeof countTokens } | undefined;
+const exactCount: Count = (text) =>
+  text
+    ? (encoding ??= createRequire(import.meta.url)("gpt-tokenizer/encoding/o200k_base") as NonNullable<typeof encoding>).countTokens(text)
+    : 0;
 const roughCount: Count = (text) => Math.ceil(text.length / 4);
 
 /** Prompt tokens as OpenAI's cookbook counts them: 3 per message + role + content (+ tool calls as JSON), 3 to prime the reply, plus the tools. */
