@@ -76,11 +76,13 @@ export interface AgentSettings {
   /** Tokens a request may use: the context window minus `replyReserve`. */
   contextBudget: number;
   /**
-   * The window the model named when it refused a request as too long: smaller than configured,
-   * so every later request (of every session: they share the model) is fitted to it at once
-   * instead of being refused first.
+   * What the endpoint taught us, for every later request of every session (they share it):
+   * `windowTokens`, the window it named when it refused a request as too long (smaller than
+   * configured), so requests are fitted to it at once instead of being refused first;
+   * `noStreamOptions`, set when it rejected `stream_options` (older Azure API versions, some
+   * local servers): usage is then counted here.
    */
-  learned: { windowTokens?: number };
+  learned: { windowTokens?: number; noStreamOptions?: boolean };
   replyReserve: number;
   tokens: TokenCounter;
   /** Shortened copies of long tool results, per original message, so each is made and counted once. */
@@ -292,6 +294,12 @@ async function callModel(
     } catch (error) {
       await hooks.onModelCall?.({ usage: emptyUsage(), durationMs: Date.now() - started, ok: false });
       if (signal?.aborted) throw error;
+      if (!settings.learned.noStreamOptions && rejectsStreamOptions(error)) {
+        settings.learned.noStreamOptions = true;
+        settings.log.warn("stream_options_rejected", { ...logFields, error: modelErrorMessage(error) });
+        attempt--;
+        continue;
+      }
       if (!isContextLengthError(error)) throw new TurnError(modelErrorMessage(error), state.kept, { cause: error, usage: state.usage });
       if (attempt > 1) throw new TurnError(CONTEXT_FULL_MESSAGE, state.kept, { cause: error, usage: state.usage });
       const window = windowFromError(error instanceof Error ? error.message : "");
@@ -320,6 +328,11 @@ async function callModel(
     await hooks.onModelCall?.({ usage, durationMs: Date.now() - started, ok: true });
     return result.message;
   }
+}
+
+/** A 400 that names `stream_options`: the endpoint does not take it. */
+function rejectsStreamOptions(error: unknown): boolean {
+  return error instanceof Error && "status" in error && error.status === 400 && /stream_options/.test(error.message);
 }
 
 /** OpenAI's "too long for the window" refusal, as its code says or, from other servers, as its message words it. */
@@ -397,7 +410,7 @@ async function completion(
         model: settings.model,
         messages,
         stream: true,
-        stream_options: { include_usage: true },
+        ...(settings.learned.noStreamOptions ? {} : { stream_options: { include_usage: true } }),
         ...settings.requestParams,
         ...(catalog.tools.length > 0 ? { tools: catalog.tools } : {}),
       },

@@ -64,6 +64,30 @@ test("a server that answers plain JSON to a streamed request is read as a whole 
   }
 });
 
+test("an endpoint that rejects stream_options is asked again without it, and from then on never with it", async () => {
+  const running = await startServer({ config: baseConfig(model.baseUrl), secrets });
+  try {
+    const { client } = await connectUser(running, "old_azure", "?stream=1");
+    model.queue({ status: 400, errorMessage: "Unrecognized request argument supplied: stream_options" });
+    const first = model.requests.length;
+    client.send({ message: "hello" });
+    const answer = await client.nextMatching((frame) => frame.type === "answer" || frame.type === "error");
+    assert.equal(answer.type, "answer", JSON.stringify(answer));
+    assert.equal(answer.message, "echo: hello");
+    assert.equal((answer.usage as Record<string, unknown>).estimated, true, "usage counted here instead");
+    client.send({ message: "again" });
+    await client.nextMatching((frame) => frame.type === "answer");
+    const requests = model.requests.slice(first);
+    assert.deepEqual(
+      requests.map((request) => request.stream_options !== undefined),
+      [true, false, false],
+    );
+    await client.close();
+  } finally {
+    await running.close();
+  }
+});
+
 async function withModel(openai: Record<string, unknown>, run: (running: RunningServer) => Promise<void>): Promise<void> {
   const config = baseConfig(model.baseUrl);
   const running = await startServer({ config: { ...config, openai: { ...config.openai, ...openai } }, secrets });
