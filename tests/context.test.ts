@@ -163,5 +163,12 @@ describe("TokenCounter", () => {
     const exact = 10 * 5000;
     assert.ok(Math.abs(estimate - exact) / exact < 0.05, `estimate ${estimate}, exact about ${exact}`);
     assert.ok(ms < 1000, `${ms} ms`);
+    // A run of one character (quadratic for BPE) stays fast; a text that changes along the way is followed.
+    const run = Date.now();
+    counter.text("x".repeat(100_000));
+    assert.ok(Date.now() - run < 1000, `${Date.now() - run} ms for 100 KB of one character`);
+    const mixed = `${"{}".repeat(10_000)}${"The quick brown fox jumps over the lazy dog. ".repeat(1000)}`;
+    const exactMixed = 10_000 + 10 * 1000;
+    assert.ok(Math.abs(counter.text(mixed) - exactMixed) / exactMixed < 0.35, `mixed: ${counter.text(mixed)} vs about ${exactMixed}`);
   });
 });

@@ -13,9 +13,14 @@ interface Encoding {
 
 /** What OpenAI adds per message (role, separators) beyond its content: their documented rule of thumb. */
 export const MESSAGE_OVERHEAD_TOKENS = 4;
-/** Texts longer than this are encoded in part and the rest estimated at the same rate: BPE on
- * long unbroken strings (base64, minified code) costs hundreds of milliseconds per 100 KB. */
-const EXACT_CHARS = 16_000;
+/**
+ * Texts longer than this are estimated from SAMPLES spread windows of SAMPLE_CHARS each: BPE time
+ * grows with the square of an unbroken run's length (100 KB of one character took seconds), and
+ * spread samples follow a text that changes along the way (a JSON header, then prose).
+ */
+const EXACT_CHARS = 8_000;
+const SAMPLES = 4;
+const SAMPLE_CHARS = 2_000;
 
 // An encoding's rank table is immutable, takes a second or two and ~70 MB to build: loaded on
 // first use (synchronously, so counting stays a plain function) and shared by every server in
@@ -63,13 +68,18 @@ export class TokenCounter {
     this.#encoding = encodingNameFor(model);
   }
 
-  /** Tokens of a text (estimated beyond EXACT_CHARS from the rate of its first part). */
+  /** Tokens of a text (estimated beyond EXACT_CHARS from samples). */
   text(text: string): number {
     if (text.length === 0) return 0;
     const encoding = encodingFor(this.#encoding);
     if (text.length <= EXACT_CHARS) return encoding.countTokens(text);
-    const head = encoding.countTokens(text.slice(0, EXACT_CHARS));
-    return Math.ceil((head * text.length) / EXACT_CHARS);
+    const step = (text.length - SAMPLE_CHARS) / (SAMPLES - 1);
+    let sampled = 0;
+    for (let index = 0; index < SAMPLES; index++) {
+      const at = Math.round(index * step);
+      sampled += encoding.countTokens(text.slice(at, at + SAMPLE_CHARS));
+    }
+    return Math.ceil((sampled * text.length) / (SAMPLES * SAMPLE_CHARS));
   }
 
   /** Tokens a message costs in a request, cached for the life of the message object. */
