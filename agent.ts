@@ -3,7 +3,14 @@
 import type OpenAI from "openai";
 import type { Logger } from "./lib/log.ts";
 import { parseToolArguments, type ToolCatalog, type ToolRoute } from "./lib/mcp/tools.ts";
-import { fitContext, RETRY_BUDGET_FACTOR, shortenToolResult, windowFromError } from "./lib/model/context.ts";
+import {
+  contextBudget,
+  fitContext,
+  MIN_CONTEXT_TOKENS,
+  RETRY_BUDGET_FACTOR,
+  shortenToolResult,
+  windowFromError,
+} from "./lib/model/context.ts";
 import { MESSAGE_OVERHEAD_TOKENS, type TokenCounter } from "./lib/model/tokens.ts";
 import { addUsage, emptyUsage, type TokenUsage } from "./lib/model/usage.ts";
 
@@ -141,7 +148,10 @@ export async function runTurn(
     budget:
       settings.learned.windowTokens === undefined
         ? settings.contextBudget
-        : Math.min(settings.contextBudget, settings.learned.windowTokens - settings.replyReserve),
+        : Math.min(
+            settings.contextBudget,
+            contextBudget({ model: settings.model, maxContextTokens: settings.learned.windowTokens, replyReserve: settings.replyReserve }),
+          ),
   };
   if (!settings.openai) throw new TurnError(NO_API_KEY_MESSAGE, state.kept);
   try {
@@ -303,7 +313,9 @@ async function callModel(
       if (!isContextLengthError(error)) throw new TurnError(modelErrorMessage(error), state.kept, { cause: error, usage: state.usage });
       if (attempt > 1) throw new TurnError(CONTEXT_FULL_MESSAGE, state.kept, { cause: error, usage: state.usage });
       const window = windowFromError(error instanceof Error ? error.message : "");
-      if (window !== undefined && window < (settings.learned.windowTokens ?? Infinity)) settings.learned.windowTokens = window;
+      // A window below the smallest agent.max_context_tokens is not believed for later turns.
+      if (window !== undefined && window >= MIN_CONTEXT_TOKENS && window < (settings.learned.windowTokens ?? Infinity))
+        settings.learned.windowTokens = window;
       const ceiling = window === undefined ? state.budget : Math.min(state.budget, window - settings.replyReserve);
       state.budget = Math.max(1, Math.floor(Math.min(ceiling, fit.tokens) * RETRY_BUDGET_FACTOR));
       settings.log.warn("context_length_exceeded", {

@@ -5,6 +5,7 @@ import { readFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { LineCounter, parseDocument, isNode, type Document } from "yaml";
 import { z } from "zod";
+import { MIN_CONTEXT_TOKENS } from "./model/context.ts";
 
 const seconds = z.number().positive();
 
@@ -87,7 +88,7 @@ const ConfigSchema = z.object({
       /** A tool call waiting for approval this long is denied. */
       approval_timeout_seconds: seconds.default(120),
       /** The model's context window in tokens; unset: the model's known window (lib/model/context.ts), else 32768. */
-      max_context_tokens: z.number().int().min(1024).optional(),
+      max_context_tokens: z.number().int().min(MIN_CONTEXT_TOKENS).optional(),
       /** Tokens kept free for the reply when openai.max_tokens is not set. */
       reply_reserve_tokens: z.number().int().positive().default(4096),
     })
