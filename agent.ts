@@ -1,6 +1,17 @@
 // The agent loop: call the model (streaming), run the tool calls it asks for, append the
 // results, call again — with a hard cap on model calls per turn.
 import type OpenAI from "openai";
+import {
+  contextBudget,
+  fitContext,
+  MIN_CONTEXT_TOKENS,
+  RETRY_BUDGET_FACTOR,
+  shortenToolResult,
+  windowFromError,
+} from "./lib/model/context.ts";
+import { MESSAGE_OVERHEAD_TOKENS, type TokenCounter } from "./lib/model/tokens.ts";
+import { addUsage, emptyUsage } from "./lib/model/usage.ts";
+import type { TokenUsage } from "./lib/protocol.ts";
 
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 type AssistantMessage = OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam;
@@ -78,8 +89,17 @@ export type ApprovalDecision = { approved: true } | { approved: false; reason: s
 /** Asks whether a call may run (undefined: every call may). */
 export type Approver = (call: ToolStart, signal?: AbortSignal) => Promise<ApprovalDecision>;
 
+/** One model call: what it cost and how long it took. */
+export interface ModelCall {
+  usage: TokenUsage;
+  durationMs: number;
+  ok: boolean;
+}
+
 /** Live events of a turn, for streaming sockets and logs. */
 export interface TurnHooks {
+  /** After each model call (awaited: the session writes its usage to the store before going on). */
+  onModelCall?(call: ModelCall): Promise<void> | void;
   onTextDelta?(text: string): void;
   onToolStart?(call: ToolStart): void;
   onToolEnd?(call: ToolEnd): void;
@@ -94,23 +114,55 @@ export interface AgentSettings {
   instruction: string;
   maxIterations: number;
   log: TurnLog;
+  /** Tokens a request may use: the context window minus `replyReserve`. */
+  contextBudget: number;
+  /**
+   * What the endpoint taught us, for every later request of every session (they share it):
+   * `windowTokens`, the window it named when it refused a request as too long (smaller than
+   * configured), so requests are fitted to it at once instead of being refused first;
+   * `noStreamOptions`, set when it rejected `stream_options` (older Azure API versions, some
+   * local servers): usage is then counted here.
+   */
+  learned: { windowTokens?: number; noStreamOptions?: boolean };
+  replyReserve: number;
+  tokens: TokenCounter;
+  /** Shortened copies of long tool results, per original message, so each is made and counted once. */
+  shortened: WeakMap<ChatMessage, ChatMessage>;
+  /** Request parameters from the config: max_tokens or max_completion_tokens, reasoning_effort, user. */
+  requestParams: ModelRequestParams;
 }
+
+export type ModelRequestParams = Partial<
+  Pick<OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming, "max_tokens" | "max_completion_tokens" | "reasoning_effort" | "user">
+>;
+
+export const CONTEXT_FULL_MESSAGE =
+  "this conversation no longer fits the model's context window, even with older turns left out and long tool results shortened. " +
+  'Start a new chat (the "New chat" button, or send {"type":"reset"}), or send a shorter message; ' +
+  "if the model allows more, raise agent.max_context_tokens";
 
 /** A turn that failed; `messages` is the part of the turn that is safe to keep in the history. */
 export class TurnError extends Error {
   readonly messages: ChatMessage[];
   /** True when the turn ended because its signal was aborted (a cancel), not because of a fault. */
   readonly cancelled: boolean;
-  constructor(message: string, messages: ChatMessage[], options: { cause?: unknown; cancelled?: boolean } = {}) {
+  /** What the turn's model calls cost before it failed (they count against quotas too). */
+  readonly usage: TokenUsage;
+  constructor(message: string, messages: ChatMessage[], options: { cause?: unknown; cancelled?: boolean; usage?: TokenUsage } = {}) {
     super(message, { cause: options.cause });
     this.name = "TurnError";
     this.messages = messages;
     this.cancelled = options.cancelled ?? false;
+    this.usage = options.usage ?? emptyUsage();
   }
 }
 
 export interface TurnResult {
+  /** The last assistant message's text. */
   answer: string;
+  /** All the assistant text of the turn (also what the model wrote before its tool calls), joined with "\n". */
+  text: string;
+  usage: TokenUsage;
   /** Every message the turn added: the user's, assistant messages, tool results. */
   messages: ChatMessage[];
 }
@@ -123,19 +175,38 @@ export async function runTurn(
   options: { signal?: AbortSignal; hooks?: TurnHooks; logFields?: Record<string, unknown>; approve?: Approver } = {},
 ): Promise<TurnResult> {
   const { signal, hooks = {}, logFields = {}, approve } = options;
-  // Only complete steps go here: an assistant message with tool calls is added together with
-  // all of its results, so whatever we keep after a failure is a valid conversation.
-  const kept: ChatMessage[] = [{ role: "user", content: userText }];
-  const fail = (message: string, cause?: unknown): never => {
-    throw new TurnError(message, kept, { cause });
+  const state: TurnState = {
+    kept: [{ role: "user", content: userText }],
+    usage: emptyUsage(),
+    texts: [],
+    budget:
+      settings.learned.windowTokens === undefined
+        ? settings.contextBudget
+        : Math.min(
+            settings.contextBudget,
+            contextBudget({ model: settings.model, maxContextTokens: settings.learned.windowTokens, replyReserve: settings.replyReserve }),
+          ),
   };
-  if (!settings.openai) return fail(NO_API_KEY_MESSAGE);
+  if (!settings.openai) throw new TurnError(NO_API_KEY_MESSAGE, state.kept);
   try {
-    return await loop(settings, settings.openai, toolbox, history, kept, signal, hooks, logFields, approve);
+    return await loop(settings, settings.openai, toolbox, history, state, signal, hooks, logFields, approve);
   } catch (error) {
-    if (signal?.aborted) throw new TurnError("the turn was cancelled", kept, { cause: error, cancelled: true });
+    if (signal?.aborted) throw new TurnError("the turn was cancelled", state.kept, { cause: error, cancelled: true, usage: state.usage });
     throw error;
   }
+}
+
+/** What a turn has so far: complete steps, usage, the assistant's texts, and its token budget. */
+interface TurnState {
+  /**
+   * Only complete steps go here: an assistant message with tool calls is added together with
+   * all of its results, so whatever we keep after a failure is a valid conversation.
+   */
+  kept: ChatMessage[];
+  usage: TokenUsage;
+  texts: string[];
+  /** Lowered for the rest of the turn when the model said a request was too long anyway. */
+  budget: number;
 }
 
 async function loop(
@@ -143,31 +214,26 @@ async function loop(
   openai: OpenAI,
   toolbox: Toolbox,
   history: readonly ChatMessage[],
-  kept: ChatMessage[],
+  state: TurnState,
   signal: AbortSignal | undefined,
   hooks: TurnHooks,
   logFields: Record<string, unknown>,
   approve: Approver | undefined,
 ): Promise<TurnResult> {
+  const { kept } = state;
   const fail = (message: string, cause?: unknown): never => {
-    throw new TurnError(message, kept, { cause });
+    throw new TurnError(message, kept, { cause, usage: state.usage });
   };
   for (let iteration = 1; iteration <= settings.maxIterations; iteration++) {
     const catalog = toolbox.catalog();
-    const messages: ChatMessage[] = [{ role: "system", content: settings.instruction }, ...history, ...kept];
-    let assistant: AssistantMessage;
-    try {
-      assistant = await streamCompletion(openai, settings.model, messages, catalog, signal, hooks);
-    } catch (error) {
-      if (signal?.aborted) throw error;
-      return fail(modelErrorMessage(error), error);
-    }
+    const assistant = await callModel(settings, openai, history, state, catalog, signal, hooks, logFields);
     signal?.throwIfAborted();
+    if (typeof assistant.content === "string" && assistant.content) state.texts.push(assistant.content);
     const calls = (assistant.tool_calls ?? []).filter((call): call is ToolCall => call.type === "function");
     if (calls.length === 0) {
       const answer = typeof assistant.content === "string" ? assistant.content : "";
       kept.push({ role: "assistant", content: answer });
-      return { answer, messages: kept };
+      return { answer, text: state.texts.join("\n"), usage: state.usage, messages: kept };
     }
     if (iteration === settings.maxIterations) break;
     const results = await Promise.all(
@@ -225,27 +291,187 @@ async function runToolCall(
   return { role: "tool", tool_call_id: call.id, content };
 }
 
-/** One streamed model call, assembled into the assistant message it amounts to. */
-async function streamCompletion(
+/**
+ * One model call on a request fitted to the context budget. When the model says it is too long
+ * anyway (its count differs from ours, or the window is smaller than configured), the request is
+ * fitted again to a lower budget and sent once more; a second refusal ends the turn with advice.
+ */
+async function callModel(
+  settings: AgentSettings,
   openai: OpenAI,
-  model: string,
+  history: readonly ChatMessage[],
+  state: TurnState,
+  catalog: ToolCatalog,
+  signal: AbortSignal | undefined,
+  hooks: TurnHooks,
+  logFields: Record<string, unknown>,
+): Promise<AssistantMessage> {
+  const system: ChatMessage = { role: "system", content: settings.instruction };
+  const shorten = (message: ChatMessage) => {
+    let copy = settings.shortened.get(message);
+    if (!copy) {
+      copy = shortenToolResult(message);
+      settings.shortened.set(message, copy);
+    }
+    return copy;
+  };
+  for (let attempt = 1; ; attempt++) {
+    const fit = fitContext(
+      { system, history, current: state.kept, toolTokens: settings.tokens.tools(catalog.tools), budget: state.budget },
+      settings.tokens,
+      shorten,
+    );
+    if (fit.droppedTurns > 0 || fit.shortened > 0 || !fit.fits) {
+      settings.log.info("context_fitted", {
+        ...logFields,
+        budget: state.budget,
+        estimated_tokens: fit.tokens,
+        dropped_turns: fit.droppedTurns,
+        shortened_tool_results: fit.shortened,
+        fits: fit.fits,
+      });
+    }
+    const started = Date.now();
+    let result: { message: AssistantMessage; usage: TokenUsage | undefined };
+    try {
+      result = await completion(openai, settings, fit.messages, catalog, signal, hooks);
+    } catch (error) {
+      await hooks.onModelCall?.({ usage: emptyUsage(), durationMs: Date.now() - started, ok: false });
+      if (signal?.aborted) throw error;
+      if (!settings.learned.noStreamOptions && rejectsStreamOptions(error)) {
+        settings.learned.noStreamOptions = true;
+        settings.log.warn("stream_options_rejected", { ...logFields, error: modelErrorMessage(error) });
+        attempt--;
+        continue;
+      }
+      if (!isContextLengthError(error)) throw new TurnError(modelErrorMessage(error), state.kept, { cause: error, usage: state.usage });
+      if (attempt > 1) throw new TurnError(CONTEXT_FULL_MESSAGE, state.kept, { cause: error, usage: state.usage });
+      const window = windowFromError(error instanceof Error ? error.message : "");
+      // A window below the smallest agent.max_context_tokens is not believed for later turns.
+      if (window !== undefined && window >= MIN_CONTEXT_TOKENS && window < (settings.learned.windowTokens ?? Infinity))
+        settings.learned.windowTokens = window;
+      const ceiling = window === undefined ? state.budget : Math.min(state.budget, window - settings.replyReserve);
+      state.budget = Math.max(1, Math.floor(Math.min(ceiling, fit.tokens) * RETRY_BUDGET_FACTOR));
+      settings.log.warn("context_length_exceeded", {
+        ...logFields,
+        estimated_tokens: fit.tokens,
+        model_window: window,
+        retry_budget: state.budget,
+      });
+      continue;
+    }
+    // An endpoint that reports no usage is counted here, so totals and quotas still work.
+    const usage = result.usage ?? {
+      prompt_tokens: fit.tokens,
+      completion_tokens: settings.tokens.message(result.message) - MESSAGE_OVERHEAD_TOKENS,
+      cached_tokens: 0,
+      total_tokens: 0,
+      model_calls: 1,
+      estimated: true,
+    };
+    if (usage.total_tokens === 0) usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    addUsage(state.usage, usage);
+    await hooks.onModelCall?.({ usage, durationMs: Date.now() - started, ok: true });
+    return result.message;
+  }
+}
+
+/** A 400 that names `stream_options`: the endpoint does not take it. */
+function rejectsStreamOptions(error: unknown): boolean {
+  return error instanceof Error && "status" in error && error.status === 400 && /stream_options/.test(error.message);
+}
+
+/** OpenAI's "too long for the window" refusal, as its code says or, from other servers, as its message words it. */
+function isContextLengthError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if ("code" in error && error.code === "context_length_exceeded") return true;
+  return /context[_ ]length|maximum context|context window/i.test(error.message);
+}
+
+/** The usage block of an OpenAI answer (a whole completion or a stream's last chunk). */
+function usageOf(value: unknown): TokenUsage | undefined {
+  if (!isObject(value)) return undefined;
+  const prompt = numberOr(value.prompt_tokens, 0);
+  const completionTokens = numberOr(value.completion_tokens, 0);
+  const details = isObject(value.prompt_tokens_details) ? value.prompt_tokens_details : {};
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completionTokens,
+    cached_tokens: numberOr(details.cached_tokens, 0),
+    total_tokens: numberOr(value.total_tokens, prompt + completionTokens),
+    model_calls: 1,
+  };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function numberOr(value: unknown, fallback: number): number {
+  return typeof value === "number" && Number.isFinite(value) ? value : fallback;
+}
+
+/**
+ * A whole (non-streamed) completion, read from outside data field by field: what a server that
+ * ignores `stream: true` sends. Its text reaches streaming sockets as one delta.
+ */
+function wholeCompletion(body: unknown, hooks: TurnHooks): { message: AssistantMessage; usage: TokenUsage | undefined } {
+  if (!isObject(body)) throw new Error("the model API answered JSON that is not an object");
+  if (isObject(body.error)) throw new Error(`the model API answered an error: ${String(body.error.message)}`);
+  const choice = Array.isArray(body.choices) ? body.choices[0] : undefined;
+  const message = isObject(choice) && isObject(choice.message) ? choice.message : undefined;
+  if (!message) throw new Error("the model API answered JSON without choices[0].message");
+  const content = typeof message.content === "string" ? message.content : "";
+  if (content) hooks.onTextDelta?.(content);
+  const toolCalls: ToolCall[] = [];
+  for (const [index, call] of (Array.isArray(message.tool_calls) ? message.tool_calls : []).entries()) {
+    if (!isObject(call) || !isObject(call.function)) continue;
+    toolCalls.push({
+      id: typeof call.id === "string" && call.id ? call.id : `call_${index}`,
+      type: "function",
+      function: {
+        name: typeof call.function.name === "string" ? call.function.name : "",
+        arguments: typeof call.function.arguments === "string" ? call.function.arguments : "",
+      },
+    });
+  }
+  return {
+    message: { role: "assistant", content: content || null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
+    usage: usageOf(body.usage),
+  };
+}
+
+/** One model call, streamed (or whole when the server ignores `stream`), assembled into the assistant message it amounts to. */
+async function completion(
+  openai: OpenAI,
+  settings: AgentSettings,
   messages: ChatMessage[],
   catalog: ToolCatalog,
   signal: AbortSignal | undefined,
   hooks: TurnHooks,
-): Promise<AssistantMessage> {
-  const stream = await openai.chat.completions.create(
-    {
-      model,
-      messages,
-      stream: true,
-      ...(catalog.tools.length > 0 ? { tools: catalog.tools } : {}),
-    },
-    { signal },
-  );
+): Promise<{ message: AssistantMessage; usage: TokenUsage | undefined }> {
+  const { data: stream, response } = await openai.chat.completions
+    .create(
+      {
+        model: settings.model,
+        messages,
+        stream: true,
+        ...(settings.learned.noStreamOptions ? {} : { stream_options: { include_usage: true } }),
+        ...settings.requestParams,
+        ...(catalog.tools.length > 0 ? { tools: catalog.tools } : {}),
+      },
+      { signal },
+    )
+    .withResponse();
+  // The stream reads the body only when iterated: a JSON answer is still unread here.
+  if ((response.headers.get("content-type") ?? "").includes("application/json")) {
+    return wholeCompletion(await response.json(), hooks);
+  }
   let content = "";
+  let usage: TokenUsage | undefined;
   const calls: { id: string; name: string; arguments: string }[] = [];
   for await (const chunk of stream) {
+    if (chunk.usage) usage = usageOf(chunk.usage);
     const delta = chunk.choices[0]?.delta;
     if (!delta) continue;
     if (delta.content) {
@@ -265,9 +491,8 @@ async function streamCompletion(
     function: { name: call.name, arguments: call.arguments },
   }));
   return {
-    role: "assistant",
-    content: content || null,
-    ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+    message: { role: "assistant", content: content || null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
+    usage,
   };
 }
 

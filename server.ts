@@ -19,6 +19,7 @@ import { SocketServer } from "./lib/socket/connections.ts";
 import { openBackends } from "./lib/cluster/backends.ts";
 import { Workspaces } from "./lib/workspace/workspaces.ts";
 import { SessionManager } from "./session.ts";
+import { Metrics } from "./lib/metrics/metrics.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -46,7 +47,14 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
   const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE]);
   const writers = workspaceServers(config.mcp.servers);
-  const sessions = new SessionManager({
+  // Read at scrape time only, when `sessions` and `sockets` below exist.
+  const metrics: Metrics = new Metrics({
+    liveSessions: (): number => sessions.size,
+    storedSessions: () => store.countSessions(),
+    openSockets: (): number => sockets.openSockets,
+    mcpServerStates: (): Iterable<string> => sessions.mcpServerStates(),
+  });
+  const sessions: SessionManager = new SessionManager({
     deps: {
       agent: agentSettingsFrom(config, log),
       log,
@@ -60,6 +68,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       coordinator,
       workspaces,
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),
+      tokensPerDay: config.limits.tokens_per_day,
+      metrics,
     },
     createHub: (userId, sessionId) => hubs.create(userId, sessionId),
     idleMs: config.session.idle_timeout_seconds * 1000,
@@ -73,8 +83,14 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   const indexHtml = () => (indexCache ??= readFileSync(path.join(HERE, "index.html")));
   const clusterRoutes = cluster && { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() };
   const files = new FilesApi({ config, workspaces, log, notify: (userId, frame) => sessions.broadcast(userId, frame) });
-  const httpServer = createHttpServer(config, host, { sessions, indexHtml, files, ...(clusterRoutes ? { cluster: clusterRoutes } : {}) });
-  const sockets = new SocketServer({ config, bindHost: host, sessions, log, redactor });
+  const httpServer = createHttpServer(config, host, {
+    sessions,
+    indexHtml,
+    files,
+    metrics,
+    ...(clusterRoutes ? { cluster: clusterRoutes } : {}),
+  });
+  const sockets: SocketServer = new SocketServer({ config, bindHost: host, sessions, log, redactor, metrics });
   httpServer.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
 
   let closing: Promise<void> | undefined;

@@ -12,6 +12,8 @@ import { TurnRecord } from "./lib/session/turn-record.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub } from "./lib/mcp/hub.ts";
 import type { Workspaces } from "./lib/workspace/workspaces.ts";
+import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
+import { addUsage, emptyUsage, quotaDecision, utcDay } from "./lib/model/usage.ts";
 import {
   answerFrame,
   cancelledFrame,
@@ -69,6 +71,9 @@ export interface SessionDeps {
   workspaces: Workspaces;
   /** Whether a call of this tool may change the workspace's files (then the sockets get files_changed). */
   changesWorkspace?: (server: string, tool: string) => boolean;
+  /** Model tokens a user may use per UTC day (limits.tokens_per_day); undefined: no quota. */
+  tokensPerDay: number | undefined;
+  metrics: MetricsRecorder;
 }
 
 export class UserSession {
@@ -296,6 +301,7 @@ export class UserSession {
    */
   async #runOne(queued: QueuedTurn): Promise<void> {
     const { coordinator, store } = this.#deps;
+    if (!(await this.#withinQuota(queued))) return;
     const abort = new AbortController();
     this.#waiting = abort;
     let lease: TurnLease | undefined;
@@ -323,6 +329,31 @@ export class UserSession {
     } finally {
       await lease.release();
     }
+  }
+
+  /**
+   * The daily token quota, checked when a turn is about to start (earlier turns of the queue have
+   * been counted by then). It is read from the store, so it holds across restarts and instances.
+   */
+  async #withinQuota(queued: QueuedTurn): Promise<boolean> {
+    const { tokensPerDay, store, log, metrics, redactor } = this.#deps;
+    if (tokensPerDay === undefined) return true;
+    const now = Date.now();
+    let decision: ReturnType<typeof quotaDecision>;
+    try {
+      decision = quotaDecision((await store.usage(this.userId, utcDay(now))).today, tokensPerDay, now);
+    } catch (error) {
+      // A quota that cannot be read refuses, as a limit must not be bypassed by a store outage.
+      decision = { allowed: false, error: `the token quota cannot be checked: ${redactor.redact((error as Error).message)}` };
+    }
+    if (decision.allowed) return true;
+    metrics.refused("tokens_per_day");
+    log.warn("turn_refused", { user_id: this.userId, turn_id: queued.turnId, reason: decision.error });
+    this.#finish(
+      { turnId: queued.turnId, peer: queued.peer, abort: new AbortController() },
+      streamErrorFrame(decision.error, { turnId: queued.turnId }),
+    );
+    return false;
   }
 
   /** Reads the history another instance may have grown, holding the lease. */
@@ -358,14 +389,31 @@ export class UserSession {
     const record = new TurnRecord(store, sessionId, turnId, lease.fence);
     /** Calls of this turn that may write to the workspace: their end tells every tab to list it again. */
     const writing = new Set<string>();
+    const { metrics } = this.#deps;
+    const usage = emptyUsage();
+    const toolNames = new Map<string, { server: string; tool: string }>();
     const hooks: TurnHooks = {
       onTextDelta: (delta) => this.sockets.turnFrame(deltaFrame(turnId, delta)),
+      onModelCall: async (call) => {
+        metrics.modelCall(call.ok ? "ok" : "error", call.durationMs / 1000);
+        if (call.usage.model_calls === 0) return;
+        addUsage(usage, call.usage);
+        metrics.tokens(call.usage);
+        // Written as each call ends, so a quota counts what was spent even if the turn then fails.
+        const at = Date.now();
+        await store
+          .recordUsage({ userId: this.userId, sessionId, turnId, at, day: utcDay(at), usage: call.usage })
+          .catch((error: unknown) => log.warn("usage_not_saved", { ...fields, error: redactor.redact((error as Error).message) }));
+      },
       onToolStart: (call) => {
+        toolNames.set(call.callId, { server: call.server, tool: call.tool });
         record.toolStarted(call);
         if (this.#deps.changesWorkspace?.(call.server, call.tool)) writing.add(call.callId);
         this.sockets.turnFrame(toolStartFrame(turnId, call));
       },
       onToolEnd: (call) => {
+        const names = toolNames.get(call.callId);
+        metrics.toolCall(names?.server ?? "", names?.tool ?? "", call.ok ? "ok" : "error");
         record.toolEnded(call);
         this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs));
         if (writing.delete(call.callId))
@@ -396,7 +444,11 @@ export class UserSession {
       });
       await remember(result.messages, "ok");
       status = "ok";
-      this.#finish(turn, streamAnswerFrame(turnId, result.answer, this.userId, sessionId));
+      this.#finish(
+        turn,
+        streamAnswerFrame(turnId, result.answer, this.userId, sessionId, usage),
+        answerFrame(result.text, this.userId, sessionId),
+      );
     } catch (error) {
       const cancelled = turn.abort.signal.aborted && turn.failure === undefined;
       // Aborted by close() (shutdown, sweep) rather than by the user: the turn was interrupted.
@@ -419,7 +471,9 @@ export class UserSession {
       this.#running = undefined;
       this.lastActivity = Date.now();
     }
-    log.info("turn_end", { ...fields, status, duration_ms: Date.now() - started });
+    const durationMs = Date.now() - started;
+    metrics.turnEnded(status, durationMs / 1000);
+    log.info("turn_end", { ...fields, status, duration_ms: durationMs, usage });
   }
 
   /**
@@ -576,10 +630,17 @@ export class SessionManager {
     else this.#options.deps.coordinator.publish(userId, { kind: "frame", frame });
   }
 
+  /** The user's usage from the store, for /sessions/<user_id>. */
+  async #usage(userId: string): Promise<NonNullable<SessionInfo["usage"]>> {
+    const { store, tokensPerDay } = this.#options.deps;
+    const { total, today } = await store.usage(userId, utcDay(Date.now()));
+    return { ...total, tokens_today: today, tokens_per_day: tokensPerDay ?? null };
+  }
+
   /** Info on a live session, or on one kept only in the store (active: false). */
   async info(userId: string): Promise<SessionInfo | undefined> {
     const live = this.#sessions.get(userId);
-    if (live) return live.info();
+    if (live) return { ...live.info(), usage: await this.#usage(userId) };
     const stored = await this.#options.deps.store.load(userId, 0);
     if (!stored) return undefined;
     const { record } = stored;
@@ -594,7 +655,13 @@ export class SessionManager {
       turn_running: false,
       queued_turns: 0,
       mcp_servers: [],
+      usage: await this.#usage(userId),
     };
+  }
+
+  /** The state of every MCP server of every live session, for the metrics. */
+  *mcpServerStates(): Iterable<string> {
+    for (const session of this.#sessions.values()) for (const server of session.hub.info()) yield server.state;
   }
 
   /** Sessions holding MCP processes; counting stops at `atMost` (a connect only asks "fewer than the cap?"). */

@@ -5,6 +5,7 @@ import { readFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { LineCounter, parseDocument, isNode, type Document } from "yaml";
 import { z } from "zod";
+import { MIN_CONTEXT_TOKENS } from "./model/context.ts";
 
 const seconds = z.number().positive();
 
@@ -81,6 +82,15 @@ const ConfigSchema = z.object({
       default_model: z.string().default("gpt-4o-mini"),
       request_timeout_seconds: seconds.default(60),
       max_retries: z.number().int().min(0).max(10).default(2),
+      // mcp-agent's keys, passed through as it does: max_tokens (as max_completion_tokens to
+      // reasoning models), reasoning_effort (reasoning models only: o1, o3, o4, gpt-5), user, default_headers.
+      /** Longest reply, in tokens; also what the context fitting keeps free for the reply. */
+      max_tokens: z.number().int().positive().optional(),
+      reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high"]).default("medium"),
+      /** Sent as `user` with every request (end-user id for the provider's abuse monitoring). */
+      user: z.string().optional(),
+      /** Extra HTTP headers on every model request (e.g. an API gateway's). */
+      default_headers: z.record(z.string(), z.string()).default({}),
     })
     .prefault({}),
   agent: z
@@ -94,6 +104,10 @@ const ConfigSchema = z.object({
       max_iterations: z.number().int().min(1).max(100).default(10),
       /** A tool call waiting for approval this long is denied. */
       approval_timeout_seconds: seconds.default(120),
+      /** The model's context window in tokens; unset: the model's known window (lib/model/context.ts), else 32768. */
+      max_context_tokens: z.number().int().min(MIN_CONTEXT_TOKENS).optional(),
+      /** Tokens kept free for the reply when openai.max_tokens is not set. */
+      reply_reserve_tokens: z.number().int().positive().default(4096),
     })
     .prefault({}),
   session: z
@@ -174,6 +188,8 @@ const ConfigSchema = z.object({
         .int()
         .positive()
         .default(100 * 1024 * 1024),
+      /** Model tokens (prompt + completion) one user may use per UTC day; unset: no quota. */
+      tokens_per_day: z.number().int().positive().optional(),
     })
     .prefault({}),
   /** `session.store: redis`: several instances share sessions through this Redis. */
@@ -223,6 +239,8 @@ export class ConfigError extends Error {
 
 export const CONFIG_FILE = "mcp_agent.config.yaml";
 export const SECRETS_FILE = "mcp_agent.secrets.yaml";
+/** The secrets file name mcp-agent also reads; used when SECRETS_FILE is absent. */
+export const SECRETS_FILE_ALT = "mcp-agent.secrets.yaml";
 
 interface YamlSource {
   file: string;
@@ -244,8 +262,20 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/**
+ * As mcp-agent reads YAML, null means "not set": `mcp:` with every server commented out, an empty
+ * `openai:` or `env:` fall back to their defaults instead of failing validation.
+ */
+function withoutNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutNulls);
+  if (!isPlainObject(value)) return value;
+  const kept: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(value)) if (child !== null) kept[key] = withoutNulls(child);
+  return kept;
+}
+
 function deepMerge(base: unknown, over: unknown): unknown {
-  if (!isPlainObject(base) || !isPlainObject(over)) return over === undefined ? base : over;
+  if (!isPlainObject(base) || !isPlainObject(over)) return over === undefined || over === null ? base : over;
   const merged: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(over)) merged[key] = deepMerge(base[key], value);
   return merged;
@@ -292,7 +322,7 @@ export function parseConfig(
     openai: { api_key: env.OPENAI_API_KEY, base_url: env.OPENAI_BASE_URL, default_model: env.OPENAI_DEFAULT_MODEL },
     server: { auth_token: env.MCP_AGENT_AUTH_TOKEN },
   };
-  const merged = [fromEnv, ...sources.map((source) => source.data)].reduce<unknown>((acc, data) => deepMerge(acc, data), {});
+  const merged = [fromEnv, ...sources.map((source) => withoutNulls(source.data))].reduce<unknown>((acc, data) => deepMerge(acc, data), {});
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
@@ -332,8 +362,8 @@ export function loadConfig(configPath: string, env: Record<string, string | unde
   const absolute = path.resolve(configPath);
   if (!existsSync(absolute)) throw new ConfigError(`${configPath}: config file not found`);
   const configDir = path.dirname(absolute);
-  const secretsPath = path.join(configDir, SECRETS_FILE);
-  const secrets = existsSync(secretsPath) ? { file: secretsPath, text: readFileSync(secretsPath, "utf8") } : undefined;
+  const secretsPath = [SECRETS_FILE, SECRETS_FILE_ALT].map((name) => path.join(configDir, name)).find((file) => existsSync(file)) ?? "";
+  const secrets = secretsPath ? { file: secretsPath, text: readFileSync(secretsPath, "utf8") } : undefined;
   return parseConfig({ file: absolute, text: readFileSync(absolute, "utf8") }, secrets, env, configDir);
 }
 

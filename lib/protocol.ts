@@ -173,10 +173,14 @@ export interface ToolEndFrame {
   preview: string;
   duration_ms: number;
 }
-/** The final frame of a turn: still a seed answer frame for readers of `message`. */
+/**
+ * The final frame of a turn: still a seed answer frame for readers of `message` (on streaming
+ * sockets the last assistant message; the deltas carried the rest), plus the turn's token usage.
+ */
 export interface StreamAnswerFrame extends AnswerFrame {
   type: "answer";
   turn_id: string;
+  usage?: TokenUsage;
 }
 export interface StreamErrorFrame extends ErrorFrame {
   type: "error";
@@ -317,6 +321,18 @@ export function encodeFrame(frame: ServerFrame): string {
   return JSON.stringify(frame);
 }
 
+/** Model tokens of a turn, a user or a day: in the streaming answer frame and /sessions/<user_id>. */
+export interface TokenUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  /** Prompt tokens the provider served from its prompt cache (billed lower). */
+  cached_tokens: number;
+  total_tokens: number;
+  model_calls: number;
+  /** True when some call's numbers were counted here because the endpoint reported none. */
+  estimated?: boolean;
+}
+
 // ---- HTTP answers: GET /sessions/<user_id> --------------------------------------------------
 
 /** `stopped`: not running now (not started yet, or reaped while idle); the next use starts it. */
@@ -346,6 +362,8 @@ export interface SessionInfo {
   turn_running: boolean;
   queued_turns: number;
   mcp_servers: ServerInfo[];
+  /** The user's model token usage as the store has it (it outlives a New chat), and today's tokens (UTC). */
+  usage?: TokenUsage & { tokens_today: number; tokens_per_day: number | null };
 }
 
 // ---- frame builders: every frame the server sends is built here -------------------------------
@@ -376,8 +394,14 @@ export function toolEndFrame(turnId: string, callId: string, ok: boolean, result
   return { type: "tool_end", turn_id: turnId, call_id: callId, ok, preview: preview(result), duration_ms: durationMs };
 }
 
-export function streamAnswerFrame(turnId: string, answer: string, userId: string, sessionId: string): StreamAnswerFrame {
-  return { type: "answer", turn_id: turnId, ...answerFrame(answer, userId, sessionId) };
+export function streamAnswerFrame(
+  turnId: string,
+  answer: string,
+  userId: string,
+  sessionId: string,
+  usage?: TokenUsage,
+): StreamAnswerFrame {
+  return { type: "answer", turn_id: turnId, ...answerFrame(answer, userId, sessionId), ...(usage ? { usage: { ...usage } } : {}) };
 }
 
 /** An error on a streaming socket, tied to the turn, message or approval it is about. */

@@ -43,11 +43,15 @@ export function checkHost(hostHeader: string | undefined, bindHost: string, allo
  */
 export function checkOrigin(origin: string | undefined, hostHeader: string | undefined, allowedOrigins: readonly string[]): Refusal {
   if (origin === undefined) return undefined;
+  // A page opened from a file (or a sandboxed frame) sends the opaque origin "null": only an
+  // explicit "null" in the list allows it ("*" does not, as any sandboxed page sends it too).
+  if (origin === "null" && allowedOrigins.includes("null")) return undefined;
   let parsed: URL;
   try {
     parsed = new URL(origin);
   } catch {
-    return { status: 403, error: `Origin "${origin}" is not allowed` };
+    const hint = origin === "null" ? ': a page opened from a file sends it. Add "null" to server.allowed_origins to allow such pages' : "";
+    return { status: 403, error: `Origin "${origin}" is not allowed${hint}` };
   }
   const sameHost = hostHeader !== undefined && parsed.host.toLowerCase() === hostHeader.toLowerCase();
   const sameScheme = parsed.protocol === "http:" || parsed.protocol === "https:";

@@ -12,7 +12,7 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
   const connectionsCheckingInterval = Math.max(50, Math.min(1000, headersTimeoutMs / 2, requestTimeoutMs / 2));
   const server = http.createServer({ connectionsCheckingInterval }, (req, res) => {
     const pathname = rawPathname(req.url);
-    const guarded = pathname === "/sessions" || pathname.startsWith("/sessions/");
+    const guarded = pathname === "/sessions" || pathname.startsWith("/sessions/") || pathname === "/metrics";
     const refusal =
       checkHost(req.headers.host, bindHost, config.server.allowed_hosts) ??
       (guarded ? checkToken(req.headers, req.url, config.server.auth_token) : undefined);

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { STATUS_CODES } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
+import type { Metrics } from "../metrics/metrics.ts";
 import type { SessionInfo } from "../protocol.ts";
 
 /** The sessions, as the routes show them (SessionManager in session.ts). */
@@ -19,6 +20,7 @@ export interface SessionDirectory {
 export interface RouteContext {
   sessions: SessionDirectory;
   indexHtml: () => Buffer;
+  metrics: Pick<Metrics, "scrape" | "contentType">;
   /** Cluster mode: this instance's id and Redis health, and the users live on any instance. */
   cluster?: {
     instance: string;
@@ -193,6 +195,23 @@ const routes: Route[] = [
           instance: cluster.instance,
           redis: ok ? "ok" : "unreachable",
         }),
+      );
+    },
+  },
+  {
+    // Prometheus text format; behind the token like /sessions (see listener.ts).
+    match: exact("/metrics"),
+    handle: (req, res, _params, { metrics }) => {
+      metrics.scrape().then(
+        (text) => {
+          res.writeHead(200, {
+            "content-type": metrics.contentType,
+            "content-length": Buffer.byteLength(text),
+            "cache-control": "no-store",
+          });
+          res.end(req.method === "HEAD" ? undefined : text);
+        },
+        (error: unknown) => sendJson(res, 500, { error: `cannot collect the metrics: ${(error as Error).message}` }),
       );
     },
   },

@@ -1,11 +1,34 @@
-// The model side of the agent: one OpenAI client (any OpenAI-compatible endpoint) from the config.
+// The model side of the agent: one OpenAI client (any OpenAI-compatible endpoint) from the config,
+// the request parameters mcp-agent passes, and the token budget of a request.
 import OpenAI from "openai";
-import type { AgentSettings } from "../../agent.ts";
+import type { AgentSettings, ModelRequestParams } from "../../agent.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { contextBudget } from "./context.ts";
+import { TokenCounter } from "./tokens.ts";
+
+/** Models that take `max_completion_tokens` and `reasoning_effort`, as mcp-agent tells them apart. */
+export function isReasoningModel(model: string): boolean {
+  return /^(o1|o3|o4|gpt-5)/.test(model);
+}
+
+/** What mcp-agent sends besides the messages: max_tokens (max_completion_tokens and reasoning_effort for reasoning models) and user. */
+export function requestParamsFrom(openai: Config["openai"]): ModelRequestParams {
+  const reasoning = isReasoningModel(openai.default_model);
+  return {
+    ...(openai.max_tokens !== undefined
+      ? reasoning
+        ? { max_completion_tokens: openai.max_tokens }
+        : { max_tokens: openai.max_tokens }
+      : {}),
+    ...(reasoning ? { reasoning_effort: openai.reasoning_effort } : {}),
+    ...(openai.user !== undefined ? { user: openai.user } : {}),
+  };
+}
 
 export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
   const { openai } = config;
+  const replyReserve = openai.max_tokens ?? config.agent.reply_reserve_tokens;
   return {
     // Without a key every turn fails with a message saying how to set one.
     openai: openai.api_key
@@ -14,11 +37,18 @@ export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
           baseURL: openai.base_url,
           timeout: openai.request_timeout_seconds * 1000,
           maxRetries: openai.max_retries,
+          defaultHeaders: openai.default_headers,
         })
       : undefined,
     model: openai.default_model,
     instruction: config.agent.instruction,
     maxIterations: config.agent.max_iterations,
     log,
+    contextBudget: contextBudget({ model: openai.default_model, maxContextTokens: config.agent.max_context_tokens, replyReserve }),
+    replyReserve,
+    learned: {},
+    tokens: new TokenCounter(openai.default_model),
+    shortened: new WeakMap(),
+    requestParams: requestParamsFrom(openai),
   };
 }

@@ -5,6 +5,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
+import { limitOf, type MetricsRecorder } from "../metrics/metrics.ts";
 import { rawPathname } from "../http/access.ts";
 import { rejectUpgrade } from "../http/routes.ts";
 import { errorFrame, streamWelcomeFrame, welcomeFrame } from "../protocol.ts";
@@ -41,6 +42,7 @@ export interface SocketServerOptions {
   sessions: SocketSessions;
   log: Logger;
   redactor: Redactor;
+  metrics: MetricsRecorder;
 }
 
 export class SocketServer {
@@ -62,6 +64,11 @@ export class SocketServer {
       for (const peer of this.#peers) if (!peer.heartbeat()) options.log.info("socket_timeout", { socket: peer.id });
     }, server.ping_interval_seconds * 1000);
     this.#heartbeat.unref();
+  }
+
+  /** Open sockets on this instance (for the metrics). */
+  get openSockets(): number {
+    return this.#peers.size;
   }
 
   /** The http server's `upgrade` event. */
@@ -98,6 +105,7 @@ export class SocketServer {
     const refusal = this.#quotaRefusal(userId);
     if (refusal) {
       log.warn("connect_refused", { user_id: userId, reason: refusal });
+      this.#options.metrics.refused(limitOf(refusal));
       ws.close(CLOSE_TRY_AGAIN_LATER, refusal);
       return;
     }
@@ -129,7 +137,7 @@ export class SocketServer {
         return undefined;
       },
     );
-    const context = { log, limits, redactor };
+    const context = { log, limits, redactor, metrics: this.#options.metrics };
     ws.on("message", (data: RawData, isBinary: boolean) => {
       void ready.then((session) => session && dispatchFrame(session, peer, data, isBinary, context));
     });

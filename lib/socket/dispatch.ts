@@ -2,6 +2,7 @@
 import type { RawData } from "ws";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
+import { limitOf, type MetricsRecorder } from "../metrics/metrics.ts";
 import type { Peer } from "../session/fanout.ts";
 import {
   BINARY_FRAME_ERROR,
@@ -31,6 +32,7 @@ export interface DispatchContext {
   log: Logger;
   limits: Config["limits"];
   redactor: Redactor;
+  metrics: MetricsRecorder;
 }
 
 export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData, isBinary: boolean, context: DispatchContext): void {
@@ -45,6 +47,7 @@ export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData,
     case "chat": {
       const refuse = (error: string) => {
         log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: error });
+        context.metrics.refused(limitOf(error));
         peer.send(refusalFrame(peer.streaming, error, frame.clientId));
       };
       if (frame.message.length > limits.max_message_chars) {

@@ -6,6 +6,12 @@ export const keys = {
   session: (userId: string) => `${KEY_PREFIX}session:${userId}`,
   entries: (sessionId: string) => `${KEY_PREFIX}entries:${sessionId}`,
   statuses: (sessionId: string) => `${KEY_PREFIX}status:${sessionId}`,
+  /** A user's usage totals (a hash of TokenUsage fields), all time. */
+  usage: (userId: string) => `${KEY_PREFIX}usage:${userId}`,
+  /** A user's newest model calls (JSON), capped. */
+  usageCalls: (userId: string) => `${KEY_PREFIX}usage_calls:${userId}`,
+  /** Tokens a user used on one UTC day (the quota's counter); expires after the day is over. */
+  usageDay: (userId: string, day: string) => `${KEY_PREFIX}tokens:${userId}:${day}`,
   /** Every stored session by last activity, for the retention purge. */
   index: () => `${KEY_PREFIX}sessions`,
   lease: (userId: string) => `${KEY_PREFIX}lease:${userId}`,

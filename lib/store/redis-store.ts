@@ -7,7 +7,20 @@ import { storedEntry, type HistoryEntry } from "./history.ts";
 import { isRecord } from "../protocol.ts";
 import type { TurnStatus } from "../protocol.ts";
 import { keys } from "./redis-keys.ts";
-import { StoreError, type Fence, type SessionRecord, type SessionStore, type StoredSession } from "./store.ts";
+import {
+  StoreError,
+  type Fence,
+  type SessionRecord,
+  type SessionStore,
+  type StoredSession,
+  type UsageRecord,
+  type UsageSummary,
+} from "./store.ts";
+
+/** Model calls kept per user in the call log (the totals hash counts them all). */
+const USAGE_CALLS_KEPT = 1000;
+/** A day's quota counter lives two days: long enough for any time zone's "today" to be over. */
+const USAGE_DAY_TTL_SECONDS = 2 * 24 * 60 * 60;
 
 // Runs `redis.call` on the remaining keys only when KEYS[1] (the fence) still holds ARGV[1].
 const FENCED_APPEND = `
@@ -163,6 +176,47 @@ export class RedisStore implements SessionStore {
       }
       return doomed;
     });
+  }
+
+  recordUsage({ userId, sessionId, turnId, at, day, usage }: UsageRecord): Promise<void> {
+    return this.#run(async () => {
+      // One MULTI: every instance adds with INCRBY, so the shared counts never lose an update.
+      await this.#redis
+        .multi()
+        .hincrby(keys.usage(userId), "prompt_tokens", usage.prompt_tokens)
+        .hincrby(keys.usage(userId), "completion_tokens", usage.completion_tokens)
+        .hincrby(keys.usage(userId), "cached_tokens", usage.cached_tokens)
+        .hincrby(keys.usage(userId), "total_tokens", usage.total_tokens)
+        .hincrby(keys.usage(userId), "model_calls", usage.model_calls)
+        .hincrby(keys.usage(userId), "estimated", usage.estimated ? 1 : 0)
+        .incrby(keys.usageDay(userId, day), usage.total_tokens)
+        .expire(keys.usageDay(userId, day), USAGE_DAY_TTL_SECONDS)
+        .rpush(keys.usageCalls(userId), JSON.stringify({ session_id: sessionId, turn_id: turnId, at, ...usage }))
+        .ltrim(keys.usageCalls(userId), -USAGE_CALLS_KEPT, -1)
+        .exec();
+    });
+  }
+
+  usage(userId: string, day: string): Promise<UsageSummary> {
+    return this.#run(async () => {
+      const [hash, today] = await Promise.all([this.#redis.hgetall(keys.usage(userId)), this.#redis.get(keys.usageDay(userId, day))]);
+      const field = (name: string) => Number(hash[name] ?? 0) || 0;
+      return {
+        total: {
+          prompt_tokens: field("prompt_tokens"),
+          completion_tokens: field("completion_tokens"),
+          cached_tokens: field("cached_tokens"),
+          total_tokens: field("total_tokens"),
+          model_calls: field("model_calls"),
+          ...(field("estimated") > 0 ? { estimated: true } : {}),
+        },
+        today: Number(today ?? 0) || 0,
+      };
+    });
+  }
+
+  countSessions(): Promise<number> {
+    return this.#run(() => this.#redis.zcard(keys.index()));
   }
 
   /** The connection belongs to the coordinator, which closes it. */

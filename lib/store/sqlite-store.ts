@@ -6,7 +6,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { storedEntry, type HistoryEntry } from "./history.ts";
 import type { TurnStatus } from "../protocol.ts";
-import { StoreError, type SessionRecord, type SessionStore, type StoredSession } from "./store.ts";
+import { StoreError, type SessionRecord, type SessionStore, type StoredSession, type UsageRecord, type UsageSummary } from "./store.ts";
 
 /** Each step moves the schema from version i to i+1; never edit one that has shipped. */
 const MIGRATIONS: string[] = [
@@ -28,6 +28,26 @@ const MIGRATIONS: string[] = [
    ) WITHOUT ROWID;
    CREATE INDEX entries_turn ON entries (session_id, turn_id);
    CREATE INDEX sessions_idle ON sessions (last_activity);`,
+  // Usage belongs to the user, not to a conversation: it outlives a New chat.
+  `CREATE TABLE usage_calls (
+     user_id           TEXT NOT NULL,
+     session_id        TEXT NOT NULL,
+     turn_id           TEXT NOT NULL,
+     at                INTEGER NOT NULL,
+     prompt_tokens     INTEGER NOT NULL,
+     completion_tokens INTEGER NOT NULL,
+     cached_tokens     INTEGER NOT NULL,
+     total_tokens      INTEGER NOT NULL,
+     estimated         INTEGER NOT NULL
+   );
+   CREATE INDEX usage_calls_user ON usage_calls (user_id, at);
+   CREATE INDEX usage_calls_turn ON usage_calls (turn_id);
+   CREATE TABLE usage_days (
+     user_id TEXT NOT NULL,
+     day     TEXT NOT NULL,
+     tokens  INTEGER NOT NULL,
+     PRIMARY KEY (user_id, day)
+   ) WITHOUT ROWID;`,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -68,6 +88,23 @@ function prepareStatements(db: Database.Database) {
     deleteEntries: db.prepare("DELETE FROM entries WHERE session_id = ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE user_id = ?"),
     idleSince: db.prepare("SELECT user_id, session_id FROM sessions WHERE last_activity < ?"),
+    insertUsage: db.prepare(
+      `INSERT INTO usage_calls (user_id, session_id, turn_id, at, prompt_tokens, completion_tokens, cached_tokens, total_tokens, estimated)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    addDay: db.prepare(
+      "INSERT INTO usage_days (user_id, day, tokens) VALUES (?, ?, ?) ON CONFLICT (user_id, day) DO UPDATE SET tokens = tokens + excluded.tokens",
+    ),
+    usageTotal: db.prepare(
+      `SELECT COALESCE(SUM(prompt_tokens), 0) AS prompt, COALESCE(SUM(completion_tokens), 0) AS completion,
+         COALESCE(SUM(cached_tokens), 0) AS cached, COALESCE(SUM(total_tokens), 0) AS total, COUNT(*) AS calls,
+         COALESCE(MAX(estimated), 0) AS estimated
+       FROM usage_calls WHERE user_id = ?`,
+    ),
+    usageDay: db.prepare("SELECT tokens FROM usage_days WHERE user_id = ? AND day = ?"),
+    purgeUsage: db.prepare("DELETE FROM usage_calls WHERE at < ?"),
+    purgeDays: db.prepare("DELETE FROM usage_days WHERE day < ?"),
+    countSessions: db.prepare("SELECT COUNT(*) AS count FROM sessions"),
   };
 }
 
@@ -77,6 +114,7 @@ interface Transactions {
   endTurn(sessionId: string, entries: readonly HistoryEntry[], turnId: string, status: TurnStatus, record: SessionRecord): void;
   remove(userId: string): void;
   removeAll(userIds: readonly string[]): void;
+  recordUsage(record: UsageRecord): void;
 }
 
 export class SqliteStore implements SessionStore {
@@ -200,6 +238,20 @@ export class SqliteStore implements SessionStore {
       ),
       remove: db.transaction((userId: string) => this.#remove(userId)),
       removeAll: db.transaction((userIds: readonly string[]) => userIds.forEach((userId) => this.#remove(userId))),
+      recordUsage: db.transaction(({ userId, sessionId, turnId, at, day, usage }: UsageRecord) => {
+        this.#sql.insertUsage.run(
+          userId,
+          sessionId,
+          turnId,
+          at,
+          usage.prompt_tokens,
+          usage.completion_tokens,
+          usage.cached_tokens,
+          usage.total_tokens,
+          usage.estimated ? 1 : 0,
+        );
+        this.#sql.addDay.run(userId, day, usage.total_tokens);
+      }),
     };
   }
 
@@ -228,8 +280,44 @@ export class SqliteStore implements SessionStore {
     this.#nextSeq.delete(row.session_id);
   }
 
+  recordUsage(record: UsageRecord): Promise<void> {
+    return this.#run(() => this.#tx.recordUsage(record));
+  }
+
+  usage(userId: string, day: string): Promise<UsageSummary> {
+    return this.#run(() => {
+      const row = this.#sql.usageTotal.get(userId) as {
+        prompt: number;
+        completion: number;
+        cached: number;
+        total: number;
+        calls: number;
+        estimated: number;
+      };
+      const today = this.#sql.usageDay.get(userId, day) as { tokens: number } | undefined;
+      return {
+        total: {
+          prompt_tokens: row.prompt,
+          completion_tokens: row.completion,
+          cached_tokens: row.cached,
+          total_tokens: row.total,
+          model_calls: row.calls,
+          ...(row.estimated ? { estimated: true } : {}),
+        },
+        today: today?.tokens ?? 0,
+      };
+    });
+  }
+
+  countSessions(): Promise<number> {
+    return this.#run(() => (this.#sql.countSessions.get() as { count: number }).count);
+  }
+
   purge(cutoff: number, live: ReadonlySet<string>): Promise<string[]> {
     return this.#run(() => {
+      // Usage records go with the same retention; the day counts only once their day is over.
+      this.#sql.purgeUsage.run(cutoff);
+      this.#sql.purgeDays.run(new Date(Math.min(cutoff, Date.now() - 86_400_000)).toISOString().slice(0, 10));
       const old = this.#sql.idleSince.all(cutoff) as { user_id: string; session_id: string }[];
       const doomed = old.filter((row) => !live.has(row.user_id)).map((row) => row.user_id);
       this.#tx.removeAll(doomed);

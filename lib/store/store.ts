@@ -2,6 +2,8 @@
 // `session.store`. Methods are async so a networked store fits the same shape as the embedded one.
 import type { HistoryEntry } from "./history.ts";
 import type { TurnStatus } from "../protocol.ts";
+import { addUsage, emptyUsage } from "../model/usage.ts";
+import type { TokenUsage } from "../protocol.ts";
 
 export interface SessionRecord {
   userId: string;
@@ -24,7 +26,34 @@ export interface Fence {
   token: number;
 }
 
+/** One model call's usage, as the store records it. */
+export interface UsageRecord {
+  userId: string;
+  sessionId: string;
+  turnId: string;
+  /** Epoch milliseconds. */
+  at: number;
+  /** The UTC day the quota counts it on ("2026-11-29"). */
+  day: string;
+  usage: TokenUsage;
+}
+
+/** A user's usage: every call the store still has, and the tokens of one day (for the quota). */
+export interface UsageSummary {
+  total: TokenUsage;
+  today: number;
+}
+
 export interface SessionStore {
+  /**
+   * Adds one model call's usage to the user's records and to the day's count. Usage belongs to
+   * the user, not to a conversation: a New chat does not reset it (the retention purge does).
+   */
+  recordUsage(record: UsageRecord): Promise<void>;
+  /** The user's usage totals, and the tokens counted on `day`. */
+  usage(userId: string, day: string): Promise<UsageSummary>;
+  /** How many sessions the store holds (live or not). */
+  countSessions(): Promise<number>;
   /** The user's stored session, or undefined. Turns left `running` by a dead server read as `interrupted`. */
   load(userId: string, maxEntries: number): Promise<StoredSession | undefined>;
   /** Creates or replaces the user's session record. */
@@ -52,8 +81,23 @@ export interface SessionStore {
   close(): Promise<void>;
 }
 
-/** `session.store: memory`: nothing survives a restart, as in the original. */
+/** `session.store: memory`: nothing survives a restart, as in the original (usage is counted in memory). */
 export class MemoryStore implements SessionStore {
+  readonly #usage = new Map<string, TokenUsage>();
+  readonly #days = new Map<string, number>();
+  recordUsage({ userId, day, usage }: UsageRecord): Promise<void> {
+    const total = this.#usage.get(userId) ?? emptyUsage();
+    this.#usage.set(userId, addUsage(total, usage));
+    const key = `${userId}\n${day}`;
+    this.#days.set(key, (this.#days.get(key) ?? 0) + usage.total_tokens);
+    return Promise.resolve();
+  }
+  usage(userId: string, day: string): Promise<UsageSummary> {
+    return Promise.resolve({ total: { ...(this.#usage.get(userId) ?? emptyUsage()) }, today: this.#days.get(`${userId}\n${day}`) ?? 0 });
+  }
+  countSessions(): Promise<number> {
+    return Promise.resolve(0);
+  }
   load(): Promise<StoredSession | undefined> {
     return Promise.resolve(undefined);
   }

@@ -83,12 +83,15 @@ test("a turn streams: queued, turn_start, text deltas, then an answer frame that
   const deltas = frames.filter((frame) => frame.type === "delta");
   assert.ok(deltas.length >= 5, `deltas: ${deltas.length}`);
   assert.equal(deltas.map((d) => d.text).join(""), "Streaming works one piece at a time.");
-  assert.deepEqual(frames.at(-1), {
+  const answer = frames.at(-1);
+  assert.deepEqual(answer, {
     type: "answer",
     turn_id: turnId,
     message: "Streaming works one piece at a time.",
     user_id: "streamer",
     session_id: welcome.session_id,
+    // The turn's token usage, as the model reported it.
+    usage: answer?.usage,
   });
   assert.equal(model.requests.at(-1)?.stream, true, "the model is called with stream: true");
   await client.close();

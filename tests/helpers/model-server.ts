@@ -2,6 +2,8 @@
 // SSE shapes, tool calls. Tests and benchmarks point OPENAI_BASE_URL / openai.base_url at it.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { createRequire } from "node:module";
+import type { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 
 export interface ChatRequestMessage {
   role: string;
@@ -15,7 +17,14 @@ export interface ChatRequest {
   messages: ChatRequestMessage[];
   tools?: { type: string; function: { name: string; description?: string; parameters?: unknown } }[];
   stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  reasoning_effort?: string;
+  user?: string;
   authorization?: string;
+  /** Every request header, lower-cased. */
+  headers?: http.IncomingHttpHeaders;
 }
 
 export interface ScriptedToolCall {
@@ -41,6 +50,8 @@ export interface ScriptedReply {
   breakAfterChunks?: number;
   /** Never answer; the request stays open until the client aborts. */
   hang?: boolean;
+  /** Report no `usage`, as some OpenAI-compatible servers do not. */
+  noUsage?: boolean;
 }
 
 export type Responder = (request: ChatRequest, index: number) => ScriptedReply | Promise<ScriptedReply>;
@@ -56,6 +67,15 @@ export interface ModelServer {
   waitForRequests(count: number): Promise<void>;
   /** Aborted requests (client went away before the answer finished). */
   aborted: number;
+  /**
+   * Refuse requests longer than this many prompt tokens with OpenAI's `context_length_exceeded`
+   * error (undefined: no limit), as a real model refuses what does not fit its window.
+   */
+  setTokenLimit(tokens: number | undefined): void;
+  /** Answer plain JSON even when a stream was asked for, as some local model servers do. */
+  setIgnoreStream(ignore: boolean): void;
+  /** Requests refused as too long. */
+  refusedForLength: number;
   close(): Promise<void>;
 }
 
@@ -88,13 +108,53 @@ export const echoResponder: Responder = (request) => ({ content: `echo: ${lastUs
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function startModelServer(options: { responder?: Responder; latencyMs?: number } = {}): Promise<ModelServer> {
+/** Exact counts (o200k_base) cost CPU: only a server with a token limit pays for them; the others
+ * report usage at 4 characters a token, so benchmarks are not skewed. */
+type Count = (text: string) => number;
+// Loaded on first use: importing it costs every test file a second and ~70 MB.
+let encoding: { countTokens: typeof countTokens } | undefined;
+const exactCount: Count = (text) =>
+  text
+    ? (encoding ??= createRequire(import.meta.url)("gpt-tokenizer/encoding/o200k_base") as NonNullable<typeof encoding>).countTokens(text)
+    : 0;
+const roughCount: Count = (text) => Math.ceil(text.length / 4);
+
+/** Prompt tokens as OpenAI's cookbook counts them: 3 per message + role + content (+ tool calls as JSON), 3 to prime the reply, plus the tools. */
+export function promptTokens(request: ChatRequest, tokensOf: Count = exactCount): number {
+  let total = 3 + (request.tools ? tokensOf(JSON.stringify(request.tools)) : 0);
+  for (const message of request.messages) total += messageTokens(message, tokensOf);
+  return total;
+}
+
+function messageTokens(message: ChatRequestMessage, tokensOf: Count): number {
+  return (
+    3 + tokensOf(message.role) + tokensOf(message.content ?? "") + (message.tool_calls ? tokensOf(JSON.stringify(message.tool_calls)) : 0)
+  );
+}
+
+/** OpenAI caches prompt prefixes of 1024 tokens and more, in steps of 128: the part shared with the previous request. */
+function cachedTokens(previous: ChatRequest | undefined, request: ChatRequest, tokensOf: Count): number {
+  if (!previous) return 0;
+  let shared = 3;
+  for (let index = 0; index < request.messages.length; index++) {
+    const message = request.messages[index];
+    if (!message || JSON.stringify(message) !== JSON.stringify(previous.messages[index])) break;
+    shared += messageTokens(message, tokensOf);
+  }
+  return shared < 1024 ? 0 : Math.floor(shared / 128) * 128;
+}
+
+export async function startModelServer(
+  options: { responder?: Responder; latencyMs?: number; tokenLimit?: number; ignoreStream?: boolean } = {},
+): Promise<ModelServer> {
   let responder = options.responder ?? echoResponder;
   const queued: ScriptedReply[] = [];
   const requests: ChatRequest[] = [];
   const waiters: { count: number; resolve: () => void }[] = [];
   let counter = 0;
-  const state = { aborted: 0 };
+  const state = { aborted: 0, refusedForLength: 0 };
+  let tokenLimit = options.tokenLimit;
+  let ignoreStream = options.ignoreStream ?? false;
 
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
@@ -105,6 +165,8 @@ export async function startModelServer(options: { responder?: Responder; latency
     }
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as ChatRequest;
     body.authorization = req.headers.authorization;
+    body.headers = req.headers;
+    const previous = requests.at(-1);
     const index = counter++;
     requests.push(body);
     for (const waiter of [...waiters]) {
@@ -120,6 +182,22 @@ export async function startModelServer(options: { responder?: Responder; latency
         state.aborted++;
       }
     });
+    const tokensOf = tokenLimit === undefined ? roughCount : exactCount;
+    const prompt = promptTokens(body, tokensOf);
+    if (tokenLimit !== undefined && prompt > tokenLimit) {
+      state.refusedForLength++;
+      res.writeHead(400, { "content-type": "application/json" });
+      return res.end(
+        JSON.stringify({
+          error: {
+            message: `This model's maximum context length is ${tokenLimit} tokens. However, your messages resulted in ${prompt} tokens. Please reduce the length of the messages.`,
+            type: "invalid_request_error",
+            param: "messages",
+            code: "context_length_exceeded",
+          },
+        }),
+      );
+    }
     const reply = queued.shift() ?? (await responder(body, index));
     const delay = (reply.delayMs ?? 0) + (options.latencyMs ?? 0);
     if (delay > 0) await sleep(delay);
@@ -138,7 +216,15 @@ export async function startModelServer(options: { responder?: Responder; latency
       function: { name: call.name, arguments: typeof call.arguments === "string" ? call.arguments : JSON.stringify(call.arguments) },
     }));
     const finish = toolCalls.length > 0 ? "tool_calls" : "stop";
-    if (!body.stream) {
+    const completion =
+      tokensOf(reply.content ?? "") + toolCalls.reduce((sum, call) => sum + tokensOf(call.function.name + call.function.arguments), 0);
+    const usage = {
+      prompt_tokens: prompt,
+      completion_tokens: completion,
+      total_tokens: prompt + completion,
+      prompt_tokens_details: { cached_tokens: cachedTokens(previous, body, tokensOf) },
+    };
+    if (!body.stream || ignoreStream) {
       res.writeHead(200, { "content-type": "application/json", ...reply.headers });
       return res.end(
         JSON.stringify({
@@ -153,7 +239,7 @@ export async function startModelServer(options: { responder?: Responder; latency
               finish_reason: finish,
             },
           ],
-          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+          ...(reply.noUsage ? {} : { usage }),
         }),
       );
     }
@@ -186,6 +272,9 @@ export async function startModelServer(options: { responder?: Responder; latency
     res.write(
       `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: finish }] })}\n\n`,
     );
+    if (body.stream_options?.include_usage && !reply.noUsage) {
+      res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage })}\n\n`);
+    }
     res.end("data: [DONE]\n\n");
   });
   server.keepAliveTimeout = 1000;
@@ -201,6 +290,15 @@ export async function startModelServer(options: { responder?: Responder; latency
     waitForRequests: (count) => (requests.length >= count ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve }))),
     get aborted() {
       return state.aborted;
+    },
+    get refusedForLength() {
+      return state.refusedForLength;
+    },
+    setTokenLimit: (tokens) => {
+      tokenLimit = tokens;
+    },
+    setIgnoreStream: (ignore) => {
+      ignoreStream = ignore;
     },
     close: () =>
       new Promise((resolve) => {
