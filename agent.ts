@@ -1,5 +1,6 @@
 // The agent loop: call the model (streaming), run the tool calls it asks for, append the
 // results, call again — with a hard cap on model calls per turn.
+import { randomUUID } from "node:crypto";
 import type OpenAI from "openai";
 import type { Logger } from "./lib/log.ts";
 import { parseToolArguments, type ToolCatalog, type ToolRoute } from "./lib/mcp/tools.ts";
@@ -60,6 +61,14 @@ export interface AgentSettings {
   model: string;
   instruction: string;
   maxIterations: number;
+  /** A streamed answer that sends nothing (keep-alive comments count as nothing) for this long fails. */
+  streamIdleMs: number;
+  /** Bounds one whole model call, streamed answer included (the SDK's own timeout stops at the headers). */
+  requestTimeoutMs: number;
+  /** A model answer (or a tool call's arguments) longer than this is cut, with a note. */
+  maxAnswerChars: number;
+  /** A model error text longer than this is cut, with a note. */
+  maxErrorChars: number;
   log: Logger;
 }
 
@@ -124,10 +133,10 @@ async function loop(
     const messages: ChatMessage[] = [{ role: "system", content: settings.instruction }, ...history, ...kept];
     let assistant: AssistantMessage;
     try {
-      assistant = await streamCompletion(openai, settings.model, messages, catalog, signal, hooks);
+      assistant = await streamCompletion(openai, settings, messages, catalog, signal, hooks);
     } catch (error) {
       if (signal?.aborted) throw error;
-      return fail(modelErrorMessage(error), error);
+      return fail(capText(modelErrorMessage(error), settings.maxErrorChars, "limits.max_error_chars"), error);
     }
     signal?.throwIfAborted();
     const calls = (assistant.tool_calls ?? []).filter((call): call is ToolCall => call.type === "function");
@@ -192,50 +201,125 @@ async function runToolCall(
   return { role: "tool", tool_call_id: call.id, content };
 }
 
-/** One streamed model call, assembled into the assistant message it amounts to. */
+/** Why a model call was stopped by one of our own deadlines (the SDK only knows "aborted"). */
+class ModelLimit extends Error {
+  override name = "ModelLimit";
+}
+
+/**
+ * One streamed model call, assembled into the assistant message it amounts to. Bounded on every
+ * side: an idle timer between chunks, a deadline for the whole call, and a cap on what is kept.
+ * Tool calls get ids we assign: the model's own can repeat or be missing, and an approval, a
+ * tool_end and a history entry must each point at exactly one call.
+ */
 async function streamCompletion(
   openai: OpenAI,
-  model: string,
+  settings: AgentSettings,
   messages: ChatMessage[],
   catalog: ToolCatalog,
   signal: AbortSignal | undefined,
   hooks: TurnHooks,
 ): Promise<AssistantMessage> {
-  const stream = await openai.chat.completions.create(
-    {
-      model,
-      messages,
-      stream: true,
-      ...(catalog.tools.length > 0 ? { tools: catalog.tools } : {}),
-    },
-    { signal },
+  const deadlines = new AbortController();
+  const overall = setTimeout(
+    () =>
+      deadlines.abort(
+        new ModelLimit(
+          `the model's answer timed out: it was not complete after ${seconds(settings.requestTimeoutMs)} s (openai.request_timeout_seconds)`,
+        ),
+      ),
+    settings.requestTimeoutMs,
   );
+  let idle: NodeJS.Timeout | undefined;
+  const armIdle = () => {
+    clearTimeout(idle);
+    idle = setTimeout(
+      () =>
+        deadlines.abort(
+          new ModelLimit(
+            `the model's answer timed out: it sent nothing for ${seconds(settings.streamIdleMs)} s (openai.stream_idle_timeout_seconds)`,
+          ),
+        ),
+      settings.streamIdleMs,
+    );
+  };
+  const requestSignal = signal ? AbortSignal.any([signal, deadlines.signal]) : deadlines.signal;
   let content = "";
-  const calls: { id: string; name: string; arguments: string }[] = [];
-  for await (const chunk of stream) {
-    const delta = chunk.choices[0]?.delta;
-    if (!delta) continue;
-    if (delta.content) {
-      content += delta.content;
-      hooks.onTextDelta?.(delta.content);
+  let cut = false;
+  const calls: { name: string; arguments: string }[] = [];
+  try {
+    const stream = await openai.chat.completions.create(
+      {
+        model: settings.model,
+        messages,
+        stream: true,
+        ...(catalog.tools.length > 0 ? { tools: catalog.tools } : {}),
+      },
+      { signal: requestSignal },
+    );
+    armIdle();
+    for await (const chunk of stream) {
+      armIdle();
+      const delta = chunk.choices[0]?.delta;
+      if (!delta) continue;
+      if (delta.content) {
+        const room = settings.maxAnswerChars - content.length;
+        const piece = delta.content.slice(0, Math.max(0, room));
+        content += piece;
+        if (piece) hooks.onTextDelta?.(piece);
+        if (piece.length < delta.content.length) {
+          cut = true;
+          break; // leaving the loop ends the request: the rest is never downloaded
+        }
+      }
+      for (const part of delta.tool_calls ?? []) {
+        // The index comes from the model: a sparse or huge one must not make a huge array.
+        if (part.index < 0 || part.index >= 128) continue;
+        const slot = (calls[part.index] ??= { name: "", arguments: "" });
+        if (part.function?.name) slot.name += part.function.name;
+        if (part.function?.arguments) slot.arguments += part.function.arguments;
+        if (slot.name.length + slot.arguments.length > settings.maxAnswerChars) {
+          throw new ModelLimit(
+            `the model's tool call "${slot.name.slice(0, 100)}" was longer than ${settings.maxAnswerChars} characters (limits.max_answer_chars)`,
+          );
+        }
+      }
     }
-    for (const part of delta.tool_calls ?? []) {
-      const slot = (calls[part.index] ??= { id: "", name: "", arguments: "" });
-      if (part.id) slot.id = part.id;
-      if (part.function?.name) slot.name += part.function.name;
-      if (part.function?.arguments) slot.arguments += part.function.arguments;
-    }
+  } catch (error) {
+    const reason: unknown = deadlines.signal.reason;
+    if (!signal?.aborted && reason instanceof ModelLimit) throw reason;
+    throw error;
+  } finally {
+    clearTimeout(overall);
+    clearTimeout(idle);
   }
-  const toolCalls = calls.filter(Boolean).map((call, index) => ({
-    id: call.id || `call_${index}`,
-    type: "function" as const,
-    function: { name: call.name, arguments: call.arguments },
-  }));
+  if (cut) {
+    const note = `\n\n[answer cut: the model wrote more than ${settings.maxAnswerChars} characters (limits.max_answer_chars)]`;
+    content += note;
+    hooks.onTextDelta?.(note);
+  }
+  const toolCalls = cut
+    ? []
+    : calls.filter(Boolean).map((call) => ({
+        id: `call_${randomUUID()}`,
+        type: "function" as const,
+        function: { name: call.name, arguments: call.arguments },
+      }));
   return {
     role: "assistant",
     content: content || null,
     ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
   };
+}
+
+function seconds(ms: number): number {
+  return Number((ms / 1000).toFixed(1));
+}
+
+/** `text`, cut to `maxChars` with a note naming the key that governs the cap. */
+function capText(text: string, maxChars: number, key: string): string {
+  if (text.length <= maxChars) return text;
+  return `${text.slice(0, maxChars)} [cut: ${text.length} characters, only the first ${maxChars} are shown (${key})]`;
 }
 
 /** The model SDK's error, worded for a person. */

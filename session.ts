@@ -9,6 +9,7 @@ import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
 import { TurnRecord } from "./lib/session/turn-record.ts";
+import { publicReason } from "./lib/session/public-reason.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub, ServerInfo } from "./lib/mcp/hub.ts";
 import type { Workspaces } from "./lib/workspace/workspaces.ts";
@@ -56,16 +57,23 @@ export interface SessionDeps {
   /** Turns waiting behind the running one; more are refused with an error frame. */
   maxQueuedTurns: number;
   rateLimit: RateLimit;
+  /** `history` requests, a bucket apart so a reconnecting page never costs a chat message. */
+  historyRateLimit: RateLimit;
   /** Removes secrets from text that goes to a client. */
   redactor: Redactor;
   store: SessionStore;
   /** Which tool calls wait for a person's approval. */
   approvalPolicy: ApprovalPolicy;
   approvalTimeoutMs: number;
+  /** A turn running longer than this is stopped with an error (agent.max_turn_seconds). */
+  maxTurnMs: number;
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
 }
+
+/** What a New chat did: refused as a whole, or done, with what of it could not be done. */
+export type ResetOutcome = { ok: false; error: string } | { ok: true; workspaceCleared: boolean; notes: string[] };
 
 export interface SessionInfo {
   user_id: string;
@@ -91,6 +99,8 @@ export class UserSession {
   readonly sockets: UserSockets;
   readonly hub: McpHub;
   #entries: HistoryEntry[] = [];
+  /** The history items of `#entries` as last computed: a repeated `history` request costs a slice. */
+  #itemsCache: { entries: HistoryEntry[]; items: HistoryItem[] } | undefined;
   readonly #queue: QueuedTurn[] = [];
   #running: RunningTurn | undefined;
   #pumping: Promise<void> | undefined;
@@ -99,6 +109,7 @@ export class UserSession {
   /** A turn waiting for the user's turn lease: a cancel or close stops the wait. */
   #waiting: AbortController | undefined;
   #bucket: Bucket;
+  #historyBucket: Bucket;
   readonly #approvals: ApprovalDesk;
   readonly #deps: SessionDeps;
 
@@ -113,6 +124,7 @@ export class UserSession {
     this.#deps = deps;
     this.sockets = new UserSockets(record.userId, deps.coordinator);
     this.#bucket = fullBucket(deps.rateLimit, Date.now());
+    this.#historyBucket = fullBucket(deps.historyRateLimit, Date.now());
     this.#approvals = new ApprovalDesk({
       timeoutMs: deps.approvalTimeoutMs,
       log: deps.log,
@@ -155,31 +167,66 @@ export class UserSession {
   /**
    * Starts over: a new session_id and an empty history (stored and in memory), and with
    * `clearWorkspace` an empty workspace folder. The running turn is cancelled and queued ones
-   * dropped; the MCP servers stay. Every streaming socket of the user, here and elsewhere, is told.
+   * dropped; "always allow" answers are forgotten; the MCP servers stay. The history changes
+   * only once the store has let go of the old one, so a store failure changes nothing; a
+   * workspace that cannot be emptied is reported as such. Every socket of the user is told
+   * exactly what was done, here and on other instances.
    */
-  async reset(clearWorkspace: boolean): Promise<void> {
+  async reset(clearWorkspace: boolean): Promise<ResetOutcome> {
+    const { store, workspaces, log, redactor } = this.#deps;
     // Messages sent from now on belong to the new conversation: they wait until it exists.
     this.#resetting = true;
+    let outcome: ResetOutcome;
     try {
       this.#queue.length = 0;
       this.#waiting?.abort();
       this.#running?.abort.abort();
       // Let the cancelled turn finish writing under the old session_id before it is deleted.
       await this.#pumping;
+      const now = Date.now();
+      const fresh: SessionRecord = { userId: this.userId, sessionId: randomUUID(), createdAt: now, lastActivity: now, messageCount: 0 };
+      try {
+        await store.remove(this.userId);
+      } catch (error) {
+        const reason = redactor.redact(publicReason(error));
+        log.error("session_reset_failed", { user_id: this.userId, session_id: this.#sessionId, error: reason });
+        outcome = { ok: false, error: `New chat failed: the conversation could not be deleted (${reason}). Nothing was changed` };
+        this.sockets.broadcast(streamErrorFrame(outcome.error));
+        return outcome;
+      }
+      // The old conversation is gone from the store: from here on the reset has happened.
       this.#entries = [];
-      this.#sessionId = randomUUID();
-      this.#createdAt = Date.now();
-      this.lastActivity = this.#createdAt;
-      this.messageCount = 0;
-      await this.#deps.store.remove(this.userId);
-      await this.#deps.store.saveSession(this.record());
-      if (clearWorkspace) await this.#deps.workspaces.clear(this.userId);
-      this.#deps.log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId, workspace_cleared: clearWorkspace });
+      this.#itemsCache = undefined;
+      this.#adopt(fresh, []);
+      this.lastActivity = now;
+      this.#approvals.forgetAlwaysAllowed();
+      const notes: string[] = [];
+      // If the new record cannot be written now, the first turn's end writes it.
+      await store.saveSession(this.record()).catch((error: unknown) => {
+        log.warn("session_reset_save_failed", { user_id: this.userId, session_id: this.#sessionId, error: publicReason(error) });
+      });
+      let workspaceCleared = false;
+      if (clearWorkspace) {
+        try {
+          await workspaces.clear(this.userId);
+          workspaceCleared = true;
+        } catch (error) {
+          notes.push(
+            `the workspace files could not all be deleted (${redactor.redact(publicReason(error, workspaces.dirFor(this.userId)))})`,
+          );
+        }
+      }
+      log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId, workspace_cleared: workspaceCleared, notes });
+      outcome = { ok: true, workspaceCleared, notes };
     } finally {
       this.#resetting = false;
       if (this.#queue.length > 0) void this.#pump();
     }
-    this.sockets.broadcast(resetFrame(this.userId, this.#sessionId, clearWorkspace));
+    this.sockets.broadcast(resetFrame(this.userId, this.#sessionId, outcome.workspaceCleared));
+    if (outcome.notes.length > 0) {
+      this.sockets.broadcast(streamErrorFrame(`New chat started (the conversation was cleared), but ${outcome.notes.join("; ")}`));
+    }
+    return outcome;
   }
 
   /** What the model sees of earlier turns. */
@@ -188,7 +235,37 @@ export class UserSession {
   }
 
   historyItems(): HistoryItem[] {
-    return historyItems(this.#entries);
+    if (this.#itemsCache?.entries !== this.#entries) this.#itemsCache = { entries: this.#entries, items: historyItems(this.#entries) };
+    return this.#itemsCache.items;
+  }
+
+  /**
+   * One page of the history, oldest first: the `limit` items before `before` (an item index, or
+   * the turn_id whose first item ends the page), or the newest ones.
+   */
+  historyPage(before: number | string | undefined, limit: number): { items: HistoryItem[]; start: number; total: number } {
+    const all = this.historyItems();
+    let end = all.length;
+    if (typeof before === "number") end = Math.min(before, all.length);
+    else if (typeof before === "string") {
+      const at = all.findIndex((item) => item.turn_id === before);
+      end = at === -1 ? 0 : at;
+    }
+    const start = Math.max(0, end - limit);
+    return { items: all.slice(start, end), start, total: all.length };
+  }
+
+  /** A `history` request costs a token of its own bucket: asking in a loop is refused, saying why. */
+  takeHistoryToken(now = Date.now()): { ok: true } | { ok: false; error: string } {
+    const limit = this.#deps.historyRateLimit;
+    const decision = takeToken(this.#historyBucket, limit, now);
+    this.#historyBucket = decision.bucket;
+    if (decision.allowed) return { ok: true };
+    const seconds = Math.ceil(decision.retryAfterMs / 1000);
+    return {
+      ok: false,
+      error: `Too many history requests: the limit is ${limit.perMinute} per minute (limits.history_requests_per_minute). Retry in ${seconds} s`,
+    };
   }
 
   get busy(): boolean {
@@ -270,8 +347,10 @@ export class UserSession {
     switch (message.kind) {
       case "frame":
         // New chat in another tab elsewhere: this instance's copy starts over too.
-        if (message.frame.type === "reset" && !this.#pumping)
-          this.#adopt({ ...this.record(), sessionId: message.frame.session_id, messageCount: 0 }, []);
+        if (message.frame.type === "reset") {
+          this.#approvals.forgetAlwaysAllowed();
+          if (!this.#pumping) this.#adopt({ ...this.record(), sessionId: message.frame.session_id, messageCount: 0 }, []);
+        }
         this.sockets.fromElsewhere(message.frame);
         return;
       case "cancel":
@@ -348,6 +427,7 @@ export class UserSession {
     for (const entry of this.#entries) {
       if (entry.status !== "running") continue;
       entry.status = "interrupted";
+      this.#itemsCache = undefined;
       await store.setTurnStatus(this.#sessionId, entry.turnId, "interrupted", lease.fence);
     }
   }
@@ -363,6 +443,11 @@ export class UserSession {
     });
     this.#running = turn;
     const started = Date.now();
+    const deadline = setTimeout(() => {
+      turn.failure = `the turn was stopped: it ran longer than ${this.#deps.maxTurnMs / 1000} s (agent.max_turn_seconds)`;
+      turn.abort.abort();
+    }, this.#deps.maxTurnMs);
+    deadline.unref();
     log.info("turn_start", { ...fields, chars: text.length });
     this.sockets.turnFrame(turnStartFrame(turnId, text, clientId));
     const record = new TurnRecord(store, sessionId, turnId, lease.fence);
@@ -421,6 +506,9 @@ export class UserSession {
         log.warn("turn_error", { ...fields, error: reason });
       }
     } finally {
+      clearTimeout(deadline);
+      // Nothing of this turn may wait on after it: a call the model named twice, a call left behind by a failure.
+      this.#approvals.settleTurn(turnId, "denied: the turn ended");
       this.#running = undefined;
       this.lastActivity = Date.now();
     }

@@ -62,7 +62,10 @@ const ConfigSchema = z.object({
       api_key: z.string().optional(),
       base_url: z.string().optional(),
       default_model: z.string().default("gpt-4o-mini"),
+      /** Bounds a whole model call, a streamed answer included. */
       request_timeout_seconds: seconds.default(60),
+      /** A streamed answer that sends nothing for this long (keep-alive comments do not count) fails. */
+      stream_idle_timeout_seconds: seconds.default(30),
       max_retries: z.number().int().min(0).max(10).default(2),
     })
     .prefault({}),
@@ -77,6 +80,8 @@ const ConfigSchema = z.object({
       max_iterations: z.number().int().min(1).max(100).default(10),
       /** A tool call waiting for approval this long is denied. */
       approval_timeout_seconds: seconds.default(120),
+      /** A turn still running after this long is stopped with an error (model calls, tools and approvals included). */
+      max_turn_seconds: seconds.default(600),
     })
     .prefault({}),
   session: z
@@ -127,8 +132,18 @@ const ConfigSchema = z.object({
       max_queued_turns: z.number().int().positive().default(16),
       messages_per_minute: z.number().positive().default(30),
       message_burst: z.number().int().positive().default(10),
+      /** `history` requests per user (a bucket apart from messages), and how many may come at once. */
+      history_requests_per_minute: z.number().positive().default(60),
+      history_burst: z.number().int().positive().default(10),
+      /** Items in a `history` frame when the request names no `limit`, and the most it may name. */
+      history_page_items: z.number().int().positive().default(200),
+      history_max_page_items: z.number().int().positive().default(1000),
       /** Tool results longer than this (characters) are cut with a note. */
       max_tool_result_chars: z.number().int().positive().default(100_000),
+      /** A model answer longer than this (characters) is cut with a note; tool call arguments past it fail the call. */
+      max_answer_chars: z.number().int().positive().default(200_000),
+      /** A model error text longer than this (characters) is cut with a note. */
+      max_error_chars: z.number().int().positive().default(2_000),
       /** Restarts of a crashed MCP server before it is left failed. */
       mcp_max_restarts: z.number().int().min(0).default(3),
       /** Sessions that start their MCP servers on connect; beyond this, servers start on the first turn. */

@@ -19,6 +19,10 @@ export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
     model: openai.default_model,
     instruction: config.agent.instruction,
     maxIterations: config.agent.max_iterations,
+    streamIdleMs: openai.stream_idle_timeout_seconds * 1000,
+    requestTimeoutMs: openai.request_timeout_seconds * 1000,
+    maxAnswerChars: config.limits.max_answer_chars,
+    maxErrorChars: config.limits.max_error_chars,
     log,
   };
 }

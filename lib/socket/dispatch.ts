@@ -1,6 +1,7 @@
 // What a frame from a socket asks of the user's session. Parsing is protocol.ts's; this decides.
 import type { RawData } from "ws";
 import type { UserSession } from "../../session.ts";
+import { publicReason } from "../session/public-reason.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
 import type { Peer } from "../session/fanout.ts";
@@ -46,13 +47,20 @@ export function dispatchFrame(session: UserSession, peer: Peer, data: RawData, i
     case "cancel":
       session.cancel();
       return;
-    case "history":
+    case "history": {
+      const allowed = session.takeHistoryToken();
+      if (!allowed.ok) return peer.send(refusalFrame(peer.streaming, allowed.error));
+      const limit = Math.min(frame.limit ?? limits.history_page_items, limits.history_max_page_items);
       // Turns that ran on other instances are read from the store first.
       void session
         .refresh()
         .catch((error: unknown) => log.warn("history_refresh_failed", { user_id: session.userId, error }))
-        .then(() => peer.send(historyFrame(session.userId, session.sessionId, session.historyItems())));
+        .then(() => {
+          const page = session.historyPage(frame.before, limit);
+          peer.send(historyFrame(session.userId, session.sessionId, page.items, page));
+        });
       return;
+    }
     case "reset":
       void reset(session, peer, frame.workspace, context);
       return;
@@ -71,11 +79,18 @@ export function dispatchFrame(session: UserSession, peer: Peer, data: RawData, i
   }
 }
 
-async function reset(session: UserSession, asker: Peer, clearWorkspace: boolean, { redactor }: DispatchContext): Promise<void> {
+async function reset(session: UserSession, asker: Peer, clearWorkspace: boolean, { redactor, log }: DispatchContext): Promise<void> {
+  let outcome;
   try {
-    await session.reset(clearWorkspace);
+    outcome = await session.reset(clearWorkspace);
   } catch (error) {
-    return asker.send(errorFrame(`Reset failed: ${redactor.redact((error as Error).message)}`));
+    log.error("session_reset_failed", { user_id: session.userId, error });
+    return asker.send(errorFrame(`Reset failed: ${redactor.redact(publicReason(error))}`));
+  }
+  // Streaming sockets heard the outcome with every other tab; a seed-style asker hears it here.
+  if (!outcome.ok) {
+    if (!asker.streaming) asker.send(errorFrame(outcome.error));
+    return;
   }
   // A seed-style socket that asked learns its new session_id from a fresh welcome.
   if (!asker.streaming) asker.send(welcomeFrame(session.userId, session.sessionId));
