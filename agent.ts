@@ -285,6 +285,8 @@ async function streamCompletion(
         }
       }
     }
+    // The SDK's stream ends quietly when its signal aborts: say which deadline it was.
+    if (!signal?.aborted && deadlines.signal.aborted) throw deadlines.signal.reason;
   } catch (error) {
     const reason: unknown = deadlines.signal.reason;
     if (!signal?.aborted && reason instanceof ModelLimit) throw reason;

@@ -437,10 +437,13 @@ export class UserSession {
     const sessionId = this.#sessionId;
     const fields = { user_id: this.userId, session_id: sessionId, turn_id: turnId };
     const turn: RunningTurn = { turnId, peer, abort: new AbortController() };
-    lease.lost.addEventListener("abort", () => {
+    const onLost = () => {
       turn.failure = `the turn was stopped: ${(lease.lost.reason as Error).message}`;
       turn.abort.abort();
-    });
+    };
+    // Removed when the turn ends: on one instance every lease shares one never-aborted signal,
+    // which would otherwise keep every turn that ever ran alive.
+    lease.lost.addEventListener("abort", onLost, { once: true });
     this.#running = turn;
     const started = Date.now();
     const deadline = setTimeout(() => {
@@ -506,6 +509,7 @@ export class UserSession {
         log.warn("turn_error", { ...fields, error: reason });
       }
     } finally {
+      lease.lost.removeEventListener("abort", onLost);
       clearTimeout(deadline);
       // Nothing of this turn may wait on after it: a call the model named twice, a call left behind by a failure.
       this.#approvals.settleTurn(turnId, "denied: the turn ended");
