@@ -34,6 +34,10 @@ const McpServerSchema = z.object({
     .int()
     .positive()
     .default(5 * 1024 * 1024),
+  /** Markup longer than this (characters) is cut before conversion to Markdown (about 2 s per million). */
+  max_convert_chars: z.number().int().positive().default(1_000_000),
+  /** Worker threads converting HTML to Markdown, shared fairly by all users; 0: one per core but one. */
+  convert_workers: z.number().int().min(0).max(64).default(0),
 });
 
 const LoggerSchema = z.object({

@@ -7,7 +7,7 @@ import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { createFetchServer, fetchToolOptions } from "../fetch/fetch-tool.ts";
+import { createFetchServer, fetchToolOptions, OWNER_META_KEY } from "../fetch/fetch-tool.ts";
 import type { ToolOutcome, Toolbox } from "../../agent.ts";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
@@ -174,7 +174,8 @@ export class McpConnection {
   }
 
   /** Calls a tool; every failure is an outcome for the model, never a thrown error. */
-  async callTool(tool: string, args: Record<string, unknown>, signal?: AbortSignal): Promise<ToolOutcome> {
+  /** `owner` (the user) is passed to shared in-process servers only, which share their work fairly by it. */
+  async callTool(tool: string, args: Record<string, unknown>, signal?: AbortSignal, owner?: string): Promise<ToolOutcome> {
     if (this.#state === "exited") {
       if (this.#restarts >= this.#limits.maxRestarts) {
         this.#state = "failed";
@@ -192,7 +193,8 @@ export class McpConnection {
       return { ok: false, text: `Unknown tool "${tool}" on MCP server "${this.name}"` };
     }
     try {
-      const result = await client.callTool({ name: tool, arguments: args }, undefined, { signal, timeout: this.#timeoutMs });
+      const meta = this.shared && owner !== undefined ? { _meta: { [OWNER_META_KEY]: owner } } : {};
+      const result = await client.callTool({ name: tool, arguments: args, ...meta }, undefined, { signal, timeout: this.#timeoutMs });
       const text = resultText(result.content);
       return { ok: result.isError !== true, text: capText(text, this.#limits.maxToolResultChars) };
     } catch (error) {
@@ -380,8 +382,12 @@ export class McpHub implements Toolbox {
   /** When a turn last needed the servers (epoch ms), for idle reaping. */
   #lastUsed = Date.now();
 
-  constructor(connections: McpConnection[]) {
+  /** The user this hub serves, named to shared servers (see McpConnection.callTool). */
+  readonly #owner: string | undefined;
+
+  constructor(connections: McpConnection[], owner?: string) {
     this.#connections = connections;
+    this.#owner = owner;
   }
 
   get #owned(): McpConnection[] {
@@ -427,7 +433,7 @@ export class McpHub implements Toolbox {
     this.#lastUsed = Date.now();
     const connection = this.#connections.find((candidate) => candidate.name === route.server);
     if (!connection) return { ok: false, text: `Unknown MCP server "${route.server}"` };
-    return connection.callTool(route.tool, args, signal);
+    return connection.callTool(route.tool, args, signal, this.#owner);
   }
 
   info(): ServerInfo[] {
