@@ -169,7 +169,19 @@ const ConfigSchema = z.object({
   /** `session.store: redis`: several instances share sessions through this Redis. */
   redis: z
     .object({
+      /** redis://[user:password@]host:port, or rediss://… for TLS; credentials belong in the secrets file. */
       url: z.string().default("redis://127.0.0.1:6379"),
+      /** Signs every message between instances (HMAC-SHA256): unsigned or forged ones are dropped. Required with session.store: redis. */
+      cluster_secret: z.string().min(16).optional(),
+      /** TLS to Redis (a rediss:// URL turns it on): PEM files relative to the config folder. */
+      tls: z
+        .object({
+          ca_file: z.string().optional(),
+          cert_file: z.string().optional(),
+          key_file: z.string().optional(),
+          reject_unauthorized: z.boolean().default(true),
+        })
+        .optional(),
       /** A turn's lease on its user; renewed while it runs, so only a dead instance's lease expires. */
       lease_seconds: seconds.default(10),
     })
@@ -301,6 +313,11 @@ export function parseConfig(
     if ((server.transport === "sse" || server.transport === "streamable_http") && !server.url) {
       throw new ConfigError(`${locate(sources, ["mcp", "servers", name])}: ${where}: transport ${server.transport} needs "url"`);
     }
+  }
+  if (parsed.session.store === "redis" && !parsed.redis.cluster_secret) {
+    throw new ConfigError(
+      `${locate(sources, ["session", "store"])}: session.store: redis needs redis.cluster_secret: a random value of 16 characters or more, the same on every instance, in ${SECRETS_FILE} (instances sign their messages with it, so that whoever can write to Redis cannot forge an approval)`,
+    );
   }
   const openai = {
     ...parsed.openai,
