@@ -145,7 +145,7 @@ const ConfigSchema = z.object({
       /** Tool results longer than this (characters) are cut with a note. */
       max_tool_result_chars: z.number().int().positive().default(100_000),
       /** A model answer longer than this (characters) is cut with a note; tool call arguments past it fail the call. */
-      max_answer_chars: z.number().int().positive().default(200_000),
+      max_answer_chars: z.number().int().positive().default(1_000_000),
       /** A model error text longer than this (characters) is cut with a note. */
       max_error_chars: z.number().int().positive().default(2_000),
       /** Restarts of a crashed MCP server before it is left failed. */
