@@ -3,7 +3,8 @@
 // ignored), and a New chat whose store refuses the delete changes nothing and says so.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -166,4 +167,86 @@ test("session.store: redis without redis.cluster_secret is refused at start, nam
     }),
     /session\.store: redis needs redis\.cluster_secret/,
   );
+});
+
+test("rediss:// with redis.tls.ca_file: a TLS Redis with a private CA and a password works", { skip }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "redis-tls-"));
+  const run = (args: string[]) => {
+    const result = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    assert.equal(result.status, 0, result.stderr);
+  };
+  // A private CA, and a certificate for 127.0.0.1 signed by it.
+  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=test-ca"]);
+  run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+  writeFileSync(path.join(dir, "san.ext"), "subjectAltName=IP:127.0.0.1\n");
+  run([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "1",
+    "-extfile",
+    "san.ext",
+  ]);
+  const [port = 0] = await freePorts(1);
+  const password = randomSecret();
+  writeFileSync(path.join(dir, "redis.conf"), `requirepass ${password}\n`, { mode: 0o600 });
+  const child = spawn(
+    REDIS_SERVER ?? "redis-server",
+    [
+      "redis.conf",
+      "--port",
+      "0",
+      "--tls-port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--tls-cert-file",
+      "server.pem",
+      "--tls-key-file",
+      "server.key",
+      "--tls-ca-cert-file",
+      "ca.pem",
+      "--tls-auth-clients",
+      "no",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+    ],
+    { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  let tlsServer: RunningServer | undefined;
+  try {
+    await until(() => out.includes("Ready to accept connections"), "redis-server with TLS");
+    tlsServer = await startServer({
+      config: baseConfig(model.baseUrl, {}, { session: { store: "redis" }, redis: { tls: { ca_file: path.join(dir, "ca.pem") } } }),
+      secrets: {
+        openai: { api_key: "sk-test-tls" },
+        redis: { url: `rediss://:${password}@127.0.0.1:${port}`, cluster_secret: CLUSTER_SECRET },
+      },
+    });
+    const health = (await (await fetch(`${tlsServer.url}/health`)).json()) as Frame;
+    assert.equal(health.redis, "ok");
+    const client = await connect(tlsServer.wsUrl("overtls"));
+    await client.next();
+    assert.equal((await ask(client, "over TLS")).message, "echo: over TLS");
+    await client.close();
+  } finally {
+    await tlsServer?.close();
+    child.kill("SIGTERM");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
