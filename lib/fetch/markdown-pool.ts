@@ -40,8 +40,11 @@ export class MarkdownConverter {
   readonly #size: number;
   readonly #maxInputChars: number;
   readonly #slots: Slot[] = [];
-  /** Waiting pages per owner; the Map's order is the round-robin order (an owner served goes last). */
+  /** Waiting pages per owner; an owner with nothing waiting has no entry. */
   readonly #queues = new Map<string, Pending[]>();
+  /** When each owner with pages waiting was last served (a sequence number): the least recent goes next. */
+  readonly #lastServed = new Map<string, number>();
+  #served = 0;
   #nextId = 1;
   #idleTimer: NodeJS.Timeout | undefined;
 
@@ -80,15 +83,32 @@ export class MarkdownConverter {
     }
   }
 
-  /** The first page of the owner whose turn it is; that owner then goes to the back. */
+  /**
+   * The first page of the owner served least recently (one that just arrived: first of all), so
+   * a user with one page waits for at most the pages already converting, whatever others queued.
+   */
   #takeNext(): Pending | undefined {
-    for (const [owner, queue] of this.#queues) {
-      const next = queue.shift();
-      this.#queues.delete(owner);
-      if (queue.length > 0) this.#queues.set(owner, queue);
-      if (next) return next;
+    let chosen: string | undefined;
+    let oldest = Infinity;
+    for (const owner of this.#queues.keys()) {
+      const served = this.#lastServed.get(owner) ?? -1;
+      if (served < oldest) {
+        oldest = served;
+        chosen = owner;
+      }
     }
-    return undefined;
+    if (chosen === undefined) return undefined;
+    const queue = this.#queues.get(chosen) ?? [];
+    const next = queue.shift();
+    this.#lastServed.set(chosen, this.#served++);
+    if (queue.length === 0) this.#forget(chosen);
+    return next;
+  }
+
+  /** An owner with nothing waiting any more: the next page it sends counts as newly arrived. */
+  #forget(owner: string): void {
+    this.#queues.delete(owner);
+    this.#lastServed.delete(owner);
   }
 
   #newSlot(): Slot | undefined {
@@ -121,7 +141,7 @@ export class MarkdownConverter {
     const index = queue?.indexOf(pending) ?? -1;
     if (queue && index !== -1) {
       queue.splice(index, 1);
-      if (queue.length === 0) this.#queues.delete(pending.owner);
+      if (queue.length === 0) this.#forget(pending.owner);
       return pending.reject(reason);
     }
     const slot = this.#slots.find((candidate) => candidate.running === pending);
@@ -149,5 +169,6 @@ export class MarkdownConverter {
     }
     for (const queue of this.#queues.values()) for (const pending of queue) pending.reject(stopped);
     this.#queues.clear();
+    this.#lastServed.clear();
   }
 }
