@@ -178,6 +178,8 @@ export class UserSession {
     this.#resetting = true;
     let outcome: ResetOutcome;
     try {
+      const dropped = this.#queue.length;
+      const stopped = this.#running !== undefined || this.#waiting !== undefined;
       this.#queue.length = 0;
       this.#waiting?.abort();
       this.#running?.abort.abort();
@@ -190,7 +192,16 @@ export class UserSession {
       } catch (error) {
         const reason = redactor.redact(publicReason(error));
         log.error("session_reset_failed", { user_id: this.userId, session_id: this.#sessionId, error: reason });
-        outcome = { ok: false, error: `New chat failed: the conversation could not be deleted (${reason}). Nothing was changed` };
+        const undone = [
+          stopped ? "the running answer was stopped" : "",
+          dropped > 0 ? `${dropped} waiting message(s) were dropped` : "",
+        ].filter(Boolean);
+        outcome = {
+          ok: false,
+          error: `New chat failed: the conversation could not be deleted (${reason}). ${
+            undone.length === 0 ? "Nothing was changed" : `The conversation is unchanged, but ${undone.join(" and ")}`
+          }`,
+        };
         this.sockets.broadcast(streamErrorFrame(outcome.error));
         return outcome;
       }
