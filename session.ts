@@ -251,10 +251,14 @@ export class UserSession {
   }
 
   /**
-   * One page of the history, oldest first: the `limit` items before `before` (an item index, or
-   * the turn_id whose first item ends the page), or the newest ones.
+   * One page of the history, oldest first: at most `limit` items (and about `maxChars` characters)
+   * before `before` (an item index, or the turn_id whose first item ends the page), or the newest.
    */
-  historyPage(before: number | string | undefined, limit: number): { items: HistoryItem[]; start: number; total: number } {
+  historyPage(
+    before: number | string | undefined,
+    limit: number,
+    maxChars: number,
+  ): { items: HistoryItem[]; start: number; total: number } {
     const all = this.historyItems();
     let end = all.length;
     if (typeof before === "number") end = Math.min(before, all.length);
@@ -262,7 +266,14 @@ export class UserSession {
       const at = all.findIndex((item) => item.turn_id === before);
       end = at === -1 ? 0 : at;
     }
-    const start = Math.max(0, end - limit);
+    // Newest first, while the page's JSON stays under maxChars (always at least one item).
+    let start = end;
+    let chars = 0;
+    while (start > 0 && end - start < limit) {
+      chars += JSON.stringify(all[start - 1]).length;
+      if (chars > maxChars && start < end) break;
+      start--;
+    }
     return { items: all.slice(start, end), start, total: all.length };
   }
 

@@ -142,6 +142,8 @@ const ConfigSchema = z.object({
       /** Items in a `history` frame when the request names no `limit`, and the most it may name. */
       history_page_items: z.number().int().positive().default(200),
       history_max_page_items: z.number().int().positive().default(1000),
+      /** A `history` frame holds fewer items when theirs would pass this many characters of JSON (at least one item). */
+      history_page_chars: z.number().int().positive().default(2_000_000),
       /** Tool results longer than this (characters) are cut with a note. */
       max_tool_result_chars: z.number().int().positive().default(100_000),
       /** A model answer longer than this (characters) is cut with a note; tool call arguments past it fail the call. */

@@ -40,7 +40,8 @@ before(async () => {
     config: baseConfig(
       model.baseUrl,
       { test: { ...testServerEntry, require_approval: ["echo"] } },
-      { agent: { approval_timeout_seconds: 30 } },
+      // Pages of about three short items, to show the character cap.
+      { agent: { approval_timeout_seconds: 30 }, limits: { history_page_chars: 300 } },
     ),
     secrets: { openai: { api_key: "sk-test-promises" } },
   });
@@ -128,9 +129,16 @@ test("history comes in pages: before/limit, start and total, and a refusal when 
     (beforeTurn.items as Frame[]).map((item) => item.content),
     ["m1", "echo: m1"],
   );
+  client.send({ type: "history", limit: 6 });
+  const capped = await client.nextMatching((frame) => frame.type === "history");
+  const cappedItems = capped.items as Frame[];
+  assert.ok(cappedItems.length >= 1 && cappedItems.length < 6, `${cappedItems.length} items within limits.history_page_chars`);
+  assert.ok(JSON.stringify(cappedItems).length <= 300 + 2);
+  assert.equal(capped.start, 6 - cappedItems.length);
+  assert.equal(cappedItems.at(-1)?.content, "echo: m3");
   client.send({ type: "history", limit: 0 });
   assert.match(String((await client.nextMatching((frame) => "error" in frame)).error), /"limit" must be a whole number above 0/);
-  // The default burst is 10 requests; 3 were used. The rest of a loop is refused, saying why.
+  // The default burst is 10 requests; 4 were used. The rest of a loop is refused, saying why.
   for (let n = 0; n < 12; n++) client.send({ type: "history", limit: 1 });
   const refusal = await client.nextMatching((frame) => frame.type === "error");
   assert.match(

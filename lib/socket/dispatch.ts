@@ -56,7 +56,7 @@ export function dispatchFrame(session: UserSession, peer: Peer, data: RawData, i
         .refresh()
         .catch((error: unknown) => log.warn("history_refresh_failed", { user_id: session.userId, error }))
         .then(() => {
-          const page = session.historyPage(frame.before, limit);
+          const page = session.historyPage(frame.before, limit, limits.history_page_chars);
           peer.send(historyFrame(session.userId, session.sessionId, page.items, page));
         });
       return;
