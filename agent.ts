@@ -1,5 +1,6 @@
 // The agent loop: call the model (streaming), run the tool calls it asks for, append the
 // results, call again — with a hard cap on model calls per turn.
+import { randomUUID } from "node:crypto";
 import type OpenAI from "openai";
 import {
   contextBudget,
@@ -130,6 +131,14 @@ export interface AgentSettings {
   shortened: WeakMap<ChatMessage, ChatMessage>;
   /** Request parameters from the config: max_tokens or max_completion_tokens, reasoning_effort, user. */
   requestParams: ModelRequestParams;
+  /** A streamed answer that sends nothing (keep-alive comments count as nothing) for this long fails. */
+  streamIdleMs: number;
+  /** Bounds one whole model call, streamed answer included (the SDK's own timeout stops at the headers). */
+  requestTimeoutMs: number;
+  /** A model answer (or a tool call's arguments) longer than this is cut, with a note. */
+  maxAnswerChars: number;
+  /** A model error text longer than this is cut, with a note. */
+  maxErrorChars: number;
 }
 
 export type ModelRequestParams = Partial<
@@ -344,7 +353,10 @@ async function callModel(
         attempt--;
         continue;
       }
-      if (!isContextLengthError(error)) throw new TurnError(modelErrorMessage(error), state.kept, { cause: error, usage: state.usage });
+      if (!isContextLengthError(error)) {
+        const message = capText(modelErrorMessage(error), settings.maxErrorChars, "limits.max_error_chars");
+        throw new TurnError(message, state.kept, { cause: error, usage: state.usage });
+      }
       if (attempt > 1) throw new TurnError(CONTEXT_FULL_MESSAGE, state.kept, { cause: error, usage: state.usage });
       const window = windowFromError(error instanceof Error ? error.message : "");
       // A window below the smallest agent.max_context_tokens is not believed for later turns.
@@ -426,8 +438,10 @@ function wholeCompletion(body: unknown, hooks: TurnHooks): { message: AssistantM
   const toolCalls: ToolCall[] = [];
   for (const [index, call] of (Array.isArray(message.tool_calls) ? message.tool_calls : []).entries()) {
     if (!isObject(call) || !isObject(call.function)) continue;
+    if (index >= MAX_TOOL_CALLS) break;
     toolCalls.push({
-      id: typeof call.id === "string" && call.id ? call.id : `call_${index}`,
+      // Ours, not the model's: its ids can repeat or be missing (see completion()).
+      id: `call_${randomUUID()}`,
       type: "function",
       function: {
         name: typeof call.function.name === "string" ? call.function.name : "",
@@ -441,7 +455,21 @@ function wholeCompletion(body: unknown, hooks: TurnHooks): { message: AssistantM
   };
 }
 
-/** One model call, streamed (or whole when the server ignores `stream`), assembled into the assistant message it amounts to. */
+/** Why a model call was stopped by one of our own deadlines (the SDK only knows "aborted"). */
+class ModelLimit extends Error {
+  override name = "ModelLimit";
+}
+
+/** Tool calls one model answer may make; the index comes from the model and must not size an array. */
+const MAX_TOOL_CALLS = 128;
+
+/**
+ * One model call, streamed (or whole when the server ignores `stream`), assembled into the
+ * assistant message it amounts to. Bounded on every side: an idle timer between chunks, a deadline
+ * for the whole call, and a cap on what is kept. Tool calls get ids we assign: the model's own can
+ * repeat or be missing, and an approval, a tool_end and a history entry must each point at exactly
+ * one call.
+ */
 async function completion(
   openai: OpenAI,
   settings: AgentSettings,
@@ -450,50 +478,116 @@ async function completion(
   signal: AbortSignal | undefined,
   hooks: TurnHooks,
 ): Promise<{ message: AssistantMessage; usage: TokenUsage | undefined }> {
-  const { data: stream, response } = await openai.chat.completions
-    .create(
-      {
-        model: settings.model,
-        messages,
-        stream: true,
-        ...(settings.learned.noStreamOptions ? {} : { stream_options: { include_usage: true } }),
-        ...settings.requestParams,
-        ...(catalog.tools.length > 0 ? { tools: catalog.tools } : {}),
-      },
-      { signal },
-    )
-    .withResponse();
-  // The stream reads the body only when iterated: a JSON answer is still unread here.
-  if ((response.headers.get("content-type") ?? "").includes("application/json")) {
-    return wholeCompletion(await response.json(), hooks);
-  }
+  const deadlines = new AbortController();
+  const overall = setTimeout(
+    () =>
+      deadlines.abort(
+        new ModelLimit(
+          `the model's answer timed out: it was not complete after ${seconds(settings.requestTimeoutMs)} s (openai.request_timeout_seconds)`,
+        ),
+      ),
+    settings.requestTimeoutMs,
+  );
+  let idle: NodeJS.Timeout | undefined;
+  const armIdle = () => {
+    clearTimeout(idle);
+    idle = setTimeout(
+      () =>
+        deadlines.abort(
+          new ModelLimit(
+            `the model's answer timed out: it sent nothing for ${seconds(settings.streamIdleMs)} s (openai.stream_idle_timeout_seconds)`,
+          ),
+        ),
+      settings.streamIdleMs,
+    );
+  };
+  const requestSignal = signal ? AbortSignal.any([signal, deadlines.signal]) : deadlines.signal;
   let content = "";
+  let cut = false;
   let usage: TokenUsage | undefined;
-  const calls: { id: string; name: string; arguments: string }[] = [];
-  for await (const chunk of stream) {
-    if (chunk.usage) usage = usageOf(chunk.usage);
-    const delta = chunk.choices[0]?.delta;
-    if (!delta) continue;
-    if (delta.content) {
-      content += delta.content;
-      hooks.onTextDelta?.(delta.content);
+  const calls: { name: string; arguments: string }[] = [];
+  try {
+    const { data: stream, response } = await openai.chat.completions
+      .create(
+        {
+          model: settings.model,
+          messages,
+          stream: true,
+          ...(settings.learned.noStreamOptions ? {} : { stream_options: { include_usage: true } }),
+          ...settings.requestParams,
+          ...(catalog.tools.length > 0 ? { tools: catalog.tools } : {}),
+        },
+        { signal: requestSignal },
+      )
+      .withResponse();
+    // The stream reads the body only when iterated: a JSON answer is still unread here.
+    if ((response.headers.get("content-type") ?? "").includes("application/json")) {
+      return wholeCompletion(await response.json(), hooks);
     }
-    for (const part of delta.tool_calls ?? []) {
-      const slot = (calls[part.index] ??= { id: "", name: "", arguments: "" });
-      if (part.id) slot.id = part.id;
-      if (part.function?.name) slot.name += part.function.name;
-      if (part.function?.arguments) slot.arguments += part.function.arguments;
+    armIdle();
+    for await (const chunk of stream) {
+      armIdle();
+      if (chunk.usage) usage = usageOf(chunk.usage);
+      const delta = chunk.choices[0]?.delta;
+      if (!delta) continue;
+      if (delta.content) {
+        const room = settings.maxAnswerChars - content.length;
+        const piece = delta.content.slice(0, Math.max(0, room));
+        content += piece;
+        if (piece) hooks.onTextDelta?.(piece);
+        if (piece.length < delta.content.length) {
+          cut = true;
+          break; // leaving the loop ends the request: the rest is never downloaded
+        }
+      }
+      for (const part of delta.tool_calls ?? []) {
+        if (part.index < 0 || part.index >= MAX_TOOL_CALLS) continue;
+        const slot = (calls[part.index] ??= { name: "", arguments: "" });
+        if (part.function?.name) slot.name += part.function.name;
+        if (part.function?.arguments) slot.arguments += part.function.arguments;
+        if (slot.name.length + slot.arguments.length > settings.maxAnswerChars) {
+          throw new ModelLimit(
+            `the model's tool call "${slot.name.slice(0, 100)}" was longer than ${settings.maxAnswerChars} characters (limits.max_answer_chars)`,
+          );
+        }
+      }
     }
+    // The SDK's stream ends quietly when its signal aborts: say which deadline it was.
+    if (!signal?.aborted && deadlines.signal.aborted) throw deadlines.signal.reason;
+  } catch (error) {
+    const reason: unknown = deadlines.signal.reason;
+    if (!signal?.aborted && reason instanceof ModelLimit) throw reason;
+    throw error;
+  } finally {
+    clearTimeout(overall);
+    clearTimeout(idle);
   }
-  const toolCalls = calls.filter(Boolean).map((call, index) => ({
-    id: call.id || `call_${index}`,
-    type: "function" as const,
-    function: { name: call.name, arguments: call.arguments },
-  }));
+  if (cut) {
+    const note = `\n\n[answer cut: the model wrote more than ${settings.maxAnswerChars} characters (limits.max_answer_chars)]`;
+    content += note;
+    hooks.onTextDelta?.(note);
+  }
+  const toolCalls = cut
+    ? []
+    : calls.filter(Boolean).map((call) => ({
+        id: `call_${randomUUID()}`,
+        type: "function" as const,
+        function: { name: call.name, arguments: call.arguments },
+      }));
   return {
     message: { role: "assistant", content: content || null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
     usage,
   };
+}
+
+function seconds(ms: number): number {
+  return Number((ms / 1000).toFixed(1));
+}
+
+/** `text`, cut to `maxChars` with a note naming the key that governs the cap. */
+function capText(text: string, maxChars: number, key: string): string {
+  if (text.length <= maxChars) return text;
+  return `${text.slice(0, maxChars)} [cut: ${text.length} characters, only the first ${maxChars} are shown (${key})]`;
 }
 
 /** The model SDK's error, worded for a person. */

@@ -65,6 +65,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       store,
       approvalPolicy: new ApprovalPolicy(config.mcp.servers),
       approvalTimeoutMs: config.agent.approval_timeout_seconds * 1000,
+      maxTurnMs: config.agent.max_turn_seconds * 1000,
+      historyRateLimit: { perMinute: config.limits.history_requests_per_minute, burst: config.limits.history_burst },
       coordinator,
       workspaces,
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),

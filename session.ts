@@ -9,9 +9,11 @@ import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
 import { TurnRecord } from "./lib/session/turn-record.ts";
+import { publicReason } from "./lib/session/public-reason.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub } from "./lib/mcp/hub.ts";
 import type { Workspaces } from "./lib/workspace/workspaces.ts";
+import type { ResetOutcome } from "./lib/socket/dispatch.ts";
 import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
 import { addUsage, emptyUsage, quotaDecision, utcDay } from "./lib/model/usage.ts";
 import {
@@ -60,12 +62,16 @@ export interface SessionDeps {
   /** Turns waiting behind the running one; more are refused with an error frame. */
   maxQueuedTurns: number;
   rateLimit: RateLimit;
+  /** `history` requests, a bucket apart so a reconnecting page never costs a chat message. */
+  historyRateLimit: RateLimit;
   /** Removes secrets from text that goes to a client. */
   redactor: Redactor;
   store: SessionStore;
   /** Which tool calls wait for a person's approval. */
   approvalPolicy: ApprovalPolicy;
   approvalTimeoutMs: number;
+  /** A turn running longer than this is stopped with an error (agent.max_turn_seconds). */
+  maxTurnMs: number;
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
@@ -86,6 +92,8 @@ export class UserSession {
   readonly sockets: UserSockets;
   readonly hub: McpHub;
   #entries: HistoryEntry[] = [];
+  /** The history items of `#entries` as last computed: a repeated `history` request costs a slice. */
+  #itemsCache: { entries: HistoryEntry[]; items: HistoryItem[] } | undefined;
   readonly #queue: QueuedTurn[] = [];
   #running: RunningTurn | undefined;
   #pumping: Promise<void> | undefined;
@@ -94,6 +102,7 @@ export class UserSession {
   /** A turn waiting for the user's turn lease: a cancel or close stops the wait. */
   #waiting: AbortController | undefined;
   #bucket: Bucket;
+  #historyBucket: Bucket;
   readonly #approvals: ApprovalDesk;
   readonly #deps: SessionDeps;
 
@@ -108,6 +117,7 @@ export class UserSession {
     this.#deps = deps;
     this.sockets = new UserSockets(record.userId, deps.coordinator);
     this.#bucket = fullBucket(deps.rateLimit, Date.now());
+    this.#historyBucket = fullBucket(deps.historyRateLimit, Date.now());
     this.#approvals = new ApprovalDesk({
       timeoutMs: deps.approvalTimeoutMs,
       log: deps.log,
@@ -150,31 +160,77 @@ export class UserSession {
   /**
    * Starts over: a new session_id and an empty history (stored and in memory), and with
    * `clearWorkspace` an empty workspace folder. The running turn is cancelled and queued ones
-   * dropped; the MCP servers stay. Every streaming socket of the user, here and elsewhere, is told.
+   * dropped; "always allow" answers are forgotten; the MCP servers stay. The history changes
+   * only once the store has let go of the old one, so a store failure changes nothing; a
+   * workspace that cannot be emptied is reported as such. Every socket of the user is told
+   * exactly what was done, here and on other instances.
    */
-  async reset(clearWorkspace: boolean): Promise<void> {
+  async reset(clearWorkspace: boolean): Promise<ResetOutcome> {
+    const { store, workspaces, log, redactor } = this.#deps;
     // Messages sent from now on belong to the new conversation: they wait until it exists.
     this.#resetting = true;
+    let outcome: ResetOutcome;
     try {
+      const dropped = this.#queue.length;
+      const stopped = this.#running !== undefined || this.#waiting !== undefined;
       this.#queue.length = 0;
       this.#waiting?.abort();
       this.#running?.abort.abort();
       // Let the cancelled turn finish writing under the old session_id before it is deleted.
       await this.#pumping;
+      const now = Date.now();
+      const fresh: SessionRecord = { userId: this.userId, sessionId: randomUUID(), createdAt: now, lastActivity: now, messageCount: 0 };
+      try {
+        await store.remove(this.userId);
+      } catch (error) {
+        const reason = redactor.redact(publicReason(error));
+        log.error("session_reset_failed", { user_id: this.userId, session_id: this.#sessionId, error: reason });
+        const undone = [
+          stopped ? "the running answer was stopped" : "",
+          dropped > 0 ? `${dropped} waiting message(s) were dropped` : "",
+        ].filter(Boolean);
+        outcome = {
+          ok: false,
+          error: `New chat failed: the conversation could not be deleted (${reason}). ${
+            undone.length === 0 ? "Nothing was changed" : `The conversation is unchanged, but ${undone.join(" and ")}`
+          }`,
+        };
+        this.sockets.broadcast(streamErrorFrame(outcome.error));
+        return outcome;
+      }
+      // The old conversation is gone from the store: from here on the reset has happened.
       this.#entries = [];
-      this.#sessionId = randomUUID();
-      this.#createdAt = Date.now();
-      this.lastActivity = this.#createdAt;
-      this.messageCount = 0;
-      await this.#deps.store.remove(this.userId);
-      await this.#deps.store.saveSession(this.record());
-      if (clearWorkspace) await this.#deps.workspaces.clear(this.userId);
-      this.#deps.log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId, workspace_cleared: clearWorkspace });
+      this.#itemsCache = undefined;
+      this.#adopt(fresh, []);
+      this.lastActivity = now;
+      this.#approvals.forgetAlwaysAllowed();
+      const notes: string[] = [];
+      // If the new record cannot be written now, the first turn's end writes it.
+      await store.saveSession(this.record()).catch((error: unknown) => {
+        log.warn("session_reset_save_failed", { user_id: this.userId, session_id: this.#sessionId, error: publicReason(error) });
+      });
+      let workspaceCleared = false;
+      if (clearWorkspace) {
+        try {
+          await workspaces.clear(this.userId);
+          workspaceCleared = true;
+        } catch (error) {
+          notes.push(
+            `the workspace files could not all be deleted (${redactor.redact(publicReason(error, workspaces.dirFor(this.userId)))})`,
+          );
+        }
+      }
+      log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId, workspace_cleared: workspaceCleared, notes });
+      outcome = { ok: true, workspaceCleared, notes };
     } finally {
       this.#resetting = false;
       if (this.#queue.length > 0) void this.#pump();
     }
-    this.sockets.broadcast(resetFrame(this.userId, this.#sessionId, clearWorkspace));
+    this.sockets.broadcast(resetFrame(this.userId, this.#sessionId, outcome.workspaceCleared));
+    if (outcome.notes.length > 0) {
+      this.sockets.broadcast(streamErrorFrame(`New chat started (the conversation was cleared), but ${outcome.notes.join("; ")}`));
+    }
+    return outcome;
   }
 
   /** What the model sees of earlier turns. */
@@ -183,7 +239,48 @@ export class UserSession {
   }
 
   historyItems(): HistoryItem[] {
-    return historyItems(this.#entries);
+    if (this.#itemsCache?.entries !== this.#entries) this.#itemsCache = { entries: this.#entries, items: historyItems(this.#entries) };
+    return this.#itemsCache.items;
+  }
+
+  /**
+   * One page of the history, oldest first: at most `limit` items (and about `maxChars` characters)
+   * before `before` (an item index, or the turn_id whose first item ends the page), or the newest.
+   */
+  historyPage(
+    before: number | string | undefined,
+    limit: number,
+    maxChars: number,
+  ): { items: HistoryItem[]; start: number; total: number } {
+    const all = this.historyItems();
+    let end = all.length;
+    if (typeof before === "number") end = Math.min(before, all.length);
+    else if (typeof before === "string") {
+      const at = all.findIndex((item) => item.turn_id === before);
+      end = at === -1 ? 0 : at;
+    }
+    // Newest first, while the page's JSON stays under maxChars (always at least one item).
+    let start = end;
+    let chars = 0;
+    while (start > 0 && end - start < limit) {
+      chars += JSON.stringify(all[start - 1]).length;
+      if (chars > maxChars && start < end) break;
+      start--;
+    }
+    return { items: all.slice(start, end), start, total: all.length };
+  }
+
+  /** A `history` request costs a token of its own bucket: asking in a loop is refused, saying why. */
+  takeHistoryToken(now = Date.now()): { ok: true } | { ok: false; error: string } {
+    const limit = this.#deps.historyRateLimit;
+    const decision = takeToken(this.#historyBucket, limit, now);
+    this.#historyBucket = decision.bucket;
+    if (decision.allowed) return { ok: true };
+    const seconds = Math.ceil(decision.retryAfterMs / 1000);
+    return {
+      ok: false,
+      error: `Too many history requests: the limit is ${limit.perMinute} per minute (limits.history_requests_per_minute). Retry in ${seconds} s`,
+    };
   }
 
   get busy(): boolean {
@@ -265,8 +362,10 @@ export class UserSession {
     switch (message.kind) {
       case "frame":
         // New chat in another tab elsewhere: this instance's copy starts over too.
-        if (message.frame.type === "reset" && !this.#pumping)
-          this.#adopt({ ...this.record(), sessionId: message.frame.session_id, messageCount: 0 }, []);
+        if (message.frame.type === "reset") {
+          this.#approvals.forgetAlwaysAllowed();
+          if (!this.#pumping) this.#adopt({ ...this.record(), sessionId: message.frame.session_id, messageCount: 0 }, []);
+        }
         this.sockets.fromElsewhere(message.frame);
         return;
       case "cancel":
@@ -369,6 +468,7 @@ export class UserSession {
     for (const entry of this.#entries) {
       if (entry.status !== "running") continue;
       entry.status = "interrupted";
+      this.#itemsCache = undefined;
       await store.setTurnStatus(this.#sessionId, entry.turnId, "interrupted", lease.fence);
     }
   }
@@ -378,12 +478,20 @@ export class UserSession {
     const sessionId = this.#sessionId;
     const fields = { user_id: this.userId, session_id: sessionId, turn_id: turnId };
     const turn: RunningTurn = { turnId, peer, abort: new AbortController() };
-    lease.lost.addEventListener("abort", () => {
+    const onLost = () => {
       turn.failure = `the turn was stopped: ${(lease.lost.reason as Error).message}`;
       turn.abort.abort();
-    });
+    };
+    // Removed when the turn ends: on one instance every lease shares one never-aborted signal,
+    // which would otherwise keep every turn that ever ran alive.
+    lease.lost.addEventListener("abort", onLost, { once: true });
     this.#running = turn;
     const started = Date.now();
+    const deadline = setTimeout(() => {
+      turn.failure = `the turn was stopped: it ran longer than ${this.#deps.maxTurnMs / 1000} s (agent.max_turn_seconds)`;
+      turn.abort.abort();
+    }, this.#deps.maxTurnMs);
+    deadline.unref();
     log.info("turn_start", { ...fields, chars: text.length });
     this.sockets.turnFrame(turnStartFrame(turnId, text, clientId));
     const record = new TurnRecord(store, sessionId, turnId, lease.fence);
@@ -468,6 +576,10 @@ export class UserSession {
         log.warn("turn_error", { ...fields, error: reason });
       }
     } finally {
+      lease.lost.removeEventListener("abort", onLost);
+      clearTimeout(deadline);
+      // Nothing of this turn may wait on after it: a call the model named twice, a call left behind by a failure.
+      this.#approvals.settleTurn(turnId, "denied: the turn ended");
       this.#running = undefined;
       this.lastActivity = Date.now();
     }

@@ -23,6 +23,7 @@ import {
   startInstance,
   startNginx,
   startRedis,
+  randomSecret,
   stopAll,
   waitForOutput,
   type Child,
@@ -188,7 +189,8 @@ async function runPhase(options: {
     );
     writeFileSync(path.join(dir, "mcp_agent.secrets.yaml"), stringify({ openai: { api_key: "sk-bench-cluster" } }));
     const [redisPort = 0, nginxPort = 0, ...ports] = await freePorts(options.instances + 2);
-    const redis = await startRedis({ bin: options.redisBin, port: redisPort, dir: path.join(dir, "redis") });
+    const clusterSecret = randomSecret();
+    const redis = await startRedis({ bin: options.redisBin, port: redisPort, dir: path.join(dir, "redis"), password: randomSecret() });
     children.push(redis);
     const results = await Promise.allSettled(
       ports.map((port) =>
@@ -196,6 +198,7 @@ async function runPhase(options: {
           sourcePath: configPath,
           sourceDir: dir,
           redisUrl: redis.url,
+          clusterSecret,
           port,
           dir: path.join(dir, `instance-${port}`),
           env: { PATH: process.env.PATH, HOME: process.env.HOME },

@@ -4,7 +4,8 @@
 // instance's MCP servers, nginx's workers), and a terminal's Ctrl-C reaches only the parent,
 // which stops them in order.
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, chmodSync, constants, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -253,12 +254,23 @@ export interface RedisOptions {
   dir: string;
   /** Append-only file in `dir`, so a restart on the same dir keeps the data. Default false. */
   persist?: boolean;
+  /** Clients must give it (AUTH); it goes in a 0600 file, not on the command line where `ps` shows it. */
+  password?: string;
   onLine?: SpawnOptions["onLine"];
 }
 
+/** A password (or cluster secret) for one run: 32 random bytes, hex. */
+export function randomSecret(): string {
+  return randomBytes(32).toString("hex");
+}
+
 export async function startRedis(options: RedisOptions): Promise<Child & { url: string }> {
-  mkdirSync(options.dir, { recursive: true });
+  mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+  const confFile = path.join(options.dir, "redis.conf");
+  writeFileSync(confFile, options.password ? `requirepass ${options.password}\n` : "", { mode: 0o600 });
+  chmodSync(confFile, 0o600);
   const args = [
+    confFile,
     "--port",
     String(options.port),
     "--bind",
@@ -284,7 +296,8 @@ export async function startRedis(options: RedisOptions): Promise<Child & { url: 
     await child.stop({ signal: "SIGKILL" });
     throw error;
   }
-  return Object.assign(child, { url: `redis://127.0.0.1:${options.port}` });
+  const auth = options.password ? `:${encodeURIComponent(options.password)}@` : "";
+  return Object.assign(child, { url: `redis://${auth}127.0.0.1:${options.port}` });
 }
 
 // ---- server instances -----------------------------------------------------------------------
@@ -310,6 +323,14 @@ export interface InstanceConfigOptions {
   port: number;
 }
 
+/** The URL without its user and password (those go in the secrets file). */
+export function withoutCredentials(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = "";
+  parsed.password = "";
+  return parsed.href;
+}
+
 /**
  * The source config with `session.store: redis` and `redis.url` set. Paths that were relative to
  * the source's folder (workspace, log files) are made absolute, so the instances share the
@@ -323,7 +344,7 @@ export function instanceConfig(options: InstanceConfigOptions): { text: string; 
   const session = section(config, "session");
   session.store = "redis";
   if (typeof session.sqlite_path === "string") session.sqlite_path = absolute(session.sqlite_path);
-  section(config, "redis").url = options.redisUrl;
+  section(config, "redis").url = withoutCredentials(options.redisUrl);
   const workspace = section(config, "workspace");
   workspace.root = absolute(typeof workspace.root === "string" ? workspace.root : "workspace");
   const logger = section(config, "logger");
@@ -349,6 +370,8 @@ export interface InstanceOptions extends Omit<InstanceConfigOptions, "sourceText
   sourcePath: string;
   /** The instance's own folder (created, private): its config and a copy of the secrets file. */
   dir: string;
+  /** redis.cluster_secret, the same for every instance of the cluster (written to its secrets file). */
+  clusterSecret: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   /** Extra arguments for server.ts (e.g. --log-level). */
@@ -376,11 +399,16 @@ export function writeInstanceConfig(options: Omit<InstanceOptions, "env" | "cwd"
   const { text, logPattern } = instanceConfig({ ...options, sourceText: readFileSync(options.sourcePath, "utf8") });
   const configPath = path.join(options.dir, "mcp_agent.config.yaml");
   writeFileSync(configPath, text);
-  const secrets = path.join(options.sourceDir, SECRETS_FILE);
-  if (existsSync(secrets)) {
-    copyFileSync(secrets, path.join(options.dir, SECRETS_FILE));
-    chmodSync(path.join(options.dir, SECRETS_FILE), 0o600);
-  }
+  // The source's secrets, plus the Redis URL with its password and the cluster secret: 0600.
+  const source = path.join(options.sourceDir, SECRETS_FILE);
+  const parsed: unknown = existsSync(source) ? (parse(readFileSync(source, "utf8")) ?? {}) : {};
+  if (!isRecord(parsed)) throw new Error(`${source}: expected a mapping of keys at the top level`);
+  const redis = section(parsed, "redis");
+  redis.url = options.redisUrl;
+  redis.cluster_secret = options.clusterSecret;
+  const secretsPath = path.join(options.dir, SECRETS_FILE);
+  writeFileSync(secretsPath, stringify(parsed), { mode: 0o600 });
+  chmodSync(secretsPath, 0o600);
   return { configPath, logPattern };
 }
 

@@ -15,6 +15,9 @@ import {
   startInstance,
   startNginx,
   startRedis,
+  randomSecret,
+  withoutCredentials,
+  SECRETS_FILE,
   stopAll,
   type Child,
   type SpawnOptions,
@@ -139,9 +142,18 @@ function watch(child: Child, consequence: string): void {
 }
 
 try {
-  const redis = await startRedis({ bin: redisBin ?? "redis-server", port: redisPort, dir: path.join(tmp, "redis") });
+  // A password and a cluster secret of this run only: nobody else on the machine can use this Redis, nor forge an instance's message.
+  const clusterSecret = randomSecret();
+  const redis = await startRedis({
+    bin: redisBin ?? "redis-server",
+    port: redisPort,
+    dir: path.join(tmp, "redis"),
+    password: randomSecret(),
+  });
   watch(redis, "instances answer /health with 503 and refuse new turns until a Redis is back on that port");
-  console.log(`redis-server: ${redis.url} (pid ${redis.pid}; no persistence: the data goes with it)`);
+  console.log(
+    `redis-server: ${withoutCredentials(redis.url)} (pid ${redis.pid}; password protected, see the instances' ${SECRETS_FILE}; no persistence: the data goes with it)`,
+  );
 
   const results = await Promise.allSettled(
     instancePorts.map((instancePort) =>
@@ -149,6 +161,7 @@ try {
         sourcePath: configPath,
         sourceDir: path.dirname(configPath),
         redisUrl: redis.url,
+        clusterSecret,
         port: instancePort,
         dir: path.join(tmp, `instance-${instancePort}`),
         onLine: prefixed(`:${instancePort}`),

@@ -52,6 +52,10 @@ const McpServerSchema = z.object({
   max_entries: z.number().int().positive().default(10_000),
   /** A tree or search still walking after this long stops with a note. */
   walk_timeout_seconds: seconds.default(10),
+  /** Markup longer than this (characters) is cut before conversion to Markdown (about 2 s per million). */
+  max_convert_chars: z.number().int().positive().default(1_000_000),
+  /** Worker threads converting HTML to Markdown, shared fairly by all users; 0: one per core but one. */
+  convert_workers: z.number().int().min(0).max(64).default(0),
 });
 
 const LoggerSchema = z.object({
@@ -80,7 +84,10 @@ const ConfigSchema = z.object({
       api_key: z.string().optional(),
       base_url: z.string().optional(),
       default_model: z.string().default("gpt-4o-mini"),
+      /** Bounds a whole model call, a streamed answer included. */
       request_timeout_seconds: seconds.default(60),
+      /** A streamed answer that sends nothing for this long (keep-alive comments do not count) fails. */
+      stream_idle_timeout_seconds: seconds.default(30),
       max_retries: z.number().int().min(0).max(10).default(2),
       // mcp-agent's keys, passed through as it does: max_tokens (as max_completion_tokens to
       // reasoning models), reasoning_effort (reasoning models only: o1, o3, o4, gpt-5), user, default_headers.
@@ -108,6 +115,8 @@ const ConfigSchema = z.object({
       max_context_tokens: z.number().int().min(MIN_CONTEXT_TOKENS).optional(),
       /** Tokens kept free for the reply when openai.max_tokens is not set. */
       reply_reserve_tokens: z.number().int().positive().default(4096),
+      /** A turn still running after this long is stopped with an error (model calls, tools and approvals included). */
+      max_turn_seconds: seconds.default(600),
     })
     .prefault({}),
   session: z
@@ -158,8 +167,20 @@ const ConfigSchema = z.object({
       max_queued_turns: z.number().int().positive().default(16),
       messages_per_minute: z.number().positive().default(30),
       message_burst: z.number().int().positive().default(10),
+      /** `history` requests per user (a bucket apart from messages), and how many may come at once. */
+      history_requests_per_minute: z.number().positive().default(60),
+      history_burst: z.number().int().positive().default(10),
+      /** Items in a `history` frame when the request names no `limit`, and the most it may name. */
+      history_page_items: z.number().int().positive().default(200),
+      history_max_page_items: z.number().int().positive().default(1000),
+      /** A `history` frame holds fewer items when theirs would pass this many characters of JSON (at least one item). */
+      history_page_chars: z.number().int().positive().default(2_000_000),
       /** Tool results longer than this (characters) are cut with a note. */
       max_tool_result_chars: z.number().int().positive().default(100_000),
+      /** A model answer longer than this (characters) is cut with a note; tool call arguments past it fail the call. */
+      max_answer_chars: z.number().int().positive().default(1_000_000),
+      /** A model error text longer than this (characters) is cut with a note. */
+      max_error_chars: z.number().int().positive().default(2_000),
       /** Restarts of a crashed MCP server before it is left failed. */
       mcp_max_restarts: z.number().int().min(0).default(3),
       /** Sessions that start their MCP servers on connect; beyond this, servers start on the first turn. */
@@ -195,7 +216,19 @@ const ConfigSchema = z.object({
   /** `session.store: redis`: several instances share sessions through this Redis. */
   redis: z
     .object({
+      /** redis://[user:password@]host:port, or rediss://… for TLS; credentials belong in the secrets file. */
       url: z.string().default("redis://127.0.0.1:6379"),
+      /** Signs every message between instances (HMAC-SHA256): unsigned or forged ones are dropped. Required with session.store: redis. */
+      cluster_secret: z.string().min(16).optional(),
+      /** TLS to Redis (a rediss:// URL turns it on): PEM files relative to the config folder. */
+      tls: z
+        .object({
+          ca_file: z.string().optional(),
+          cert_file: z.string().optional(),
+          key_file: z.string().optional(),
+          reject_unauthorized: z.boolean().default(true),
+        })
+        .optional(),
       /** A turn's lease on its user; renewed while it runs, so only a dead instance's lease expires. */
       lease_seconds: seconds.default(10),
     })
@@ -341,6 +374,11 @@ export function parseConfig(
     if ((server.transport === "sse" || server.transport === "streamable_http") && !server.url) {
       throw new ConfigError(`${locate(sources, ["mcp", "servers", name])}: ${where}: transport ${server.transport} needs "url"`);
     }
+  }
+  if (parsed.session.store === "redis" && !parsed.redis.cluster_secret) {
+    throw new ConfigError(
+      `${locate(sources, ["session", "store"])}: session.store: redis needs redis.cluster_secret: a random value of 16 characters or more, the same on every instance, in ${SECRETS_FILE} (instances sign their messages with it, so that whoever can write to Redis cannot forge an approval)`,
+    );
   }
   const openai = {
     ...parsed.openai,

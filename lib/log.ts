@@ -1,10 +1,9 @@
 // Structured JSON-lines logging, following the config's `logger` section.
 // Console lines go to stderr so stdout stays clean for the URL banner and for scripts.
-import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
-import path from "node:path";
 import { randomUUID } from "node:crypto";
 import type { Config, LogLevel } from "./config.ts";
 import { resolveConfigPath } from "./config.ts";
+import { LogFile } from "./log-file.ts";
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -28,6 +27,8 @@ export interface LoggerOptions {
   secrets: string[];
   /** Where console lines go; stderr by default. */
   consoleStream?: NodeJS.WritableStream;
+  /** After a log file write fails, least time between attempts to open it again (default 1 s). */
+  fileRetryMs?: number;
 }
 
 /** Removes every known secret from text that leaves the server (frames, answers, errors). */
@@ -54,16 +55,13 @@ export function redact(text: string, secrets: readonly string[]): string {
 
 export function createLogger(options: LoggerOptions): Logger {
   const threshold = LEVELS[options.level];
-  let file: WriteStream | undefined;
-  if (options.filePath) {
-    mkdirSync(path.dirname(options.filePath), { recursive: true });
-    file = createWriteStream(options.filePath, { flags: "a" });
-    // A full disk must not take the server down: report once on the console and stop writing.
-    file.on("error", (error) => {
-      options.consoleStream?.write(`log file error: ${error.message}\n`);
-      file = undefined;
-    });
-  }
+  // A full disk must not take the server down: LogFile reports once on the console and resumes when it can.
+  let file: LogFile | undefined = options.filePath
+    ? new LogFile(options.filePath, {
+        report: (text) => (options.consoleStream ?? process.stderr).write(text),
+        retryMs: options.fileRetryMs,
+      })
+    : undefined;
   const consoleStream = options.console ? (options.consoleStream ?? process.stderr) : undefined;
   const write = (level: LogLevel, event: string, fields: LogFields = {}) => {
     if (LEVELS[level] < threshold) return;
@@ -88,7 +86,7 @@ export function createLogger(options: LoggerOptions): Logger {
         const stream = file;
         file = undefined;
         if (!stream) return resolve();
-        stream.end(() => resolve());
+        void stream.close().then(resolve);
       }),
   };
 }

@@ -18,8 +18,8 @@ export type ClientFrame =
   | { type: "ignored" }
   /** Stop the running turn of this user (streaming extension). */
   | { type: "cancel" }
-  /** Ask for the session's conversation (streaming extension). */
-  | { type: "history" }
+  /** Ask for the session's conversation (streaming extension), a page at a time. */
+  | { type: "history"; before?: number | string; limit?: number }
   /** Start over: clear the history, new session_id; the workspace files too when asked. */
   | { type: "reset"; workspace: boolean }
   /** The answer to an approval_request; `always` allows this tool for the rest of the session. */
@@ -45,7 +45,7 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   // Control frames of the streaming extension. Any other `type` is left alone and the frame is
   // read as the seed reads it, so a seed client that adds its own fields keeps working.
   if (data.type === "cancel") return { ok: true, frame: { type: "cancel" } };
-  if (data.type === "history") return { ok: true, frame: { type: "history" } };
+  if (data.type === "history") return parseHistory(data);
   if (data.type === "approval") return parseApproval(data);
   if (data.type === "reset") {
     if (data.workspace !== undefined && typeof data.workspace !== "boolean") {
@@ -63,6 +63,26 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   // (echoed in `queued`/`turn_start`, and in a refusal); anything but a short string is ignored.
   const clientId = typeof data.client_id === "string" && data.client_id.length <= 128 ? data.client_id : undefined;
   return { ok: true, frame: { type: "chat", message, ...(clientId !== undefined ? { clientId } : {}) } };
+}
+
+function parseHistory(data: Record<string, unknown>): ParsedClientFrame {
+  const { before, limit } = data;
+  const index = typeof before === "number" && Number.isSafeInteger(before) && before >= 0;
+  const turnId = typeof before === "string" && before !== "" && before.length <= 128;
+  if (before !== undefined && !index && !turnId) {
+    return { ok: false, error: `"before" must be an item index (0 or more) or a turn_id, got ${describeJson(before)}` };
+  }
+  if (limit !== undefined && !(typeof limit === "number" && Number.isSafeInteger(limit) && limit > 0)) {
+    return { ok: false, error: `"limit" must be a whole number above 0, got ${describeJson(limit)}` };
+  }
+  return {
+    ok: true,
+    frame: {
+      type: "history",
+      ...(index || turnId ? { before: before } : {}),
+      ...(typeof limit === "number" ? { limit } : {}),
+    },
+  };
 }
 
 function parseApproval(data: Record<string, unknown>): ParsedClientFrame {
@@ -214,6 +234,10 @@ export interface HistoryFrame {
   user_id: string;
   session_id: string;
   items: HistoryItem[];
+  /** Index of the first item in the whole history: ask `{"type":"history","before":start}` for the page before. */
+  start?: number;
+  /** Items in the whole history. */
+  total?: number;
 }
 
 /**
@@ -419,8 +443,13 @@ export function cancelledFrame(turnId: string): CancelledFrame {
   return { type: "cancelled", turn_id: turnId };
 }
 
-export function historyFrame(userId: string, sessionId: string, items: HistoryItem[]): HistoryFrame {
-  return { type: "history", user_id: userId, session_id: sessionId, items };
+export function historyFrame(
+  userId: string,
+  sessionId: string,
+  items: HistoryItem[],
+  page?: { start: number; total: number },
+): HistoryFrame {
+  return { type: "history", user_id: userId, session_id: sessionId, items, ...(page ? { start: page.start, total: page.total } : {}) };
 }
 
 export function approvalRequestFrame(turnId: string, call: Parameters<typeof toolCallFields>[1], timeoutMs: number): ApprovalRequestFrame {

@@ -4,20 +4,46 @@
 // - a per-user pub/sub channel carrying a turn's frames to the user's sockets on other instances,
 //   and cancels/approval answers back to the instance running the turn;
 // - presence: which users have a live session somewhere, for a cluster-wide /sessions.
-import { randomUUID } from "node:crypto";
+import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
+import type { ConnectionOptions } from "node:tls";
 import { Redis } from "ioredis";
 import type { Logger } from "../log.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "../session/coordinator.ts";
 import { KEY_PREFIX, keys } from "../store/redis-keys.ts";
 
 /** What travels on a user's channel between instances: a coordinator message signed by its sender. */
-type ClusterMessage = CoordinatorMessage & { from: string };
+type ClusterMessage = CoordinatorMessage & { from: string; at: number };
 
 export interface ClusterOptions {
   url: string;
   log: Logger;
   /** Lease time-to-live; renewed at a third of it while the turn runs. */
   leaseMs: number;
+  /** redis.cluster_secret: signs and checks every message between instances. */
+  secret: string;
+  /** TLS options (CA, client certificate) for a rediss:// URL. */
+  tls?: ConnectionOptions | undefined;
+}
+
+/** A signed message older (or newer) than this is dropped: a recorded one cannot be replayed later. */
+const MAX_MESSAGE_AGE_MS = 60_000;
+
+/**
+ * The wire form of a message on `channelName`: "<hex HMAC-SHA256>.<JSON>", the MAC over the
+ * channel and the JSON, so a message signed for one user cannot be replayed to another.
+ */
+export function signMessage(secret: string, channelName: string, body: string): string {
+  return `${createHmac("sha256", secret).update(`${channelName}\n${body}`).digest("hex")}.${body}`;
+}
+
+/** The JSON of a correctly signed wire message, or undefined. */
+export function verifyMessage(secret: string, channelName: string, wire: string): string | undefined {
+  const dot = wire.indexOf(".");
+  if (dot !== 64) return undefined;
+  const body = wire.slice(dot + 1);
+  const expected = createHmac("sha256", secret).update(`${channelName}\n${body}`).digest();
+  const given = Buffer.from(wire.slice(0, dot), "hex");
+  return given.length === expected.length && timingSafeEqual(given, expected) ? body : undefined;
 }
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
@@ -30,7 +56,15 @@ const QUIET_MS = 1000;
 const channel = keys.channel;
 
 function isClusterMessage(value: unknown): value is ClusterMessage {
-  return typeof value === "object" && value !== null && "kind" in value && "from" in value && typeof value.from === "string";
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    "kind" in value &&
+    "from" in value &&
+    typeof value.from === "string" &&
+    "at" in value &&
+    typeof value.at === "number"
+  );
 }
 
 export class ClusterCoordinator implements Coordinator {
@@ -41,6 +75,9 @@ export class ClusterCoordinator implements Coordinator {
   readonly #subscriber: Redis;
   readonly #log: Logger;
   readonly #leaseMs: number;
+  readonly #secret: string;
+  /** Messages dropped for a missing or wrong signature: logged at the first and every 100th. */
+  #rejected = 0;
   readonly #handlers = new Map<string, (message: CoordinatorMessage) => void>();
   readonly #present = new Set<string>();
   /** Users no other instance listened to at the last publish, until when (epoch ms). */
@@ -50,7 +87,9 @@ export class ClusterCoordinator implements Coordinator {
   constructor(options: ClusterOptions) {
     this.#log = options.log;
     this.#leaseMs = options.leaseMs;
+    this.#secret = options.secret;
     const common = {
+      ...(options.tls ? { tls: options.tls } : {}),
       lazyConnect: false,
       maxRetriesPerRequest: 1,
       // Reconnect forever, at most every 2 s: the instance recovers by itself when Redis is back.
@@ -68,13 +107,24 @@ export class ClusterCoordinator implements Coordinator {
     }
     this.#subscriber.on("message", (from: string, text: string) => {
       const userId = from.slice(`${KEY_PREFIX}user:`.length);
+      // Whoever can write to Redis could otherwise approve a tool call or cancel a turn.
+      const body = verifyMessage(this.#secret, from, text);
       let message: unknown;
       try {
-        message = JSON.parse(text);
+        message = body === undefined ? undefined : JSON.parse(body);
       } catch {
+        message = undefined;
+      }
+      if (!isClusterMessage(message) || Math.abs(Date.now() - message.at) > MAX_MESSAGE_AGE_MS) {
+        if (this.#rejected++ % 100 === 0)
+          this.#log.warn("cluster_message_rejected", {
+            user_id: userId,
+            rejected: this.#rejected,
+            reason: body === undefined ? "missing or wrong signature (redis.cluster_secret)" : "malformed or stale",
+          });
         return;
       }
-      if (!isClusterMessage(message) || message.from === this.instanceId) return;
+      if (message.from === this.instanceId) return;
       this.#handlers.get(userId)?.(message);
     });
     this.#presenceTimer = setInterval(() => void this.#refreshPresence(), PRESENCE_TTL_MS / 3);
@@ -189,7 +239,9 @@ export class ClusterCoordinator implements Coordinator {
     // goes out, so a tab that joins elsewhere still gets the tool cards, the answer and the history.
     const quiet = this.#quietUntil.get(userId);
     if (message.kind === "frame" && message.frame.type === "delta" && quiet !== undefined && quiet > Date.now()) return;
-    this.redis.publish(channel(userId), JSON.stringify({ ...message, from: this.instanceId })).then(
+    const name = channel(userId);
+    const wire = signMessage(this.#secret, name, JSON.stringify({ ...message, from: this.instanceId, at: Date.now() }));
+    this.redis.publish(name, wire).then(
       (listeners) => {
         if (listeners <= 1) this.#quietUntil.set(userId, Date.now() + QUIET_MS);
         else this.#quietUntil.delete(userId);

@@ -21,6 +21,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { z } from "zod";
 import { checkUrlTarget, createGuardedLookup, FetchRefusedError, parseAllowList, type AllowList } from "./address-guard.ts";
 import { MarkdownConverter } from "./markdown-pool.ts";
+import { RobotsTooComplex, robotsPatternMatches } from "./robots-match.ts";
 
 export interface FetchToolOptions {
   /** Host names, IPs or CIDRs (v4/v6) that may be fetched although private/loopback/etc. */
@@ -31,6 +32,10 @@ export interface FetchToolOptions {
   timeoutMs: number;
   /** Most bytes read from one response body (after decompression); the rest is never read. */
   maxBytes: number;
+  /** Markup longer than this (characters) is cut before it is converted to Markdown. */
+  maxConvertChars: number;
+  /** Worker threads converting HTML to Markdown; 0: one per core but one, at least one. */
+  convertWorkers: number;
 }
 
 /** The fetch tool's options from its config entry (where every default lives). */
@@ -41,6 +46,8 @@ export function fetchToolOptions(entry: McpServerConfig): FetchToolOptions {
     ignoreRobotsTxt: entry.ignore_robots_txt,
     timeoutMs: entry.fetch_timeout_seconds * 1000,
     maxBytes: entry.max_fetch_bytes,
+    maxConvertChars: entry.max_convert_chars,
+    convertWorkers: entry.convert_workers,
   };
 }
 
@@ -49,12 +56,19 @@ export const defaultFetchToolOptions: FetchToolOptions = fetchToolOptions(mcpSer
 /** Same cap as common crawlers (RFC 9309 asks for at least 500 KiB to be parsed). */
 const MAX_ROBOTS_BYTES = 512 * 1024;
 export const MAX_REDIRECTS = 5;
+/** Character steps one robots.txt verdict may take (tens of ms at worst): beyond, the fetch is refused. */
+export const MAX_ROBOTS_STEPS = 5_000_000;
+/** Longer URLs are refused: nothing legitimate needs one, and robots.txt matching is linear in it. */
+export const MAX_URL_CHARS = 16_384;
 
 const TOOL_DESCRIPTION = `Fetches a URL from the internet and optionally extracts its contents as markdown.
 
 Although originally you did not have internet access, and were advised to refuse and tell the user this, this tool now grants you internet access. Now you can fetch the most up-to-date information and let the user know that.
 
 Only public http(s) addresses can be fetched: local, private and cloud metadata addresses are refused unless the server's configuration allows them. Text content only: images, PDFs and other binary files are refused.`;
+
+/** The `_meta` key under which the agent server names the user a shared built-in serves. */
+export const OWNER_META_KEY = "mcp-agent/user";
 
 /** A failure whose message is already what the model should see. */
 class ToolFailure extends Error {
@@ -111,16 +125,6 @@ function normaliseRobotsPath(path: string): string {
   return path.replace(/%[0-9a-f]{2}/gi, (escape) => escape.toUpperCase()).replace(/[\u0080-\uffff]+/g, (text) => encodeURIComponent(text));
 }
 
-function robotsPatternMatches(pattern: string, path: string): boolean {
-  const anchored = pattern.endsWith("$");
-  const body = anchored ? pattern.slice(0, -1) : pattern;
-  const source = body
-    .split("*")
-    .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
-    .join(".*");
-  return new RegExp(`^${source}${anchored ? "$" : ""}`, "s").test(path);
-}
-
 export interface RobotsVerdict {
   allowed: boolean;
   /** The rule that decided, if any. */
@@ -136,12 +140,17 @@ export function robotsVerdict(robotsText: string, userAgent: string, path: strin
   let applicable = groups.filter((group) => group.agents.includes(token));
   if (applicable.length === 0) applicable = groups.filter((group) => group.agents.includes("*"));
   const target = normaliseRobotsPath(path);
+  // One budget for the whole verdict: linear per rule, but a file of many rules times a long path is bounded too.
+  const budget = { steps: MAX_ROBOTS_STEPS };
   let best: RobotsRule | undefined;
+  let bestLength = -1;
   for (const rule of applicable.flatMap((group) => group.rules)) {
     const pattern = normaliseRobotsPath(rule.pattern);
-    if (!robotsPatternMatches(pattern, target)) continue;
-    const bestLength = best ? normaliseRobotsPath(best.pattern).length : -1;
-    if (pattern.length > bestLength || (pattern.length === bestLength && rule.allow)) best = rule;
+    if (!robotsPatternMatches(pattern, target, budget)) continue;
+    if (pattern.length > bestLength || (pattern.length === bestLength && rule.allow)) {
+      best = rule;
+      bestLength = pattern.length;
+    }
   }
   return best ? { allowed: best.allow, rule: best } : { allowed: true };
 }
@@ -238,6 +247,8 @@ interface FetchContext {
   userAgent: string;
   signal: AbortSignal;
   markdown: MarkdownConverter;
+  /** Whose call this is (the user id the agent server passes in the request's _meta): conversions take turns by it. */
+  owner: string;
 }
 
 interface OpenedResponse {
@@ -384,7 +395,15 @@ async function checkRobots(url: URL, ctx: FetchContext): Promise<void> {
     return;
   }
   const body = await readBody(opened.response, MAX_ROBOTS_BYTES, ctx.signal);
-  const verdict = robotsVerdict(decodeBody(body.bytes, "utf-8", body.truncated), ctx.userAgent, robotsPath(url));
+  let verdict: RobotsVerdict;
+  try {
+    verdict = robotsVerdict(decodeBody(body.bytes, "utf-8", body.truncated), ctx.userAgent, robotsPath(url));
+  } catch (error) {
+    if (!(error instanceof RobotsTooComplex)) throw error;
+    throw new ToolFailure(
+      `The site's robots.txt (${robotsUrl}) is too complex to evaluate for this URL (more than ${MAX_ROBOTS_STEPS} steps), so assuming that autonomous fetching is not allowed. ${skipHint}`,
+    );
+  }
   if (verdict.allowed) return;
   const rule = verdict.rule ? ` (rule "${verdict.rule.allow ? "Allow" : "Disallow"}: ${verdict.rule.pattern}")` : "";
   throw new ToolFailure(
@@ -423,6 +442,8 @@ interface FetchArgs {
 }
 
 async function fetchForModel(args: FetchArgs, options: FetchToolOptions, ctx: FetchContext): Promise<string> {
+  if (args.url.length > MAX_URL_CHARS)
+    throw new ToolFailure(`Invalid URL: it is ${args.url.length} characters long, the limit is ${MAX_URL_CHARS}`);
   let url: URL;
   try {
     url = new URL(args.url);
@@ -455,10 +476,14 @@ async function fetchForModel(args: FetchArgs, options: FetchToolOptions, ctx: Fe
 
   let content: string;
   let prefix = "";
+  let convertNote = "";
   if (args.raw) {
     content = text;
   } else if (kind === "html") {
-    content = await ctx.markdown.convert(text, finalUrl.href, ctx.signal);
+    content = await ctx.markdown.convert(text, finalUrl.href, ctx.signal, ctx.owner);
+    if (text.length > options.maxConvertChars) {
+      convertNote = `\n\n<error>The page's markup was ${text.length} characters long; only the first ${options.maxConvertChars} were converted (max_convert_chars of the fetch server in ${CONFIG_FILE}), so the content ends early.</error>`;
+    }
   } else {
     content = text;
     prefix = `Content type ${contentType || "(none)"} cannot be simplified to markdown, but here is the raw content:\n`;
@@ -467,7 +492,7 @@ async function fetchForModel(args: FetchArgs, options: FetchToolOptions, ctx: Fe
   const capNote = body.truncated
     ? `\n\n<error>The response was larger than ${options.maxBytes} bytes (max_fetch_bytes of the fetch server in ${CONFIG_FILE}); only that much was downloaded, so the content above ends early.</error>`
     : "";
-  return `${prefix}Contents of ${url.href}${redirected}:\n${paginate(content, args.start_index, args.max_length)}${capNote}`;
+  return `${prefix}Contents of ${url.href}${redirected}:\n${paginate(content, args.start_index, args.max_length)}${capNote}${convertNote}`;
 }
 
 function failureMessage(error: unknown, url: string, deadline: AbortSignal, timeoutMs: number): string {
@@ -494,7 +519,7 @@ export function createFetchServer(options: FetchToolOptions): McpServer {
 
   const server = new McpServer({ name: "fetch", version: "1.0.0" });
   // One converter (one worker thread) for every call; it stops with the server, or when idle.
-  const markdown = new MarkdownConverter();
+  const markdown = new MarkdownConverter({ workers: options.convertWorkers, maxInputChars: options.maxConvertChars });
   server.server.onclose = () => markdown.close();
   server.registerTool(
     "fetch",
@@ -517,9 +542,11 @@ export function createFetchServer(options: FetchToolOptions): McpServer {
     },
     async (args, extra): Promise<CallToolResult> => {
       const deadline = AbortSignal.timeout(options.timeoutMs);
+      const owner = extra._meta?.[OWNER_META_KEY];
       const ctx: FetchContext = {
         allow,
         markdown,
+        owner: typeof owner === "string" ? owner : "",
         userAgent: options.userAgent,
         // The client cancelling the call (extra.signal) stops the fetch too.
         signal: AbortSignal.any([deadline, extra.signal]),

@@ -57,7 +57,7 @@ export class HubFactory {
     const connections = Object.entries(this.#config.mcp.servers).map(
       ([name, entry]) => this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields),
     );
-    return new McpHub(connections, { workspaceDir });
+    return new McpHub(connections, { workspaceDir, owner: userId });
   }
 
   /** Starts the shared built-ins (at listen), so the first user does not wait for them. */

@@ -7,7 +7,7 @@ import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { createFetchServer, fetchToolOptions } from "../fetch/fetch-tool.ts";
+import { createFetchServer, fetchToolOptions, OWNER_META_KEY } from "../fetch/fetch-tool.ts";
 import { createFilesystemServer, WORKSPACE_META } from "../filesystem/server.ts";
 import type { ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../../agent.ts";
 import type { McpServerConfig } from "../config.ts";
@@ -416,9 +416,13 @@ export class McpHub implements Toolbox {
   /** When a turn last needed the servers (epoch ms), for idle reaping. */
   #lastUsed = Date.now();
 
-  constructor(connections: McpConnection[], options: { workspaceDir?: string } = {}) {
+  /** The user this hub serves, named to shared servers, which share their work fairly by it. */
+  readonly #owner: string | undefined;
+
+  constructor(connections: McpConnection[], options: { workspaceDir?: string; owner?: string } = {}) {
     this.#connections = connections;
     this.#workspaceDir = options.workspaceDir;
+    this.#owner = options.owner;
   }
 
   get #owned(): McpConnection[] {
@@ -469,8 +473,11 @@ export class McpHub implements Toolbox {
     this.#lastUsed = Date.now();
     const connection = this.#connections.find((candidate) => candidate.name === route.server);
     if (!connection) return { ok: false, text: `Unknown MCP server "${route.server}"` };
-    const meta = connection.perWorkspace && this.#workspaceDir ? { [WORKSPACE_META]: this.#workspaceDir } : undefined;
-    return connection.callTool(route.tool, args, signal, meta);
+    // Shared in-process servers learn whose call it is (fair sharing) and, for the filesystem, its root.
+    const meta: Record<string, unknown> = {};
+    if (connection.shared && this.#owner !== undefined) meta[OWNER_META_KEY] = this.#owner;
+    if (connection.perWorkspace && this.#workspaceDir) meta[WORKSPACE_META] = this.#workspaceDir;
+    return connection.callTool(route.tool, args, signal, Object.keys(meta).length > 0 ? meta : undefined);
   }
 
   info(): ServerInfo[] {

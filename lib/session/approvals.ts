@@ -68,6 +68,12 @@ export class ApprovalDesk {
       this.#record(call, false, "no-client", reason);
       return Promise.resolve({ approved: false, reason });
     }
+    // Already cancelled (a sibling call's failure, a deadline): an abort listener would never fire.
+    if (signal?.aborted) {
+      this.#record(call, false, "cancel", "denied: the turn was cancelled");
+      return Promise.resolve({ approved: false, reason: "denied: the turn was cancelled" });
+    }
+    // The call id is the server's own (agent.ts assigns it), so two pending calls never share one.
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         const seconds = Number((this.#options.timeoutMs / 1000).toFixed(1));
@@ -111,6 +117,16 @@ export class ApprovalDesk {
       by,
       ...(reason ? { reason } : {}),
     });
+  }
+
+  /** Denies whatever of this turn still waits (the turn ended: nothing may outlive it). */
+  settleTurn(turnId: string, reason: string): void {
+    for (const [callId, pending] of [...this.#pending]) if (pending.turnId === turnId) this.#settle(callId, false, reason, "cancel");
+  }
+
+  /** "Always allow" lasts as long as the conversation: New chat forgets it. */
+  forgetAlwaysAllowed(): void {
+    this.#alwaysAllowed.clear();
   }
 
   /** Denies everything still waiting (the session is closing). */

@@ -1,5 +1,6 @@
 // What a frame from a socket asks of the user's session. Parsing is protocol.ts's; this decides.
 import type { RawData } from "ws";
+import { publicReason } from "../session/public-reason.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
 import { limitOf, type MetricsRecorder } from "../metrics/metrics.ts";
@@ -15,6 +16,9 @@ import {
   type HistoryItem,
 } from "../protocol.ts";
 
+/** What a New chat did: refused as a whole, or done, with what of it could not be done. */
+export type ResetOutcome = { ok: false; error: string } | { ok: true; workspaceCleared: boolean; notes: string[] };
+
 /** What a socket's frames may ask of its user's session (UserSession in session.ts). */
 export interface SocketSession {
   readonly userId: string;
@@ -23,8 +27,11 @@ export interface SocketSession {
   cancel(): boolean;
   /** Brings the history up to date before it is shown. */
   refresh(): Promise<void>;
-  historyItems(): HistoryItem[];
-  reset(clearWorkspace: boolean): Promise<void>;
+  /** One page of the history: at most `limit` items (about `maxChars` characters) before `before`, or the newest. */
+  historyPage(before: number | string | undefined, limit: number, maxChars: number): { items: HistoryItem[]; start: number; total: number };
+  /** A `history` request costs a token of its own rate limit. */
+  takeHistoryToken(): { ok: true } | { ok: false; error: string };
+  reset(clearWorkspace: boolean): Promise<ResetOutcome>;
   answerApproval(callId: string, approved: boolean, reason: string | undefined, always: boolean, socketId: number): boolean;
 }
 
@@ -62,13 +69,20 @@ export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData,
     case "cancel":
       session.cancel();
       return;
-    case "history":
+    case "history": {
+      const allowed = session.takeHistoryToken();
+      if (!allowed.ok) return peer.send(refusalFrame(peer.streaming, allowed.error));
+      const limit = Math.min(frame.limit ?? limits.history_page_items, limits.history_max_page_items);
       // Turns that ran on other instances are read from the store first.
       void session
         .refresh()
         .catch((error: unknown) => log.warn("history_refresh_failed", { user_id: session.userId, error }))
-        .then(() => peer.send(historyFrame(session.userId, session.sessionId, session.historyItems())));
+        .then(() => {
+          const page = session.historyPage(frame.before, limit, limits.history_page_chars);
+          peer.send(historyFrame(session.userId, session.sessionId, page.items, page));
+        });
       return;
+    }
     case "reset":
       void reset(session, peer, frame.workspace, context);
       return;
@@ -87,11 +101,18 @@ export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData,
   }
 }
 
-async function reset(session: SocketSession, asker: Peer, clearWorkspace: boolean, { redactor }: DispatchContext): Promise<void> {
+async function reset(session: SocketSession, asker: Peer, clearWorkspace: boolean, { redactor, log }: DispatchContext): Promise<void> {
+  let outcome;
   try {
-    await session.reset(clearWorkspace);
+    outcome = await session.reset(clearWorkspace);
   } catch (error) {
-    return asker.send(errorFrame(`Reset failed: ${redactor.redact((error as Error).message)}`));
+    log.error("session_reset_failed", { user_id: session.userId, error });
+    return asker.send(errorFrame(`Reset failed: ${redactor.redact(publicReason(error))}`));
+  }
+  // Streaming sockets heard the outcome with every other tab; a seed-style asker hears it here.
+  if (!outcome.ok) {
+    if (!asker.streaming) asker.send(errorFrame(outcome.error));
+    return;
   }
   // A seed-style socket that asked learns its new session_id from a fresh welcome.
   if (!asker.streaming) asker.send(welcomeFrame(session.userId, session.sessionId));

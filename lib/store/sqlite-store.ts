@@ -1,7 +1,7 @@
 // `session.store: sqlite` (the default): one file, WAL mode, a versioned schema with migrations.
 // better-sqlite3 is synchronous; calls are committed together at the end of each event-loop turn
 // (group commit), and each call's promise settles once its write is durable in the WAL.
-import { mkdirSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { storedEntry, type HistoryEntry } from "./history.ts";
@@ -117,6 +117,18 @@ interface Transactions {
   recordUsage(record: UsageRecord): void;
 }
 
+/**
+ * Conversations are private: the folder is created 0700 and the file 0600 before SQLite opens
+ * it, whatever the umask. SQLite gives its -wal and -shm files the database file's mode.
+ */
+function ownerOnlyDatabase(file: string): void {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  closeSync(openSync(file, "a", 0o600));
+  for (const existing of [file, `${file}-wal`, `${file}-shm`]) {
+    if (existsSync(existing)) chmodSync(existing, 0o600);
+  }
+}
+
 export class SqliteStore implements SessionStore {
   readonly #db: Database.Database;
   readonly #sql: ReturnType<typeof prepareStatements>;
@@ -127,7 +139,7 @@ export class SqliteStore implements SessionStore {
   /** Opens (creating if needed) and migrates the database; throws StoreError with a clear reason. */
   constructor(file: string) {
     try {
-      if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
+      if (file !== ":memory:") ownerOnlyDatabase(file);
       this.#db = new Database(file);
       this.#db.pragma("journal_mode = WAL");
       this.#db.pragma("synchronous = NORMAL");

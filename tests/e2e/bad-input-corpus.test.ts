@@ -3,7 +3,9 @@
 // bystander's is lost (same session_id, a history that only grows).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import type net from "node:net";
 import path from "node:path";
 import {
@@ -74,6 +76,24 @@ async function respond(request: ChatRequest): Promise<ScriptedReply> {
       return { status: 401, errorMessage: `Incorrect API key provided: ${API_KEY}.` };
     case "LONG":
       return { content: longText(Number(arg)), chunkChars: 16384 };
+    case "DUP":
+      // Two tool calls under one model id, on a server whose echo needs approval.
+      return {
+        toolCalls: [
+          { name: "approve_echo", arguments: { text: "one" }, id: "same" },
+          { name: "approve_echo", arguments: { text: "two" }, id: "same" },
+        ],
+      };
+    case "TRICKLE":
+      return { endless: { mode: "tokens", everyMs: 20 } };
+    case "KEEPALIVE":
+      return { endless: { mode: "keepalive", everyMs: 20 } };
+    case "BIGERROR":
+      return { status: 500, errorMessage: "e".repeat(MiB) };
+    case "FETCH": {
+      const [, count = "1", url = ""] = text.split(" ");
+      return { toolCalls: Array.from({ length: Number(count) }, (_, n) => ({ name: "fetch_fetch", arguments: { url: `${url}?n=${n}` } })) };
+    }
     default:
       return { content: `echo: ${text}` };
   }
@@ -83,6 +103,11 @@ async function respond(request: ChatRequest): Promise<ScriptedReply> {
 
 let model: ModelServer;
 let running: RunningServer;
+/** A web site on 127.0.0.1 for the fetch rows: a crafted robots.txt, small and large pages. */
+let site: http.Server;
+let siteUrl = "";
+/** A robots.txt rule that a backtracking matcher takes exponential time over on a path of a's. */
+const CRAFTED_ROBOTS_RULE = `/${"*a".repeat(40)}*b`;
 let bystander: TestClient;
 let bystanderSession = "";
 let bystanderHistory = 0;
@@ -112,10 +137,25 @@ function ctx(): Ctx {
 }
 
 before(async () => {
+  site = http.createServer((req, res) => {
+    if (req.url === "/robots.txt")
+      return res.writeHead(200, { "content-type": "text/plain" }).end(`User-agent: *\nDisallow: ${CRAFTED_ROBOTS_RULE}\n`);
+    res.writeHead(200, { "content-type": "text/html", connection: "close" });
+    if (req.url?.startsWith("/big"))
+      return res.end(`<html><body><article>${"<p>Long <b>page</b> text.</p>".repeat(20_000)}</article></body></html>`);
+    res.end("<html><body><article><h1>Small page</h1><p>Quick.</p></article></body></html>");
+  });
+  await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
+  siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
   model = await startModelServer({ responder: respond });
   const base = baseConfig(
     model.baseUrl,
-    { test: { ...testServerEntry, read_timeout_seconds: 2 }, filesystem: filesystemEntry },
+    {
+      test: { ...testServerEntry, read_timeout_seconds: 2 },
+      filesystem: filesystemEntry,
+      approve: { ...testServerEntry, require_approval: ["echo"] },
+      fetch: { builtin: "fetch", allow_hosts: ["127.0.0.1"], convert_workers: 1, max_convert_chars: 200_000 },
+    },
     {
       server: { auth_token: TOKEN, ping_interval_seconds: 0.3, headers_timeout_seconds: 0.5, request_timeout_seconds: 1 },
       limits: {
@@ -128,12 +168,18 @@ before(async () => {
         send_buffer_hard_bytes: 256 * 1024,
         max_tool_result_chars: 2000,
         mcp_max_restarts: 1,
+        // The bystander asks for its history after every row; a flood row goes past this.
+        history_requests_per_minute: 3000,
+        history_burst: 20,
+        // The slow-reader row streams an 8 MiB answer.
+        max_answer_chars: 16 * MiB,
       },
       session: { store: "memory" },
     },
   );
   running = await startServer({
-    config: { ...base, openai: { ...base.openai, request_timeout_seconds: 1, max_retries: 0 } },
+    // request_timeout_seconds also bounds a whole streamed answer (the 8 MiB one of the slow-reader row).
+    config: { ...base, openai: { ...base.openai, request_timeout_seconds: 4, stream_idle_timeout_seconds: 0.5, max_retries: 0 } },
     secrets: { openai: { api_key: API_KEY } },
   });
   // The filesystem rows' traps: a same-prefix sibling and symlinks out of the workspace.
@@ -155,22 +201,30 @@ after(async () => {
   await bystander?.close();
   await running?.close();
   await model?.close();
+  site?.closeAllConnections();
+  await new Promise((resolve) => site?.close(resolve));
 });
 
 async function history(): Promise<Frame[]> {
-  bystander.send({ type: "history" });
+  bystander.send({ type: "history", limit: 1000 });
   const frame = await bystander.next();
   assert.equal(frame.type, "history");
   assert.equal(frame.session_id, bystanderSession, "the bystander's session_id never changes");
   return frame.items as Frame[];
 }
 
+/** A bystander's echo turn takes milliseconds; a row that stalls the server makes it take longer. */
+const BYSTANDER_MAX_MS = 2000;
+
 /** The invariants every row must leave intact. */
 async function bystanderUnharmed(row: string): Promise<void> {
   const health = await fetch(`${running.url}/health`);
   assert.equal(health.status, 200, "the server is up");
   const text = `still fine after: ${row}`;
+  const started = Date.now();
   const answer = await ask(bystander, text);
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed < BYSTANDER_MAX_MS, `the bystander's turn took ${elapsed} ms`);
   assert.deepEqual(answer, { message: `echo: ${text}`, user_id: "bystander", session_id: bystanderSession });
   const items = await history();
   assert.ok(items.length > bystanderHistory, `the history grows: ${items.length} after ${bystanderHistory}`);
@@ -223,6 +277,29 @@ async function oneFrame(c: Ctx, userId: string, send: (client: TestClient) => vo
     await client.close();
   }
 }
+
+/** A turn on a streaming socket, left to run: its last frame, and every frame it got, once it ends. */
+function streamingTurn(c: Ctx, userId: string, text: string): { done: Promise<Frame>; frames: () => Promise<Frame[]> } {
+  const opened = connect(c.wsUrl(userId, "&stream=1"));
+  const done = (async () => {
+    const client = await opened;
+    try {
+      await client.next();
+      client.send({ message: text });
+      return await client.nextMatching((frame) => frame.type === "answer" || frame.type === "error" || frame.type === "cancelled", 60_000);
+    } finally {
+      await client.close();
+    }
+  })();
+  return {
+    done,
+    frames: async () => {
+      await done;
+      return (await opened).frames;
+    },
+  };
+}
+let pendingTurn: ReturnType<typeof streamingTurn> | undefined;
 
 /** A chat message on a fresh socket of the user: the frame that answers it. */
 async function chat(c: Ctx, userId: string, text: string): Promise<Observation> {
@@ -547,6 +624,109 @@ const rows: Row[] = [
       return { ...reply, logHasKey: readFileSync(c.running.logPath, "utf8").includes(API_KEY) };
     },
     expect: { error: new RegExp(`^(?!.*${API_KEY}).*\\[REDACTED\\]`), logHasKey: false },
+  },
+  // 12. No user-controlled work on the main thread beyond a bound
+  {
+    name: "main thread: a crafted robots.txt rule against a long path",
+    attack: async (c) => {
+      const fetcher = streamingTurn(c, "robotsuser", `FETCH 1 ${siteUrl}/${"a".repeat(1800)}`);
+      return { ...(await fetcher.done), toolOk: (await fetcher.frames()).some((frame) => frame.type === "tool_end" && frame.ok === true) };
+    },
+    expect: { type: "answer", toolOk: true },
+  },
+  {
+    name: "main thread: one user converting many large pages while the bystander chats",
+    // Left running: the bystander's check happens while the pages are converted.
+    attack: (c) => {
+      pendingTurn = streamingTurn(c, "pagehog", `FETCH 3 ${siteUrl}/big`);
+      return Promise.resolve({});
+    },
+    cleanup: async () => {
+      const end = await pendingTurn?.done;
+      assert.equal(end?.type, "answer");
+    },
+  },
+  {
+    name: "history: asked for in a loop",
+    attack: async (c) => {
+      const client = await connect(c.wsUrl("historyloop", "&stream=1"));
+      try {
+        await client.next();
+        for (let n = 0; n < 200; n++) client.send({ type: "history" });
+        const refusal = await client.nextMatching((frame) => frame.type === "error");
+        return { error: refusal.error };
+      } finally {
+        await client.close();
+      }
+    },
+    expect: { error: /^Too many history requests: .*\(limits\.history_requests_per_minute\)/ },
+  },
+  {
+    name: "history: a before and a limit that make no sense",
+    attack: (c) => oneFrame(c, "historybad", (client) => client.send({ type: "history", before: -5, limit: 1e12 })),
+    expect: { error: /"before" must be an item index/, openAfter: true },
+  },
+  // 13. Everything ends
+  {
+    name: "model: two tool calls under one id, with approvals on, then a cancel",
+    attack: async (c) => {
+      const client = await connect(c.wsUrl("dupids", "&stream=1"));
+      try {
+        await client.next();
+        client.send({ message: "DUP" });
+        const first = await client.nextMatching((frame) => frame.type === "approval_request");
+        const second = await client.nextMatching((frame) => frame.type === "approval_request");
+        client.send({ type: "cancel" });
+        const end = await client.nextMatching((frame) => frame.type === "cancelled" || frame.type === "answer" || frame.type === "error");
+        const resolved = client.frames.filter((frame) => frame.type === "approval_resolved").length;
+        client.send({ message: "after" });
+        const after = await client.nextMatching((frame) => frame.type === "answer");
+        return { distinct: first.call_id !== second.call_id, resolved, end: end.type, after: after.message };
+      } finally {
+        await client.close();
+      }
+    },
+    expect: { distinct: true, resolved: 2, end: "cancelled", after: "echo: after" },
+  },
+  {
+    name: "model: it trickles tokens forever",
+    attack: (c) => chat(c, "trickler", "TRICKLE"),
+    expect: { error: /^An error occurred: .*timed out.*openai\.request_timeout_seconds/ },
+  },
+  {
+    name: "model: it sends only keep-alive comments",
+    attack: (c) => chat(c, "keepaliver", "KEEPALIVE"),
+    expect: { error: /^An error occurred: .*timed out/ },
+  },
+  // 14. Promises kept
+  {
+    name: "model: a 1 MiB error body",
+    attack: (c) => chat(c, "bigerror", "BIGERROR"),
+    expect: { error: /^An error occurred: .{0,2200}\(limits\.max_error_chars\)\]$/s },
+  },
+  {
+    name: "reset: a workspace that cannot be emptied",
+    attack: async (c) => {
+      const client = await connect(c.wsUrl("halfreset", "&stream=1"));
+      try {
+        await client.next();
+        // Replaced by a file after the session made it: it cannot be listed, let alone emptied.
+        const folder = path.join(workspace, "halfreset");
+        rmSync(folder, { recursive: true, force: true });
+        writeFileSync(folder, "not a folder");
+        client.send({ type: "reset", workspace: true });
+        const reset = await client.nextMatching((frame) => frame.type === "reset");
+        const error = await client.nextMatching((frame) => frame.type === "error");
+        rmSync(folder, { force: true });
+        return { cleared: reset.workspace_cleared, error: error.error };
+      } finally {
+        await client.close();
+      }
+    },
+    expect: {
+      cleared: false,
+      error: /^New chat started \(the conversation was cleared\), but the workspace files could not all be deleted \(ENOTDIR on \.\)$/,
+    },
   },
 ];
 

@@ -142,7 +142,13 @@ before(async () => {
     startServer({ config: config({ server: { auth_token: TOKEN } }), secrets }),
     startServer({ config: config({ limits: { max_sessions: 2 } }), secrets }),
     startServer({ config: config({ limits: { messages_per_minute: 6, message_burst: 2 } }), secrets }),
-    startServer({ config: config({ limits: { send_buffer_soft_bytes: 16 * 1024, send_buffer_hard_bytes: 256 * 1024 } }), secrets }),
+    // Answers of 8 MiB, past the default limits.max_answer_chars, to fill send buffers.
+    startServer({
+      config: config({
+        limits: { send_buffer_soft_bytes: 16 * 1024, send_buffer_hard_bytes: 256 * 1024, max_answer_chars: 16 * 1024 * 1024 },
+      }),
+      secrets,
+    }),
     startServer({ config: config({}, { request_timeout_seconds: 0.5, max_retries: 0 }), secrets }),
     startServer({ config: config({}, { max_retries: 2 }), secrets }),
     startServer({ config: config({}, {}, { test: testServerEntry }), secrets }),

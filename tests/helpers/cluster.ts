@@ -12,6 +12,7 @@ import {
   startInstance,
   startNginx,
   startRedis,
+  randomSecret,
   stopAll,
   type Child,
   type Instance,
@@ -62,7 +63,10 @@ export async function startTestCluster(options: {
   try {
     const [redisPort = 0, nginxPort = 0, ...instancePorts] = await freePorts(options.instances + 2);
     const redisDir = path.join(dir, "redis");
-    let redis = await startRedis({ bin: redisBin, port: redisPort, dir: redisDir });
+    // As `npm run cluster` does: a password on Redis and a secret that signs the instances' messages.
+    const password = randomSecret();
+    const clusterSecret = randomSecret();
+    let redis = await startRedis({ bin: redisBin, port: redisPort, dir: redisDir, password });
     started.push(redis);
     // Started together (each takes seconds to compile); all of them are stopped if one fails.
     const results = await Promise.allSettled(
@@ -71,6 +75,7 @@ export async function startTestCluster(options: {
           sourcePath: configPath,
           sourceDir: dir,
           redisUrl: redis.url,
+          clusterSecret,
           port,
           dir: path.join(dir, `instance-${port}`),
           env: { PATH: process.env.PATH, HOME: process.env.HOME },
@@ -100,7 +105,7 @@ export async function startTestCluster(options: {
       wsUrl: (userId, query = "") => `ws://127.0.0.1:${nginxPort}/ws/${userId}${query}`,
       log: (instance) => (instance.logPattern ? readLog(instance.logPattern) : []),
       restartRedis: async () => {
-        redis = await startRedis({ bin: redisBin, port: redisPort, dir: redisDir });
+        redis = await startRedis({ bin: redisBin, port: redisPort, dir: redisDir, password });
         started.push(redis);
       },
       close: async () => {

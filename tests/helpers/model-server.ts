@@ -52,6 +52,8 @@ export interface ScriptedReply {
   hang?: boolean;
   /** Report no `usage`, as some OpenAI-compatible servers do not. */
   noUsage?: boolean;
+  /** Stream headers, then forever: a content chunk every `trickleMs` ("tokens"), or an SSE comment ("keepalive"). */
+  endless?: { mode: "tokens" | "keepalive"; everyMs: number };
 }
 
 export type Responder = (request: ChatRequest, index: number) => ScriptedReply | Promise<ScriptedReply>;
@@ -244,6 +246,18 @@ export async function startModelServer(
       );
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...reply.headers });
+    if (reply.endless) {
+      // A hostile endpoint: it never finishes, until the client goes away.
+      while (!closed) {
+        if (reply.endless.mode === "keepalive") res.write(": keep-alive\n\n");
+        else
+          res.write(
+            `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta: { content: "." }, finish_reason: null }] })}\n\n`,
+          );
+        await sleep(reply.endless.everyMs);
+      }
+      return;
+    }
     const deltas: Record<string, unknown>[] = [{ role: "assistant", content: "" }];
     const text = reply.content ?? "";
     const size = reply.chunkChars ?? 4;
