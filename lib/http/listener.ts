@@ -2,6 +2,7 @@
 import http from "node:http";
 import type { Config } from "../config.ts";
 import { checkHost, checkToken, rawPathname } from "./access.ts";
+import { endAndDestroy } from "./give-back.ts";
 import { handleRequest, sendJson, type RouteContext } from "./routes.ts";
 
 export function createHttpServer(config: Config, bindHost: string, context: RouteContext): http.Server {
@@ -17,16 +18,20 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
       checkHost(req.headers.host, bindHost, config.server.allowed_hosts) ??
       (guarded ? checkToken(req.headers, req.url, config.server.auth_token) : undefined);
     if (refusal) {
-      return sendJson(res, refusal.status, { error: refusal.error }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
+      // A refused client gets its answer and the connection closed, not kept alive for more tries.
+      const headers: Record<string, string> = { connection: "close", ...(refusal.status === 401 ? { "www-authenticate": "Bearer" } : {}) };
+      return sendJson(res, refusal.status, { error: refusal.error }, headers);
     }
     handleRequest(req, res, context);
   });
   // A slowloris client that never finishes its headers or body is cut off.
   server.headersTimeout = headersTimeoutMs;
   server.requestTimeout = requestTimeoutMs;
-  server.on("clientError", (_error, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-    else socket.destroy();
+  // Bad bytes get a 400, a request that outlived the header or request timeout a 408; either way
+  // the connection is then destroyed, not left half-closed for the client to end.
+  server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+    const timedOut = error.code === "ERR_HTTP_REQUEST_TIMEOUT";
+    endAndDestroy(socket, `HTTP/1.1 ${timedOut ? "408 Request Timeout" : "400 Bad Request"}\r\nConnection: close\r\n\r\n`);
   });
   return server;
 }

@@ -7,6 +7,7 @@ import { STATUS_CODES } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
 import type { SessionManager } from "../../session.ts";
+import { endAndDestroy } from "./give-back.ts";
 
 export interface RouteContext {
   sessions: SessionManager;
@@ -40,8 +41,7 @@ export function rejectUpgrade(socket: Duplex, status: number, body: unknown, hea
     `Content-Length: ${Buffer.byteLength(text)}`,
     ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
   ];
-  if (socket.writable) socket.end(`${lines.join("\r\n")}\r\n\r\n${text}`);
-  else socket.destroy();
+  endAndDestroy(socket, `${lines.join("\r\n")}\r\n\r\n${text}`);
 }
 
 interface Route {

@@ -7,6 +7,7 @@ import type { SessionManager, UserSession } from "../../session.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
 import { rawPathname } from "../http/access.ts";
+import { GIVE_BACK_GRACE_MS } from "../http/give-back.ts";
 import { rejectUpgrade } from "../http/routes.ts";
 import { errorFrame, streamWelcomeFrame, welcomeFrame } from "../protocol.ts";
 import { dispatchFrame } from "./dispatch.ts";
@@ -19,6 +20,17 @@ const CLOSE_GOING_AWAY = 1001;
 const CLOSE_INTERNAL_ERROR = 1011;
 /** Close code for "try again later": a quota is full. */
 const CLOSE_TRY_AGAIN_LATER = 1013;
+
+/**
+ * Closes with a code and reason, and terminates the socket if the client does not complete the
+ * close handshake within the grace (ws alone would wait 30 s, holding the descriptor).
+ */
+function closeThenTerminate(ws: WebSocket, code: number, reason: string): void {
+  ws.close(code, reason);
+  const timer = setTimeout(() => ws.terminate(), GIVE_BACK_GRACE_MS);
+  timer.unref();
+  ws.once("close", () => clearTimeout(timer));
+}
 
 export interface SocketServerOptions {
   config: Config;
@@ -83,7 +95,7 @@ export class SocketServer {
     const refusal = this.#quotaRefusal(userId);
     if (refusal) {
       log.warn("connect_refused", { user_id: userId, reason: refusal });
-      ws.close(CLOSE_TRY_AGAIN_LATER, refusal);
+      closeThenTerminate(ws, CLOSE_TRY_AGAIN_LATER, refusal);
       return;
     }
     this.#socketsPerUser.set(userId, (this.#socketsPerUser.get(userId) ?? 0) + 1);
@@ -110,7 +122,7 @@ export class SocketServer {
         const reason = redactor.redact((error as Error).message);
         log.error("session_open_failed", { ...fields, error: reason });
         peer.send(errorFrame(`Session error: ${reason}`));
-        ws.close(CLOSE_INTERNAL_ERROR, "session error");
+        closeThenTerminate(ws, CLOSE_INTERNAL_ERROR, "session error");
         return undefined;
       },
     );
