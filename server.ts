@@ -9,7 +9,7 @@ import { parseServerOptions, USAGE } from "./lib/cli/server-options.ts";
 import { ConfigError, loadConfig, resolveConfigPath, type Config } from "./lib/config.ts";
 import { isLoopbackBind } from "./lib/http/access.ts";
 import { createHttpServer } from "./lib/http/listener.ts";
-import { loggerFromConfig, Redactor, type Logger } from "./lib/log.ts";
+import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
 import { agentSettingsFrom } from "./lib/model/openai.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
@@ -36,9 +36,11 @@ export interface AgentServer {
 }
 
 export function createAgentServer(options: AgentServerOptions): AgentServer {
-  const { config, log } = options;
+  const { config } = options;
   const host = options.host ?? config.server.host;
-  const redactor = new Redactor(config.secretValues);
+  // One redactor for everything that leaves: frames, /sessions*, and (secrets only) the log.
+  const redactor = Redactor.fromConfig(config, HERE);
+  const log = redactingLogger(options.log, redactor);
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
@@ -68,7 +70,12 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   let indexCache: Buffer | undefined;
   const indexHtml = () => (indexCache ??= readFileSync(path.join(HERE, "index.html")));
   const clusterRoutes = cluster && { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() };
-  const httpServer = createHttpServer(config, host, { sessions, indexHtml, ...(clusterRoutes ? { cluster: clusterRoutes } : {}) });
+  const httpServer = createHttpServer(config, host, {
+    sessions,
+    indexHtml,
+    redactor,
+    ...(clusterRoutes ? { cluster: clusterRoutes } : {}),
+  });
   const sockets = new SocketServer({ config, bindHost: host, sessions, log, redactor });
   httpServer.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
 

@@ -7,10 +7,13 @@ import { STATUS_CODES } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
 import type { SessionManager } from "../../session.ts";
+import type { Redactor } from "../secrets/redactor.ts";
 import { endAndDestroy } from "./give-back.ts";
 
 export interface RouteContext {
   sessions: SessionManager;
+  /** Every /sessions* answer passes it: MCP errors carry URLs, headers and server paths. */
+  redactor: Redactor;
   indexHtml: () => Buffer;
   /** Cluster mode: this instance's id and Redis health, and the users live on any instance. */
   cluster?: {
@@ -209,7 +212,7 @@ const routes: Route[] = [
       const found = /^\/sessions\/([^/]+)$/.exec(pathname);
       return found?.[1] === undefined ? undefined : [found[1]];
     },
-    handle: (_req, res, [encoded = ""], { sessions }) => {
+    handle: (_req, res, [encoded = ""], { sessions, redactor }) => {
       let userId: string;
       try {
         userId = decodeURIComponent(encoded);
@@ -218,8 +221,9 @@ const routes: Route[] = [
       }
       // Live sessions answer from memory; stored ones (active: false) from the store.
       sessions.info(userId).then(
-        (info) => (info ? sendJson(res, 200, info) : sendJson(res, 404, { error: `no session for user "${userId}"` })),
-        (error: unknown) => sendJson(res, 500, { error: `cannot read the session: ${(error as Error).message}` }),
+        (info) =>
+          info ? sendJson(res, 200, redactor.redactValue(info)) : sendJson(res, 404, { error: `no session for user "${userId}"` }),
+        (error: unknown) => sendJson(res, 500, { error: redactor.redact(`cannot read the session: ${(error as Error).message}`) }),
       );
     },
   },

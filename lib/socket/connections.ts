@@ -107,6 +107,7 @@ export class SocketServer {
       streaming,
       limits: { softBytes: limits.send_buffer_soft_bytes, hardBytes: limits.send_buffer_hard_bytes },
       onDrop: (bufferedBytes) => log.warn("slow_socket_dropped", { ...fields, buffered_bytes: bufferedBytes }),
+      redactor,
     });
     this.#peers.add(peer);
     // Frames that arrive while the session loads wait for it, in arrival order.
