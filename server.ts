@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { Authenticator } from "./lib/auth/authenticator.ts";
 import { parseServerOptions, USAGE } from "./lib/cli/server-options.ts";
 import { ConfigError, loadConfig, resolveConfigPath, type Config } from "./lib/config.ts";
 import { isLoopbackBind } from "./lib/http/access.ts";
@@ -41,6 +42,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   // One redactor for everything that leaves: frames, /sessions*, and (secrets only) the log.
   const redactor = Redactor.fromConfig(config, HERE);
   const log = redactingLogger(options.log, redactor);
+  // Built once: reads the users file or the JWT key now, so a bad one stops the start.
+  const auth = new Authenticator(config);
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
@@ -74,9 +77,10 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     sessions,
     indexHtml,
     redactor,
+    auth,
     ...(clusterRoutes ? { cluster: clusterRoutes } : {}),
   });
-  const sockets = new SocketServer({ config, bindHost: host, sessions, log, redactor });
+  const sockets = new SocketServer({ config, bindHost: host, sessions, log, redactor, auth });
   httpServer.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
 
   let closing: Promise<void> | undefined;
@@ -194,7 +198,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   console.log(`MCP agent server listening on ${address.url} (WebSocket: ${address.url.replace(/^http/, "ws")}/ws/<user_id>)`);
-  if (!isLoopbackBind(host) && !config.server.auth_token) {
+  if (!isLoopbackBind(host) && !config.server.auth_token && config.server.auth.mode === "token") {
     console.log(
       `Warning: listening on ${host}, reachable from other machines, without a token: anyone who can reach it gets an agent with your API key. Set server.auth_token (or MCP_AGENT_AUTH_TOKEN).`,
     );

@@ -106,6 +106,29 @@ const ConfigSchema = z.object({
       allowed_hosts: z.array(z.string()).default([]),
       /** When set (or MCP_AGENT_AUTH_TOKEN), /ws/* and /sessions* require it. */
       auth_token: z.string().optional(),
+      /** Per-user identities (docs/security.md): `token` is the shared auth_token above; `jwt` and `users` tie a token to one user id. */
+      auth: z
+        .object({
+          mode: z.enum(["token", "jwt", "users"]).default("token"),
+          /** Sees every session and may open any user id, in every mode (or MCP_AGENT_ADMIN_TOKEN). */
+          admin_token: z.string().optional(),
+          /** mode users: YAML or JSON mapping user ids to token hashes (`npm run hash-token`). Relative to the config file's folder. */
+          users_file: z.string().optional(),
+          jwt: z
+            .object({
+              /** HS256/384/512 shared secret. */
+              secret: z.string().optional(),
+              /** RS*, PS*, ES* or EdDSA: the public key, PEM. */
+              public_key: z.string().optional(),
+              /** Or the issuer's key set, fetched and cached. */
+              jwks_url: z.string().optional(),
+              issuer: z.string().optional(),
+              audience: z.string().optional(),
+              clock_tolerance_seconds: z.number().min(0).default(30),
+            })
+            .prefault({}),
+        })
+        .prefault({}),
       ping_interval_seconds: seconds.default(30),
       headers_timeout_seconds: seconds.default(10),
       request_timeout_seconds: seconds.default(30),
@@ -261,7 +284,7 @@ export function parseConfig(
   // A value in the files wins; the environment fills what they leave out (or leave empty).
   const fromEnv = {
     openai: { api_key: env.OPENAI_API_KEY, base_url: env.OPENAI_BASE_URL, default_model: env.OPENAI_DEFAULT_MODEL },
-    server: { auth_token: env.MCP_AGENT_AUTH_TOKEN },
+    server: { auth_token: env.MCP_AGENT_AUTH_TOKEN, auth: { admin_token: env.MCP_AGENT_ADMIN_TOKEN } },
   };
   const merged = [fromEnv, ...sources.map((source) => source.data)].reduce<unknown>((acc, data) => deepMerge(acc, data), {});
   const result = ConfigSchema.safeParse(merged);
@@ -283,6 +306,19 @@ export function parseConfig(
       throw new ConfigError(`${locate(sources, ["mcp", "servers", name])}: ${where}: transport ${server.transport} needs "url"`);
     }
   }
+  const auth = parsed.server.auth;
+  const authWhere = locate(sources, ["server", "auth"]);
+  if (auth.mode === "jwt") {
+    const keys = [auth.jwt.secret, auth.jwt.public_key, auth.jwt.jwks_url].filter((value) => value !== undefined && value !== "");
+    if (keys.length !== 1) {
+      throw new ConfigError(
+        `${authWhere}: server.auth.mode jwt needs exactly one of server.auth.jwt.secret, server.auth.jwt.public_key or server.auth.jwt.jwks_url (got ${keys.length})`,
+      );
+    }
+  }
+  if (auth.mode === "users" && !auth.users_file) {
+    throw new ConfigError(`${authWhere}: server.auth.mode users needs server.auth.users_file (make its lines with \`npm run hash-token\`)`);
+  }
   const openai = {
     ...parsed.openai,
     api_key: parsed.openai.api_key || env.OPENAI_API_KEY || undefined,
@@ -292,7 +328,7 @@ export function parseConfig(
   const server = { ...parsed.server, auth_token: parsed.server.auth_token || env.MCP_AGENT_AUTH_TOKEN || undefined };
   const levelName = parsed.logger.level;
   const logLevel: LogLevel = levelName === "warning" ? "warn" : levelName;
-  const secretValues = [openai.api_key, server.auth_token, ...stringLeaves(sources[1]?.data)].filter(
+  const secretValues = [openai.api_key, server.auth_token, auth.admin_token, auth.jwt.secret, ...stringLeaves(sources[1]?.data)].filter(
     (value): value is string => typeof value === "string" && value.length >= 6,
   );
   return { ...parsed, server, openai, logLevel, configDir, secretValues: [...new Set(secretValues)] };

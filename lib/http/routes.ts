@@ -7,13 +7,17 @@ import { STATUS_CODES } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
 import type { SessionManager } from "../../session.ts";
+import type { Authenticator, Identity } from "../auth/authenticator.ts";
 import type { Redactor } from "../secrets/redactor.ts";
+import { mayActAs } from "./access.ts";
 import { endAndDestroy } from "./give-back.ts";
 
 export interface RouteContext {
   sessions: SessionManager;
   /** Every /sessions* answer passes it: MCP errors carry URLs, headers and server paths. */
   redactor: Redactor;
+  /** Who is who (server.auth): /sessions lists only what the caller may see. */
+  auth: Authenticator;
   indexHtml: () => Buffer;
   /** Cluster mode: this instance's id and Redis health, and the users live on any instance. */
   cluster?: {
@@ -49,7 +53,7 @@ export function rejectUpgrade(socket: Duplex, status: number, body: unknown, hea
 
 interface Route {
   match: (pathname: string) => string[] | undefined;
-  handle: (req: IncomingMessage, res: ServerResponse, params: string[], context: RouteContext) => void;
+  handle: (req: IncomingMessage, res: ServerResponse, params: string[], context: RouteContext, viewer: Identity | undefined) => void;
 }
 
 const exact = (wanted: string) => (pathname: string) => (pathname === wanted ? [] : undefined);
@@ -190,19 +194,24 @@ const routes: Route[] = [
   },
   {
     match: exact("/sessions"),
-    handle: (_req, res, _params, { sessions, cluster }) => {
-      if (!cluster) return sendJson(res, 200, { active_sessions: sessions.userIds(), total_sessions: sessions.size });
+    handle: (_req, res, _params, { sessions, cluster }, viewer) => {
+      // With per-user identities a caller sees only their own session (the admin token: all).
+      const visible = (users: string[]) => (viewer ? users.filter((userId) => mayActAs(viewer, userId)) : users);
+      if (!cluster) {
+        const users = visible(sessions.userIds());
+        return sendJson(res, 200, { active_sessions: users, total_sessions: viewer?.kind === "user" ? users.length : sessions.size });
+      }
       // The whole cluster's live sessions; this instance's alone when Redis cannot be asked.
       void cluster.liveUsers().then(
         (users) => {
-          const all = [...new Set([...users, ...sessions.userIds()])].sort();
+          const all = visible([...new Set([...users, ...sessions.userIds()])].sort());
           sendJson(res, 200, { active_sessions: all, total_sessions: all.length });
         },
         () =>
           sendJson(res, 503, {
             error: "the cluster's sessions cannot be listed: Redis is unreachable",
-            active_sessions: sessions.userIds(),
-            total_sessions: sessions.size,
+            active_sessions: visible(sessions.userIds()),
+            total_sessions: visible(sessions.userIds()).length,
           }),
       );
     },
@@ -213,12 +222,8 @@ const routes: Route[] = [
       return found?.[1] === undefined ? undefined : [found[1]];
     },
     handle: (_req, res, [encoded = ""], { sessions, redactor }) => {
-      let userId: string;
-      try {
-        userId = decodeURIComponent(encoded);
-      } catch {
-        return sendJson(res, 400, { error: "the user id in the path is not valid percent-encoding" });
-      }
+      const userId = decodeUserId(encoded);
+      if (userId === undefined) return sendJson(res, 400, { error: "the user id in the path is not valid percent-encoding" });
       // Live sessions answer from memory; stored ones (active: false) from the store.
       sessions.info(userId).then(
         (info) =>
@@ -229,7 +234,22 @@ const routes: Route[] = [
   },
 ];
 
-export function handleRequest(req: IncomingMessage, res: ServerResponse, context: RouteContext): void {
+function decodeUserId(encoded: string): string | undefined {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The user id of `/sessions/<user_id>` (as the route decodes it), for the access check before the route. */
+export function sessionsUserId(pathname: string): string | undefined {
+  const found = /^\/sessions\/([^/]+)$/.exec(pathname);
+  return found?.[1] === undefined ? undefined : decodeUserId(found[1]);
+}
+
+/** `viewer`: who asked, on the /sessions routes (undefined elsewhere). */
+export function handleRequest(req: IncomingMessage, res: ServerResponse, context: RouteContext, viewer?: Identity): void {
   const raw = req.url ?? "/";
   const pathname = raw.includes("?") ? raw.slice(0, raw.indexOf("?")) : raw;
   for (const route of routes) {
@@ -238,7 +258,7 @@ export function handleRequest(req: IncomingMessage, res: ServerResponse, context
     if (req.method !== "GET" && req.method !== "HEAD") {
       return sendJson(res, 405, { error: `method ${req.method} is not allowed on ${pathname}; use GET` }, { allow: "GET, HEAD" });
     }
-    return route.handle(req, res, params, context);
+    return route.handle(req, res, params, context, viewer);
   }
   sendJson(res, 404, { error: `not found: ${pathname}` });
 }

@@ -4,6 +4,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { SessionManager, UserSession } from "../../session.ts";
+import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
 import { rawPathname } from "../http/access.ts";
@@ -12,7 +13,7 @@ import { rejectUpgrade } from "../http/routes.ts";
 import { errorFrame, streamWelcomeFrame, welcomeFrame } from "../protocol.ts";
 import { dispatchFrame } from "./dispatch.ts";
 import { SocketPeer } from "./peer.ts";
-import { decideUpgrade } from "./upgrade.ts";
+import { decideUpgrade, type UpgradeDecision } from "./upgrade.ts";
 
 /** Close code for "going away": the server is shutting down. */
 const CLOSE_GOING_AWAY = 1001;
@@ -38,6 +39,7 @@ export interface SocketServerOptions {
   sessions: SessionManager;
   log: Logger;
   redactor: Redactor;
+  auth: Authenticator;
 }
 
 export class SocketServer {
@@ -64,7 +66,18 @@ export class SocketServer {
   /** The http server's `upgrade` event. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", () => socket.destroy());
-    const decision = decideUpgrade(req, this.#options.config.server, this.#options.bindHost);
+    decideUpgrade(req, this.#options.config.server, this.#options.bindHost, this.#options.auth).then(
+      (decision) => this.#afterDecision(req, socket, head, decision),
+      (error: unknown) => {
+        this.#options.log.error("upgrade_check_failed", { error, path: rawPathname(req.url) });
+        rejectUpgrade(socket, 500, { error: "the server could not check this request" });
+      },
+    );
+  }
+
+  #afterDecision(req: IncomingMessage, socket: Duplex, head: Buffer, decision: UpgradeDecision): void {
+    // The client may have gone while its token was checked.
+    if (socket.destroyed) return;
     if (!decision.ok) {
       this.#options.log.warn("upgrade_refused", { status: decision.status, error: decision.error, path: rawPathname(req.url) });
       return rejectUpgrade(socket, decision.status, { error: decision.error });
