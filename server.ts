@@ -13,6 +13,7 @@ import { createHttpServer } from "./lib/http/listener.ts";
 import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
 import { agentSettingsFrom } from "./lib/model/openai.ts";
+import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";
 import { openBackends } from "./lib/store/backends.ts";
@@ -68,6 +69,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     retentionMs: config.session.retention_days * 24 * 60 * 60 * 1000,
     mcpIdleMs: config.session.mcp_idle_seconds * 1000,
     maxWarmSessions: config.limits.max_warm_sessions,
+    idleNewMs: config.session.idle_new_session_seconds * 1000,
+    newSessions: new NewSessionLimiter({ perMinute: config.limits.new_sessions_per_minute, burst: config.limits.new_session_burst }),
   });
 
   let indexCache: Buffer | undefined;

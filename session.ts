@@ -8,6 +8,7 @@ import type { SessionRecord, SessionStore } from "./lib/store/store.ts";
 import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
+import { AdmissionRefused, type NewSessionLimiter } from "./lib/session/admission.ts";
 import { TurnRecord } from "./lib/session/turn-record.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub, ServerInfo } from "./lib/mcp/hub.ts";
@@ -140,6 +141,11 @@ export class UserSession {
 
   get sessionId(): string {
     return this.#sessionId;
+  }
+
+  /** Ran a turn (here or before a restart) or holds MCP processes: a session that costs something. */
+  get holdsResources(): boolean {
+    return this.messageCount > 0 || this.#entries.length > 0 || this.hub.warm;
   }
 
   record(): SessionRecord {
@@ -497,6 +503,10 @@ export interface SessionManagerOptions {
   maxWarmSessions: number;
   /** Stored conversations idle longer than this are deleted by the sweep. */
   retentionMs: number;
+  /** A session that never ran a turn, with no socket, is ended after this long (and its stored record with it). */
+  idleNewMs: number;
+  /** New sessions per remote address (limits.new_sessions_per_minute / new_session_burst). */
+  newSessions: NewSessionLimiter;
 }
 
 export class SessionManager {
@@ -511,9 +521,19 @@ export class SessionManager {
     this.#options = options;
   }
 
-  /** Live sessions, counting those being opened (for the max_sessions quota). */
+  /** Live sessions, counting those being opened. */
   get size(): number {
     return this.#sessions.size + this.#opening.size;
+  }
+
+  /**
+   * Sessions that cost something (ran a turn, or hold MCP processes), for limits.max_sessions:
+   * a flood of made-up user ids that never chat does not fill it.
+   */
+  heldCount(): number {
+    let held = 0;
+    for (const session of this.#sessions.values()) if (session.holdsResources) held++;
+    return held;
   }
 
   userIds(): string[] {
@@ -532,21 +552,27 @@ export class SessionManager {
    * The user's live session; else the stored one (same session_id and history); else a new one.
    * Concurrent first connections of one user share one load, so they make exactly one session.
    */
-  open(userId: string): Promise<UserSession> {
+  open(userId: string, remoteAddress = "unknown"): Promise<UserSession> {
     const live = this.#sessions.get(userId);
     if (live) return Promise.resolve(live);
     let opening = this.#opening.get(userId);
     if (!opening) {
-      opening = this.#load(userId).finally(() => this.#opening.delete(userId));
+      opening = this.#load(userId, remoteAddress).finally(() => this.#opening.delete(userId));
       this.#opening.set(userId, opening);
     }
     return opening;
   }
 
-  async #load(userId: string): Promise<UserSession> {
+  async #load(userId: string, remoteAddress: string): Promise<UserSession> {
     const { deps } = this.#options;
     const stored = await deps.store.load(userId, deps.maxHistoryMessages);
     const now = Date.now();
+    // A returning user (a conversation in the store) is never held back by someone else's flood.
+    const returning = stored !== undefined && (stored.record.messageCount > 0 || stored.entries.length > 0);
+    if (!returning) {
+      const refused = this.#options.newSessions.take(remoteAddress, now);
+      if (refused) throw new AdmissionRefused(refused);
+    }
     const record = stored?.record ?? { userId, sessionId: randomUUID(), createdAt: now, lastActivity: now, messageCount: 0 };
     if (!stored) await deps.store.saveSession(record);
     const session = new UserSession(
@@ -555,7 +581,11 @@ export class SessionManager {
       this.#options.createHub(userId, record.sessionId),
       deps,
     );
-    if (this.warmSessions() < this.#options.maxWarmSessions) void session.hub.ready();
+    // Only a returning user's servers start on connect (its next answer should not wait for them);
+    // a session that never ran a turn costs no child until its first one.
+    if (returning && this.warmSessions() < this.#options.maxWarmSessions) {
+      session.hub.ready().catch((error: unknown) => deps.log.warn("mcp_warm_failed", { user_id: userId, error }));
+    }
     this.#sessions.set(userId, session);
     // Turns of this user on other instances reach this one's sockets (and cancels/approvals go back).
     deps.coordinator
@@ -604,7 +634,14 @@ export class SessionManager {
     }, this.#options.sweepIntervalMs);
     this.#timer.unref();
     // Reaping runs more often than the sweep: at half the MCP idle time, at most every minute.
-    this.#reaper = setInterval(() => void this.reapIdleServers(Date.now()), Math.min(this.#options.mcpIdleMs / 2, 60_000));
+    this.#reaper = setInterval(
+      () => {
+        const now = Date.now();
+        void this.reapIdleServers(now);
+        this.sweepNew(now).catch((error: unknown) => this.#options.deps.log.error("sweep_failed", { error }));
+      },
+      Math.min(this.#options.mcpIdleMs / 2, this.#options.idleNewMs / 2, 60_000),
+    );
     this.#reaper.unref();
   }
 
@@ -656,6 +693,26 @@ export class SessionManager {
     );
     if (purged.length > 0) this.#options.deps.log.info("sessions_purged", { count: purged.length, user_ids: purged });
     return idle;
+  }
+
+  /**
+   * Ends sessions that never ran a turn, have no socket and were idle past `idleNewMs`, and
+   * deletes their stored record: a made-up user id leaves nothing behind.
+   */
+  async sweepNew(now: number): Promise<string[]> {
+    const ended: string[] = [];
+    for (const session of [...this.#sessions.values()]) {
+      if (session.holdsResources || session.busy || session.sockets.size > 0) continue;
+      if (now - session.lastActivity <= this.#options.idleNewMs) continue;
+      this.#sessions.delete(session.userId);
+      ended.push(session.userId);
+      // Its record first, while no new session of this user can be loading it.
+      if (!this.#opening.has(session.userId)) await this.#options.deps.store.remove(session.userId);
+      await session.close();
+      await this.#options.deps.coordinator.leave(session.userId);
+    }
+    if (ended.length > 0) this.#options.deps.log.info("new_sessions_swept", { count: ended.length });
+    return ended;
   }
 
   async close(): Promise<void> {

@@ -92,6 +92,8 @@ const ConfigSchema = z.object({
       retention_days: z.number().positive().default(30),
       /** A session whose tools were not used for this long stops its MCP processes until its next turn. */
       mcp_idle_seconds: seconds.default(300),
+      /** A session that never ran a turn and has no socket is ended after this long (its stored record too). */
+      idle_new_session_seconds: seconds.default(300),
     })
     .prefault({}),
   server: z
@@ -145,7 +147,12 @@ const ConfigSchema = z.object({
         .default(1024 * 1024),
       /** Longest chat message, in characters. */
       max_message_chars: z.number().int().positive().default(32_000),
+      /** Sessions that hold resources (ran a turn, or run MCP servers); sessions that never chat are not counted. */
       max_sessions: z.number().int().positive().default(2000),
+      /** New sessions (user ids with no stored conversation) per remote address, on average... */
+      new_sessions_per_minute: z.number().positive().default(30),
+      /** ...and at once after a quiet spell. */
+      new_session_burst: z.number().int().positive().default(20),
       max_sockets_per_user: z.number().int().positive().default(8),
       max_queued_turns: z.number().int().positive().default(16),
       messages_per_minute: z.number().positive().default(30),

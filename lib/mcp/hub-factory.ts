@@ -45,12 +45,13 @@ export class HubFactory {
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
   create(userId: string, sessionId: string): McpHub {
-    const workspaceDir = this.#workspaces.ensure(userId);
+    // The folder is made when the servers first start (a turn), not for a session that never runs one.
+    const workspaceDir = this.#workspaces.dirFor(userId);
     const fields = { user_id: userId, session_id: sessionId };
     const connections = Object.entries(this.#config.mcp.servers).map(
       ([name, entry]) => this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields),
     );
-    return new McpHub(connections);
+    return new McpHub(connections, () => this.#workspaces.ensure(userId));
   }
 
   /** Starts the shared built-ins (at listen), so the first user does not wait for them. */

@@ -380,8 +380,12 @@ export class McpHub implements Toolbox {
   /** When a turn last needed the servers (epoch ms), for idle reaping. */
   #lastUsed = Date.now();
 
-  constructor(connections: McpConnection[]) {
+  /** Runs before the servers start (each time): what they need on disk is made only then. */
+  readonly #beforeStart: (() => void) | undefined;
+
+  constructor(connections: McpConnection[], beforeStart?: () => void) {
     this.#connections = connections;
+    this.#beforeStart = beforeStart;
   }
 
   get #owned(): McpConnection[] {
@@ -400,6 +404,13 @@ export class McpHub implements Toolbox {
   ready(): Promise<void> {
     this.#lastUsed = Date.now();
     if (this.#connections.some((connection) => connection.state === "stopped")) this.#ready = undefined;
+    if (!this.#ready) {
+      try {
+        this.#beforeStart?.();
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
     this.#ready ??= Promise.all(this.#connections.map((connection) => connection.start())).then(() => undefined);
     return this.#ready;
   }

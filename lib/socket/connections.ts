@@ -10,6 +10,7 @@ import type { Logger, Redactor } from "../log.ts";
 import { rawPathname } from "../http/access.ts";
 import { GIVE_BACK_GRACE_MS } from "../http/give-back.ts";
 import { rejectUpgrade } from "../http/routes.ts";
+import { AdmissionRefused } from "../session/admission.ts";
 import { errorFrame, streamWelcomeFrame, welcomeFrame } from "../protocol.ts";
 import { dispatchFrame } from "./dispatch.ts";
 import { SocketPeer } from "./peer.ts";
@@ -82,15 +83,18 @@ export class SocketServer {
       this.#options.log.warn("upgrade_refused", { status: decision.status, error: decision.error, path: rawPathname(req.url) });
       return rejectUpgrade(socket, decision.status, { error: decision.error });
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onConnection(ws, decision.userId, decision.streaming));
+    this.#wss.handleUpgrade(req, socket, head, (ws) =>
+      this.#onConnection(ws, decision.userId, decision.streaming, req.socket.remoteAddress ?? "unknown"),
+    );
   }
 
   /** Quotas are told over the socket (close 1013 "try again later" with a reason), not as HTTP. */
   #quotaRefusal(userId: string): string | undefined {
     const { sessions } = this.#options;
     const { limits } = this.#options.config;
-    if (!sessions.has(userId) && sessions.size >= limits.max_sessions) {
-      return `server full: ${sessions.size} sessions (limits.max_sessions)`;
+    const held = sessions.has(userId) ? 0 : sessions.heldCount();
+    if (held >= limits.max_sessions) {
+      return `server full: ${held} sessions in use (limits.max_sessions)`;
     }
     const open = this.#socketsPerUser.get(userId) ?? 0;
     if (open >= limits.max_sockets_per_user) {
@@ -99,7 +103,7 @@ export class SocketServer {
     return undefined;
   }
 
-  #onConnection(ws: WebSocket, userId: string, streaming: boolean): void {
+  #onConnection(ws: WebSocket, userId: string, streaming: boolean, remoteAddress: string): void {
     const { log, sessions, redactor, config } = this.#options;
     const { limits } = config;
     // Malformed frames (bad UTF-8, oversize, reserved bits) end up here: ws closes that socket with
@@ -124,7 +128,7 @@ export class SocketServer {
     });
     this.#peers.add(peer);
     // Frames that arrive while the session loads wait for it, in arrival order.
-    const ready: Promise<UserSession | undefined> = sessions.open(userId).then(
+    const ready: Promise<UserSession | undefined> = sessions.open(userId, remoteAddress).then(
       (session) => {
         if (ws.readyState !== ws.OPEN) return session;
         peer.send(streaming ? streamWelcomeFrame(userId, session.sessionId) : welcomeFrame(userId, session.sessionId));
@@ -133,6 +137,11 @@ export class SocketServer {
         return session;
       },
       (error: unknown) => {
+        if (error instanceof AdmissionRefused) {
+          log.warn("connect_refused", { ...fields, reason: error.message });
+          closeThenTerminate(ws, CLOSE_TRY_AGAIN_LATER, error.message);
+          return undefined;
+        }
         const reason = redactor.redact((error as Error).message);
         log.error("session_open_failed", { ...fields, error: reason });
         peer.send(errorFrame(`Session error: ${reason}`));
