@@ -150,9 +150,9 @@ const ConfigSchema = z.object({
       /** Sessions that hold resources (ran a turn, or run MCP servers); sessions that never chat are not counted. */
       max_sessions: z.number().int().positive().default(2000),
       /** New sessions (user ids with no stored conversation) per remote address, on average... */
-      new_sessions_per_minute: z.number().positive().default(30),
+      new_sessions_per_minute: z.number().positive().default(120),
       /** ...and at once after a quiet spell. */
-      new_session_burst: z.number().int().positive().default(20),
+      new_session_burst: z.number().int().positive().default(60),
       max_sockets_per_user: z.number().int().positive().default(8),
       max_queued_turns: z.number().int().positive().default(16),
       messages_per_minute: z.number().positive().default(30),

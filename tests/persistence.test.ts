@@ -173,6 +173,8 @@ test("reset clears the history and gives a new session_id; workspace files stay 
   try {
     const { client, welcome } = await connectUser(running, "resetter", "?stream=1");
     const workspace = path.join(running.configDir, "workspace", "resetter");
+    // The folder is made by the first turn (issue 18); the user's file is there before it.
+    mkdirSync(workspace, { recursive: true });
     writeFileSync(path.join(workspace, "keep.txt"), "x");
     client.send({ message: "old conversation" });
     await client.nextMatching((f) => f.type === "answer");

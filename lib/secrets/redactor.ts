@@ -77,7 +77,7 @@ function decodeSafely(text: string): string {
 // caught by their shape. Every pattern is linear: bounded repeats of one class, no nesting.
 const USERINFO = /(\/\/[^\s/@:]{0,256}:)[^\s/@]{1,256}@/g;
 const QUERY_PARAM = /([?&;])([\w.-]{1,64})=([^&#\s"'<>]{1,4096})/g;
-const BEARER = /\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]{8,4096}/g;
+const BEARER = /\b(Bearer|Basic)(\s+)([A-Za-z0-9._~+/=-]{8,4096})/g;
 
 export class Redactor {
   /** Longest first, so a secret containing another is replaced whole. */
@@ -119,10 +119,15 @@ export class Redactor {
     let out = text;
     for (const secret of this.#secrets) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
     if (!out.includes("//") && !out.includes("=") && !/Bearer|Basic/.test(out)) return out;
-    return out
-      .replace(USERINFO, (_match, head: string) => `${head}${REDACTED}@`)
-      .replace(QUERY_PARAM, (match, sep: string, name: string) => (SECRET_NAME.test(name) ? `${sep}${name}=${REDACTED}` : match))
-      .replace(BEARER, (_match, scheme: string, space: string) => `${scheme}${space}${REDACTED}`);
+    return (
+      out
+        .replace(USERINFO, (_match, head: string) => `${head}${REDACTED}@`)
+        .replace(QUERY_PARAM, (match, sep: string, name: string) => (SECRET_NAME.test(name) ? `${sep}${name}=${REDACTED}` : match))
+        // "Basic credentials" is prose, not a credential: a lower-case word is left alone.
+        .replace(BEARER, (match, scheme: string, space: string, value: string) =>
+          /^[a-z]+$/.test(value) ? match : `${scheme}${space}${REDACTED}`,
+        )
+    );
   }
 
   /** Every string inside a JSON-like value, redacted for a client; errors become {name, message}. */
