@@ -9,6 +9,7 @@ import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
 import { AdmissionRefused, type NewSessionLimiter } from "./lib/session/admission.ts";
+import { StreamRedactor } from "./lib/secrets/redactor.ts";
 import { TurnRecord } from "./lib/session/turn-record.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub, ServerInfo } from "./lib/mcp/hub.ts";
@@ -372,8 +373,17 @@ export class UserSession {
     log.info("turn_start", { ...fields, chars: text.length });
     this.sockets.turnFrame(turnStartFrame(turnId, text, clientId));
     const record = new TurnRecord(store, sessionId, turnId, lease.fence);
+    // A secret or server path split between two deltas is redacted whole: the tail waits for the next one.
+    const deltas = new StreamRedactor(redactor);
+    const flushDeltas = () => {
+      const rest = deltas.flush();
+      if (rest) this.sockets.turnFrame(deltaFrame(turnId, rest));
+    };
     const hooks: TurnHooks = {
-      onTextDelta: (delta) => this.sockets.turnFrame(deltaFrame(turnId, delta)),
+      onTextDelta: (delta) => {
+        const safe = deltas.push(delta);
+        if (safe) this.sockets.turnFrame(deltaFrame(turnId, safe));
+      },
       onToolStart: (call) => {
         record.toolStarted(call);
         this.sockets.turnFrame(toolStartFrame(turnId, call));
@@ -407,6 +417,7 @@ export class UserSession {
       });
       await remember(result.messages, "ok");
       status = "ok";
+      flushDeltas();
       this.#finish(turn, streamAnswerFrame(turnId, result.answer, this.userId, sessionId));
     } catch (error) {
       const cancelled = turn.abort.signal.aborted && turn.failure === undefined;
@@ -420,6 +431,7 @@ export class UserSession {
         status = "error";
         reason = redactor.redact(`the conversation could not be saved (${(storeError as Error).message})`);
       }
+      flushDeltas();
       if (status === "cancelled" || status === "interrupted") {
         this.#finish(turn, cancelledFrame(turnId), turnErrorFrame("the turn was cancelled"));
       } else {

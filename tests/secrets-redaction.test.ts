@@ -20,7 +20,7 @@ import {
   until,
   type RunningServer,
 } from "./helpers/harness.ts";
-import { mcpServerSecrets, Redactor } from "../lib/secrets/redactor.ts";
+import { mcpServerSecrets, Redactor, StreamRedactor } from "../lib/secrets/redactor.ts";
 
 const URL_PASSWORD = "urlpass-9f8e7d6c";
 const QUERY_KEY = "query-api-key-0a1b2c3d4e";
@@ -112,6 +112,13 @@ test("a tool's arguments and result that name the server's folders reach the cli
   const end = await client.nextMatching((frame) => frame.type === "tool_end");
   const final = await client.nextMatching((frame) => frame.type === "answer");
   await client.close();
+  // The answer streamed in pieces of a few characters: the path was cut between deltas, and is
+  // still replaced whole in them.
+  const streamed = client.frames
+    .filter((frame) => frame.type === "delta")
+    .map((frame) => String(frame.text))
+    .join("");
+  assert.equal(streamed, "RESULT echo:[workspace]/carol/notes.txt");
   assert.equal(answer.type, "queued");
   assert.deepEqual(start.arguments, { text: "[workspace]/carol/notes.txt" });
   assert.equal(end.preview, "echo:[workspace]/carol/notes.txt");
@@ -162,6 +169,18 @@ test("the redactor finds secrets inside longer text, in every spelling, and cred
   });
   for (const value of ["p@ss", "q-5678", "hk-1234", "cred-9876", "ghp_abcdef"]) assert.ok(found.includes(value), value);
   assert.ok(!found.includes("C.UTF-8"));
+});
+
+test("a stream of pieces is redacted as a whole, whatever the cuts", () => {
+  const redactor = new Redactor(["sk-stream-secret-123"], { paths: [{ path: "/srv/app/ws", label: "[workspace]" }] });
+  const text = "key sk-stream-secret-123 at /srv/app/ws/alice and /srv/app/wsx, sk-stream-secret-123.";
+  for (const size of [1, 2, 3, 5, 7, 13]) {
+    const stream = new StreamRedactor(redactor);
+    let out = "";
+    for (let at = 0; at < text.length; at += size) out += stream.push(text.slice(at, at + size));
+    out += stream.flush();
+    assert.equal(out, "key [REDACTED] at [workspace]/alice and /srv/app/wsx, [REDACTED].", `pieces of ${size}`);
+  }
 });
 
 test("the credential patterns stay linear on hostile input", () => {

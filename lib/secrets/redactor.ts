@@ -150,6 +150,11 @@ export class Redactor {
     return out;
   }
 
+  /** The literal strings this redactor replaces (secrets in every spelling, server folders), for a stream to watch for. */
+  get literals(): { needles: readonly string[] } {
+    return { needles: [...this.#secrets, ...this.#paths.map((entry) => entry.path)] };
+  }
+
   #replacePaths(text: string): string {
     let out = text;
     for (const { path: dir, label } of this.#paths) {
@@ -166,5 +171,76 @@ export class Redactor {
       }
     }
     return out;
+  }
+}
+
+/**
+ * Redaction for text that leaves in pieces (a streamed answer's deltas): a secret or a path split
+ * between two pieces would slip past a piece-by-piece redact. It holds back only what could be
+ * the start of one (the text's end matches a value's beginning) until more text comes or the
+ * stream ends, so ordinary text streams on at once.
+ */
+export class StreamRedactor {
+  readonly #redactor: Redactor;
+  readonly #needles: readonly string[];
+  #pending = "";
+
+  constructor(redactor: Redactor) {
+    this.#redactor = redactor;
+    this.#needles = redactor.literals.needles;
+  }
+
+  /** The part of the text so far that is safe to send, redacted ("" while it is all held back). */
+  push(piece: string): string {
+    this.#pending += piece;
+    const text = this.#pending;
+    let cut = text.length - this.#heldTail(text);
+    // A whole value that straddles the cut (the held tail began inside it) waits as a whole.
+    for (let moved = true; moved && cut > 0;) {
+      moved = false;
+      for (const needle of this.#needles) {
+        for (
+          let at = text.indexOf(needle, Math.max(0, cut - needle.length - 1));
+          at !== -1 && at < cut;
+          at = text.indexOf(needle, at + 1)
+        ) {
+          if (at + needle.length + 1 > cut) {
+            cut = at;
+            moved = true;
+            break;
+          }
+        }
+      }
+    }
+    if (cut <= 0) return "";
+    this.#pending = text.slice(cut);
+    return this.#redactor.redact(text.slice(0, cut));
+  }
+
+  /** Everything still held, redacted: the stream has ended. */
+  flush(): string {
+    const out = this.#pending;
+    this.#pending = "";
+    return out ? this.#redactor.redact(out) : "";
+  }
+
+  /**
+   * How many characters at the end of `text` could begin a value (or be a whole path, whose next
+   * character decides whether it is one): those wait for the next piece.
+   */
+  #heldTail(text: string): number {
+    let held = 0;
+    for (const needle of this.#needles) {
+      const first = needle[0];
+      for (let at = Math.max(0, text.length - needle.length); at < text.length - held; at++) {
+        if (text[at] !== first) continue;
+        const tail = text.length - at;
+        if (needle.startsWith(text.slice(at))) {
+          held = Math.max(held, tail);
+          break;
+        }
+      }
+    }
+    return held;
   }
 }
