@@ -663,12 +663,12 @@ const rows: Row[] = [
   },
   // 14. Sockets given back (issue 18)
   {
-    name: "sockets: 200 refused upgrades and 200 unfinished headers, never closed by the client, are given back",
+    name: "sockets: 100 refused upgrades and 100 unfinished headers, never closed by the client, are given back",
     attack: async (c) => {
       const port = Number(new URL(c.url).port);
       const baseline = heldServerSockets(port);
       const refused = Array.from({ length: 200 }, (_, n) => `${upgradeRequest("GET", `/ws/leak${n}`, upgradeHeaders(c.host))}`);
-      const slow = Array.from({ length: 200 }, (_, n) => `GET /health HTTP/1.1\r\nHost: ${c.host}\r\nX-slow-${n}: `);
+      const slow = Array.from({ length: 100 }, (_, n) => `GET /health HTTP/1.1\r\nHost: ${c.host}\r\nX-slow-${n}: `);
       const sockets = await openAndLeave(c, [...refused, ...slow]);
       try {
         const peak = heldServerSockets(port);
