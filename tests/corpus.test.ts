@@ -667,7 +667,7 @@ const rows: Row[] = [
     attack: async (c) => {
       const port = Number(new URL(c.url).port);
       const baseline = heldServerSockets(port);
-      const refused = Array.from({ length: 200 }, (_, n) => `${upgradeRequest("GET", `/ws/leak${n}`, upgradeHeaders(c.host))}`);
+      const refused = Array.from({ length: 100 }, (_, n) => `${upgradeRequest("GET", `/ws/leak${n}`, upgradeHeaders(c.host))}`);
       const slow = Array.from({ length: 100 }, (_, n) => `GET /health HTTP/1.1\r\nHost: ${c.host}\r\nX-slow-${n}: `);
       const sockets = await openAndLeave(c, [...refused, ...slow]);
       try {
