@@ -70,6 +70,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     mcpIdleMs: config.session.mcp_idle_seconds * 1000,
     maxWarmSessions: config.limits.max_warm_sessions,
     idleNewMs: config.session.idle_new_session_seconds * 1000,
+    maxSessions: config.limits.max_sessions,
     newSessions: new NewSessionLimiter({ perMinute: config.limits.new_sessions_per_minute, burst: config.limits.new_session_burst }),
   });
 

@@ -67,6 +67,8 @@ export interface SessionDeps {
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
+  /** Whether a session that holds nothing yet may start its first turn (limits.max_sessions); why not. */
+  admitFirstTurn?: () => string | undefined;
 }
 
 export interface SessionInfo {
@@ -248,6 +250,9 @@ export class UserSession {
         error: `Too many messages: the limit is ${rateLimit.perMinute} per minute (limits.messages_per_minute). Retry in ${seconds} s`,
       };
     }
+    // The first turn makes a session hold resources: it must fit under limits.max_sessions.
+    const full = this.holdsResources || this.#running ? undefined : this.#deps.admitFirstTurn?.();
+    if (full) return { ok: false, error: full };
     if (this.#queue.length >= maxQueuedTurns) {
       return {
         ok: false,
@@ -513,6 +518,8 @@ export interface SessionManagerOptions {
    * them) while fewer than this many sessions hold running servers; beyond it, on the first turn.
    */
   maxWarmSessions: number;
+  /** limits.max_sessions: sessions that hold resources; a new session's first turn past it is refused. */
+  maxSessions?: number;
   /** Stored conversations idle longer than this are deleted by the sweep. */
   retentionMs: number;
   /** A session that never ran a turn, with no socket, is ended after this long (and its stored record with it). */
@@ -591,7 +598,7 @@ export class SessionManager {
       record,
       trimHistory(stored?.entries ?? [], deps.maxHistoryMessages),
       this.#options.createHub(userId, record.sessionId),
-      deps,
+      { ...deps, admitFirstTurn: () => this.#admitFirstTurn() },
     );
     // Only a returning user's servers start on connect (its next answer should not wait for them);
     // a session that never ran a turn costs no child until its first one.
@@ -609,6 +616,13 @@ export class SessionManager {
       messages: stored?.entries.length ?? 0,
     });
     return session;
+  }
+
+  #admitFirstTurn(): string | undefined {
+    const max = this.#options.maxSessions;
+    const held = this.heldCount();
+    if (max === undefined || held < max) return undefined;
+    return `Server full: ${held} sessions are in use (limits.max_sessions). Try again later`;
   }
 
   /** Info on a live session, or on one kept only in the store (active: false). */

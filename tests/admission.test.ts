@@ -125,6 +125,9 @@ test("a flood of 2,000 made-up user ids from one address: refused past the rate 
 });
 
 test("limits.max_sessions counts sessions that hold resources: past it a new user who would need one is refused", async () => {
+  // One who connects now, while there is room, but chats only once it is full.
+  const late = new TestClient(running.wsUrl("late"), { localAddress: "127.0.0.3" });
+  await late.next();
   // Users who chat fill it (from other loopback addresses: the flood used up 127.0.0.1's new-session budget).
   for (const [n, userId] of ["carol", "erin", "frank"].entries()) {
     if (running.server.sessions.heldCount() >= 3) break;
@@ -138,4 +141,9 @@ test("limits.max_sessions counts sessions that hold resources: past it a new use
   const closed = await dave.closed;
   assert.equal(closed.code, 1013);
   assert.match(closed.reason, /limits\.max_sessions/);
+  // The one connected earlier: its first turn would hold a child and a folder, so it is refused.
+  const refusal = await ask(late, "may I?");
+  assert.match(String(refusal.error), /limits\.max_sessions/);
+  assert.ok(!folders().includes("late"));
+  await late.close();
 });
