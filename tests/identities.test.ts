@@ -203,3 +203,27 @@ test("server.auth mistakes stop the start with the key to fix", async () => {
   // The admin token is a secret like the others: redacted from logs.
   assert.ok(parse(`server: {auth: {admin_token: ${ADMIN}}}`).secretValues.includes(ADMIN));
 });
+
+test("the CLI takes a per-user token as before: its own user id chats, another one is refused with the reason (exit 3)", async () => {
+  const running = await start({ mode: "jwt", jwt: { secret: HS_SECRET } });
+  const token = await hs256({ sub: "gina" });
+  const cli = (user: string) =>
+    promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", path.join(ROOT, "client.ts"), "--url", running.url, "--user", user, "-m", "hi"],
+      {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, MCP_AGENT_AUTH_TOKEN: token },
+      },
+    ).then(
+      (done) => ({ code: 0, stdout: done.stdout, stderr: done.stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+    );
+  const own = await cli("gina");
+  assert.equal(own.code, 0, own.stderr);
+  assert.equal(own.stdout.trim(), "echo: hi");
+  const other = await cli("hank");
+  assert.equal(other.code, 3);
+  assert.match(other.stderr, /HTTP 403.*another user id/);
+  assert.ok(!other.stderr.includes(token), "the token is never echoed");
+});
