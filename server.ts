@@ -44,7 +44,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   const redactor = Redactor.fromConfig(config, HERE);
   const log = redactingLogger(options.log, redactor);
   // Built once: reads the users file or the JWT key now, so a bad one stops the start.
-  const auth = new Authenticator(config);
+  const auth = new Authenticator(config, log);
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));

@@ -5,12 +5,12 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { rmSync, writeFileSync } from "node:fs";
+import { rmSync, utimesSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
 import { startModelServer } from "./helpers/model-server.ts";
-import { ask, baseConfig, connect, makeConfigDir, ROOT, startServer, type RunningServer } from "./helpers/harness.ts";
+import { ask, baseConfig, connect, makeConfigDir, readLog, ROOT, startServer, until, type RunningServer } from "./helpers/harness.ts";
 import { rawRequest, upgradeHeaders } from "./helpers/raw-ws.ts";
 import { parseConfig, ConfigError } from "../lib/config.ts";
 import { hashToken } from "../lib/auth/token-hash.ts";
@@ -184,6 +184,23 @@ test("users file: hashed per-user tokens made by `npm run hash-token`; a token o
   assert.equal((await getJson(running, "/sessions/grace", { authorization: `Bearer ${graceToken}` })).status, 200);
   assert.equal((await getJson(running, "/sessions/frank", { authorization: `Bearer ${graceToken}` })).status, 401);
   await client.close();
+
+  // A user added to the file is let in without a restart; a file broken meanwhile keeps the last good one.
+  const henryToken = "henry-token-0123456789";
+  const usersPath = path.join(running.configDir, "users.yaml");
+  writeFileSync(usersPath, `${file}henry: "${await hashToken(henryToken)}"\n`);
+  utimesSync(usersPath, new Date(), new Date(Date.now() + 5000));
+  await until(async () => (await upgradeStatus(running, "henry", henryToken)).status === 101, "the new user to be accepted", 10000);
+  writeFileSync(usersPath, "henry: [not, a, hash]\n");
+  utimesSync(usersPath, new Date(), new Date(Date.now() + 10000));
+  // The file is looked at when a token is checked (at most every 2 s).
+  await until(
+    async () =>
+      (await upgradeStatus(running, "henry", henryToken)).status === 101 &&
+      readLog(running.logPath).some((line) => line.event === "users_file_invalid"),
+    "the broken file to be reported, and the last good one kept",
+    10000,
+  );
 });
 
 test("server.auth mistakes stop the start with the key to fix", async () => {

@@ -2,11 +2,12 @@
 // token (or no token at all) lets its holder act as any user id; a JWT or a users-file token
 // names one user id; the admin token sees everything. lib/http/access.ts asks it per request.
 import { createPublicKey, type KeyObject } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { parse as parseYaml } from "yaml";
 import { ConfigError, type Config } from "../config.ts";
+import type { Logger } from "../log.ts";
 import { isValidUserId } from "../protocol.ts";
 import { parseTokenHash, verifyToken, type ParsedHash } from "./token-hash.ts";
 import { tokenDigest, tokenMatches } from "./token-match.ts";
@@ -20,6 +21,8 @@ export type AuthMode = "none" | "token" | "jwt" | "users";
 
 /** Verified users-file tokens are remembered (by a hash of the token) so reconnects do not pay scrypt again. */
 const VERIFIED_CACHE_MAX = 10_000;
+/** How often the users file is looked at for changes, ms: users are added without a restart. */
+const USERS_FILE_CHECK_MS = 2000;
 
 export class Authenticator {
   readonly mode: AuthMode;
@@ -28,16 +31,40 @@ export class Authenticator {
   readonly #jwt:
     | { key: Uint8Array | KeyObject | JWTVerifyGetKey; algorithms: string[]; issuer?: string; audience?: string; tolerance: number }
     | undefined;
-  readonly #users: Map<string, ParsedHash> | undefined;
+  #users: Map<string, ParsedHash> | undefined;
   readonly #verified = new Map<string, string>();
+  readonly #usersFile: { path: string; mtimeMs: number; checkedAt: number } | undefined;
+  readonly #log: Logger | undefined;
 
-  constructor(config: Config) {
+  constructor(config: Config, log?: Logger) {
+    this.#log = log;
     const { auth, auth_token } = config.server;
     this.#adminToken = auth.admin_token || undefined;
     this.#sharedToken = auth.mode === "token" ? auth_token : undefined;
     this.mode = auth.mode === "token" ? (auth_token ? "token" : "none") : auth.mode;
     if (auth.mode === "jwt") this.#jwt = jwtSettings(auth.jwt);
-    if (auth.mode === "users") this.#users = readUsersFile(path.resolve(config.configDir, auth.users_file ?? ""));
+    if (auth.mode === "users") {
+      const file = path.resolve(config.configDir, auth.users_file ?? "");
+      this.#users = readUsersFile(file);
+      this.#usersFile = { path: file, mtimeMs: mtimeOf(file), checkedAt: Date.now() };
+    }
+  }
+
+  /** A changed users file is read again; a broken one is reported and the last good one kept. */
+  #refreshUsers(now: number): void {
+    const file = this.#usersFile;
+    if (!file || now - file.checkedAt < USERS_FILE_CHECK_MS) return;
+    file.checkedAt = now;
+    const mtimeMs = mtimeOf(file.path);
+    if (mtimeMs === file.mtimeMs) return;
+    file.mtimeMs = mtimeMs;
+    try {
+      this.#users = readUsersFile(file.path);
+      this.#verified.clear();
+      this.#log?.info("users_file_reloaded", { users: this.#users.size });
+    } catch (error) {
+      this.#log?.error("users_file_invalid", { error: (error as Error).message, kept: "the last valid users file" });
+    }
   }
 
   /** Whether a token names one user (then a socket may open only that user id). */
@@ -91,6 +118,7 @@ export class Authenticator {
   }
 
   async #identifyUser(token: string | undefined, pathUserId: string | undefined): Promise<AuthResult> {
+    this.#refreshUsers(Date.now());
     const users = this.#users;
     if (!users || !token) return refuse("this server requires your user token: send 'Authorization: Bearer <token>' or ?token=<token>");
     // `alice:token` names its user; a bare token is for the user id in the path.
@@ -109,6 +137,14 @@ export class Authenticator {
     if (this.#verified.size >= VERIFIED_CACHE_MAX) this.#verified.clear();
     this.#verified.set(userId, fingerprint);
     return { ok: true, identity: { kind: "user", userId } };
+  }
+}
+
+function mtimeOf(file: string): number {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return -1;
   }
 }
 
