@@ -733,12 +733,24 @@ export class SessionManager {
       this.#sessions.delete(session.userId);
       ended.push(session.userId);
       // Its record first, while no new session of this user can be loading it.
-      if (!this.#opening.has(session.userId)) await this.#options.deps.store.remove(session.userId);
+      await this.#forgetUnused(session.userId);
       await session.close();
       await this.#options.deps.coordinator.leave(session.userId);
     }
     if (ended.length > 0) this.#options.deps.log.info("new_sessions_swept", { count: ended.length });
     return ended;
+  }
+
+  /**
+   * Deletes the stored record of a user who never chatted. Read again first: with several
+   * instances the user may have chatted elsewhere since this one loaded it, and then it stays.
+   */
+  async #forgetUnused(userId: string): Promise<void> {
+    const { store, coordinator } = this.#options.deps;
+    if (this.#opening.has(userId) || coordinator.spansInstances) return;
+    const stored = await store.load(userId, 1);
+    if (stored && (stored.record.messageCount > 0 || stored.entries.length > 0)) return;
+    await store.remove(userId);
   }
 
   async close(): Promise<void> {
