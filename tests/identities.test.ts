@@ -185,6 +185,12 @@ test("users file: hashed per-user tokens made by `npm run hash-token`; a token o
   assert.equal((await getJson(running, "/sessions/frank", { authorization: `Bearer ${graceToken}` })).status, 401);
   await client.close();
 
+  // A flood of wrong tokens for a real user: every one refused (scrypt runs two at a time, the
+  // rest wait or are refused at once), and the right token still works after.
+  const flood = await Promise.all(Array.from({ length: 100 }, (_, n) => upgradeStatus(running, "grace", `wrong-token-${n}-0000000000`)));
+  assert.deepEqual([...new Set(flood.map((answer) => answer.status))], [401]);
+  assert.equal((await upgradeStatus(running, "grace", graceToken)).status, 101);
+
   // A user added to the file is let in without a restart; a file broken meanwhile keeps the last good one.
   const henryToken = "henry-token-0123456789";
   const usersPath = path.join(running.configDir, "users.yaml");

@@ -21,6 +21,13 @@ export type AuthMode = "none" | "token" | "jwt" | "users";
 
 /** Verified users-file tokens are remembered (by a hash of the token) so reconnects do not pay scrypt again. */
 const VERIFIED_CACHE_MAX = 10_000;
+/**
+ * scrypt runs on libuv's thread pool (4 threads), which DNS look-ups and file writes share: at most
+ * this many checks run at once, and at most MAX_WAITING wait, so a flood of wrong tokens cannot
+ * starve the rest of the server.
+ */
+const MAX_CONCURRENT_CHECKS = 2;
+const MAX_WAITING_CHECKS = 64;
 /** How often the users file is looked at for changes, ms: users are added without a restart. */
 const USERS_FILE_CHECK_MS = 2000;
 
@@ -35,6 +42,8 @@ export class Authenticator {
   readonly #verified = new Map<string, string>();
   readonly #usersFile: { path: string; mtimeMs: number; checkedAt: number } | undefined;
   readonly #log: Logger | undefined;
+  #checking = 0;
+  readonly #waiting: (() => void)[] = [];
 
   constructor(config: Config, log?: Logger) {
     this.#log = log;
@@ -47,6 +56,21 @@ export class Authenticator {
       const file = path.resolve(config.configDir, auth.users_file ?? "");
       this.#users = readUsersFile(file);
       this.#usersFile = { path: file, mtimeMs: mtimeOf(file), checkedAt: Date.now() };
+    }
+  }
+
+  /** Runs `check` when a slot is free; false (refused) when too many already wait. */
+  async #limited(check: () => Promise<boolean>): Promise<boolean> {
+    if (this.#checking >= MAX_CONCURRENT_CHECKS) {
+      if (this.#waiting.length >= MAX_WAITING_CHECKS) return false;
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    }
+    this.#checking++;
+    try {
+      return await check();
+    } finally {
+      this.#checking--;
+      this.#waiting.shift()?.();
     }
   }
 
@@ -133,7 +157,8 @@ export class Authenticator {
     if (!userId || !hash) return refuse("this token is not valid for this user id (server.auth.users_file)");
     const fingerprint = tokenDigest(userId, secret);
     if (this.#verified.get(userId) === fingerprint) return { ok: true, identity: { kind: "user", userId } };
-    if (!(await verifyToken(secret, hash))) return refuse("this token is not valid for this user id (server.auth.users_file)");
+    if (!(await this.#limited(() => verifyToken(secret, hash))))
+      return refuse("this token is not valid for this user id (server.auth.users_file)");
     if (this.#verified.size >= VERIFIED_CACHE_MAX) this.#verified.clear();
     this.#verified.set(userId, fingerprint);
     return { ok: true, identity: { kind: "user", userId } };
