@@ -197,6 +197,8 @@ test("the idle sweep removes sessions with no socket and every child process exi
   try {
     const kept = await connectUser(sweeping, "stays_connected");
     const { client } = await connectUser(sweeping, "goes_idle");
+    // Servers start with the first turn (issue 18).
+    await ask(client, "hello");
     await until(async () => (await sessionInfo(sweeping, "goes_idle")).mcp_servers.every((s) => s.state === "ready"), "servers ready");
     const pids = (await sessionInfo(sweeping, "goes_idle")).mcp_servers.map((s) => s.pid ?? 0);
     assert.equal(pids.length, 2);
