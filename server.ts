@@ -5,15 +5,17 @@ import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { Authenticator } from "./lib/auth/authenticator.ts";
 import { parseServerOptions, USAGE } from "./lib/cli/server-options.ts";
 import { ConfigError, loadConfig, resolveConfigPath, type Config } from "./lib/config.ts";
 import { isLoopbackBind } from "./lib/http/access.ts";
 import { FilesApi } from "./lib/files/files-api.ts";
 import { changesWorkspace, workspaceServers } from "./lib/files/workspace-writes.ts";
 import { createHttpServer } from "./lib/http/listener.ts";
-import { loggerFromConfig, Redactor, type Logger } from "./lib/log.ts";
+import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
 import { agentSettingsFrom } from "./lib/model/openai.ts";
+import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";
 import { openBackends } from "./lib/cluster/backends.ts";
@@ -39,9 +41,13 @@ export interface AgentServer {
 }
 
 export function createAgentServer(options: AgentServerOptions): AgentServer {
-  const { config, log } = options;
+  const { config } = options;
   const host = options.host ?? config.server.host;
-  const redactor = new Redactor(config.secretValues);
+  // One redactor for everything that leaves: frames, /sessions*, and (secrets only) the log.
+  const redactor = Redactor.fromConfig(config, HERE);
+  const log = redactingLogger(options.log, redactor);
+  // Built once: reads the users file or the JWT key now, so a bad one stops the start.
+  const auth = new Authenticator(config, log);
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
@@ -79,20 +85,25 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     retentionMs: config.session.retention_days * 24 * 60 * 60 * 1000,
     mcpIdleMs: config.session.mcp_idle_seconds * 1000,
     maxWarmSessions: config.limits.max_warm_sessions,
+    idleNewMs: config.session.idle_new_session_seconds * 1000,
+    maxSessions: config.limits.max_sessions,
+    newSessions: new NewSessionLimiter({ perMinute: config.limits.new_sessions_per_minute, burst: config.limits.new_session_burst }),
   });
 
   let indexCache: Buffer | undefined;
   const indexHtml = () => (indexCache ??= readFileSync(path.join(HERE, "index.html")));
   const clusterRoutes = cluster && { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() };
-  const files = new FilesApi({ config, workspaces, log, notify: (userId, frame) => sessions.broadcast(userId, frame) });
+  const files = new FilesApi({ config, workspaces, log, auth, notify: (userId, frame) => sessions.broadcast(userId, frame) });
   const httpServer = createHttpServer(config, host, {
     sessions,
     indexHtml,
     files,
     metrics,
+    redactor,
+    auth,
     ...(clusterRoutes ? { cluster: clusterRoutes } : {}),
   });
-  const sockets: SocketServer = new SocketServer({ config, bindHost: host, sessions, log, redactor, metrics });
+  const sockets: SocketServer = new SocketServer({ config, bindHost: host, sessions, log, redactor, metrics, auth });
   httpServer.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
 
   let closing: Promise<void> | undefined;
@@ -210,7 +221,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   console.log(`MCP agent server listening on ${address.url} (WebSocket: ${address.url.replace(/^http/, "ws")}/ws/<user_id>)`);
-  if (!isLoopbackBind(host) && !config.server.auth_token) {
+  if (!isLoopbackBind(host) && !config.server.auth_token && config.server.auth.mode === "token") {
     console.log(
       `Warning: listening on ${host}, reachable from other machines, without a token: anyone who can reach it gets an agent with your API key. Set server.auth_token (or MCP_AGENT_AUTH_TOKEN).`,
     );

@@ -8,6 +8,8 @@ import type { SessionRecord, SessionStore } from "./lib/store/store.ts";
 import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
+import { AdmissionRefused, type NewSessionLimiter } from "./lib/session/admission.ts";
+import { StreamRedactor } from "./lib/secrets/redactor.ts";
 import { TurnRecord } from "./lib/session/turn-record.ts";
 import { publicReason } from "./lib/session/public-reason.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
@@ -80,6 +82,8 @@ export interface SessionDeps {
   /** Model tokens a user may use per UTC day (limits.tokens_per_day); undefined: no quota. */
   tokensPerDay: number | undefined;
   metrics: MetricsRecorder;
+  /** Whether a session that holds nothing yet may start its first turn (limits.max_sessions); why not. */
+  admitFirstTurn?: () => string | undefined;
 }
 
 export class UserSession {
@@ -145,6 +149,11 @@ export class UserSession {
 
   get sessionId(): string {
     return this.#sessionId;
+  }
+
+  /** Ran a turn (here or before a restart) or holds MCP processes: a session that costs something. */
+  get holdsResources(): boolean {
+    return this.messageCount > 0 || this.#entries.length > 0 || this.hub.warm;
   }
 
   record(): SessionRecord {
@@ -333,6 +342,9 @@ export class UserSession {
         error: `Too many messages: the limit is ${rateLimit.perMinute} per minute (limits.messages_per_minute). Retry in ${seconds} s`,
       };
     }
+    // The first turn makes a session hold resources: it must fit under limits.max_sessions.
+    const full = this.holdsResources || this.#running ? undefined : this.#deps.admitFirstTurn?.();
+    if (full) return { ok: false, error: full };
     if (this.#queue.length >= maxQueuedTurns) {
       return {
         ok: false,
@@ -500,8 +512,17 @@ export class UserSession {
     const { metrics } = this.#deps;
     const usage = emptyUsage();
     const toolNames = new Map<string, { server: string; tool: string }>();
+    // A secret or server path split between two deltas is redacted whole: the tail waits for the next one.
+    const deltas = new StreamRedactor(redactor);
+    const flushDeltas = () => {
+      const rest = deltas.flush();
+      if (rest) this.sockets.turnFrame(deltaFrame(turnId, rest));
+    };
     const hooks: TurnHooks = {
-      onTextDelta: (delta) => this.sockets.turnFrame(deltaFrame(turnId, delta)),
+      onTextDelta: (delta) => {
+        const safe = deltas.push(delta);
+        if (safe) this.sockets.turnFrame(deltaFrame(turnId, safe));
+      },
       onModelCall: async (call) => {
         metrics.modelCall(call.ok ? "ok" : "error", call.durationMs / 1000);
         if (call.usage.model_calls === 0) return;
@@ -552,6 +573,7 @@ export class UserSession {
       });
       await remember(result.messages, "ok");
       status = "ok";
+      flushDeltas();
       this.#finish(
         turn,
         streamAnswerFrame(turnId, result.answer, this.userId, sessionId, usage),
@@ -569,6 +591,7 @@ export class UserSession {
         status = "error";
         reason = redactor.redact(`the conversation could not be saved (${(storeError as Error).message})`);
       }
+      flushDeltas();
       if (status === "cancelled" || status === "interrupted") {
         this.#finish(turn, cancelledFrame(turnId), turnErrorFrame("the turn was cancelled"));
       } else {
@@ -656,8 +679,14 @@ export interface SessionManagerOptions {
    * them) while fewer than this many sessions hold running servers; beyond it, on the first turn.
    */
   maxWarmSessions: number;
+  /** limits.max_sessions: sessions that hold resources; a new session's first turn past it is refused. */
+  maxSessions?: number;
   /** Stored conversations idle longer than this are deleted by the sweep. */
   retentionMs: number;
+  /** A session that never ran a turn, with no socket, is ended after this long (and its stored record with it). */
+  idleNewMs: number;
+  /** New sessions per remote address (limits.new_sessions_per_minute / new_session_burst). */
+  newSessions: NewSessionLimiter;
 }
 
 export class SessionManager {
@@ -672,9 +701,19 @@ export class SessionManager {
     this.#options = options;
   }
 
-  /** Live sessions, counting those being opened (for the max_sessions quota). */
+  /** Live sessions, counting those being opened. */
   get size(): number {
     return this.#sessions.size + this.#opening.size;
+  }
+
+  /**
+   * Sessions that cost something (ran a turn, or hold MCP processes), for limits.max_sessions:
+   * a flood of made-up user ids that never chat does not fill it.
+   */
+  heldCount(): number {
+    let held = 0;
+    for (const session of this.#sessions.values()) if (session.holdsResources) held++;
+    return held;
   }
 
   userIds(): string[] {
@@ -693,32 +732,40 @@ export class SessionManager {
    * The user's live session; else the stored one (same session_id and history); else a new one.
    * Concurrent first connections of one user share one load, so they make exactly one session.
    */
-  open(userId: string): Promise<UserSession> {
+  open(userId: string, remoteAddress = "unknown"): Promise<UserSession> {
     const live = this.#sessions.get(userId);
     if (live) return Promise.resolve(live);
     let opening = this.#opening.get(userId);
     if (!opening) {
-      opening = this.#load(userId).finally(() => this.#opening.delete(userId));
+      opening = this.#load(userId, remoteAddress).finally(() => this.#opening.delete(userId));
       this.#opening.set(userId, opening);
     }
     return opening;
   }
 
-  async #load(userId: string): Promise<UserSession> {
+  async #load(userId: string, remoteAddress: string): Promise<UserSession> {
     const { deps } = this.#options;
     const stored = await deps.store.load(userId, deps.maxHistoryMessages);
     const now = Date.now();
+    // A returning user (a conversation in the store) is never held back by someone else's flood.
+    const returning = stored !== undefined && (stored.record.messageCount > 0 || stored.entries.length > 0);
+    if (!returning) {
+      const refused = this.#options.newSessions.take(remoteAddress, now);
+      if (refused) throw new AdmissionRefused(refused);
+    }
     const record = stored?.record ?? { userId, sessionId: randomUUID(), createdAt: now, lastActivity: now, messageCount: 0 };
     if (!stored) await deps.store.saveSession(record);
     const session = new UserSession(
       record,
       trimHistory(stored?.entries ?? [], deps.maxHistoryMessages),
       this.#options.createHub(userId, record.sessionId),
-      deps,
+      { ...deps, admitFirstTurn: () => this.#admitFirstTurn() },
     );
-    // Counting warm sessions walks them all: skipped when this hub has no process of its own to start.
-    if (session.hub.ownsServers && this.warmSessions(this.#options.maxWarmSessions) < this.#options.maxWarmSessions)
-      void session.hub.ready();
+    // Only a returning user's servers start on connect (its next answer should not wait for them);
+    // a session that never ran a turn costs no child until its first one.
+    if (returning && session.hub.ownsServers && this.warmSessions(this.#options.maxWarmSessions) < this.#options.maxWarmSessions) {
+      session.hub.ready().catch((error: unknown) => deps.log.warn("mcp_warm_failed", { user_id: userId, error }));
+    }
     this.#sessions.set(userId, session);
     // Turns of this user on other instances reach this one's sockets (and cancels/approvals go back).
     deps.coordinator
@@ -747,6 +794,13 @@ export class SessionManager {
     const { store, tokensPerDay } = this.#options.deps;
     const { total, today } = await store.usage(userId, utcDay(Date.now()));
     return { ...total, tokens_today: today, tokens_per_day: tokensPerDay ?? null };
+  }
+
+  #admitFirstTurn(): string | undefined {
+    const max = this.#options.maxSessions;
+    const held = this.heldCount();
+    if (max === undefined || held < max) return undefined;
+    return `Server full: ${held} sessions are in use (limits.max_sessions). Try again later`;
   }
 
   /** Info on a live session, or on one kept only in the store (active: false). */
@@ -790,7 +844,14 @@ export class SessionManager {
     }, this.#options.sweepIntervalMs);
     this.#timer.unref();
     // Reaping runs more often than the sweep: at half the MCP idle time, at most every minute.
-    this.#reaper = setInterval(() => void this.reapIdleServers(Date.now()), Math.min(this.#options.mcpIdleMs / 2, 60_000));
+    this.#reaper = setInterval(
+      () => {
+        const now = Date.now();
+        void this.reapIdleServers(now);
+        this.sweepNew(now).catch((error: unknown) => this.#options.deps.log.error("sweep_failed", { error }));
+      },
+      Math.min(this.#options.mcpIdleMs / 2, this.#options.idleNewMs / 2, 60_000),
+    );
     this.#reaper.unref();
   }
 
@@ -842,6 +903,38 @@ export class SessionManager {
     );
     if (purged.length > 0) this.#options.deps.log.info("sessions_purged", { count: purged.length, user_ids: purged });
     return idle;
+  }
+
+  /**
+   * Ends sessions that never ran a turn, have no socket and were idle past `idleNewMs`, and
+   * deletes their stored record: a made-up user id leaves nothing behind.
+   */
+  async sweepNew(now: number): Promise<string[]> {
+    const ended: string[] = [];
+    for (const session of [...this.#sessions.values()]) {
+      if (session.holdsResources || session.busy || session.sockets.size > 0) continue;
+      if (now - session.lastActivity <= this.#options.idleNewMs) continue;
+      this.#sessions.delete(session.userId);
+      ended.push(session.userId);
+      // Its record first, while no new session of this user can be loading it.
+      await this.#forgetUnused(session.userId);
+      await session.close();
+      await this.#options.deps.coordinator.leave(session.userId);
+    }
+    if (ended.length > 0) this.#options.deps.log.info("new_sessions_swept", { count: ended.length });
+    return ended;
+  }
+
+  /**
+   * Deletes the stored record of a user who never chatted. Read again first: with several
+   * instances the user may have chatted elsewhere since this one loaded it, and then it stays.
+   */
+  async #forgetUnused(userId: string): Promise<void> {
+    const { store, coordinator } = this.#options.deps;
+    if (this.#opening.has(userId) || coordinator.spansInstances) return;
+    const stored = await store.load(userId, 1);
+    if (stored && (stored.record.messageCount > 0 || stored.entries.length > 0)) return;
+    await store.remove(userId);
   }
 
   async close(): Promise<void> {

@@ -57,7 +57,14 @@ export function benchConfig(options: BenchConfigOptions): Record<string, unknown
     mcp: { servers: options.servers },
     openai: { base_url: options.modelUrl, api_key: "sk-bench", default_model: "bench-model", max_retries: 0 },
     session: { store: options.store, sqlite_path: "data/sessions.db", ...options.session },
-    limits: { max_sessions: 100_000, messages_per_minute: 1_000_000, message_burst: 100_000, ...options.limits },
+    limits: {
+      max_sessions: 100_000,
+      messages_per_minute: 1_000_000,
+      message_burst: 100_000,
+      new_sessions_per_minute: 1_000_000,
+      new_session_burst: 100_000,
+      ...options.limits,
+    },
     workspace: { root: "workspace" },
   };
 }

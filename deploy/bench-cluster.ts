@@ -184,7 +184,13 @@ async function runPhase(options: {
         logger: { transports: ["file"], level: "info", path: "logs/bench.jsonl" },
         mcp: { servers: {} },
         openai: { base_url: options.modelUrl, default_model: "bench-model", max_retries: 0 },
-        limits: { messages_per_minute: 1_000_000, message_burst: 1_000_000, max_sessions: 100_000 },
+        limits: {
+          messages_per_minute: 1_000_000,
+          message_burst: 1_000_000,
+          max_sessions: 100_000,
+          new_sessions_per_minute: 1_000_000,
+          new_session_burst: 1_000_000,
+        },
       }),
     );
     writeFileSync(path.join(dir, "mcp_agent.secrets.yaml"), stringify({ openai: { api_key: "sk-bench-cluster" } }));

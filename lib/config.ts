@@ -132,6 +132,8 @@ const ConfigSchema = z.object({
       retention_days: z.number().positive().default(30),
       /** A session whose tools were not used for this long stops its MCP processes until its next turn. */
       mcp_idle_seconds: seconds.default(300),
+      /** A session that never ran a turn and has no socket is ended after this long (its stored record too). */
+      idle_new_session_seconds: seconds.default(300),
     })
     .prefault({}),
   server: z
@@ -146,6 +148,29 @@ const ConfigSchema = z.object({
       allowed_hosts: z.array(z.string()).default([]),
       /** When set (or MCP_AGENT_AUTH_TOKEN), /ws/* and /sessions* require it. */
       auth_token: z.string().optional(),
+      /** Per-user identities (docs/security.md): `token` is the shared auth_token above; `jwt` and `users` tie a token to one user id. */
+      auth: z
+        .object({
+          mode: z.enum(["token", "jwt", "users"]).default("token"),
+          /** Sees every session and may open any user id, in every mode (or MCP_AGENT_ADMIN_TOKEN). */
+          admin_token: z.string().optional(),
+          /** mode users: YAML or JSON mapping user ids to token hashes (`npm run hash-token`). Relative to the config file's folder. */
+          users_file: z.string().optional(),
+          jwt: z
+            .object({
+              /** HS256/384/512 shared secret. */
+              secret: z.string().optional(),
+              /** RS*, PS*, ES* or EdDSA: the public key, PEM. */
+              public_key: z.string().optional(),
+              /** Or the issuer's key set, fetched and cached. */
+              jwks_url: z.string().optional(),
+              issuer: z.string().optional(),
+              audience: z.string().optional(),
+              clock_tolerance_seconds: z.number().min(0).default(30),
+            })
+            .prefault({}),
+        })
+        .prefault({}),
       ping_interval_seconds: seconds.default(30),
       headers_timeout_seconds: seconds.default(10),
       request_timeout_seconds: seconds.default(30),
@@ -162,7 +187,12 @@ const ConfigSchema = z.object({
         .default(1024 * 1024),
       /** Longest chat message, in characters. */
       max_message_chars: z.number().int().positive().default(32_000),
+      /** Sessions that hold resources (ran a turn, or run MCP servers); sessions that never chat are not counted. */
       max_sessions: z.number().int().positive().default(2000),
+      /** New sessions (user ids with no stored conversation) per remote address, on average... */
+      new_sessions_per_minute: z.number().positive().default(120),
+      /** ...and at once after a quiet spell. */
+      new_session_burst: z.number().int().positive().default(60),
       max_sockets_per_user: z.number().int().positive().default(8),
       max_queued_turns: z.number().int().positive().default(16),
       messages_per_minute: z.number().positive().default(30),
@@ -353,7 +383,7 @@ export function parseConfig(
   // A value in the files wins; the environment fills what they leave out (or leave empty).
   const fromEnv = {
     openai: { api_key: env.OPENAI_API_KEY, base_url: env.OPENAI_BASE_URL, default_model: env.OPENAI_DEFAULT_MODEL },
-    server: { auth_token: env.MCP_AGENT_AUTH_TOKEN },
+    server: { auth_token: env.MCP_AGENT_AUTH_TOKEN, auth: { admin_token: env.MCP_AGENT_ADMIN_TOKEN } },
   };
   const merged = [fromEnv, ...sources.map((source) => withoutNulls(source.data))].reduce<unknown>((acc, data) => deepMerge(acc, data), {});
   const result = ConfigSchema.safeParse(merged);
@@ -380,6 +410,19 @@ export function parseConfig(
       `${locate(sources, ["session", "store"])}: session.store: redis needs redis.cluster_secret: a random value of 16 characters or more, the same on every instance, in ${SECRETS_FILE} (instances sign their messages with it, so that whoever can write to Redis cannot forge an approval)`,
     );
   }
+  const auth = parsed.server.auth;
+  const authWhere = locate(sources, ["server", "auth"]);
+  if (auth.mode === "jwt") {
+    const keys = [auth.jwt.secret, auth.jwt.public_key, auth.jwt.jwks_url].filter((value) => value !== undefined && value !== "");
+    if (keys.length !== 1) {
+      throw new ConfigError(
+        `${authWhere}: server.auth.mode jwt needs exactly one of server.auth.jwt.secret, server.auth.jwt.public_key or server.auth.jwt.jwks_url (got ${keys.length})`,
+      );
+    }
+  }
+  if (auth.mode === "users" && !auth.users_file) {
+    throw new ConfigError(`${authWhere}: server.auth.mode users needs server.auth.users_file (make its lines with \`npm run hash-token\`)`);
+  }
   const openai = {
     ...parsed.openai,
     api_key: parsed.openai.api_key || env.OPENAI_API_KEY || undefined,
@@ -389,7 +432,7 @@ export function parseConfig(
   const server = { ...parsed.server, auth_token: parsed.server.auth_token || env.MCP_AGENT_AUTH_TOKEN || undefined };
   const levelName = parsed.logger.level;
   const logLevel: LogLevel = levelName === "warning" ? "warn" : levelName;
-  const secretValues = [openai.api_key, server.auth_token, ...stringLeaves(sources[1]?.data)].filter(
+  const secretValues = [openai.api_key, server.auth_token, auth.admin_token, auth.jwt.secret, ...stringLeaves(sources[1]?.data)].filter(
     (value): value is string => typeof value === "string" && value.length >= 6,
   );
   return { ...parsed, server, openai, logLevel, configDir, secretValues: [...new Set(secretValues)] };

@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import type { Config, LogLevel } from "./config.ts";
 import { resolveConfigPath } from "./config.ts";
 import { LogFile } from "./log-file.ts";
+import { Redactor } from "./secrets/redactor.ts";
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -25,24 +26,15 @@ export interface LoggerOptions {
   filePath?: string;
   /** Values that must never appear in a log line (API keys, tokens). */
   secrets: string[];
+  /** The server's redactor (secrets and configured credentials); when given, it is used instead of `secrets`. */
+  redactor?: Redactor;
   /** Where console lines go; stderr by default. */
   consoleStream?: NodeJS.WritableStream;
   /** After a log file write fails, least time between attempts to open it again (default 1 s). */
   fileRetryMs?: number;
 }
 
-/** Removes every known secret from text that leaves the server (frames, answers, errors). */
-export class Redactor {
-  readonly #secrets: readonly string[];
-
-  constructor(secrets: readonly string[]) {
-    this.#secrets = secrets;
-  }
-
-  redact(text: string): string {
-    return redact(text, this.#secrets);
-  }
-}
+export { Redactor } from "./secrets/redactor.ts";
 
 /** Replaces every secret value in a string by a fixed marker. */
 export function redact(text: string, secrets: readonly string[]): string {
@@ -63,15 +55,17 @@ export function createLogger(options: LoggerOptions): Logger {
       })
     : undefined;
   const consoleStream = options.console ? (options.consoleStream ?? process.stderr) : undefined;
+  const { redactor } = options;
+  const clean = redactor ? (text: string) => redactor.redactSecrets(text) : (text: string) => redact(text, options.secrets);
   const write = (level: LogLevel, event: string, fields: LogFields = {}) => {
     if (LEVELS[level] < threshold) return;
     // Secrets come out of every string before encoding (a key holding `"` or `\` is escaped in
     // the JSON and would slip past a search of the line), and out of the whole line after.
     const replacer = (key: string, value: unknown): unknown => {
       const plain = errorReplacer(key, value);
-      return typeof plain === "string" ? redact(plain, options.secrets) : plain;
+      return typeof plain === "string" ? clean(plain) : plain;
     };
-    const line = redact(JSON.stringify({ timestamp: new Date().toISOString(), level, event, ...fields }, replacer), options.secrets) + "\n";
+    const line = clean(JSON.stringify({ timestamp: new Date().toISOString(), level, event, ...fields }, replacer)) + "\n";
     consoleStream?.write(line);
     file?.write(line);
   };
@@ -120,12 +114,30 @@ export function loggerFromConfig(config: Config, overrides: { level?: LogLevel; 
     const uniqueId = settings.unique_id === "session_id" ? randomUUID() : formatTimestamp(new Date(), settings.timestamp_format);
     filePath = resolveConfigPath(config, logger.path ?? settings.path_pattern.replace("{unique_id}", uniqueId));
   }
-  const secrets = config.secretValues;
   return createLogger({
     level: overrides.level ?? config.logLevel,
     console: transports.has("console"),
     filePath,
-    secrets,
+    secrets: config.secretValues,
+    redactor: Redactor.fromConfig(config),
     consoleStream: overrides.consoleStream,
   });
+}
+
+/**
+ * The server's view of a logger it was given: every field passes the server's redactor before
+ * the logger sees it, whatever that logger was built with (a test's, an embedder's).
+ */
+export function redactingLogger(log: Logger, redactor: Redactor): Logger {
+  const clean = (fields: LogFields | undefined) => (fields ? redactor.redactSecretsIn(fields) : fields);
+  return {
+    debug: (event, fields) => log.debug(event, clean(fields)),
+    info: (event, fields) => log.info(event, clean(fields)),
+    warn: (event, fields) => log.warn(event, clean(fields)),
+    error: (event, fields) => log.error(event, clean(fields)),
+    get filePath() {
+      return log.filePath;
+    },
+    close: () => log.close(),
+  };
 }

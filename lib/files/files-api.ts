@@ -6,6 +6,7 @@ import { constants, promises as fs } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
+import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { deniedBy, errorCode, errorMessage, openInWorkspace, realRoot, resolveInWorkspace } from "../filesystem/containment.ts";
 import { checkOrigin, checkUserAccess, rawPathname, type Refusal } from "../http/access.ts";
@@ -24,6 +25,8 @@ export interface FilesApiOptions {
   config: Config;
   workspaces: Workspaces;
   log: Logger;
+  /** Who may act as which user (server.auth): the same check as the user's socket. */
+  auth: Authenticator;
   /** Tells every streaming socket of the user (files_changed). */
   notify(userId: string, frame: FilesChangedFrame): void;
 }
@@ -87,11 +90,11 @@ export class FilesApi {
   }
 
   /** Origin, then the user's access check, then (for PUT/DELETE) proof that a script sent it. */
-  #refusal(req: IncomingMessage, userId: string): Refusal {
+  async #refusal(req: IncomingMessage, userId: string): Promise<Refusal> {
     const { server } = this.#options.config;
     const refused =
       checkOrigin(req.headers.origin, req.headers.host, server.allowed_origins) ??
-      checkUserAccess(req.headers, req.url, userId, server.auth_token);
+      (await checkUserAccess(req.headers, req.url, userId, this.#options.auth));
     if (refused) return refused;
     // A cross-site form can send neither header, and a foreign page cannot send them without a
     // CORS preflight, which this server never answers. A token in the URL alone is not enough.
@@ -121,7 +124,7 @@ export class FilesApi {
     const parsed = parseFilesPath(rawPathname(req.url));
     if (!parsed.ok) return send(res, parsed.status, { error: parsed.error }, method === "PUT" ? { connection: "close" } : {});
     const { userId, relative } = parsed.target;
-    const refused = this.#refusal(req, userId);
+    const refused = await this.#refusal(req, userId);
     if (refused) {
       // A refused upload's body is not read: the connection is closed after the answer rather than drained.
       const headers = {

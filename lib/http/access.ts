@@ -1,8 +1,9 @@
 // Who may talk to the server: Host (DNS rebinding), Origin (hostile web pages), the token, and
 // well-formed upgrade requests. Pure functions of the request's headers, tested without a socket.
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { isIP } from "node:net";
+import type { Authenticator, Identity } from "../auth/authenticator.ts";
+import { tokenMatches } from "../auth/token-match.ts";
 
 const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
 
@@ -62,21 +63,19 @@ export function checkOrigin(origin: string | undefined, hostHeader: string | und
   };
 }
 
-/** The token a request carries: `Authorization: Bearer …` or a `token` query parameter. */
+/**
+ * The token a request carries: `Authorization: Bearer …`, `Authorization: Basic` (user:token, as
+ * `curl -u` sends it), or a `token` query parameter (the page's sockets cannot set headers).
+ */
 export function requestToken(headers: IncomingHttpHeaders, url: string | undefined): string | undefined {
   const auth = headers.authorization;
   if (auth?.toLowerCase().startsWith("bearer ")) return auth.slice(7).trim();
+  if (auth?.toLowerCase().startsWith("basic ")) return Buffer.from(auth.slice(6).trim(), "base64").toString("utf8");
   const query = new URL(url ?? "/", "http://localhost").searchParams.get("token");
   return query ?? undefined;
 }
 
-/** Constant-time comparison: hashing first makes the lengths equal, so nothing leaks through timing. */
-export function tokenMatches(given: string | undefined, expected: string): boolean {
-  if (given === undefined) return false;
-  const a = createHash("sha256").update(given).digest();
-  const b = createHash("sha256").update(expected).digest();
-  return timingSafeEqual(a, b);
-}
+export { tokenMatches };
 
 export function checkToken(headers: IncomingHttpHeaders, url: string | undefined, expected: string | undefined): Refusal {
   if (!expected) return undefined;
@@ -102,16 +101,33 @@ export function checkUpgradeRequest(method: string | undefined, headers: Incomin
 }
 
 /**
- * Whether a request may act as `userId` (its socket, its session, its files): today, the shared
- * token when one is set. Every per-user route goes through this one check.
+ * Whether a request may act as `userId` (its socket, its session, its files). Every per-user route
+ * goes through this one check: no token or the shared token → any user id (server.auth.mode
+ * token); a JWT or a users-file token → only its own user id; the admin token → any.
  */
-export function checkUserAccess(
+export async function checkUserAccess(
   headers: IncomingHttpHeaders,
   url: string | undefined,
-  _userId: string,
-  expectedToken: string | undefined,
-): Refusal {
-  return checkToken(headers, url, expectedToken);
+  userId: string,
+  auth: Authenticator,
+): Promise<Refusal> {
+  const result = await auth.identify(requestToken(headers, url), userId);
+  if (!result.ok) return { status: result.status, error: result.error };
+  if (mayActAs(result.identity, userId)) return undefined;
+  return { status: 403, error: `this token is for another user id, not "${userId}": a token opens only its own user id` };
+}
+
+/** Who the request is (for /sessions, which lists what that identity may see), or why not. */
+export async function requestIdentity(
+  headers: IncomingHttpHeaders,
+  url: string | undefined,
+  auth: Authenticator,
+): Promise<{ ok: true; identity: Identity } | { ok: false; status: number; error: string }> {
+  return auth.identify(requestToken(headers, url));
+}
+
+export function mayActAs(identity: Identity, userId: string): boolean {
+  return identity.kind !== "user" || identity.userId === userId;
 }
 
 /** The raw path, not a URL-normalised one: `/ws/..` must reach the user id check, not become `/`. */

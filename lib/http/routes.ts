@@ -8,6 +8,10 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { SessionInfo } from "../protocol.ts";
+import type { Authenticator, Identity } from "../auth/authenticator.ts";
+import type { Redactor } from "../secrets/redactor.ts";
+import { mayActAs } from "./access.ts";
+import { endAndDestroy } from "./give-back.ts";
 
 /** The sessions, as the routes show them (SessionManager in session.ts). */
 export interface SessionDirectory {
@@ -19,6 +23,10 @@ export interface SessionDirectory {
 
 export interface RouteContext {
   sessions: SessionDirectory;
+  /** Every /sessions* answer passes it: MCP errors carry URLs, headers and server paths. */
+  redactor: Redactor;
+  /** Who is who (server.auth): /sessions lists only what the caller may see. */
+  auth: Authenticator;
   indexHtml: () => Buffer;
   metrics: Pick<Metrics, "scrape" | "contentType">;
   /** Cluster mode: this instance's id and Redis health, and the users live on any instance. */
@@ -52,13 +60,12 @@ export function rejectUpgrade(socket: Duplex, status: number, body: unknown, hea
     `Content-Length: ${Buffer.byteLength(text)}`,
     ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
   ];
-  if (socket.writable) socket.end(`${lines.join("\r\n")}\r\n\r\n${text}`);
-  else socket.destroy();
+  endAndDestroy(socket, `${lines.join("\r\n")}\r\n\r\n${text}`);
 }
 
 interface Route {
   match: (pathname: string) => string[] | undefined;
-  handle: (req: IncomingMessage, res: ServerResponse, params: string[], context: RouteContext) => void;
+  handle: (req: IncomingMessage, res: ServerResponse, params: string[], context: RouteContext, viewer: Identity | undefined) => void;
 }
 
 const exact = (wanted: string) => (pathname: string) => (pathname === wanted ? [] : undefined);
@@ -217,19 +224,24 @@ const routes: Route[] = [
   },
   {
     match: exact("/sessions"),
-    handle: (_req, res, _params, { sessions, cluster }) => {
-      if (!cluster) return sendJson(res, 200, { active_sessions: sessions.userIds(), total_sessions: sessions.size });
+    handle: (_req, res, _params, { sessions, cluster }, viewer) => {
+      // With per-user identities a caller sees only their own session (the admin token: all).
+      const visible = (users: string[]) => (viewer ? users.filter((userId) => mayActAs(viewer, userId)) : users);
+      if (!cluster) {
+        const users = visible(sessions.userIds());
+        return sendJson(res, 200, { active_sessions: users, total_sessions: viewer?.kind === "user" ? users.length : sessions.size });
+      }
       // The whole cluster's live sessions; this instance's alone when Redis cannot be asked.
       void cluster.liveUsers().then(
         (users) => {
-          const all = [...new Set([...users, ...sessions.userIds()])].sort();
+          const all = visible([...new Set([...users, ...sessions.userIds()])].sort());
           sendJson(res, 200, { active_sessions: all, total_sessions: all.length });
         },
         () =>
           sendJson(res, 503, {
             error: "the cluster's sessions cannot be listed: Redis is unreachable",
-            active_sessions: sessions.userIds(),
-            total_sessions: sessions.size,
+            active_sessions: visible(sessions.userIds()),
+            total_sessions: visible(sessions.userIds()).length,
           }),
       );
     },
@@ -239,23 +251,35 @@ const routes: Route[] = [
       const found = /^\/sessions\/([^/]+)$/.exec(pathname);
       return found?.[1] === undefined ? undefined : [found[1]];
     },
-    handle: (_req, res, [encoded = ""], { sessions }) => {
-      let userId: string;
-      try {
-        userId = decodeURIComponent(encoded);
-      } catch {
-        return sendJson(res, 400, { error: "the user id in the path is not valid percent-encoding" });
-      }
+    handle: (_req, res, [encoded = ""], { sessions, redactor }) => {
+      const userId = decodeUserId(encoded);
+      if (userId === undefined) return sendJson(res, 400, { error: "the user id in the path is not valid percent-encoding" });
       // Live sessions answer from memory; stored ones (active: false) from the store.
       sessions.info(userId).then(
-        (info) => (info ? sendJson(res, 200, info) : sendJson(res, 404, { error: `no session for user "${userId}"` })),
-        (error: unknown) => sendJson(res, 500, { error: `cannot read the session: ${(error as Error).message}` }),
+        (info) =>
+          info ? sendJson(res, 200, redactor.redactValue(info)) : sendJson(res, 404, { error: `no session for user "${userId}"` }),
+        (error: unknown) => sendJson(res, 500, { error: redactor.redact(`cannot read the session: ${(error as Error).message}`) }),
       );
     },
   },
 ];
 
-export function handleRequest(req: IncomingMessage, res: ServerResponse, context: RouteContext): void {
+function decodeUserId(encoded: string): string | undefined {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The user id of `/sessions/<user_id>` (as the route decodes it), for the access check before the route. */
+export function sessionsUserId(pathname: string): string | undefined {
+  const found = /^\/sessions\/([^/]+)$/.exec(pathname);
+  return found?.[1] === undefined ? undefined : decodeUserId(found[1]);
+}
+
+/** `viewer`: who asked, on the /sessions routes (undefined elsewhere). */
+export function handleRequest(req: IncomingMessage, res: ServerResponse, context: RouteContext, viewer?: Identity): void {
   const raw = req.url ?? "/";
   const pathname = raw.includes("?") ? raw.slice(0, raw.indexOf("?")) : raw;
   if (context.files && (pathname === "/files" || pathname.startsWith("/files/"))) return context.files.handle(req, res);
@@ -265,7 +289,7 @@ export function handleRequest(req: IncomingMessage, res: ServerResponse, context
     if (req.method !== "GET" && req.method !== "HEAD") {
       return sendJson(res, 405, { error: `method ${req.method} is not allowed on ${pathname}; use GET` }, { allow: "GET, HEAD" });
     }
-    return route.handle(req, res, params, context);
+    return route.handle(req, res, params, context, viewer);
   }
   sendJson(res, 404, { error: `not found: ${pathname}` });
 }

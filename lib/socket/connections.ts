@@ -3,16 +3,19 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
 import { limitOf, type MetricsRecorder } from "../metrics/metrics.ts";
 import { rawPathname } from "../http/access.ts";
+import { GIVE_BACK_GRACE_MS } from "../http/give-back.ts";
 import { rejectUpgrade } from "../http/routes.ts";
+import { AdmissionRefused } from "../session/admission.ts";
 import { errorFrame, streamWelcomeFrame, welcomeFrame } from "../protocol.ts";
 import { dispatchFrame, type SocketSession } from "./dispatch.ts";
 import type { Peer } from "../session/fanout.ts";
 import { SocketPeer } from "./peer.ts";
-import { decideUpgrade } from "./upgrade.ts";
+import { decideUpgrade, type UpgradeDecision } from "./upgrade.ts";
 
 /** Close code for "going away": the server is shutting down. */
 const CLOSE_GOING_AWAY = 1001;
@@ -33,7 +36,21 @@ export interface SocketSessions {
   /** Live sessions, counting those being opened (for the max_sessions quota). */
   readonly size: number;
   has(userId: string): boolean;
-  open(userId: string): Promise<ConnectedSession>;
+  /** Sessions that hold resources (ran a turn, or hold children): what limits.max_sessions counts. */
+  heldCount(): number;
+  /** `remoteAddress`: new sessions are rate-limited per address (returning users are not). */
+  open(userId: string, remoteAddress?: string): Promise<ConnectedSession>;
+}
+
+/**
+ * Closes with a code and reason, and terminates the socket if the client does not complete the
+ * close handshake within the grace (ws alone would wait 30 s, holding the descriptor).
+ */
+function closeThenTerminate(ws: WebSocket, code: number, reason: string): void {
+  ws.close(code, reason);
+  const timer = setTimeout(() => ws.terminate(), GIVE_BACK_GRACE_MS);
+  timer.unref();
+  ws.once("close", () => clearTimeout(timer));
 }
 
 export interface SocketServerOptions {
@@ -43,6 +60,7 @@ export interface SocketServerOptions {
   log: Logger;
   redactor: Redactor;
   metrics: MetricsRecorder;
+  auth: Authenticator;
 }
 
 export class SocketServer {
@@ -74,20 +92,34 @@ export class SocketServer {
   /** The http server's `upgrade` event. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", () => socket.destroy());
-    const decision = decideUpgrade(req, this.#options.config.server, this.#options.bindHost);
+    decideUpgrade(req, this.#options.config.server, this.#options.bindHost, this.#options.auth).then(
+      (decision) => this.#afterDecision(req, socket, head, decision),
+      (error: unknown) => {
+        this.#options.log.error("upgrade_check_failed", { error, path: rawPathname(req.url) });
+        rejectUpgrade(socket, 500, { error: "the server could not check this request" });
+      },
+    );
+  }
+
+  #afterDecision(req: IncomingMessage, socket: Duplex, head: Buffer, decision: UpgradeDecision): void {
+    // The client may have gone while its token was checked.
+    if (socket.destroyed) return;
     if (!decision.ok) {
       this.#options.log.warn("upgrade_refused", { status: decision.status, error: decision.error, path: rawPathname(req.url) });
       return rejectUpgrade(socket, decision.status, { error: decision.error });
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onConnection(ws, decision.userId, decision.streaming));
+    this.#wss.handleUpgrade(req, socket, head, (ws) =>
+      this.#onConnection(ws, decision.userId, decision.streaming, req.socket.remoteAddress ?? "unknown"),
+    );
   }
 
   /** Quotas are told over the socket (close 1013 "try again later" with a reason), not as HTTP. */
   #quotaRefusal(userId: string): string | undefined {
     const { sessions } = this.#options;
     const { limits } = this.#options.config;
-    if (!sessions.has(userId) && sessions.size >= limits.max_sessions) {
-      return `server full: ${sessions.size} sessions (limits.max_sessions)`;
+    const held = sessions.has(userId) ? 0 : sessions.heldCount();
+    if (held >= limits.max_sessions) {
+      return `server full: ${held} sessions in use (limits.max_sessions)`;
     }
     const open = this.#socketsPerUser.get(userId) ?? 0;
     if (open >= limits.max_sockets_per_user) {
@@ -96,7 +128,7 @@ export class SocketServer {
     return undefined;
   }
 
-  #onConnection(ws: WebSocket, userId: string, streaming: boolean): void {
+  #onConnection(ws: WebSocket, userId: string, streaming: boolean, remoteAddress: string): void {
     const { log, sessions, redactor, config } = this.#options;
     const { limits } = config;
     // Malformed frames (bad UTF-8, oversize, reserved bits) end up here: ws closes that socket with
@@ -106,7 +138,7 @@ export class SocketServer {
     if (refusal) {
       log.warn("connect_refused", { user_id: userId, reason: refusal });
       this.#options.metrics.refused(limitOf(refusal));
-      ws.close(CLOSE_TRY_AGAIN_LATER, refusal);
+      closeThenTerminate(ws, CLOSE_TRY_AGAIN_LATER, refusal);
       return;
     }
     this.#socketsPerUser.set(userId, (this.#socketsPerUser.get(userId) ?? 0) + 1);
@@ -118,10 +150,11 @@ export class SocketServer {
       streaming,
       limits: { softBytes: limits.send_buffer_soft_bytes, hardBytes: limits.send_buffer_hard_bytes },
       onDrop: (bufferedBytes) => log.warn("slow_socket_dropped", { ...fields, buffered_bytes: bufferedBytes }),
+      redactor,
     });
     this.#peers.add(peer);
     // Frames that arrive while the session loads wait for it, in arrival order.
-    const ready: Promise<ConnectedSession | undefined> = sessions.open(userId).then(
+    const ready: Promise<ConnectedSession | undefined> = sessions.open(userId, remoteAddress).then(
       (session) => {
         if (ws.readyState !== ws.OPEN) return session;
         peer.send(streaming ? streamWelcomeFrame(userId, session.sessionId) : welcomeFrame(userId, session.sessionId));
@@ -130,10 +163,15 @@ export class SocketServer {
         return session;
       },
       (error: unknown) => {
+        if (error instanceof AdmissionRefused) {
+          log.warn("connect_refused", { ...fields, reason: error.message });
+          closeThenTerminate(ws, CLOSE_TRY_AGAIN_LATER, error.message);
+          return undefined;
+        }
         const reason = redactor.redact((error as Error).message);
         log.error("session_open_failed", { ...fields, error: reason });
         peer.send(errorFrame(`Session error: ${reason}`));
-        ws.close(CLOSE_INTERNAL_ERROR, "session error");
+        closeThenTerminate(ws, CLOSE_INTERNAL_ERROR, "session error");
         return undefined;
       },
     );

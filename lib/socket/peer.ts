@@ -1,6 +1,7 @@
 // One WebSocket as a session sees it: frames out with backpressure, and the heartbeat state.
 import { WebSocket } from "ws";
 import { encodeFrame, type DeltaFrame, type ServerFrame } from "../protocol.ts";
+import type { Redactor } from "../secrets/redactor.ts";
 import type { Peer } from "../session/fanout.ts";
 
 export interface SendLimits {
@@ -16,12 +17,22 @@ export class SocketPeer implements Peer {
   readonly #ws: WebSocket;
   readonly #limits: SendLimits;
   readonly #onDrop: (bufferedBytes: number) => void;
+  /** Every frame passes it on its way out: the one point where all of them go. */
+  readonly #redactor: Redactor | undefined;
   /** Deltas held back while the socket is congested, merged per turn. */
   #pending: DeltaFrame | undefined;
   /** Set by a pong; the heartbeat terminates a socket that stayed silent for a whole interval. */
   alive = true;
 
-  constructor(options: { id: number; ws: WebSocket; streaming: boolean; limits: SendLimits; onDrop: (bufferedBytes: number) => void }) {
+  constructor(options: {
+    id: number;
+    ws: WebSocket;
+    streaming: boolean;
+    limits: SendLimits;
+    onDrop: (bufferedBytes: number) => void;
+    redactor?: Redactor;
+  }) {
+    this.#redactor = options.redactor;
     this.id = options.id;
     this.#ws = options.ws;
     this.streaming = options.streaming;
@@ -39,7 +50,11 @@ export class SocketPeer implements Peer {
     } else {
       this.#flush();
     }
-    this.#ws.send(encodeFrame(frame));
+    this.#ws.send(this.#encode(frame));
+  }
+
+  #encode(frame: ServerFrame): string {
+    return encodeFrame(this.#redactor ? this.#redactor.redactValue(frame) : frame);
   }
 
   /**
@@ -71,7 +86,7 @@ export class SocketPeer implements Peer {
   #flush(): void {
     const pending = this.#pending;
     this.#pending = undefined;
-    if (pending && this.#ws.readyState === WebSocket.OPEN) this.#ws.send(encodeFrame(pending));
+    if (pending && this.#ws.readyState === WebSocket.OPEN) this.#ws.send(this.#encode(pending));
   }
 
   /** One heartbeat tick: false when the peer missed the last ping and was terminated. */

@@ -1,18 +1,20 @@
 // Which upgrade requests become a user's socket: a well-formed request to /ws/<user_id> from an
-// allowed Host and Origin with the token. Pure: the request's method, URL and headers in, a user
-// id or a refusal out.
+// allowed Host and Origin with a token for that user id. The request's method, URL and headers in,
+// a user id or a refusal out.
 import type { IncomingHttpHeaders } from "node:http";
+import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { checkHost, checkOrigin, checkUpgradeRequest, checkUserAccess, rawPathname } from "../http/access.ts";
 import { isValidUserId, USER_ID_RULE } from "../protocol.ts";
 
 export type UpgradeDecision = { ok: true; userId: string; streaming: boolean } | { ok: false; status: number; error: string };
 
-export function decideUpgrade(
+export async function decideUpgrade(
   request: { method?: string | undefined; url?: string | undefined; headers: IncomingHttpHeaders },
   server: Config["server"],
   bindHost: string,
-): UpgradeDecision {
+  auth: Authenticator,
+): Promise<UpgradeDecision> {
   const { method, url, headers } = request;
   const early = checkUpgradeRequest(method, headers) ?? checkHost(headers.host, bindHost, server.allowed_hosts);
   if (early) return { ok: false, ...early };
@@ -26,8 +28,7 @@ export function decideUpgrade(
     return { ok: false, status: 400, error: `invalid user id: ${USER_ID_RULE}` };
   }
   if (!isValidUserId(userId)) return { ok: false, status: 400, error: `invalid user id: ${USER_ID_RULE}` };
-  const late =
-    checkOrigin(headers.origin, headers.host, server.allowed_origins) ?? checkUserAccess(headers, url, userId, server.auth_token);
+  const late = checkOrigin(headers.origin, headers.host, server.allowed_origins) ?? (await checkUserAccess(headers, url, userId, auth));
   if (late) return { ok: false, ...late };
   return { ok: true, userId, streaming: wantsStreaming(url) };
 }

@@ -3,10 +3,9 @@
 // bystander's is lost (same session_id, a history that only grows).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
-import type net from "node:net";
+import { connect as netConnect, type AddressInfo, type Socket as NetSocket } from "node:net";
 import path from "node:path";
 import {
   startModelServer,
@@ -33,6 +32,10 @@ import { buildFrame, rawExchange, rawHandshake, rawRequest, upgradeHeaders, upgr
 
 const API_KEY = "sk-corpus-SECRET-5a4b3c2d1e0f";
 const TOKEN = "corpus-token-31337";
+const ADMIN = "corpus-admin-token-9001";
+/** Credentials of a configured MCP server that cannot be reached. */
+const MCP_QUERY_KEY = "corpus-mcp-query-key-77aa";
+const MCP_HEADER_KEY = "corpus-mcp-header-key-88bb";
 const MiB = 1024 * 1024;
 
 // ---- the scripted model: the user's text says what it does ------------------------------------------
@@ -155,9 +158,21 @@ before(async () => {
       filesystem: filesystemEntry,
       approve: { ...testServerEntry, require_approval: ["echo"] },
       fetch: { builtin: "fetch", allow_hosts: ["127.0.0.1"], convert_workers: 1, max_convert_chars: 200_000 },
+      // Port 9 (discard) refuses at once: a server that never connects, whose URL and headers hold keys.
+      unreachable: {
+        transport: "streamable_http",
+        url: `http://127.0.0.1:9/mcp?api_key=${MCP_QUERY_KEY}`,
+        headers: { "X-Api-Key": MCP_HEADER_KEY },
+      },
     },
     {
-      server: { auth_token: TOKEN, ping_interval_seconds: 0.3, headers_timeout_seconds: 0.5, request_timeout_seconds: 1 },
+      server: {
+        auth_token: TOKEN,
+        auth: { admin_token: ADMIN },
+        ping_interval_seconds: 0.3,
+        headers_timeout_seconds: 0.5,
+        request_timeout_seconds: 1,
+      },
       limits: {
         max_message_chars: 2000,
         max_sockets_per_user: 2,
@@ -173,6 +188,8 @@ before(async () => {
         history_burst: 20,
         // The slow-reader row streams an 8 MiB answer.
         max_answer_chars: 16 * MiB,
+        new_sessions_per_minute: 600,
+        new_session_burst: 50,
       },
       session: { store: "memory" },
     },
@@ -313,6 +330,54 @@ async function chat(c: Ctx, userId: string, text: string): Promise<Observation> 
 }
 
 const call = (c: Ctx, userId: string, tool: string, args: unknown) => chat(c, userId, `CALL ${tool} ${JSON.stringify(args)}`);
+
+/**
+ * Sockets of the server's port that a process still holds (a descriptor): /proc/net/tcp lists
+ * the server's side of each connection; an orphaned one (given back) has inode 0.
+ */
+function heldServerSockets(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  let held = 0;
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    const text = existsSync(table) ? readFileSync(table, "utf8") : "";
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // sl, local_address, rem_address, st, tx:rx, tr:when, retrnsmt, uid, timeout, inode
+      const [, local = "", , state = "", , , , , , inode = "0"] = fields;
+      if (local.endsWith(`:${hex}`) && state !== "0A" && inode !== "0") held++;
+    }
+  }
+  return held;
+}
+
+/**
+ * TCP connections that write `bytes` and then never close their side (allowHalfOpen). Opened 20
+ * at a time: this process also runs the server and the bystander, whose heartbeat (0.3 s here)
+ * must not starve behind hundreds of connects at once.
+ */
+async function openAndLeave(c: Ctx, payloads: string[], localAddress = "127.0.0.1"): Promise<NetSocket[]> {
+  const opened: NetSocket[] = [];
+  for (let at = 0; at < payloads.length; at += 20) opened.push(...(await openSome(c, payloads.slice(at, at + 20), localAddress)));
+  return opened;
+}
+
+function openSome(c: Ctx, payloads: string[], localAddress: string): Promise<NetSocket[]> {
+  const port = Number(new URL(c.url).port);
+  return Promise.all(
+    payloads.map(
+      (bytes) =>
+        new Promise<NetSocket>((resolve, reject) => {
+          const socket = netConnect({ port, host: "127.0.0.1", localAddress, allowHalfOpen: true });
+          socket.on("error", () => undefined);
+          socket.once("connect", () => {
+            if (bytes) socket.write(bytes);
+            resolve(socket);
+          });
+          socket.once("error", reject);
+        }),
+    ),
+  );
+}
 
 // ---- the corpus -----------------------------------------------------------------------------------
 
@@ -521,7 +586,7 @@ const rows: Row[] = [
       const size = 8 * MiB;
       const client = await connect(c.wsUrl("stalled", "&stream=1"));
       await client.next();
-      (client.ws as unknown as { _socket: net.Socket })._socket.pause();
+      (client.ws as unknown as { _socket: NetSocket })._socket.pause();
       // Unasked pongs keep the heartbeat away: only the send buffer may end this socket.
       const pongs = setInterval(() => client.ws.pong(), 50);
       try {
@@ -728,8 +793,105 @@ const rows: Row[] = [
       error: /^New chat started \(the conversation was cleared\), but the workspace files could not all be deleted \(ENOTDIR on \.\)$/,
     },
   },
+  // 15. Identities
+  {
+    name: "identity: a JWT with alg none as the token",
+    attack: (c) => {
+      const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+      return upgrade(c, `/ws/bystander?token=${part({ alg: "none", typ: "JWT" })}.${part({ sub: "bystander" })}.`, {});
+    },
+    expect: { status: 401, body: /^(?!.*bystander")/s },
+  },
+  {
+    name: "identity: Basic credentials naming the bystander with a guessed token",
+    attack: (c) => httpGet(c, "/sessions/bystander", { authorization: `Basic ${Buffer.from("bystander:guess").toString("base64")}` }),
+    expect: { status: 401, body: /^(?!.*session_id)/s },
+  },
+  {
+    name: "identity: the admin token sees every session, a wrong admin token none",
+    attack: async (c) => {
+      const admin = await httpGet(c, "/sessions", { authorization: `Bearer ${ADMIN}` });
+      const wrong = await httpGet(c, "/sessions", { authorization: `Bearer ${ADMIN}x` });
+      return { adminStatus: admin.status, adminSeesBystander: String(admin.body).includes('"bystander"'), wrongStatus: wrong.status };
+    },
+    expect: { adminStatus: 200, adminSeesBystander: true, wrongStatus: 401 },
+  },
+  // 16. Secrets: configured credentials never leave
+  {
+    name: "secrets: an unreachable MCP server's URL key and header key stay out of /sessions/<id>, the frames and the log",
+    attack: async (c) => {
+      const reply = await chat(c, "keyholder", "hello keys");
+      const info = await httpGet(c, `/sessions/keyholder?token=${TOKEN}`, {});
+      await until(
+        () => readLog(c.running.logPath).some((line) => line.event === "mcp_server_failed" && line.user_id === "keyholder"),
+        "the failure in the log",
+      );
+      const log = readFileSync(c.running.logPath, "utf8");
+      const everything = JSON.stringify(reply) + String(info.body) + log;
+      return {
+        status: info.status,
+        failedShown: /"unreachable".*"state":"failed"/.test(String(info.body)),
+        leaked: [MCP_QUERY_KEY, MCP_HEADER_KEY].some((key) => everything.includes(key)),
+        pathShown: String(info.body).includes(c.running.configDir),
+      };
+    },
+    expect: { status: 200, failedShown: true, leaked: false, pathShown: false },
+  },
+  // 17. Sockets given back
+  {
+    name: "sockets: 100 refused upgrades and 100 unfinished headers, never closed by the client, are given back",
+    attack: async (c) => {
+      const port = Number(new URL(c.url).port);
+      const baseline = heldServerSockets(port);
+      const refused = Array.from({ length: 100 }, (_, n) => `${upgradeRequest("GET", `/ws/leak${n}`, upgradeHeaders(c.host))}`);
+      const slow = Array.from({ length: 100 }, (_, n) => `GET /health HTTP/1.1\r\nHost: ${c.host}\r\nX-slow-${n}: `);
+      const sockets = await openAndLeave(c, [...refused, ...slow]);
+      try {
+        const peak = heldServerSockets(port);
+        await until(
+          () => heldServerSockets(port) <= baseline,
+          `the server to give the sockets back (${heldServerSockets(port)} > ${baseline})`,
+          10000,
+        );
+        return { opened: peak > baseline, givenBack: true };
+      } finally {
+        for (const socket of sockets) socket.destroy();
+      }
+    },
+    expect: { opened: true, givenBack: true },
+  },
+  // 18. Admission
+  {
+    name: "admission: 300 made-up user ids from one address",
+    attack: async (c) => {
+      // In batches, for the bystander's heartbeat (see openAndLeave).
+      const outcomes: string[] = [];
+      for (let batch = 0; batch < 15; batch++) {
+        const results = await Promise.all(
+          Array.from({ length: 20 }, async (_, n) => {
+            const client = new TestClient(c.wsUrl(`made-up-${batch * 20 + n}`), { localAddress: "127.0.0.9" });
+            const closed = client.closed.then((value) => `closed ${value.code} ${value.reason}`);
+            const welcomed = new Promise<string>((resolve) => client.ws.once("message", () => resolve("welcomed")));
+            const first = await Promise.race([closed, welcomed]);
+            client.ws.terminate();
+            return first;
+          }),
+        );
+        outcomes.push(...results);
+      }
+      // The bystander opens a second tab meanwhile: it is a returning user, never held back.
+      const tab = await connect(c.wsUrl("bystander"));
+      const welcome = await tab.next();
+      await tab.close();
+      return {
+        refused: outcomes.filter((outcome) => /1013 .*limits\.new_sessions_per_minute/.test(outcome)).length >= 150,
+        bystanderWelcome: welcome.session_id === bystanderSession,
+        folders: readdirSync(workspace).filter((name) => name.startsWith("made-up-")).length,
+      };
+    },
+    expect: { refused: true, bystanderWelcome: true, folders: 0 },
+  },
 ];
-
 function check(observed: Observation, expected: Record<string, unknown>): void {
   for (const [key, want] of Object.entries(expected)) {
     const got = observed[key];

@@ -748,7 +748,7 @@ describe("interactive (pseudo-terminal)", () => {
   });
 });
 
-// ---- tool calls that wait for approval (issue 11) ----------------------------------------------
+// ---- tool calls that wait for approval ----------------------------------------------
 
 describe("approvals", () => {
   /** test_echo needs approval; the approval timeout is the default (120 s): nobody waits for it here. */

@@ -94,7 +94,7 @@ const DIFFERENCES: { what: string; reason: string; normalize: (call: Call, text:
   },
   {
     what: "get_file_info: permissions of a file a tool created",
-    reason: "the built-in creates files 0600 (owner-only, issue 16 point 4); the npm server leaves them to the umask (0644)",
+    reason: "the built-in creates files 0600 (owner-only); the npm server leaves them to the umask (0644)",
     normalize: (call, text) =>
       call[0] === "get_file_info" && call[1].path === "made/moved.txt" ? text.replace(/^permissions: \d+$/m, "permissions: <mode>") : text,
   },

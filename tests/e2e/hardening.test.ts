@@ -504,6 +504,9 @@ test("5. concurrent first sockets of a new user: only limits.max_sockets_per_use
 test("5. a new user over limits.max_sessions is closed with 1013; existing users still connect and chat", async () => {
   const alice = await connectUser(capped, "alice");
   const bob = await connectUser(capped, "bob");
+  // Only sessions that hold resources count: both have chatted.
+  assert.equal((await ask(alice.client, "alice first")).message, "echo: alice first");
+  assert.equal((await ask(bob.client, "bob first")).message, "echo: bob first");
   const carol = new TestClient(capped.wsUrl("carol"));
   const closed = await carol.closed;
   assert.equal(closed.code, 1013);

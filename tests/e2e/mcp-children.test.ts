@@ -84,6 +84,11 @@ async function mcpServers(server: RunningServer | string, userId: string): Promi
   const body = (await response.json()) as { mcp_servers: ServerInfo[] };
   return Object.fromEntries(body.mcp_servers.map((info) => [info.name, info]));
 }
+/** A session's servers start with its first turn: one turn, then they are there. */
+async function firstTurn(client: TestClient): Promise<void> {
+  assert.equal((await ask(client, "hello")).message, "echo: hello");
+}
+
 async function settled(server: RunningServer | string, userId: string, timeoutMs = 15000): Promise<Record<string, ServerInfo>> {
   await until(
     async () => Object.values(await mcpServers(server, userId)).every((info) => info.state !== "starting"),
@@ -142,6 +147,7 @@ after(async () => {
 test("8. a child that crashes mid-call is a tool error; it is started again on next use after the backoff, then left failed", async () => {
   const { client } = await connectUser(faults, "crasher");
   try {
+    await firstTurn(client);
     const timedBefore = (await settled(faults, "crasher")).timed;
     const firstPid = Number((await call(client, "test_pid")).replace(/^RESULT /, ""));
     assert.equal((await mcpServers(faults, "crasher")).test?.pid, firstPid);
@@ -193,6 +199,7 @@ test("8. a child that crashes mid-call is a tool error; it is started again on n
 test("8. a tool call longer than read_timeout_seconds becomes a tool error; the server stays usable", async () => {
   const { client } = await connectUser(faults, "slowpoke");
   try {
+    await firstTurn(client);
     assert.equal((await settled(faults, "slowpoke")).timed?.state, "ready");
     const reply = await call(client, "timed_slow", { ms: 30000 });
     assert.match(reply, /^RESULT Error: Tool "slow" on MCP server "timed" failed: .*timed out/i);
@@ -224,6 +231,7 @@ test("8. a tool result longer than limits.max_tool_result_chars is cut with a no
 
 test("8. a child leads its own process group; when the session is swept the whole group is killed", async () => {
   const { client } = await connectUser(grouped, "grouper");
+  await firstTurn(client);
   const info = (await settled(grouped, "grouper")).grouped;
   assert.equal(info?.state, "ready", info?.error);
   const leader = info?.pid ?? 0;
@@ -257,6 +265,7 @@ test("8. SIGKILL of our server leaves no child running (npx and its grandchildre
     await server.ready;
     client = await connect(`${server.url.replace(/^http/, "ws")}/ws/victim`);
     await client.next();
+    await firstTurn(client);
     const servers = await settled(server.url, "victim", 30000);
     assert.equal(servers.test?.state, "ready", servers.test?.error);
     assert.equal(servers.filesystem?.state, "ready", servers.filesystem?.error);
@@ -299,6 +308,7 @@ test("10. attempts to leave the workspace fail: ../, absolute paths, a same-pref
 
   const { client } = await connectUser(files, "alice");
   try {
+    await firstTurn(client);
     assert.equal((await settled(files, "alice")).filesystem?.state, "ready");
     // The tools work inside the workspace, so a refusal below is a refusal, not a broken tool.
     assert.equal(await call(client, "filesystem_read_text_file", { path: path.join(home, "ok.txt") }), "RESULT alice's own file");

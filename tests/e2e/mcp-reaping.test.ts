@@ -47,20 +47,23 @@ test("a session whose tools are idle stops its children and starts them again on
   }
 });
 
-test("beyond limits.max_warm_sessions, a new session starts its servers on its first turn instead of on connect", async () => {
+test("a new session starts its servers on its first turn; a returning one on connect, up to limits.max_warm_sessions", async () => {
   const running = await startServer({
     config: baseConfig(model.baseUrl, { test: testServerEntry }, { limits: { max_warm_sessions: 1 } }),
     secrets: { openai: { api_key: "sk-test" } },
   });
   try {
-    const warm = await connectUser(running, "warm_user");
-    await until(async () => (await servers(running, "warm_user"))[0]?.state === "ready", "first session warm");
+    // Never chatted: no child on connect; the first turn starts it.
     const lazy = await connectUser(running, "lazy_user");
     assert.equal((await servers(running, "lazy_user"))[0]?.state, "stopped");
     assert.match(String((await ask(lazy.client, "pid")).message), /^RESULT \d+$/);
     assert.equal((await servers(running, "lazy_user"))[0]?.state, "ready");
-    await warm.client.close();
     await lazy.client.close();
+    // Swept from memory, it comes back as a returning user: warmed on connect.
+    await running.server.sessions.sweep(Date.now() + 3 * 60 * 60 * 1000);
+    const back = await connectUser(running, "lazy_user");
+    await until(async () => (await servers(running, "lazy_user"))[0]?.state === "ready", "the returning session warm on connect");
+    await back.client.close();
   } finally {
     await running.close();
   }

@@ -4,6 +4,7 @@ import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { SignJWT } from "jose";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
 import { externalSkip, findExecutable } from "../helpers/external.ts";
 import { baseConfig, connectUser, startServer, testServerEntry, type RunningServer } from "../helpers/harness.ts";
@@ -429,6 +430,35 @@ test("with server.auth_token the page connects once the token is entered, and re
   await turnWith(page, "with a token");
   assert.equal(await page.evaluate(() => localStorage.getItem("chat.token")), "page-s3cret");
 });
+
+test(
+  "with per-user tokens (server.auth.mode jwt) the page says when a token is for another user id, and connects with its own",
+  { skip },
+  async (t) => {
+    const secret = "page-jwt-secret-that-is-long-enough-0123456789";
+    const server = await startServer({
+      config: baseConfig(model.baseUrl, {}, { server: { auth: { mode: "jwt", jwt: { secret } } } }),
+      secrets: SECRETS,
+    });
+    t.after(() => server.close());
+    const sign = (sub: string) => new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(secret));
+    const context = await browser.newContext();
+    t.after(() => context.close());
+    await context.addInitScript(() => localStorage.setItem("chat.user_id", "page_jwt"));
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.locator("#token-note", { hasText: "Token required" }).waitFor();
+    await page.fill("#token", await sign("someone_else"));
+    await page.click("#connect");
+    await page.locator("#token-note", { hasText: "another user id" }).waitFor();
+    await page.fill("#token", await sign("page_jwt"));
+    await page.click("#connect");
+    await connected(page);
+    assert.equal(await page.textContent("#token-note"), "");
+    await say(page, "with my own token");
+    await turnWith(page, "with my own token");
+  },
+);
 
 test("a reset from another client clears the conversation in the page", { skip }, async (t) => {
   const page = await openPage(t, { userId: "page_reset" });

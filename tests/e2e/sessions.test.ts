@@ -85,11 +85,12 @@ test("concurrent first connections of one user create exactly one session and on
   assert.equal(new Set(welcomes.map((w) => w.session_id)).size, 1);
   const sessions = (await (await fetch(`${running.url}/sessions`)).json()) as { active_sessions: string[] };
   assert.equal(sessions.active_sessions.filter((id) => id === "stampede").length, 1);
+  // One process per server: ask the test server its pid through a tool (the first turn starts the
+  // servers) and compare with the one reported.
+  const reply = await ask(clients[0]!, "CALL test_pid {}");
   await until(async () => (await sessionInfo(running, "stampede")).mcp_servers.every((s) => s.state === "ready"), "servers ready");
   const info = await sessionInfo(running, "stampede");
   assert.equal(info.mcp_servers.length, 2);
-  // One process per server: ask the test server its pid through a tool and compare with the one reported.
-  const reply = await ask(clients[0]!, "CALL test_pid {}");
   assert.equal(reply.message, `RESULT ${info.mcp_servers.find((s) => s.name === "test")?.pid}`);
   await Promise.all(clients.map((client) => client.close()));
 });
@@ -168,6 +169,8 @@ test("children get a minimal environment: no API key, no other secrets, plus the
 
 test("children's stderr goes to our log, not to stdout", async () => {
   const { client } = await connectUser(running, "stderr_user");
+  // Servers start with the first turn.
+  await ask(client, "hello");
   await until(async () => (await sessionInfo(running, "stderr_user")).mcp_servers.every((s) => s.state === "ready"), "servers ready");
   await client.close();
   await until(
@@ -195,6 +198,8 @@ test("the idle sweep removes sessions with no socket and every child process exi
   try {
     const kept = await connectUser(sweeping, "stays_connected");
     const { client } = await connectUser(sweeping, "goes_idle");
+    // Servers start with the first turn.
+    await ask(client, "hello");
     await until(async () => (await sessionInfo(sweeping, "goes_idle")).mcp_servers.every((s) => s.state === "ready"), "servers ready");
     const pids = (await sessionInfo(sweeping, "goes_idle")).mcp_servers.map((s) => s.pid ?? 0);
     assert.equal(pids.length, 2);
