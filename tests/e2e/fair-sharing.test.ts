@@ -139,7 +139,8 @@ test("a fetch checked against a crafted robots.txt rule: /health keeps answering
   assert.equal(end.type, "answer");
   assert.equal(client.frames.find((frame) => frame.type === "tool_end")?.ok, true);
   assert.match(String(end.message), / SMALL$/, "allowed: the rule needs a final b");
-  assert.ok(slowest < 500, `/health took up to ${slowest.toFixed(0)} ms`);
+  // The backtracking matcher took more than 20 s on this rule; 2 s leaves room for a busy CI machine.
+  assert.ok(slowest < 2000, `/health took up to ${slowest.toFixed(0)} ms`);
   await client.close();
 });
 

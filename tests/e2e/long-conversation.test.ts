@@ -84,9 +84,15 @@ test("a 300-turn conversation with large tool results keeps working inside the m
     );
     assert.ok(toolResults.at(-1)?.includes("Line 219 of a long page"), "the running turn's tool result is whole");
     // The stored history keeps everything: every turn, every full result.
-    client.send({ type: "history" });
-    const history = await client.nextMatching((frame) => frame.type === "history");
-    const items = history.items as Frame[];
+    // In pages, newest first, as a client pages back through a long history.
+    const items: Frame[] = [];
+    let before: number | undefined;
+    do {
+      client.send({ type: "history", limit: 1000, ...(before === undefined ? {} : { before }) });
+      const page = await client.nextMatching((frame) => frame.type === "history");
+      items.unshift(...(page.items as Frame[]));
+      before = Number(page.start);
+    } while (before > 0);
     assert.equal(items.filter((item) => item.role === "user").length, 300);
     assert.equal(items.filter((item) => item.role === "tool" && item.ok === true).length, 300);
     const fitted = readLog(running.logPath).filter((line) => line.event === "context_fitted");

@@ -83,6 +83,7 @@ test("New chat whose workspace cannot be emptied: every tab hears what was done 
   // The user's folder is not a folder any more: it cannot be listed, let alone emptied.
   const folder = path.join(running.configDir, "workspace", "halfreset");
   rmSync(folder, { recursive: true, force: true });
+  mkdirSync(path.dirname(folder), { recursive: true });
   writeFileSync(folder, "not a folder");
   first.send({ type: "reset", workspace: true });
   for (const tab of [first, second]) {
@@ -221,6 +222,9 @@ test("with umask 0, the data folder, database, logs and workspaces are created o
     await client.next();
     assert.equal((await ask(client, "hello")).message, "echo: hello");
     await client.close();
+    // The workspace is made on the first write: an upload through the files API.
+    const upload = await fetch(`${url}/files/private/note.txt`, { method: "PUT", body: "mine", headers: { "x-requested-with": "test" } });
+    assert.equal(upload.status, 201);
     const modes: Record<string, string> = {};
     for (const name of [
       "data",
@@ -231,6 +235,7 @@ test("with umask 0, the data folder, database, logs and workspaces are created o
       "logs/server.jsonl",
       "workspace",
       "workspace/private",
+      "workspace/private/note.txt",
     ]) {
       modes[name] = (statSync(path.join(dir, name)).mode & 0o777).toString(8);
     }
@@ -243,6 +248,7 @@ test("with umask 0, the data folder, database, logs and workspaces are created o
       "logs/server.jsonl": "600",
       workspace: "700",
       "workspace/private": "700",
+      "workspace/private/note.txt": "600",
     });
   } finally {
     child.kill("SIGTERM");

@@ -263,7 +263,11 @@ describe("daily token quota", () => {
     const config = baseConfig(
       model.baseUrl,
       {},
-      { session: { store: "redis" }, redis: { url: redis.url }, limits: { tokens_per_day: 200 } },
+      {
+        session: { store: "redis" },
+        redis: { url: redis.url, cluster_secret: "quota-test-cluster-secret-0123456789" },
+        limits: { tokens_per_day: 200 },
+      },
     );
     const a = await startServer({ config, secrets });
     const b = await startServer({ config, secrets });
