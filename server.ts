@@ -54,6 +54,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       store,
       approvalPolicy: new ApprovalPolicy(config.mcp.servers),
       approvalTimeoutMs: config.agent.approval_timeout_seconds * 1000,
+      maxSamplingTokens: config.limits.max_sampling_tokens,
       coordinator,
       workspaces,
     },

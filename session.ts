@@ -6,6 +6,7 @@ import { historyItems, trimHistory, type HistoryEntry } from "./lib/store/histor
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./lib/session/rate-limit.ts";
 import type { SessionRecord, SessionStore } from "./lib/store/store.ts";
 import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
+import { SessionAsks } from "./lib/session/asks.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
 import { TurnRecord } from "./lib/session/turn-record.ts";
@@ -22,10 +23,13 @@ import {
   streamAnswerFrame,
   streamErrorFrame,
   toolEndFrame,
+  toolProgressFrame,
   toolStartFrame,
   turnErrorFrame,
   turnErrorText,
   turnStartFrame,
+  type ElicitationAction,
+  type ElicitationValue,
   type HistoryItem,
   type ServerFrame,
   type StreamFrame,
@@ -62,6 +66,8 @@ export interface SessionDeps {
   /** Which tool calls wait for a person's approval. */
   approvalPolicy: ApprovalPolicy;
   approvalTimeoutMs: number;
+  /** Cap on `maxTokens` of an MCP server's sampling request (limits.max_sampling_tokens). */
+  maxSamplingTokens: number;
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
@@ -100,6 +106,8 @@ export class UserSession {
   #waiting: AbortController | undefined;
   #bucket: Bucket;
   readonly #approvals: ApprovalDesk;
+  /** What the user's MCP servers ask back (sampling, elicitation). */
+  readonly #asks: SessionAsks;
   readonly #deps: SessionDeps;
 
   constructor(record: SessionRecord, entries: HistoryEntry[], hub: McpHub, deps: SessionDeps) {
@@ -120,6 +128,40 @@ export class UserSession {
       canAsk: () => this.sockets.anyStreaming,
       broadcast: (frame) => this.sockets.turnFrame(frame),
     });
+    this.#asks = new SessionAsks({
+      agent: deps.agent,
+      approvals: this.#approvals,
+      maxSamplingTokens: deps.maxSamplingTokens,
+      timeoutMs: deps.approvalTimeoutMs,
+      turnId: () => this.#running?.turnId,
+      canAsk: () => this.sockets.anyStreaming,
+      takeToken: () => this.#takeToken(Date.now()),
+      // Part of the running turn when there is one (a page reloaded mid-turn sees the form again).
+      send: (frame) => (this.#running ? this.sockets.turnFrame(frame) : this.sockets.broadcast(frame)),
+      log: deps.log,
+      logFields: () => ({ user_id: this.userId, session_id: this.#sessionId }),
+    });
+    hub.attach(this.#asks);
+  }
+
+  /** A person's answer to an elicitation_request; an error text when it was not taken. */
+  answerElicitation(
+    requestId: string,
+    action: ElicitationAction,
+    content: Record<string, ElicitationValue> | undefined,
+    socketId: number,
+  ): string | undefined {
+    return this.#asks.answer(requestId, action, content, socketId);
+  }
+
+  /** One message from the rate limit; why not, when it is spent. */
+  #takeToken(now: number): string | undefined {
+    const { rateLimit } = this.#deps;
+    const decision = takeToken(this.#bucket, rateLimit, now);
+    this.#bucket = decision.bucket;
+    if (decision.allowed) return undefined;
+    const seconds = Math.ceil(decision.retryAfterMs / 1000);
+    return `Too many messages: the limit is ${rateLimit.perMinute} per minute (limits.messages_per_minute). Retry in ${seconds} s`;
   }
 
   /** A person's answer to an approval request; false when nothing waits under that id. */
@@ -231,16 +273,9 @@ export class UserSession {
 
   /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
   submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | { ok: false; error: string } {
-    const { maxQueuedTurns, rateLimit } = this.#deps;
-    const decision = takeToken(this.#bucket, rateLimit, now);
-    this.#bucket = decision.bucket;
-    if (!decision.allowed) {
-      const seconds = Math.ceil(decision.retryAfterMs / 1000);
-      return {
-        ok: false,
-        error: `Too many messages: the limit is ${rateLimit.perMinute} per minute (limits.messages_per_minute). Retry in ${seconds} s`,
-      };
-    }
+    const { maxQueuedTurns } = this.#deps;
+    const limited = this.#takeToken(now);
+    if (limited) return { ok: false, error: limited };
     if (this.#queue.length >= maxQueuedTurns) {
       return {
         ok: false,
@@ -374,8 +409,9 @@ export class UserSession {
       },
       onToolEnd: (call) => {
         record.toolEnded(call);
-        this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs));
+        this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs, call.images));
       },
+      onToolProgress: (callId, progress) => this.sockets.turnFrame(toolProgressFrame(turnId, callId, progress)),
       onStep: (messages) => record.append(messages),
     };
     /** Keeps the turn in memory and writes what the store does not have yet, before any answer is sent. */
@@ -466,6 +502,7 @@ export class UserSession {
     this.#waiting?.abort();
     this.#running?.abort.abort();
     this.#approvals.close();
+    this.#asks.close();
     await Promise.all([this.#pumping, this.hub.close()]);
   }
 }

@@ -66,6 +66,13 @@ export function dispatchFrame(session: UserSession, peer: Peer, data: RawData, i
         );
       }
       return;
+    case "elicitation": {
+      if (!peer.streaming) return peer.send(errorFrame("elicitations are answered from a streaming socket (/ws/<user_id>?stream=1)"));
+      const problem = session.answerElicitation(frame.request_id, frame.action, frame.content, peer.id);
+      // The form stays open on an invalid answer: the error names the field.
+      if (problem) peer.send(streamErrorFrame(problem, { requestId: frame.request_id }));
+      return;
+    }
     default:
       return frame satisfies never;
   }

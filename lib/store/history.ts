@@ -59,6 +59,8 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
   const items: HistoryItem[] = [];
   for (const entry of entries) {
     const { message, turnId } = entry;
+    // A user message with parts is the images tools returned (agent.ts imageAttachments), not something the user typed.
+    if (message.role === "user" && typeof message.content !== "string") continue;
     if (message.role === "user") {
       items.push({ role: "user", turn_id: turnId, content: textOf(message.content), status: entry.status ?? "ok" });
     } else if (message.role === "assistant") {
