@@ -290,13 +290,13 @@ function suite(transport: Transport) {
       await client.close();
     });
 
-    if (transport === "streamable_http") {
-      test("a remote restart in the middle of a session is invisible to the user; closing the session sends DELETE", async () => {
+    if (transport !== "stdio") {
+      test("a remote restart in the middle of a session is invisible to the user", async () => {
         const { client } = await connectUser(running, "restart-user", "?stream=1");
         const before = await callTool(client, model, "echo", { message: "before" });
         assert.match(before.toolText, /Echo: before/);
         await remote?.stop();
-        remote = await startRemote("streamableHttp", port);
+        remote = await startRemote(transport === "sse" ? "sse" : "streamableHttp", port);
         const afterRestart = await callTool(client, model, "echo", { message: "after" });
         assert.match(afterRestart.toolText, /Echo: after/);
         const info = (await (await fetch(`${running.url}/sessions/restart-user`)).json()) as { mcp_servers: Record<string, unknown>[] };

@@ -76,6 +76,8 @@ export class McpConnection {
   #reconnects = 0;
   #lastReconnectAt: number | undefined;
   #nextStartAt = 0;
+  /** An SSE stream that broke (the server went away): our session there is gone, reconnect before the next call. */
+  #streamLost = false;
   readonly #makeTransport: TransportFactory;
   readonly #allowedTools: Set<string> | undefined;
   readonly #timeoutMs: number;
@@ -219,7 +221,13 @@ export class McpConnection {
       this.#toolsVersion++;
       this.#state = "ready";
       this.#error = undefined;
+      this.#streamLost = false;
       client.onclose = () => this.#onUnexpectedClose(client);
+      // An SSE server that restarts forgets our session but answers nothing to a POST for it: the
+      // broken event stream is the only sign, so the next call starts a new session first.
+      client.onerror = (error) => {
+        if (this.#client === client && error instanceof SseError) this.#streamLost = true;
+      };
       this.#log.info("mcp_server_ready", {
         ...this.#logFields,
         tools: this.#tools.length,
@@ -307,6 +315,22 @@ export class McpConnection {
     }
     const known = this.#tools.find((candidate) => candidate.name === tool);
     if (!known) return { ok: false, text: `Unknown tool "${tool}" on MCP server "${this.name}"` };
+    if (this.#streamLost) {
+      await this.#reconnect(client, "the SSE event stream broke");
+      const again = this.#client;
+      if (this.#state !== "ready" || !again)
+        return {
+          ok: false,
+          text: `MCP server "${this.name}" lost its session and could not be reached again: ${this.#error ?? "unknown error"}`,
+        };
+      return this.#callOnce(again, known, args, options);
+    }
+    return this.#callOnce(client, known, args, options);
+  }
+
+  async #callOnce(client: Client, known: McpToolInfo, args: Record<string, unknown>, options: ToolCallOptions): Promise<ToolOutcome> {
+    const { signal } = options;
+    const tool = known.name;
     try {
       return await this.#call(client, known, args, options);
     } catch (error) {
