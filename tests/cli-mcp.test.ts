@@ -134,10 +134,10 @@ test("the CLI shows progress on the tool's line, asks an elicitation field by fi
   await term.expect(/⚠ MCP server everything asks to use the model/);
   await term.expect(/system: You are a helpful test server\./);
   await term.expect(/user: Resource trigger-sampling-request context: a limerick/);
-  await term.expect(/allow everything_sampling\?/);
+  await term.expect(/allow everything:sampling\?/);
   await term.expect(/approve\? \[y\/n\/a\]> /);
   term.write("y\r");
-  await term.expect(/✔ everything_sampling approved/);
+  await term.expect(/✔ everything:sampling approved/);
   await term.expect(/agent> RESULT LLM sampling result:[^]*"text": "SAMPLED-IN-CLI"/);
   await term.expect(/you> /);
   assert.equal(await term.quit(), 0);

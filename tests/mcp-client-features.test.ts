@@ -424,4 +424,51 @@ describe("remote sessions", () => {
     child.kill("SIGKILL");
     await exited;
   });
+
+  test("a remote server that was down when the session started is tried again on the next turn", async () => {
+    const probe = net.createServer();
+    probe.listen(0, "127.0.0.1");
+    await once(probe, "listening");
+    const { port } = probe.address() as net.AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+    const model = await startModelServer({ responder });
+    const running = await startServer({
+      config: baseConfig(model.baseUrl, { later: { transport: "streamable_http", url: `http://127.0.0.1:${port}/mcp` } }),
+      secrets: { openai: { api_key: "sk-test-later" } },
+    });
+    let child: ReturnType<typeof spawn> | undefined;
+    try {
+      const { client } = await connectUser(running, "early", "?stream=1");
+      const down = await turn(client, model, 'CALL later_echo {"message":"too soon"}');
+      assert.match(down.toolText, /Unknown tool "later_echo"/);
+      const info = async () =>
+        ((await (await fetch(`${running.url}/sessions/early`)).json()) as { mcp_servers: Record<string, unknown>[] }).mcp_servers[0];
+      assert.equal((await info())?.state, "failed");
+      child = spawn(process.execPath, [EVERYTHING, "streamableHttp"], {
+        env: { ...process.env, PORT: String(port) },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let output = "";
+      await new Promise<void>((resolve) => {
+        const onData = (chunk: Buffer) => {
+          output += chunk.toString();
+          if (/listening on port/.test(output)) resolve();
+        };
+        child?.stdout?.on("data", onData);
+        child?.stderr?.on("data", onData);
+      });
+      const up = await turn(client, model, 'CALL later_echo {"message":"now"}');
+      assert.equal(up.toolText, "Echo: now");
+      assert.equal((await info())?.state, "ready");
+      await client.close();
+    } finally {
+      await running.close();
+      await model.close();
+      if (child) {
+        const exited = once(child, "exit");
+        child.kill("SIGKILL");
+        await exited;
+      }
+    }
+  });
 });

@@ -119,6 +119,15 @@ export class McpConnection {
     return this.#state;
   }
 
+  get #isRemote(): boolean {
+    return this.transportName === "sse" || this.transportName === "streamable_http";
+  }
+
+  /** A remote server that could not be reached: the next turn tries it again. */
+  get retryable(): boolean {
+    return this.#state === "failed" && this.#isRemote;
+  }
+
   get toolsVersion(): number {
     return this.#toolsVersion;
   }
@@ -303,6 +312,9 @@ export class McpConnection {
   async callTool(tool: string, args: Record<string, unknown>, options: ToolCallOptions = {}): Promise<ToolOutcome> {
     const { signal } = options;
     if (this.#state === "exited") await this.#restartAfterCrash(this.#timeoutMs, signal);
+    // A remote server that could not be reached may be up now: each call tries it again (a call
+    // is what the user asked for, and is rate-limited already). A local command that failed stays failed.
+    if (this.#state === "failed" && this.#isRemote) this.#state = "stopped";
     // A server stopped while idle, or whose session was lost, starts again on use.
     if (this.#state === "stopped") await this.start();
     const client = this.#client;
@@ -637,7 +649,7 @@ export class McpHub implements Toolbox {
    */
   ready(): Promise<void> {
     this.#lastUsed = Date.now();
-    if (this.#connections.some((connection) => connection.state === "stopped")) this.#ready = undefined;
+    if (this.#connections.some((connection) => connection.state === "stopped" || connection.retryable)) this.#ready = undefined;
     this.#ready ??= Promise.all(this.#connections.map((connection) => connection.start())).then(() => undefined);
     return this.#ready;
   }

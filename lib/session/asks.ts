@@ -70,7 +70,8 @@ export class SessionAsks implements ClientRequests {
         {
           kind: "sampling",
           callId: `sampling_${randomUUID()}`,
-          name: `${server}_sampling`,
+          // Not a valid tool name (":"): "always allow" for it can never cover one of the server's tools, nor the reverse.
+          name: `${server}:sampling`,
           server,
           tool: "sampling/createMessage",
           arguments: JSON.stringify({
