@@ -384,6 +384,29 @@ describe("servers asking back, progress, list changes, restarts", () => {
   });
 });
 
+test("a sampling request counts against the user's rate limit like a message", async () => {
+  const model = await startModelServer({ responder });
+  const running = await startServer({
+    config: baseConfig(
+      model.baseUrl,
+      { ask: { command: process.execPath, args: [EVERYTHING, "stdio"], sampling: "allow" } },
+      // One message, then nothing for a minute: the user's message takes it, the sampling finds none.
+      { limits: { message_burst: 1, messages_per_minute: 1 } },
+    ),
+    secrets: { openai: { api_key: "sk-test-sampling-limit" } },
+  });
+  try {
+    const { client } = await connectUser(running, "limited", "?stream=1");
+    const limited = await turn(client, model, 'CALL ask_trigger-sampling-request {"prompt":"x"}');
+    assert.match(limited.toolText, /^Error: .*Too many messages: the limit is 1 per minute \(limits\.messages_per_minute\)/);
+    assert.ok(!model.requests.some((request) => request.messages[0]?.content === SAMPLING_SYSTEM), "the model was not called");
+    await client.close();
+  } finally {
+    await running.close();
+    await model.close();
+  }
+});
+
 describe("remote sessions", () => {
   test("closing a session ends its streamable HTTP session with DELETE", async () => {
     const server = net.createServer();
