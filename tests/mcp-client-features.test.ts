@@ -90,8 +90,9 @@ describe("content mapping (pure)", () => {
     assert.equal(lines[8], "[resource link https://x.test/doc (name: doc, type: text/html)]");
 
     const capped = mapToolResult({ content: [{ type: "resource", resource: { uri: "u:1", text: "B".repeat(200) } }] }, caps);
-    assert.match(capped.text, /\[result cut: \d+ characters, only the first 50 are shown\]$/);
-    assert.ok(capped.text.length < 150);
+    assert.match(capped.text, /^\[resource u:1\]\nB{50}\n\n\[result cut: 200 characters, only the first 50 are shown\]$/);
+    const many = mapToolResult({ content: [1, 2, 3].map(() => ({ type: "text", text: "C".repeat(40) })) }, caps);
+    assert.match(many.text, /\n\n\[result cut: 122 characters, only the first 50 are shown\]$/);
 
     assert.deepEqual(mapToolResult({ content: [], structuredContent: { temperature: 21 } }, caps).text, '{\n  "temperature": 21\n}');
     // Text wins over the structured copy of it.

@@ -108,6 +108,8 @@ export function mapToolResult(result: unknown, caps: ContentCaps): MappedResult 
   }
   // Legacy (2024-10-07) results carry `toolResult` instead of content.
   if (parts.length === 0 && "toolResult" in result) parts.push(capText(JSON.stringify(result.toolResult), caps.maxTextChars));
-  // Each part is capped above; the whole is capped too, so many parts cannot add up past the limit.
-  return { ok: result.isError !== true, text: capText(parts.join("\n"), caps.maxTextChars), images };
+  // Each part is capped above; several parts are capped together too, so they cannot add up past
+  // the limit (one part keeps its own, more precise note).
+  const text = parts.length > 1 ? capText(parts.join("\n"), caps.maxTextChars) : (parts[0] ?? "");
+  return { ok: result.isError !== true, text, images };
 }
