@@ -1,9 +1,6 @@
 // The agent loop: call the model (streaming), run the tool calls it asks for, append the
 // results, call again — with a hard cap on model calls per turn.
 import type OpenAI from "openai";
-import type { Logger } from "./lib/log.ts";
-import type { ToolImage } from "./lib/mcp/content.ts";
-import { parseToolArguments, type ToolCatalog, type ToolRoute } from "./lib/mcp/tools.ts";
 
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 type AssistantMessage = OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam;
@@ -12,6 +9,48 @@ type ToolCall = OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
 export const NO_API_KEY_MESSAGE =
   "no OpenAI API key is set. Put it in mcp_agent.secrets.yaml as openai.api_key " +
   "(copy mcp_agent.secrets.yaml.example), or set the OPENAI_API_KEY environment variable, then restart the server";
+
+/** One model-visible tool name and the MCP tool it means. */
+export interface ToolRoute {
+  server: string;
+  tool: string;
+}
+
+/** The tools the model is offered now, and where each of their names leads. */
+export interface ToolCatalog {
+  tools: OpenAI.Chat.Completions.ChatCompletionFunctionTool[];
+  routes: Map<string, ToolRoute>;
+}
+
+/** Where the loop reports what it does (the server's Logger is one). */
+export interface TurnLog {
+  debug(event: string, fields?: Record<string, unknown>): void;
+  info(event: string, fields?: Record<string, unknown>): void;
+  warn(event: string, fields?: Record<string, unknown>): void;
+}
+
+export type ParsedArguments = { ok: true; args: Record<string, unknown> } | { ok: false; error: string };
+
+/** The model's argument string to MCP arguments; an empty string means no arguments. */
+export function parseToolArguments(json: string): ParsedArguments {
+  if (json.trim() === "") return { ok: true, args: {} };
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (error) {
+    return { ok: false, error: `the arguments are not valid JSON (${(error as Error).message})` };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    return { ok: false, error: "the arguments must be a JSON object" };
+  return { ok: true, args: value as Record<string, unknown> };
+}
+
+/** An image a tool returned: base64 data as the MCP server sent it. */
+export interface ToolImage {
+  mimeType: string;
+  /** Base64, without a data: prefix. */
+  data: string;
+}
 
 /** What a tool call gave back: the text the model sees, and whether it failed. */
 export interface ToolOutcome {
@@ -80,7 +119,7 @@ export interface AgentSettings {
   model: string;
   instruction: string;
   maxIterations: number;
-  log: Logger;
+  log: TurnLog;
 }
 
 /** A turn that failed; `messages` is the part of the turn that is safe to keep in the history. */
@@ -179,7 +218,7 @@ async function runToolCall(
   call: ToolCall,
   signal: AbortSignal | undefined,
   hooks: TurnHooks,
-  log: Logger,
+  log: TurnLog,
   logFields: Record<string, unknown>,
   approve: Approver | undefined,
 ): Promise<{ message: ChatMessage; callId: string; name: string; images: ToolImage[] }> {

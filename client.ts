@@ -8,6 +8,7 @@
 // two modes).
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { formatSize, uploadFile } from "./client/files.ts";
 import { InteractiveChat } from "./client/interactive.ts";
 import { connect } from "./client/link.ts";
 import { ClientError, EXIT_OK, EXIT_USAGE, parseOptions, PROGRAM, USAGE, UsageError, type ClientOptions } from "./client/options.ts";
@@ -61,6 +62,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const interactive = process.stdin.isTTY === true && options.messages.length === 0 && !options.json;
   try {
     const connection = await connect(options);
+    // Before any message: the messages are likely about these files.
+    for (const file of options.uploads) {
+      try {
+        const uploaded = await uploadFile(options, file);
+        io.stderr.write(`uploaded ${file} (${formatSize(uploaded.size)}) to the workspace as ${uploaded.path}\n`);
+      } catch (error) {
+        await connection.link.close();
+        throw error;
+      }
+    }
     if (interactive) return await new InteractiveChat(connection, options, process.stdin, process.stdout, env).run();
     return await runScript(connection, options, io, process.stdin);
   } catch (error) {

@@ -8,13 +8,15 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseServerOptions, USAGE } from "./lib/cli/server-options.ts";
 import { ConfigError, loadConfig, resolveConfigPath, type Config } from "./lib/config.ts";
 import { isLoopbackBind } from "./lib/http/access.ts";
+import { FilesApi } from "./lib/files/files-api.ts";
+import { changesWorkspace, workspaceServers } from "./lib/files/workspace-writes.ts";
 import { createHttpServer } from "./lib/http/listener.ts";
 import { loggerFromConfig, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
 import { agentSettingsFrom } from "./lib/model/openai.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";
-import { openBackends } from "./lib/store/backends.ts";
+import { openBackends } from "./lib/cluster/backends.ts";
 import { Workspaces } from "./lib/workspace/workspaces.ts";
 import { SessionManager } from "./session.ts";
 
@@ -43,6 +45,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   const { store, coordinator, cluster } = openBackends(config, log);
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
   const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE]);
+  const writers = workspaceServers(config.mcp.servers);
   const sessions = new SessionManager({
     deps: {
       agent: agentSettingsFrom(config, log),
@@ -57,6 +60,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       maxSamplingTokens: config.limits.max_sampling_tokens,
       coordinator,
       workspaces,
+      changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),
     },
     createHub: (userId, sessionId) => hubs.create(userId, sessionId),
     idleMs: config.session.idle_timeout_seconds * 1000,
@@ -69,7 +73,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   let indexCache: Buffer | undefined;
   const indexHtml = () => (indexCache ??= readFileSync(path.join(HERE, "index.html")));
   const clusterRoutes = cluster && { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() };
-  const httpServer = createHttpServer(config, host, { sessions, indexHtml, ...(clusterRoutes ? { cluster: clusterRoutes } : {}) });
+  const files = new FilesApi({ config, workspaces, log, notify: (userId, frame) => sessions.broadcast(userId, frame) });
+  const httpServer = createHttpServer(config, host, { sessions, indexHtml, files, ...(clusterRoutes ? { cluster: clusterRoutes } : {}) });
   const sockets = new SocketServer({ config, bindHost: host, sessions, log, redactor });
   httpServer.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
 

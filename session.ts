@@ -11,13 +11,14 @@ import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/c
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
 import { TurnRecord } from "./lib/session/turn-record.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
-import type { McpHub, ServerInfo } from "./lib/mcp/hub.ts";
+import type { McpHub } from "./lib/mcp/hub.ts";
 import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import {
   answerFrame,
   cancelledFrame,
   deltaFrame,
   errorFrame,
+  filesChangedFrame,
   queuedFrame,
   resetFrame,
   streamAnswerFrame,
@@ -32,6 +33,7 @@ import {
   type ElicitationValue,
   type HistoryItem,
   type ServerFrame,
+  type SessionInfo,
   type StreamFrame,
   type TurnStatus,
 } from "./lib/protocol.ts";
@@ -71,20 +73,8 @@ export interface SessionDeps {
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
-}
-
-export interface SessionInfo {
-  user_id: string;
-  /** Live in memory (with its MCP servers), or only kept in the store. */
-  active: boolean;
-  session_id: string;
-  created_at: string;
-  last_activity: string;
-  message_count: number;
-  open_sockets: number;
-  turn_running: boolean;
-  queued_turns: number;
-  mcp_servers: ServerInfo[];
+  /** Whether a call of this tool may change the workspace's files (then the sockets get files_changed). */
+  changesWorkspace?: (server: string, tool: string) => boolean;
 }
 
 export class UserSession {
@@ -401,15 +391,20 @@ export class UserSession {
     log.info("turn_start", { ...fields, chars: text.length });
     this.sockets.turnFrame(turnStartFrame(turnId, text, clientId));
     const record = new TurnRecord(store, sessionId, turnId, lease.fence);
+    /** Calls of this turn that may write to the workspace: their end tells every tab to list it again. */
+    const writing = new Set<string>();
     const hooks: TurnHooks = {
       onTextDelta: (delta) => this.sockets.turnFrame(deltaFrame(turnId, delta)),
       onToolStart: (call) => {
         record.toolStarted(call);
+        if (this.#deps.changesWorkspace?.(call.server, call.tool)) writing.add(call.callId);
         this.sockets.turnFrame(toolStartFrame(turnId, call));
       },
       onToolEnd: (call) => {
         record.toolEnded(call);
         this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs, call.images));
+        if (writing.delete(call.callId))
+          this.sockets.broadcast(filesChangedFrame(this.userId, "tool", [], { turnId, callId: call.callId }));
       },
       onToolProgress: (callId, progress) => this.sockets.turnFrame(toolProgressFrame(turnId, callId, progress)),
       onStep: (messages) => record.append(messages),
@@ -604,6 +599,16 @@ export class SessionManager {
       messages: stored?.entries.length ?? 0,
     });
     return session;
+  }
+
+  /**
+   * A frame for every streaming socket of the user that is not about a turn (files_changed after
+   * an HTTP upload): through the live session's fan-out, else straight to other instances.
+   */
+  broadcast(userId: string, frame: StreamFrame): void {
+    const session = this.#sessions.get(userId);
+    if (session) session.sockets.broadcast(frame);
+    else this.#options.deps.coordinator.publish(userId, { kind: "frame", frame });
   }
 
   /** Info on a live session, or on one kept only in the store (active: false). */

@@ -35,6 +35,7 @@ import {
   type OutgoingFrame,
   type Sent,
 } from "./frames.ts";
+import { downloadFile, formatListing, formatSize, listFiles, uploadFile } from "./files.ts";
 import type { Connection } from "./link.ts";
 import { ClientError, EXIT_CONNECTION, EXIT_OK, type ClientOptions } from "./options.ts";
 
@@ -42,6 +43,11 @@ const INTERACTIVE_HELP = `Commands:
   help         show this help
   /history     show the conversation so far
   /cancel      stop the running turn (also Ctrl+C)
+  /files      list the files in your workspace
+  /download PATH [DEST]
+              save a workspace file to DEST (default: its name here); quote names with spaces
+  /upload FILE
+              put a local file into your workspace, under its own name
   quit, exit   leave (also Ctrl+D, or Ctrl+C twice)
 Anything else is sent to the agent.
 While a tool call waits for your approval (⚠), the next line answers it:
@@ -70,6 +76,11 @@ interface TurnView {
   /** The tool line left open (no newline yet) waiting for its result, if nothing came between. */
   openTool: string | undefined;
   tools: Map<string, { name: string; args: string }>;
+}
+
+/** A command line split on spaces, "double quotes" keeping one argument together. */
+export function splitArguments(text: string): string[] {
+  return [...text.matchAll(/"([^"]*)"|(\S+)/g)].map((found) => found[1] ?? found[2] ?? "");
 }
 
 export class InteractiveChat {
@@ -187,7 +198,9 @@ export class InteractiveChat {
       return this.#answerField(form, line);
     }
     const question = this.#asked[0];
-    if (question && !["help", "/help", "quit", "exit", "/quit", "/exit", "/history", "/cancel"].includes(text)) {
+    const word = text.split(/\s/, 1)[0] ?? "";
+    const commands = ["help", "/help", "quit", "exit", "/quit", "/exit", "/history", "/cancel", "/files", "/download", "/upload"];
+    if (question && !commands.includes(word)) {
       return this.#answerQuestion(question, text);
     }
     const missed = this.#missed;
@@ -214,6 +227,8 @@ export class InteractiveChat {
       case "/cancel":
         return this.#cancel();
     }
+    const [command = "", ...args] = splitArguments(text);
+    if (command === "/files" || command === "/download" || command === "/upload") return this.#filesCommand(command, args);
     if (text.startsWith("/")) {
       this.#error(`unknown command ${text.split(/\s/, 1)[0]}; type "help"`);
       return this.#showPrompt();
@@ -223,6 +238,41 @@ export class InteractiveChat {
     own.timer = setTimeout(() => void this.#onTimeout(own), this.#options.timeoutMs);
     this.#own.push(own);
     await this.#send(chatFrame(own));
+  }
+
+  /** /files, /download, /upload: HTTP requests beside the socket; a turn may run meanwhile. */
+  async #filesCommand(command: "/files" | "/download" | "/upload", args: string[]): Promise<void> {
+    try {
+      if (command === "/files") {
+        if (args.length > 0) return this.#usage("/files takes no arguments");
+        const lines = formatListing(await listFiles(this.#options));
+        this.#say(`files of ${this.#options.user}:`);
+        for (const line of lines) this.#screen.line(`  ${line}`);
+      } else if (command === "/download") {
+        const [remote, dest, extra] = args;
+        if (remote === undefined || extra !== undefined)
+          return this.#usage('usage: /download PATH [DEST] (quote names with spaces: /download "my notes.md")');
+        const saved = await downloadFile(this.#options, remote, dest);
+        this.#say(`${this.#screen.paint("green", "saved")} ${remote} to ${saved.path} (${formatSize(saved.size)})`);
+      } else {
+        const [local, extra] = args;
+        if (local === undefined || extra !== undefined)
+          return this.#usage('usage: /upload FILE (quote names with spaces: /upload "my notes.md")');
+        const uploaded = await uploadFile(this.#options, local);
+        this.#say(
+          `${this.#screen.paint("green", "uploaded")} ${local} to the workspace as ${uploaded.path} (${formatSize(uploaded.size)})`,
+        );
+      }
+    } catch (error) {
+      if (!(error instanceof ClientError)) throw error;
+      this.#error(error.message);
+    }
+    this.#showPrompt();
+  }
+
+  #usage(text: string): void {
+    this.#error(text);
+    this.#showPrompt();
   }
 
   async #send(frame: OutgoingFrame): Promise<void> {

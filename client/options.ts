@@ -50,6 +50,8 @@ Options:
                       appended (default: ${DEFAULT_URL})
   --user ID           user id (default: $USER, else test_user)
   -m, --message TEXT  send TEXT and print the answer; repeat to send several, one after another
+  --upload FILE       upload FILE into the user's workspace (under its own name) before any
+                      message is sent; repeat to upload several
   --json              print every frame received as one JSON line instead of the answers
   --timeout SECONDS   how long to wait for each answer (default: ${DEFAULT_TIMEOUT_SECONDS})
   --approve-all       approve every tool call of this client's messages that needs a person's
@@ -65,7 +67,10 @@ questions for that tool this session). A script without --approve-all or --deny-
 answer: the call waits for another client of the user (the chat page, or this client in a
 terminal), and if nobody answers the server denies it when its approval timeout runs out.
 
-Exit codes: 0 every message answered, 1 an error came back, 2 usage error,
+In a terminal, /files lists the workspace, /download PATH [DEST] saves a file from it and
+/upload FILE puts one into it.
+
+Exit codes: 0 every message answered, 1 an error came back (or an upload failed), 2 usage error,
             3 cannot connect or connection lost, 4 timed out waiting for an answer`;
 
 export interface SocketTarget {
@@ -85,6 +90,8 @@ export interface ClientOptions {
   token: string | undefined;
   json: boolean;
   messages: string[];
+  /** Local files uploaded to the workspace before the first message. */
+  uploads: string[];
   approvals: ApprovalPolicy;
   help: boolean;
 }
@@ -131,6 +138,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): ClientOpti
         url: { type: "string" },
         user: { type: "string" },
         message: { type: "string", short: "m", multiple: true },
+        upload: { type: "string", multiple: true },
         json: { type: "boolean" },
         timeout: { type: "string" },
         token: { type: "string" },
@@ -148,6 +156,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): ClientOpti
   // The server silently ignores blank messages, so waiting for their answer would never end.
   if (messages.some((message) => message.trim() === "")) throw new UsageError("--message must not be empty");
   if (values.token !== undefined && values.token === "") throw new UsageError("--token must not be empty");
+  const uploads = values.upload ?? [];
+  if (uploads.some((file) => file === "")) throw new UsageError("--upload needs a file name");
   const approveAll = values["approve-all"] ?? false;
   const denyAll = values["deny-all"] ?? false;
   if (approveAll && denyAll) throw new UsageError("--approve-all and --deny-all cannot be used together");
@@ -159,6 +169,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): ClientOpti
     token: values.token ?? (env.MCP_AGENT_AUTH_TOKEN || env.MCP_AGENT_TOKEN || undefined),
     json: values.json ?? false,
     messages,
+    uploads,
     approvals: approveAll ? "approve-all" : denyAll ? "deny-all" : "ask",
     help: values.help ?? false,
   };

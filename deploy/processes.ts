@@ -1,5 +1,5 @@
 // The pieces of a local cluster as child processes: redis-server, server instances, nginx.
-// Used by `npm run cluster` (deploy/run-cluster.ts), the cluster bench and tests/cluster.test.ts.
+// Used by `npm run cluster` (deploy/run-cluster.ts), the cluster bench and tests/e2e/cluster.test.ts.
 // Every child runs in its own process group, so stopping it also stops what it started (an
 // instance's MCP servers, nginx's workers), and a terminal's Ctrl-C reaches only the parent,
 // which stops them in order.

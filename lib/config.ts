@@ -157,6 +157,18 @@ const ConfigSchema = z.object({
         .int()
         .positive()
         .default(4 * 1024 * 1024),
+      /** Largest file one upload (PUT /files/<user_id>/<path>) may write; larger ones get 413. */
+      max_upload_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(10 * 1024 * 1024),
+      /** Total size of one user's workspace folder that uploads may fill; past it they get 413. */
+      workspace_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(100 * 1024 * 1024),
     })
     .prefault({}),
   /** `session.store: redis`: several instances share sessions through this Redis. */
@@ -323,4 +335,28 @@ export function loadConfig(configPath: string, env: Record<string, string | unde
 /** Relative paths in the config are relative to the config file's folder. */
 export function resolveConfigPath(config: Config, target: string): string {
   return path.resolve(config.configDir, target);
+}
+
+/**
+ * Every key path of the schema with its default (undefined when it has none), e.g.
+ * `["limits.max_sessions", 1000]`; a server entry's keys read `mcp.servers.<name>.<key>`.
+ * The configuration document is checked against this list, so it cannot drift from the schema.
+ */
+export function configKeys(): [string, unknown][] {
+  const keys: [string, unknown][] = [];
+  const walk = (schema: z.ZodType, keyPath: string, fallback: unknown): void => {
+    if (schema instanceof z.ZodDefault || schema instanceof z.ZodPrefault) {
+      return walk(schema.unwrap() as z.ZodType, keyPath, schema.def.defaultValue);
+    }
+    if (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable) return walk(schema.unwrap() as z.ZodType, keyPath, fallback);
+    if (schema instanceof z.ZodObject) {
+      for (const [key, child] of Object.entries(schema.shape)) walk(child as z.ZodType, keyPath ? `${keyPath}.${key}` : key, undefined);
+      return;
+    }
+    if (schema instanceof z.ZodRecord && keyPath === "mcp.servers")
+      return walk(schema.valueType as z.ZodType, `${keyPath}.<name>`, undefined);
+    keys.push([keyPath, fallback]);
+  };
+  walk(ConfigSchema, "", undefined);
+  return keys;
 }

@@ -330,9 +330,27 @@ export interface ResetFrame {
   workspace_cleared: boolean;
 }
 
+/**
+ * Files in the user's workspace may have changed: after an upload or delete over HTTP, and after
+ * a tool call that may write (the filesystem server's tools that are not read-only). Every
+ * streaming socket of the user gets it; a page lists the workspace again.
+ */
+export interface FilesChangedFrame {
+  type: "files_changed";
+  user_id: string;
+  /** What changed them: an HTTP upload or delete, or an agent's tool call. */
+  cause: "upload" | "delete" | "tool";
+  /** Workspace-relative paths known to have changed; empty when not known (a tool call). */
+  paths: string[];
+  /** With cause "tool": the turn and call that may have changed them. */
+  turn_id?: string;
+  call_id?: string;
+}
+
 export type StreamFrame =
   | QueuedFrame
   | ResetFrame
+  | FilesChangedFrame
   | ApprovalRequestFrame
   | ApprovalResolvedFrame
   | StreamWelcomeFrame
@@ -394,6 +412,40 @@ export const BINARY_FRAME_ERROR = 'Binary frames are not supported: send text fr
 
 export function encodeFrame(frame: ServerFrame): string {
   return JSON.stringify(frame);
+}
+
+// ---- HTTP answers: GET /sessions/<user_id> --------------------------------------------------
+
+/** `stopped`: not running now (not started yet, or reaped while idle); the next use starts it. */
+export type ServerState = "stopped" | "starting" | "ready" | "failed" | "exited" | "closed";
+
+export interface ServerInfo {
+  name: string;
+  transport: string;
+  state: ServerState;
+  tools: number;
+  error?: string;
+  pid?: number;
+  restarts: number;
+  /** Times a remote server lost our session (it restarted) and we initialized again. */
+  reconnects: number;
+  last_reconnect_at?: string;
+  shared: boolean;
+}
+
+/** A user's session as GET /sessions/<user_id> shows it. */
+export interface SessionInfo {
+  user_id: string;
+  /** Live in memory (with its MCP servers), or only kept in the store. */
+  active: boolean;
+  session_id: string;
+  created_at: string;
+  last_activity: string;
+  message_count: number;
+  open_sockets: number;
+  turn_running: boolean;
+  queued_turns: number;
+  mcp_servers: ServerInfo[];
 }
 
 // ---- frame builders: every frame the server sends is built here -------------------------------
@@ -527,6 +579,15 @@ export function approvalResolvedFrame(
 
 export function resetFrame(userId: string, sessionId: string, workspaceCleared: boolean): ResetFrame {
   return { type: "reset", user_id: userId, session_id: sessionId, workspace_cleared: workspaceCleared };
+}
+
+export function filesChangedFrame(
+  userId: string,
+  cause: FilesChangedFrame["cause"],
+  paths: string[],
+  call?: { turnId: string; callId: string },
+): FilesChangedFrame {
+  return { type: "files_changed", user_id: userId, cause, paths, ...(call ? { turn_id: call.turnId, call_id: call.callId } : {}) };
 }
 
 /** A refused chat message: a streaming client learns which one from its `client_id`. */

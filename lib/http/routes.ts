@@ -6,10 +6,18 @@ import { existsSync, readFileSync } from "node:fs";
 import { STATUS_CODES } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
-import type { SessionManager } from "../../session.ts";
+import type { SessionInfo } from "../protocol.ts";
+
+/** The sessions, as the routes show them (SessionManager in session.ts). */
+export interface SessionDirectory {
+  readonly size: number;
+  userIds(): string[];
+  /** A live session, or one kept only in the store (active: false); undefined when there is none. */
+  info(userId: string): Promise<SessionInfo | undefined>;
+}
 
 export interface RouteContext {
-  sessions: SessionManager;
+  sessions: SessionDirectory;
   indexHtml: () => Buffer;
   /** Cluster mode: this instance's id and Redis health, and the users live on any instance. */
   cluster?: {
@@ -17,6 +25,8 @@ export interface RouteContext {
     healthy(): Promise<boolean>;
     liveUsers(): Promise<string[]>;
   };
+  /** Everything under /files/ (lib/files/files-api.ts): it does its own access checks and methods. */
+  files?: { handle(req: IncomingMessage, res: ServerResponse): void };
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -78,7 +88,8 @@ export function pagePolicy(page: Buffer): string {
       "default-src 'none'",
       `script-src 'self' ${inlineHashes(html, "script")}`,
       `style-src 'self' ${inlineHashes(html, "style")}`,
-      "img-src 'self' data:",
+      // blob: for the Files panel's image previews, fetched with the user's token and shown from memory.
+      "img-src 'self' data: blob:",
       "connect-src 'self' ws: wss:",
       "base-uri 'none'",
       "form-action 'none'",
@@ -228,6 +239,7 @@ const routes: Route[] = [
 export function handleRequest(req: IncomingMessage, res: ServerResponse, context: RouteContext): void {
   const raw = req.url ?? "/";
   const pathname = raw.includes("?") ? raw.slice(0, raw.indexOf("?")) : raw;
+  if (context.files && (pathname === "/files" || pathname.startsWith("/files/"))) return context.files.handle(req, res);
   for (const route of routes) {
     const params = route.match(pathname);
     if (!params) continue;

@@ -2,14 +2,10 @@
 // Chat-completions tool messages take text only, so (as the original mcp-agent does in its
 // OpenAI multipart converter) images travel separately: the agent adds them, after the tool
 // messages of a step, as one user message of image parts. Everything else becomes text.
+import type { ToolImage } from "../../agent.ts";
 import { isRecord } from "../protocol.ts";
 
-/** An image a tool returned: base64 data as the MCP server sent it. */
-export interface ToolImage {
-  mimeType: string;
-  /** Base64, without a data: prefix. */
-  data: string;
-}
+export type { ToolImage };
 
 export interface MappedResult {
   ok: boolean;

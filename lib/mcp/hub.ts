@@ -12,32 +12,16 @@ import { SseError } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { createFetchServer, fetchToolOptions } from "../fetch/fetch-tool.ts";
-import type { ToolCallOptions, ToolOutcome, Toolbox } from "../../agent.ts";
+import type { ToolCallOptions, ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../../agent.ts";
 import { clientCapabilities, installClientHandlers, logLevelFor, type ClientRequests, type SamplingPolicy } from "./client-requests.ts";
 import { mapToolResult } from "./content.ts";
 import type { McpServerConfig } from "../config.ts";
+import type { ServerInfo, ServerState } from "../protocol.ts";
 import type { Logger } from "../log.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
-import { buildToolCatalog, type McpToolInfo, type ToolCatalog, type ToolRoute } from "./tools.ts";
+import { buildToolCatalog, type McpToolInfo } from "./tools.ts";
 
 const CLIENT_INFO = { name: "mcp-agent-ws", version: "0.1.0" };
-
-/** `stopped`: not running now (not started yet, or reaped while idle); the next use starts it. */
-export type ServerState = "stopped" | "starting" | "ready" | "failed" | "exited" | "closed";
-
-export interface ServerInfo {
-  name: string;
-  transport: string;
-  state: ServerState;
-  tools: number;
-  error?: string;
-  pid?: number;
-  restarts: number;
-  /** Times a remote server lost our session (it restarted) and we initialized again. */
-  reconnects: number;
-  last_reconnect_at?: string;
-  shared: boolean;
-}
 
 export interface ConnectionLimits {
   /** A tool result longer than this is cut, with a note saying so (each part, and the whole). */

@@ -1,6 +1,6 @@
 // The mapping between MCP tools and OpenAI function tools: pure functions, tested without a network.
 import { createHash } from "node:crypto";
-import type OpenAI from "openai";
+import type { ToolCatalog, ToolRoute } from "../../agent.ts";
 import { isRecord } from "../protocol.ts";
 
 /** What an MCP server says about one of its tools (the parts the model needs). */
@@ -15,17 +15,6 @@ export interface McpToolInfo {
 export interface ServerTools {
   server: string;
   tools: McpToolInfo[];
-}
-
-/** One model-visible tool name and the MCP tool it means. */
-export interface ToolRoute {
-  server: string;
-  tool: string;
-}
-
-export interface ToolCatalog {
-  tools: OpenAI.Chat.Completions.ChatCompletionFunctionTool[];
-  routes: Map<string, ToolRoute>;
 }
 
 // OpenAI accepts ^[a-zA-Z0-9_-]{1,64}$ for function names.
@@ -70,19 +59,4 @@ export function buildToolCatalog(servers: readonly ServerTools[]): ToolCatalog {
     }
   }
   return { tools, routes };
-}
-
-export type ParsedArguments = { ok: true; args: Record<string, unknown> } | { ok: false; error: string };
-
-/** The model's argument string to MCP arguments; an empty string means no arguments. */
-export function parseToolArguments(json: string): ParsedArguments {
-  if (json.trim() === "") return { ok: true, args: {} };
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch (error) {
-    return { ok: false, error: `the arguments are not valid JSON (${(error as Error).message})` };
-  }
-  if (!isRecord(value)) return { ok: false, error: "the arguments must be a JSON object" };
-  return { ok: true, args: value };
 }

@@ -41,8 +41,7 @@ export class LocalCoordinator implements Coordinator {
   readonly spansInstances = false;
 
   acquire(_userId: string, signal: AbortSignal): Promise<TurnLease> {
-    signal.throwIfAborted();
-    return Promise.resolve(LOCAL_LEASE);
+    return signal.aborted ? Promise.reject(signal.reason as Error) : Promise.resolve(LOCAL_LEASE);
   }
 
   publish(): void {}

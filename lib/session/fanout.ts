@@ -54,7 +54,7 @@ export class UserSockets {
     this.broadcast(frame);
   }
 
-  /** A frame that is not part of a turn (queued, reset): to every streaming socket of the user. */
+  /** A frame that is not part of a turn (queued, reset, files_changed): to every streaming socket of the user. */
   broadcast(frame: StreamFrame): void {
     this.#toLocal(frame);
     this.#coordinator.publish(this.#userId, { kind: "frame", frame });
@@ -62,7 +62,7 @@ export class UserSockets {
 
   /** A frame published by another instance: to this instance's streaming sockets only. */
   fromElsewhere(frame: StreamFrame): void {
-    if (frame.type !== "queued" && frame.type !== "reset") this.#keep(frame);
+    if (frame.type !== "queued" && frame.type !== "reset" && frame.type !== "files_changed") this.#keep(frame);
     this.#toLocal(frame);
   }
 

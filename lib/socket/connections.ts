@@ -3,13 +3,13 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import type { SessionManager, UserSession } from "../../session.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
 import { rawPathname } from "../http/access.ts";
 import { rejectUpgrade } from "../http/routes.ts";
 import { errorFrame, streamWelcomeFrame, welcomeFrame } from "../protocol.ts";
-import { dispatchFrame } from "./dispatch.ts";
+import { dispatchFrame, type SocketSession } from "./dispatch.ts";
+import type { Peer } from "../session/fanout.ts";
 import { SocketPeer } from "./peer.ts";
 import { decideUpgrade } from "./upgrade.ts";
 
@@ -20,10 +20,25 @@ const CLOSE_INTERNAL_ERROR = 1011;
 /** Close code for "try again later": a quota is full. */
 const CLOSE_TRY_AGAIN_LATER = 1013;
 
+/** A user's session as its sockets need it (UserSession in session.ts). */
+export interface ConnectedSession extends SocketSession {
+  attach(peer: Peer): void;
+  detach(peer: Peer): void;
+  readonly sockets: { readonly size: number };
+}
+
+/** The live sessions, as the socket side needs them (SessionManager in session.ts). */
+export interface SocketSessions {
+  /** Live sessions, counting those being opened (for the max_sessions quota). */
+  readonly size: number;
+  has(userId: string): boolean;
+  open(userId: string): Promise<ConnectedSession>;
+}
+
 export interface SocketServerOptions {
   config: Config;
   bindHost: string;
-  sessions: SessionManager;
+  sessions: SocketSessions;
   log: Logger;
   redactor: Redactor;
 }
@@ -98,7 +113,7 @@ export class SocketServer {
     });
     this.#peers.add(peer);
     // Frames that arrive while the session loads wait for it, in arrival order.
-    const ready: Promise<UserSession | undefined> = sessions.open(userId).then(
+    const ready: Promise<ConnectedSession | undefined> = sessions.open(userId).then(
       (session) => {
         if (ws.readyState !== ws.OPEN) return session;
         peer.send(streaming ? streamWelcomeFrame(userId, session.sessionId) : welcomeFrame(userId, session.sessionId));

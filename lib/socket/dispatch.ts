@@ -1,6 +1,5 @@
 // What a frame from a socket asks of the user's session. Parsing is protocol.ts's; this decides.
 import type { RawData } from "ws";
-import type { UserSession } from "../../session.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
 import type { Peer } from "../session/fanout.ts";
@@ -12,7 +11,30 @@ import {
   refusalFrame,
   streamErrorFrame,
   welcomeFrame,
+  type ElicitationAction,
+  type ElicitationValue,
+  type HistoryItem,
 } from "../protocol.ts";
+
+/** What a socket's frames may ask of its user's session (UserSession in session.ts). */
+export interface SocketSession {
+  readonly userId: string;
+  readonly sessionId: string;
+  submit(peer: Peer, text: string, clientId?: string): { ok: true; turnId: string } | { ok: false; error: string };
+  cancel(): boolean;
+  /** Brings the history up to date before it is shown. */
+  refresh(): Promise<void>;
+  historyItems(): HistoryItem[];
+  reset(clearWorkspace: boolean): Promise<void>;
+  answerApproval(callId: string, approved: boolean, reason: string | undefined, always: boolean, socketId: number): boolean;
+  /** An answer to an elicitation_request; an error text when it was not taken. */
+  answerElicitation(
+    requestId: string,
+    action: ElicitationAction,
+    content: Record<string, ElicitationValue> | undefined,
+    socketId: number,
+  ): string | undefined;
+}
 
 export interface DispatchContext {
   log: Logger;
@@ -20,7 +42,7 @@ export interface DispatchContext {
   redactor: Redactor;
 }
 
-export function dispatchFrame(session: UserSession, peer: Peer, data: RawData, isBinary: boolean, context: DispatchContext): void {
+export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData, isBinary: boolean, context: DispatchContext): void {
   const { log, limits } = context;
   if (isBinary) return peer.send(errorFrame(BINARY_FRAME_ERROR));
   const parsed = parseClientFrame(rawText(data));
@@ -78,7 +100,7 @@ export function dispatchFrame(session: UserSession, peer: Peer, data: RawData, i
   }
 }
 
-async function reset(session: UserSession, asker: Peer, clearWorkspace: boolean, { redactor }: DispatchContext): Promise<void> {
+async function reset(session: SocketSession, asker: Peer, clearWorkspace: boolean, { redactor }: DispatchContext): Promise<void> {
   try {
     await session.reset(clearWorkspace);
   } catch (error) {
