@@ -24,6 +24,7 @@ import {
   streamAnswerFrame,
   streamErrorFrame,
   toolEndFrame,
+  PROGRESS_INTERVAL_MS,
   toolProgressFrame,
   toolStartFrame,
   turnErrorFrame,
@@ -393,6 +394,7 @@ export class UserSession {
     const record = new TurnRecord(store, sessionId, turnId, lease.fence);
     /** Calls of this turn that may write to the workspace: their end tells every tab to list it again. */
     const writing = new Set<string>();
+    const progressSentAt = new Map<string, number>();
     const hooks: TurnHooks = {
       onTextDelta: (delta) => this.sockets.turnFrame(deltaFrame(turnId, delta)),
       onToolStart: (call) => {
@@ -406,7 +408,14 @@ export class UserSession {
         if (writing.delete(call.callId))
           this.sockets.broadcast(filesChangedFrame(this.userId, "tool", [], { turnId, callId: call.callId }));
       },
-      onToolProgress: (callId, progress) => this.sockets.turnFrame(toolProgressFrame(turnId, callId, progress)),
+      onToolProgress: (callId, progress) => {
+        // A server may report progress thousands of times a second: the sockets get at most one
+        // update per PROGRESS_INTERVAL_MS per call (the last one before tool_end may be skipped).
+        const now = Date.now();
+        if (now - (progressSentAt.get(callId) ?? 0) < PROGRESS_INTERVAL_MS) return;
+        progressSentAt.set(callId, now);
+        this.sockets.turnFrame(toolProgressFrame(turnId, callId, progress));
+      },
       onStep: (messages) => record.append(messages),
     };
     /** Keeps the turn in memory and writes what the store does not have yet, before any answer is sent. */

@@ -372,6 +372,8 @@ export const PREVIEW_CHARS = 500;
 /** Image thumbnails on tool_end: at most this many, each a data: URL of at most this many characters. */
 export const PREVIEW_IMAGES = 4;
 export const PREVIEW_IMAGE_CHARS = 200_000;
+/** tool_progress frames of one call are sent at most this often. */
+export const PROGRESS_INTERVAL_MS = 100;
 
 export function welcomeFrame(userId: string, sessionId: string): WelcomeFrame {
   return { message: `Welcome! You are connected as user: ${userId}`, user_id: userId, session_id: sessionId };

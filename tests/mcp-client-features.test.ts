@@ -13,7 +13,9 @@ import path from "node:path";
 import { mapToolResult } from "../lib/mcp/content.ts";
 import { checkElicitationAnswer, elicitationFields } from "../lib/mcp/elicitation.ts";
 import { resolveLocalNpx } from "../lib/mcp/stdio-transport.ts";
-import { parseClientFrame } from "../lib/protocol.ts";
+import { LocalCoordinator } from "../lib/session/coordinator.ts";
+import { UserSockets } from "../lib/session/fanout.ts";
+import { parseClientFrame, toolProgressFrame, turnStartFrame, type ServerFrame } from "../lib/protocol.ts";
 import { startModelServer, toolDirective, type ChatRequest, type ModelServer } from "./helpers/model-server.ts";
 import {
   baseConfig,
@@ -176,6 +178,23 @@ describe("elicitation forms (pure)", () => {
       error: 'field "a" must be a string, number, boolean or list of strings',
     });
   });
+});
+
+test("a socket joining mid-turn is shown each call's latest progress only, however often it was reported", () => {
+  const sockets = new UserSockets("progress-user", new LocalCoordinator());
+  sockets.turnFrame(turnStartFrame("t1", "go"));
+  for (let step = 1; step <= 1000; step++) sockets.turnFrame(toolProgressFrame("t1", "call_a", { progress: step, total: 1000 }));
+  sockets.turnFrame(toolProgressFrame("t1", "call_b", { progress: 1 }));
+  const got: ServerFrame[] = [];
+  sockets.add({ id: 1, streaming: true, send: (frame) => got.push(frame) });
+  assert.deepEqual(
+    got.map((frame) => ("type" in frame ? [frame.type, "progress" in frame ? frame.progress : undefined] : [])),
+    [
+      ["turn_start", undefined],
+      ["tool_progress", 1000],
+      ["tool_progress", 1],
+    ],
+  );
 });
 
 describe("config as written", () => {
