@@ -142,7 +142,17 @@ export class UserSession {
     content: Record<string, ElicitationValue> | undefined,
     socketId: number,
   ): string | undefined {
-    return this.#asks.answer(requestId, action, content, socketId);
+    if (this.#asks.has(requestId) || !this.#deps.coordinator.spansInstances) return this.#asks.answer(requestId, action, content, socketId);
+    // The question may come from a server of this user on another instance: hand the answer over
+    // (that instance checks it; its elicitation_resolved frame tells every tab the outcome).
+    this.#deps.coordinator.publish(this.userId, {
+      kind: "elicitation",
+      request_id: requestId,
+      action,
+      ...(content !== undefined ? { content } : {}),
+      socket: socketId,
+    });
+    return undefined;
   }
 
   /** One message from the rate limit; why not, when it is spent. */
@@ -305,6 +315,9 @@ export class UserSession {
         return;
       case "approval":
         this.#approvals.answer(message.call_id, message.approved, message.reason, message.always, message.socket);
+        return;
+      case "elicitation":
+        this.#asks.answer(message.request_id, message.action, message.content, message.socket);
         return;
       default:
         return message satisfies never;

@@ -144,6 +144,11 @@ export class SessionAsks implements ClientRequests {
     });
   }
 
+  /** Whether a question waits here under this id. */
+  has(requestId: string): boolean {
+    return this.#pending.has(requestId);
+  }
+
   /** A person's answer; an error text when it cannot be taken (unknown id, invalid values). */
   answer(
     requestId: string,
