@@ -91,6 +91,11 @@ export function installClientHandlers(client: Client, options: ClientHandlerOpti
     if (!requests) return { action: "decline" };
     return requests.elicit(server, request.params, extra.signal);
   });
+  installLogHandler(client, log, logFields);
+}
+
+/** A server's log messages (notifications/message) go to our log, with the server's name, at the mapped level. */
+export function installLogHandler(client: Client, log: Logger, logFields: Record<string, unknown>): void {
   client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
     const { level, logger, data } = notification.params;
     log[logLevelFor(level)]("mcp_server_log", { ...logFields, level_mcp: level, ...(logger ? { logger } : {}), data });

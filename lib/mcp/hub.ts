@@ -10,10 +10,16 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { SseError } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
+import { ToolListChangedNotificationSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { createFetchServer, fetchToolOptions } from "../fetch/fetch-tool.ts";
 import type { ToolCallOptions, ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../../agent.ts";
-import { clientCapabilities, installClientHandlers, logLevelFor, type ClientRequests, type SamplingPolicy } from "./client-requests.ts";
+import {
+  clientCapabilities,
+  installClientHandlers,
+  installLogHandler,
+  type ClientRequests,
+  type SamplingPolicy,
+} from "./client-requests.ts";
 import { mapToolResult } from "./content.ts";
 import type { McpServerConfig } from "../config.ts";
 import type { ServerInfo, ServerState } from "../protocol.ts";
@@ -154,17 +160,14 @@ export class McpConnection {
     const client = new Client(CLIENT_INFO, { capabilities: clientCapabilities(this.#askBack !== undefined) });
     if (this.#askBack) {
       installClientHandlers(client, { server: this.name, ...this.#askBack, log: this.#log, logFields: this.#logFields });
-    } else {
-      client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
-        const { level, logger, data } = notification.params;
-        this.#log[logLevelFor(level)]("mcp_server_log", { ...this.#logFields, level_mcp: level, ...(logger ? { logger } : {}), data });
-      });
-    }
+    } else installLogHandler(client, this.#log, this.#logFields);
     // The model's next call sees the new list: the hub waits for this refresh before building its catalog.
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
-      this.#refreshing = this.#refreshTools(client).finally(() => {
-        this.#refreshing = undefined;
+      // Each refresh waits for the one before it; only the latest clears the slot.
+      const refreshing: Promise<void> = this.#refreshTools(client).finally(() => {
+        if (this.#refreshing === refreshing) this.#refreshing = undefined;
       });
+      this.#refreshing = refreshing;
     });
     return client;
   }
