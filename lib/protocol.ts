@@ -284,7 +284,7 @@ export interface CancelledFrame {
 export type HistoryItem =
   | { role: "user"; turn_id: string; content: string; status: TurnStatus }
   | { role: "assistant"; turn_id: string; content: string }
-  | (ToolCallFields & { role: "tool"; ok: boolean; preview: string; duration_ms?: number });
+  | (ToolCallFields & { role: "tool"; ok: boolean; preview: string; duration_ms?: number; images?: string[] });
 
 /** How a turn ended; `running` while it runs, `interrupted` when the server stopped under it. */
 export const TURN_STATUSES = ["running", "ok", "error", "cancelled", "interrupted"] as const;
@@ -482,11 +482,7 @@ export function toolEndFrame(
   durationMs: number,
   images: readonly { mimeType: string; data: string }[] = [],
 ): ToolEndFrame {
-  // Larger images reach the model but not the page: the frame stays small.
-  const thumbnails = images
-    .map((image) => `data:${image.mimeType};base64,${image.data}`)
-    .filter((url) => url.length <= PREVIEW_IMAGE_CHARS)
-    .slice(0, PREVIEW_IMAGES);
+  const thumbnails = thumbnailUrls(images.map((image) => `data:${image.mimeType};base64,${image.data}`));
   return {
     type: "tool_end",
     turn_id: turnId,
@@ -496,6 +492,11 @@ export function toolEndFrame(
     duration_ms: durationMs,
     ...(thumbnails.length > 0 ? { images: thumbnails } : {}),
   };
+}
+
+/** Image thumbnails for the page: larger images reach the model but not the frame, which stays small. */
+export function thumbnailUrls(urls: readonly string[]): string[] {
+  return urls.filter((url) => url.length <= PREVIEW_IMAGE_CHARS).slice(0, PREVIEW_IMAGES);
 }
 
 export function toolProgressFrame(

@@ -84,13 +84,18 @@ test("a long tool with progress shows a moving bar in its card, and finishes", {
   assert.match((await page.locator("details.tool pre.tresult").textContent()) ?? "", /Long running operation completed/);
 });
 
-test("an image a tool returned shows as a thumbnail in the tool card", { skip }, async (t) => {
+test("an image a tool returned shows as a thumbnail in the tool card, also after a reload", { skip }, async (t) => {
   const page = await openPage(t, "page_image");
   await say(page, "CALL everything_get-tiny-image {}");
   const img = page.locator("details.tool.ok .tthumbs img");
   await img.waitFor({ state: "attached" });
   assert.match((await img.getAttribute("src")) ?? "", /^data:image\/png;base64,/);
   assert.ok(await img.evaluate((node) => (node as HTMLImageElement).complete && (node as HTMLImageElement).naturalWidth > 0));
+  // A reload shows it again, from the history the server keeps.
+  await page.reload();
+  await page.waitForSelector('#state[data-state="connected"]');
+  await page.locator("details.tool .tthumbs img").waitFor({ state: "attached" });
+  assert.match((await page.locator("details.tool .tthumbs img").getAttribute("src")) ?? "", /^data:image\/png;base64,/);
 });
 
 test("an elicitation is a form: required fields, validation, the answer reaches the server", { skip }, async (t) => {
