@@ -58,6 +58,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       approvalPolicy: new ApprovalPolicy(config.mcp.servers),
       approvalTimeoutMs: config.agent.approval_timeout_seconds * 1000,
       maxSamplingTokens: config.limits.max_sampling_tokens,
+      maxMessageChars: config.limits.max_message_chars,
       coordinator,
       workspaces,
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),

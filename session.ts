@@ -71,6 +71,8 @@ export interface SessionDeps {
   approvalTimeoutMs: number;
   /** Cap on `maxTokens` of an MCP server's sampling request (limits.max_sampling_tokens). */
   maxSamplingTokens: number;
+  /** Longest chat message (limits.max_message_chars): a sampling prompt is held to it too. */
+  maxMessageChars: number;
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
@@ -123,6 +125,7 @@ export class UserSession {
       agent: deps.agent,
       approvals: this.#approvals,
       maxSamplingTokens: deps.maxSamplingTokens,
+      maxMessageChars: deps.maxMessageChars,
       timeoutMs: deps.approvalTimeoutMs,
       turnId: () => this.#running?.turnId,
       canAsk: () => this.sockets.anyStreaming,

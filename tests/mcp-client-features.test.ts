@@ -138,6 +138,11 @@ describe("elicitation forms (pure)", () => {
       { value: "r", label: "Red" },
       { value: "g", label: "Green" },
     ]);
+    const many = Object.fromEntries(Array.from({ length: 51 }, (_, n) => [`f${n}`, { type: "string" }]));
+    assert.deepEqual(elicitationFields({ type: "object", properties: many }), {
+      ok: false,
+      error: "the form has 51 fields; at most 50 are shown",
+    });
     const nested = elicitationFields({ type: "object", properties: { address: { type: "object" } } });
     assert.deepEqual(nested, { ok: false, error: 'field "address" has type "object", which elicitation forms do not allow' });
   });
@@ -402,6 +407,28 @@ describe("servers asking back, progress, list changes, restarts", () => {
     assert.match(stopped.toolText, /restarted 2 times \(limits\.mcp_max_restarts\); it is not started again/);
     await client.close();
   });
+});
+
+test("a sampling prompt is held to limits.max_message_chars, like a chat message", async () => {
+  const model = await startModelServer({ responder });
+  const running = await startServer({
+    config: baseConfig(
+      model.baseUrl,
+      { ask: { command: process.execPath, args: [EVERYTHING, "stdio"], sampling: "allow" } },
+      { limits: { max_message_chars: 200 } },
+    ),
+    secrets: { openai: { api_key: "sk-test-sampling-size" } },
+  });
+  try {
+    const { client } = await connectUser(running, "wordy", "?stream=1");
+    const long = await turn(client, model, `CALL ask_trigger-sampling-request {"prompt":"${"y".repeat(150)}"}`);
+    assert.match(long.toolText, /the sampling prompt is too long: \d+ characters, the limit is 200 \(limits\.max_message_chars\)/);
+    assert.ok(!model.requests.some((request) => request.messages[0]?.content === SAMPLING_SYSTEM), "the model was not called");
+    await client.close();
+  } finally {
+    await running.close();
+    await model.close();
+  }
 });
 
 test("a sampling request counts against the user's rate limit like a message", async () => {

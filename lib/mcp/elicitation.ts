@@ -3,7 +3,14 @@
 // check of the user's answer against them before it goes back to the server.
 import { isRecord, type ElicitationField, type ElicitationValue } from "../protocol.ts";
 
+/** A form is for a person: more fields or choices than this is not a form but an abuse, and is declined. */
+export const MAX_FIELDS = 50;
+export const MAX_OPTIONS = 200;
+/** Titles and descriptions are cut to this many characters. */
+const MAX_LABEL_CHARS = 500;
+
 const str = (value: unknown): string | undefined => (typeof value === "string" ? value : undefined);
+const label = (value: unknown): string | undefined => str(value)?.slice(0, MAX_LABEL_CHARS);
 const num = (value: unknown): number | undefined => (typeof value === "number" && Number.isFinite(value) ? value : undefined);
 
 /** `enum` (+ legacy `enumNames`) or `oneOf`/`anyOf` of `{const, title}`: the options of a select. */
@@ -35,22 +42,29 @@ export function elicitationFields(requestedSchema: unknown): { ok: true; fields:
     Array.isArray(requestedSchema.required) ? requestedSchema.required.filter((name) => typeof name === "string") : [],
   );
   const fields: ElicitationField[] = [];
-  for (const [name, raw] of Object.entries(requestedSchema.properties)) {
+  const properties = Object.entries(requestedSchema.properties);
+  if (properties.length > MAX_FIELDS)
+    return { ok: false, error: `the form has ${properties.length} fields; at most ${MAX_FIELDS} are shown` };
+  for (const [name, raw] of properties) {
     if (!isRecord(raw)) return { ok: false, error: `field "${name}" has no schema` };
     const common = {
       name,
-      title: str(raw.title) ?? name,
-      ...(str(raw.description) !== undefined ? { description: str(raw.description) } : {}),
+      title: label(raw.title) ?? name,
+      ...(label(raw.description) !== undefined ? { description: label(raw.description) } : {}),
       required: required.has(name),
       ...(defaultOf(raw.default) !== undefined ? { default: defaultOf(raw.default) } : {}),
     };
     if (raw.type === "array") {
       const options = isRecord(raw.items) ? optionsOf(raw.items) : undefined;
       if (!options) return { ok: false, error: `field "${name}" is a list of something other than enum values` };
+      if (options.length > MAX_OPTIONS)
+        return { ok: false, error: `field "${name}" has ${options.length} choices; at most ${MAX_OPTIONS}` };
       fields.push({ ...common, type: "multiselect", options, ...bounds(raw.minItems, raw.maxItems, "min_length", "max_length") });
       continue;
     }
     const options = optionsOf(raw);
+    if (options && options.length > MAX_OPTIONS)
+      return { ok: false, error: `field "${name}" has ${options.length} choices; at most ${MAX_OPTIONS}` };
     if (options && (raw.type === "string" || raw.type === undefined)) {
       fields.push({ ...common, type: "enum", options });
       continue;

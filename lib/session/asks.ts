@@ -22,11 +22,16 @@ import {
 } from "../protocol.ts";
 import type { ApprovalDesk } from "./approvals.ts";
 
+/** An elicitation's message is cut to this many characters. */
+const MAX_QUESTION_CHARS = 2000;
+
 export interface SessionAsksOptions {
   agent: AgentSettings;
   approvals: ApprovalDesk;
   /** `maxTokens` of a sampling request is capped at this (limits.max_sampling_tokens). */
   maxSamplingTokens: number;
+  /** A sampling prompt longer than this (characters of text, all messages) is refused, like a chat message. */
+  maxMessageChars: number;
   /** How long an elicitation waits for a person (agent.approval_timeout_seconds). */
   timeoutMs: number;
   /** The running turn, if any: frames belong to it. */
@@ -63,6 +68,11 @@ export class SessionAsks implements ClientRequests {
     const limited = this.#options.takeToken();
     if (limited) throw samplingRefused(limited);
     const messages = samplingMessages(params);
+    const chars = messages.reduce((sum, message) => sum + textOf(message).length, 0);
+    if (chars > this.#options.maxMessageChars)
+      throw samplingRefused(
+        `the sampling prompt is too long: ${chars} characters, the limit is ${this.#options.maxMessageChars} (limits.max_message_chars)`,
+      );
     const maxTokens = Math.min(params.maxTokens, maxSamplingTokens);
     if (options.approve) {
       const decision = await approvals.request(
@@ -136,7 +146,8 @@ export class SessionAsks implements ClientRequests {
           ...(turnId !== undefined ? { turnId } : {}),
           server,
           mode: isUrl ? "url" : "form",
-          message: params.message,
+          // A question for a person: a server cannot fill the page with it.
+          message: params.message.slice(0, MAX_QUESTION_CHARS),
           ...(isUrl && "url" in params ? { url: params.url } : { fields: parsed.fields }),
           timeout_ms: timeoutMs,
         }),
