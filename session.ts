@@ -612,7 +612,9 @@ export class SessionManager {
       this.#options.createHub(userId, record.sessionId),
       deps,
     );
-    if (this.warmSessions() < this.#options.maxWarmSessions) void session.hub.ready();
+    // Counting warm sessions walks them all: skipped when this hub has no process of its own to start.
+    if (session.hub.ownsServers && this.warmSessions(this.#options.maxWarmSessions) < this.#options.maxWarmSessions)
+      void session.hub.ready();
     this.#sessions.set(userId, session);
     // Turns of this user on other instances reach this one's sockets (and cancels/approvals go back).
     deps.coordinator
@@ -657,10 +659,10 @@ export class SessionManager {
     };
   }
 
-  /** Sessions whose MCP servers hold processes now. */
-  warmSessions(): number {
+  /** Sessions holding MCP processes; counting stops at `atMost` (a connect only asks "fewer than the cap?"). */
+  warmSessions(atMost = Infinity): number {
     let warm = 0;
-    for (const session of this.#sessions.values()) if (session.hub.warm) warm++;
+    for (const session of this.#sessions.values()) if (session.hub.warm && ++warm >= atMost) break;
     return warm;
   }
 

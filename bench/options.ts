@@ -2,7 +2,7 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 
-export const PHASES = ["ready", "turns", "scale", "churn"] as const;
+export const PHASES = ["ready", "turns", "scale", "churn", "filesystem"] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface Settings {
@@ -34,6 +34,12 @@ export interface Settings {
   scale: { users: number; inFlight: number; turnsEach: number; maxWarmSessions?: number };
   /** samples: RSS readings over the measured cycles (a trend needs several). */
   churn: { cycles: number; warmupCycles: number; batch: number; childCycles: number; samples: number };
+  /**
+   * activeUsers: users who each made a filesystem call in the last minute; childUsers: as many
+   * with the npm server, to compare per user; burstUsers × burstRounds connecting at once;
+   * idleSockets: connected and idle; files: in the workspace a tree and a search walk.
+   */
+  filesystem: { activeUsers: number; childUsers: number; burstUsers: number; burstRounds: number; idleSockets: number; files: number };
 }
 
 export const USAGE = `Usage: npm run bench -- [options]
@@ -54,6 +60,7 @@ function full(): Omit<Settings, "latencies" | "out" | "markdownOut" | "phases" |
     scale: { users: 1000, inFlight: 100, turnsEach: 16 },
     // RSS grows for the first ~1,500 cycles (heap and allocator settling), then stays flat.
     churn: { cycles: 10_000, warmupCycles: 2000, batch: 50, childCycles: 50, samples: 10 },
+    filesystem: { activeUsers: 1000, childUsers: 50, burstUsers: 100, burstRounds: 3, idleSockets: 10_000, files: 100_000 },
   };
 }
 
@@ -65,6 +72,7 @@ function quick(): Omit<Settings, "latencies" | "out" | "markdownOut" | "phases" 
     // Fewer warm sessions than the default 50, or the quick run would start 50 filesystem servers.
     scale: { users: 50, inFlight: 10, turnsEach: 4, maxWarmSessions: 10 },
     churn: { cycles: 100, warmupCycles: 20, batch: 20, childCycles: 4, samples: 4 },
+    filesystem: { activeUsers: 50, childUsers: 4, burstUsers: 10, burstRounds: 1, idleSockets: 200, files: 2000 },
   };
 }
 

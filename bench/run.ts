@@ -9,6 +9,7 @@ import { startBenchModel, type BenchModel } from "./model.ts";
 import { parseSettings, USAGE, type Phase, type Settings } from "./options.ts";
 import { machineCpuMs, processesWithEnv, selfTreeCpuMs } from "../tests/helpers/proc.ts";
 import { runChurn } from "./phases/churn.ts";
+import { runFilesystem } from "./phases/filesystem.ts";
 import { runReady } from "./phases/ready.ts";
 import { runScale } from "./phases/scale.ts";
 import { runTurns } from "./phases/turns.ts";
@@ -21,7 +22,13 @@ type PhaseRunner = (
   say: (text: string) => void,
 ) => Promise<{ figures: Figure[]; raw: Record<string, unknown> }>;
 
-const RUNNERS: Record<Phase, PhaseRunner> = { ready: runReady, turns: runTurns, scale: runScale, churn: runChurn };
+const RUNNERS: Record<Phase, PhaseRunner> = {
+  ready: runReady,
+  turns: runTurns,
+  scale: runScale,
+  churn: runChurn,
+  filesystem: runFilesystem,
+};
 
 export interface Results {
   date: string;

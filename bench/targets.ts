@@ -95,13 +95,15 @@ export interface Target {
 const TAIL = 64 * 1024;
 const STARTUP_TIMEOUT_MS = 120_000;
 
+/** `extraNodeArgs`: e.g. --cpu-prof (bench/profile.ts); node refuses those in NODE_OPTIONS. */
 export async function startTarget(
   kind: TargetKind,
   name: string,
   configPath: string,
   extraEnv: Record<string, string> = {},
+  extraNodeArgs: string[] = [],
 ): Promise<Target> {
-  const nodeArgs = kind === "host" ? ["--expose-gc"] : [];
+  const nodeArgs = [...(kind === "host" ? ["--expose-gc"] : []), ...extraNodeArgs];
   const args = [...nodeArgs, "--import", "tsx", SCRIPTS[kind], "--config", configPath, "--port", "0"];
   const child = spawn(process.execPath, args, {
     cwd: ROOT,

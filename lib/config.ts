@@ -26,8 +26,8 @@ const McpServerSchema = z.object({
   allowed_tools: z.array(z.string()).optional(),
   /** Tool calls that wait for a person's approval: never (default), always, or these tool names. */
   require_approval: z.union([z.enum(["never", "always"]), z.array(z.string())]).default("never"),
-  /** `builtin: fetch` selects the in-process fetch tool instead of a child process. */
-  builtin: z.enum(["fetch"]).optional(),
+  /** `builtin: fetch` / `builtin: filesystem` select the in-process server instead of a child process. */
+  builtin: z.enum(["fetch", "filesystem"]).optional(),
   // Options of the built-in fetch tool.
   allow_hosts: z.array(z.string()).default([]),
   user_agent: z.string().default("ModelContextProtocol/1.0 (Autonomous; +https://github.com/modelcontextprotocol/servers)"),
@@ -38,6 +38,23 @@ const McpServerSchema = z.object({
     .int()
     .positive()
     .default(5 * 1024 * 1024),
+  // Options of the built-in filesystem (lib/filesystem): what one user's call may cost the others.
+  /** A text read longer than this is cut with a note; larger files are not edited. */
+  max_read_bytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
+  /** read_media_file refuses larger files (its result is the whole file, base64). */
+  max_media_bytes: z
+    .number()
+    .int()
+    .positive()
+    .default(10 * 1024 * 1024),
+  /** Directory entries one listing, tree or search visits before it stops with a note. */
+  max_entries: z.number().int().positive().default(10_000),
+  /** A tree or search still walking after this long stops with a note. */
+  walk_timeout_seconds: seconds.default(10),
 });
 
 const LoggerSchema = z.object({

@@ -7,12 +7,11 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Config } from "../config.ts";
-import { resolveConfigPath, CONFIG_FILE, SECRETS_FILE } from "../config.ts";
 import { deniedBy, errorCode, errorMessage, openInWorkspace, realRoot, resolveInWorkspace } from "../filesystem/containment.ts";
 import { checkOrigin, checkUserAccess, rawPathname, type Refusal } from "../http/access.ts";
 import type { Logger } from "../log.ts";
 import { filesChangedFrame, isValidUserId, USER_ID_RULE, type FilesChangedFrame } from "../protocol.ts";
-import type { Workspaces } from "../workspace/workspaces.ts";
+import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import { listTree, workspaceUsage } from "./listing.ts";
 import { mimeTypeOf } from "./mime.ts";
 import { attachmentDisposition, decideRange } from "./range.ts";
@@ -27,16 +26,6 @@ export interface FilesApiOptions {
   log: Logger;
   /** Tells every streaming socket of the user (files_changed). */
   notify(userId: string, frame: FilesChangedFrame): void;
-}
-
-/** The server's own files: never served, even when a workspace holds them (workspace.root: "."). */
-export function serverOwnFiles(config: Config): string[] {
-  const sqlitePath = resolveConfigPath(config, config.session.sqlite_path);
-  return [
-    ...[CONFIG_FILE, SECRETS_FILE].map((file) => path.join(config.configDir, file)),
-    ...["", "-wal", "-shm", "-journal"].map((suffix) => sqlitePath + suffix),
-    path.dirname(resolveConfigPath(config, config.logger.path ?? config.logger.path_settings.path_pattern)),
-  ];
 }
 
 type Target = { userId: string; relative: string };

@@ -3,10 +3,11 @@
 // user's workspace folder.
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
-import type { Workspaces } from "../workspace/workspaces.ts";
+import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import type { ClientRequests } from "./client-requests.ts";
 import {
   builtinFetchConnection,
+  builtinFilesystemConnection,
   commandExists,
   connectionFor,
   McpHub,
@@ -31,7 +32,12 @@ export class HubFactory {
       maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
     };
+    const ownFiles = serverOwnFiles(config);
     for (const [name, entry] of Object.entries(config.mcp.servers)) {
+      if (entry.builtin === "filesystem") {
+        this.#shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, limits));
+        continue;
+      }
       const builtin = usesBuiltinFetch(entry, () => commandExists("uvx"));
       if (!builtin) continue;
       if (builtin === "fallback") {
@@ -47,14 +53,15 @@ export class HubFactory {
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
   create(userId: string, sessionId: string): McpHub {
-    const workspaceDir = this.#workspaces.ensure(userId);
+    // Not created here: the built-in filesystem makes it on the first write, a child server just before it starts.
+    const workspaceDir = this.#workspaces.dirFor(userId);
     const fields = { user_id: userId, session_id: sessionId };
     // Filled by the session (McpHub.attach): servers' sampling and elicitation requests go there.
     const requests: { current?: ClientRequests } = {};
     const connections = Object.entries(this.#config.mcp.servers).map(
       ([name, entry]) => this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current),
     );
-    return new McpHub(connections, requests);
+    return new McpHub(connections, { workspaceDir, requests });
   }
 
   /** Starts the shared built-ins (at listen), so the first user does not wait for them. */

@@ -5,13 +5,14 @@ import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { SseError } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ToolListChangedNotificationSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { createFetchServer, fetchToolOptions } from "../fetch/fetch-tool.ts";
+import { createFilesystemServer, WORKSPACE_META } from "../filesystem/server.ts";
 import type { ToolCallOptions, ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../../agent.ts";
 import {
   clientCapabilities,
@@ -38,6 +39,9 @@ export interface ConnectionLimits {
   maxRestarts: number;
 }
 
+/** A call as the hub makes it: the agent's options, plus `_meta` for a shared per-workspace server. */
+type ConnectionCallOptions = ToolCallOptions & { meta?: Record<string, unknown> };
+
 /** How to make a fresh transport each time the server (re)starts. */
 export type TransportFactory = () => Transport & { pid?: number };
 
@@ -52,6 +56,8 @@ export class McpConnection {
   readonly name: string;
   readonly transportName: string;
   readonly shared: boolean;
+  /** Shared, yet each call works in its caller's workspace (the built-in filesystem). */
+  readonly perWorkspace: boolean;
   #state: ServerState = "stopped";
   #error: string | undefined;
   #tools: McpToolInfo[] = [];
@@ -91,10 +97,12 @@ export class McpConnection {
     shared?: boolean;
     /** Absent for a shared connection: it serves every user, so it never asks one of them. */
     askBack?: AskBack;
+    perWorkspace?: boolean;
   }) {
     this.name = options.name;
     this.transportName = options.transportName;
     this.shared = options.shared ?? false;
+    this.perWorkspace = options.perWorkspace ?? false;
     this.#makeTransport = options.makeTransport;
     this.#allowedTools = options.allowedTools ? new Set(options.allowedTools) : undefined;
     this.#timeoutMs = options.timeoutMs;
@@ -296,7 +304,7 @@ export class McpConnection {
   }
 
   /** Calls a tool; every failure is an outcome for the model, never a thrown error. */
-  async callTool(tool: string, args: Record<string, unknown>, options: ToolCallOptions = {}): Promise<ToolOutcome> {
+  async callTool(tool: string, args: Record<string, unknown>, options: ConnectionCallOptions = {}): Promise<ToolOutcome> {
     const { signal } = options;
     if (this.#state === "exited") await this.#restartAfterCrash(this.#timeoutMs, signal);
     // A remote server that could not be reached may be up now: each call tries it again (a call
@@ -327,7 +335,7 @@ export class McpConnection {
     return this.#callOnce(client, known, args, options);
   }
 
-  async #callOnce(client: Client, known: McpToolInfo, args: Record<string, unknown>, options: ToolCallOptions): Promise<ToolOutcome> {
+  async #callOnce(client: Client, known: McpToolInfo, args: Record<string, unknown>, options: ConnectionCallOptions): Promise<ToolOutcome> {
     const { signal } = options;
     const tool = known.name;
     try {
@@ -355,8 +363,9 @@ export class McpConnection {
     }
   }
 
-  async #call(client: Client, tool: McpToolInfo, args: Record<string, unknown>, options: ToolCallOptions): Promise<ToolOutcome> {
-    const { signal, onProgress } = options;
+  async #call(client: Client, tool: McpToolInfo, args: Record<string, unknown>, options: ConnectionCallOptions): Promise<ToolOutcome> {
+    const { signal, onProgress, meta } = options;
+    const params = { name: tool.name, arguments: args, ...(meta ? { _meta: meta } : {}) };
     const requestOptions = {
       signal,
       timeout: this.#timeoutMs,
@@ -372,12 +381,12 @@ export class McpConnection {
     };
     const caps = { maxTextChars: this.#limits.maxToolResultChars, maxImageBytes: this.#limits.maxToolImageBytes };
     if (tool.taskSupport !== "required") {
-      const result = await client.callTool({ name: tool.name, arguments: args }, undefined, requestOptions);
+      const result = await client.callTool(params, undefined, requestOptions);
       return mapToolResult(result, caps);
     }
     // A tool that must run as a task: the SDK creates the task, polls it, and fetches its result.
     let steps = 0;
-    for await (const message of client.experimental.tasks.callToolStream({ name: tool.name, arguments: args }, undefined, requestOptions)) {
+    for await (const message of client.experimental.tasks.callToolStream(params, undefined, requestOptions)) {
       switch (message.type) {
         case "taskCreated":
         case "taskStatus":
@@ -532,12 +541,15 @@ export function connectionFor(
     switch (entry.transport) {
       case "stdio": {
         const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs, context.configDir);
-        return () =>
-          new ProcessGroupStdioTransport({
+        return () => {
+          // The npm filesystem server needs its root to exist; made here, on its first start, not on connect.
+          if (name === "filesystem") mkdirSync(workspaceDir, { recursive: true, mode: 0o700 });
+          return new ProcessGroupStdioTransport({
             ...params,
             names: { command: `mcp.servers.${name}.command`, cwd: `mcp.servers.${name}.cwd` },
             onStderrLine: (line) => context.log.debug("mcp_server_stderr", { ...logFields, server: name, line }),
           });
+        };
       }
       case "sse":
         return () => new SSEClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
@@ -594,9 +606,47 @@ export function builtinFetchConnection(name: string, entry: McpServerConfig, log
   });
 }
 
+/**
+ * The built-in filesystem, in-process: one instance shared by every session; each call names its
+ * caller's workspace, the root of that call. `ownFiles`: the server's files, never served.
+ */
+export function builtinFilesystemConnection(
+  name: string,
+  entry: McpServerConfig,
+  ownFiles: string[],
+  log: Logger,
+  limits: ConnectionLimits,
+): McpConnection {
+  const server = createFilesystemServer({
+    maxReadBytes: entry.max_read_bytes,
+    maxMediaBytes: entry.max_media_bytes,
+    maxEntries: entry.max_entries,
+    walkTimeoutMs: entry.walk_timeout_seconds * 1000,
+    deny: ownFiles,
+    configKey: `mcp.servers.${name}`,
+  });
+  return new McpConnection({
+    name,
+    transportName: "builtin",
+    shared: true,
+    perWorkspace: true,
+    allowedTools: entry.allowed_tools,
+    timeoutMs: entry.read_timeout_seconds * 1000,
+    limits,
+    log,
+    makeTransport: () => {
+      const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+      void server.close().then(() => server.connect(serverSide));
+      return clientSide;
+    },
+  });
+}
+
 /** One session's MCP servers. */
 export class McpHub implements Toolbox {
   readonly #connections: McpConnection[];
+  /** This session's workspace folder: the root of every call to a per-workspace server. */
+  readonly #workspaceDir: string | undefined;
   #ready: Promise<void> | undefined;
   #catalog: ToolCatalog | undefined;
   #catalogKey = "";
@@ -606,9 +656,10 @@ export class McpHub implements Toolbox {
   readonly #requests: { current?: ClientRequests };
 
   /** `requests`: the slot its connections read the session's ClientRequests from (see attach). */
-  constructor(connections: McpConnection[], requests: { current?: ClientRequests } = {}) {
+  constructor(connections: McpConnection[], options: { workspaceDir?: string; requests?: { current?: ClientRequests } } = {}) {
     this.#connections = connections;
-    this.#requests = requests;
+    this.#workspaceDir = options.workspaceDir;
+    this.#requests = options.requests ?? {};
   }
 
   /** The session that servers' sampling and elicitation requests go to. */
@@ -623,6 +674,11 @@ export class McpHub implements Toolbox {
 
   get #owned(): McpConnection[] {
     return this.#connections.filter((connection) => !connection.shared);
+  }
+
+  /** True when it has servers of its own (not only shared, in-process ones) that ready() would start. */
+  get ownsServers(): boolean {
+    return this.#owned.length > 0;
   }
 
   /** True while any server of its own is running or starting (it holds processes). */
@@ -664,7 +720,9 @@ export class McpHub implements Toolbox {
     this.#lastUsed = Date.now();
     const connection = this.#connections.find((candidate) => candidate.name === route.server);
     if (!connection) return { ok: false, text: `Unknown MCP server "${route.server}"` };
-    return connection.callTool(route.tool, args, options);
+    // A shared per-workspace server (the built-in filesystem) is told this session's folder with each call.
+    const meta = connection.perWorkspace && this.#workspaceDir ? { [WORKSPACE_META]: this.#workspaceDir } : undefined;
+    return connection.callTool(route.tool, args, { ...options, ...(meta ? { meta } : {}) });
   }
 
   info(): ServerInfo[] {

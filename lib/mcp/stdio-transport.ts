@@ -71,7 +71,18 @@ export class ProcessGroupStdioTransport implements Transport {
       });
       child.stdin?.on("error", (error) => this.onerror?.(error));
       child.stdout?.on("data", (chunk: Buffer) => {
-        this.#readBuffer.append(chunk);
+        try {
+          this.#readBuffer.append(chunk);
+        } catch (error) {
+          // A message over the SDK's 10 MB line cap (e.g. the npm filesystem server's tree of a
+          // huge folder) used to throw here, uncaught, and end our whole process. The stream
+          // cannot be resynchronised: the child is stopped, its pending call fails, the next
+          // call restarts it.
+          this.#readBuffer.clear();
+          this.onerror?.(error instanceof Error ? error : new Error(String(error)));
+          void this.close();
+          return;
+        }
         for (;;) {
           let message: JSONRPCMessage | null;
           try {

@@ -2,6 +2,7 @@
 import { mkdirSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
+import { CONFIG_FILE, resolveConfigPath, SECRETS_FILE, type Config } from "../config.ts";
 
 export class Workspaces {
   readonly root: string;
@@ -30,4 +31,19 @@ export class Workspaces {
     });
     await Promise.all(names.map((name) => rm(path.join(dir, name), { recursive: true, force: true })));
   }
+}
+
+/**
+ * The server's own files (config, secrets, database, log folder): never served by a file tool or the
+ * files API, wherever the workspaces are. A folder that holds the workspaces (logs written beside
+ * the config, say) is not one of them.
+ */
+export function serverOwnFiles(config: Config): string[] {
+  const workspaceRoot = resolveConfigPath(config, config.workspace.root);
+  const sqlitePath = resolveConfigPath(config, config.session.sqlite_path);
+  return [
+    ...[CONFIG_FILE, SECRETS_FILE].map((file) => path.join(config.configDir, file)),
+    ...["", "-wal", "-shm", "-journal"].map((suffix) => sqlitePath + suffix),
+    path.dirname(resolveConfigPath(config, config.logger.path ?? config.logger.path_settings.path_pattern)),
+  ].filter((file) => workspaceRoot !== file && !workspaceRoot.startsWith(file + path.sep));
 }

@@ -2,7 +2,7 @@
 // against the real server and the scripted model server.
 import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
 import { externalSkip, findExecutable } from "../helpers/external.ts";
@@ -457,6 +457,7 @@ test(
       (await (await fetch(`${plain.url}/sessions/${user}`)).json()) as { session_id: string; message_count: number };
     const before = await sessionOf();
     const file = path.join(plain.configDir, "workspace", user, "notes.txt");
+    mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, "kept until asked");
     const other = await secondTab(t, page, plain.url);
     await turnWith(other, "before the new chat");

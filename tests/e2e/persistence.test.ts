@@ -173,6 +173,8 @@ test("reset clears the history and gives a new session_id; workspace files stay 
   try {
     const { client, welcome } = await connectUser(running, "resetter", "?stream=1");
     const workspace = path.join(running.configDir, "workspace", "resetter");
+    // Workspaces are made on the first write (issue 16), not on connect.
+    mkdirSync(workspace, { recursive: true });
     writeFileSync(path.join(workspace, "keep.txt"), "x");
     client.send({ message: "old conversation" });
     await client.nextMatching((f) => f.type === "answer");
