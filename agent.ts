@@ -57,16 +57,40 @@ export function parseToolArguments(json: string): ParsedArguments {
   return { ok: true, args: value as Record<string, unknown> };
 }
 
+/** An image a tool returned: base64 data as the MCP server sent it. */
+export interface ToolImage {
+  mimeType: string;
+  /** Base64, without a data: prefix. */
+  data: string;
+}
+
 /** What a tool call gave back: the text the model sees, and whether it failed. */
 export interface ToolOutcome {
   ok: boolean;
   text: string;
+  /** Images the tool returned: the model gets them as image parts of a user message after the step's tool results. */
+  images?: ToolImage[];
+}
+
+/** A progress notification of a running tool call (MCP `notifications/progress`). */
+export interface ToolProgress {
+  progress: number;
+  total?: number;
+  message?: string;
+}
+
+/** What a tool call may report while it runs. */
+export interface ToolCallOptions {
+  signal?: AbortSignal;
+  onProgress?(progress: ToolProgress): void;
 }
 
 /** The tools of a session, as the agent needs them. */
 export interface Toolbox {
   catalog(): ToolCatalog;
-  callTool(route: ToolRoute, args: Record<string, unknown>, signal?: AbortSignal): Promise<ToolOutcome>;
+  /** Waits for tool lists being refreshed (a server said its tools changed) before the next catalog(). */
+  prepare?(): Promise<void>;
+  callTool(route: ToolRoute, args: Record<string, unknown>, options?: ToolCallOptions): Promise<ToolOutcome>;
 }
 
 export interface ToolStart {
@@ -82,6 +106,7 @@ export interface ToolEnd {
   ok: boolean;
   result: string;
   durationMs: number;
+  images?: ToolImage[];
 }
 
 /** A person's verdict on a tool call that needs approval; `reason` reaches the model on a denial. */
@@ -104,6 +129,7 @@ export interface TurnHooks {
   onTextDelta?(text: string): void;
   onToolStart?(call: ToolStart): void;
   onToolEnd?(call: ToolEnd): void;
+  onToolProgress?(callId: string, progress: ToolProgress): void;
   /** A complete step (an assistant message with tool calls and all their results) was added. */
   onStep?(messages: ChatMessage[]): Promise<void>;
 }
@@ -234,6 +260,7 @@ async function loop(
     throw new TurnError(message, kept, { cause, usage: state.usage });
   };
   for (let iteration = 1; iteration <= settings.maxIterations; iteration++) {
+    await toolbox.prepare?.();
     const catalog = toolbox.catalog();
     const assistant = await callModel(settings, openai, history, state, catalog, signal, hooks, logFields);
     signal?.throwIfAborted();
@@ -245,12 +272,15 @@ async function loop(
       return { answer, text: state.texts.join("\n"), usage: state.usage, messages: kept };
     }
     if (iteration === settings.maxIterations) break;
-    const results = await Promise.all(
+    const ran = await Promise.all(
       calls.map((call) => runToolCall(toolbox, catalog, call, signal, hooks, settings.log, logFields, approve)),
     );
     signal?.throwIfAborted();
-    kept.push(assistant, ...results);
-    await hooks.onStep?.([assistant, ...results]);
+    const step: ChatMessage[] = [assistant, ...ran.map((result) => result.message)];
+    const attachments = imageAttachments(ran);
+    if (attachments) step.push(attachments);
+    kept.push(...step);
+    await hooks.onStep?.(step);
   }
   return fail(
     `the agent reached its limit of ${settings.maxIterations} model calls in one turn (agent.max_iterations) without a final answer`,
@@ -266,7 +296,7 @@ async function runToolCall(
   log: TurnLog,
   logFields: Record<string, unknown>,
   approve: Approver | undefined,
-): Promise<ChatMessage> {
+): Promise<{ message: ChatMessage; callId: string; name: string; images: ToolImage[] }> {
   const started = Date.now();
   const route = catalog.routes.get(call.function.name);
   const start: ToolStart = {
@@ -284,7 +314,8 @@ async function runToolCall(
   else {
     const decision = approve ? await approve(start, signal) : { approved: true as const };
     signal?.throwIfAborted();
-    outcome = decision.approved ? await toolbox.callTool(route, parsed.args, signal) : { ok: false, text: decision.reason };
+    const onProgress = (progress: ToolProgress) => hooks.onToolProgress?.(call.id, progress);
+    outcome = decision.approved ? await toolbox.callTool(route, parsed.args, { signal, onProgress }) : { ok: false, text: decision.reason };
   }
   const durationMs = Date.now() - started;
   log.info("tool_call", {
@@ -294,10 +325,28 @@ async function runToolCall(
     ok: outcome.ok,
     duration_ms: durationMs,
   });
-  hooks.onToolEnd?.({ callId: call.id, ok: outcome.ok, result: outcome.text, durationMs });
+  const images = outcome.images ?? [];
+  hooks.onToolEnd?.({ callId: call.id, ok: outcome.ok, result: outcome.text, durationMs, ...(images.length > 0 ? { images } : {}) });
   // The model is told plainly when a tool failed, so it can recover instead of the turn failing.
   const content = outcome.ok ? outcome.text : `Error: ${outcome.text}`;
-  return { role: "tool", tool_call_id: call.id, content };
+  return { message: { role: "tool", tool_call_id: call.id, content }, callId: call.id, name: call.function.name, images };
+}
+
+/**
+ * Tool messages take text only in the chat API: images the step's tools returned follow them as
+ * one user message of image parts (the original mcp-agent's OpenAI converter does the same).
+ * Its content is an array, which is how the history tells it from a message the user typed.
+ */
+export function imageAttachments(
+  results: readonly { callId: string; name: string; images: readonly ToolImage[] }[],
+): ChatMessage | undefined {
+  const parts: OpenAI.Chat.Completions.ChatCompletionContentPart[] = [];
+  for (const result of results) {
+    if (result.images.length === 0) continue;
+    parts.push({ type: "text", text: `Images returned by tool ${result.name} (call ${result.callId}):` });
+    for (const image of result.images) parts.push({ type: "image_url", image_url: { url: `data:${image.mimeType};base64,${image.data}` } });
+  }
+  return parts.length > 0 ? { role: "user", content: parts } : undefined;
 }
 
 /**

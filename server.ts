@@ -73,6 +73,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       approvalTimeoutMs: config.agent.approval_timeout_seconds * 1000,
       maxTurnMs: config.agent.max_turn_seconds * 1000,
       historyRateLimit: { perMinute: config.limits.history_requests_per_minute, burst: config.limits.history_burst },
+      maxSamplingTokens: config.limits.max_sampling_tokens,
+      maxMessageChars: config.limits.max_message_chars,
       coordinator,
       workspaces,
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),

@@ -6,6 +6,7 @@ import { historyItems, trimHistory, type HistoryEntry } from "./lib/store/histor
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./lib/session/rate-limit.ts";
 import type { SessionRecord, SessionStore } from "./lib/store/store.ts";
 import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
+import { SessionAsks } from "./lib/session/asks.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
 import { AdmissionRefused, type NewSessionLimiter } from "./lib/session/admission.ts";
@@ -29,10 +30,14 @@ import {
   streamAnswerFrame,
   streamErrorFrame,
   toolEndFrame,
+  PROGRESS_INTERVAL_MS,
+  toolProgressFrame,
   toolStartFrame,
   turnErrorFrame,
   turnErrorText,
   turnStartFrame,
+  type ElicitationAction,
+  type ElicitationValue,
   type HistoryItem,
   type ServerFrame,
   type SessionInfo,
@@ -74,6 +79,10 @@ export interface SessionDeps {
   approvalTimeoutMs: number;
   /** A turn running longer than this is stopped with an error (agent.max_turn_seconds). */
   maxTurnMs: number;
+  /** Cap on `maxTokens` of an MCP server's sampling request (limits.max_sampling_tokens). */
+  maxSamplingTokens: number;
+  /** Longest chat message (limits.max_message_chars): a sampling prompt is held to it too. */
+  maxMessageChars: number;
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
@@ -108,6 +117,8 @@ export class UserSession {
   #bucket: Bucket;
   #historyBucket: Bucket;
   readonly #approvals: ApprovalDesk;
+  /** What the user's MCP servers ask back (sampling, elicitation). */
+  readonly #asks: SessionAsks;
   readonly #deps: SessionDeps;
 
   constructor(record: SessionRecord, entries: HistoryEntry[], hub: McpHub, deps: SessionDeps) {
@@ -129,6 +140,51 @@ export class UserSession {
       canAsk: () => this.sockets.anyStreaming,
       broadcast: (frame) => this.sockets.turnFrame(frame),
     });
+    this.#asks = new SessionAsks({
+      agent: deps.agent,
+      approvals: this.#approvals,
+      maxSamplingTokens: deps.maxSamplingTokens,
+      maxMessageChars: deps.maxMessageChars,
+      timeoutMs: deps.approvalTimeoutMs,
+      turnId: () => this.#running?.turnId,
+      canAsk: () => this.sockets.anyStreaming,
+      takeToken: () => this.#takeToken(Date.now()),
+      // Part of the running turn when there is one (a page reloaded mid-turn sees the form again).
+      send: (frame) => (this.#running ? this.sockets.turnFrame(frame) : this.sockets.broadcast(frame)),
+      log: deps.log,
+      logFields: () => ({ user_id: this.userId, session_id: this.#sessionId }),
+    });
+    hub.attach(this.#asks);
+  }
+
+  /** A person's answer to an elicitation_request; an error text when it was not taken. */
+  answerElicitation(
+    requestId: string,
+    action: ElicitationAction,
+    content: Record<string, ElicitationValue> | undefined,
+    socketId: number,
+  ): string | undefined {
+    if (this.#asks.has(requestId) || !this.#deps.coordinator.spansInstances) return this.#asks.answer(requestId, action, content, socketId);
+    // The question may come from a server of this user on another instance: hand the answer over
+    // (that instance checks it; its elicitation_resolved frame tells every tab the outcome).
+    this.#deps.coordinator.publish(this.userId, {
+      kind: "elicitation",
+      request_id: requestId,
+      action,
+      ...(content !== undefined ? { content } : {}),
+      socket: socketId,
+    });
+    return undefined;
+  }
+
+  /** One message from the rate limit; why not, when it is spent. */
+  #takeToken(now: number): string | undefined {
+    const { rateLimit } = this.#deps;
+    const decision = takeToken(this.#bucket, rateLimit, now);
+    this.#bucket = decision.bucket;
+    if (decision.allowed) return undefined;
+    const seconds = Math.ceil(decision.retryAfterMs / 1000);
+    return `Too many messages: the limit is ${rateLimit.perMinute} per minute (limits.messages_per_minute). Retry in ${seconds} s`;
   }
 
   /** A person's answer to an approval request; false when nothing waits under that id. */
@@ -332,16 +388,9 @@ export class UserSession {
 
   /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
   submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | { ok: false; error: string } {
-    const { maxQueuedTurns, rateLimit } = this.#deps;
-    const decision = takeToken(this.#bucket, rateLimit, now);
-    this.#bucket = decision.bucket;
-    if (!decision.allowed) {
-      const seconds = Math.ceil(decision.retryAfterMs / 1000);
-      return {
-        ok: false,
-        error: `Too many messages: the limit is ${rateLimit.perMinute} per minute (limits.messages_per_minute). Retry in ${seconds} s`,
-      };
-    }
+    const { maxQueuedTurns } = this.#deps;
+    const limited = this.#takeToken(now);
+    if (limited) return { ok: false, error: limited };
     // The first turn makes a session hold resources: it must fit under limits.max_sessions.
     const full = this.holdsResources || this.#running ? undefined : this.#deps.admitFirstTurn?.();
     if (full) return { ok: false, error: full };
@@ -385,6 +434,9 @@ export class UserSession {
         return;
       case "approval":
         this.#approvals.answer(message.call_id, message.approved, message.reason, message.always, message.socket);
+        return;
+      case "elicitation":
+        this.#asks.answer(message.request_id, message.action, message.content, message.socket);
         return;
       default:
         return message satisfies never;
@@ -518,6 +570,7 @@ export class UserSession {
       const rest = deltas.flush();
       if (rest) this.sockets.turnFrame(deltaFrame(turnId, rest));
     };
+    const progressSentAt = new Map<string, number>();
     const hooks: TurnHooks = {
       onTextDelta: (delta) => {
         const safe = deltas.push(delta);
@@ -544,9 +597,17 @@ export class UserSession {
         const names = toolNames.get(call.callId);
         metrics.toolCall(names?.server ?? "", names?.tool ?? "", call.ok ? "ok" : "error");
         record.toolEnded(call);
-        this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs));
+        this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs, call.images));
         if (writing.delete(call.callId))
           this.sockets.broadcast(filesChangedFrame(this.userId, "tool", [], { turnId, callId: call.callId }));
+      },
+      onToolProgress: (callId, progress) => {
+        // A server may report progress thousands of times a second: the sockets get at most one
+        // update per PROGRESS_INTERVAL_MS per call (the last one before tool_end may be skipped).
+        const now = Date.now();
+        if (now - (progressSentAt.get(callId) ?? 0) < PROGRESS_INTERVAL_MS) return;
+        progressSentAt.set(callId, now);
+        this.sockets.turnFrame(toolProgressFrame(turnId, callId, progress));
       },
       onStep: (messages) => record.append(messages),
     };
@@ -650,6 +711,7 @@ export class UserSession {
     this.#waiting?.abort();
     this.#running?.abort.abort();
     this.#approvals.close();
+    this.#asks.close();
     await Promise.all([this.#pumping, this.hub.close()]);
   }
 }

@@ -9,10 +9,15 @@ import type {
   CancelledFrame,
   ClientFrame,
   DeltaFrame,
+  ElicitationField,
+  ElicitationRequestFrame,
+  ElicitationResolvedFrame,
+  ElicitationValue,
   ErrorFrame,
   HistoryFrame,
   HistoryItem,
   ToolEndFrame,
+  ToolProgressFrame,
   ToolStartFrame,
   TurnStartFrame,
   TurnStatus,
@@ -30,10 +35,14 @@ export type Incoming =
   | { kind: "delta"; frame: DeltaFrame }
   | { kind: "tool_start"; frame: ToolStartFrame }
   | { kind: "tool_end"; frame: ToolEndFrame }
+  | { kind: "tool_progress"; frame: ToolProgressFrame }
+  | { kind: "elicitation_request"; frame: ElicitationRequestFrame }
+  | { kind: "elicitation_resolved"; frame: ElicitationResolvedFrame }
   /** `turnId` is undefined for a seed answer, which also has the shape of a seed welcome. */
   | { kind: "answer"; frame: AnswerFrame; turnId: string | undefined }
   /** `turnId` is undefined for an error outside a turn, or any error on a seed socket. */
-  | { kind: "error"; frame: ErrorFrame; turnId: string | undefined; clientId: string | undefined }
+  /** `requestId`: a refused elicitation answer (the form is still open). */
+  | { kind: "error"; frame: ErrorFrame; turnId: string | undefined; clientId: string | undefined; requestId?: string }
   | { kind: "cancelled"; frame: CancelledFrame }
   | { kind: "history"; frame: HistoryFrame }
   | { kind: "approval_request"; frame: ApprovalRequestFrame }
@@ -53,6 +62,41 @@ const stringOr = (value: unknown, fallback: string): string => (isString(value) 
 const optionalString = (value: unknown): string | undefined => (isString(value) ? value : undefined);
 
 const RESOLVED_BY: readonly ApprovalResolvedFrame["by"][] = ["user", "timeout", "cancel"];
+
+const ELICITATION_ACTIONS: readonly ElicitationResolvedFrame["action"][] = ["accept", "decline", "cancel"];
+const FIELD_TYPES: readonly ElicitationField["type"][] = ["string", "number", "integer", "boolean", "enum", "multiselect"];
+
+function isElicitationValue(value: unknown): value is ElicitationValue {
+  return isString(value) || typeof value === "number" || typeof value === "boolean" || (Array.isArray(value) && value.every(isString));
+}
+
+/** One field of an elicitation form, rebuilt from the frame (unknown keys dropped). */
+function elicitationField(value: unknown): ElicitationField | undefined {
+  if (!isRecord(value) || !isString(value.name)) return undefined;
+  const type = FIELD_TYPES.find((candidate) => candidate === value.type);
+  if (type === undefined) return undefined;
+  const num = (key: string) => (typeof value[key] === "number" ? { [key]: value[key] } : {});
+  const fallback = value.default;
+  const options = Array.isArray(value.options)
+    ? value.options
+        .filter(isRecord)
+        .flatMap((option) => (isString(option.value) ? [{ value: option.value, label: stringOr(option.label, option.value) }] : []))
+    : undefined;
+  return {
+    name: value.name,
+    type,
+    title: stringOr(value.title, value.name),
+    ...(isString(value.description) ? { description: value.description } : {}),
+    required: value.required === true,
+    ...(isElicitationValue(fallback) ? { default: fallback } : {}),
+    ...(options ? { options } : {}),
+    ...(isString(value.format) ? { format: value.format } : {}),
+    ...num("minimum"),
+    ...num("maximum"),
+    ...num("min_length"),
+    ...num("max_length"),
+  };
+}
 
 function turnStatus(value: unknown): TurnStatus {
   return isTurnStatus(value) ? value : "ok";
@@ -139,9 +183,55 @@ function classifyTyped(type: string, data: Json): Incoming {
     }
     case "error":
       if (isString(data.error)) {
-        return { kind: "error", frame: { error: data.error }, turnId: optionalString(turnId), clientId: optionalString(data.client_id) };
+        const requestId = optionalString(data.request_id);
+        return {
+          kind: "error",
+          frame: { error: data.error },
+          turnId: optionalString(turnId),
+          clientId: optionalString(data.client_id),
+          ...(requestId !== undefined ? { requestId } : {}),
+        };
       }
       break;
+    case "tool_progress":
+      if (isString(turnId) && isString(data.call_id) && typeof data.progress === "number") {
+        const frame: ToolProgressFrame = { type, turn_id: turnId, call_id: data.call_id, progress: data.progress };
+        if (typeof data.total === "number") frame.total = data.total;
+        if (isString(data.message)) frame.message = data.message;
+        return { kind: "tool_progress", frame };
+      }
+      break;
+    case "elicitation_request":
+      if (isString(data.request_id) && isString(data.server) && isString(data.message) && (data.mode === "form" || data.mode === "url")) {
+        const frame: ElicitationRequestFrame = {
+          type,
+          request_id: data.request_id,
+          ...(isString(turnId) ? { turn_id: turnId } : {}),
+          server: data.server,
+          mode: data.mode,
+          message: data.message,
+          fields: Array.isArray(data.fields) ? data.fields.map(elicitationField).filter((field) => field !== undefined) : [],
+          ...(isString(data.url) ? { url: data.url } : {}),
+          timeout_ms: typeof data.timeout_ms === "number" ? data.timeout_ms : 0,
+        };
+        return { kind: "elicitation_request", frame };
+      }
+      break;
+    case "elicitation_resolved": {
+      const action = ELICITATION_ACTIONS.find((value) => value === data.action);
+      const by = RESOLVED_BY.find((value) => value === data.by);
+      if (isString(data.request_id) && action !== undefined && by !== undefined) {
+        const frame: ElicitationResolvedFrame = {
+          type,
+          request_id: data.request_id,
+          ...(isString(turnId) ? { turn_id: turnId } : {}),
+          action,
+          by,
+        };
+        return { kind: "elicitation_resolved", frame };
+      }
+      break;
+    }
     case "cancelled":
       if (isString(turnId)) return { kind: "cancelled", frame: { type, turn_id: turnId } };
       break;
@@ -158,6 +248,7 @@ function classifyTyped(type: string, data: Json): Incoming {
           typeof data.timeout_ms === "number" && Number.isFinite(data.timeout_ms) && data.timeout_ms >= 0 ? data.timeout_ms : 0;
         const frame: ApprovalRequestFrame = {
           type,
+          ...(data.kind === "sampling" ? { kind: "sampling" as const } : {}),
           turn_id: turnId,
           call_id: data.call_id,
           name: data.name,
@@ -211,6 +302,7 @@ export function lateApprovalCallId(error: Pick<IncomingError, "frame" | "turnId"
 // ---- frames to the server ----------------------------------------------------------------------
 
 type ApprovalFrame = Extract<ClientFrame, { type: "approval" }>;
+type ElicitationFrame = Extract<ClientFrame, { type: "elicitation" }>;
 
 /**
  * A frame the client sends, in its wire form. protocol.ts's ClientFrame is what the server parses
@@ -220,7 +312,8 @@ export type OutgoingFrame =
   | { message: string; client_id: string }
   | Extract<ClientFrame, { type: "cancel" | "history" }>
   // `always` goes out only when true: the server reads a missing one as false.
-  | (Omit<ApprovalFrame, "always"> & { always?: true });
+  | (Omit<ApprovalFrame, "always"> & { always?: true })
+  | ElicitationFrame;
 
 /** An answer to an approval request, as typed or as a flag gives it: the approval frame's fields. */
 export type ApprovalAnswer = Omit<ApprovalFrame, "type" | "call_id">;
@@ -280,7 +373,7 @@ export function startsOwnTurn(start: IncomingTurnStart, sent: Sent): boolean {
 
 /** Is this error the refusal of our message (before any turn of it started)? */
 export function refusesOwnMessage(error: IncomingError, sent: Sent): boolean {
-  if (error.turnId !== undefined || lateApprovalCallId(error) !== undefined) return false;
+  if (error.turnId !== undefined || error.requestId !== undefined || lateApprovalCallId(error) !== undefined) return false;
   // Without a client_id, an error outside any turn can only be about a frame we sent.
   return error.clientId === undefined || error.clientId === sent.clientId;
 }

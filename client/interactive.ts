@@ -8,14 +8,21 @@ import type {
   ApprovalResolvedFrame,
   CancelledFrame,
   DeltaFrame,
+  ElicitationField,
+  ElicitationRequestFrame,
+  ElicitationResolvedFrame,
+  ElicitationValue,
   HistoryItem,
   ToolEndFrame,
+  ToolProgressFrame,
   ToolStartFrame,
 } from "../lib/protocol.ts";
+import { checkElicitationAnswer } from "../lib/mcp/elicitation.ts";
 import { colourWanted, firstLine, formatArguments, Screen, waitText, type Style } from "./display.ts";
 import {
   approvalFrame,
   chatFrame,
+  isRecord,
   lateApprovalCallId,
   parseApprovalAnswer,
   policyAnswer,
@@ -46,7 +53,9 @@ Anything else is sent to the agent.
 While a tool call waits for your approval (⚠), the next line answers it:
   y            yes, run it
   n [reason]   no; the reason, if any, is passed on to the agent ("n not now")
-  a            always: yes, and do not ask again for this tool in this session`;
+  a            always: yes, and do not ask again for this tool in this session
+When an MCP server asks you something (?), its fields are asked one by one: type the value
+(Enter keeps the default or skips an optional field); "/decline" or "/dismiss" answers no.`;
 
 const CHAT_PROMPT = "you> ";
 const APPROVAL_PROMPT = "approve? [y/n/a]> ";
@@ -89,6 +98,10 @@ export class InteractiveChat {
   #done = false;
   /** Approval requests not answered yet, oldest first: the first one is the question asked. */
   #asked: ApprovalRequestFrame[] = [];
+  /** The form last sent: asked again if the server refuses its values. */
+  #lastForm: { frame: ElicitationRequestFrame; index: number; values: Record<string, ElicitationValue> } | undefined;
+  /** Elicitations waiting, the first being asked field by field. */
+  #forms: { frame: ElicitationRequestFrame; index: number; values: Record<string, ElicitationValue> }[] = [];
   /** Every request seen and not resolved yet, with what we answered to it (if we did). */
   readonly #requests = new Map<string, { frame: ApprovalRequestFrame; answer: ApprovalAnswer | undefined }>();
   /**
@@ -164,10 +177,11 @@ export class InteractiveChat {
   #showPrompt(): void {
     if (this.#done || this.#promptShown) return;
     // While a turn runs there is no prompt, unless a tool call of it waits for an answer.
-    const asking = this.#asked.length > 0;
+    const form = this.#forms[0];
+    const asking = this.#asked.length > 0 || form !== undefined;
     if (this.#busy && !asking) return;
     this.#screen.endLine();
-    this.#rl.setPrompt(asking ? APPROVAL_PROMPT : CHAT_PROMPT);
+    this.#rl.setPrompt(form ? formPrompt(form.frame, form.index) : asking ? APPROVAL_PROMPT : CHAT_PROMPT);
     this.#promptShown = true;
     // preserveCursor keeps whatever the user had typed while output was printed.
     this.#rl.prompt(true);
@@ -179,6 +193,10 @@ export class InteractiveChat {
     this.#interruptArmed = false;
     const text = line.trim();
     // The commands still work while a question is open; any other line answers it.
+    const form = this.#forms[0];
+    if (form && !["help", "/help", "quit", "exit", "/quit", "/exit", "/history", "/cancel"].includes(text)) {
+      return this.#answerField(form, line);
+    }
     const question = this.#asked[0];
     const word = text.split(/\s/, 1)[0] ?? "";
     const commands = ["help", "/help", "quit", "exit", "/quit", "/exit", "/history", "/cancel", "/files", "/download", "/upload"];
@@ -345,6 +363,12 @@ export class InteractiveChat {
         return this.#onToolStart(incoming.frame);
       case "tool_end":
         return this.#onToolEnd(incoming.frame);
+      case "tool_progress":
+        return this.#onToolProgress(incoming.frame);
+      case "elicitation_request":
+        return this.#onElicitationRequest(incoming.frame);
+      case "elicitation_resolved":
+        return this.#onElicitationResolved(incoming.frame);
       case "answer":
         return this.#onAnswer(incoming.frame, incoming.turnId);
       case "error":
@@ -416,6 +440,132 @@ export class InteractiveChat {
     view.openTool = undefined;
   }
 
+  /** Progress goes on the tool's line while it is open, else on a line of its own. */
+  #onToolProgress(frame: ToolProgressFrame): void {
+    const view = this.#view(frame.turn_id);
+    if (!view) return;
+    const amount =
+      frame.total !== undefined && frame.total > 0
+        ? `${frame.progress}/${frame.total} (${Math.round((Math.min(frame.progress, frame.total) / frame.total) * 100)}%)`
+        : `#${frame.progress}`;
+    const text = this.#screen.paint("dim", `${amount}${frame.message ? ` ${firstLine(frame.message)}` : ""}`);
+    this.#beforeOutput();
+    if (view.openTool === frame.call_id && !this.#screen.atLineStart) {
+      this.#screen.write(` ${text}`);
+      return;
+    }
+    const tool = view.tools.get(frame.call_id);
+    this.#screen.endLine();
+    this.#screen.write(`${this.#screen.stamp()} ${this.#screen.paint("yellow", `⚙ ${tool?.name ?? frame.call_id}`)} … ${text}`);
+    view.openTool = frame.call_id;
+    view.streamed = "";
+  }
+
+  #onElicitationRequest(frame: ElicitationRequestFrame): void {
+    if (this.#forms.some((form) => form.frame.request_id === frame.request_id)) return;
+    if (frame.turn_id !== undefined) this.#closeToolLine(frame.turn_id);
+    else {
+      this.#beforeOutput();
+      this.#screen.endLine();
+    }
+    this.#forms.push({ frame, index: 0, values: {} });
+    if (this.#forms.length === 1) this.#introduceForm(frame);
+  }
+
+  #introduceForm(frame: ElicitationRequestFrame): void {
+    const wait = frame.timeout_ms > 0 ? ` (waits up to ${waitText(frame.timeout_ms)})` : "";
+    this.#say(`${this.#screen.paint("yellow", `? ${frame.server} asks:`)} ${frame.message}${wait}`);
+    if (frame.mode === "url") this.#say(`  open ${this.#screen.paint("bold", frame.url ?? "")} then answer y (done), or /decline`);
+    else
+      this.#say(this.#screen.paint("dim", '  one field at a time; Enter keeps the default or skips; "/decline" or "/dismiss" to say no'));
+    this.#describeField(frame, 0);
+  }
+
+  #describeField(frame: ElicitationRequestFrame, index: number): void {
+    const field = frame.fields?.[index];
+    if (!field) return;
+    const options = field.options?.map((option, n) => `${n + 1}) ${option.label}`).join("  ");
+    const details = [
+      field.description,
+      options,
+      field.type === "multiselect" ? "several: numbers or values separated by commas" : undefined,
+      field.type === "boolean" ? "y/n" : undefined,
+      field.default !== undefined
+        ? `default ${Array.isArray(field.default) ? field.default.join(", ") : String(field.default)}`
+        : undefined,
+    ].filter((part): part is string => part !== undefined && part !== "");
+    if (details.length > 0) this.#say(this.#screen.paint("dim", `  ${details.join(" · ")}`));
+  }
+
+  async #answerField(
+    form: { frame: ElicitationRequestFrame; index: number; values: Record<string, ElicitationValue> },
+    line: string,
+  ): Promise<void> {
+    const text = line.trim();
+    const { frame } = form;
+    if (text === "/decline" || text === "/dismiss") return this.#sendForm(form, text === "/decline" ? "decline" : "cancel");
+    if (frame.mode === "url") {
+      if (/^(y|yes|done)$/i.test(text)) return this.#sendForm(form, "accept");
+      if (/^(n|no)$/i.test(text)) return this.#sendForm(form, "decline");
+      this.#error('answer y when done, or n (or "/decline") to decline');
+      return this.#showPrompt();
+    }
+    const field = frame.fields?.[form.index];
+    if (field) {
+      const value = fieldValue(field, text);
+      if (value !== undefined) {
+        const checked = checkElicitationAnswer([field], { [field.name]: value });
+        if (!checked.ok) {
+          this.#error(checked.error);
+          return this.#showPrompt();
+        }
+        const converted = checked.content[field.name];
+        if (converted !== undefined) form.values[field.name] = converted;
+      } else if (field.required) {
+        this.#error(`"${field.title}" is required`);
+        return this.#showPrompt();
+      }
+      form.index++;
+    }
+    if (form.index < (frame.fields?.length ?? 0)) {
+      this.#describeField(frame, form.index);
+      return this.#showPrompt();
+    }
+    return this.#sendForm(form, "accept");
+  }
+
+  async #sendForm(
+    form: { frame: ElicitationRequestFrame; values: Record<string, ElicitationValue> },
+    action: "accept" | "decline" | "cancel",
+  ) {
+    this.#forms = this.#forms.filter((other) => other !== form);
+    this.#lastForm = { frame: form.frame, index: 0, values: {} };
+    await this.#send({
+      type: "elicitation",
+      request_id: form.frame.request_id,
+      action,
+      ...(action === "accept" ? { content: form.values } : {}),
+    });
+    const next = this.#forms[0];
+    if (next) this.#introduceForm(next.frame);
+    this.#showPrompt();
+  }
+
+  #onElicitationResolved(frame: ElicitationResolvedFrame): void {
+    const wasAsked = this.#forms[0]?.frame.request_id === frame.request_id;
+    this.#forms = this.#forms.filter((form) => form.frame.request_id !== frame.request_id);
+    const text =
+      frame.action === "accept"
+        ? this.#screen.paint("green", "✔ answered")
+        : this.#screen.paint(
+            frame.by === "user" ? "red" : "yellow",
+            frame.by === "timeout" ? "⊘ declined: no answer in time" : `⊘ ${frame.action === "decline" ? "declined" : "cancelled"}`,
+          );
+    this.#say(text);
+    const next = this.#forms[0];
+    if (wasAsked && next) this.#introduceForm(next.frame);
+  }
+
   /** Ends a turn: the view is dropped and, if it was ours, its message and timer too. */
   #endTurn(turnId: string | undefined): void {
     const own = turnId === undefined ? this.#own[0] : this.#own.find((message) => message.turnId === turnId);
@@ -440,6 +590,17 @@ export class InteractiveChat {
   }
 
   #onError(error: IncomingError): void {
+    // The server refused our form's values: ask the fields again.
+    if (error.requestId !== undefined) {
+      this.#error(error.frame.error);
+      const form = this.#forms.find((candidate) => candidate.frame.request_id === error.requestId);
+      if (!form && this.#lastForm?.frame.request_id === error.requestId) {
+        const again = { ...this.#lastForm, index: 0, values: {} };
+        this.#forms.unshift(again);
+        this.#introduceForm(again.frame);
+      }
+      return;
+    }
     // Our answer came too late: another client or the timeout was first, as the line before said.
     if (lateApprovalCallId(error) !== undefined) return this.#say(this.#screen.paint("dim", error.frame.error));
     this.#error(error.frame.error);
@@ -493,6 +654,17 @@ export class InteractiveChat {
   #ask(frame: ApprovalRequestFrame): void {
     const other = this.#ownTurn(frame.turn_id) ? "" : ` ${this.#screen.paint("magenta", "(other tab)")}`;
     const wait = frame.timeout_ms > 0 ? ` (waits up to ${waitText(frame.timeout_ms)})` : "";
+    if (frame.kind === "sampling") {
+      // The whole prompt: a person decides whether the model may see it.
+      this.#say(`${this.#screen.paint("yellow", `⚠ MCP server ${frame.server} asks to use the model`)}${other}${wait}`);
+      const prompt = isRecord(frame.arguments) ? frame.arguments : {};
+      if (typeof prompt.system_prompt === "string") this.#say(this.#screen.paint("dim", `  system: ${prompt.system_prompt}`));
+      for (const message of Array.isArray(prompt.messages) ? prompt.messages : []) {
+        if (isRecord(message)) this.#say(`  ${String(message.role)}: ${String(message.text)}`);
+      }
+      this.#say(`  ${this.#screen.paint("bold", `allow ${frame.name}?`)} ${this.#screen.paint("bold", APPROVAL_CHOICES)}`);
+      return;
+    }
     this.#say(
       `${this.#screen.paint("yellow", `⚠ approve ${frame.name}`)} ${formatArguments(frame.arguments)}?${other} ${this.#screen.paint("bold", APPROVAL_CHOICES)}${wait}`,
     );
@@ -569,5 +741,38 @@ export class InteractiveChat {
     this.#rl.close();
     await this.#connection.link.close();
     this.#finish?.(code);
+  }
+}
+
+/** The prompt for a form's field: its title, marked when required. */
+function formPrompt(frame: ElicitationRequestFrame, index: number): string {
+  if (frame.mode === "url") return "done? [y/n]> ";
+  const field = frame.fields?.[index];
+  return field ? `${field.title}${field.required ? " *" : ""}> ` : "> ";
+}
+
+/** A typed line as a field's value: an option's number or label for choices, y/n for booleans; undefined when empty. */
+function fieldValue(field: ElicitationField, text: string): ElicitationValue | undefined {
+  if (text === "") return field.default;
+  const choose = (word: string) => {
+    const options = field.options ?? [];
+    const byNumber = /^\d+$/.test(word) ? options[Number(word) - 1] : undefined;
+    return (
+      (byNumber ?? options.find((option) => option.value === word || option.label.toLowerCase() === word.toLowerCase()))?.value ?? word
+    );
+  };
+  switch (field.type) {
+    case "boolean":
+      return /^(y|yes|true)$/i.test(text) ? true : /^(n|no|false)$/i.test(text) ? false : text;
+    case "enum":
+      return choose(text);
+    case "multiselect":
+      return text
+        .split(",")
+        .map((word) => word.trim())
+        .filter(Boolean)
+        .map(choose);
+    default:
+      return text;
   }
 }

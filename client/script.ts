@@ -96,6 +96,15 @@ async function ask(connection: Connection, message: string, options: ClientOptio
       await answerOwnApproval(connection, incoming.frame, message, options, io);
       continue;
     }
+    if (incoming.kind === "elicitation_request" && incoming.frame.turn_id === matcher.turnId()) {
+      // A script has nobody to ask: the question is left to the user's other clients.
+      io.stderr.write(
+        `note: ${quoteMessage(message)}: MCP server ${incoming.frame.server} asks "${incoming.frame.message}"; a script does not answer, ` +
+          `so it waits for another client of user ${connection.welcome.user_id} (the chat page, or ${PROGRAM} in a terminal), and is declined ` +
+          `if nobody answers within ${waitText(incoming.frame.timeout_ms)}\n`,
+      );
+      continue;
+    }
     if (incoming.kind === "error" && lateApprovalCallId(incoming) !== undefined) {
       // Our answer lost the race (the server's timeout, or another client, was first): the
       // approval_resolved frame said how the call ended, and the turn goes on.

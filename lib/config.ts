@@ -19,6 +19,10 @@ const McpServerSchema = z.object({
   url: z.string().optional(),
   headers: z.record(z.string(), z.string()).default({}),
   read_timeout_seconds: seconds.default(60),
+  /** A call that keeps reporting progress has its read timeout restarted, up to this much in all. */
+  max_call_seconds: seconds.default(3600),
+  /** Whether the server may ask for a model call (`sampling/createMessage`): deny, approve (a person allows each), allow. */
+  sampling: z.enum(["deny", "approve", "allow"]).default("approve"),
   /** Only these tools of the server are offered to the model. */
   allowed_tools: z.array(z.string()).optional(),
   /** Tool calls that wait for a person's approval: never (default), always, or these tool names. */
@@ -211,6 +215,14 @@ const ConfigSchema = z.object({
       max_answer_chars: z.number().int().positive().default(1_000_000),
       /** A model error text longer than this (characters) is cut with a note. */
       max_error_chars: z.number().int().positive().default(2_000),
+      /** A tool result's image larger than this (decoded bytes) is not passed to the model. */
+      max_tool_image_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(2 * 1024 * 1024),
+      /** `maxTokens` of an MCP server's sampling request is capped at this. */
+      max_sampling_tokens: z.number().int().positive().default(4096),
       /** Restarts of a crashed MCP server before it is left failed. */
       mcp_max_restarts: z.number().int().min(0).default(3),
       /** Sessions that start their MCP servers on connect; beyond this, servers start on the first turn. */

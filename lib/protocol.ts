@@ -23,7 +23,13 @@ export type ClientFrame =
   /** Start over: clear the history, new session_id; the workspace files too when asked. */
   | { type: "reset"; workspace: boolean }
   /** The answer to an approval_request; `always` allows this tool for the rest of the session. */
-  | { type: "approval"; call_id: string; approved: boolean; reason?: string; always: boolean };
+  | { type: "approval"; call_id: string; approved: boolean; reason?: string; always: boolean }
+  /** The answer to an elicitation_request: accept (with the form's values), decline or cancel. */
+  | { type: "elicitation"; request_id: string; action: ElicitationAction; content?: Record<string, ElicitationValue> };
+
+export type ElicitationAction = "accept" | "decline" | "cancel";
+/** A form field's value, as MCP elicitation allows: a string, number, boolean, or a list of strings (multi-select). */
+export type ElicitationValue = string | number | boolean | string[];
 
 export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: string };
 
@@ -47,6 +53,7 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   if (data.type === "cancel") return { ok: true, frame: { type: "cancel" } };
   if (data.type === "history") return parseHistory(data);
   if (data.type === "approval") return parseApproval(data);
+  if (data.type === "elicitation") return parseElicitation(data);
   if (data.type === "reset") {
     if (data.workspace !== undefined && typeof data.workspace !== "boolean") {
       return { ok: false, error: `"workspace" must be true or false, got ${describeJson(data.workspace)}` };
@@ -100,6 +107,31 @@ function parseApproval(data: Record<string, unknown>): ParsedClientFrame {
       ...(typeof data.reason === "string" ? { reason: data.reason.slice(0, 1000) } : {}),
       always: data.always === true,
     },
+  };
+}
+
+const ELICITATION_ACTIONS: readonly ElicitationAction[] = ["accept", "decline", "cancel"];
+const MAX_ELICITATION_FIELDS = 50;
+
+function parseElicitation(data: Record<string, unknown>): ParsedClientFrame {
+  if (typeof data.request_id !== "string" || data.request_id === "")
+    return { ok: false, error: 'an elicitation answer needs "request_id": the id from the elicitation_request' };
+  const action = ELICITATION_ACTIONS.find((candidate) => candidate === data.action);
+  if (!action) return { ok: false, error: 'an elicitation answer needs "action": "accept", "decline" or "cancel"' };
+  if (data.content !== undefined && !isRecord(data.content)) return { ok: false, error: '"content" must be an object of field values' };
+  const content: Record<string, ElicitationValue> = {};
+  for (const [key, value] of Object.entries(data.content ?? {}).slice(0, MAX_ELICITATION_FIELDS)) {
+    const ok =
+      typeof value === "string" ||
+      typeof value === "boolean" ||
+      (typeof value === "number" && Number.isFinite(value)) ||
+      (Array.isArray(value) && value.every((item) => typeof item === "string"));
+    if (!ok) return { ok: false, error: `field "${key}" must be a string, number, boolean or list of strings` };
+    content[key] = typeof value === "string" ? value.slice(0, 10_000) : value;
+  }
+  return {
+    ok: true,
+    frame: { type: "elicitation", request_id: data.request_id, action, ...(action === "accept" ? { content } : {}) },
   };
 }
 
@@ -192,6 +224,61 @@ export interface ToolEndFrame {
   /** The start of the result, at most PREVIEW_CHARS characters. */
   preview: string;
   duration_ms: number;
+  /** Thumbnails of images the tool returned, as data: URLs (at most PREVIEW_IMAGES, each at most PREVIEW_IMAGE_CHARS). */
+  images?: string[];
+}
+/** A running tool call reported progress (MCP notifications/progress, or a task's status). */
+export interface ToolProgressFrame {
+  type: "tool_progress";
+  turn_id: string;
+  call_id: string;
+  progress: number;
+  /** Present when the server knows it: the page then shows a bar. */
+  total?: number;
+  message?: string;
+}
+/** One field of an elicitation form, flattened from the server's schema. */
+export interface ElicitationField {
+  name: string;
+  /** `multiselect`: a list of strings from `options`. */
+  type: "string" | "number" | "integer" | "boolean" | "enum" | "multiselect";
+  title: string;
+  description?: string;
+  required: boolean;
+  default?: ElicitationValue;
+  /** enum / multiselect: the allowed values and their labels. */
+  options?: { value: string; label: string }[];
+  /** string: email, uri, date, date-time. */
+  format?: string;
+  minimum?: number;
+  maximum?: number;
+  min_length?: number;
+  max_length?: number;
+}
+/**
+ * An MCP server asks the user something (elicitation/create). Answer with
+ * `{"type":"elicitation","request_id","action":"accept"|"decline"|"cancel","content"?}`; the first
+ * answer from any socket wins. Form mode has `fields`; URL mode has `url` (the user opens it).
+ */
+export interface ElicitationRequestFrame {
+  type: "elicitation_request";
+  request_id: string;
+  /** The turn whose tool call asked, when one is running. */
+  turn_id?: string;
+  server: string;
+  mode: "form" | "url";
+  message: string;
+  fields?: ElicitationField[];
+  url?: string;
+  timeout_ms: number;
+}
+/** How an elicitation ended: `by` is "user", "timeout" or "cancel" (the server or the turn gave up). */
+export interface ElicitationResolvedFrame {
+  type: "elicitation_resolved";
+  request_id: string;
+  turn_id?: string;
+  action: ElicitationAction;
+  by: "user" | "timeout" | "cancel";
 }
 /**
  * The final frame of a turn: still a seed answer frame for readers of `message` (on streaming
@@ -209,6 +296,8 @@ export interface StreamErrorFrame extends ErrorFrame {
   client_id?: string;
   /** On a refused approval answer: the call it was for. */
   call_id?: string;
+  /** On a refused elicitation answer: the request it was for (the form stays open). */
+  request_id?: string;
 }
 export interface CancelledFrame {
   type: "cancelled";
@@ -219,7 +308,7 @@ export interface CancelledFrame {
 export type HistoryItem =
   | { role: "user"; turn_id: string; content: string; status: TurnStatus }
   | { role: "assistant"; turn_id: string; content: string }
-  | (ToolCallFields & { role: "tool"; ok: boolean; preview: string; duration_ms?: number });
+  | (ToolCallFields & { role: "tool"; ok: boolean; preview: string; duration_ms?: number; images?: string[] });
 
 /** How a turn ended; `running` while it runs, `interrupted` when the server stopped under it. */
 export const TURN_STATUSES = ["running", "ok", "error", "cancelled", "interrupted"] as const;
@@ -246,6 +335,8 @@ export interface HistoryFrame {
  */
 export interface ApprovalRequestFrame extends ToolCallFields {
   type: "approval_request";
+  /** "sampling": an MCP server asks to run the model (arguments: the prompt); absent for a tool call. */
+  kind?: "sampling";
   /** How long the request waits before it counts as a denial. */
   timeout_ms: number;
 }
@@ -295,6 +386,9 @@ export type StreamFrame =
   | DeltaFrame
   | ToolStartFrame
   | ToolEndFrame
+  | ToolProgressFrame
+  | ElicitationRequestFrame
+  | ElicitationResolvedFrame
   | StreamAnswerFrame
   | StreamErrorFrame
   | CancelledFrame
@@ -303,6 +397,11 @@ export type StreamFrame =
 export type ServerFrame = WelcomeFrame | AnswerFrame | ErrorFrame | StreamFrame;
 
 export const PREVIEW_CHARS = 500;
+/** Image thumbnails on tool_end: at most this many, each a data: URL of at most this many characters. */
+export const PREVIEW_IMAGES = 4;
+export const PREVIEW_IMAGE_CHARS = 200_000;
+/** tool_progress frames of one call are sent at most this often. */
+export const PROGRESS_INTERVAL_MS = 100;
 
 export function welcomeFrame(userId: string, sessionId: string): WelcomeFrame {
   return { message: `Welcome! You are connected as user: ${userId}`, user_id: userId, session_id: sessionId };
@@ -370,6 +469,9 @@ export interface ServerInfo {
   error?: string;
   pid?: number;
   restarts: number;
+  /** Times a remote server lost our session (it restarted) and we initialized again. */
+  reconnects: number;
+  last_reconnect_at?: string;
   shared: boolean;
 }
 
@@ -414,8 +516,60 @@ export function toolStartFrame(turnId: string, call: Parameters<typeof toolCallF
   return { type: "tool_start", ...toolCallFields(turnId, call) };
 }
 
-export function toolEndFrame(turnId: string, callId: string, ok: boolean, result: string, durationMs: number): ToolEndFrame {
-  return { type: "tool_end", turn_id: turnId, call_id: callId, ok, preview: preview(result), duration_ms: durationMs };
+export function toolEndFrame(
+  turnId: string,
+  callId: string,
+  ok: boolean,
+  result: string,
+  durationMs: number,
+  images: readonly { mimeType: string; data: string }[] = [],
+): ToolEndFrame {
+  const thumbnails = thumbnailUrls(images.map((image) => `data:${image.mimeType};base64,${image.data}`));
+  return {
+    type: "tool_end",
+    turn_id: turnId,
+    call_id: callId,
+    ok,
+    preview: preview(result),
+    duration_ms: durationMs,
+    ...(thumbnails.length > 0 ? { images: thumbnails } : {}),
+  };
+}
+
+/** Image thumbnails for the page: larger images reach the model but not the frame, which stays small. */
+export function thumbnailUrls(urls: readonly string[]): string[] {
+  return urls.filter((url) => url.length <= PREVIEW_IMAGE_CHARS).slice(0, PREVIEW_IMAGES);
+}
+
+export function toolProgressFrame(
+  turnId: string,
+  callId: string,
+  progress: { progress: number; total?: number; message?: string },
+): ToolProgressFrame {
+  return {
+    type: "tool_progress",
+    turn_id: turnId,
+    call_id: callId,
+    progress: progress.progress,
+    ...(progress.total !== undefined ? { total: progress.total } : {}),
+    ...(progress.message !== undefined ? { message: progress.message.slice(0, PREVIEW_CHARS) } : {}),
+  };
+}
+
+export function elicitationRequestFrame(
+  fields: Omit<ElicitationRequestFrame, "type" | "turn_id"> & { turnId?: string },
+): ElicitationRequestFrame {
+  const { turnId, ...rest } = fields;
+  return { type: "elicitation_request", ...(turnId !== undefined ? { turn_id: turnId } : {}), ...rest };
+}
+
+export function elicitationResolvedFrame(
+  requestId: string,
+  turnId: string | undefined,
+  action: ElicitationAction,
+  by: ElicitationResolvedFrame["by"],
+): ElicitationResolvedFrame {
+  return { type: "elicitation_resolved", request_id: requestId, ...(turnId !== undefined ? { turn_id: turnId } : {}), action, by };
 }
 
 export function streamAnswerFrame(
@@ -429,13 +583,17 @@ export function streamAnswerFrame(
 }
 
 /** An error on a streaming socket, tied to the turn, message or approval it is about. */
-export function streamErrorFrame(error: string, about: { turnId?: string; clientId?: string; callId?: string } = {}): StreamErrorFrame {
+export function streamErrorFrame(
+  error: string,
+  about: { turnId?: string; clientId?: string; callId?: string; requestId?: string } = {},
+): StreamErrorFrame {
   return {
     type: "error",
     ...(about.turnId !== undefined ? { turn_id: about.turnId } : {}),
     error,
     ...withClientId(about.clientId),
     ...(about.callId !== undefined ? { call_id: about.callId } : {}),
+    ...(about.requestId !== undefined ? { request_id: about.requestId } : {}),
   };
 }
 
@@ -452,8 +610,17 @@ export function historyFrame(
   return { type: "history", user_id: userId, session_id: sessionId, items, ...(page ? { start: page.start, total: page.total } : {}) };
 }
 
-export function approvalRequestFrame(turnId: string, call: Parameters<typeof toolCallFields>[1], timeoutMs: number): ApprovalRequestFrame {
-  return { type: "approval_request", ...toolCallFields(turnId, call), timeout_ms: timeoutMs };
+export function approvalRequestFrame(
+  turnId: string,
+  call: Parameters<typeof toolCallFields>[1] & { kind?: "sampling" },
+  timeoutMs: number,
+): ApprovalRequestFrame {
+  return {
+    type: "approval_request",
+    ...(call.kind ? { kind: call.kind } : {}),
+    ...toolCallFields(turnId, call),
+    timeout_ms: timeoutMs,
+  };
 }
 
 export function approvalResolvedFrame(

@@ -4,6 +4,7 @@
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
+import type { ClientRequests } from "./client-requests.ts";
 import {
   builtinFetchConnection,
   builtinFilesystemConnection,
@@ -28,6 +29,7 @@ export class HubFactory {
     this.#workspaces = workspaces;
     const limits: ConnectionLimits = {
       maxToolResultChars: config.limits.max_tool_result_chars,
+      maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
     };
     const ownFiles = serverOwnFiles(config);
@@ -46,7 +48,7 @@ export class HubFactory {
       }
       this.#shared.set(name, builtinFetchConnection(name, entry, log, limits));
     }
-    this.#context = { log, limits, packageDirs, shared: this.#shared };
+    this.#context = { log, limits, packageDirs, shared: this.#shared, configDir: config.configDir };
   }
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
@@ -54,10 +56,12 @@ export class HubFactory {
     // Not created here: the built-in filesystem makes it on the first write, a child server just before it starts.
     const workspaceDir = this.#workspaces.dirFor(userId);
     const fields = { user_id: userId, session_id: sessionId };
+    // Filled by the session (McpHub.attach): servers' sampling and elicitation requests go there.
+    const requests: { current?: ClientRequests } = {};
     const connections = Object.entries(this.#config.mcp.servers).map(
-      ([name, entry]) => this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields),
+      ([name, entry]) => this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current),
     );
-    return new McpHub(connections, { workspaceDir, owner: userId });
+    return new McpHub(connections, { workspaceDir, owner: userId, requests });
   }
 
   /** Starts the shared built-ins (at listen), so the first user does not wait for them. */

@@ -9,6 +9,8 @@ import { ReadBuffer, serializeMessage } from "@modelcontextprotocol/sdk/shared/s
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import semver from "semver";
+import { isRecord } from "../protocol.ts";
 
 export interface StdioParams {
   command: string;
@@ -16,6 +18,8 @@ export interface StdioParams {
   /** Added to the SDK's minimal safe environment; nothing else of ours is inherited. */
   env: Record<string, string>;
   cwd?: string;
+  /** The config keys of the command and the cwd, for errors that say which setting is wrong. */
+  names?: { command: string; cwd: string };
   onStderrLine?: (line: string) => void;
   /** How long close() waits for the child to leave after stdin EOF, before signals. */
   gracefulCloseMs?: number;
@@ -41,6 +45,11 @@ export class ProcessGroupStdioTransport implements Transport {
 
   start(): Promise<void> {
     if (this.#child) throw new Error("transport already started");
+    // spawn() says ENOENT for a missing cwd as for a missing command: tell them apart first.
+    const { cwd, names } = this.#params;
+    if (cwd !== undefined && !existsSync(cwd)) {
+      return Promise.reject(new Error(`the working folder ${cwd} does not exist (${names?.cwd ?? "cwd"})`));
+    }
     return new Promise((resolve, reject) => {
       const child = spawn(this.#params.command, this.#params.args, {
         env: { ...getDefaultEnvironment(), ...this.#params.env },
@@ -151,10 +160,13 @@ export function resolveLocalNpx(
   if (!spec || spec.startsWith("-")) return unchanged;
   const at = spec.indexOf("@", 1);
   const pkg = at > 0 ? spec.slice(0, at) : spec;
+  // `pkg@latest`, a tag, or a version the local copy does not satisfy: the real npx decides.
+  const wanted = at > 0 ? spec.slice(at + 1) : undefined;
   for (const dir of searchDirs) {
     for (let current = path.resolve(dir); ; current = path.dirname(current)) {
       const manifestPath = path.join(current, "node_modules", pkg, "package.json");
       if (existsSync(manifestPath)) {
+        if (wanted !== undefined && !satisfiesSpec(manifestPath, wanted)) return unchanged;
         const bin = binOf(manifestPath, pkg);
         if (bin) return { command: process.execPath, args: [bin, ...args.slice(index + 1)] };
         return unchanged;
@@ -163,6 +175,22 @@ export function resolveLocalNpx(
     }
   }
   return unchanged;
+}
+
+/** Whether the installed package's version satisfies `wanted` (a version or a range; a tag never does). */
+function satisfiesSpec(manifestPath: string, wanted: string): boolean {
+  if (semver.validRange(wanted) === null) return false;
+  const manifest = readManifest(manifestPath);
+  const version = isRecord(manifest) && typeof manifest.version === "string" ? manifest.version : undefined;
+  return version !== undefined && semver.satisfies(version, wanted);
+}
+
+function readManifest(manifestPath: string): unknown {
+  try {
+    return JSON.parse(readFileSync(manifestPath, "utf8"));
+  } catch {
+    return undefined;
+  }
 }
 
 function binOf(manifestPath: string, pkg: string): string | undefined {

@@ -8,6 +8,8 @@ export interface McpToolInfo {
   name: string;
   description?: string;
   inputSchema: Record<string, unknown>;
+  /** MCP tasks: a `required` tool runs only as a task (the connection does that through the SDK). */
+  taskSupport?: "required" | "optional" | "forbidden";
 }
 
 export interface ServerTools {

@@ -55,7 +55,7 @@ export class ApprovalDesk {
   }
 
   /** Waits for a person's answer to a call; resolves (never rejects) with the decision. */
-  request(turnId: string, call: ToolStart, signal?: AbortSignal): Promise<ApprovalDecision> {
+  request(turnId: string, call: ToolStart & { kind?: "sampling" }, signal?: AbortSignal): Promise<ApprovalDecision> {
     if (this.#alwaysAllowed.has(call.name)) {
       this.#record(call, true, "session", "allowed for the rest of the session");
       return Promise.resolve({ approved: true });

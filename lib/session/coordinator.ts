@@ -2,14 +2,21 @@
 // A session asks for a turn lease before each turn and hears about the user's activity elsewhere
 // through one interface; on a single instance (LocalCoordinator) the lease is never contested and
 // nothing travels, so the session has one code path whatever the deployment.
-import type { StreamFrame } from "../protocol.ts";
+import type { ElicitationAction, ElicitationValue, StreamFrame } from "../protocol.ts";
 import type { Fence } from "../store/store.ts";
 
 /** What a session tells the user's sessions on other instances, and hears from them. */
 export type CoordinatorMessage =
   | { kind: "frame"; frame: StreamFrame }
   | { kind: "cancel" }
-  | { kind: "approval"; call_id: string; approved: boolean; reason?: string; always: boolean; socket: number };
+  | { kind: "approval"; call_id: string; approved: boolean; reason?: string; always: boolean; socket: number }
+  | {
+      kind: "elicitation";
+      request_id: string;
+      action: ElicitationAction;
+      content?: Record<string, ElicitationValue>;
+      socket: number;
+    };
 
 export interface TurnLease {
   /** Carried by the turn's writes so a store shared with other instances refuses stale ones. */

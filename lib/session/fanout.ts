@@ -75,6 +75,11 @@ export class UserSockets {
     if (frame.type === "turn_start") this.#turnFrames = [];
     // Consecutive deltas are kept as one: a replay needs the text, not every piece of it.
     const last = this.#turnFrames.at(-1);
+    // Only a call's latest progress matters to a replay: however often a server reports, one is kept.
+    if (frame.type === "tool_progress") {
+      const index = this.#turnFrames.findIndex((kept) => kept.type === "tool_progress" && kept.call_id === frame.call_id);
+      if (index >= 0) this.#turnFrames.splice(index, 1);
+    }
     if (frame.type === "delta" && last?.type === "delta")
       this.#turnFrames[this.#turnFrames.length - 1] = { ...last, text: last.text + frame.text };
     else this.#turnFrames.push(frame);

@@ -38,7 +38,12 @@ export class TurnRecord {
   entries(messages: readonly ChatMessage[], status: TurnStatus): HistoryEntry[] {
     return messages.map((message): HistoryEntry => {
       const tool = message.role === "tool" ? this.#tools.get(message.tool_call_id) : undefined;
-      return { turnId: this.#turnId, message, ...(message.role === "user" ? { status } : {}), ...(tool ? { tool } : {}) };
+      return {
+        turnId: this.#turnId,
+        message,
+        ...(message.role === "user" && typeof message.content === "string" ? { status } : {}),
+        ...(tool ? { tool } : {}),
+      };
     });
   }
 

@@ -13,6 +13,8 @@ import {
   refusalFrame,
   streamErrorFrame,
   welcomeFrame,
+  type ElicitationAction,
+  type ElicitationValue,
   type HistoryItem,
 } from "../protocol.ts";
 
@@ -33,6 +35,13 @@ export interface SocketSession {
   takeHistoryToken(): { ok: true } | { ok: false; error: string };
   reset(clearWorkspace: boolean): Promise<ResetOutcome>;
   answerApproval(callId: string, approved: boolean, reason: string | undefined, always: boolean, socketId: number): boolean;
+  /** An answer to an elicitation_request; an error text when it was not taken. */
+  answerElicitation(
+    requestId: string,
+    action: ElicitationAction,
+    content: Record<string, ElicitationValue> | undefined,
+    socketId: number,
+  ): string | undefined;
 }
 
 export interface DispatchContext {
@@ -96,6 +105,13 @@ export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData,
         );
       }
       return;
+    case "elicitation": {
+      if (!peer.streaming) return peer.send(errorFrame("elicitations are answered from a streaming socket (/ws/<user_id>?stream=1)"));
+      const problem = session.answerElicitation(frame.request_id, frame.action, frame.content, peer.id);
+      // The form stays open on an invalid answer: the error names the field.
+      if (problem) peer.send(streamErrorFrame(problem, { requestId: frame.request_id }));
+      return;
+    }
     default:
       return frame satisfies never;
   }

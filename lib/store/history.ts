@@ -1,7 +1,7 @@
 // A session's conversation: what the model sees (OpenAI messages) plus, per entry, what a
 // person needs to see it again (which turn, how it ended, which tool, whether the tool worked).
 import type { ChatMessage } from "../../agent.ts";
-import { isRecord, isTurnStatus, preview, toolCallFields, type HistoryItem, type TurnStatus } from "../protocol.ts";
+import { isRecord, isTurnStatus, preview, thumbnailUrls, toolCallFields, type HistoryItem, type TurnStatus } from "../protocol.ts";
 
 export interface HistoryEntry {
   turnId: string;
@@ -50,15 +50,35 @@ function textOf(content: ChatMessage["content"]): string {
   return content.map((part) => ("text" in part && typeof part.text === "string" ? part.text : "")).join("");
 }
 
+/**
+ * The images tools returned, by call id, from the user messages of image parts that follow a
+ * step's tool results (agent.ts imageAttachments: a text part "… (call <id>):" before each call's images).
+ */
+function attachedImages(entries: readonly HistoryEntry[]): Map<string, string[]> {
+  const byCall = new Map<string, string[]>();
+  for (const { message } of entries) {
+    if (message.role !== "user" || typeof message.content === "string") continue;
+    let callId: string | undefined;
+    for (const part of message.content) {
+      if (part.type === "text") callId = /\(call (\S+)\):$/.exec(part.text)?.[1];
+      else if (part.type === "image_url" && callId !== undefined) byCall.set(callId, [...(byCall.get(callId) ?? []), part.image_url.url]);
+    }
+  }
+  return byCall;
+}
+
 /** The conversation as the `history` frame shows it: tool calls paired with their results. */
 export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
   const results = new Map<string, HistoryEntry>();
   for (const entry of entries) {
     if (entry.message.role === "tool") results.set(entry.message.tool_call_id, entry);
   }
+  const images = attachedImages(entries);
   const items: HistoryItem[] = [];
   for (const entry of entries) {
     const { message, turnId } = entry;
+    // A user message with parts is the images tools returned (agent.ts imageAttachments), not something the user typed.
+    if (message.role === "user" && typeof message.content !== "string") continue;
     if (message.role === "user") {
       items.push({ role: "user", turn_id: turnId, content: textOf(message.content), status: entry.status ?? "ok" });
     } else if (message.role === "assistant") {
@@ -82,6 +102,7 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
           ok: result?.tool?.ok ?? false,
           preview: preview(resultText),
           ...(result?.tool?.durationMs !== undefined ? { duration_ms: result.tool.durationMs } : {}),
+          ...(images.has(call.id) ? { images: thumbnailUrls(images.get(call.id) ?? []) } : {}),
         });
       }
     }

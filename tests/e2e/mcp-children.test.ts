@@ -144,7 +144,7 @@ after(async () => {
 
 // ---- 8. MCP faults ------------------------------------------------------------------------------
 
-test("8. a child that crashes mid-call is a tool error; it is started again on next use after the backoff, then left failed", async () => {
+test("8. a child that crashes mid-call is a tool error; the next call starts it again at once, then it is left failed", async () => {
   const { client } = await connectUser(faults, "crasher");
   try {
     await firstTurn(client);
@@ -152,9 +152,7 @@ test("8. a child that crashes mid-call is a tool error; it is started again on n
     const firstPid = Number((await call(client, "test_pid")).replace(/^RESULT /, ""));
     assert.equal((await mcpServers(faults, "crasher")).test?.pid, firstPid);
 
-    const beforeCrash = Date.now();
     const crashed = await call(client, "test_crash");
-    const crashedAt = Date.now();
     assert.match(crashed, /^RESULT Error: Tool "crash" on MCP server "test" failed: .*closed/i);
     let info = (await mcpServers(faults, "crasher")).test;
     assert.equal(info?.state, "exited");
@@ -164,12 +162,7 @@ test("8. a child that crashes mid-call is a tool error; it is started again on n
     // The other server of the session is untouched.
     assert.deepEqual((await mcpServers(faults, "crasher")).timed, timedBefore);
 
-    // Within the backoff (1 s after the first crash) it is not started again: the model is told.
-    // (On a machine so loaded that this took over a second, the restart may rightly happen here.)
-    const tooSoon = await call(client, "test_echo", { text: "too soon" });
-    if (Date.now() < beforeCrash + 1000) assert.match(tooSoon, /^RESULT Error: MCP server "test" is not available \(exited/);
-
-    await until(() => Date.now() > crashedAt + 1000, "the restart backoff (1 s) to pass", 3000);
+    // After a first crash there is no backoff: the very next call starts it again.
     const secondPid = Number((await call(client, "test_pid")).replace(/^RESULT /, ""));
     assert.ok(secondPid > 0 && secondPid !== firstPid, `restarted as ${secondPid}`);
     info = (await mcpServers(faults, "crasher")).test;

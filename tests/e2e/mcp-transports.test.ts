@@ -140,14 +140,14 @@ test("the filesystem server gets the user's workspace appended at spawn; the con
   const config = loadConfig("mcp_agent.config.yaml", {});
   const entry = config.mcp.servers.filesystem!;
   const before = [...entry.args];
-  const alice = stdioParamsFor("filesystem", entry, "/ws/alice", [process.cwd()]);
-  const bob = stdioParamsFor("filesystem", entry, "/ws/bob", [process.cwd()]);
+  const alice = stdioParamsFor("filesystem", entry, "/ws/alice", [process.cwd()], config.configDir);
+  const bob = stdioParamsFor("filesystem", entry, "/ws/bob", [process.cwd()], config.configDir);
   assert.equal(alice.args.at(-1), "/ws/alice");
   assert.equal(bob.args.at(-1), "/ws/bob");
   assert.equal(alice.args.filter((arg) => arg.startsWith("/ws/")).length, 1);
   assert.deepEqual(entry.args, before);
   // Other servers are left as configured.
-  assert.deepEqual(stdioParamsFor("other", entry, "/ws/alice", []).args, before);
+  assert.deepEqual(stdioParamsFor("other", entry, "/ws/alice", [], config.configDir).args, before);
 });
 
 test("`npx -y <pkg>` of a locally installed package runs as `node <bin>`; anything else is unchanged", () => {

@@ -5,9 +5,12 @@ import type { AddressInfo } from "node:net";
 import { createRequire } from "node:module";
 import type { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 
+/** A part of a message's content: text, or (tool images, sampling) an image as a data: URL. */
+export type ChatContentPart = { type: "text"; text: string } | { type: "image_url"; image_url: { url: string } };
+
 export interface ChatRequestMessage {
   role: string;
-  content?: string | null;
+  content?: string | null | ChatContentPart[];
   tool_calls?: { id: string; type: string; function: { name: string; arguments: string } }[];
   tool_call_id?: string;
 }
@@ -89,9 +92,23 @@ export function lastUserText(request: ChatRequest): string {
   return "";
 }
 
-/** True when the last message is a tool result, i.e. the model is asked to go on after a tool. */
+/**
+ * True when the model is asked to go on after a tool: the last message is a tool result, or the
+ * images tools returned (a user message of parts) right after the tool results.
+ */
 export function afterTool(request: ChatRequest): boolean {
-  return request.messages.at(-1)?.role === "tool";
+  const last = request.messages.at(-1);
+  if (last?.role === "user" && Array.isArray(last.content)) return request.messages.at(-2)?.role === "tool";
+  return last?.role === "tool";
+}
+
+/** The last tool result the model was given (the text of the tool message). */
+export function lastToolResult(request: ChatRequest): string {
+  for (let i = request.messages.length - 1; i >= 0; i--) {
+    const message = request.messages[i];
+    if (message?.role === "tool") return typeof message.content === "string" ? message.content : "";
+  }
+  return "";
 }
 
 /**
@@ -100,7 +117,7 @@ export function afterTool(request: ChatRequest): boolean {
  * else, so a test's own responder decides.
  */
 export function toolDirective(request: ChatRequest): ScriptedReply | undefined {
-  if (afterTool(request)) return { content: `RESULT ${String(request.messages.at(-1)?.content)}` };
+  if (afterTool(request)) return { content: `RESULT ${lastToolResult(request)}` };
   const found = /^CALL (\S+) (.*)$/s.exec(lastUserText(request));
   if (found) return { toolCalls: [{ name: found[1] ?? "", arguments: found[2] ?? "{}" }] };
   return undefined;
@@ -129,9 +146,9 @@ export function promptTokens(request: ChatRequest, tokensOf: Count = exactCount)
 }
 
 function messageTokens(message: ChatRequestMessage, tokensOf: Count): number {
-  return (
-    3 + tokensOf(message.role) + tokensOf(message.content ?? "") + (message.tool_calls ? tokensOf(JSON.stringify(message.tool_calls)) : 0)
-  );
+  // Image parts count as their JSON here: a scripted model needs a stable number, not OpenAI's tile price.
+  const content = typeof message.content === "string" ? message.content : message.content ? JSON.stringify(message.content) : "";
+  return 3 + tokensOf(message.role) + tokensOf(content) + (message.tool_calls ? tokensOf(JSON.stringify(message.tool_calls)) : 0);
 }
 
 /** OpenAI caches prompt prefixes of 1024 tokens and more, in steps of 128: the part shared with the previous request. */
