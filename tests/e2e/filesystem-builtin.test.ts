@@ -87,7 +87,10 @@ test("one in-process instance serves every user: no child process, each user's c
       assert.equal(a, "RESULT [FILE] a.txt");
       assert.equal(b, "RESULT [FILE] b.txt");
     }
-    assert.equal(await call(bob.client, "list_allowed_directories"), `RESULT Allowed directories:\n${realpathSync(home("bob"))}`);
+    // The model is told the real folder; what reaches the user has server paths replaced (the redactor).
+    assert.equal(await call(bob.client, "list_allowed_directories"), "RESULT Allowed directories:\n[workspace]/bob");
+    const toolResults = model.requests.flatMap((request) => request.messages.filter((message) => message.role === "tool"));
+    assert.ok(JSON.stringify(toolResults.at(-1)?.content).includes(realpathSync(home("bob"))));
     assert.match(
       await call(bob.client, "read_text_file", { path: "../alice/a.txt" }),
       /^RESULT Error: Access denied - path outside allowed directories/,
@@ -136,7 +139,7 @@ test("the npm server (no builtin line) still gets its workspace folder, made jus
     const { client } = await connectUser(child, "kid");
     const reply = await ask(client, `CALL filesystem_list_allowed_directories {}`);
     const dir = path.join(child.configDir, "workspace", "kid");
-    assert.equal(reply.message, `RESULT Allowed directories:\n${realpathSync(dir)}`);
+    assert.equal(reply.message, "RESULT Allowed directories:\n[workspace]/kid");
     assert.equal(mode(dir), "700");
     await client.close();
   } finally {
