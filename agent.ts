@@ -2,14 +2,8 @@
 // results, call again — with a hard cap on model calls per turn.
 import { randomUUID } from "node:crypto";
 import type OpenAI from "openai";
-import {
-  contextBudget,
-  fitContext,
-  MIN_CONTEXT_TOKENS,
-  RETRY_BUDGET_FACTOR,
-  shortenToolResult,
-  windowFromError,
-} from "./lib/model/context.ts";
+import { MIN_CONTEXT_TOKENS } from "./lib/config.ts";
+import { contextBudget, fitContext, RETRY_BUDGET_FACTOR, shortenToolResult, windowFromError } from "./lib/model/context.ts";
 import { MESSAGE_OVERHEAD_TOKENS, type TokenCounter } from "./lib/model/tokens.ts";
 import { addUsage, emptyUsage } from "./lib/model/usage.ts";
 import type { TokenUsage } from "./lib/protocol.ts";

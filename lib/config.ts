@@ -5,9 +5,11 @@ import { readFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { LineCounter, parseDocument, isNode, type Document } from "yaml";
 import { z } from "zod";
-import { MIN_CONTEXT_TOKENS } from "./model/context.ts";
 
 const seconds = z.number().positive();
+
+/** The smallest `agent.max_context_tokens` (and the smallest window a model's refusal is believed to name). */
+export const MIN_CONTEXT_TOKENS = 1024;
 
 const McpServerSchema = z.object({
   transport: z.enum(["stdio", "sse", "streamable_http", "websocket"]).default("stdio"),

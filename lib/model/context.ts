@@ -6,7 +6,6 @@ import type OpenAI from "openai";
 type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 
 /** The smallest window agent.max_context_tokens accepts (lib/config.ts checks it). */
-export const MIN_CONTEXT_TOKENS = 1024;
 /** The window of a model we know nothing about: small enough for most local models. */
 export const FALLBACK_CONTEXT_TOKENS = 32_768;
 /** Tool results of older turns longer than this (tokens) are shortened before any turn is left out. */

@@ -169,7 +169,8 @@ before(async () => {
       server: {
         auth_token: TOKEN,
         auth: { admin_token: ADMIN },
-        ping_interval_seconds: 0.3,
+        // Long enough that a busy test process (server and clients share it) still answers pings in time.
+        ping_interval_seconds: 1.5,
         headers_timeout_seconds: 0.5,
         request_timeout_seconds: 1,
       },

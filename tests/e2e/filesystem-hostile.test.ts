@@ -4,7 +4,7 @@
 // workspace) and a symlink swapped in while the server runs.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
 import {

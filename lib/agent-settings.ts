@@ -1,11 +1,11 @@
-// The model side of the agent: one OpenAI client (any OpenAI-compatible endpoint) from the config,
+// The agent's settings from the config: one OpenAI client (any OpenAI-compatible endpoint),
 // the request parameters mcp-agent passes, and the token budget of a request.
 import OpenAI from "openai";
-import type { AgentSettings, ModelRequestParams } from "../../agent.ts";
-import type { Config } from "../config.ts";
-import type { Logger } from "../log.ts";
-import { contextBudget } from "./context.ts";
-import { TokenCounter } from "./tokens.ts";
+import type { AgentSettings, ModelRequestParams } from "../agent.ts";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { contextBudget } from "./model/context.ts";
+import { TokenCounter } from "./model/tokens.ts";
 
 /** Models that take `max_completion_tokens` and `reasoning_effort`, as mcp-agent tells them apart. */
 export function isReasoningModel(model: string): boolean {
