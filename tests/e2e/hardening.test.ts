@@ -189,7 +189,7 @@ const hostOf = (running: RunningServer) => new URL(running.url).host;
 
 // ---- 1. Origin ----------------------------------------------------------------------------------
 
-test("1. an upgrade from a foreign Origin is refused with 403 JSON before the upgrade", async () => {
+test("an upgrade from a foreign Origin is refused with 403 JSON before the upgrade", async () => {
   for (const origin of ["http://evil.example", "null", `http://localhost:${new URL(main.url).port}`, "http://127.0.0.1:1"]) {
     const answer = await rawRequest(main.url, "/ws/origin_user", { headers: upgradeHeaders(hostOf(main), { origin }) });
     assert.equal(answer.status, 403, origin);
@@ -199,7 +199,7 @@ test("1. an upgrade from a foreign Origin is refused with 403 JSON before the up
   assert.equal(main.server.sessions.get("origin_user"), undefined, "a refused upgrade makes no session");
 });
 
-test("1. the server's own origin, a listed origin and no Origin at all are let in", async () => {
+test("the server's own origin, a listed origin and no Origin at all are let in", async () => {
   for (const origin of [main.url, ALLOWED_ORIGIN, undefined]) {
     const client = await connect(main.wsUrl("origin_ok"), origin ? { origin } : {});
     assert.equal((await client.next()).user_id, "origin_ok", String(origin));
@@ -212,7 +212,7 @@ test("1. the server's own origin, a listed origin and no Origin at all are let i
 
 // ---- 2. Host (DNS rebinding) ----------------------------------------------------------------------
 
-test("2. while bound to loopback, a foreign Host is refused on every route, HTTP and upgrade", async () => {
+test("while bound to loopback, a foreign Host is refused on every route, HTTP and upgrade", async () => {
   const port = new URL(main.url).port;
   for (const host of ["evil.example", `evil.example:${port}`, `127.0.0.1.nip.example:${port}`, `localhost.evil.example:${port}`]) {
     for (const pathname of ["/", "/health", "/sessions", "/sessions/bystander", "/no/such/path", "/vendor/marked.js"]) {
@@ -228,7 +228,7 @@ test("2. while bound to loopback, a foreign Host is refused on every route, HTTP
   assert.equal(main.server.sessions.get("rebound"), undefined);
 });
 
-test("2. loopback names on any port and server.allowed_hosts are answered", async () => {
+test("loopback names on any port and server.allowed_hosts are answered", async () => {
   for (const host of [
     "localhost",
     "localhost:1",
@@ -246,7 +246,7 @@ test("2. loopback names on any port and server.allowed_hosts are answered", asyn
 
 // ---- 3. Token -----------------------------------------------------------------------------------
 
-test("3. with server.auth_token, /ws/* and /sessions* need the token; /health stays open", async () => {
+test("with server.auth_token, /ws/* and /sessions* need the token; /health stays open", async () => {
   const host = hostOf(guarded);
   const refused = [
     { path: "/ws/tok_user", headers: upgradeHeaders(host) },
@@ -281,7 +281,7 @@ test("3. with server.auth_token, /ws/* and /sessions* need the token; /health st
   await byHeader.close();
 });
 
-test("3. MCP_AGENT_AUTH_TOKEN sets server.auth_token; the file's value wins", () => {
+test("MCP_AGENT_AUTH_TOKEN sets server.auth_token; the file's value wins", () => {
   const parse = (text: string, env: Record<string, string>) => parseConfig({ file: "c.yaml", text }, undefined, env, "/tmp");
   assert.equal(parse("{}", {}).server.auth_token, undefined);
   assert.equal(parse("{}", { MCP_AGENT_AUTH_TOKEN: "from-env" }).server.auth_token, "from-env");
@@ -289,7 +289,7 @@ test("3. MCP_AGENT_AUTH_TOKEN sets server.auth_token; the file's value wins", ()
   assert.equal(parse("{}", { MCP_AGENT_AUTH_TOKEN: "" }).server.auth_token, undefined);
 });
 
-test("3. binding a non-loopback host without a token prints a warning; with a token it does not", async () => {
+test("binding a non-loopback host without a token prints a warning; with a token it does not", async () => {
   const dir = makeConfigDir({ config: { logger: { transports: ["none"] }, session: { store: "memory" } } });
   const configPath = path.join(dir, "mcp_agent.config.yaml");
   const start = (env: Record<string, string>) => spawnServer(["--host", "0.0.0.0", "--port", "0", "--config", configPath], env);
@@ -311,7 +311,7 @@ test("3. binding a non-loopback host without a token prints a warning; with a to
   }
 });
 
-test("3. access.ts: tokenMatches, checkOrigin, checkHost, hostWithoutPort and friends", () => {
+test("access.ts: tokenMatches, checkOrigin, checkHost, hostWithoutPort and friends", () => {
   assert.equal(tokenMatches("abc", "abc"), true);
   assert.equal(tokenMatches("abd", "abc"), false);
   assert.equal(tokenMatches("abcd", "abc"), false, "a longer token");
@@ -377,13 +377,13 @@ test("3. access.ts: tokenMatches, checkOrigin, checkHost, hostWithoutPort and fr
 
 // ---- 4. Frames ----------------------------------------------------------------------------------
 
-test("4. ws is at least 8.23", () => {
+test("ws is at least 8.23", () => {
   const { version } = JSON.parse(readFileSync(path.join(ROOT, "node_modules/ws/package.json"), "utf8")) as { version: string };
   const [major = 0, minor = 0] = version.split(".").map(Number);
   assert.ok(major > 8 || (major === 8 && minor >= 23), `ws ${version}`);
 });
 
-test("4. a frame over maxPayload (1 MiB by default) closes that socket with 1009 and never reaches the model", async () => {
+test("a frame over maxPayload (1 MiB by default) closes that socket with 1009 and never reaches the model", async () => {
   const requests = model.requests.length;
   const { client } = await connectUser(main, "big_frame");
   client.send({ message: "x".repeat(2 * 1024 * 1024) });
@@ -393,7 +393,7 @@ test("4. a frame over maxPayload (1 MiB by default) closes that socket with 1009
   await stillServing();
 });
 
-test("4. a message longer than limits.max_message_chars gets an error frame; the socket stays open", async () => {
+test("a message longer than limits.max_message_chars gets an error frame; the socket stays open", async () => {
   const { client } = await connectUser(main, "long_message");
   const refused = await ask(client, "y".repeat(1001));
   assert.match(String(refused.error), /too long: 1001 characters.*limit is 1000 \(limits\.max_message_chars\)/);
@@ -402,7 +402,7 @@ test("4. a message longer than limits.max_message_chars gets an error frame; the
   await client.close();
 });
 
-test("4. permessage-deflate is off: an offer of it gets no Sec-WebSocket-Extensions back", async () => {
+test("permessage-deflate is off: an offer of it gets no Sec-WebSocket-Extensions back", async () => {
   const raw = await rawHandshake(main.url, "/ws/deflate", {
     headers: upgradeHeaders(hostOf(main), { "sec-websocket-extensions": "permessage-deflate; client_max_window_bits" }),
   });
@@ -446,7 +446,7 @@ const malformedFrames: { name: string; bytes: () => Buffer; code: number }[] = [
 ];
 
 for (const [index, malformed] of malformedFrames.entries()) {
-  test(`4. raw frames: ${malformed.name} → close ${malformed.code}; the server stays up`, async () => {
+  test(`raw frames: ${malformed.name} → close ${malformed.code}; the server stays up`, async () => {
     const requests = model.requests.length;
     const raw = await rawHandshake(main.url, `/ws/raw_frame_${index}`);
     await raw.waitFor(() => raw.messages.length === 1);
@@ -465,7 +465,7 @@ for (const [index, malformed] of malformedFrames.entries()) {
 
 // ---- 5. Quotas ----------------------------------------------------------------------------------
 
-test("5. the socket over limits.max_sockets_per_user is closed with 1013 and a reason; the others go on", async () => {
+test("the socket over limits.max_sockets_per_user is closed with 1013 and a reason; the others go on", async () => {
   const first = await connectUser(main, "many_sockets");
   const second = await connectUser(main, "many_sockets");
   const third = new TestClient(main.wsUrl("many_sockets"));
@@ -485,7 +485,7 @@ test("5. the socket over limits.max_sockets_per_user is closed with 1013 and a r
   await first.client.close();
 });
 
-test("5. concurrent first sockets of a new user: only limits.max_sockets_per_user get in", async () => {
+test("concurrent first sockets of a new user: only limits.max_sockets_per_user get in", async () => {
   const clients = Array.from({ length: 5 }, () => new TestClient(main.wsUrl("stampede")));
   try {
     const outcomes = await Promise.all(
@@ -501,7 +501,7 @@ test("5. concurrent first sockets of a new user: only limits.max_sockets_per_use
   }
 });
 
-test("5. a new user over limits.max_sessions is closed with 1013; existing users still connect and chat", async () => {
+test("a new user over limits.max_sessions is closed with 1013; existing users still connect and chat", async () => {
   const alice = await connectUser(capped, "alice");
   const bob = await connectUser(capped, "bob");
   // Only sessions that hold resources count: both have chatted.
@@ -519,7 +519,7 @@ test("5. a new user over limits.max_sessions is closed with 1013; existing users
   await Promise.all([alice.client.close(), bob.client.close(), bobAgain.client.close()]);
 });
 
-test("5. messages past limits.max_queued_turns get an error frame naming it; other users are not held up", async () => {
+test("messages past limits.max_queued_turns get an error frame naming it; other users are not held up", async () => {
   const { client } = await connectUser(main, "queuer");
   client.send({ message: "BLOCK queue" });
   await until(() => model.requests.some((request) => lastUserText(request) === "BLOCK queue"), "the first turn to reach the model");
@@ -537,7 +537,7 @@ test("5. messages past limits.max_queued_turns get an error frame naming it; oth
   await client.close();
 });
 
-test("5. the per-user message rate limit answers 'Retry in N s'; other users are not limited", async () => {
+test("the per-user message rate limit answers 'Retry in N s'; other users are not limited", async () => {
   const { client } = await connectUser(limited, "chatty");
   const other = await connectUser(limited, "quiet");
   client.send({ message: "one" });
@@ -560,7 +560,7 @@ test("5. the per-user message rate limit answers 'Retry in N s'; other users are
   await other.client.close();
 });
 
-test("5. rate-limit.ts: a token bucket as pure functions of now", () => {
+test("rate-limit.ts: a token bucket as pure functions of now", () => {
   const limit = { perMinute: 6, burst: 2 };
   const t0 = 1_000_000;
   let bucket = fullBucket(limit, t0);
@@ -591,7 +591,7 @@ test("5. rate-limit.ts: a token bucket as pure functions of now", () => {
 
 // ---- 6. Dead and slow peers -----------------------------------------------------------------------
 
-test("6. a client that does not answer pings is terminated; a well-behaved one stays across many intervals", async () => {
+test("a client that does not answer pings is terminated; a well-behaved one stays across many intervals", async () => {
   const good = await connectUser(main, "pong_user");
   let pings = 0;
   const fivePings = new Promise<void>((resolve) =>
@@ -610,7 +610,7 @@ test("6. a client that does not answer pings is terminated; a well-behaved one s
   await good.client.close();
 });
 
-test("6. a reader past limits.send_buffer_hard_bytes is dropped; the turn still completes into the history", async () => {
+test("a reader past limits.send_buffer_hard_bytes is dropped; the turn still completes into the history", async () => {
   const size = 8 * MiB;
   const { client } = await connectUser(slow, "slow_reader", "?stream=1");
   const socket = (client.ws as unknown as { _socket: net.Socket })._socket;
@@ -663,7 +663,7 @@ async function peerPair(limits: { softBytes: number; hardBytes: number }) {
   };
 }
 
-test("6. SocketPeer: past the soft cap deltas are merged; a resumed reader gets fewer frames, the same text", async () => {
+test("SocketPeer: past the soft cap deltas are merged; a resumed reader gets fewer frames, the same text", async () => {
   const pair = await peerPair({ softBytes: 1024, hardBytes: 1024 ** 3 });
   try {
     pair.socket.pause();
@@ -686,7 +686,7 @@ test("6. SocketPeer: past the soft cap deltas are merged; a resumed reader gets 
   }
 });
 
-test("6. SocketPeer: deltas of another turn are not merged into the held ones", async () => {
+test("SocketPeer: deltas of another turn are not merged into the held ones", async () => {
   const pair = await peerPair({ softBytes: 1024, hardBytes: 1024 ** 3 });
   try {
     pair.socket.pause();
@@ -711,7 +711,7 @@ test("6. SocketPeer: deltas of another turn are not merged into the held ones", 
   }
 });
 
-test("6. SocketPeer: a reader behind by more than the hard cap (buffer plus held text) is dropped at once", async () => {
+test("SocketPeer: a reader behind by more than the hard cap (buffer plus held text) is dropped at once", async () => {
   const pair = await peerPair({ softBytes: 1024, hardBytes: 256 * 1024 });
   try {
     pair.socket.pause();
@@ -736,7 +736,7 @@ test("6. SocketPeer: a reader behind by more than the hard cap (buffer plus held
   }
 });
 
-test("6. SocketPeer: one big frame to a reader that keeps up is not a reason to drop it", async () => {
+test("SocketPeer: one big frame to a reader that keeps up is not a reason to drop it", async () => {
   const pair = await peerPair({ softBytes: 1024, hardBytes: 256 * 1024 });
   try {
     const message = "z".repeat(8 * MiB);
@@ -752,7 +752,7 @@ test("6. SocketPeer: one big frame to a reader that keeps up is not a reason to 
 
 // ---- 7. HTTP ------------------------------------------------------------------------------------
 
-test("7. a slowloris client that never finishes its request is cut off after headers_timeout_seconds", async () => {
+test("a slowloris client that never finishes its request is cut off after headers_timeout_seconds", async () => {
   const host = hostOf(main);
   const partialHeaders = await rawExchange(main.url, `GET /health HTTP/1.1\r\nHost: ${host}\r\nX-Slow: `, 5000);
   assert.ok(partialHeaders.closedAfterMs < 5000);
@@ -762,7 +762,7 @@ test("7. a slowloris client that never finishes its request is cut off after hea
   await stillServing();
 });
 
-test("7. malformed upgrade requests get 400 with a JSON error; the server stays up", async () => {
+test("malformed upgrade requests get 400 with a JSON error; the server stays up", async () => {
   const host = hostOf(main);
   const cases: { name: string; method: string; headers: Record<string, string>; error: RegExp }[] = [
     {
@@ -801,7 +801,7 @@ test("7. malformed upgrade requests get 400 with a JSON error; the server stays 
 
 // ---- 9. Model faults --------------------------------------------------------------------------------
 
-test("9. openai.request_timeout_seconds: a model that never answers ends the turn with a timeout error", async () => {
+test("openai.request_timeout_seconds: a model that never answers ends the turn with a timeout error", async () => {
   const { client } = await connectUser(timeouts, "waiter");
   const started = Date.now();
   const answer = await ask(client, "HANG");
@@ -812,7 +812,7 @@ test("9. openai.request_timeout_seconds: a model that never answers ends the tur
   await client.close();
 });
 
-test("9. request_timeout_seconds is 60 and max_retries 2 by default", () => {
+test("request_timeout_seconds is 60 and max_retries 2 by default", () => {
   const config = parseConfig({ file: "c.yaml", text: "{}" }, undefined, {}, "/tmp");
   assert.equal(config.openai.request_timeout_seconds, 60);
   assert.equal(config.openai.max_retries, 2);
@@ -835,7 +835,7 @@ test("9. request_timeout_seconds is 60 and max_retries 2 by default", () => {
   for (const [key, value] of Object.entries(defaults)) assert.equal(config.limits[key as keyof typeof defaults], value, `limits.${key}`);
 });
 
-test("9. a 429 with Retry-After is retried (openai.max_retries) and the answer arrives", async () => {
+test("a 429 with Retry-After is retried (openai.max_retries) and the answer arrives", async () => {
   const { client } = await connectUser(retrying, "retrier");
   const before = model.requests.length;
   const answer = await ask(client, "RETRY r429 429 0");
@@ -844,7 +844,7 @@ test("9. a 429 with Retry-After is retried (openai.max_retries) and the answer a
   await client.close();
 });
 
-test("9. a 503 is retried after the Retry-After it names", async () => {
+test("a 503 is retried after the Retry-After it names", async () => {
   const { client } = await connectUser(retrying, "retrier503");
   const answer = await ask(client, "RETRY r503 503 1");
   assert.equal(answer.message, "answered after 2 attempts");
@@ -853,7 +853,7 @@ test("9. a 503 is retried after the Retry-After it names", async () => {
   await client.close();
 });
 
-test("9. a 401 is not retried", async () => {
+test("a 401 is not retried", async () => {
   const { client } = await connectUser(retrying, "unauthorized");
   const before = model.requests.length;
   assert.match(String((await ask(client, "LEAK")).error), /401/);
@@ -861,7 +861,7 @@ test("9. a 401 is not retried", async () => {
   await client.close();
 });
 
-test("9. a stream that breaks mid-way ends the turn with an error; the history before it is intact", async () => {
+test("a stream that breaks mid-way ends the turn with an error; the history before it is intact", async () => {
   const { client } = await connectUser(main, "breaker", "?stream=1");
   client.send({ message: "remember the colour blue" });
   await client.nextMatching((frame) => frame.type === "answer");
@@ -891,7 +891,7 @@ test("9. a stream that breaks mid-way ends the turn with an error; the history b
 
 // ---- 11. Secrets -------------------------------------------------------------------------------------
 
-test("11. the API key never appears in a frame, a log line, /sessions* or a child's environment", async () => {
+test("the API key never appears in a frame, a log line, /sessions* or a child's environment", async () => {
   process.env.OPENAI_API_KEY = API_KEY;
   let seed: TestClient | undefined;
   let live: TestClient | undefined;
@@ -924,7 +924,7 @@ test("11. the API key never appears in a frame, a log line, /sessions* or a chil
   }
 });
 
-test("11. no server of this file ever wrote the API key to its log", async () => {
+test("no server of this file ever wrote the API key to its log", async () => {
   // Every server here had the key, and several turns failed with it in the model's error text.
   await until(() => readLog(retrying.logPath).some((line) => line.event === "turn_error"), "the 401 turn_error of the retrying server");
   for (const server of [main, guarded, capped, limited, slow, timeouts, retrying, secret]) {

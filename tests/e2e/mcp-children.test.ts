@@ -144,7 +144,7 @@ after(async () => {
 
 // ---- 8. MCP faults ------------------------------------------------------------------------------
 
-test("8. a child that crashes mid-call is a tool error; the next call starts it again at once, then it is left failed", async () => {
+test("a child that crashes mid-call is a tool error; the next call starts it again at once, then it is left failed", async () => {
   const { client } = await connectUser(faults, "crasher");
   try {
     await firstTurn(client);
@@ -189,7 +189,7 @@ test("8. a child that crashes mid-call is a tool error; the next call starts it 
   }
 });
 
-test("8. a tool call longer than read_timeout_seconds becomes a tool error; the server stays usable", async () => {
+test("a tool call longer than read_timeout_seconds becomes a tool error; the server stays usable", async () => {
   const { client } = await connectUser(faults, "slowpoke");
   try {
     await firstTurn(client);
@@ -203,7 +203,7 @@ test("8. a tool call longer than read_timeout_seconds becomes a tool error; the 
   }
 });
 
-test("8. a tool result longer than limits.max_tool_result_chars is cut with a note", async () => {
+test("a tool result longer than limits.max_tool_result_chars is cut with a note", async () => {
   const { client } = await connectUser(faults, "flooder");
   try {
     await settled(faults, "flooder");
@@ -222,7 +222,7 @@ test("8. a tool result longer than limits.max_tool_result_chars is cut with a no
   }
 });
 
-test("8. a child leads its own process group; when the session is swept the whole group is killed", async () => {
+test("a child leads its own process group; when the session is swept the whole group is killed", async () => {
   const { client } = await connectUser(grouped, "grouper");
   await firstTurn(client);
   const info = (await settled(grouped, "grouper")).grouped;
@@ -239,7 +239,7 @@ test("8. a child leads its own process group; when the session is swept the whol
   await until(() => [leader, ...kids].every((pid) => !running(pid)), "every process of the group to be gone");
 });
 
-test("8. SIGKILL of our server leaves no child running (npx and its grandchildren included)", async () => {
+test("SIGKILL of our server leaves no child running (npx and its grandchildren included)", async () => {
   const dir = makeConfigDir({
     config: baseConfig(
       model.baseUrl,
@@ -286,7 +286,7 @@ test("8. SIGKILL of our server leaves no child running (npx and its grandchildre
 
 // ---- 10. The filesystem ---------------------------------------------------------------------------
 
-test("10. attempts to leave the workspace fail: ../, absolute paths, a same-prefix sibling, symlinks out; the secrets never show", async () => {
+test("attempts to leave the workspace fail: ../, absolute paths, a same-prefix sibling, symlinks out; the secrets never show", async () => {
   const root = path.join(files.configDir, "workspace");
   const home = path.join(root, "alice");
   const secretsFile = path.join(files.configDir, "mcp_agent.secrets.yaml");
