@@ -43,6 +43,8 @@ export interface FilesystemServerOptions extends FilesystemLimits {
   configKey: string;
 }
 
+// The npm server's own table, exactly: read_media_file must answer as it does (the differential test
+// compares byte for byte). The files API's wider table (downloads, previews) is lib/files/mime.ts.
 const MIME_TYPES: Record<string, string> = {
   ".png": "image/png",
   ".jpg": "image/jpeg",

@@ -1,5 +1,5 @@
-// MCP children that crash, hang, flood or leave grandchildren behind, and a filesystem server
-// that must keep each user in their workspace.
+// MCP children that crash, hang, flood or leave grandchildren behind. The hostile filesystem cases
+// (against the npm server and the built-in alike) are in filesystem-hostile.test.ts.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -285,88 +285,3 @@ test("SIGKILL of our server leaves no child running (npx and its grandchildren i
 });
 
 // ---- 10. The filesystem ---------------------------------------------------------------------------
-
-test("attempts to leave the workspace fail: ../, absolute paths, a same-prefix sibling, symlinks out; the secrets never show", async () => {
-  const root = path.join(files.configDir, "workspace");
-  const home = path.join(root, "alice");
-  const secretsFile = path.join(files.configDir, "mcp_agent.secrets.yaml");
-  assert.match(readFileSync(secretsFile, "utf8"), new RegExp(API_KEY));
-  mkdirSync(home, { recursive: true });
-  mkdirSync(path.join(root, "alice2"), { recursive: true });
-  writeFileSync(path.join(root, "alice2", "secret.txt"), "alice2 private words");
-  writeFileSync(path.join(home, "ok.txt"), "alice's own file");
-  symlinkSync(files.configDir, path.join(home, "link"));
-  symlinkSync("/etc", path.join(home, "etc"));
-  symlinkSync(secretsFile, path.join(home, "key.yaml"));
-
-  const { client } = await connectUser(files, "alice");
-  try {
-    await firstTurn(client);
-    assert.equal((await settled(files, "alice")).filesystem?.state, "ready");
-    // The tools work inside the workspace, so a refusal below is a refusal, not a broken tool.
-    assert.equal(await call(client, "filesystem_read_text_file", { path: path.join(home, "ok.txt") }), "RESULT alice's own file");
-
-    const refused: [string, Record<string, unknown>][] = [
-      ["filesystem_read_text_file", { path: path.join(home, "..", "alice2", "secret.txt") }],
-      ["filesystem_read_text_file", { path: "../alice2/secret.txt" }],
-      ["filesystem_read_text_file", { path: path.join(root, "alice2", "secret.txt") }],
-      ["filesystem_list_directory", { path: path.join(root, "alice2") }],
-      ["filesystem_search_files", { path: path.join(root, "alice2"), pattern: "secret" }],
-      ["filesystem_list_directory", { path: root }],
-      ["filesystem_read_text_file", { path: "/etc/passwd" }],
-      ["filesystem_read_text_file", { path: path.join(home, "etc", "passwd") }],
-      ["filesystem_list_directory", { path: path.join(home, "link") }],
-      ["filesystem_directory_tree", { path: path.join(home, "link") }],
-      ["filesystem_search_files", { path: path.join(home, "link"), pattern: "secrets" }],
-      ["filesystem_read_text_file", { path: path.join(home, "link", "mcp_agent.secrets.yaml") }],
-      ["filesystem_read_text_file", { path: secretsFile }],
-      ["filesystem_read_text_file", { path: "mcp_agent.secrets.yaml" }],
-      ["filesystem_read_text_file", { path: "link/mcp_agent.secrets.yaml" }],
-      ["filesystem_read_text_file", { path: path.join(home, "key.yaml") }],
-      ["filesystem_read_file", { path: path.join(home, "key.yaml") }],
-      ["filesystem_read_media_file", { path: secretsFile }],
-      ["filesystem_read_media_file", { path: path.join(home, "key.yaml") }],
-      ["filesystem_get_file_info", { path: path.join(home, "key.yaml") }],
-      ["filesystem_edit_file", { path: path.join(home, "key.yaml"), edits: [{ oldText: "sk-", newText: "sk-" }], dryRun: true }],
-      ["filesystem_move_file", { source: secretsFile, destination: path.join(home, "stolen.yaml") }],
-      ["filesystem_move_file", { source: path.join(home, "link", "mcp_agent.secrets.yaml"), destination: path.join(home, "stolen2.yaml") }],
-      ["filesystem_write_file", { path: path.join(home, "link", "planted.txt"), content: "x" }],
-      ["filesystem_write_file", { path: path.join(root, "alice2", "planted.txt"), content: "x" }],
-      ["filesystem_create_directory", { path: path.join(home, "link", "planted-dir") }],
-    ];
-    for (const [tool, args] of refused) {
-      const reply = await call(client, tool, args);
-      assert.match(reply, /^RESULT Error: /, `${tool} ${JSON.stringify(args)} must be refused, got ${reply.slice(0, 300)}`);
-      assert.ok(
-        !reply.includes(API_KEY) && !reply.includes("alice2 private") && !reply.includes("root:x:0"),
-        `${tool} leaked: ${reply.slice(0, 300)}`,
-      );
-    }
-    // read_multiple_files reports failures per file, inside a successful result: nothing may leak.
-    const several = await call(client, "filesystem_read_multiple_files", {
-      paths: [
-        secretsFile,
-        path.join(home, "key.yaml"),
-        path.join(home, "link", "mcp_agent.secrets.yaml"),
-        path.join(root, "alice2", "secret.txt"),
-      ],
-    });
-    assert.ok(!several.includes(API_KEY) && !several.includes("alice2 private"), several.slice(0, 500));
-
-    // Nothing moved or was planted outside.
-    assert.match(readFileSync(secretsFile, "utf8"), new RegExp(API_KEY));
-    for (const planted of [
-      path.join(files.configDir, "planted.txt"),
-      path.join(files.configDir, "planted-dir"),
-      path.join(root, "alice2", "planted.txt"),
-      path.join(home, "stolen.yaml"),
-      path.join(home, "stolen2.yaml"),
-    ]) {
-      assert.equal(existsSync(planted), false, planted);
-    }
-    // And no frame this user got carries the key.
-    assert.ok(!client.frames.some((frame) => JSON.stringify(frame).includes(API_KEY)));
-  } finally {
-    await client.close();
-  }
-});
