@@ -2,7 +2,7 @@
 // (against the npm server and the built-in alike) are in filesystem-hostile.test.ts.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import {
   startModelServer,
