@@ -4,13 +4,12 @@ import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
-import { externalSkip, findExecutable } from "../helpers/external.ts";
+import { type Browser, type Page } from "playwright-core";
+import { chromiumSkip, launchChromium } from "../helpers/browser.ts";
 import { baseConfig, filesystemEntry, startServer, type RunningServer } from "../helpers/harness.ts";
 import { startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
 
-const CHROMIUM = findExecutable("CHROMIUM_PATH", ["/usr/bin/chromium"]);
-const skip = externalSkip(`chromium at ${process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"}`, CHROMIUM, "chromium");
+const skip = chromiumSkip;
 
 /** A 1×1 PNG. */
 const PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "base64");
@@ -32,19 +31,7 @@ before(async () => {
     ),
     secrets: { openai: { api_key: "sk-test-files-page" } },
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();

@@ -4,13 +4,12 @@
 import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
-import { externalSkip, findExecutable } from "../helpers/external.ts";
+import { type Browser, type Page } from "playwright-core";
+import { chromiumSkip, launchChromium } from "../helpers/browser.ts";
 import { baseConfig, ROOT, startServer, type RunningServer } from "../helpers/harness.ts";
 import { startModelServer, toolDirective, type ChatRequest, type ModelServer } from "../helpers/model-server.ts";
 
-const CHROMIUM = findExecutable("CHROMIUM_PATH", ["/usr/bin/chromium"]);
-const skip = externalSkip(`chromium at ${process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"}`, CHROMIUM, "chromium");
+const skip = chromiumSkip;
 const EVERYTHING = path.join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js");
 
 function responder(request: ChatRequest) {
@@ -33,7 +32,7 @@ before(async () => {
     ),
     secrets: { openai: { api_key: "sk-test-page-mcp" } },
   });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"] });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();

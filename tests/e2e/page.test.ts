@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { SignJWT } from "jose";
-import { chromium, type Browser, type Locator, type Page } from "playwright-core";
-import { externalSkip, findExecutable } from "../helpers/external.ts";
+import { type Browser, type Locator, type Page } from "playwright-core";
+import { chromiumSkip, launchChromium } from "../helpers/browser.ts";
 import { baseConfig, connectUser, startServer, testServerEntry, type RunningServer } from "../helpers/harness.ts";
 import {
   afterTool,
@@ -17,8 +17,7 @@ import {
   type ScriptedReply,
 } from "../helpers/model-server.ts";
 
-const CHROMIUM = findExecutable("CHROMIUM_PATH", ["/usr/bin/chromium"]);
-const skip = externalSkip(`chromium at ${process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"}`, CHROMIUM, "chromium");
+const skip = chromiumSkip;
 const SECRETS = { openai: { api_key: "sk-test-page" } };
 
 const STREAMED = `Here is ${"a fairly long streamed answer ".repeat(8)}\n\n\`\`\`js\nconst answer = 42;\n\`\`\`\n\nEND-OF-STREAM`;
@@ -94,19 +93,7 @@ before(async () => {
     config: baseConfig(model.baseUrl, APPROVING, { agent: { approval_timeout_seconds: 30 } }),
     secrets: SECRETS,
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
