@@ -2,7 +2,7 @@
 // turn queue that runs one turn at a time. Sessions outlive sockets; an idle sweep ends them.
 import { randomUUID } from "node:crypto";
 import { runTurn, TurnError, type AgentSettings, type ChatMessage, type TurnHooks } from "./agent.ts";
-import { historyItems, trimHistory, type HistoryEntry } from "./lib/store/history.ts";
+import { historyItems, historyPage, trimHistory, type HistoryEntry } from "./lib/store/history.ts";
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./lib/session/rate-limit.ts";
 import type { SessionRecord, SessionStore } from "./lib/store/store.ts";
 import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
@@ -308,31 +308,13 @@ export class UserSession {
     return this.#itemsCache.items;
   }
 
-  /**
-   * One page of the history, oldest first: at most `limit` items (and about `maxChars` characters)
-   * before `before` (an item index, or the turn_id whose first item ends the page), or the newest.
-   */
+  /** One page of the history (see historyPage in lib/store/history.ts). */
   historyPage(
     before: number | string | undefined,
     limit: number,
     maxChars: number,
   ): { items: HistoryItem[]; start: number; total: number } {
-    const all = this.historyItems();
-    let end = all.length;
-    if (typeof before === "number") end = Math.min(before, all.length);
-    else if (typeof before === "string") {
-      const at = all.findIndex((item) => item.turn_id === before);
-      end = at === -1 ? 0 : at;
-    }
-    // Newest first, while the page's JSON stays under maxChars (always at least one item).
-    let start = end;
-    let chars = 0;
-    while (start > 0 && end - start < limit) {
-      chars += JSON.stringify(all[start - 1]).length;
-      if (chars > maxChars && start < end) break;
-      start--;
-    }
-    return { items: all.slice(start, end), start, total: all.length };
+    return historyPage(this.historyItems(), before, limit, maxChars);
   }
 
   /** A `history` request costs a token of its own bucket: asking in a loop is refused, saying why. */

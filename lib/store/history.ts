@@ -109,3 +109,30 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
   }
   return items;
 }
+
+/**
+ * Pure: one page of the history, oldest first: at most `limit` items (and about `maxChars`
+ * characters of JSON, always at least one) before `before` (an item index, or the turn_id whose
+ * first item ends the page), or the newest. `start` is the index of its first item.
+ */
+export function historyPage(
+  all: readonly HistoryItem[],
+  before: number | string | undefined,
+  limit: number,
+  maxChars: number,
+): { items: HistoryItem[]; start: number; total: number } {
+  let end = all.length;
+  if (typeof before === "number") end = Math.min(before, all.length);
+  else if (typeof before === "string") {
+    const at = all.findIndex((item) => item.turn_id === before);
+    end = at === -1 ? 0 : at;
+  }
+  let start = end;
+  let chars = 0;
+  while (start > 0 && end - start < limit) {
+    chars += JSON.stringify(all[start - 1]).length;
+    if (chars > maxChars && start < end) break;
+    start--;
+  }
+  return { items: all.slice(start, end), start, total: all.length };
+}

@@ -13,6 +13,7 @@ import {
   type Frame,
   type RunningServer,
   type TestClient,
+  until,
 } from "../helpers/harness.ts";
 import { CONTEXT_FULL_MESSAGE } from "../../agent.ts";
 
@@ -116,8 +117,10 @@ test("when the model still says the request is too long, the turn trims harder a
     assert.equal(end.type, "answer", JSON.stringify(end));
     assert.equal(end.message, "echo: what did you read?");
     assert.equal(model.refusedForLength - refusedBefore, 1, "one refusal, then a request that fit");
-    const warned = readLog(running.logPath).filter((line) => line.event === "context_length_exceeded");
-    assert.equal(warned.at(-1)?.model_window, 4_000, "the window named in the model's error was used");
+    // Log lines are written just after the frames: wait for the line rather than race it.
+    const warnedLines = () => readLog(running.logPath).filter((line) => line.event === "context_length_exceeded");
+    await until(() => warnedLines().length > 0, "the context_length_exceeded log line");
+    assert.equal(warnedLines().at(-1)?.model_window, 4_000, "the window named in the model's error was used");
     // The window is remembered: the next turn is fitted to it at once, not refused first.
     const next = await turn(client, "anything else?");
     assert.equal(next.type, "answer", JSON.stringify(next));

@@ -1,0 +1,38 @@
+// History pages (lib/store/history.ts historyPage): pure, so a client can page back through a long
+// conversation cheaply and a page never grows past its character budget.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { HistoryItem } from "../../lib/protocol.ts";
+import { historyPage } from "../../lib/store/history.ts";
+
+const items: HistoryItem[] = Array.from({ length: 10 }, (_, i) =>
+  i % 2 === 0
+    ? { role: "user", turn_id: `t${i / 2}`, content: `question ${i / 2}`, status: "ok" }
+    : { role: "assistant", turn_id: `t${(i - 1) / 2}`, content: `answer ${(i - 1) / 2}` },
+);
+
+test("without `before` the newest `limit` items, oldest first, with where they start", () => {
+  const page = historyPage(items, undefined, 4, 1_000_000);
+  assert.deepEqual(
+    page.items.map((item) => ("content" in item ? item.content : "")),
+    ["question 3", "answer 3", "question 4", "answer 4"],
+  );
+  assert.deepEqual([page.start, page.total], [6, 10]);
+});
+
+test("`before` as an index or a turn_id pages back; an unknown turn_id gives an empty page", () => {
+  assert.deepEqual(historyPage(items, 6, 4, 1_000_000).start, 2);
+  const byTurn = historyPage(items, "t3", 2, 1_000_000);
+  assert.deepEqual(
+    byTurn.items.map((item) => ("content" in item ? item.content : "")),
+    ["question 2", "answer 2"],
+  );
+  assert.deepEqual(historyPage(items, "nope", 4, 1_000_000).items, []);
+  assert.deepEqual(historyPage(items, 0, 4, 1_000_000), { items: [], start: 0, total: 10 });
+});
+
+test("a page stops at its character budget, but always holds at least one item", () => {
+  const lastTwo = JSON.stringify(items[8]).length + JSON.stringify(items[9]).length;
+  assert.equal(historyPage(items, undefined, 10, lastTwo).items.length, 2);
+  assert.equal(historyPage(items, undefined, 10, 1).items.length, 1);
+});
