@@ -20,7 +20,7 @@ import {
   killAllNow,
   nginxProgram,
   spawnChild,
-  startInstance,
+  startInstances,
   startNginx,
   startRedis,
   randomSecret,
@@ -198,23 +198,19 @@ async function runPhase(options: {
     const clusterSecret = randomSecret();
     const redis = await startRedis({ bin: options.redisBin, port: redisPort, dir: path.join(dir, "redis"), password: randomSecret() });
     children.push(redis);
-    const results = await Promise.allSettled(
-      ports.map((port) =>
-        startInstance({
-          sourcePath: configPath,
-          sourceDir: dir,
-          redisUrl: redis.url,
-          clusterSecret,
-          port,
-          dir: path.join(dir, `instance-${port}`),
-          env: { PATH: process.env.PATH, HOME: process.env.HOME },
-        }),
-      ),
+    const instances = await startInstances(
+      ports,
+      (port) => ({
+        sourcePath: configPath,
+        sourceDir: dir,
+        redisUrl: redis.url,
+        clusterSecret,
+        port,
+        dir: path.join(dir, `instance-${port}`),
+        env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      }),
+      (instance) => children.push(instance),
     );
-    const instances = results.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
-    children.push(...instances);
-    const failed = results.find((result) => result.status === "rejected");
-    if (failed) throw failed.reason;
     const nginx = await startNginx({
       bin: options.nginxBin,
       prefix: path.join(dir, "nginx"),

@@ -432,6 +432,24 @@ export async function startInstance(options: InstanceOptions): Promise<Instance>
   return Object.assign(child, { port: options.port, url, configPath, logPattern });
 }
 
+/**
+ * Starts one instance per port, together (each takes seconds to compile). Every instance that
+ * started is handed to `keep` (its owner stops it) even when another failed; then the first
+ * failure is thrown.
+ */
+export async function startInstances(
+  ports: readonly number[],
+  optionsFor: (port: number) => InstanceOptions,
+  keep: (instance: Instance) => void = () => undefined,
+): Promise<Instance[]> {
+  const results = await Promise.allSettled(ports.map((port) => startInstance(optionsFor(port))));
+  const instances = results.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+  instances.forEach(keep);
+  const failed = results.find((result) => result.status === "rejected");
+  if (failed) throw failed.reason;
+  return instances;
+}
+
 // ---- nginx ----------------------------------------------------------------------------------
 
 export interface NginxRunOptions {

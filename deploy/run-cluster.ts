@@ -12,7 +12,7 @@ import {
   nginxProgram,
   portFree,
   redisProgram,
-  startInstance,
+  startInstances,
   startNginx,
   startRedis,
   randomSecret,
@@ -155,22 +155,16 @@ try {
     `redis-server: ${withoutCredentials(redis.url)} (pid ${redis.pid}; password protected, see the instances' ${SECRETS_FILE}; no persistence: the data goes with it)`,
   );
 
-  const results = await Promise.allSettled(
-    instancePorts.map((instancePort) =>
-      startInstance({
-        sourcePath: configPath,
-        sourceDir: path.dirname(configPath),
-        redisUrl: redis.url,
-        clusterSecret,
-        port: instancePort,
-        dir: path.join(tmp, `instance-${instancePort}`),
-        onLine: prefixed(`:${instancePort}`),
-      }),
-    ),
-  );
-  const failed = results.find((result) => result.status === "rejected");
-  if (failed) throw failed.reason;
-  const instances = results.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+  // Every child is in the registry stopAll() empties, so a failed start leaves none behind.
+  const instances = await startInstances(instancePorts, (port) => ({
+    sourcePath: configPath,
+    sourceDir: path.dirname(configPath),
+    redisUrl: redis.url,
+    clusterSecret,
+    port,
+    dir: path.join(tmp, `instance-${port}`),
+    onLine: prefixed(`:${port}`),
+  }));
   for (const [i, instance] of instances.entries()) {
     watch(instance, "nginx sends its users to the other instances");
     console.log(`instance ${i + 1}: ${instance.url} (pid ${instance.pid}${instance.logPattern ? `, log ${instance.logPattern}` : ""})`);

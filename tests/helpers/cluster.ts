@@ -9,7 +9,7 @@ import {
   NGINX_CANDIDATES,
   REDIS_CANDIDATES,
   freePorts,
-  startInstance,
+  startInstances,
   startNginx,
   startRedis,
   randomSecret,
@@ -68,24 +68,20 @@ export async function startTestCluster(options: {
     const clusterSecret = randomSecret();
     let redis = await startRedis({ bin: redisBin, port: redisPort, dir: redisDir, password });
     started.push(redis);
-    // Started together (each takes seconds to compile); all of them are stopped if one fails.
-    const results = await Promise.allSettled(
-      instancePorts.map((port) =>
-        startInstance({
-          sourcePath: configPath,
-          sourceDir: dir,
-          redisUrl: redis.url,
-          clusterSecret,
-          port,
-          dir: path.join(dir, `instance-${port}`),
-          env: { PATH: process.env.PATH, HOME: process.env.HOME },
-        }),
-      ),
+    // All of them are stopped if one fails.
+    const instances = await startInstances(
+      instancePorts,
+      (port) => ({
+        sourcePath: configPath,
+        sourceDir: dir,
+        redisUrl: redis.url,
+        clusterSecret,
+        port,
+        dir: path.join(dir, `instance-${port}`),
+        env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      }),
+      (instance) => started.push(instance),
     );
-    const instances = results.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
-    started.push(...instances);
-    const failed = results.find((result) => result.status === "rejected");
-    if (failed) throw failed.reason;
     const nginx = await startNginx({
       bin: nginxBin,
       prefix: path.join(dir, "nginx"),
