@@ -4,6 +4,9 @@ import { encodeFrame, type DeltaFrame, type ServerFrame } from "../protocol.ts";
 import type { Redactor } from "../secrets/redactor.ts";
 import type { Peer } from "../session/fanout.ts";
 
+/** Frames are never changed once sent (merging makes new objects), so their text can be kept. */
+const encodedFrames = new WeakMap<Redactor, WeakMap<ServerFrame, string>>();
+
 export interface SendLimits {
   /** Past this many unsent bytes, streaming deltas are merged instead of queued one by one. */
   softBytes: number;
@@ -54,7 +57,14 @@ export class SocketPeer implements Peer {
   }
 
   #encode(frame: ServerFrame): string {
-    return encodeFrame(this.#redactor ? this.#redactor.redactValue(frame) : frame);
+    const redactor = this.#redactor;
+    if (!redactor) return encodeFrame(frame);
+    // The fan-out hands one frame object to every tab of the user: redacted and encoded once.
+    let byFrame = encodedFrames.get(redactor);
+    if (!byFrame) encodedFrames.set(redactor, (byFrame = new WeakMap()));
+    let text = byFrame.get(frame);
+    if (text === undefined) byFrame.set(frame, (text = encodeFrame(redactor.redactValue(frame))));
+    return text;
   }
 
   /**
