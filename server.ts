@@ -14,6 +14,7 @@ import { changesWorkspace, workspaceServers } from "./lib/files/workspace-writes
 import { createHttpServer } from "./lib/http/listener.ts";
 import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
+import { serverActions } from "./lib/mcp/server-actions.ts";
 import { agentSettingsFrom } from "./lib/agent-settings.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
@@ -80,6 +81,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),
       tokensPerDay: config.limits.tokens_per_day,
       metrics,
+      serverActions: serverActions(),
     },
     createHub: (userId, sessionId) => hubs.create(userId, sessionId),
     idleMs: config.session.idle_timeout_seconds * 1000,

@@ -15,6 +15,8 @@ import { TurnRecord } from "./lib/session/turn-record.ts";
 import { publicReason } from "./lib/session/public-reason.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub } from "./lib/mcp/hub.ts";
+import { ServersWatch } from "./lib/mcp/server-state.ts";
+import type { ServerActions } from "./lib/mcp/server-actions.ts";
 import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import type { ResetOutcome } from "./lib/socket/dispatch.ts";
 import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
@@ -25,6 +27,7 @@ import {
   deltaFrame,
   errorFrame,
   filesChangedFrame,
+  serversFrame,
   queuedFrame,
   resetFrame,
   streamAnswerFrame,
@@ -39,6 +42,7 @@ import {
   type ElicitationAction,
   type ElicitationValue,
   type HistoryItem,
+  type ServerClientFrame,
   type ServerFrame,
   type SessionInfo,
   type StreamFrame,
@@ -93,6 +97,8 @@ export interface SessionDeps {
   metrics: MetricsRecorder;
   /** Whether a session that holds nothing yet may start its first turn (limits.max_sessions); why not. */
   admitFirstTurn?: () => string | undefined;
+  /** What a socket's server_* frames do (retry, connect, add, remove): lib/mcp/server-actions.ts. */
+  serverActions?: ServerActions;
 }
 
 export class UserSession {
@@ -155,6 +161,17 @@ export class UserSession {
       logFields: () => ({ user_id: this.userId, session_id: this.#sessionId }),
     });
     hub.attach(this.#asks);
+    // Every tab sees its servers' state as it changes: the `servers` frame.
+    const watch = new ServersWatch(
+      () => hub.statuses(),
+      (servers) => this.sockets.broadcast(serversFrame(servers)),
+    );
+    hub.onChange(() => watch.changed());
+  }
+
+  /** A socket's frame about one of the user's MCP servers. */
+  serverAction(peer: Peer, frame: ServerClientFrame): void {
+    this.#deps.serverActions?.handle(this, peer, frame);
   }
 
   /** A person's answer to an elicitation_request; an error text when it was not taken. */
@@ -336,6 +353,7 @@ export class UserSession {
 
   attach(peer: Peer): void {
     this.lastActivity = Date.now();
+    if (peer.streaming) peer.send(serversFrame(this.hub.statuses()));
     // A page reloaded mid-turn picks the turn up where it is, then gets the live frames...
     this.sockets.add(peer);
     if (!peer.streaming) return;

@@ -23,10 +23,11 @@ import {
 } from "./client-requests.ts";
 import { mapToolResult } from "./content.ts";
 import type { McpServerConfig } from "../config.ts";
-import type { ServerInfo, ServerState } from "../protocol.ts";
+import type { ServerInfo, ServerState, ServerStatus } from "../protocol.ts";
 import type { Logger } from "../log.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
 import { buildToolCatalog, type McpToolInfo } from "./tools.ts";
+import { ChangeListeners, serverStatus, StderrTail, withStderr } from "./server-state.ts";
 
 const CLIENT_INFO = { name: "mcp-agent-ws", version: "0.1.0" };
 
@@ -58,8 +59,13 @@ export class McpConnection {
   readonly shared: boolean;
   /** Shared, yet each call works in its caller's workspace (the built-in filesystem). */
   readonly perWorkspace: boolean;
-  #state: ServerState = "stopped";
+  #stateValue: ServerState = "stopped";
   #error: string | undefined;
+  /** Told of every change a user would see (state, tools, error): the `servers` frame. */
+  readonly #changes = new ChangeListeners();
+  readonly #stderr: StderrTail | undefined;
+  #needsAuth = false;
+  readonly #userAdded: boolean;
   #tools: McpToolInfo[] = [];
   /** Bumped whenever the tool list changes, so the hub rebuilds the model's catalog. */
   #toolsVersion = 0;
@@ -98,6 +104,9 @@ export class McpConnection {
     /** Absent for a shared connection: it serves every user, so it never asks one of them. */
     askBack?: AskBack;
     perWorkspace?: boolean;
+    /** A child's last stderr lines, for its failure message. */
+    stderr?: StderrTail;
+    userAdded?: boolean;
   }) {
     this.name = options.name;
     this.transportName = options.transportName;
@@ -111,10 +120,46 @@ export class McpConnection {
     this.#log = options.log;
     this.#logFields = { server: options.name, ...options.logFields };
     this.#askBack = options.askBack;
+    this.#stderr = options.stderr;
+    this.#userAdded = options.userAdded ?? false;
   }
 
   get state(): ServerState {
     return this.#state;
+  }
+
+  /** The server answered 401 and waits for the user's authorization (OAuth). */
+  get needsAuth(): boolean {
+    return this.#needsAuth;
+  }
+
+  /** A server the user added, not one of the operator's. */
+  get userAdded(): boolean {
+    return this.#userAdded;
+  }
+
+  get #state(): ServerState {
+    return this.#stateValue;
+  }
+
+  set #state(state: ServerState) {
+    if (state === this.#stateValue) return;
+    this.#stateValue = state;
+    this.#changes.emit();
+  }
+
+  /** Calls `listener` after each change of state or tools; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    return this.#changes.add(listener);
+  }
+
+  /** A failed server started again at the user's request (the page's Retry). */
+  async retry(): Promise<void> {
+    if (this.#state === "failed" || this.#state === "exited") {
+      this.#restarts = 0;
+      this.#state = "stopped";
+    }
+    await this.start();
   }
 
   get #isRemote(): boolean {
@@ -199,6 +244,7 @@ export class McpConnection {
       if (this.#client !== client) return;
       this.#tools = tools;
       this.#toolsVersion++;
+      this.#changes.emit();
       this.#log.info("mcp_tools_changed", { ...this.#logFields, tools: tools.length });
     } catch (error) {
       this.#log.warn("mcp_tools_refresh_failed", { ...this.#logFields, error: errorMessage(error) });
@@ -211,6 +257,7 @@ export class McpConnection {
     this.#log.info("mcp_server_starting", this.#logFields);
     const client = this.#newClient();
     let transport: (Transport & { pid?: number }) | undefined;
+    this.#stderr?.clear();
     try {
       transport = this.#makeTransport();
       this.#transport = transport;
@@ -239,9 +286,10 @@ export class McpConnection {
         duration_ms: Date.now() - started,
       });
     } catch (error) {
-      const reason = describeStartError(error, this.name);
       await client.close().catch(() => undefined);
       await transport?.close().catch(() => undefined);
+      // After the close: the child's last lines have been read by then.
+      const reason = withStderr(describeStartError(error, this.name), this.#stderr?.lines() ?? []);
       if (this.#isClosed()) return;
       // A restart after a crash that fails to start is one more crash: it may be tried again
       // (with backoff) until the restart cap, rather than giving up at once.
@@ -262,8 +310,8 @@ export class McpConnection {
 
   #onUnexpectedClose(client: Client): void {
     if (this.#client !== client || this.#state === "closed") return;
+    this.#error = withStderr("the server process exited", this.#stderr?.lines() ?? []);
     this.#state = "exited";
-    this.#error = "the server process exited";
     this.#client = undefined;
     this.#transport = undefined;
     // The first crash restarts at once on the next call; later ones wait 1 s, 2 s, 4 s ... so a
@@ -481,7 +529,7 @@ function describeStartError(error: unknown, name: string): string {
     return `command not found (is it installed and on PATH?) for MCP server "${name}" (mcp.servers.${name}.command)`;
   }
   const message = errorMessage(error);
-  if (/Connection closed/i.test(message)) return `the server exited during start-up (${message}); see its stderr in the log`;
+  if (/Connection closed/i.test(message)) return `MCP server "${name}" exited during start-up (${message})`;
   return message;
 }
 
@@ -537,17 +585,22 @@ export function connectionFor(
     logFields,
     askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests },
   };
+  const stderr = new StderrTail();
   const makeTransport = (): TransportFactory => {
     switch (entry.transport) {
       case "stdio": {
         const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs, context.configDir);
         return () => {
+          const tail = stderr;
           // The npm filesystem server needs its root to exist; made here, on its first start, not on connect.
           if (name === "filesystem") mkdirSync(workspaceDir, { recursive: true, mode: 0o700 });
           return new ProcessGroupStdioTransport({
             ...params,
             names: { command: `mcp.servers.${name}.command`, cwd: `mcp.servers.${name}.cwd` },
-            onStderrLine: (line) => context.log.debug("mcp_server_stderr", { ...logFields, server: name, line }),
+            onStderrLine: (line) => {
+              tail.push(line);
+              context.log.debug("mcp_server_stderr", { ...logFields, server: name, line });
+            },
           });
         };
       }
@@ -563,7 +616,7 @@ export function connectionFor(
         return entry.transport satisfies never;
     }
   };
-  return new McpConnection({ ...common, makeTransport: makeTransport() });
+  return new McpConnection({ ...common, makeTransport: makeTransport(), ...(entry.transport === "stdio" ? { stderr } : {}) });
 }
 
 /** True when `command` can be run: an existing path, or a name found on PATH. */
@@ -657,6 +710,9 @@ export class McpHub implements Toolbox {
   /** The user this hub serves, named to shared servers, which share their work fairly by it. */
   readonly #owner: string | undefined;
 
+  readonly #changes = new ChangeListeners();
+  readonly #unsubscribe: (() => void)[];
+
   /** `requests`: the slot its connections read the session's ClientRequests from (see attach). */
   constructor(
     connections: McpConnection[],
@@ -666,6 +722,21 @@ export class McpHub implements Toolbox {
     this.#workspaceDir = options.workspaceDir;
     this.#owner = options.owner;
     this.#requests = options.requests ?? {};
+    this.#unsubscribe = connections.map((connection) => connection.onChange(() => this.#changes.emit()));
+  }
+
+  /** Calls `listener` after any of its servers changed (state, tools, error). */
+  onChange(listener: () => void): () => void {
+    return this.#changes.add(listener);
+  }
+
+  /** Starts a failed server again (the page's Retry); false when it has no server of that name. */
+  retry(name: string): boolean {
+    const connection = this.#connections.find((candidate) => candidate.name === name);
+    if (!connection) return false;
+    this.#ready = undefined;
+    void connection.retry();
+    return true;
   }
 
   /** The session that servers' sampling and elicitation requests go to. */
@@ -737,8 +808,16 @@ export class McpHub implements Toolbox {
     return this.#connections.map((connection) => connection.info());
   }
 
+  /** The `servers` frame's entries. */
+  statuses(): ServerStatus[] {
+    return this.#connections.map((connection) =>
+      serverStatus(connection.info(), { needsAuth: connection.needsAuth, userAdded: connection.userAdded }),
+    );
+  }
+
   /** Closes every connection this hub owns; shared ones stay for the other sessions. */
   async close(): Promise<void> {
+    for (const unsubscribe of this.#unsubscribe) unsubscribe();
     await Promise.all(this.#owned.map((connection) => connection.close()));
   }
 }
