@@ -15,6 +15,12 @@ import { createHttpServer } from "./lib/http/listener.ts";
 import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
 import { serverActions } from "./lib/mcp/server-actions.ts";
+import { oauthActions } from "./lib/oauth/actions.ts";
+import { OAuthManager } from "./lib/oauth/oauth.ts";
+import { SealedRecords } from "./lib/oauth/records.ts";
+import { OAuthRoutes } from "./lib/oauth/routes.ts";
+import { Vault } from "./lib/oauth/vault.ts";
+import { authCompletedFrame, authRequiredFrame, errorFrame } from "./lib/protocol.ts";
 import { agentSettingsFrom } from "./lib/agent-settings.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
@@ -52,7 +58,32 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
-  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE]);
+  // Sealed with a key made on first use: a server that never stores a token never makes one.
+  let vault: Vault | undefined;
+  const records = new SealedRecords(
+    store,
+    () => (vault ??= Vault.open({ secret: config.oauth.encryption_key, keyFile: resolveConfigPath(config, config.oauth.key_file) })),
+  );
+  // Known at listen (port 0 picks one); server.public_url wins when set.
+  let baseUrl = `http://localhost:${config.server.port}`;
+  const oauth: OAuthManager = new OAuthManager({
+    config,
+    records,
+    log,
+    baseUrl: () => baseUrl,
+    entryFor: (_userId, server) => Promise.resolve(config.mcp.servers[server]),
+    events: {
+      authRequired: (userId, server, url) => {
+        sessions.broadcast(userId, authRequiredFrame(server, url));
+        sessions.get(userId)?.sockets.toSeed(errorFrame(`MCP server "${server}" needs your authorization: ${oauth.hint(server)}`));
+      },
+      authCompleted: (userId, server) => {
+        sessions.get(userId)?.hub.retry(server);
+        sessions.broadcast(userId, authCompletedFrame(server));
+      },
+    },
+  });
+  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], oauth);
   const writers = workspaceServers(config.mcp.servers);
   // Read at scrape time only, when `sessions` and `sockets` below exist.
   const metrics: Metrics = new Metrics({
@@ -81,7 +112,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),
       tokensPerDay: config.limits.tokens_per_day,
       metrics,
-      serverActions: serverActions(),
+      serverActions: serverActions({ ...oauthActions(oauth) }),
     },
     createHub: (userId, sessionId) => hubs.create(userId, sessionId),
     idleMs: config.session.idle_timeout_seconds * 1000,
@@ -105,6 +136,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     metrics,
     redactor,
     auth,
+    more: [new OAuthRoutes(oauth)],
     ...(clusterRoutes ? { cluster: clusterRoutes } : {}),
   });
   const sockets: SocketServer = new SocketServer({ config, bindHost: host, sessions, log, redactor, metrics, auth });
@@ -124,6 +156,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
           sessions.startSweeper();
           hubs.startShared();
           const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+          baseUrl = url;
           const servers = Object.keys(config.mcp.servers);
           log.info("server_start", {
             url,

@@ -11,6 +11,34 @@ const seconds = z.number().positive();
 /** The smallest `agent.max_context_tokens` (and the smallest window a model's refusal is believed to name). */
 export const MIN_CONTEXT_TOKENS = 1024;
 
+/** mcp-agent's `mcp.servers.<name>.auth`: a static API key, or OAuth (docs/mcp.md#authorization). */
+const McpServerAuthSchema = z.object({
+  /** Sent as `Authorization: Bearer <api_key>` to a remote server. */
+  api_key: z.string().optional(),
+  oauth: z
+    .object({
+      /** The server is reached with the user's own OAuth token (each user signs in once). */
+      enabled: z.boolean().default(true),
+      /** Scopes asked for when the server's challenge names none. */
+      scopes: z.array(z.string()).default([]),
+      /** The RFC 8707 resource; default: the server's protected-resource metadata, else its URL. */
+      resource: z.string().optional(),
+      /** Where to authorize when the server publishes no protected-resource metadata. */
+      authorization_server: z.string().optional(),
+      /** A pre-registered client (else the client ID metadata document, else dynamic registration). */
+      client_id: z.string().optional(),
+      client_secret: z.string().optional(),
+      /** The operator's tokens, used for every user until they expire (mcp-agent's pre_authorize). */
+      access_token: z.string().optional(),
+      refresh_token: z.string().optional(),
+      /** This server's client ID metadata document URL; default: oauth.client_metadata_url. */
+      client_metadata_url: z.string().optional(),
+      /** `client_credentials`: the operator's client authorizes once for every user (needs client_id and client_secret). */
+      grant: z.enum(["authorization_code", "client_credentials"]).default("authorization_code"),
+    })
+    .optional(),
+});
+
 const McpServerSchema = z.object({
   transport: z.enum(["stdio", "sse", "streamable_http", "websocket"]).default("stdio"),
   description: z.string().optional(),
@@ -20,6 +48,7 @@ const McpServerSchema = z.object({
   cwd: z.string().optional(),
   url: z.string().optional(),
   headers: z.record(z.string(), z.string()).default({}),
+  auth: McpServerAuthSchema.optional(),
   read_timeout_seconds: seconds.default(60),
   /** A call that keeps reporting progress has its read timeout restarted, up to this much in all. */
   max_call_seconds: seconds.default(3600),
@@ -84,7 +113,36 @@ const ConfigSchema = z.object({
   $schema: z.string().optional(),
   execution_engine: z.string().optional(),
   logger: LoggerSchema.prefault({}),
-  mcp: z.object({ servers: z.record(z.string(), McpServerSchema).default({}) }).prefault({}),
+  mcp: z
+    .object({
+      servers: z.record(z.string(), McpServerSchema).default({}),
+      /** Remote MCP servers users add for themselves (GET/POST/DELETE /servers/<user_id>). */
+      user_servers: z
+        .object({
+          enabled: z.boolean().default(false),
+          /** Hosts a user's server may be on although the address guard refuses them (loopback, private), as the fetch tool's allow_hosts. */
+          allow_hosts: z.array(z.string()).default([]),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  /** OAuth for remote MCP servers (mcp-agent's top-level `oauth` section, where it applies). */
+  oauth: z
+    .object({
+      /** The client ID metadata document URL; default <server.public_url>/oauth/client-metadata.json when that is https. */
+      client_metadata_url: z.string().optional(),
+      /** Where the authorization server sends the browser back; default server.public_url, else http://localhost:<port>. */
+      callback_base_url: z.string().optional(),
+      /** An authorization URL (its state) expires after this long. */
+      flow_timeout_seconds: seconds.default(600),
+      /** Key of the tokens at rest (secrets file; any string, hashed to 256 bits); unset: key_file. */
+      encryption_key: z.string().optional(),
+      /** Made owner-only (0600) with a random key when absent. Relative to the config file's folder. */
+      key_file: z.string().default("data/oauth.key"),
+      /** The client_name of our registrations and metadata document. */
+      client_name: z.string().default("mcp-agent-ws"),
+    })
+    .prefault({}),
   openai: z
     .object({
       api_key: z.string().optional(),
@@ -152,6 +210,8 @@ const ConfigSchema = z.object({
       allowed_origins: z.array(z.string()).default([]),
       /** Host header values answered while bound to loopback, besides localhost/127.0.0.1/[::1]. */
       allowed_hosts: z.array(z.string()).default([]),
+      /** The address users reach this server at (https://agent.example.com): OAuth redirects and the client ID metadata document. */
+      public_url: z.string().optional(),
       /** When set (or MCP_AGENT_AUTH_TOKEN), /ws/* and /sessions* require it. */
       auth_token: z.string().optional(),
       /** Per-user identities (docs/security.md): `token` is the shared auth_token above; `jwt` and `users` tie a token to one user id. */
@@ -253,6 +313,8 @@ const ConfigSchema = z.object({
         .int()
         .positive()
         .default(100 * 1024 * 1024),
+      /** MCP servers one user may add (mcp.user_servers). */
+      max_user_servers: z.number().int().min(0).default(10),
       /** Model tokens (prompt + completion) one user may use per UTC day; unset: no quota. */
       tokens_per_day: z.number().int().positive().optional(),
     })
@@ -446,9 +508,21 @@ export function parseConfig(
   const server = { ...parsed.server, auth_token: parsed.server.auth_token || env.MCP_AGENT_AUTH_TOKEN || undefined };
   const levelName = parsed.logger.level;
   const logLevel: LogLevel = levelName === "warning" ? "warn" : levelName;
-  const secretValues = [openai.api_key, server.auth_token, auth.admin_token, auth.jwt.secret, ...stringLeaves(sources[1]?.data)].filter(
-    (value): value is string => typeof value === "string" && value.length >= 6,
-  );
+  const mcpCredentials = Object.values(parsed.mcp.servers).flatMap((entry) => [
+    entry.auth?.api_key,
+    entry.auth?.oauth?.client_secret,
+    entry.auth?.oauth?.access_token,
+    entry.auth?.oauth?.refresh_token,
+  ]);
+  const secretValues = [
+    openai.api_key,
+    server.auth_token,
+    auth.admin_token,
+    auth.jwt.secret,
+    parsed.oauth.encryption_key,
+    ...mcpCredentials,
+    ...stringLeaves(sources[1]?.data),
+  ].filter((value): value is string => typeof value === "string" && value.length >= 6);
   return { ...parsed, server, openai, logLevel, configDir, secretValues: [...new Set(secretValues)] };
 }
 

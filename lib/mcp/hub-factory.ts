@@ -5,6 +5,7 @@ import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import type { ClientRequests } from "./client-requests.ts";
+import type { OAuthManager } from "../oauth/oauth.ts";
 import {
   builtinFetchConnection,
   builtinFilesystemConnection,
@@ -22,10 +23,12 @@ export class HubFactory {
   readonly #workspaces: Workspaces;
   readonly #context: HubContext;
   readonly #shared = new Map<string, McpConnection>();
+  readonly #oauth: OAuthManager | undefined;
 
   /** `packageDirs`: folders where `npx -y <pkg>` packages are looked for locally. */
-  constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[]) {
+  constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[], oauth?: OAuthManager) {
     this.#config = config;
+    this.#oauth = oauth;
     this.#workspaces = workspaces;
     const limits: ConnectionLimits = {
       maxToolResultChars: config.limits.max_tool_result_chars,
@@ -58,9 +61,12 @@ export class HubFactory {
     const fields = { user_id: userId, session_id: sessionId };
     // Filled by the session (McpHub.attach): servers' sampling and elicitation requests go there.
     const requests: { current?: ClientRequests } = {};
-    const connections = Object.entries(this.#config.mcp.servers).map(
-      ([name, entry]) => this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current),
-    );
+    const connections = Object.entries(this.#config.mcp.servers).map(([name, entry]) => {
+      const shared = this.#shared.get(name);
+      if (shared) return shared;
+      const auth = this.#oauth?.remoteAuth(userId, name, entry);
+      return connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current, auth ? { auth } : {});
+    });
     return new McpHub(connections, { workspaceDir, owner: userId, requests });
   }
 

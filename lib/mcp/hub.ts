@@ -28,6 +28,8 @@ import type { Logger } from "../log.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
 import { buildToolCatalog, type McpToolInfo } from "./tools.ts";
 import { ChangeListeners, serverStatus, StderrTail, withStderr } from "./server-state.ts";
+import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
+import { remoteHeaders, type RemoteAuth } from "../oauth/oauth.ts";
 
 const CLIENT_INFO = { name: "mcp-agent-ws", version: "0.1.0" };
 
@@ -66,6 +68,7 @@ export class McpConnection {
   readonly #stderr: StderrTail | undefined;
   #needsAuth = false;
   readonly #userAdded: boolean;
+  readonly #authHint: string | undefined;
   #tools: McpToolInfo[] = [];
   /** Bumped whenever the tool list changes, so the hub rebuilds the model's catalog. */
   #toolsVersion = 0;
@@ -107,6 +110,8 @@ export class McpConnection {
     /** A child's last stderr lines, for its failure message. */
     stderr?: StderrTail;
     userAdded?: boolean;
+    /** Where the user authorizes this server, for the message of a 401 (OAuth). */
+    authHint?: string;
   }) {
     this.name = options.name;
     this.transportName = options.transportName;
@@ -122,6 +127,7 @@ export class McpConnection {
     this.#askBack = options.askBack;
     this.#stderr = options.stderr;
     this.#userAdded = options.userAdded ?? false;
+    this.#authHint = options.authHint;
   }
 
   get state(): ServerState {
@@ -168,7 +174,7 @@ export class McpConnection {
 
   /** A remote server that could not be reached: the next turn tries it again. */
   get retryable(): boolean {
-    return this.#state === "failed" && this.#isRemote;
+    return this.#state === "failed" && this.#isRemote && !this.#needsAuth;
   }
 
   get toolsVersion(): number {
@@ -270,8 +276,9 @@ export class McpConnection {
       }
       this.#tools = tools;
       this.#toolsVersion++;
-      this.#state = "ready";
+      this.#needsAuth = false;
       this.#error = undefined;
+      this.#state = "ready";
       this.#streamLost = false;
       client.onclose = () => this.#onUnexpectedClose(client);
       // An SSE server that restarts forgets our session but answers nothing to a POST for it: the
@@ -289,7 +296,8 @@ export class McpConnection {
       await client.close().catch(() => undefined);
       await transport?.close().catch(() => undefined);
       // After the close: the child's last lines have been read by then.
-      const reason = withStderr(describeStartError(error, this.name), this.#stderr?.lines() ?? []);
+      this.#needsAuth = error instanceof UnauthorizedError;
+      const reason = this.#needsAuth ? this.#authMessage() : withStderr(describeStartError(error, this.name), this.#stderr?.lines() ?? []);
       if (this.#isClosed()) return;
       // A restart after a crash that fails to start is one more crash: it may be tried again
       // (with backoff) until the restart cap, rather than giving up at once.
@@ -357,7 +365,7 @@ export class McpConnection {
     if (this.#state === "exited") await this.#restartAfterCrash(this.#timeoutMs, signal);
     // A remote server that could not be reached may be up now: each call tries it again (a call
     // is what the user asked for, and is rate-limited already). A local command that failed stays failed.
-    if (this.#state === "failed" && this.#isRemote) this.#state = "stopped";
+    if (this.#state === "failed" && this.#isRemote && !this.#needsAuth) this.#state = "stopped";
     // A server stopped while idle, or whose session was lost, starts again on use.
     if (this.#state === "stopped") await this.start();
     const client = this.#client;
@@ -407,8 +415,19 @@ export class McpConnection {
           text: `MCP server "${this.name}" lost its session and could not be reached again: ${this.#error ?? "unknown error"}`,
         };
       }
+      if (error instanceof UnauthorizedError) {
+        // A token that can no longer be refreshed, or a step-up to more scopes: the user signs in (again).
+        this.#needsAuth = true;
+        this.#error = this.#authMessage();
+        this.#changes.emit();
+        return { ok: false, text: this.#error };
+      }
       return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed: ${errorMessage(error)}` };
     }
+  }
+
+  #authMessage(): string {
+    return `MCP server "${this.name}" needs your authorization: ${this.#authHint ?? "its credentials were refused"}`;
   }
 
   async #call(client: Client, tool: McpToolInfo, args: Record<string, unknown>, options: ConnectionCallOptions): Promise<ToolOutcome> {
@@ -573,7 +592,10 @@ export function connectionFor(
   context: HubContext,
   logFields: Record<string, unknown>,
   requests: () => ClientRequests | undefined = () => undefined,
+  remote: { auth?: RemoteAuth; userAdded?: boolean } = {},
 ): McpConnection {
+  const headers = remoteHeaders(entry);
+  const authOptions = remote.auth ? { authProvider: remote.auth.provider, fetch: remote.auth.fetch } : {};
   const common = {
     name,
     transportName: entry.transport,
@@ -605,9 +627,9 @@ export function connectionFor(
         };
       }
       case "sse":
-        return () => new SSEClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
+        return () => new SSEClientTransport(remoteUrl(name, entry), { requestInit: { headers }, ...authOptions });
       case "streamable_http":
-        return () => new StreamableHTTPClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
+        return () => new StreamableHTTPClientTransport(remoteUrl(name, entry), { requestInit: { headers }, ...authOptions });
       case "websocket":
         return () => {
           throw new Error(`transport "websocket" is not supported (MCP server "${name}"): use stdio, sse or streamable_http`);
@@ -616,7 +638,22 @@ export function connectionFor(
         return entry.transport satisfies never;
     }
   };
-  return new McpConnection({ ...common, makeTransport: makeTransport(), ...(entry.transport === "stdio" ? { stderr } : {}) });
+  return new McpConnection({
+    ...common,
+    makeTransport: makeTransport(),
+    ...(entry.transport === "stdio" ? { stderr } : {}),
+    ...(remote.auth ? { authHint: remote.auth.hint } : {}),
+    ...(remote.userAdded ? { userAdded: true } : {}),
+  });
+}
+
+/** A remote entry's URL; a missing or bad one names the key (the start fails with this message). */
+function remoteUrl(name: string, entry: McpServerConfig): URL {
+  try {
+    return new URL(entry.url ?? "");
+  } catch {
+    throw new Error(`MCP server "${name}" has no valid URL: ${JSON.stringify(entry.url ?? "")} (mcp.servers.${name}.url)`);
+  }
 }
 
 /** True when `command` can be run: an existing path, or a name found on PATH. */
@@ -728,6 +765,15 @@ export class McpHub implements Toolbox {
   /** Calls `listener` after any of its servers changed (state, tools, error). */
   onChange(listener: () => void): () => void {
     return this.#changes.add(listener);
+  }
+
+  /** Stops a server and starts it again (after its credentials changed); false when it has no server of that name. */
+  restart(name: string): boolean {
+    const connection = this.#connections.find((candidate) => candidate.name === name);
+    if (!connection || connection.shared) return false;
+    this.#ready = undefined;
+    void connection.stop().then(() => connection.retry());
+    return true;
   }
 
   /** Starts a failed server again (the page's Retry); false when it has no server of that name. */

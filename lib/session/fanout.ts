@@ -63,6 +63,11 @@ export class UserSockets {
     this.#coordinator.publish(this.#userId, { kind: "frame", frame });
   }
 
+  /** A seed frame for this instance's seed-protocol sockets only (they get no streaming frames). */
+  toSeed(frame: ServerFrame): void {
+    for (const peer of this.#peers) if (!peer.streaming) peer.send(frame);
+  }
+
   /** A frame published by another instance: to this instance's streaming sockets only. */
   fromElsewhere(frame: StreamFrame): void {
     if (frame.type !== "queued" && frame.type !== "reset" && frame.type !== "files_changed" && !OUTSIDE_TURNS.has(frame.type))
