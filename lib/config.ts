@@ -28,6 +28,10 @@ const McpServerAuthSchema = z.object({
       /** A pre-registered client (else the client ID metadata document, else dynamic registration). */
       client_id: z.string().optional(),
       client_secret: z.string().optional(),
+      /** A PEM private key: the client authenticates with a signed JWT (private_key_jwt) instead of a secret. */
+      private_key: z.string().optional(),
+      /** The JWT's algorithm with private_key. */
+      signing_algorithm: z.string().default("RS256"),
       /** The operator's tokens, used for every user until they expire (mcp-agent's pre_authorize). */
       access_token: z.string().optional(),
       refresh_token: z.string().optional(),
@@ -511,6 +515,7 @@ export function parseConfig(
   const mcpCredentials = Object.values(parsed.mcp.servers).flatMap((entry) => [
     entry.auth?.api_key,
     entry.auth?.oauth?.client_secret,
+    entry.auth?.oauth?.private_key,
     entry.auth?.oauth?.access_token,
     entry.auth?.oauth?.refresh_token,
   ]);

@@ -395,7 +395,14 @@ export class McpConnection {
     const { signal } = options;
     const tool = known.name;
     try {
-      return await this.#call(client, known, args, options);
+      const outcome = await this.#call(client, known, args, options);
+      // Signed in again (a step-up): the server no longer waits for the user.
+      if (this.#needsAuth) {
+        this.#needsAuth = false;
+        this.#error = undefined;
+        this.#changes.emit();
+      }
+      return outcome;
     } catch (error) {
       if (signal?.aborted) throw error;
       if (isSessionLost(error)) {

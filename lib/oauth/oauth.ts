@@ -196,6 +196,7 @@ function settingsOf(entry: McpServerConfig): OAuthSettings {
     ...(oauth?.authorization_server ? { authorization_server: oauth.authorization_server } : {}),
     ...(oauth?.client_id ? { client_id: oauth.client_id } : {}),
     ...(oauth?.client_secret ? { client_secret: oauth.client_secret } : {}),
+    ...(oauth?.private_key ? { private_key: oauth.private_key, signing_algorithm: oauth.signing_algorithm } : {}),
     ...(oauth?.access_token ? { access_token: oauth.access_token } : {}),
     ...(oauth?.refresh_token ? { refresh_token: oauth.refresh_token } : {}),
   };

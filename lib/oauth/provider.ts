@@ -3,9 +3,16 @@
 // registration (client ID metadata document or RFC 7591), PKCE, the resource indicator and
 // step-up; this keeps what it learns per user and server, and makes every refresh single.
 import { createHash, randomBytes } from "node:crypto";
-import { refreshAuthorization, type OAuthClientProvider, type OAuthDiscoveryState } from "@modelcontextprotocol/sdk/client/auth.js";
+import {
+  refreshAuthorization,
+  type AddClientAuthentication,
+  type OAuthClientProvider,
+  type OAuthDiscoveryState,
+} from "@modelcontextprotocol/sdk/client/auth.js";
+import { createPrivateKeyJwtAuth } from "@modelcontextprotocol/sdk/client/auth-extensions.js";
 import {
   OAuthClientInformationFullSchema,
+  OAuthClientInformationSchema,
   OAuthMetadataSchema,
   OAuthProtectedResourceMetadataSchema,
   OAuthTokensSchema,
@@ -26,6 +33,8 @@ export interface OAuthSettings {
   authorization_server?: string;
   client_id?: string;
   client_secret?: string;
+  private_key?: string;
+  signing_algorithm?: string;
   access_token?: string;
   refresh_token?: string;
   grant: "authorization_code" | "client_credentials";
@@ -85,6 +94,14 @@ export class UserOAuthProvider implements OAuthClientProvider {
     this.#kind = `oauth:${options.server}`;
     this.#owner = options.settings.grant === "client_credentials" ? OPERATOR : options.userId;
     if (options.clientMetadataUrl) this.clientMetadataUrl = options.clientMetadataUrl;
+    const { private_key, client_id, signing_algorithm } = options.settings;
+    if (private_key && client_id)
+      this.addClientAuthentication = createPrivateKeyJwtAuth({
+        issuer: client_id,
+        subject: client_id,
+        privateKey: private_key,
+        alg: signing_algorithm ?? "RS256",
+      });
     const resource = options.settings.resource;
     if (resource) this.validateResourceURL = () => Promise.resolve(new URL(resource));
   }
@@ -107,10 +124,13 @@ export class UserOAuthProvider implements OAuthClientProvider {
       redirect_uris: credentials ? [] : [this.#options.redirectUrl],
       grant_types: credentials ? ["client_credentials"] : ["authorization_code", "refresh_token"],
       response_types: credentials ? [] : ["code"],
-      token_endpoint_auth_method: settings.client_secret ? "client_secret_basic" : "none",
+      token_endpoint_auth_method: settings.private_key ? "private_key_jwt" : settings.client_secret ? "client_secret_basic" : "none",
       ...(settings.scopes.length > 0 ? { scope: settings.scopes.join(" ") } : {}),
     };
   }
+
+  /** With `auth.oauth.private_key`: a signed JWT instead of a client secret (RFC 7523). */
+  addClientAuthentication?: AddClientAuthentication;
 
   /** `auth.oauth.resource` when the operator names it, else the SDK's choice (the resource metadata's, checked against the URL). */
   validateResourceURL?: (serverUrl: string | URL, resource?: string) => Promise<URL | undefined>;
@@ -123,8 +143,12 @@ export class UserOAuthProvider implements OAuthClientProvider {
   async clientInformation(): Promise<OAuthClientInformationMixed | undefined> {
     const { client_id, client_secret } = this.#options.settings;
     if (client_id) return { client_id, ...(client_secret ? { client_secret } : {}) };
-    const stored = OAuthClientInformationFullSchema.safeParse(await this.#options.records.get(this.#owner, this.#kind, "client"));
-    return stored.success ? stored.data : undefined;
+    const value = await this.#options.records.get(this.#owner, this.#kind, "client");
+    // A registration (full), or a URL client ID (the metadata document's URL and the issuer it is for); kept with its issuer.
+    const full = OAuthClientInformationFullSchema.loose().safeParse(value);
+    if (full.success) return full.data;
+    const plain = OAuthClientInformationSchema.loose().safeParse(value);
+    return plain.success ? plain.data : undefined;
   }
 
   async saveClientInformation(information: OAuthClientInformationMixed): Promise<void> {

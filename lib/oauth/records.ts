@@ -5,12 +5,13 @@ import type { Vault } from "./vault.ts";
 
 export class SealedRecords {
   readonly store: UserDataStore;
-  readonly #vault: () => Vault;
+  readonly #openVault: () => Vault;
+  #opened: Vault | undefined;
 
   /** `vault`: called on first use, so a server that never seals anything never makes a key file. */
   constructor(store: UserDataStore, vault: () => Vault) {
     this.store = store;
-    this.#vault = vault;
+    this.#openVault = vault;
   }
 
   async get(userId: string, kind: string, name: string): Promise<unknown> {
@@ -34,6 +35,10 @@ export class SealedRecords {
 
   async delete(userId: string, kind: string, name?: string): Promise<void> {
     await this.store.deleteUserData(userId, kind, name);
+  }
+
+  #vault(): Vault {
+    return (this.#opened ??= this.#openVault());
   }
 
   #open(sealed: string, userId: string, kind: string, name: string): unknown {
