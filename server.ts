@@ -20,6 +20,8 @@ import { OAuthManager } from "./lib/oauth/oauth.ts";
 import { SealedRecords } from "./lib/oauth/records.ts";
 import { OAuthRoutes } from "./lib/oauth/routes.ts";
 import { Vault } from "./lib/oauth/vault.ts";
+import { UserServers } from "./lib/mcp/user-servers.ts";
+import { UserServersApi } from "./lib/mcp/user-servers-api.ts";
 import { authCompletedFrame, authRequiredFrame, errorFrame } from "./lib/protocol.ts";
 import { agentSettingsFrom } from "./lib/agent-settings.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
@@ -64,6 +66,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     store,
     () => (vault ??= Vault.open({ secret: config.oauth.encryption_key, keyFile: resolveConfigPath(config, config.oauth.key_file) })),
   );
+  const userServers = new UserServers(config, records);
   // Known at listen (port 0 picks one); server.public_url wins when set.
   let baseUrl = `http://localhost:${config.server.port}`;
   const oauth: OAuthManager = new OAuthManager({
@@ -71,7 +74,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     records,
     log,
     baseUrl: () => baseUrl,
-    entryFor: (_userId, server) => Promise.resolve(config.mcp.servers[server]),
+    entryFor: async (userId, server) => config.mcp.servers[server] ?? (await userServers.entry(userId, server)),
     events: {
       authRequired: (userId, server, url) => {
         sessions.broadcast(userId, authRequiredFrame(server, url));
@@ -83,7 +86,24 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       },
     },
   });
-  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], oauth);
+  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], { oauth, userServers });
+  const userServersApi = new UserServersApi({
+    servers: userServers,
+    config,
+    auth,
+    log,
+    hooks: {
+      hubOf: (userId) => {
+        const session = sessions.get(userId);
+        return session && { hub: session.hub, sessionId: session.sessionId };
+      },
+      connect: async (userId, sessionId, name, hub) => {
+        const entry = await userServers.entry(userId, name);
+        if (entry) hub.add(hubs.userConnection(userId, sessionId, name, entry, hub));
+      },
+      forget: (userId, name) => oauth.disconnect(userId, name),
+    },
+  });
   const writers = workspaceServers(config.mcp.servers);
   // Read at scrape time only, when `sessions` and `sockets` below exist.
   const metrics: Metrics = new Metrics({
@@ -112,7 +132,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),
       tokensPerDay: config.limits.tokens_per_day,
       metrics,
-      serverActions: serverActions({ ...oauthActions(oauth) }),
+      serverActions: serverActions({ ...oauthActions(oauth), ...userServersApi.socketActions() }),
     },
     createHub: (userId, sessionId) => hubs.create(userId, sessionId),
     idleMs: config.session.idle_timeout_seconds * 1000,
@@ -136,7 +156,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     metrics,
     redactor,
     auth,
-    more: [new OAuthRoutes(oauth)],
+    more: [new OAuthRoutes(oauth), userServersApi],
     ...(clusterRoutes ? { cluster: clusterRoutes } : {}),
   });
   const sockets: SocketServer = new SocketServer({ config, bindHost: host, sessions, log, redactor, metrics, auth });

@@ -6,6 +6,8 @@ import type { Logger } from "../log.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import type { ClientRequests } from "./client-requests.ts";
 import type { OAuthManager } from "../oauth/oauth.ts";
+import type { McpServerConfig } from "../config.ts";
+import type { UserServers } from "./user-servers.ts";
 import {
   builtinFetchConnection,
   builtinFilesystemConnection,
@@ -24,11 +26,19 @@ export class HubFactory {
   readonly #context: HubContext;
   readonly #shared = new Map<string, McpConnection>();
   readonly #oauth: OAuthManager | undefined;
+  readonly #userServers: UserServers | undefined;
 
   /** `packageDirs`: folders where `npx -y <pkg>` packages are looked for locally. */
-  constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[], oauth?: OAuthManager) {
+  constructor(
+    config: Config,
+    workspaces: Workspaces,
+    log: Logger,
+    packageDirs: string[],
+    extra: { oauth?: OAuthManager; userServers?: UserServers } = {},
+  ) {
     this.#config = config;
-    this.#oauth = oauth;
+    this.#oauth = extra.oauth;
+    this.#userServers = extra.userServers;
     this.#workspaces = workspaces;
     const limits: ConnectionLimits = {
       maxToolResultChars: config.limits.max_tool_result_chars,
@@ -67,7 +77,27 @@ export class HubFactory {
       const auth = this.#oauth?.remoteAuth(userId, name, entry);
       return connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current, auth ? { auth } : {});
     });
-    return new McpHub(connections, { workspaceDir, owner: userId, requests });
+    const hub = new McpHub(connections, { workspaceDir, owner: userId, requests });
+    const userServers = this.#userServers;
+    if (userServers?.enabled)
+      hub.adopt(
+        userServers
+          .entries(userId)
+          .then((entries) => entries.map(([name, entry]) => this.userConnection(userId, sessionId, name, entry, hub))),
+      );
+    return hub;
+  }
+
+  /** A connection to a server the user added: remote, guarded, with the user's own OAuth. */
+  userConnection(userId: string, sessionId: string, name: string, entry: McpServerConfig, hub: McpHub): McpConnection {
+    const workspaceDir = this.#workspaces.dirFor(userId);
+    const guard = this.#userServers ? (url: URL) => this.#userServers?.check(url) ?? Promise.resolve(undefined) : undefined;
+    const auth = this.#oauth?.remoteAuth(userId, name, entry);
+    return connectionFor(name, entry, workspaceDir, this.#context, { user_id: userId, session_id: sessionId }, hub.requests, {
+      ...(auth ? { auth } : {}),
+      userAdded: true,
+      ...(guard ? { guard } : {}),
+    });
   }
 
   /** Starts the shared built-ins (at listen), so the first user does not wait for them. */

@@ -599,10 +599,23 @@ export function connectionFor(
   context: HubContext,
   logFields: Record<string, unknown>,
   requests: () => ClientRequests | undefined = () => undefined,
-  remote: { auth?: RemoteAuth; userAdded?: boolean } = {},
+  remote: { auth?: RemoteAuth; userAdded?: boolean; guard?: (url: URL) => Promise<string | undefined> } = {},
 ): McpConnection {
   const headers = remoteHeaders(entry);
-  const authOptions = remote.auth ? { authProvider: remote.auth.provider, fetch: remote.auth.fetch } : {};
+  const baseFetch = remote.auth?.fetch ?? fetch;
+  const guard = remote.guard;
+  // A user's own server: every request (OAuth discovery and tokens included) passes the address guard first.
+  const guardedFetch: typeof baseFetch = guard
+    ? async (input, init) => {
+        const refused = await guard(new URL(input instanceof Request ? input.url : String(input)));
+        if (refused) throw new Error(refused);
+        return baseFetch(input, init);
+      }
+    : baseFetch;
+  const authOptions = {
+    ...(remote.auth ? { authProvider: remote.auth.provider } : {}),
+    ...(remote.auth || guard ? { fetch: guardedFetch } : {}),
+  };
   const common = {
     name,
     transportName: entry.transport,
@@ -741,7 +754,9 @@ export function builtinFilesystemConnection(
 
 /** One session's MCP servers. */
 export class McpHub implements Toolbox {
-  readonly #connections: McpConnection[];
+  #connections: McpConnection[];
+  /** Connections still being read (the servers the user added, from the store): ready() waits for them. */
+  #adopting: Promise<void> | undefined;
   /** This session's workspace folder: the root of every call to a per-workspace server. */
   readonly #workspaceDir: string | undefined;
   #ready: Promise<void> | undefined;
@@ -755,7 +770,7 @@ export class McpHub implements Toolbox {
   readonly #owner: string | undefined;
 
   readonly #changes = new ChangeListeners();
-  readonly #unsubscribe: (() => void)[];
+  readonly #unsubscribe = new Map<McpConnection, () => void>();
 
   /** `requests`: the slot its connections read the session's ClientRequests from (see attach). */
   constructor(
@@ -766,7 +781,50 @@ export class McpHub implements Toolbox {
     this.#workspaceDir = options.workspaceDir;
     this.#owner = options.owner;
     this.#requests = options.requests ?? {};
-    this.#unsubscribe = connections.map((connection) => connection.onChange(() => this.#changes.emit()));
+    for (const connection of connections)
+      this.#unsubscribe.set(
+        connection,
+        connection.onChange(() => this.#changes.emit()),
+      );
+  }
+
+  /** Connections that arrive later (the servers the user added, read from the store); ready() waits for them. */
+  adopt(loading: Promise<McpConnection[]>): void {
+    const adopting: Promise<void> = loading.then(
+      (connections) => {
+        for (const connection of connections) this.add(connection);
+      },
+      () => undefined,
+    );
+    this.#adopting = adopting;
+    void adopting.finally(() => {
+      if (this.#adopting === adopting) this.#adopting = undefined;
+    });
+  }
+
+  /** A server of the user's own, added while the session runs; replaces one of the same name. */
+  add(connection: McpConnection): void {
+    void this.remove(connection.name);
+    this.#connections = [...this.#connections, connection];
+    this.#unsubscribe.set(
+      connection,
+      connection.onChange(() => this.#changes.emit()),
+    );
+    this.#ready = undefined;
+    this.#changes.emit();
+  }
+
+  /** Removes and closes a server the user added; false when there is none of that name. */
+  async remove(name: string): Promise<boolean> {
+    const connection = this.#connections.find((candidate) => candidate.name === name && candidate.userAdded);
+    if (!connection) return false;
+    this.#connections = this.#connections.filter((candidate) => candidate !== connection);
+    this.#unsubscribe.get(connection)?.();
+    this.#unsubscribe.delete(connection);
+    this.#ready = undefined;
+    this.#changes.emit();
+    await connection.close();
+    return true;
   }
 
   /** Calls `listener` after any of its servers changed (state, tools, error). */
@@ -790,6 +848,11 @@ export class McpHub implements Toolbox {
     this.#ready = undefined;
     void connection.retry();
     return true;
+  }
+
+  /** Where a connection added later reads the session's ClientRequests from. */
+  get requests(): () => ClientRequests | undefined {
+    return () => this.#requests.current;
   }
 
   /** The session that servers' sampling and elicitation requests go to. */
@@ -820,7 +883,8 @@ export class McpHub implements Toolbox {
    * Starts every server in parallel (again, after an idle stop); one that fails does not stop
    * the others. Resolves when each has started or failed.
    */
-  ready(): Promise<void> {
+  async ready(): Promise<void> {
+    await this.#adopting;
     this.#lastUsed = Date.now();
     if (this.#connections.some((connection) => connection.state === "stopped" || connection.retryable)) this.#ready = undefined;
     this.#ready ??= Promise.all(this.#connections.map((connection) => connection.start())).then(() => undefined);
@@ -870,7 +934,8 @@ export class McpHub implements Toolbox {
 
   /** Closes every connection this hub owns; shared ones stay for the other sessions. */
   async close(): Promise<void> {
-    for (const unsubscribe of this.#unsubscribe) unsubscribe();
+    for (const unsubscribe of this.#unsubscribe.values()) unsubscribe();
+    this.#unsubscribe.clear();
     await Promise.all(this.#owned.map((connection) => connection.close()));
   }
 }

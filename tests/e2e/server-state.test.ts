@@ -72,8 +72,8 @@ test("Retry starts a failed server again: the tab sees it starting, then failed 
     await client.serversMatching((servers) => byName(servers, "complaining")?.state === "failed");
     const seen = client.servers.length;
     client.send({ type: "server_retry", server: "complaining" });
-    await client.serversMatching((servers) => byName(servers, "complaining")?.state === "starting");
-    await until(() => client.servers.slice(seen).some((frame) => byName(frame.servers as Frame[], "complaining")?.state === "failed"));
+    await client.serversMatching((servers) => byName(servers, "complaining")?.state === "starting", 15000, seen);
+    await client.serversMatching((servers) => byName(servers, "complaining")?.state === "failed", 15000, seen + 1);
     client.send({ type: "server_retry", server: "nope" });
     const refused = await client.nextMatching((frame) => frame.type === "error");
     assert.match(String(refused.error), /no MCP server named "nope"/);
@@ -94,11 +94,3 @@ test("a seed socket gets no servers frame: its frames are exactly the original's
     await client.close();
   }
 });
-
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}

@@ -150,11 +150,11 @@ export class TestClient {
     }
   }
 
-  /** Waits for a `servers` frame that matches (one already received counts). */
-  async serversMatching(predicate: (servers: Frame[]) => boolean, timeoutMs = 15000): Promise<Frame[]> {
+  /** Waits for a `servers` frame that matches, among those from index `from` on (one already received counts). */
+  async serversMatching(predicate: (servers: Frame[]) => boolean, timeoutMs = 15000, from = 0): Promise<Frame[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const found = this.servers.find((frame) => predicate(frame.servers as Frame[]));
+      const found = this.servers.slice(from).find((frame) => predicate(frame.servers as Frame[]));
       if (found) return found.servers as Frame[];
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new Error(`no matching servers frame within ${timeoutMs} ms (got ${JSON.stringify(this.servers)})`);
