@@ -109,7 +109,8 @@ export function checkElicitationAnswer(
 ): { ok: true; content: Record<string, ElicitationValue> } | { ok: false; error: string } {
   const out: Record<string, ElicitationValue> = {};
   for (const field of fields) {
-    let value = content[field.name];
+    // SEP-1034: a field the answer leaves out takes its schema default.
+    let value = content[field.name] ?? field.default;
     if (value === undefined || value === "") {
       if (field.required) return { ok: false, error: `"${field.title}" is required` };
       continue;

@@ -30,6 +30,8 @@ import { buildToolCatalog, type McpToolInfo } from "./tools.ts";
 import { ChangeListeners, serverStatus, StderrTail, withStderr } from "./server-state.ts";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 import { remoteHeaders, type RemoteAuth } from "../oauth/oauth.ts";
+import { errorText, onePrefix } from "./error-text.ts";
+import { completeUrlElicitations, urlElicitationsOf } from "./url-elicitation.ts";
 
 const CLIENT_INFO = { name: "mcp-agent-ws", version: "0.1.0" };
 
@@ -69,6 +71,7 @@ export class McpConnection {
   #needsAuth = false;
   readonly #userAdded: boolean;
   readonly #authHint: string | undefined;
+  readonly #url: string | undefined;
   #tools: McpToolInfo[] = [];
   /** Bumped whenever the tool list changes, so the hub rebuilds the model's catalog. */
   #toolsVersion = 0;
@@ -112,6 +115,8 @@ export class McpConnection {
     userAdded?: boolean;
     /** Where the user authorizes this server, for the message of a 401 (OAuth). */
     authHint?: string;
+    /** A remote server's URL, named in its errors. */
+    url?: string;
   }) {
     this.name = options.name;
     this.transportName = options.transportName;
@@ -128,6 +133,7 @@ export class McpConnection {
     this.#stderr = options.stderr;
     this.#userAdded = options.userAdded ?? false;
     this.#authHint = options.authHint;
+    this.#url = options.url;
   }
 
   get state(): ServerState {
@@ -297,7 +303,9 @@ export class McpConnection {
       await transport?.close().catch(() => undefined);
       // After the close: the child's last lines have been read by then.
       this.#needsAuth = error instanceof UnauthorizedError;
-      const reason = this.#needsAuth ? this.#authMessage() : withStderr(describeStartError(error, this.name), this.#stderr?.lines() ?? []);
+      const reason = this.#needsAuth
+        ? this.#authMessage()
+        : withStderr(describeStartError(error, this.name, this.#url), this.#stderr?.lines() ?? []);
       if (this.#isClosed()) return;
       // A restart after a crash that fails to start is one more crash: it may be tried again
       // (with backoff) until the restart cap, rather than giving up at once.
@@ -395,7 +403,8 @@ export class McpConnection {
     const { signal } = options;
     const tool = known.name;
     try {
-      const outcome = await this.#call(client, known, args, options);
+      const result = await this.#call(client, known, args, options);
+      const outcome = result.ok ? result : { ...result, text: onePrefix(result.text) };
       // Signed in again (a step-up): the server no longer waits for the user.
       if (this.#needsAuth) {
         this.#needsAuth = false;
@@ -421,6 +430,19 @@ export class McpConnection {
           ok: false,
           text: `MCP server "${this.name}" lost its session and could not be reached again: ${this.#error ?? "unknown error"}`,
         };
+      }
+      const pages = urlElicitationsOf(error);
+      if (pages) {
+        // The server needs the user on a page first: shown like a URL elicitation, then the call once more.
+        const urls = pages.map((page) => page.url).join(", ");
+        if (!(await completeUrlElicitations(this.#askBack?.requests(), this.name, pages, signal)))
+          return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" needs the user to open ${urls} first; they did not` };
+        try {
+          return await this.#call(client, known, args, options);
+        } catch (retryError) {
+          if (signal?.aborted) throw retryError;
+          return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed after ${urls}: ${errorMessage(retryError)}` };
+        }
       }
       if (error instanceof UnauthorizedError) {
         // A token that can no longer be refreshed, or a step-up to more scopes: the user signs in (again).
@@ -547,14 +569,19 @@ export function isSessionLost(error: unknown): boolean {
 }
 
 function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }
 
-function describeStartError(error: unknown, name: string): string {
+function describeStartError(error: unknown, name: string, url?: string): string {
   if (error instanceof Error && "code" in error && error.code === "ENOENT") {
     return `command not found (is it installed and on PATH?) for MCP server "${name}" (mcp.servers.${name}.command)`;
   }
-  const message = errorMessage(error);
+  const message = errorText(error, url);
+  // A remote server's failure names the server and its URL once.
+  if (url !== undefined) {
+    if (message.includes(`"${name}"`)) return message;
+    return message.includes(url) ? `MCP server "${name}": ${message}` : `MCP server "${name}" at ${url}: ${message}`;
+  }
   if (/Connection closed/i.test(message)) return `MCP server "${name}" exited during start-up (${message})`;
   return message;
 }
@@ -664,6 +691,7 @@ export function connectionFor(
     ...(entry.transport === "stdio" ? { stderr } : {}),
     ...(remote.auth ? { authHint: remote.auth.hint } : {}),
     ...(remote.userAdded ? { userAdded: true } : {}),
+    ...(entry.transport === "sse" || entry.transport === "streamable_http" ? { url: entry.url ?? "" } : {}),
   });
 }
 
