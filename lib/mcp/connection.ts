@@ -153,9 +153,9 @@ export class McpConnection {
 
   /**
    * Brings the server up if it should be: a stopped one starts, a remote one that could not be
-   * reached is tried again, a crashed one restarts once its backoff has ended (counted, and left
-   * failed at limits.mcp_max_restarts); a local one that failed stays failed. Never waits for a
-   * backoff (a call does, see callTool); concurrent callers share one attempt. Never throws.
+   * reached is tried again; a local one that failed stays failed. A crashed one is left for the
+   * next call to it, the one path that restarts it (counted, with backoff, capped): a turn's
+   * ready() never restarts it behind the cap's back. Concurrent callers share one attempt. Never throws.
    */
   start(): Promise<void> {
     switch (this.#state) {
@@ -165,7 +165,7 @@ export class McpConnection {
       case "starting":
         return this.#starting ?? Promise.resolve();
       case "exited":
-        return this.#restartAfterCrash(0, undefined);
+        return Promise.resolve();
       case "failed":
         return this.#isRemote ? this.#launch() : Promise.resolve();
       case "stopped":
@@ -288,8 +288,8 @@ export class McpConnection {
   }
 
   /**
-   * After a crash, on every path (a call, a turn's ready()): restarts now, or after the backoff
-   * when it ends within `waitMs`, counting the restart; at the cap the server is left failed.
+   * After a crash: restarts now, or after the backoff when it ends within `waitMs`, counting the
+   * restart; at the cap (limits.mcp_max_restarts) the server is left failed.
    */
   async #restartAfterCrash(waitMs: number, signal: AbortSignal | undefined): Promise<void> {
     // A failed restart may still be settling its attempt: join it rather than start a second one.
