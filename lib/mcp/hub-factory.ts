@@ -1,30 +1,29 @@
 // Which MCP connections a user's hub gets: the shared in-process built-ins (one instance for every
-// user) and, for every other configured server, a connection of the user's own, rooted in the
-// user's workspace folder.
-import type { Config } from "../config.ts";
+// user, builtins.ts) and, for every other configured server, a connection of the user's own,
+// rooted in the user's workspace folder, over the transport its entry names (transports.ts).
+import { pathToFileURL } from "node:url";
+import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
+import { sharedBuiltins } from "./builtins.ts";
 import type { ClientRequests } from "./client-requests.ts";
+import { McpConnection, type ConnectionLimits } from "./connection.ts";
+import { McpHub } from "./hub.ts";
+import { transportFactory, type RemoteOptions, type TransportContext } from "./transports.ts";
+import { StderrTail } from "./server-state.ts";
 import type { OAuthManager } from "../oauth/oauth.ts";
-import type { McpServerConfig } from "../config.ts";
 import type { UserServers } from "./user-servers.ts";
-import {
-  builtinFetchConnection,
-  builtinFilesystemConnection,
-  commandExists,
-  connectionFor,
-  McpHub,
-  usesBuiltinFetch,
-  type ConnectionLimits,
-  type HubContext,
-  type McpConnection,
-} from "./hub.ts";
+
+/** Everything needed to build a user's own connections. */
+export interface HubContext extends TransportContext {
+  limits: ConnectionLimits;
+}
 
 export class HubFactory {
   readonly #config: Config;
   readonly #workspaces: Workspaces;
   readonly #context: HubContext;
-  readonly #shared = new Map<string, McpConnection>();
+  readonly #shared: Map<string, McpConnection>;
   readonly #oauth: OAuthManager | undefined;
   readonly #userServers: UserServers | undefined;
 
@@ -45,23 +44,8 @@ export class HubFactory {
       maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
     };
-    const ownFiles = serverOwnFiles(config);
-    for (const [name, entry] of Object.entries(config.mcp.servers)) {
-      if (entry.builtin === "filesystem") {
-        this.#shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, limits));
-        continue;
-      }
-      const builtin = usesBuiltinFetch(entry, () => commandExists("uvx"));
-      if (!builtin) continue;
-      if (builtin === "fallback") {
-        log.warn("fetch_fallback", {
-          server: name,
-          message: `"uvx" is not installed, so mcp.servers.${name} (uvx mcp-server-fetch) uses the built-in fetch tool instead. Set "builtin: fetch" to silence this, or install uv to run the Python server`,
-        });
-      }
-      this.#shared.set(name, builtinFetchConnection(name, entry, log, limits));
-    }
-    this.#context = { log, limits, packageDirs, shared: this.#shared, configDir: config.configDir };
+    this.#shared = sharedBuiltins(config, serverOwnFiles(config), log, limits);
+    this.#context = { log, limits, packageDirs, configDir: config.configDir };
   }
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
@@ -88,16 +72,21 @@ export class HubFactory {
     return hub;
   }
 
-  /** A connection to a server the user added: remote, guarded, with the user's own OAuth. */
+  /** A connection to a server the user added: remote, address-guarded, with the user's own OAuth. */
   userConnection(userId: string, sessionId: string, name: string, entry: McpServerConfig, hub: McpHub): McpConnection {
-    const workspaceDir = this.#workspaces.dirFor(userId);
-    const guard = this.#userServers ? (url: URL) => this.#userServers?.check(url) ?? Promise.resolve(undefined) : undefined;
+    const userServers = this.#userServers;
+    const guard = userServers ? (url: URL) => userServers.check(url) : undefined;
     const auth = this.#oauth?.remoteAuth(userId, name, entry);
-    return connectionFor(name, entry, workspaceDir, this.#context, { user_id: userId, session_id: sessionId }, hub.requests, {
-      ...(auth ? { auth } : {}),
-      userAdded: true,
-      ...(guard ? { guard } : {}),
-    });
+    return connectionFor(
+      name,
+      entry,
+      this.#workspaces.dirFor(userId),
+      this.#context,
+      { user_id: userId, session_id: sessionId },
+      hub.requests,
+      { ...(auth ? { auth } : {}), ...(guard ? { guard } : {}) },
+      true,
+    );
   }
 
   /** Starts the shared built-ins (at listen), so the first user does not wait for them. */
@@ -108,4 +97,35 @@ export class HubFactory {
   async close(): Promise<void> {
     await Promise.all([...this.#shared.values()].map((connection) => connection.close()));
   }
+}
+
+/** A connection of one user's own to a configured server: it may ask that user back (roots, sampling, elicitation). */
+export function connectionFor(
+  name: string,
+  entry: McpServerConfig,
+  workspaceDir: string,
+  context: HubContext,
+  logFields: Record<string, unknown>,
+  requests: () => ClientRequests | undefined = () => undefined,
+  remote: RemoteOptions = {},
+  userAdded = false,
+): McpConnection {
+  const stderr = entry.transport === "stdio" ? new StderrTail() : undefined;
+  const isRemote = entry.transport === "sse" || entry.transport === "streamable_http";
+  return new McpConnection({
+    name,
+    transportName: entry.transport,
+    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields, { ...(stderr ? { stderr } : {}), remote }),
+    ...(stderr ? { stderr } : {}),
+    ...(remote.auth ? { authHint: remote.auth.hint } : {}),
+    ...(isRemote ? { url: entry.url ?? "" } : {}),
+    ...(userAdded ? { userAdded } : {}),
+    allowedTools: entry.allowed_tools,
+    timeoutMs: entry.read_timeout_seconds * 1000,
+    maxCallMs: entry.max_call_seconds * 1000,
+    limits: context.limits,
+    log: context.log,
+    logFields,
+    askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests },
+  });
 }

@@ -9,7 +9,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { configDefaults, mcpServerDefaults, type Config, type McpServerConfig } from "../../lib/config.ts";
 import type { Logger } from "../../lib/log.ts";
-import { connectionFor } from "../../lib/mcp/hub.ts";
+import { connectionFor } from "../../lib/mcp/hub-factory.ts";
 import { OAuthManager } from "../../lib/oauth/oauth.ts";
 import { SealedRecords } from "../../lib/oauth/records.ts";
 import { Vault } from "../../lib/oauth/vault.ts";
@@ -104,7 +104,6 @@ const connection = connectionFor(
     log,
     limits: { maxToolResultChars: 100_000, maxToolImageBytes: 1 << 20, maxRestarts: 1 },
     packageDirs: [],
-    shared: new Map(),
     configDir: config.configDir,
   },
   {},
