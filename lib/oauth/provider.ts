@@ -60,6 +60,8 @@ const REFRESH_AHEAD_MS = 60_000;
 /** A refresh in flight on another instance is waited for at most this long. */
 const REFRESH_LOCK_MS = 30_000;
 export const STATE_KIND = "oauth_state";
+/** This process's refreshes in flight, by owner, server and refresh token: one per instance. */
+const PROCESS_REFRESHES = new Map<string, Promise<{ status: number; body: string }>>();
 /** The owner of tokens that serve every user (client credentials): no user id is empty. */
 export const OPERATOR = "";
 
@@ -76,6 +78,8 @@ export interface ProviderOptions {
   log: Logger;
   /** The user must open this URL (auth_required); called once per authorization started. */
   onAuthorizationUrl(url: URL): void;
+  /** Refreshes in flight on this instance; default: the process's (tests give each "instance" its own). */
+  inflight?: Map<string, Promise<{ status: number; body: string }>>;
   /** Set when completing an authorization: the PKCE verifier its state was created with. */
   verifier?: string;
   now?: () => number;
@@ -86,12 +90,12 @@ export class UserOAuthProvider implements OAuthClientProvider {
   readonly #kind: string;
   readonly #owner: string;
   #state: string | undefined;
-  /** Refreshes in flight in this process, by refresh token hash. */
-  static readonly #inflight = new Map<string, Promise<{ status: number; body: string }>>();
+  readonly #inflight: Map<string, Promise<{ status: number; body: string }>>;
 
   constructor(options: ProviderOptions) {
     this.#options = options;
     this.#kind = `oauth:${options.server}`;
+    this.#inflight = options.inflight ?? PROCESS_REFRESHES;
     this.#owner = options.settings.grant === "client_credentials" ? OPERATOR : options.userId;
     if (options.clientMetadataUrl) this.clientMetadataUrl = options.clientMetadataUrl;
     const { private_key, client_id, signing_algorithm } = options.settings;
@@ -266,10 +270,10 @@ export class UserOAuthProvider implements OAuthClientProvider {
     const refreshToken = body instanceof URLSearchParams && body.get("grant_type") === "refresh_token" ? body.get("refresh_token") : null;
     if (!refreshToken || init?.method !== "POST") return fetch(input, init);
     const key = `${this.#owner}\n${this.#options.server}\n${createHash("sha256").update(refreshToken).digest("base64url")}`;
-    let running = UserOAuthProvider.#inflight.get(key);
+    let running = this.#inflight.get(key);
     if (!running) {
-      running = this.#refreshOnce(key, input, init).finally(() => UserOAuthProvider.#inflight.delete(key));
-      UserOAuthProvider.#inflight.set(key, running);
+      running = this.#refreshOnce(key, input, init).finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, running);
     }
     const { status, body: text } = await running;
     return new Response(text, { status, headers: { "content-type": "application/json" } });
