@@ -13,7 +13,7 @@ import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamable
 import { ToolListChangedNotificationSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { createFetchServer, fetchToolOptions, OWNER_META_KEY } from "../fetch/fetch-tool.ts";
 import { createFilesystemServer, WORKSPACE_META } from "../filesystem/server.ts";
-import type { ToolCallOptions, ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../../agent.ts";
+import type { ToolCallOptions, ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../agent/types.ts";
 import {
   clientCapabilities,
   installClientHandlers,
