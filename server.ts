@@ -23,7 +23,7 @@ import { Vault } from "./lib/oauth/vault.ts";
 import { UserServers } from "./lib/mcp/user-servers.ts";
 import { UserServersApi } from "./lib/mcp/user-servers-api.ts";
 import { authCompletedFrame, authRequiredFrame, errorFrame } from "./lib/protocol.ts";
-import { agentSettingsFrom } from "./lib/agent-settings.ts";
+import { agentSettingsFrom } from "./lib/agent/settings.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";
