@@ -5,6 +5,7 @@ import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import type { ClientRequests } from "./client-requests.ts";
+import { ChildLauncher } from "./child-launch.ts";
 import {
   builtinFetchConnection,
   builtinFilesystemConnection,
@@ -22,6 +23,7 @@ export class HubFactory {
   readonly #workspaces: Workspaces;
   readonly #context: HubContext;
   readonly #shared = new Map<string, McpConnection>();
+  readonly #launcher: ChildLauncher;
 
   /** `packageDirs`: folders where `npx -y <pkg>` packages are looked for locally. */
   constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[]) {
@@ -33,6 +35,7 @@ export class HubFactory {
       maxRestarts: config.limits.mcp_max_restarts,
     };
     const ownFiles = serverOwnFiles(config);
+    this.#launcher = new ChildLauncher(config, log, ownFiles);
     for (const [name, entry] of Object.entries(config.mcp.servers)) {
       if (entry.builtin === "filesystem") {
         this.#shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, limits));
@@ -48,7 +51,14 @@ export class HubFactory {
       }
       this.#shared.set(name, builtinFetchConnection(name, entry, log, limits));
     }
-    this.#context = { log, limits, packageDirs, shared: this.#shared, configDir: config.configDir };
+    this.#context = { log, limits, packageDirs, shared: this.#shared, configDir: config.configDir, launcher: this.#launcher };
+    // `scope: shared`: one process (or connection) for every user, with no per-user values.
+    for (const [name, entry] of Object.entries(config.mcp.servers)) {
+      if (entry.scope === "shared" && !this.#shared.has(name)) {
+        this.#shared.set(name, connectionFor(name, entry, "", this.#context, { scope: "shared" }));
+      }
+    }
+    this.#launcher.checkSupport();
   }
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
@@ -59,7 +69,8 @@ export class HubFactory {
     // Filled by the session (McpHub.attach): servers' sampling and elicitation requests go there.
     const requests: { current?: ClientRequests } = {};
     const connections = Object.entries(this.#config.mcp.servers).map(
-      ([name, entry]) => this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current),
+      ([name, entry]) =>
+        this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current, userId),
     );
     return new McpHub(connections, { workspaceDir, owner: userId, requests });
   }
@@ -71,5 +82,6 @@ export class HubFactory {
 
   async close(): Promise<void> {
     await Promise.all([...this.#shared.values()].map((connection) => connection.close()));
+    this.#launcher.close();
   }
 }

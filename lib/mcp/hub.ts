@@ -26,6 +26,8 @@ import type { McpServerConfig } from "../config.ts";
 import type { ServerInfo, ServerState } from "../protocol.ts";
 import type { Logger } from "../log.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
+import type { ChildLauncher } from "./child-launch.ts";
+import { expandEntry, usesValue, type PerUserValues } from "./per-user-values.ts";
 import { buildToolCatalog, type McpToolInfo } from "./tools.ts";
 
 const CLIENT_INFO = { name: "mcp-agent-ws", version: "0.1.0" };
@@ -43,7 +45,7 @@ export interface ConnectionLimits {
 type ConnectionCallOptions = ToolCallOptions & { meta?: Record<string, unknown> };
 
 /** How to make a fresh transport each time the server (re)starts. */
-export type TransportFactory = () => Transport & { pid?: number };
+export type TransportFactory = () => Transport & { pid?: number; exitReason?: string };
 
 /** What a connection of one user's own may ask that user (roots, sampling, elicitation). */
 export interface AskBack {
@@ -66,7 +68,7 @@ export class McpConnection {
   /** A tools/list_changed refresh in flight: the next model call waits for it. */
   #refreshing: Promise<void> | undefined;
   #client: Client | undefined;
-  #transport: (Transport & { pid?: number }) | undefined;
+  #transport: (Transport & { pid?: number; exitReason?: string }) | undefined;
   #starting: Promise<void> | undefined;
   #restarts = 0;
   #reconnects = 0;
@@ -263,7 +265,8 @@ export class McpConnection {
   #onUnexpectedClose(client: Client): void {
     if (this.#client !== client || this.#state === "closed") return;
     this.#state = "exited";
-    this.#error = "the server process exited";
+    // A limit it hit (CPU time, memory) says so here: the user reads it in the tool error and the server's state.
+    this.#error = this.#transport?.exitReason ?? "the server process exited";
     this.#client = undefined;
     this.#transport = undefined;
     // The first crash restarts at once on the next call; later ones wait 1 s, 2 s, 4 s ... so a
@@ -359,7 +362,8 @@ export class McpConnection {
           text: `MCP server "${this.name}" lost its session and could not be reached again: ${this.#error ?? "unknown error"}`,
         };
       }
-      return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed: ${errorMessage(error)}` };
+      const exited = this.#state === "exited" && this.#error ? ` (${this.#error})` : "";
+      return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed: ${errorMessage(error)}${exited}` };
     }
   }
 
@@ -495,13 +499,23 @@ export interface HubContext {
   shared: ReadonlyMap<string, McpConnection>;
   /** The config file's folder: a relative `cwd` is relative to it. */
   configDir: string;
+  /** Private folders, sandbox and limits of stdio children; absent: spawned as configured. */
+  launcher?: ChildLauncher;
 }
 
 /**
- * The spawn parameters of a stdio entry for one user. The server named `filesystem` gets the
- * user's workspace appended; the config's own args array is never touched.
+ * The spawn parameters of a stdio entry for one user (`values`: its per-user values; none for a
+ * shared server). The server named `filesystem` gets the user's workspace appended unless it names
+ * `{workspace}` itself; the config's own args array is never touched.
  */
-export function stdioParamsFor(name: string, entry: McpServerConfig, workspaceDir: string, packageDirs: string[], configDir: string) {
+export function stdioParamsFor(
+  name: string,
+  entry: McpServerConfig,
+  workspaceDir: string,
+  packageDirs: string[],
+  configDir: string,
+  values?: PerUserValues,
+) {
   // The package look-up walks the file system: done once per entry, not once per session.
   const byDirs = resolvedCommands.get(entry) ?? new Map<string, { command: string; args: string[] }>();
   resolvedCommands.set(entry, byDirs);
@@ -511,9 +525,16 @@ export function stdioParamsFor(name: string, entry: McpServerConfig, workspaceDi
     resolved = resolveLocalNpx(entry.command ?? "", entry.args, packageDirs);
     byDirs.set(dirsKey, resolved);
   }
-  const args = name === "filesystem" ? [...resolved.args, workspaceDir] : [...resolved.args];
-  const cwd = entry.cwd === undefined ? undefined : path.resolve(configDir, entry.cwd);
-  return { command: resolved.command, args, env: { ...entry.env }, cwd };
+  // The package look-up reads only the leading package name: the rest of the args are the user's own.
+  const expanded = expandEntry(entry, values);
+  const resolvedArgs =
+    resolved.command === entry.command
+      ? expanded.args
+      : [...resolved.args.slice(0, 1), ...expanded.args.slice(expanded.args.length - resolved.args.length + 1)];
+  const appendWorkspace = name === "filesystem" && entry.scope !== "shared" && !usesValue(entry, "workspace");
+  const args = appendWorkspace ? [...resolvedArgs, workspaceDir] : [...resolvedArgs];
+  const cwd = expanded.cwd === undefined ? undefined : path.resolve(configDir, expanded.cwd);
+  return { command: resolved.command, args, env: expanded.env, cwd };
 }
 
 const resolvedCommands = new WeakMap<McpServerConfig, Map<string, { command: string; args: string[] }>>();
@@ -525,7 +546,10 @@ export function connectionFor(
   context: HubContext,
   logFields: Record<string, unknown>,
   requests: () => ClientRequests | undefined = () => undefined,
+  /** Whose connection it is; undefined: a `scope: shared` one, for every user. */
+  userId?: string,
 ): McpConnection {
+  const owner = userId === undefined ? undefined : { userId, workspaceDir };
   const common = {
     name,
     transportName: entry.transport,
@@ -535,26 +559,33 @@ export function connectionFor(
     limits: context.limits,
     log: context.log,
     logFields,
-    askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests },
+    shared: owner === undefined,
+    // A shared server serves every user, so it never asks one of them.
+    ...(owner
+      ? { askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests } }
+      : {}),
   };
+  const values = owner && context.launcher?.valuesFor(name, owner);
+  const remote = expandEntry(entry, values);
   const makeTransport = (): TransportFactory => {
     switch (entry.transport) {
       case "stdio": {
-        const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs, context.configDir);
+        const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs, context.configDir, values);
         return () => {
           // The npm filesystem server needs its root to exist; made here, on its first start, not on connect.
-          if (name === "filesystem") mkdirSync(workspaceDir, { recursive: true, mode: 0o700 });
+          if (name === "filesystem" && owner) mkdirSync(workspaceDir, { recursive: true, mode: 0o700 });
           return new ProcessGroupStdioTransport({
-            ...params,
+            ...(context.launcher ? context.launcher.launch(name, entry, params, owner) : params),
+            limitsKey: `mcp.servers.${name}.limits`,
             names: { command: `mcp.servers.${name}.command`, cwd: `mcp.servers.${name}.cwd` },
             onStderrLine: (line) => context.log.debug("mcp_server_stderr", { ...logFields, server: name, line }),
           });
         };
       }
       case "sse":
-        return () => new SSEClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
+        return () => new SSEClientTransport(new URL(remote.url ?? ""), { requestInit: { headers: remote.headers } });
       case "streamable_http":
-        return () => new StreamableHTTPClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
+        return () => new StreamableHTTPClientTransport(new URL(remote.url ?? ""), { requestInit: { headers: remote.headers } });
       case "websocket":
         return () => {
           throw new Error(`transport "websocket" is not supported (MCP server "${name}"): use stdio, sse or streamable_http`);
