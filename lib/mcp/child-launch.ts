@@ -7,7 +7,7 @@ import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { findPidsCgroups, inCgroup, PRLIMIT_PATH, prlimitOptions, type ChildLimits, type PidsCgroups } from "./child-limits.ts";
 import { ensurePrivateDirs, privateDirFor, privateEnv, type PerUserValues } from "./per-user-values.ts";
-import { BWRAP_APT, detectSandbox, sandboxedCommand, type SandboxMode, type SandboxSupport } from "./sandbox.ts";
+import { BWRAP_APT, detectSandbox, isWithin, sandboxedCommand, wouldExpose, type SandboxMode, type SandboxSupport } from "./sandbox.ts";
 
 /** Whose child it is: a user's own (their workspace), or undefined for a `scope: shared` server. */
 export interface ChildOwner {
@@ -126,6 +126,15 @@ export class ChildLauncher {
       const readOnly = [...this.#config.mcp.read_only_paths, ...entry.read_only_paths].map((file) =>
         path.resolve(this.#config.configDir, file),
       );
+      // A configured working folder elsewhere is there read-only, unless it holds what must stay out.
+      if (!writable.some((dir) => isWithin(cwd, dir))) {
+        if (wouldExpose(cwd, this.#hidden)) {
+          throw new Error(
+            `the working folder ${cwd} holds this server's own files (config, data, logs or the workspaces), so it is not mounted in the sandbox (mcp.servers.${server}.cwd): use {workspace} or {user_data}, or sandbox: false`,
+          );
+        }
+        readOnly.push(cwd);
+      }
       ({ command, args } = sandboxedCommand({
         bwrap: support.bwrap,
         command,

@@ -68,7 +68,8 @@ export interface SandboxSpec {
   prlimit?: { path: string; options: string[] };
 }
 
-function isWithin(child: string, parent: string): boolean {
+/** `child` is `parent` or inside it. */
+export function isWithin(child: string, parent: string): boolean {
   return child === parent || child.startsWith(parent.endsWith(path.sep) ? parent : parent + path.sep);
 }
 
@@ -143,6 +144,7 @@ export function sandboxedCommand(spec: SandboxSpec): { command: string; args: st
   const readOnly = [...new Set([...exposedForCommand(spec.command, spec.args), ...spec.readOnly])].filter(
     (dir) => !wouldExpose(dir, spec.hidden) && !spec.writable.some((writable) => isWithin(dir, writable)),
   );
+  const binds = [...readOnly, ...spec.writable];
   const args = [
     // A user namespace of its own: no capability over anything outside, and (not as root)
     // RLIMIT_NPROC counts only the processes in here. No further namespaces inside.
@@ -170,6 +172,9 @@ export function sandboxedCommand(spec: SandboxSpec): { command: string; args: st
     ...readOnly.flatMap((dir) => ["--ro-bind", dir, dir]),
     ...spec.writable.flatMap((dir) => ["--bind", dir, dir]),
     // The root bwrap builds the sandbox in is a tmpfs: read-only once every mount point is made.
+    // So is /tmp when mount points were made in it (a workspace under /tmp): else its empty
+    // folders would be scratch space that looks like ours.
+    ...(binds.some((dir) => isWithin(dir, "/tmp")) ? ["--remount-ro", "/tmp"] : []),
     "--remount-ro",
     "/",
     "--chdir",
