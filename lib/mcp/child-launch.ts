@@ -5,7 +5,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
-import { findPidsCgroups, inCgroup, PRLIMIT_PATH, prlimitOptions, type ChildLimits, type PidsCgroups } from "./child-limits.ts";
+import { inCgroup, pidsCgroups, PRLIMIT_PATH, prlimitOptions, type ChildLimits, type PidsCgroups } from "./child-limits.ts";
 import { ensurePrivateDirs, privateDirFor, privateEnv, type PerUserValues } from "./per-user-values.ts";
 import { BWRAP_APT, detectSandbox, isWithin, sandboxedCommand, wouldExpose, type SandboxMode, type SandboxSupport } from "./sandbox.ts";
 
@@ -163,7 +163,7 @@ export class ChildLauncher {
 
   #pidsCgroups(): PidsCgroups | undefined {
     if (this.#cgroups === null) {
-      this.#cgroups = findPidsCgroups();
+      this.#cgroups = pidsCgroups();
       if (!this.#cgroups) {
         this.#log.warn("mcp_process_limit_unavailable", {
           message:
@@ -174,11 +174,6 @@ export class ChildLauncher {
       } else this.#log.info("mcp_pids_cgroup", { cgroup: this.#cgroups.base });
     }
     return this.#cgroups;
-  }
-
-  close(): void {
-    this.#cgroups?.close();
-    this.#cgroups = null;
   }
 }
 

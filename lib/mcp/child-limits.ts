@@ -93,6 +93,7 @@ export function findPidsCgroups(root = "/sys/fs/cgroup"): PidsCgroups | undefine
     candidates.push(path.join(root, "pids", own));
   }
   for (const parent of candidates) {
+    removeStale(parent);
     const base = path.join(parent, `mcp-agent-${process.pid}-${randomUUID().slice(0, 8)}`);
     try {
       mkdirSync(base);
@@ -106,6 +107,36 @@ export function findPidsCgroups(root = "/sys/fs/cgroup"): PidsCgroups | undefine
   return undefined;
 }
 
+let processCgroups: PidsCgroups | undefined | null = null;
+
+/**
+ * This process's pids cgroups, found on first use. One per process, not per server instance: the
+ * folder is named by our pid, and an exit handler removes it (a test process runs many servers).
+ */
+export function pidsCgroups(): PidsCgroups | undefined {
+  if (processCgroups === null) {
+    processCgroups = findPidsCgroups();
+    const found = processCgroups;
+    if (found) process.once("exit", () => found.close());
+  }
+  return processCgroups;
+}
+
+/** Folders left by a process of ours that was killed (its exit handler never ran). */
+function removeStale(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(/^mcp-agent-(\d+)-[0-9a-f]{8}$/.exec(name)?.[1]);
+    if (!pid || existsSync(`/proc/${pid}`)) continue;
+    pidsCgroupsAt(path.join(parent, name), false).close();
+  }
+}
+
 function safeRead(file: string): string {
   try {
     return readFileSync(file, "utf8");
@@ -114,9 +145,9 @@ function safeRead(file: string): string {
   }
 }
 
-function pidsCgroupsAt(base: string): PidsCgroups {
+function pidsCgroupsAt(base: string, fresh = true): PidsCgroups {
   // cgroup v2 distributes a controller to children only when asked to.
-  if (existsSync(path.join(base, "cgroup.subtree_control"))) writeFileSync(path.join(base, "cgroup.subtree_control"), "+pids");
+  if (fresh && existsSync(path.join(base, "cgroup.subtree_control"))) writeFileSync(path.join(base, "cgroup.subtree_control"), "+pids");
   return {
     base,
     create(maxProcesses) {
@@ -126,15 +157,27 @@ function pidsCgroupsAt(base: string): PidsCgroups {
       return { dir, procsFile: path.join(dir, "cgroup.procs") };
     },
     remove(dir) {
-      try {
-        rmdirSync(dir);
-      } catch {
-        // EBUSY while the last processes of the group are still being reaped: close() tries again.
-      }
+      // EBUSY while the kernel still reaps the last processes of the group: try again shortly.
+      const attempt = (left: number) => {
+        try {
+          rmdirSync(dir);
+        } catch (error) {
+          if (left > 0 && error instanceof Error && "code" in error && error.code === "EBUSY") {
+            setTimeout(() => attempt(left - 1), 100).unref();
+          }
+        }
+      };
+      attempt(50);
     },
     close() {
       try {
-        for (const entry of readdirNames(base)) rmdirSync(path.join(base, entry));
+        for (const entry of readdirNames(base)) {
+          try {
+            rmdirSync(path.join(base, entry));
+          } catch {
+            // Still busy: its processes are being reaped; the base stays with it.
+          }
+        }
         rmdirSync(base);
       } catch {
         // A child still exiting keeps its folder; the kernel frees an empty cgroup at reboot at the latest.

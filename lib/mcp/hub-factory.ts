@@ -82,6 +82,5 @@ export class HubFactory {
 
   async close(): Promise<void> {
     await Promise.all([...this.#shared.values()].map((connection) => connection.close()));
-    this.#launcher.close();
   }
 }

@@ -5,7 +5,17 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
-import { ask, baseConfig, connectUser, ROOT, startServer, type RunningServer, type TestClient } from "../helpers/harness.ts";
+import {
+  ask,
+  baseConfig,
+  connectUser,
+  readLog,
+  ROOT,
+  startServer,
+  until,
+  type RunningServer,
+  type TestClient,
+} from "../helpers/harness.ts";
 
 const HOSTILE = path.join(ROOT, "tests/fixtures/hostile-mcp-server.mjs");
 const hostile = (extra: Record<string, unknown> = {}) => ({ command: process.execPath, args: [HOSTILE], ...extra });
@@ -129,5 +139,38 @@ test("a scope: shared server is one process for every user, with a shared folder
   } finally {
     await dave.close();
     await erin.close();
+  }
+});
+
+test("without bubblewrap the start says so with the apt command; a server that requires the sandbox does not start", async () => {
+  const config = baseConfig(model.baseUrl, { loose: hostile(), strict: hostile({ sandbox: true }) });
+  const missing = await startServer({
+    secrets: { openai: { api_key: "sk-per-user-test-0000" } },
+    config: { ...config, mcp: { ...config.mcp, bwrap_path: "/nonexistent/bwrap" } },
+  });
+  try {
+    const warned = () => readLog(missing.logPath).find((line) => line.event === "mcp_sandbox_unavailable");
+    await until(() => warned() !== undefined, "the mcp_sandbox_unavailable log line");
+    const warning = warned();
+    assert.match(String(warning?.message), /WITHOUT a sandbox.*apt-get install -y bubblewrap/);
+    assert.match(String(warning?.message), /require a sandbox will not start: strict/);
+    const { client } = await connectUser(missing, "frank");
+    try {
+      // The unsandboxed child still works in the user's workspace.
+      assert.equal((await whoami(client, "loose")).cwd, "[workspace]/frank");
+      const body = (await (await fetch(`${missing.url}/sessions/frank`)).json()) as {
+        mcp_servers: { name: string; state: string; error?: string }[];
+      };
+      const strict = body.mcp_servers.find((info) => info.name === "strict");
+      assert.equal(strict?.state, "failed");
+      assert.match(
+        String(strict?.error),
+        /requires a sandbox \(mcp\.servers\.strict\.sandbox.*not installed.*apt-get install -y bubblewrap/,
+      );
+    } finally {
+      await client.close();
+    }
+  } finally {
+    await missing.close();
   }
 });
