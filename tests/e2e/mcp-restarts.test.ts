@@ -58,14 +58,15 @@ async function mcpServers(running: RunningServer, userId: string): Promise<Recor
 
 /** The crashing fixture with its own markers folder: each start of it leaves one file there. */
 function crashingChild(): {
-  entry: { command: string; args: string[] };
+  entry: { command: string; args: string[]; sandbox: boolean };
   starts: () => number;
   running: () => number[];
   remove: () => void;
 } {
   const markers = mkdtempSync(path.join(tmpdir(), "mcp-crash-markers-"));
   return {
-    entry: { command: process.execPath, args: [CRASHING, markers] },
+    // Unsandboxed: it counts its starts in a folder of the test's, which a sandbox would not let it write.
+    entry: { command: process.execPath, args: [CRASHING, markers], sandbox: false },
     starts: () => readdirSync(markers).filter((name) => name.startsWith("start-")).length,
     // Processes of ours still running this very fixture (its markers folder is on its command line).
     running: () =>

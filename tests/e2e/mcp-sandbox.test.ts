@@ -49,7 +49,11 @@ before(async () => {
   });
   running = await startServer({
     secrets: { openai: { api_key: API_KEY } },
-    config: { ...config, mcp: { ...config.mcp, sandbox: "required", bwrap_path: BWRAP }, limits: { messages_per_minute: 1000 } },
+    config: {
+      ...config,
+      mcp: { ...config.mcp, sandbox: "required", bwrap_path: BWRAP },
+      limits: { messages_per_minute: 6000, message_burst: 200 },
+    },
   });
   bobSecret = path.join(running.configDir, "workspace/bob/diary.txt");
   mkdirSync(path.dirname(bobSecret), { recursive: true, mode: 0o700 });
