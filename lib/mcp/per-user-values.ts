@@ -150,10 +150,8 @@ export function ensurePrivateDirs(root: string, privateDir: string): void {
   for (const dir of [privateDir, env.TMPDIR, env.XDG_CONFIG_HOME, env.XDG_DATA_HOME, env.XDG_CACHE_HOME, env.XDG_STATE_HOME]) {
     if (dir) mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
-  // mkdir's mode is masked by the umask and leaves existing folders alone: set it on each level we own.
-  for (let dir = privateDir; dir.startsWith(root + path.sep) || dir === root; dir = path.dirname(dir)) {
-    chmodSync(dir, 0o700);
-    if (dir === root) break;
-  }
+  // mkdir's mode is masked by the umask and leaves existing folders alone: set it on each level we
+  // made below the root (the root itself may be an operator's folder, e.g. mcp.server_data_root).
+  for (let dir = privateDir; dir.startsWith(root + path.sep); dir = path.dirname(dir)) chmodSync(dir, 0o700);
   chmodSync(env.HOME ?? privateDir, 0o700);
 }
