@@ -208,5 +208,6 @@ export const ENTER_CGROUP = 'echo $$ > "$0" || exit 126';
 
 /** `sh -c … <procsFile> command args…`: command runs in the cgroup from its first instruction on. */
 export function inCgroup(procsFile: string, command: string, args: string[]): { command: string; args: string[] } {
-  return { command: "/bin/sh", args: ["-c", `${ENTER_CGROUP}; exec "$@"`, procsFile, command, ...args] };
+  // The shell exports PWD of its own: the command gets the environment it was given, no more.
+  return { command: "/bin/sh", args: ["-c", `${ENTER_CGROUP}; unset PWD; exec "$@"`, procsFile, command, ...args] };
 }

@@ -66,6 +66,6 @@ test("a child's end names the limit it hit, with or without bwrap in between", (
 test("a command in a cgroup: the shell joins it, then becomes the command", () => {
   assert.deepEqual(inCgroup("/sys/fs/cgroup/pids/x/cgroup.procs", "bwrap", ["--", "node"]), {
     command: "/bin/sh",
-    args: ["-c", 'echo $$ > "$0" || exit 126; exec "$@"', "/sys/fs/cgroup/pids/x/cgroup.procs", "bwrap", "--", "node"],
+    args: ["-c", 'echo $$ > "$0" || exit 126; unset PWD; exec "$@"', "/sys/fs/cgroup/pids/x/cgroup.procs", "bwrap", "--", "node"],
   });
 });
