@@ -1,6 +1,6 @@
 // How a stdio child is started: its per-user values and private folders, its sandbox and its
-// limits. One ChildLauncher per server (the hub factory's), deciding once at start what this
-// machine supports and warning about what it does not.
+// limits. One ChildLauncher per agent server (its hub factory's), deciding once at start what
+// this machine supports and warning about what it does not.
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import type { Config, McpServerConfig } from "../config.ts";
@@ -33,6 +33,7 @@ export class ChildLauncher {
   #support: SandboxSupport | undefined;
   #cgroups: PidsCgroups | undefined | null = null;
   readonly #prlimit: string | undefined;
+  #warnedPrlimit = false;
 
   /** `hidden`: the server's own files (config, secrets, database, logs), never mounted in a sandbox. */
   constructor(config: Config, log: Logger, hidden: string[]) {
@@ -63,7 +64,8 @@ export class ChildLauncher {
         });
       }
     }
-    if (!this.#prlimit && stdio.length > 0) {
+    if (!this.#prlimit && stdio.length > 0 && !this.#warnedPrlimit) {
+      this.#warnedPrlimit = true;
       this.#log.warn("mcp_limits_unavailable", {
         message: `prlimit not found (${PRLIMIT_PATH}): MCP children run without memory, CPU and file limits; apt-get install -y util-linux`,
       });
