@@ -82,6 +82,7 @@ const McpServerSchema = z.object({
       cpu_seconds: childLimit.optional(),
       open_files: childLimit.optional(),
       processes: childLimit.optional(),
+      nice: z.number().int().min(0).max(19).optional(),
     })
     .prefault({}),
 });
@@ -123,6 +124,8 @@ const ConfigSchema = z.object({
           cpu_seconds: childLimit.default(3600),
           open_files: childLimit.default(1024),
           processes: childLimit.default(256),
+          /** Scheduling niceness of each child (0-19): a busy child yields the CPU to our server and to quieter children. */
+          nice: z.number().int().min(0).max(19).default(10),
         })
         .prefault({}),
     })

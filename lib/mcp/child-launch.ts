@@ -5,7 +5,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
-import { inCgroup, pidsCgroups, PRLIMIT_PATH, prlimitOptions, type ChildLimits, type PidsCgroups } from "./child-limits.ts";
+import { inCgroup, NICE_PATH, pidsCgroups, PRLIMIT_PATH, prlimitOptions, type ChildLimits, type PidsCgroups } from "./child-limits.ts";
 import { ensurePrivateDirs, privateDirFor, privateEnv, type PerUserValues } from "./per-user-values.ts";
 import { BWRAP_APT, detectSandbox, isWithin, sandboxedCommand, wouldExpose, type SandboxMode, type SandboxSupport } from "./sandbox.ts";
 
@@ -33,6 +33,7 @@ export class ChildLauncher {
   #support: SandboxSupport | undefined;
   #cgroups: PidsCgroups | undefined | null = null;
   readonly #prlimit: string | undefined;
+  readonly #nice: string | undefined;
   #warnedPrlimit = false;
 
   /** `hidden`: the server's own files (config, secrets, database, logs), never mounted in a sandbox. */
@@ -43,6 +44,7 @@ export class ChildLauncher {
     this.#workspaceRoot = path.resolve(config.configDir, config.workspace.root);
     this.#hidden = [...hidden, this.#workspaceRoot, this.#dataRoot];
     this.#prlimit = existsSync(PRLIMIT_PATH) ? PRLIMIT_PATH : undefined;
+    this.#nice = existsSync(NICE_PATH) ? NICE_PATH : undefined;
   }
 
   /** The per-user values of a user's child of `server`. */
@@ -87,6 +89,7 @@ export class ChildLauncher {
       cpu_seconds: own.cpu_seconds ?? defaults.cpu_seconds,
       open_files: own.open_files ?? defaults.open_files,
       processes: own.processes ?? defaults.processes,
+      nice: own.nice ?? defaults.nice,
     };
   }
 
@@ -151,6 +154,8 @@ export class ChildLauncher {
     } else if (prlimit && prlimit.options.length > 0) {
       ({ command, args } = { command: prlimit.path, args: [...prlimit.options, "--", command, ...args] });
     }
+    // Outside the sandbox, so that all of it (bwrap's own processes too) runs at that niceness.
+    if (limits.nice > 0 && this.#nice) ({ command, args } = { command: this.#nice, args: ["-n", String(limits.nice), command, ...args] });
     let onExit = () => {};
     if (!nprocInside && limits.processes > 0) {
       const cgroups = this.#pidsCgroups();

@@ -15,7 +15,11 @@ export interface ChildLimits {
   open_files: number;
   /** Processes and threads of the child and everything it starts. */
   processes: number;
+  /** Scheduling niceness (0: as our server's). */
+  nice: number;
 }
+
+export const NICE_PATH = "/usr/bin/nice";
 
 export const PRLIMIT_PATH = "/usr/bin/prlimit";
 

@@ -56,6 +56,7 @@ async function call(client: TestClient, tool: string, args: unknown = {}): Promi
 
 interface Whoami {
   pid: number;
+  nice: number;
   cwd: string;
   argv: string[];
   env: Record<string, string>;
@@ -102,6 +103,7 @@ test("{user_id}, {workspace} and {user_data} expand in args and env; {{user_id}}
     assert.equal(seen.env.MCP_STATE, `${own}/state`);
     // The working folder is the user's workspace; home, temp and XDG folders are the server's own.
     assert.equal(seen.cwd, workspace);
+    assert.equal(seen.nice, 10, "a busy child yields the CPU (mcp.child_limits.nice)");
     assert.equal(seen.env.HOME, `${own}/home`);
     assert.equal(seen.env.TMPDIR, `${own}/tmp`);
     assert.equal(seen.env.XDG_CONFIG_HOME, `${own}/home/.config`);

@@ -49,10 +49,10 @@ test("the command line: writable only the given folders, its script and node_mod
 });
 
 test("prlimit options: 0 turns a limit off; the process count only where it counts the child alone", () => {
-  const limits = { memory_mb: 256, cpu_seconds: 10, open_files: 128, processes: 64 };
+  const limits = { memory_mb: 256, cpu_seconds: 10, open_files: 128, processes: 64, nice: 10 };
   assert.deepEqual(prlimitOptions(limits, true), [`--data=${256 * 1024 * 1024}`, "--cpu=10:11", "--nofile=128", "--nproc=64"]);
   assert.deepEqual(prlimitOptions(limits, false), [`--data=${256 * 1024 * 1024}`, "--cpu=10:11", "--nofile=128"]);
-  assert.deepEqual(prlimitOptions({ memory_mb: 0, cpu_seconds: 0, open_files: 0, processes: 0 }, true), []);
+  assert.deepEqual(prlimitOptions({ memory_mb: 0, cpu_seconds: 0, open_files: 0, processes: 0, nice: 0 }, true), []);
 });
 
 test("a child's end names the limit it hit, with or without bwrap in between", () => {
