@@ -107,6 +107,16 @@ export function expandEntry(entry: ExpandableEntry, values: PerUserValues | unde
   };
 }
 
+/**
+ * The literal text around a template's placeholders (empty for a string without any): what the
+ * redactor can know in advance of a credential that becomes whole only per user.
+ */
+export function templateLiterals(text: string): string[] {
+  const parsed = parseTemplate(text);
+  if ("error" in parsed || !parsed.some((piece) => "name" in piece)) return [];
+  return parsed.flatMap((piece) => ("text" in piece ? [piece.text] : []));
+}
+
 /** True when any expandable string of the entry names `value` (the filesystem server's workspace argument, say). */
 export function usesValue(entry: ExpandableEntry, value: PerUserValueName): boolean {
   return templatedFields(entry).some(([, text]) => {

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../lib/config.ts";
 import { checkTemplates, expandEntry, privateDirFor, safeFolderName, usesValue } from "../../lib/mcp/per-user-values.ts";
+import { mcpServerSecrets, Redactor } from "../../lib/secrets/redactor.ts";
 
 const values = { user_id: "alice", workspace: "/ws/alice", user_data: "/data/users/alice/servers/memory" };
 const entry = (over: Partial<Parameters<typeof expandEntry>[0]> = {}) => ({ args: [], env: {}, headers: {}, ...over });
@@ -83,4 +84,20 @@ test("private folders: one per user and server, server names made safe", () => {
   assert.equal(safeFolderName("../x/y"), "..%2fx%2fy");
   assert.equal(safeFolderName(".."), "%2e%2e");
   assert.equal(privateDirFor("/data", "a/../../b", "alice").startsWith("/data/users/alice/servers/"), true);
+});
+
+test("a credential completed per user is still redacted: the redactor knows the parts the config wrote", () => {
+  const config = parseConfig(
+    {
+      file: "c.yaml",
+      text: "mcp:\n  servers:\n    r:\n      transport: streamable_http\n      url: http://x/mcp\n      headers: { Authorization: 'Bearer tok-9f8e7d6c5b4a-{user_id}' }\n",
+    },
+    undefined,
+    {},
+    "/cfg",
+  );
+  const redactor = new Redactor(mcpServerSecrets(config.mcp.servers));
+  const expanded = expandEntry(config.mcp.servers.r ?? entry(), values).headers.Authorization ?? "";
+  assert.equal(expanded, "Bearer tok-9f8e7d6c5b4a-alice");
+  assert.doesNotMatch(redactor.redact(`the server said: ${expanded}`), /9f8e7d6c5b4a/);
 });
