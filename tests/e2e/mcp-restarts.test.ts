@@ -107,7 +107,7 @@ test("with a remote server down beside it, a child that crashes four times is re
     config: baseConfig(
       model.baseUrl,
       { down: { transport: "streamable_http", url: await refusedUrl() }, crashy: crashing.entry, test: testServerEntry },
-      { session: { store: "memory" }, limits: { mcp_max_restarts: 3 } },
+      { session: { store: "memory" }, limits: { mcp_max_restarts: 3, messages_per_minute: 600, message_burst: 100 } },
     ),
     secrets: { openai: { api_key: "sk-test-restarts" } },
   });
