@@ -18,7 +18,7 @@ import type { ServerInfo, ServerState } from "../protocol.ts";
 import type { Logger } from "../log.ts";
 import { afterFailedStart, nextStartAfterCrash, restartDecision } from "./restarts.ts";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
-import { ChangeListeners, type StderrTail, withStderr } from "./server-state.ts";
+import { ChangeListeners, withStderr, type StderrTail } from "./server-state.ts";
 import { errorText, onePrefix } from "./error-text.ts";
 import { completeUrlElicitations, urlElicitationsOf } from "./url-elicitation.ts";
 import type { McpToolInfo } from "./tools.ts";
@@ -343,7 +343,8 @@ export class McpConnection {
 
   #onUnexpectedClose(client: Client): void {
     if (this.#client !== client || this.#state === "closed") return;
-    this.#error = withStderr("the server process exited", this.#stderr?.lines() ?? []);
+    // A limit it hit (CPU time, memory) says so here: the user reads it in the tool error and the server's state.
+    this.#error = withStderr(this.#transport?.exitReason ?? "the server process exited", this.#stderr?.lines() ?? []);
     this.#state = "exited";
     this.#client = undefined;
     this.#transport = undefined;
@@ -484,7 +485,8 @@ export class McpConnection {
         this.#changes.emit();
         return { ok: false, text: this.#error };
       }
-      return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed: ${errorMessage(error)}` };
+      const exited = this.#state === "exited" && this.#error ? ` (${this.#error})` : "";
+      return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed: ${errorMessage(error)}${exited}` };
     }
   }
 

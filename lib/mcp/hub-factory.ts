@@ -6,6 +6,7 @@ import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import { sharedBuiltins } from "./builtins.ts";
+import { ChildLauncher } from "./child-launch.ts";
 import type { ClientRequests } from "./client-requests.ts";
 import { McpConnection, type ConnectionLimits } from "./connection.ts";
 import { McpHub } from "./hub.ts";
@@ -44,8 +45,20 @@ export class HubFactory {
       maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
     };
-    this.#shared = sharedBuiltins(config, serverOwnFiles(config), log, limits);
-    this.#context = { log, limits, packageDirs, configDir: config.configDir };
+    const ownFiles = serverOwnFiles(config);
+    this.#shared = sharedBuiltins(config, ownFiles, log, limits);
+    const launcher = new ChildLauncher(config, log, ownFiles);
+    this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher };
+    // `scope: shared`: one process (or connection) for every user, with no per-user values.
+    for (const [name, entry] of Object.entries(config.mcp.servers)) {
+      if (entry.scope === "shared" && !this.#shared.has(name)) {
+        this.#shared.set(
+          name,
+          connectionFor(name, entry, "", this.#context, { scope: "shared" }, () => undefined, undefined),
+        );
+      }
+    }
+    launcher.checkSupport();
   }
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
@@ -59,7 +72,7 @@ export class HubFactory {
       const shared = this.#shared.get(name);
       if (shared) return shared;
       const auth = this.#oauth?.remoteAuth(userId, name, entry);
-      return connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current, auth ? { auth } : {});
+      return connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current, userId, auth ? { auth } : {});
     });
     const hub = new McpHub(connections, { workspaceDir, owner: userId, requests });
     const userServers = this.#userServers;
@@ -84,6 +97,7 @@ export class HubFactory {
       this.#context,
       { user_id: userId, session_id: sessionId },
       hub.requests,
+      userId,
       { ...(auth ? { auth } : {}), ...(guard ? { guard } : {}) },
       true,
     );
@@ -99,7 +113,11 @@ export class HubFactory {
   }
 }
 
-/** A connection of one user's own to a configured server: it may ask that user back (roots, sampling, elicitation). */
+/**
+ * A connection of one user's own to a configured server: it may ask that user back (roots,
+ * sampling, elicitation). `userId` undefined: the one connection of a `scope: shared` server,
+ * which asks no one.
+ */
 export function connectionFor(
   name: string,
   entry: McpServerConfig,
@@ -107,15 +125,18 @@ export function connectionFor(
   context: HubContext,
   logFields: Record<string, unknown>,
   requests: () => ClientRequests | undefined = () => undefined,
+  userId?: string,
   remote: RemoteOptions = {},
   userAdded = false,
 ): McpConnection {
+  const owner = userId === undefined ? undefined : { userId, workspaceDir };
   const stderr = entry.transport === "stdio" ? new StderrTail() : undefined;
   const isRemote = entry.transport === "sse" || entry.transport === "streamable_http";
   return new McpConnection({
     name,
     transportName: entry.transport,
-    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields, { ...(stderr ? { stderr } : {}), remote }),
+    shared: owner === undefined,
+    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields, owner, { ...(stderr ? { stderr } : {}), remote }),
     ...(stderr ? { stderr } : {}),
     ...(remote.auth ? { authHint: remote.auth.hint } : {}),
     ...(isRemote ? { url: entry.url ?? "" } : {}),
@@ -126,6 +147,8 @@ export function connectionFor(
     limits: context.limits,
     log: context.log,
     logFields,
-    askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests },
+    ...(owner
+      ? { askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests } }
+      : {}),
   });
 }

@@ -9,9 +9,11 @@ import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/s
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
-import { ProcessGroupStdioTransport, resolveLocalNpx, type StdioParams } from "./stdio-transport.ts";
+import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
+import type { ChildLauncher, ChildOwner } from "./child-launch.ts";
+import { expandEntry, usesValue, type PerUserValues } from "./per-user-values.ts";
 import type { StderrTail } from "./server-state.ts";
-import { remoteHeaders, type RemoteAuth } from "../oauth/oauth.ts";
+import type { RemoteAuth } from "../oauth/oauth.ts";
 
 /** A remote server's extras: the user's OAuth, and for a server the user added, the address guard on every request. */
 export interface RemoteOptions {
@@ -19,8 +21,8 @@ export interface RemoteOptions {
   guard?: (url: URL) => Promise<string | undefined>;
 }
 
-/** A transport; a stdio one also says its child's pid. */
-export type McpTransport = Transport & { pid?: number };
+/** A transport; a stdio one also says its child's pid, and once it ended, why (a limit it hit, say). */
+export type McpTransport = Transport & { pid?: number; exitReason?: string };
 
 /** How to make a fresh transport each time the server (re)starts. */
 export type TransportFactory = () => McpTransport;
@@ -32,6 +34,8 @@ export interface TransportContext {
   packageDirs: string[];
   /** The config file's folder: a relative `cwd` is relative to it. */
   configDir: string;
+  /** Private folders, sandbox and limits of stdio children; absent: spawned as configured. */
+  launcher?: ChildLauncher;
 }
 
 /** The transports that reach a server over the network: they may be down now and up later. */
@@ -39,25 +43,31 @@ export function isRemoteTransport(transportName: string): boolean {
   return transportName === "sse" || transportName === "streamable_http";
 }
 
-/** The transport factory of one user's connection to a configured server. */
+/**
+ * The transport factory of one user's connection to a configured server (`owner` undefined: the
+ * one connection of a `scope: shared` server). Per-user values are filled in here.
+ */
 export function transportFactory(
   name: string,
   entry: McpServerConfig,
   workspaceDir: string,
   context: TransportContext,
   logFields: Record<string, unknown>,
+  owner?: ChildOwner,
   extra: { stderr?: StderrTail; remote?: RemoteOptions } = {},
 ): TransportFactory {
+  const values = owner && context.launcher?.valuesFor(name, owner);
+  const remote = expandEntry(entry, values);
   switch (entry.transport) {
     case "stdio":
-      return stdioTransportFactory(name, entry, workspaceDir, context, logFields, extra.stderr);
+      return stdioTransportFactory(name, entry, workspaceDir, context, logFields, owner, extra.stderr);
     case "sse": {
-      const options = remoteOptions(entry, extra.remote);
-      return () => new SSEClientTransport(remoteUrl(name, entry), options);
+      const options = remoteOptions(entry, remote.headers, extra.remote);
+      return () => new SSEClientTransport(remoteUrl(name, remote.url), options);
     }
     case "streamable_http": {
-      const options = remoteOptions(entry, extra.remote);
-      return () => new StreamableHTTPClientTransport(remoteUrl(name, entry), options);
+      const options = remoteOptions(entry, remote.headers, extra.remote);
+      return () => new StreamableHTTPClientTransport(remoteUrl(name, remote.url), options);
     }
     case "websocket":
       return () => {
@@ -78,14 +88,18 @@ export function stdioTransportFactory(
   workspaceDir: string,
   context: TransportContext,
   logFields: Record<string, unknown>,
+  owner?: ChildOwner,
   stderr?: StderrTail,
 ): TransportFactory {
-  const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs, context.configDir);
+  const values = owner && context.launcher?.valuesFor(name, owner);
+  const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs, context.configDir, values);
   return () => {
     // The npm filesystem server needs its root to exist; made here, on its first start, not on connect.
-    if (name === "filesystem") mkdirSync(workspaceDir, { recursive: true, mode: 0o700 });
+    if (name === "filesystem" && entry.scope !== "shared") mkdirSync(workspaceDir, { recursive: true, mode: 0o700 });
     return new ProcessGroupStdioTransport({
-      ...params,
+      // Its private folders, working folder, sandbox and limits (child-launch.ts), at each start.
+      ...(context.launcher ? context.launcher.launch(name, entry, params, owner) : params),
+      limitsKey: `mcp.servers.${name}.limits`,
       names: { command: `mcp.servers.${name}.command`, cwd: `mcp.servers.${name}.cwd` },
       onStderrLine: (line) => {
         stderr?.push(line);
@@ -96,7 +110,7 @@ export function stdioTransportFactory(
 }
 
 /** Headers (with `auth.api_key`), the OAuth provider, and a fetch that passes the address guard first. */
-function remoteOptions(entry: McpServerConfig, remote: RemoteOptions = {}) {
+function remoteOptions(entry: McpServerConfig, headers: Record<string, string>, remote: RemoteOptions = {}) {
   const baseFetch = remote.auth?.fetch ?? fetch;
   const guard = remote.guard;
   const guardedFetch: typeof baseFetch = guard
@@ -107,24 +121,25 @@ function remoteOptions(entry: McpServerConfig, remote: RemoteOptions = {}) {
       }
     : baseFetch;
   return {
-    requestInit: { headers: remoteHeaders(entry) },
+    requestInit: { headers: { ...headers, ...(entry.auth?.api_key ? { Authorization: `Bearer ${entry.auth.api_key}` } : {}) } },
     ...(remote.auth ? { authProvider: remote.auth.provider } : {}),
     ...(remote.auth || guard ? { fetch: guardedFetch } : {}),
   };
 }
 
 /** A remote entry's URL; a missing or bad one names the key (the start fails with this message). */
-function remoteUrl(name: string, entry: McpServerConfig): URL {
+function remoteUrl(name: string, url: string | undefined): URL {
   try {
-    return new URL(entry.url ?? "");
+    return new URL(url ?? "");
   } catch {
-    throw new Error(`MCP server "${name}" has no valid URL: ${JSON.stringify(entry.url ?? "")} (mcp.servers.${name}.url)`);
+    throw new Error(`MCP server "${name}" has no valid URL: ${JSON.stringify(url ?? "")} (mcp.servers.${name}.url)`);
   }
 }
 
 /**
- * The spawn parameters of a stdio entry for one user. The server named `filesystem` gets the
- * user's workspace appended; the config's own args array is never touched.
+ * The spawn parameters of a stdio entry for one user (`values`: its per-user values; none for a
+ * shared server). The server named `filesystem` gets the user's workspace appended unless it names
+ * `{workspace}` itself; the config's own args array is never touched.
  */
 export function stdioParamsFor(
   name: string,
@@ -132,7 +147,8 @@ export function stdioParamsFor(
   workspaceDir: string,
   packageDirs: string[],
   configDir: string,
-): Omit<StdioParams, "names" | "onStderrLine" | "gracefulCloseMs"> {
+  values?: PerUserValues,
+): { command: string; args: string[]; env: Record<string, string>; cwd?: string } {
   // The package look-up walks the file system: done once per entry, not once per session.
   const byDirs = resolvedCommands.get(entry) ?? new Map<string, { command: string; args: string[] }>();
   resolvedCommands.set(entry, byDirs);
@@ -142,9 +158,16 @@ export function stdioParamsFor(
     resolved = resolveLocalNpx(entry.command ?? "", entry.args, packageDirs);
     byDirs.set(dirsKey, resolved);
   }
-  const args = name === "filesystem" ? [...resolved.args, workspaceDir] : [...resolved.args];
-  const cwd = entry.cwd === undefined ? undefined : path.resolve(configDir, entry.cwd);
-  return { command: resolved.command, args, env: { ...entry.env }, cwd };
+  // The package look-up reads only the leading package name: the rest of the args are the user's own.
+  const expanded = expandEntry(entry, values);
+  const resolvedArgs =
+    resolved.command === entry.command
+      ? expanded.args
+      : [...resolved.args.slice(0, 1), ...expanded.args.slice(expanded.args.length - resolved.args.length + 1)];
+  const appendWorkspace = name === "filesystem" && entry.scope !== "shared" && !usesValue(entry, "workspace");
+  const args = appendWorkspace ? [...resolvedArgs, workspaceDir] : [...resolvedArgs];
+  const cwd = expanded.cwd === undefined ? undefined : path.resolve(configDir, expanded.cwd);
+  return { command: resolved.command, args, env: expanded.env, ...(cwd === undefined ? {} : { cwd }) };
 }
 
 const resolvedCommands = new WeakMap<McpServerConfig, Map<string, { command: string; args: string[] }>>();

@@ -108,6 +108,7 @@ const connection = connectionFor(
   },
   {},
   undefined,
+  "conformance-user",
   auth ? { auth } : {},
 );
 
