@@ -38,7 +38,9 @@ import {
   turnStartFrame,
   type ElicitationAction,
   type ElicitationValue,
+  type ErrorCode,
   type HistoryItem,
+  type Refusal,
   type ServerFrame,
   type SessionInfo,
   type StreamFrame,
@@ -59,7 +61,7 @@ interface RunningTurn {
   peer: Peer;
   abort: AbortController;
   /** Set when the turn was stopped by a fault rather than by a person (e.g. its lease was lost). */
-  failure?: string;
+  failure?: { code: ErrorCode; reason: string };
 }
 
 export interface SessionDeps {
@@ -157,13 +159,13 @@ export class UserSession {
     hub.attach(this.#asks);
   }
 
-  /** A person's answer to an elicitation_request; an error text when it was not taken. */
+  /** A person's answer to an elicitation_request; why not, when it was not taken. */
   answerElicitation(
     requestId: string,
     action: ElicitationAction,
     content: Record<string, ElicitationValue> | undefined,
     socketId: number,
-  ): string | undefined {
+  ): Refusal | undefined {
     if (this.#asks.has(requestId) || !this.#deps.coordinator.spansInstances) return this.#asks.answer(requestId, action, content, socketId);
     // The question may come from a server of this user on another instance: hand the answer over
     // (that instance checks it; its elicitation_resolved frame tells every tab the outcome).
@@ -256,11 +258,12 @@ export class UserSession {
         ].filter(Boolean);
         outcome = {
           ok: false,
+          code: "reset_failed",
           error: `New chat failed: the conversation could not be deleted (${reason}). ${
             undone.length === 0 ? "Nothing was changed" : `The conversation is unchanged, but ${undone.join(" and ")}`
           }`,
         };
-        this.sockets.broadcast(streamErrorFrame(outcome.error));
+        this.sockets.broadcast(streamErrorFrame(outcome.code, outcome.error));
         return outcome;
       }
       // The old conversation is gone from the store: from here on the reset has happened.
@@ -293,7 +296,9 @@ export class UserSession {
     }
     this.sockets.broadcast(resetFrame(this.userId, this.#sessionId, outcome.workspaceCleared));
     if (outcome.notes.length > 0) {
-      this.sockets.broadcast(streamErrorFrame(`New chat started (the conversation was cleared), but ${outcome.notes.join("; ")}`));
+      this.sockets.broadcast(
+        streamErrorFrame("reset_incomplete", `New chat started (the conversation was cleared), but ${outcome.notes.join("; ")}`),
+      );
     }
     return outcome;
   }
@@ -318,7 +323,7 @@ export class UserSession {
   }
 
   /** A `history` request costs a token of its own bucket: asking in a loop is refused, saying why. */
-  takeHistoryToken(now = Date.now()): { ok: true } | { ok: false; error: string } {
+  takeHistoryToken(now = Date.now()): { ok: true } | ({ ok: false } & Refusal) {
     const limit = this.#deps.historyRateLimit;
     const decision = takeToken(this.#historyBucket, limit, now);
     this.#historyBucket = decision.bucket;
@@ -326,6 +331,7 @@ export class UserSession {
     const seconds = Math.ceil(decision.retryAfterMs / 1000);
     return {
       ok: false,
+      code: "rate_limited",
       error: `Too many history requests: the limit is ${limit.perMinute} per minute (limits.history_requests_per_minute). Retry in ${seconds} s`,
     };
   }
@@ -369,16 +375,17 @@ export class UserSession {
   }
 
   /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
-  submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | { ok: false; error: string } {
+  submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | ({ ok: false } & Refusal) {
     const { maxQueuedTurns } = this.#deps;
     const limited = this.#takeToken(now);
-    if (limited) return { ok: false, error: limited };
+    if (limited) return { ok: false, code: "rate_limited", error: limited };
     // The first turn makes a session hold resources: it must fit under limits.max_sessions.
     const full = this.holdsResources || this.#running ? undefined : this.#deps.admitFirstTurn?.();
-    if (full) return { ok: false, error: full };
+    if (full) return { ok: false, code: "too_many_sessions", error: full };
     if (this.#queue.length >= maxQueuedTurns) {
       return {
         ok: false,
+        code: "queue_full",
         error: `Too many messages waiting: ${this.#queue.length} are queued behind the running turn (limits.max_queued_turns). Wait for an answer, then send again`,
       };
     }
@@ -459,11 +466,13 @@ export class UserSession {
       const cancelled = abort.signal.aborted;
       const reason = this.#deps.redactor.redact((error as Error).message);
       this.#deps.log.warn("turn_not_started", { user_id: this.userId, turn_id: queued.turnId, error: reason });
-      const frame = cancelled ? cancelledFrame(queued.turnId) : streamErrorFrame(turnErrorText(reason), { turnId: queued.turnId });
+      const frame = cancelled
+        ? cancelledFrame(queued.turnId)
+        : streamErrorFrame("server_unavailable", turnErrorText(reason), { turnId: queued.turnId });
       this.#finish(
         { turnId: queued.turnId, peer: queued.peer, abort },
         frame,
-        cancelled ? turnErrorFrame("the turn was cancelled") : undefined,
+        cancelled ? turnErrorFrame("turn_cancelled", "the turn was cancelled") : undefined,
       );
       return;
     } finally {
@@ -484,19 +493,20 @@ export class UserSession {
     const { tokensPerDay, store, log, metrics, redactor } = this.#deps;
     if (tokensPerDay === undefined) return true;
     const now = Date.now();
-    let decision: ReturnType<typeof quotaDecision>;
+    let refusal: Refusal;
     try {
-      decision = quotaDecision((await store.usage(this.userId, utcDay(now))).today, tokensPerDay, now);
+      const decision = quotaDecision((await store.usage(this.userId, utcDay(now))).today, tokensPerDay, now);
+      if (decision.allowed) return true;
+      refusal = { code: "quota_exceeded", error: decision.error };
     } catch (error) {
       // A quota that cannot be read refuses, as a limit must not be bypassed by a store outage.
-      decision = { allowed: false, error: `the token quota cannot be checked: ${redactor.redact((error as Error).message)}` };
+      refusal = { code: "server_unavailable", error: `the token quota cannot be checked: ${redactor.redact((error as Error).message)}` };
     }
-    if (decision.allowed) return true;
-    metrics.refused("tokens_per_day");
-    log.warn("turn_refused", { user_id: this.userId, turn_id: queued.turnId, reason: decision.error });
+    metrics.refused(refusal.code);
+    log.warn("turn_refused", { user_id: this.userId, turn_id: queued.turnId, code: refusal.code, reason: refusal.error });
     this.#finish(
       { turnId: queued.turnId, peer: queued.peer, abort: new AbortController() },
-      streamErrorFrame(decision.error, { turnId: queued.turnId }),
+      streamErrorFrame(refusal.code, refusal.error, { turnId: queued.turnId }),
     );
     return false;
   }
@@ -525,7 +535,7 @@ export class UserSession {
     const fields = { user_id: this.userId, session_id: sessionId, turn_id: turnId };
     const turn: RunningTurn = { turnId, peer, abort: new AbortController() };
     const onLost = () => {
-      turn.failure = `the turn was stopped: ${(lease.lost.reason as Error).message}`;
+      turn.failure = { code: "server_unavailable", reason: `the turn was stopped: ${(lease.lost.reason as Error).message}` };
       turn.abort.abort();
     };
     // Removed when the turn ends: on one instance every lease shares one never-aborted signal,
@@ -534,7 +544,10 @@ export class UserSession {
     this.#running = turn;
     const started = Date.now();
     const deadline = setTimeout(() => {
-      turn.failure = `the turn was stopped: it ran longer than ${this.#deps.maxTurnMs / 1000} s (agent.max_turn_seconds)`;
+      turn.failure = {
+        code: "turn_timeout",
+        reason: `the turn was stopped: it ran longer than ${this.#deps.maxTurnMs / 1000} s (agent.max_turn_seconds)`,
+      };
       turn.abort.abort();
     }, this.#deps.maxTurnMs);
     deadline.unref();
@@ -626,20 +639,22 @@ export class UserSession {
       const cancelled = turn.abort.signal.aborted && turn.failure === undefined;
       // Aborted by close() (shutdown, sweep) rather than by the user: the turn was interrupted.
       status = cancelled ? (this.#closed ? "interrupted" : "cancelled") : "error";
-      let reason = redactor.redact(turn.failure ?? (error instanceof Error ? error.message : String(error)));
+      let code: ErrorCode = turn.failure?.code ?? "turn_failed";
+      let reason = redactor.redact(turn.failure?.reason ?? (error instanceof Error ? error.message : String(error)));
       try {
         await remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
       } catch (storeError) {
         // The turn's end could not be written: say so; what was stored before stays.
         status = "error";
+        code = "server_unavailable";
         reason = redactor.redact(`the conversation could not be saved (${(storeError as Error).message})`);
       }
       flushDeltas();
       if (status === "cancelled" || status === "interrupted") {
-        this.#finish(turn, cancelledFrame(turnId), turnErrorFrame("the turn was cancelled"));
+        this.#finish(turn, cancelledFrame(turnId), turnErrorFrame("turn_cancelled", "the turn was cancelled"));
       } else {
-        this.#finish(turn, streamErrorFrame(turnErrorText(reason), { turnId }));
-        log.warn("turn_error", { ...fields, error: reason });
+        this.#finish(turn, streamErrorFrame(code, turnErrorText(reason), { turnId }));
+        log.warn("turn_error", { ...fields, code, error: reason });
       }
     } finally {
       lease.lost.removeEventListener("abort", onLost);
@@ -664,7 +679,7 @@ export class UserSession {
     if (turn.peer.streaming || !this.sockets.has(turn.peer)) return;
     if (seedFrame) return turn.peer.send(seedFrame);
     if (final.type === "answer") turn.peer.send(answerFrame(final.message, final.user_id, final.session_id));
-    else if (final.type === "error") turn.peer.send(errorFrame(final.error));
+    else if (final.type === "error") turn.peer.send(errorFrame(final.code, final.error));
   }
 
   info(): SessionInfo {

@@ -267,13 +267,23 @@ describe("options and frames (pure)", () => {
       frame: { type: "delta", turn_id: "t", text: "x" },
     });
     assert.equal(classifyFrame({ type: "delta", turn_id: "t" }).kind, "other");
-    assert.deepEqual(classifyFrame({ error: "e" }), { kind: "error", frame: { error: "e" }, turnId: undefined, clientId: undefined });
-    assert.deepEqual(classifyFrame({ type: "error", turn_id: "t", error: "e" }), {
+    assert.deepEqual(classifyFrame({ error: "e", code: "invalid_frame" }), {
       kind: "error",
       frame: { error: "e" },
+      code: "invalid_frame",
+      turnId: undefined,
+      clientId: undefined,
+    });
+    assert.deepEqual(classifyFrame({ type: "error", turn_id: "t", error: "e", code: "turn_failed" }), {
+      kind: "error",
+      frame: { error: "e" },
+      code: "turn_failed",
       turnId: "t",
       clientId: undefined,
     });
+    // A code this client does not know (a newer server's) is read as none.
+    const unknown = classifyFrame({ error: "e", code: "from_the_future" });
+    assert.equal(unknown.kind === "error" ? unknown.code : "not an error", undefined);
     assert.deepEqual(classifyFrame({ type: "turn_start", turn_id: "t", input: "i", client_id: "c" }), {
       kind: "turn_start",
       frame: { type: "turn_start", turn_id: "t", input: "i" },
@@ -322,12 +332,11 @@ describe("options and frames (pure)", () => {
     assert.deepEqual(classifyFrame(resolved), { kind: "approval_resolved", frame: resolved });
     assert.equal(classifyFrame({ ...resolved, by: "nobody" }).kind, "other");
     assert.equal(classifyFrame({ ...resolved, approved: "no" }).kind, "other");
-    const late = {
-      frame: { error: "no approval is waiting for call c1 (it was already answered, timed out or cancelled)" },
-      turnId: undefined,
-    };
+    const late = classifyFrame({ type: "error", error: "no approval is waiting for call c1", code: "no_pending_approval", call_id: "c1" });
+    assert.ok(late.kind === "error");
     assert.equal(lateApprovalCallId(late), "c1");
-    assert.equal(lateApprovalCallId({ frame: { error: "queue full" }, turnId: undefined }), undefined);
+    // Known by its code, not its words.
+    assert.equal(lateApprovalCallId({ ...late, code: "queue_full" }), undefined);
     assert.equal(lateApprovalCallId({ ...late, turnId: "t" }), undefined);
   });
 

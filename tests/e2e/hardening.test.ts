@@ -45,6 +45,7 @@ import {
 import { fullBucket, takeToken } from "../../lib/session/rate-limit.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { SocketPeer } from "../../lib/socket/peer.ts";
+import { errorFrame } from "../../lib/protocol.ts";
 
 // ---- the scripted model -------------------------------------------------------------------------
 // The user's text says what the model does, so every server of this file can share one model.
@@ -645,7 +646,7 @@ async function peerPair(limits: { softBytes: number; hardBytes: number }) {
   const socket = (client.ws as unknown as { _socket: net.Socket })._socket;
   /** Sends big non-delta frames until the socket's own buffer is past `bytes` (the kernel's is full). */
   const congest = (bytes: number) => {
-    const filler = { error: "f".repeat(64 * 1024) };
+    const filler = errorFrame("internal_error", "f".repeat(64 * 1024));
     while (ws.bufferedAmount <= bytes && ws.readyState === WebSocket.OPEN) peer.send(filler);
   };
   return {
