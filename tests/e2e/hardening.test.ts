@@ -398,6 +398,7 @@ test("a message longer than limits.max_message_chars gets an error frame; the so
   const { client } = await connectUser(main, "long_message");
   const refused = await ask(client, "y".repeat(1001));
   assert.match(String(refused.error), /too long: 1001 characters.*limit is 1000 \(limits\.max_message_chars\)/);
+  assert.equal(refused.code, "message_too_long");
   assert.equal((await ask(client, "short")).message, "echo: short");
   assert.ok(!model.requests.some((request) => lastUserText(request).startsWith("yyyy")));
   await client.close();
@@ -472,7 +473,7 @@ test("the socket over limits.max_sockets_per_user is closed with 1013 and a reas
   const third = new TestClient(main.wsUrl("many_sockets"));
   const closed = await third.closed;
   assert.equal(closed.code, 1013);
-  assert.match(closed.reason, /too many sockets.*limits\.max_sockets_per_user/);
+  assert.match(closed.reason, /^too_many_sockets: too many sockets.*limits\.max_sockets_per_user/);
   assert.equal(third.frames.length, 0, "no welcome");
   assert.equal((await ask(first.client, "first still here")).message, "echo: first still here");
   assert.equal((await ask(second.client, "second too")).message, "echo: second too");
@@ -511,7 +512,7 @@ test("a new user over limits.max_sessions is closed with 1013; existing users st
   const carol = new TestClient(capped.wsUrl("carol"));
   const closed = await carol.closed;
   assert.equal(closed.code, 1013);
-  assert.match(closed.reason, /limits\.max_sessions/);
+  assert.match(closed.reason, /^too_many_sessions: .*limits\.max_sessions/);
   assert.equal(capped.server.sessions.get("carol"), undefined);
   assert.equal((await ask(alice.client, "alice here")).message, "echo: alice here");
   const bobAgain = await connectUser(capped, "bob");
@@ -528,6 +529,7 @@ test("messages past limits.max_queued_turns get an error frame naming it; other 
   client.send({ message: "one too many" });
   const refused = await client.next();
   assert.match(String(refused.error), /limits\.max_queued_turns/);
+  assert.equal(refused.code, "queue_full");
   // The running turn is still blocked, and another user's turn completes meanwhile.
   assert.equal((await sessionInfo(main, "queuer")).turn_running, true);
   await stillServing();
@@ -547,6 +549,7 @@ test("the per-user message rate limit answers 'Retry in N s'; other users are no
   const frames = [await client.next(), await client.next(), await client.next()];
   const refused = frames.find((frame) => frame.error !== undefined);
   assert.match(String(refused?.error), /limit is 6 per minute \(limits\.messages_per_minute\)\. Retry in (\d+) s/);
+  assert.equal(refused?.code, "rate_limited");
   const seconds = Number(/Retry in (\d+) s/.exec(String(refused?.error))?.[1]);
   assert.ok(seconds >= 1 && seconds <= 10, `retry in ${seconds} s`);
   assert.deepEqual(

@@ -331,13 +331,17 @@ describe("servers asking back, progress, list changes, restarts", () => {
     // "name" is required: refused, naming the field and the request; the form stays open.
     tab1.send({ type: "elicitation", request_id: request.request_id, action: "accept", content: { email: "ada@example.com" } });
     const refused = await tab1.nextMatching((frame) => frame.type === "error");
-    assert.deepEqual([refused.error, refused.request_id], ['"String" is required', request.request_id]);
+    assert.deepEqual(
+      [refused.error, refused.code, refused.request_id],
+      ['"String" is required', "elicitation_invalid", request.request_id],
+    );
     tab2.send({ type: "elicitation", request_id: request.request_id, action: "accept", content: { name: "Grace", check: true } });
     const resolved = await tab1.nextMatching((frame) => frame.type === "elicitation_resolved");
     assert.deepEqual([resolved.action, resolved.by], ["accept", "user"]);
     tab1.send({ type: "elicitation", request_id: request.request_id, action: "decline" });
     const late = await tab1.nextMatching((frame) => frame.type === "error");
     assert.match(String(late.error), /no question is waiting under elicit_/);
+    assert.equal(late.code, "no_pending_elicitation");
     await tab1.nextMatching((frame) => frame.type === "answer");
     const last = model.requests.slice(before).at(-1);
     const tool = [...(last?.messages ?? [])].reverse().find((entry) => entry.role === "tool");

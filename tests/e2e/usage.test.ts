@@ -230,6 +230,7 @@ describe("daily token quota", () => {
         /^Daily token quota reached: \d+ of 300 tokens used today \(limits\.tokens_per_day\)\. It resets at midnight UTC \(\d{4}-\d\d-\d\dT00:00:00Z\), in /,
       );
       assert.equal(end.turn_id !== undefined, true);
+      assert.equal(end.code, "quota_exceeded");
       assert.equal(model.requests.length, before, "the model was not called");
       await client.close();
     } finally {
@@ -240,13 +241,13 @@ describe("daily token quota", () => {
     try {
       const seed = await connectUser(second, "thrifty");
       const refusal = await ask(seed.client, "after the restart");
-      assert.deepEqual(Object.keys(refusal), ["error"]);
+      assert.deepEqual(refusal, { error: refusal.error, code: "quota_exceeded" });
       assert.match(String(refusal.error), /^Daily token quota reached: .*midnight UTC/);
       // Another user has their own quota.
       const other = await connectUser(second, "someone_else");
       assert.equal(typeof (await ask(other.client, "hi")).message, "string");
       const scrape = await (await fetch(`${second.url}/metrics`)).text();
-      assert.match(scrape, /mcp_agent_refusals_total\{limit="tokens_per_day"\} 1/);
+      assert.match(scrape, /mcp_agent_refusals_total\{code="quota_exceeded"\} 1/);
       await seed.client.close();
       await other.client.close();
     } finally {
@@ -281,6 +282,7 @@ describe("daily token quota", () => {
       const end = await turnEnd(onB.client, "on the other instance");
       assert.equal(end.type, "error");
       assert.match(String(end.error), /^Daily token quota reached: \d+ of 200 tokens/);
+      assert.equal(end.code, "quota_exceeded");
       await onB.client.close();
       await client.connect();
       const day = utcDay(Date.now());

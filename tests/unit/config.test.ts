@@ -505,7 +505,7 @@ describe("the server process: config errors, model settings, logging", { concurr
     const client = await connectTo(spawned.url, "nokey_user");
     client.send({ message: "no key check" });
     const frame = await client.next();
-    assert.deepEqual(Object.keys(frame), ["error"]);
+    assert.deepEqual(Object.keys(frame), ["error", "code"]);
     assert.match(String(frame.error), /^An error occurred: /);
     assert.match(String(frame.error), /mcp_agent\.secrets\.yaml/);
     assert.match(String(frame.error), /OPENAI_API_KEY/);
@@ -626,7 +626,7 @@ describe("the server process: config errors, model settings, logging", { concurr
     const client = await connectTo(spawned.url, "secret_user");
     client.send({ message: CAUSE_401 });
     const frame = await client.next();
-    assert.deepEqual(Object.keys(frame), ["error"]);
+    assert.deepEqual(Object.keys(frame), ["error", "code"]);
     assert.match(String(frame.error), /^An error occurred: .*401/);
     assert.ok(!String(frame.error).includes(API_KEY), String(frame.error));
     assert.equal(model.requests.find((request) => lastUserText(request) === CAUSE_401)?.authorization, `Bearer ${API_KEY}`);
