@@ -15,8 +15,6 @@ import {
   type Frame,
   type RunningServer,
 } from "../helpers/harness.ts";
-import { requiresApproval } from "../../lib/session/approvals.ts";
-import { loadConfig } from "../../lib/config.ts";
 
 let model: ModelServer;
 let running: RunningServer;
@@ -45,15 +43,6 @@ beforeEach(() =>
     return { content: `echo: ${text}` };
   }),
 );
-
-test("require_approval: never (default), always, or a list of tool names", () => {
-  assert.equal(requiresApproval("never", "write_file"), false);
-  assert.equal(requiresApproval("always", "read_file"), true);
-  assert.equal(requiresApproval(["write_file", "move_file"], "write_file"), true);
-  assert.equal(requiresApproval(["write_file"], "read_file"), false);
-  const shipped = loadConfig("mcp_agent.config.yaml", {});
-  assert.equal(shipped.mcp.servers.fetch?.require_approval, "never", "seed clients are unaffected by default");
-});
 
 test("approve: the request names the call, the tool runs, and the turn goes on", async () => {
   const { client } = await connectUser(running, "approver", "?stream=1");
