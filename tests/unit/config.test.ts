@@ -668,3 +668,34 @@ test("every value in the secrets file (and the token) is treated as a secret and
   assert.doesNotMatch(lines.join(""), /tok-abcdef-98765|shared-token-xyz/);
   assert.match(lines.join(""), /\[REDACTED\]/);
 });
+
+test("MCP_AGENT_AUTH_TOKEN sets server.auth_token; the file's value wins", () => {
+  const parse = (text: string, env: Record<string, string>) => parseConfig({ file: "c.yaml", text }, undefined, env, "/tmp");
+  assert.equal(parse("{}", {}).server.auth_token, undefined);
+  assert.equal(parse("{}", { MCP_AGENT_AUTH_TOKEN: "from-env" }).server.auth_token, "from-env");
+  assert.equal(parse("server: {auth_token: from-file}", { MCP_AGENT_AUTH_TOKEN: "from-env" }).server.auth_token, "from-file");
+  assert.equal(parse("{}", { MCP_AGENT_AUTH_TOKEN: "" }).server.auth_token, undefined);
+});
+
+test("request_timeout_seconds is 60 and max_retries 2 by default", () => {
+  const config = parseConfig({ file: "c.yaml", text: "{}" }, undefined, {}, "/tmp");
+  assert.equal(config.openai.request_timeout_seconds, 60);
+  assert.equal(config.openai.max_retries, 2);
+  assert.equal(config.server.headers_timeout_seconds, 10);
+  assert.equal(config.server.request_timeout_seconds, 30);
+  assert.equal(config.server.ping_interval_seconds, 30);
+  const defaults = {
+    max_payload_bytes: 1024 * 1024,
+    max_message_chars: 32_000,
+    max_sessions: 2000,
+    max_sockets_per_user: 8,
+    max_queued_turns: 16,
+    messages_per_minute: 30,
+    message_burst: 10,
+    max_tool_result_chars: 100_000,
+    mcp_max_restarts: 3,
+    send_buffer_soft_bytes: 256 * 1024,
+    send_buffer_hard_bytes: 4 * 1024 * 1024,
+  };
+  for (const [key, value] of Object.entries(defaults)) assert.equal(config.limits[key as keyof typeof defaults], value, `limits.${key}`);
+});
