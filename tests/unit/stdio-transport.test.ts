@@ -23,3 +23,15 @@ test("`npx -y pkg@spec` runs the local copy only when its version satisfies the 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("`npx -y <pkg>` of a locally installed package runs as `node <bin>`; anything else is unchanged", () => {
+  const resolved = resolveLocalNpx("npx", ["-y", "@modelcontextprotocol/server-filesystem", "/tmp/x"], [process.cwd()]);
+  assert.equal(resolved.command, process.execPath);
+  assert.match(resolved.args[0] ?? "", /server-filesystem\/dist\/index\.js$/);
+  assert.deepEqual(resolved.args.slice(1), ["/tmp/x"]);
+  assert.deepEqual(resolveLocalNpx("npx", ["-y", "not-installed-package-xyz"], [process.cwd()]), {
+    command: "npx",
+    args: ["-y", "not-installed-package-xyz"],
+  });
+  assert.deepEqual(resolveLocalNpx("uvx", ["mcp-server-fetch"], [process.cwd()]), { command: "uvx", args: ["mcp-server-fetch"] });
+});
