@@ -300,7 +300,13 @@ export function classifyFrame(data: unknown): Incoming {
   if (isString(data.type)) return classifyTyped(data.type, data);
   // Seed frames have no `type`.
   if (isString(data.error)) {
-    return { kind: "error", frame: { error: data.error }, code: isErrorCode(data.code) ? data.code : undefined, turnId: undefined, clientId: undefined };
+    return {
+      kind: "error",
+      frame: { error: data.error },
+      code: isErrorCode(data.code) ? data.code : undefined,
+      turnId: undefined,
+      clientId: undefined,
+    };
   }
   const seed = seedMessage(data);
   return seed ? { kind: "answer", frame: seed, turnId: undefined } : { kind: "other" };

@@ -57,13 +57,19 @@ export function parseFilesPath(pathname: string): { ok: true; target: Target } |
   } catch {
     return { ok: false, status: 400, code: "invalid_request", error: "the path is not valid percent-encoding" };
   }
-  if (!isValidUserId(userId)) return { ok: false, status: 400, code: "invalid_user_id", error: `invalid user id "${userId}": ${USER_ID_RULE}` };
+  if (!isValidUserId(userId))
+    return { ok: false, status: 400, code: "invalid_user_id", error: `invalid user id "${userId}": ${USER_ID_RULE}` };
   if (relative.includes("\0")) return { ok: false, status: 400, code: "invalid_request", error: "the path contains a NUL byte" };
   return { ok: true, target: { userId, relative } };
 }
 
 /** A JSON answer; errors go through sendError, which adds their code: a body here may not carry `error`. */
-function send<Body extends object>(res: ServerResponse, status: number, body: Body & { error?: never }, headers: Record<string, string> = {}): void {
+function send<Body extends object>(
+  res: ServerResponse,
+  status: number,
+  body: Body & { error?: never },
+  headers: Record<string, string> = {},
+): void {
   writeJson(res, status, body, headers);
 }
 
@@ -187,7 +193,11 @@ export class FilesApi {
       handle = await openInWorkspace(resolved.root, resolved.path, constants.O_RDONLY, { deny: this.#deny });
     } catch (error) {
       // Swapped for a symlink or removed between the check and the open.
-      return this.#refused(res, errorCode(error) === "ENOENT" ? "missing" : error instanceof PathChanged ? "outside" : "unreadable", relative);
+      return this.#refused(
+        res,
+        errorCode(error) === "ENOENT" ? "missing" : error instanceof PathChanged ? "outside" : "unreadable",
+        relative,
+      );
     }
     let handed = false;
     try {
@@ -238,7 +248,11 @@ export class FilesApi {
     const declared = Number(req.headers["content-length"] ?? "0");
     if (declared > this.#limits.maxUploadBytes) return this.#uploadRefused(res, tooLarge(this.#limits));
     if (relative === "" || relative.endsWith("/"))
-      return this.#uploadRefused(res, { status: 400, code: "invalid_request", error: "name a file to upload to: PUT /files/<user_id>/<path>" });
+      return this.#uploadRefused(res, {
+        status: 400,
+        code: "invalid_request",
+        error: "name a file to upload to: PUT /files/<user_id>/<path>",
+      });
     const resolved = await resolveInWorkspace(root, relative, { allowMissing: true, deny: this.#deny });
     if (!resolved.ok) return this.#uploadRefused(res, refusalOf(resolved.because, relative));
     const outcome = await receiveUpload(

@@ -17,8 +17,7 @@ export interface UploadLimits {
 }
 
 export type UploadOutcome =
-  | { ok: true; created: boolean; size: number }
-  | ({ ok: false; limit?: "max_upload_bytes" | "workspace_bytes" } & HttpRefusal);
+  { ok: true; created: boolean; size: number } | ({ ok: false; limit?: "max_upload_bytes" | "workspace_bytes" } & HttpRefusal);
 
 /**
  * Bytes being uploaded per user, not yet in the workspace: concurrent uploads of one user count
@@ -167,7 +166,8 @@ export async function receiveUpload(
     handle = undefined;
     // The folder must still be the one the temp file was opened in: a folder swapped for a
     // symlink meanwhile would move the rename out of the workspace.
-    if ((await fs.realpath(parent)) !== parent) return { ok: false, status: 409, code: "conflict", error: "the folder changed during the upload; try again" };
+    if ((await fs.realpath(parent)) !== parent)
+      return { ok: false, status: 409, code: "conflict", error: "the folder changed during the upload; try again" };
     const now = await fs.lstat(target.path).catch((error: unknown) => {
       if (errorCode(error) === "ENOENT") return undefined;
       throw error;

@@ -119,7 +119,11 @@ export async function checkUserAccess(
   const result = await auth.identify(requestToken(headers, url), userId);
   if (!result.ok) return { status: result.status, code: "unauthorized", error: result.error };
   if (mayActAs(result.identity, userId)) return undefined;
-  return { status: 403, code: "forbidden", error: `this token is for another user id, not "${userId}": a token opens only its own user id` };
+  return {
+    status: 403,
+    code: "forbidden",
+    error: `this token is for another user id, not "${userId}": a token opens only its own user id`,
+  };
 }
 
 /** Who the request is (for /sessions, which lists what that identity may see), or why not. */

@@ -28,9 +28,14 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
           !found.ok
             ? refuse(res, found)
             : found.identity.kind === "user"
-              ? refuse(res, { status: 403, code: "forbidden", error: "the metrics are the operator's: use the admin token (server.auth.admin_token)" })
+              ? refuse(res, {
+                  status: 403,
+                  code: "forbidden",
+                  error: "the metrics are the operator's: use the admin token (server.auth.admin_token)",
+                })
               : handleRequest(req, res, context),
-        (error: unknown) => refuse(res, { status: 500, code: "internal_error", error: `cannot check the token: ${(error as Error).message}` }),
+        (error: unknown) =>
+          refuse(res, { status: 500, code: "internal_error", error: `cannot check the token: ${(error as Error).message}` }),
       );
       return;
     }
@@ -43,7 +48,8 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
         : checkUserAccess(req.headers, req.url, userId, context.auth).then((refusal) => refusal ?? { viewer: undefined });
     checked.then(
       (outcome) => ("viewer" in outcome ? handleRequest(req, res, context, outcome.viewer) : refuse(res, outcome)),
-      (error: unknown) => refuse(res, { status: 500, code: "internal_error", error: `cannot check the token: ${(error as Error).message}` }),
+      (error: unknown) =>
+        refuse(res, { status: 500, code: "internal_error", error: `cannot check the token: ${(error as Error).message}` }),
     );
   });
   // A slowloris client that never finishes its headers or body is cut off.

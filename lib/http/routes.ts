@@ -66,7 +66,12 @@ function writeJson(res: ServerResponse, status: number, body: object, headers: R
 }
 
 /** An HTTP answer written straight onto an upgrade socket, which has no ServerResponse. */
-export function rejectUpgrade(socket: Duplex, status: number, body: ReturnType<typeof errorAnswer>, headers: Record<string, string> = {}): void {
+export function rejectUpgrade(
+  socket: Duplex,
+  status: number,
+  body: ReturnType<typeof errorAnswer>,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   const lines = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`,
