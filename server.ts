@@ -78,7 +78,9 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     events: {
       authRequired: (userId, server, url) => {
         sessions.broadcast(userId, authRequiredFrame(server, url));
-        sessions.get(userId)?.sockets.toSeed(errorFrame(`MCP server "${server}" needs your authorization: ${oauth.hint(server)}`));
+        sessions
+          .get(userId)
+          ?.sockets.toSeed(errorFrame("unauthorized", `MCP server "${server}" needs your authorization: ${oauth.hint(server)}`));
       },
       authCompleted: (userId, server) => {
         sessions.get(userId)?.hub.retry(server);

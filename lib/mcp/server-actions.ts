@@ -30,20 +30,21 @@ export function serverActions(handlers: ServerActionHandlers = {}): ServerAction
     handle(session, peer, frame) {
       switch (frame.type) {
         case "server_retry":
-          if (!session.hub.retry(frame.server)) peer.send(streamErrorFrame(`no MCP server named "${frame.server}" in this session`));
+          if (!session.hub.retry(frame.server))
+            peer.send(streamErrorFrame("unknown_server", `no MCP server named "${frame.server}" in this session`));
           return;
         case "server_connect":
           if (handlers.connect) return handlers.connect(session, peer, frame.server);
-          return peer.send(streamErrorFrame(`MCP server "${frame.server}" does not use OAuth here`));
+          return peer.send(streamErrorFrame("oauth_not_used", `MCP server "${frame.server}" does not use OAuth here`));
         case "server_disconnect":
           if (handlers.disconnect) return handlers.disconnect(session, peer, frame.server);
-          return peer.send(streamErrorFrame(`MCP server "${frame.server}" does not use OAuth here`));
+          return peer.send(streamErrorFrame("oauth_not_used", `MCP server "${frame.server}" does not use OAuth here`));
         case "server_add":
           if (handlers.add) return handlers.add(session, peer, frame);
-          return peer.send(streamErrorFrame("adding servers is turned off (mcp.user_servers.enabled)"));
+          return peer.send(streamErrorFrame("user_servers_disabled", "adding servers is turned off (mcp.user_servers.enabled)"));
         case "server_remove":
           if (handlers.remove) return handlers.remove(session, peer, frame.server);
-          return peer.send(streamErrorFrame("adding servers is turned off (mcp.user_servers.enabled)"));
+          return peer.send(streamErrorFrame("user_servers_disabled", "adding servers is turned off (mcp.user_servers.enabled)"));
         default:
           return frame satisfies never;
       }

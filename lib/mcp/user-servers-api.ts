@@ -5,9 +5,20 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { checkOrigin, checkScriptSent, checkUserAccess } from "../http/access.ts";
-import { sendJson } from "../http/routes.ts";
+import { sendError, sendJson } from "../http/routes.ts";
 import type { Logger } from "../log.ts";
-import { isValidUserId, parseUserServer, streamErrorFrame, type UserServerInput } from "../protocol.ts";
+import { isValidUserId, parseUserServer, streamErrorFrame, type ErrorCode, type UserServerInput } from "../protocol.ts";
+
+/** The code of a refusal by its HTTP status. */
+function codeOf(status: number): ErrorCode {
+  if (status === 400 || status === 413) return "invalid_request";
+  if (status === 401) return "unauthorized";
+  if (status === 403) return "forbidden";
+  if (status === 404) return "not_found";
+  if (status === 405) return "method_not_allowed";
+  if (status === 409) return "conflict";
+  return "internal_error";
+}
 import type { ServerActionHandlers } from "./server-actions.ts";
 import type { McpHub } from "./hub.ts";
 import type { UserServerRefusal, UserServers } from "./user-servers.ts";
@@ -62,17 +73,17 @@ export class UserServersApi {
       add: (session, peer, frame) => {
         this.add(session.userId, frame.server).then(
           (outcome) => {
-            if (!outcome.ok) peer.send(streamErrorFrame(outcome.error));
+            if (!outcome.ok) peer.send(streamErrorFrame(codeOf(outcome.status), outcome.error));
           },
-          (error: unknown) => peer.send(streamErrorFrame(`cannot add the server: ${(error as Error).message}`)),
+          (error: unknown) => peer.send(streamErrorFrame("internal_error", `cannot add the server: ${(error as Error).message}`)),
         );
       },
       remove: (session, peer, name) => {
         this.remove(session.userId, name).then(
           (removed) => {
-            if (!removed) peer.send(streamErrorFrame(`you have no MCP server named "${name}"`));
+            if (!removed) peer.send(streamErrorFrame("unknown_server", `you have no MCP server named "${name}"`));
           },
-          (error: unknown) => peer.send(streamErrorFrame(`cannot remove the server: ${(error as Error).message}`)),
+          (error: unknown) => peer.send(streamErrorFrame("internal_error", `cannot remove the server: ${(error as Error).message}`)),
         );
       },
     };
@@ -83,7 +94,7 @@ export class UserServersApi {
     if (pathname !== "/servers" && !pathname.startsWith("/servers/")) return false;
     this.#route(req, res, pathname).catch((error: unknown) => {
       this.#log.error("servers_request_failed", { method: req.method, error: (error as Error).message });
-      if (!res.headersSent) sendJson(res, 500, { error: `the request failed: ${(error as Error).message}` });
+      if (!res.headersSent) sendError(res, { status: 500, code: codeOf(500), error: `the request failed: ${(error as Error).message}` });
     });
     return true;
   }
@@ -92,35 +103,39 @@ export class UserServersApi {
     const parts = pathname.split("/").slice(2).map(decodePart);
     const [userId, name, ...rest] = parts;
     if (userId === undefined || userId === null || !isValidUserId(userId) || rest.length > 0 || name === null)
-      return sendJson(res, 404, { error: "use /servers/<user_id> or /servers/<user_id>/<name>" });
+      return sendError(res, { status: 404, code: codeOf(404), error: "use /servers/<user_id> or /servers/<user_id>/<name>" });
     const method = req.method ?? "GET";
     const allowed = name === undefined ? ["GET", "HEAD", "POST"] : ["DELETE"];
     if (!allowed.includes(method))
-      return sendJson(
+      return sendError(
         res,
-        405,
-        { error: `method ${method} is not allowed on ${pathname}; use ${allowed.join(", ")}` },
+        { status: 405, code: "method_not_allowed", error: `method ${method} is not allowed on ${pathname}; use ${allowed.join(", ")}` },
         { allow: allowed.join(", ") },
       );
     const refused =
       checkOrigin(req.headers.origin, req.headers.host, this.#config.server.allowed_origins) ??
       (await checkUserAccess(req.headers, req.url, userId, this.#auth)) ??
       checkScriptSent(method, req.headers);
-    if (refused) return sendJson(res, refused.status, { error: refused.error });
-    if (!this.#servers.enabled) return sendJson(res, 403, { error: "adding MCP servers is turned off (mcp.user_servers.enabled)" });
+    if (refused) return sendError(res, refused);
+    if (!this.#servers.enabled)
+      return sendError(res, {
+        status: 403,
+        code: "user_servers_disabled",
+        error: "adding MCP servers is turned off (mcp.user_servers.enabled)",
+      });
     if (method === "GET" || method === "HEAD") return sendJson(res, 200, { servers: await this.#servers.list(userId) });
     if (method === "DELETE") {
       const removed = await this.remove(userId, name ?? "");
-      if (!removed) return sendJson(res, 404, { error: `you have no MCP server named "${name ?? ""}"` });
+      if (!removed) return sendError(res, { status: 404, code: "unknown_server", error: `you have no MCP server named "${name ?? ""}"` });
       res.writeHead(204).end();
       return;
     }
     const body = await readJson(req);
-    if (!body.ok) return sendJson(res, body.status, { error: body.error });
+    if (!body.ok) return sendError(res, { status: body.status, code: codeOf(body.status), error: body.error });
     const parsed = parseUserServer(body.value);
-    if (!parsed.ok) return sendJson(res, 400, { error: parsed.error });
+    if (!parsed.ok) return sendError(res, { status: 400, code: codeOf(400), error: parsed.error });
     const added = await this.add(userId, parsed.server);
-    if (!added.ok) return sendJson(res, added.status, { error: added.error });
+    if (!added.ok) return sendError(res, { status: added.status, code: codeOf(added.status), error: added.error });
     const view = (await this.#servers.list(userId)).find((server) => server.name === parsed.server.name);
     sendJson(res, 201, { server: view });
   }

@@ -7,14 +7,16 @@ export function oauthActions(oauth: OAuthManager): Pick<ServerActionHandlers, "c
   return {
     // Starting the server again is what asks for authorization: its 401 sends auth_required.
     connect(session, peer, server) {
-      if (!session.hub.retry(server)) peer.send(streamErrorFrame(`no MCP server named "${server}" in this session`));
+      if (!session.hub.retry(server)) peer.send(streamErrorFrame("unknown_server", `no MCP server named "${server}" in this session`));
     },
     disconnect(session, peer, server) {
       oauth.disconnect(session.userId, server).then(
         () => {
-          if (!session.hub.restart(server)) peer.send(streamErrorFrame(`no MCP server named "${server}" in this session`));
+          if (!session.hub.restart(server))
+            peer.send(streamErrorFrame("unknown_server", `no MCP server named "${server}" in this session`));
         },
-        (error: unknown) => peer.send(streamErrorFrame(`cannot forget the tokens of "${server}": ${(error as Error).message}`)),
+        (error: unknown) =>
+          peer.send(streamErrorFrame("internal_error", `cannot forget the tokens of "${server}": ${(error as Error).message}`)),
       );
     },
   };

@@ -1,7 +1,7 @@
 // GET /oauth/callback (the browser's return from the authorization server) and GET
 // /oauth/client-metadata.json (our client ID metadata document, when server.public_url is https).
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { sendJson } from "../http/routes.ts";
+import { sendError, sendJson } from "../http/routes.ts";
 import { CALLBACK_PATH, CLIENT_METADATA_PATH, type OAuthManager } from "./oauth.ts";
 
 export class OAuthRoutes {
@@ -15,12 +15,17 @@ export class OAuthRoutes {
   handle(req: IncomingMessage, res: ServerResponse, pathname: string): boolean {
     if (pathname !== CALLBACK_PATH && pathname !== CLIENT_METADATA_PATH) return false;
     if (req.method !== "GET" && req.method !== "HEAD") {
-      sendJson(res, 405, { error: `method ${req.method} is not allowed on ${pathname}; use GET` }, { allow: "GET, HEAD" });
+      sendError(
+        res,
+        { status: 405, code: "method_not_allowed", error: `method ${req.method} is not allowed on ${pathname}; use GET` },
+        { allow: "GET, HEAD" },
+      );
       return true;
     }
     if (pathname === CLIENT_METADATA_PATH) {
       const document = this.#oauth.clientMetadataDocument();
-      if (!document) sendJson(res, 404, { error: "no client ID metadata document: server.public_url is not an https URL" });
+      if (!document)
+        sendError(res, { status: 404, code: "not_found", error: "no client ID metadata document: server.public_url is not an https URL" });
       else sendJson(res, 200, document, { "cache-control": "public, max-age=3600" });
       return true;
     }
