@@ -156,6 +156,8 @@ export interface AnswerFrame {
 }
 export interface ErrorFrame {
   error: string;
+  /** A stable code for programs to switch on (docs/protocol.md); `error` is for people. */
+  code?: string;
 }
 
 // Streaming frames: only for sockets opened with `?stream=1`. Every frame of a turn carries its
