@@ -75,3 +75,50 @@ export function previewKind(mime) {
   if (/^image\//.test(mime ?? "")) return "image";
   return TEXT_TYPES.test(mime ?? "") ? "text" : "none";
 }
+
+/**
+ * One entry of a listing (lib/files/listing.ts).
+ * @typedef {{ path: string, name: string, type: "file" | "folder", size: number, modified: string, mime?: string }} Entry
+ */
+/** @typedef {{ max_upload_bytes: number, workspace_bytes: number }} Limits */
+
+/**
+ * @param {unknown} value
+ * @returns {value is Record<string, unknown>}
+ */
+const isRecord = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
+
+/**
+ * The listing's answer (`GET /files/<user_id>`), as far as the panel reads it: entries that are
+ * not well-formed are left out, missing numbers are 0.
+ * @param {unknown} body
+ * @returns {{ entries: Entry[], limits: Limits | null, used: number, truncated: boolean }}
+ */
+export function readListing(body) {
+  const fields = isRecord(body) ? body : {};
+  /** @type {Entry[]} */
+  const entries = [];
+  for (const entry of Array.isArray(fields.entries) ? fields.entries : []) {
+    if (!isRecord(entry) || typeof entry.path !== "string" || (entry.type !== "file" && entry.type !== "folder")) continue;
+    entries.push({
+      path: entry.path,
+      name: typeof entry.name === "string" ? entry.name : (entry.path.split("/").at(-1) ?? entry.path),
+      type: entry.type,
+      size: typeof entry.size === "number" ? entry.size : 0,
+      modified: typeof entry.modified === "string" ? entry.modified : "",
+      ...(typeof entry.mime === "string" ? { mime: entry.mime } : {}),
+    });
+  }
+  const limits = isRecord(fields.limits) ? fields.limits : undefined;
+  return {
+    entries,
+    limits: limits
+      ? {
+          max_upload_bytes: typeof limits.max_upload_bytes === "number" ? limits.max_upload_bytes : Infinity,
+          workspace_bytes: typeof limits.workspace_bytes === "number" ? limits.workspace_bytes : 0,
+        }
+      : null,
+    used: Number(fields.used_bytes) || 0,
+    truncated: Boolean(fields.truncated),
+  };
+}

@@ -4,14 +4,11 @@
 // ever set as textContent or attribute values, never as HTML.
 import { currentUser } from "./connection.js";
 import { announce, autosize, button, el, store, ui } from "./dom.js";
-import { filesUrl, insertReference, PREVIEW_BYTES, previewKind, tooBigText, uploadRefusal } from "./file-refs.js";
+import { filesUrl, insertReference, PREVIEW_BYTES, previewKind, readListing, tooBigText, uploadRefusal } from "./file-refs.js";
 import { formatBytes } from "./format.js";
 
-/**
- * One entry of a listing (lib/files/listing.ts).
- * @typedef {{ path: string, name: string, type: "file" | "folder", size: number, modified: string, mime?: string }} Entry
- */
-/** @typedef {{ max_upload_bytes: number, workspace_bytes: number }} Limits */
+/** @typedef {import("./file-refs.js").Entry} Entry */
+/** @typedef {import("./file-refs.js").Limits} Limits */
 
 const state = {
   /** @type {Entry[]} */
@@ -84,22 +81,6 @@ export function setFilesOpen(open, focus = true) {
 export function filesChanged() {
   if (ui.files.hidden) ui.filesToggle.dataset.changed = "";
   void refreshFiles();
-}
-
-/**
- * The listing's body, as far as the panel reads it.
- * @param {unknown} body
- * @returns {{ entries: Entry[], limits: Limits | null, used: number, truncated: boolean }}
- */
-function readListing(body) {
-  const fields = typeof body === "object" && body !== null ? body : {};
-  return {
-    // The listing is the server's own answer (lib/files/listing.ts); its entries are shown as text only.
-    entries: "entries" in fields && Array.isArray(fields.entries) ? /** @type {Entry[]} */ (fields.entries) : [],
-    limits: "limits" in fields && typeof fields.limits === "object" ? /** @type {Limits | null} */ (fields.limits) : null,
-    used: "used_bytes" in fields ? Number(fields.used_bytes) || 0 : 0,
-    truncated: "truncated" in fields && Boolean(fields.truncated),
-  };
 }
 
 /** Lists the workspace again; calls while one listing runs are folded into one more after it. */

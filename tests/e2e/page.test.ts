@@ -679,7 +679,7 @@ test("on a phone-width screen nothing overflows sideways and labels name every f
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "no horizontal scroll");
   for (const label of ["User id", "Token", /^Message/]) assert.equal(await page.getByLabel(label).count(), 1, String(label));
   assert.ok(await page.isVisible("#send"));
-  assert.equal(await page.evaluate(() => getComputedStyle(document.body).display), "flex", "the inline CSS applies");
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).display), "flex", "the style sheet applies");
   assert.equal(await page.getAttribute("#log", "aria-live"), "polite");
 });
 

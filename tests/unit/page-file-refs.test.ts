@@ -1,7 +1,7 @@
 // The Files panel's rules without the DOM (page/file-refs.js).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { filesUrl, insertReference, previewKind, tooBigText, uploadRefusal } from "../../page/file-refs.js";
+import { filesUrl, insertReference, previewKind, readListing, tooBigText, uploadRefusal } from "../../page/file-refs.js";
 
 test("files URLs encode the user id and each path segment", () => {
   assert.equal(filesUrl("alice", ""), "/files/alice");
@@ -42,4 +42,31 @@ test("previews: images, the start of text files, nothing else", () => {
     ].map(previewKind),
     ["image", "text", "text", "text", "text", "none", "none", "none"],
   );
+});
+
+test("a listing is read field by field: malformed entries are left out", () => {
+  const listing = readListing({
+    entries: [
+      { path: "a", name: "a", type: "folder", size: 0, modified: "2026-01-01T00:00:00Z" },
+      { path: "a/b.txt", name: "b.txt", type: "file", size: 3, modified: "2026-01-01T00:00:00Z", mime: "text/plain" },
+      { path: "c.bin", type: "file" },
+      { path: 5, type: "file" },
+      { path: "d", type: "socket" },
+      "e",
+    ],
+    limits: { max_upload_bytes: 10, workspace_bytes: 100 },
+    used_bytes: 3,
+    truncated: true,
+  });
+  assert.deepEqual(listing, {
+    entries: [
+      { path: "a", name: "a", type: "folder", size: 0, modified: "2026-01-01T00:00:00Z" },
+      { path: "a/b.txt", name: "b.txt", type: "file", size: 3, modified: "2026-01-01T00:00:00Z", mime: "text/plain" },
+      { path: "c.bin", name: "c.bin", type: "file", size: 0, modified: "" },
+    ],
+    limits: { max_upload_bytes: 10, workspace_bytes: 100 },
+    used: 3,
+    truncated: true,
+  });
+  assert.deepEqual(readListing(null), { entries: [], limits: null, used: 0, truncated: false });
 });
