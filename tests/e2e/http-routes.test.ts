@@ -248,6 +248,7 @@ test("the page's policy allows scripts and styles only at its own paths, with no
   );
   assert.deepEqual(paths?.get("style-src"), ["*:*/page/style.css"]);
   assert.doesNotMatch(headers.get("content-security-policy") ?? "", /sha256-|unsafe-inline|unsafe-eval|\/files\//);
+  assert.equal(headers.get("referrer-policy"), "no-referrer");
   // No inline script or style block, no inline handler: the page is only its files.
   assert.doesNotMatch(text, /<script>|<style|\son[a-z]+=/i);
   const scripts = [...text.matchAll(/<script[^>]*src="([^"]+)"/g)].map((found) => found[1]);
