@@ -25,7 +25,6 @@ import {
 
 /** @typedef {import("../lib/protocol.ts").StreamFrame} StreamFrame */
 /** @typedef {import("../lib/protocol.ts").ErrorFrame} ErrorFrame */
-/** @typedef {import("../lib/protocol.ts").StreamErrorFrame} StreamErrorFrame */
 /** @typedef {import("../lib/protocol.ts").StreamWelcomeFrame} StreamWelcomeFrame */
 /** @typedef {import("../lib/protocol.ts").HistoryFrame} HistoryFrame */
 /** @typedef {import("../lib/protocol.ts").ResetFrame} ResetFrame */
@@ -141,7 +140,7 @@ function endTurn(turn, status) {
 /**
  * An error not tied to a turn: a refused message (by its client_id), a refused answer to a
  * question, a late approval, a failed reset.
- * @param {ErrorFrame | StreamErrorFrame} frame
+ * @param {import("./refusals.js").ErrorFields} frame
  */
 function onLooseError(frame) {
   const text = String(frame.error);

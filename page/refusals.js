@@ -2,8 +2,12 @@
 // What an error frame that belongs to no running turn is about. Decided on its ids and its `code`
 // (docs/protocol.md), never on its English text, which is for people.
 
-/** @typedef {import("../lib/protocol.ts").ErrorFrame} ErrorFrame */
-/** @typedef {import("../lib/protocol.ts").StreamErrorFrame} StreamErrorFrame */
+/**
+ * An error frame as far as the page reads it: a seed `error` frame or a streaming one
+ * (lib/protocol.ts ErrorFrame, StreamErrorFrame). `code` is a string, not the server's list of
+ * codes: a newer server may send one this page does not know, which is then a notice.
+ * @typedef {{ error: string, code?: string, client_id?: string, call_id?: string, request_id?: string }} ErrorFields
+ */
 
 /**
  * @typedef {{ kind: "form", requestId: string }
@@ -19,19 +23,17 @@
  */
 
 /**
- * @param {ErrorFrame | StreamErrorFrame} frame
+ * @param {ErrorFields} frame
  * @param {{ hasForm: (requestId: string) => boolean, pending: number }} known what the page shows
  *   now: the open question forms, and how many messages wait for the server's acknowledgement
  * @returns {ErrorRoute}
  */
 export function routeError(frame, known) {
-  /** @type {Partial<StreamErrorFrame>} */
-  const ids = "type" in frame ? frame : {};
-  if (ids.request_id !== undefined && known.hasForm(ids.request_id)) return { kind: "form", requestId: ids.request_id };
-  if (ids.client_id !== undefined) return { kind: "refused", clientId: ids.client_id };
+  if (frame.request_id !== undefined && known.hasForm(frame.request_id)) return { kind: "form", requestId: frame.request_id };
+  if (frame.client_id !== undefined) return { kind: "refused", clientId: frame.client_id };
   switch (frame.code) {
     case "no_pending_approval":
-      return ids.call_id === undefined ? { kind: "notice" } : { kind: "late_approval", callId: ids.call_id };
+      return frame.call_id === undefined ? { kind: "notice" } : { kind: "late_approval", callId: frame.call_id };
     case "message_too_long":
       return known.pending > 0 ? { kind: "too_long" } : { kind: "notice" };
     case "reset_failed":
