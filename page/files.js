@@ -59,6 +59,16 @@ async function errorText(response) {
 export function filesNote(text, isError = false) {
   ui.filesNote.textContent = text;
   ui.filesNote.className = isError ? "files-note error" : "files-note";
+  delete ui.filesNote.dataset.listing;
+}
+
+/**
+ * The note says the listing failed: the next listing that works clears it (and only such a note).
+ * @param {string} text
+ */
+function listingFailed(text) {
+  filesNote(text, true);
+  ui.filesNote.dataset.listing = "failed";
 }
 
 /**
@@ -95,16 +105,16 @@ export async function refreshFiles() {
   try {
     const response = await fetch(urlOf(""), { headers: filesHeaders(), cache: "no-store", credentials: "omit" });
     if (forUser !== currentUser()) return;
-    if (!response.ok) return filesNote(`Cannot list your files: ${await errorText(response)}`, true);
+    if (!response.ok) return listingFailed(`Cannot list your files: ${await errorText(response)}`);
     const listing = readListing(await response.json());
     state.entries = listing.entries;
     state.limits = listing.limits;
     state.used = listing.used;
-    if (ui.filesNote.classList.contains("error") && /^Cannot list/.test(ui.filesNote.textContent ?? "")) filesNote("");
+    if (ui.filesNote.dataset.listing === "failed") filesNote("");
     if (listing.truncated) filesNote(`Only the first ${state.entries.length} entries are shown.`);
     renderFiles();
   } catch {
-    filesNote("Cannot list your files: the server is unreachable.", true);
+    listingFailed("Cannot list your files: the server is unreachable.");
   } finally {
     state.loading = false;
     if (state.again) {
