@@ -6,7 +6,7 @@
  * An error frame as far as the page reads it: a seed `error` frame or a streaming one
  * (lib/protocol.ts ErrorFrame, StreamErrorFrame). `code` is a string, not the server's list of
  * codes: a newer server may send one this page does not know, which is then a notice.
- * @typedef {{ error: string, code?: string, client_id?: string, call_id?: string, request_id?: string }} ErrorFields
+ * @typedef {{ type?: "error", error: string, code?: string, client_id?: string, call_id?: string, request_id?: string }} ErrorFields
  */
 
 /**
