@@ -228,9 +228,10 @@ test("the page's files are served from a fixed list: every module of page/, with
     "/style.css",
     "/app.js",
   ]) {
-    const { status, headers } = await request(pathname);
+    const { status, headers, text } = await request(pathname);
     assert.equal(status, 404, pathname);
     assert.match(headers.get("content-type") ?? "", /^application\/json/, pathname);
+    assert.equal((JSON.parse(text) as { code?: unknown }).code, "not_found", pathname);
   }
 });
 
