@@ -213,8 +213,18 @@ const ConfigSchema = z.object({
       history_page_chars: z.number().int().positive().default(2_000_000),
       /** Tool results longer than this (characters) are cut with a note. */
       max_tool_result_chars: z.number().int().positive().default(100_000),
-      /** A model answer longer than this (characters) is cut with a note; tool call arguments past it fail the call. */
+      /** A model answer's text plus its tool calls (characters): text past it is cut with a note, tool calls past it fail the call. */
       max_answer_chars: z.number().int().positive().default(1_000_000),
+      /** A model answer's response body read whole (JSON), or one line of a streamed one, past this many bytes fails the call. */
+      max_answer_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(8 * 1024 * 1024),
+      /** Tool calls one model answer may make; more fail the call. */
+      max_parallel_tool_calls: z.number().int().positive().default(32),
+      /** What the model may write in one turn, every answer's text and tool calls together (characters); past it the turn stops. */
+      max_turn_output_chars: z.number().int().positive().default(4_000_000),
       /** A model error text longer than this (characters) is cut with a note. */
       max_error_chars: z.number().int().positive().default(2_000),
       /** A tool result's image larger than this (decoded bytes) is not passed to the model. */

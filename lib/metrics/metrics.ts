@@ -37,6 +37,30 @@ export function limitOf(message: string): string {
   return /\(limits\.(\w+)\)/.exec(message)?.[1] ?? "other";
 }
 
+/**
+ * Distinct label values one metric keeps; later new ones are counted as `other`. Labels come from
+ * outside (MCP servers' tool names, a model's invented ones): each series costs memory and every
+ * scrape, so the set is bounded whatever they send.
+ */
+export const MAX_LABEL_VALUES = 500;
+/** A label value longer than this is not a name we know: it is counted as `other`. */
+const MAX_LABEL_CHARS = 128;
+
+/** Label values as they are first seen, up to `max`; anything later or odd is `other`. */
+export class BoundedLabels {
+  readonly #seen = new Set<string>();
+  readonly #max: number;
+  constructor(max = MAX_LABEL_VALUES) {
+    this.#max = max;
+  }
+  of(value: string): string {
+    if (this.#seen.has(value)) return value;
+    if (value.length > MAX_LABEL_CHARS || this.#seen.size >= this.#max) return "other";
+    this.#seen.add(value);
+    return value;
+  }
+}
+
 // Seconds: a turn runs from under a second to minutes (tool calls, approvals); a model call less.
 const TURN_BUCKETS = [0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const MODEL_CALL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -49,6 +73,9 @@ export class Metrics implements MetricsRecorder {
   readonly #toolCalls: Counter<"server" | "tool" | "outcome">;
   readonly #tokens: Counter<"kind">;
   readonly #refusals: Counter<"limit">;
+  readonly #toolLabels = new BoundedLabels();
+  readonly #limitLabels = new BoundedLabels(100);
+  readonly #outcomeLabels = new BoundedLabels(20);
 
   constructor(sources: MetricsSources) {
     const registers = [this.#registry];
@@ -127,8 +154,9 @@ export class Metrics implements MetricsRecorder {
   }
 
   turnEnded(outcome: string, seconds: number): void {
-    this.#turns.inc({ outcome });
-    this.#turnSeconds.observe({ outcome }, seconds);
+    const label = this.#outcomeLabels.of(outcome);
+    this.#turns.inc({ outcome: label });
+    this.#turnSeconds.observe({ outcome: label }, seconds);
   }
 
   modelCall(outcome: "ok" | "error", seconds: number): void {
@@ -136,7 +164,13 @@ export class Metrics implements MetricsRecorder {
   }
 
   toolCall(server: string, tool: string, outcome: "ok" | "error"): void {
-    this.#toolCalls.inc({ server: server || "unknown", tool, outcome });
+    // A call to no known server is a tool the model invented: one label for all of them.
+    if (!server) this.#toolCalls.inc({ server: "unknown", tool: "unknown", outcome });
+    else {
+      const pair = this.#toolLabels.of(`${server}\u0000${tool}`);
+      const [serverLabel = "other", toolLabel = "other"] = pair === "other" ? [] : pair.split("\u0000");
+      this.#toolCalls.inc({ server: serverLabel, tool: toolLabel, outcome });
+    }
   }
 
   tokens(usage: TokenUsage): void {
@@ -146,6 +180,6 @@ export class Metrics implements MetricsRecorder {
   }
 
   refused(limit: string): void {
-    this.#refusals.inc({ limit });
+    this.#refusals.inc({ limit: this.#limitLabels.of(limit) });
   }
 }
