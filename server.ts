@@ -51,7 +51,6 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
-  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE]);
   const writers = workspaceServers(config.mcp.servers);
   // Read at scrape time only, when `sessions` and `sockets` below exist.
   const metrics: Metrics = new Metrics({
@@ -60,6 +59,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     openSockets: (): number => sockets.openSockets,
     mcpServerStates: (): Iterable<string> => sessions.mcpServerStates(),
   });
+  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], metrics);
   const sessions: SessionManager = new SessionManager({
     deps: {
       agent: agentSettingsFrom(config, log),
@@ -74,6 +74,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       maxTurnMs: config.agent.max_turn_seconds * 1000,
       historyRateLimit: { perMinute: config.limits.history_requests_per_minute, burst: config.limits.history_burst },
       maxSamplingTokens: config.limits.max_sampling_tokens,
+      maxElicitationChars: config.limits.mcp_max_elicitation_chars,
       maxMessageChars: config.limits.max_message_chars,
       coordinator,
       workspaces,

@@ -1,9 +1,10 @@
 // A `fetch` whose response bodies are read under a byte cap, for clients whose reading we do not
 // control (the openai SDK's `response.json()`, the MCP SDK's transports): the cap is applied to
-// the bytes as they arrive, before anything is parsed, and past it the body errors and the
-// connection is dropped, so nothing from outside is ever held whole beyond the cap.
-// An event stream is long-lived and made of messages: its cap is per line (one SSE `data:` line
-// is one JSON message for both the model API and MCP); any other body is capped as a whole.
+// the bytes as they arrive, before anything is parsed, so nothing from outside is ever held whole
+// beyond the cap. An event stream is long-lived and made of messages: its cap is per line (one
+// SSE `data:` line is one JSON message for both the model API and MCP); any other body is capped
+// as a whole. Past the cap the body errors (the connection is dropped), or, when the caller says
+// what stands in for it, an oversized line is skipped and replaced and the stream goes on.
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -11,55 +12,97 @@ export interface BodyCap {
   maxBytes: number;
   /** The error a body past the cap fails with (it names the config key). */
   tooLarge: (maxBytes: number) => Error;
+  /**
+   * What a whole body past the cap becomes instead of an error (`request`: the body we sent),
+   * or undefined to fail with `tooLarge`.
+   */
+  replaceBody?: (request: RequestInit | undefined) => string | undefined;
+  /** What an event-stream line past the cap becomes (`tail`: its last bytes), or undefined to fail. */
+  replaceLine?: (tail: string) => string | undefined;
 }
+
+/** Bytes of an oversized line kept to be handed to `replaceLine` (a JSON-RPC id is at the end). */
+const TAIL_BYTES = 200;
 
 /** `fetch` (by default the global one) with every response body held to `cap`. */
 export function cappedFetch(cap: BodyCap, inner: FetchLike = (input, init) => fetch(input, init)): FetchLike {
-  return async (input, init) => capResponse(await inner(input, init), cap);
+  return async (input, init) => capResponse(await inner(input, init), cap, init);
 }
 
 /** The same response, its body read through the cap. */
-export function capResponse(response: Response, cap: BodyCap): Response {
+export function capResponse(response: Response, cap: BodyCap, request?: RequestInit): Response {
   if (!response.body) return response;
   const perLine = (response.headers.get("content-type") ?? "").includes("text/event-stream");
-  const declared = Number(response.headers.get("content-length") ?? NaN);
-  if (!perLine && Number.isFinite(declared) && declared > cap.maxBytes) {
-    void response.body.cancel().catch(() => undefined);
-    const error = cap.tooLarge(cap.maxBytes);
-    return new Response(new ReadableStream({ start: (controller) => controller.error(error) }), responseInit(response));
-  }
+  const body = perLine ? lineCapped(response.body, cap) : wholeCapped(response.body, cap, request);
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+}
+
+function wholeCapped(source: ReadableStream<Uint8Array>, cap: BodyCap, request: RequestInit | undefined): ReadableStream<Uint8Array> {
   let counted = 0;
-  const body = response.body.pipeThrough(
+  // With a replacement, the body is held (up to the cap) until it is known to fit: bytes passed
+  // on could not be taken back. Without one, bytes flow on and the body errors past the cap.
+  const held: Uint8Array[] | undefined = cap.replaceBody ? [] : undefined;
+  return source.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
-        if (perLine) {
-          const first = chunk.indexOf(10);
-          if (first === -1) counted += chunk.length;
-          else {
-            const last = chunk.lastIndexOf(10);
-            // The line that was running, then every whole line of this chunk, then the one it starts.
-            const longest = Math.max(counted + first, longestLine(chunk, first, last));
-            counted = longest > cap.maxBytes ? longest : chunk.length - last - 1;
-          }
-        } else counted += chunk.length;
-        if (counted > cap.maxBytes) controller.error(cap.tooLarge(cap.maxBytes));
-        else controller.enqueue(chunk);
+        counted += chunk.length;
+        if (counted <= cap.maxBytes) {
+          if (held) held.push(chunk);
+          else controller.enqueue(chunk);
+          return;
+        }
+        const replacement = cap.replaceBody?.(request);
+        if (replacement === undefined) return controller.error(cap.tooLarge(cap.maxBytes));
+        held?.splice(0);
+        controller.enqueue(new TextEncoder().encode(replacement));
+        controller.terminate();
+      },
+      flush(controller) {
+        for (const chunk of held ?? []) controller.enqueue(chunk);
       },
     }),
   );
-  return new Response(body, responseInit(response));
 }
 
-function responseInit(response: Response): ResponseInit {
-  return { status: response.status, statusText: response.statusText, headers: response.headers };
-}
-
-/** The longest line of `chunk` between its first and its last newline. */
-function longestLine(chunk: Uint8Array, first: number, last: number): number {
-  let longest = 0;
-  for (let start = first + 1, at = first; at < last; start = at + 1) {
-    at = chunk.indexOf(10, start);
-    longest = Math.max(longest, at - start);
-  }
-  return longest;
+function lineCapped(source: ReadableStream<Uint8Array>, cap: BodyCap): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  let running = 0; // bytes of the line being read
+  let skipping = false;
+  let tail = new Uint8Array(0);
+  const keepTail = (bytes: Uint8Array) => {
+    const joined = new Uint8Array(tail.length + bytes.length);
+    joined.set(tail);
+    joined.set(bytes, tail.length);
+    tail = joined.slice(Math.max(0, joined.length - TAIL_BYTES));
+  };
+  return source.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        let at = 0;
+        while (at < chunk.length) {
+          const newline = chunk.indexOf(10, at);
+          const end = newline === -1 ? chunk.length : newline;
+          const piece = chunk.subarray(at, end);
+          if (!skipping && running + piece.length > cap.maxBytes) {
+            if (!cap.replaceLine) return controller.error(cap.tooLarge(cap.maxBytes));
+            skipping = true;
+            tail = new Uint8Array(0);
+          }
+          if (skipping) keepTail(piece);
+          else controller.enqueue(piece.slice());
+          running += piece.length;
+          if (newline === -1) break;
+          if (skipping) {
+            const replacement = cap.replaceLine?.(decoder.decode(tail));
+            if (replacement !== undefined) controller.enqueue(encoder.encode(replacement));
+            skipping = false;
+          }
+          controller.enqueue(encoder.encode("\n"));
+          running = 0;
+          at = newline + 1;
+        }
+      },
+    }),
+  );
 }

@@ -237,6 +237,20 @@ const ConfigSchema = z.object({
       max_sampling_tokens: z.number().int().positive().default(4096),
       /** Restarts of a crashed MCP server before it is left failed. */
       mcp_max_restarts: z.number().int().min(0).default(3),
+      /** One message from an MCP server (a stdio line, an HTTP body, an SSE line), in bytes; past it the call it answers fails. */
+      mcp_max_message_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(16 * 1024 * 1024),
+      /** Notifications (logs, progress, list changes) one MCP server connection may send, on average per second... */
+      mcp_notifications_per_second: z.number().positive().default(20),
+      /** ...and at once; past that they are dropped and counted. */
+      mcp_notification_burst: z.number().int().positive().default(200),
+      /** An MCP server's log data is cut to this many characters (of JSON) in our log. */
+      mcp_max_log_chars: z.number().int().positive().default(2000),
+      /** An elicitation form (every field, title, option and default, as JSON), in characters; a bigger one fails the request. */
+      mcp_max_elicitation_chars: z.number().int().positive().default(64_000),
       /** Sessions that start their MCP servers on connect; beyond this, servers start on the first turn. */
       max_warm_sessions: z.number().int().min(0).default(50),
       /** Past this many unsent bytes a socket's deltas are coalesced... */

@@ -4,6 +4,8 @@
 import { pathToFileURL } from "node:url";
 import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { noMetrics, type MetricsRecorder } from "../metrics/metrics.ts";
+import type { McpBudgets } from "./budgets.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import { sharedBuiltins } from "./builtins.ts";
 import type { ClientRequests } from "./client-requests.ts";
@@ -23,16 +25,24 @@ export class HubFactory {
   readonly #shared: Map<string, McpConnection>;
 
   /** `packageDirs`: folders where `npx -y <pkg>` packages are looked for locally. */
-  constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[]) {
+  constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[], metrics: MetricsRecorder = noMetrics) {
     this.#config = config;
     this.#workspaces = workspaces;
+    const budgets: McpBudgets = {
+      maxMessageBytes: config.limits.mcp_max_message_bytes,
+      notificationsPerSecond: config.limits.mcp_notifications_per_second,
+      notificationBurst: config.limits.mcp_notification_burst,
+      maxLogChars: config.limits.mcp_max_log_chars,
+      onDropped: (_server, reason) => metrics.mcpDropped(reason),
+    };
     const limits: ConnectionLimits = {
       maxToolResultChars: config.limits.max_tool_result_chars,
       maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
+      budgets,
     };
     this.#shared = sharedBuiltins(config, serverOwnFiles(config), log, limits);
-    this.#context = { log, limits, packageDirs, configDir: config.configDir };
+    this.#context = { log, limits, packageDirs, configDir: config.configDir, budgets };
   }
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */

@@ -23,6 +23,8 @@ export interface StdioParams {
   onStderrLine?: (line: string) => void;
   /** How long close() waits for the child to leave after stdin EOF, before signals. */
   gracefulCloseMs?: number;
+  /** A line (one message) longer than this stops the child (limits.mcp_max_message_bytes). */
+  maxLineBytes?: number;
 }
 
 export class ProcessGroupStdioTransport implements Transport {
@@ -34,6 +36,8 @@ export class ProcessGroupStdioTransport implements Transport {
   readonly #readBuffer = new ReadBuffer();
   #child: ChildProcess | undefined;
   #exited: Promise<void> | undefined;
+  /** Bytes of the line being read, checked before the SDK's buffer keeps them. */
+  #lineBytes = 0;
 
   constructor(params: StdioParams) {
     this.#params = params;
@@ -71,6 +75,19 @@ export class ProcessGroupStdioTransport implements Transport {
       });
       child.stdin?.on("error", (error) => this.onerror?.(error));
       child.stdout?.on("data", (chunk: Buffer) => {
+        const first = chunk.indexOf(10);
+        // The line that was running (ended here or not), then the lines wholly in this chunk.
+        const longest = first === -1 ? this.#lineBytes + chunk.length : Math.max(this.#lineBytes + first, longestLine(chunk));
+        this.#lineBytes = first === -1 ? longest : chunk.length - chunk.lastIndexOf(10) - 1;
+        const maxLineBytes = this.#params.maxLineBytes;
+        if (maxLineBytes !== undefined && (longest > maxLineBytes || this.#lineBytes > maxLineBytes)) {
+          // As below: the stream cannot be resynchronised, so the child is stopped and its call fails.
+          this.#readBuffer.clear();
+          this.#lineBytes = 0;
+          this.onerror?.(new Error(`the MCP server sent a message larger than ${maxLineBytes} bytes (limits.mcp_max_message_bytes)`));
+          void this.close();
+          return;
+        }
         try {
           this.#readBuffer.append(chunk);
         } catch (error) {
@@ -131,6 +148,14 @@ export class ProcessGroupStdioTransport implements Transport {
     signalGroup(child, "SIGKILL");
     this.#readBuffer.clear();
   }
+}
+
+/** The longest newline-ended line wholly inside `chunk` (a chunk is one pipe read, at most 64 KB). */
+function longestLine(chunk: Buffer): number {
+  let longest = 0;
+  for (let start = chunk.indexOf(10) + 1, at = chunk.indexOf(10, start); at !== -1; start = at + 1, at = chunk.indexOf(10, start))
+    longest = Math.max(longest, at - start);
+  return longest;
 }
 
 function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {

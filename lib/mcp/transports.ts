@@ -9,6 +9,7 @@ import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/s
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { DEFAULT_MCP_BUDGETS, mcpFetch, type McpBudgets } from "./budgets.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx, type StdioParams } from "./stdio-transport.ts";
 
 /** A transport; a stdio one also says its child's pid. */
@@ -24,6 +25,8 @@ export interface TransportContext {
   packageDirs: string[];
   /** The config file's folder: a relative `cwd` is relative to it. */
   configDir: string;
+  /** Caps on what servers send (default: DEFAULT_MCP_BUDGETS). */
+  budgets?: McpBudgets;
 }
 
 /** The transports that reach a server over the network: they may be down now and up later. */
@@ -43,9 +46,17 @@ export function transportFactory(
     case "stdio":
       return stdioTransportFactory(name, entry, workspaceDir, context, logFields);
     case "sse":
-      return () => new SSEClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
+      return () =>
+        new SSEClientTransport(new URL(entry.url ?? ""), {
+          requestInit: { headers: entry.headers },
+          fetch: mcpFetch(name, context.budgets ?? DEFAULT_MCP_BUDGETS),
+        });
     case "streamable_http":
-      return () => new StreamableHTTPClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
+      return () =>
+        new StreamableHTTPClientTransport(new URL(entry.url ?? ""), {
+          requestInit: { headers: entry.headers },
+          fetch: mcpFetch(name, context.budgets ?? DEFAULT_MCP_BUDGETS),
+        });
     case "websocket":
       return () => {
         throw new Error(`transport "websocket" is not supported (MCP server "${name}"): use stdio, sse or streamable_http`);
@@ -73,6 +84,7 @@ export function stdioTransportFactory(
     return new ProcessGroupStdioTransport({
       ...params,
       names: { command: `mcp.servers.${name}.command`, cwd: `mcp.servers.${name}.cwd` },
+      maxLineBytes: (context.budgets ?? DEFAULT_MCP_BUDGETS).maxMessageBytes,
       onStderrLine: (line) => context.log.debug("mcp_server_stderr", { ...logFields, server: name, line }),
     });
   };

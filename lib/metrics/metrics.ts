@@ -12,6 +12,8 @@ export interface MetricsRecorder {
   tokens(usage: TokenUsage): void;
   /** A message, connection or turn refused by a limit (the config key under `limits`, e.g. "tokens_per_day"). */
   refused(limit: string): void;
+  /** An MCP server's message dropped: a notification past the rate limit, or a message past the size cap. */
+  mcpDropped(reason: "rate" | "size"): void;
 }
 
 /** For parts used without a server (pure tests, tools): records nothing. */
@@ -21,6 +23,7 @@ export const noMetrics: MetricsRecorder = {
   toolCall: () => undefined,
   tokens: () => undefined,
   refused: () => undefined,
+  mcpDropped: () => undefined,
 };
 
 /** What is counted at scrape time, from the objects that own it. */
@@ -73,6 +76,7 @@ export class Metrics implements MetricsRecorder {
   readonly #toolCalls: Counter<"server" | "tool" | "outcome">;
   readonly #tokens: Counter<"kind">;
   readonly #refusals: Counter<"limit">;
+  readonly #mcpDropped: Counter<"reason">;
   readonly #toolLabels = new BoundedLabels();
   readonly #limitLabels = new BoundedLabels(100);
   readonly #outcomeLabels = new BoundedLabels(20);
@@ -142,6 +146,17 @@ export class Metrics implements MetricsRecorder {
       labelNames: ["limit"],
       registers,
     });
+    // By reason only: per-server labels would grow with every user's servers.
+    this.#mcpDropped = new Counter({
+      name: "mcp_agent_mcp_messages_dropped_total",
+      help: "MCP server messages dropped: notifications past limits.mcp_notifications_per_second (rate), messages past limits.mcp_max_message_bytes (size)",
+      labelNames: ["reason"],
+      registers,
+    });
+  }
+
+  mcpDropped(reason: "rate" | "size"): void {
+    this.#mcpDropped.inc({ reason });
   }
 
   get contentType(): string {
