@@ -17,12 +17,9 @@ export interface BodyCap {
    * or undefined to fail with `tooLarge`.
    */
   replaceBody?: (request: RequestInit | undefined) => string | undefined;
-  /** What an event-stream line past the cap becomes (`tail`: its last bytes), or undefined to fail. */
-  replaceLine?: (tail: string) => string | undefined;
+  /** What an event-stream line past the cap becomes (`request`: the body we sent), or undefined to fail. */
+  replaceLine?: (request: RequestInit | undefined) => string | undefined;
 }
-
-/** Bytes of an oversized line kept to be handed to `replaceLine` (a JSON-RPC id is at the end). */
-const TAIL_BYTES = 200;
 
 /** `fetch` (by default the global one) with every response body held to `cap`. */
 export function cappedFetch(cap: BodyCap, inner: FetchLike = (input, init) => fetch(input, init)): FetchLike {
@@ -33,7 +30,7 @@ export function cappedFetch(cap: BodyCap, inner: FetchLike = (input, init) => fe
 export function capResponse(response: Response, cap: BodyCap, request?: RequestInit): Response {
   if (!response.body) return response;
   const perLine = (response.headers.get("content-type") ?? "").includes("text/event-stream");
-  const body = perLine ? lineCapped(response.body, cap) : wholeCapped(response.body, cap, request);
+  const body = perLine ? lineCapped(response.body, cap, request) : wholeCapped(response.body, cap, request);
   return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
@@ -64,18 +61,13 @@ function wholeCapped(source: ReadableStream<Uint8Array>, cap: BodyCap, request: 
   );
 }
 
-function lineCapped(source: ReadableStream<Uint8Array>, cap: BodyCap): ReadableStream<Uint8Array> {
+function lineCapped(source: ReadableStream<Uint8Array>, cap: BodyCap, request: RequestInit | undefined): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
-  const decoder = new TextDecoder();
-  let running = 0; // bytes of the line being read
+  // The line being read is held (up to the cap) until its newline: a line found too long then
+  // is dropped whole, never passed on in part.
+  let line: Uint8Array[] = [];
+  let running = 0;
   let skipping = false;
-  let tail = new Uint8Array(0);
-  const keepTail = (bytes: Uint8Array) => {
-    const joined = new Uint8Array(tail.length + bytes.length);
-    joined.set(tail);
-    joined.set(bytes, tail.length);
-    tail = joined.slice(Math.max(0, joined.length - TAIL_BYTES));
-  };
   return source.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
@@ -84,24 +76,27 @@ function lineCapped(source: ReadableStream<Uint8Array>, cap: BodyCap): ReadableS
           const newline = chunk.indexOf(10, at);
           const end = newline === -1 ? chunk.length : newline;
           const piece = chunk.subarray(at, end);
-          if (!skipping && running + piece.length > cap.maxBytes) {
+          running += piece.length;
+          if (!skipping && running > cap.maxBytes) {
             if (!cap.replaceLine) return controller.error(cap.tooLarge(cap.maxBytes));
             skipping = true;
-            tail = new Uint8Array(0);
+            line = [];
           }
-          if (skipping) keepTail(piece);
-          else controller.enqueue(piece.slice());
-          running += piece.length;
+          if (!skipping) line.push(piece.slice());
           if (newline === -1) break;
           if (skipping) {
-            const replacement = cap.replaceLine?.(decoder.decode(tail));
+            const replacement = cap.replaceLine?.(request);
             if (replacement !== undefined) controller.enqueue(encoder.encode(replacement));
-            skipping = false;
-          }
+          } else for (const part of line) controller.enqueue(part);
           controller.enqueue(encoder.encode("\n"));
+          line = [];
           running = 0;
+          skipping = false;
           at = newline + 1;
         }
+      },
+      flush(controller) {
+        if (!skipping) for (const part of line) controller.enqueue(part);
       },
     }),
   );

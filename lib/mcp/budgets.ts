@@ -30,9 +30,6 @@ export function messageTooLargeText(server: string, maxBytes: number): string {
   return `MCP server "${server}" sent a message larger than ${maxBytes} bytes (limits.mcp_max_message_bytes)`;
 }
 
-/** A JSON-RPC id from the end of a (cut) serialized message: the SDKs write `"id"` last in answers. */
-const TRAILING_ID = /"id"\s*:\s*(\d{1,15}|"[^"\\]{0,100}")\s*\}\s*$/;
-
 function errorAnswer(id: string, message: string): string {
   // -32603, internal error: the answer existed but could not be taken.
   return JSON.stringify({ jsonrpc: "2.0", id: JSON.parse(id) as unknown, error: { code: -32603, message } });
@@ -41,8 +38,10 @@ function errorAnswer(id: string, message: string): string {
 /**
  * The `fetch` of a remote server's transport. A whole JSON body past the cap becomes an error
  * answer to the request it answers (our own POST body names its id); an SSE line past it is
- * skipped, and, when its tail names an id, replaced by an error answer to it, so that call fails
- * at once with the reason instead of waiting for its timeout.
+ * skipped, and on the stream that answers a POST replaced by an error answer to that POST's
+ * request, so the call fails at once with the reason instead of waiting for its timeout. (On a
+ * GET stream, as the legacy SSE transport's, the line is only skipped: which request it
+ * answered cannot be told safely, and that call ends at its timeout.)
  */
 export function mcpFetch(server: string, budgets: McpBudgets, inner?: FetchLike): FetchLike {
   const text = messageTooLargeText(server, budgets.maxMessageBytes);
@@ -55,9 +54,9 @@ export function mcpFetch(server: string, budgets: McpBudgets, inner?: FetchLike)
         const id = requestId(request?.body);
         return id === undefined ? undefined : errorAnswer(id, text);
       },
-      replaceLine: (tail) => {
+      replaceLine: (request) => {
         budgets.onDropped?.(server, "size");
-        const id = TRAILING_ID.exec(tail)?.[1];
+        const id = requestId(request?.body);
         return id === undefined ? "" : `data: ${errorAnswer(id, text)}`;
       },
     },
