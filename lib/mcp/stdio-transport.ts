@@ -38,6 +38,8 @@ export class ProcessGroupStdioTransport implements Transport {
   #exited: Promise<void> | undefined;
   /** Bytes of the line being read, checked before the SDK's buffer keeps them. */
   #lineBytes = 0;
+  /** Set once a line passed its cap: nothing more of this child is read. */
+  #overflowed = false;
 
   constructor(params: StdioParams) {
     this.#params = params;
@@ -75,6 +77,7 @@ export class ProcessGroupStdioTransport implements Transport {
       });
       child.stdin?.on("error", (error) => this.onerror?.(error));
       child.stdout?.on("data", (chunk: Buffer) => {
+        if (this.#overflowed) return;
         const first = chunk.indexOf(10);
         // The line that was running (ended here or not), then the lines wholly in this chunk.
         const longest = first === -1 ? this.#lineBytes + chunk.length : Math.max(this.#lineBytes + first, longestLine(chunk));
@@ -83,7 +86,7 @@ export class ProcessGroupStdioTransport implements Transport {
         if (maxLineBytes !== undefined && (longest > maxLineBytes || this.#lineBytes > maxLineBytes)) {
           // As below: the stream cannot be resynchronised, so the child is stopped and its call fails.
           this.#readBuffer.clear();
-          this.#lineBytes = 0;
+          this.#overflowed = true;
           this.onerror?.(new Error(`the MCP server sent a message larger than ${maxLineBytes} bytes (limits.mcp_max_message_bytes)`));
           void this.close();
           return;

@@ -12,13 +12,16 @@ import {
   ask,
   baseConfig,
   connect,
+  connectUser,
   makeConfigDir,
   ROOT,
   spawnServer,
+  startServer,
   stopSpawned,
   testServerEntry,
   type SpawnedServer,
 } from "../helpers/harness.ts";
+import { startModelServer } from "../helpers/model-server.ts";
 import { MB, processMemory } from "../helpers/proc.ts";
 
 /** What one attack may leave the server holding, beyond where it started (RSS). */
@@ -135,4 +138,25 @@ test("an MCP server's huge elicitation form fails its request, naming limits.mcp
   const { answer, growth } = await underAttack("mcp_form", "MCP hostile_form");
   assert.match(answer, /form failed: .*limits\.mcp_max_elicitation_chars/);
   assert.ok(growth < MEMORY_BUDGET, `the server grew by ${Math.round(growth / MB)} MB`);
+});
+
+test("a turn's answers together are held to limits.max_turn_output_chars: past it the turn stops, the answer is not kept", async () => {
+  // A model that calls a tool with 2,000 characters again and again: the second answer passes 3,000.
+  const scripted = await startModelServer({
+    responder: () => ({ toolCalls: [{ name: "test_echo", arguments: { text: "e".repeat(2000) } }] }),
+  });
+  const running = await startServer({
+    config: baseConfig(scripted.baseUrl, { test: testServerEntry }, { limits: { max_turn_output_chars: 3000 } }),
+    secrets: { openai: { api_key: "test-key" } },
+  });
+  try {
+    const { client } = await connectUser(running, "looper");
+    const frame = await ask(client, "go");
+    assert.match(String(frame.error), /more than 3000 characters in this turn \(limits\.max_turn_output_chars\)/);
+    assert.equal(scripted.requests.length, 2, "no model call after the budget was passed");
+    await client.close();
+  } finally {
+    await running.close();
+    await scripted.close();
+  }
 });
