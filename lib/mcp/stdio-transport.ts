@@ -40,6 +40,8 @@ export class ProcessGroupStdioTransport implements Transport {
   #lineBytes = 0;
   /** Set once a line passed its cap: nothing more of this child is read. */
   #overflowed = false;
+  /** Ids of our requests not answered yet: a line past the cap fails them with the reason. */
+  readonly #outstanding = new Set<string | number>();
 
   constructor(params: StdioParams) {
     this.#params = params;
@@ -87,7 +89,11 @@ export class ProcessGroupStdioTransport implements Transport {
           // As below: the stream cannot be resynchronised, so the child is stopped and its call fails.
           this.#readBuffer.clear();
           this.#overflowed = true;
-          this.onerror?.(new Error(`the MCP server sent a message larger than ${maxLineBytes} bytes (limits.mcp_max_message_bytes)`));
+          const text = `the MCP server sent a message larger than ${maxLineBytes} bytes (limits.mcp_max_message_bytes)`;
+          this.onerror?.(new Error(text));
+          // The calls waiting here hear why, rather than "connection closed".
+          for (const id of this.#outstanding) this.onmessage?.({ jsonrpc: "2.0", id, error: { code: -32603, message: text } });
+          this.#outstanding.clear();
           void this.close();
           return;
         }
@@ -112,6 +118,7 @@ export class ProcessGroupStdioTransport implements Transport {
             continue;
           }
           if (message === null) break;
+          if ("id" in message && !("method" in message) && message.id !== undefined) this.#outstanding.delete(message.id);
           this.onmessage?.(message);
         }
       });
@@ -126,6 +133,7 @@ export class ProcessGroupStdioTransport implements Transport {
     return new Promise((resolve, reject) => {
       const stdin = this.#child?.stdin;
       if (!stdin || stdin.destroyed) return reject(new Error("MCP server process is not running"));
+      if ("method" in message && "id" in message) this.#outstanding.add(message.id);
       if (stdin.write(serializeMessage(message))) resolve();
       else stdin.once("drain", resolve);
     });

@@ -7,22 +7,22 @@ import { elicitationFields } from "../../lib/mcp/elicitation.ts";
 import { cutLogData, RateBucket } from "../../lib/mcp/budgets.ts";
 import { BoundedLabels, Metrics } from "../../lib/metrics/metrics.ts";
 
-test("a stdio line past its cap stops the child with an error naming limits.mcp_max_message_bytes", async () => {
-  const transport = new ProcessGroupStdioTransport({
-    command: process.execPath,
-    args: ["-e", "process.stdout.write('x'.repeat(5 * 1024 * 1024) + '\\n'); setInterval(() => {}, 1000);"],
-    env: {},
-    maxLineBytes: 1024 * 1024,
-  });
+test("a stdio line past its cap fails the waiting call and stops the child, naming limits.mcp_max_message_bytes", async () => {
+  // Answers our request with a line of 5 MB.
+  const script =
+    "process.stdin.once('data', () => process.stdout.write('x'.repeat(5 * 1024 * 1024) + '\\n')); setInterval(() => {}, 1000);";
+  const transport = new ProcessGroupStdioTransport({ command: process.execPath, args: ["-e", script], env: {}, maxLineBytes: 1024 * 1024 });
   const errors: string[] = [];
   const closed = new Promise<void>((resolve) => (transport.onclose = resolve));
   transport.onerror = (error) => errors.push(error.message);
-  let messages = 0;
-  transport.onmessage = () => messages++;
+  const messages: unknown[] = [];
+  transport.onmessage = (message) => messages.push(message);
   await transport.start();
+  await transport.send({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "big" } });
   await closed;
-  assert.deepEqual(errors, ["the MCP server sent a message larger than 1048576 bytes (limits.mcp_max_message_bytes)"]);
-  assert.equal(messages, 0);
+  const text = "the MCP server sent a message larger than 1048576 bytes (limits.mcp_max_message_bytes)";
+  assert.deepEqual(errors, [text]);
+  assert.deepEqual(messages, [{ jsonrpc: "2.0", id: 7, error: { code: -32603, message: text } }]);
 });
 
 test("every string of an elicitation form is cut, and a form past its budget is refused naming the key", () => {
