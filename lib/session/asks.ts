@@ -26,6 +26,8 @@ import type { ApprovalDesk } from "./approvals.ts";
 
 /** An elicitation's message is cut to this many characters. */
 const MAX_QUESTION_CHARS = 2000;
+/** An elicitation's URL longer than this fails the request: it is a link for a person, sent to every tab. */
+const MAX_URL_CHARS = 4096;
 
 export interface SessionAsksOptions {
   agent: AgentSettings;
@@ -138,6 +140,10 @@ export class SessionAsks implements ClientRequests {
     const parsed = isUrl
       ? { ok: true as const, fields: [] }
       : elicitationFields("requestedSchema" in params ? params.requestedSchema : undefined, this.#options.maxElicitationChars);
+    if (isUrl && "url" in params && params.url.length > MAX_URL_CHARS)
+      return Promise.reject(
+        new McpError(ErrorCode.InvalidParams, `the elicitation URL is ${params.url.length} characters; at most ${MAX_URL_CHARS}`),
+      );
     if (!parsed.ok) {
       log.warn("elicitation_refused", { ...this.#options.logFields(), server, error: parsed.error });
       // The server hears why, rather than a person's decline it never got.
