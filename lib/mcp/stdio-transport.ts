@@ -11,6 +11,7 @@ import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import semver from "semver";
 import { isRecord } from "../protocol.ts";
+import { describeExit } from "./child-limits.ts";
 
 export interface StdioParams {
   command: string;
@@ -25,6 +26,10 @@ export interface StdioParams {
   gracefulCloseMs?: number;
   /** A line (one message) longer than this stops the child (limits.mcp_max_message_bytes). */
   maxLineBytes?: number;
+  /** Called once the child has exited (its cgroup is removed there). */
+  onExit?: () => void;
+  /** The config key of the child's limits, named when it ends by hitting one. */
+  limitsKey?: string;
 }
 
 export class ProcessGroupStdioTransport implements Transport {
@@ -42,6 +47,7 @@ export class ProcessGroupStdioTransport implements Transport {
   #overflowed = false;
   /** Ids of our requests not answered yet: a line past the cap fails them with the reason. */
   readonly #outstanding = new Set<string | number>();
+  #exitReason: string | undefined;
 
   constructor(params: StdioParams) {
     this.#params = params;
@@ -49,6 +55,11 @@ export class ProcessGroupStdioTransport implements Transport {
 
   get pid(): number | undefined {
     return this.#child?.pid;
+  }
+
+  /** Why the child ended (a limit it hit, a signal, its exit code), once it has. */
+  get exitReason(): string | undefined {
+    return this.#exitReason;
   }
 
   start(): Promise<void> {
@@ -73,8 +84,10 @@ export class ProcessGroupStdioTransport implements Transport {
         this.onerror?.(error);
       });
       child.once("spawn", () => resolve());
-      child.once("close", () => {
+      child.once("close", (code, signal) => {
         this.#child = undefined;
+        this.#exitReason = describeExit(code, signal, this.#params.limitsKey ?? "mcp.child_limits");
+        this.#params.onExit?.();
         this.onclose?.();
       });
       child.stdin?.on("error", (error) => this.onerror?.(error));

@@ -71,7 +71,7 @@ function rss(): number {
  * Runs `attack` (it resolves with the attacker's answer) while a bystander checks /health and
  * runs a turn; returns the answer and the server's growth after it.
  */
-async function underAttack(user: string, message: string): Promise<{ answer: string; growth: number }> {
+async function underAttack(user: string, message: string): Promise<{ answer: string; code: unknown; growth: number }> {
   const start = rss();
   const attacker = await connect(wsUrl(user));
   await attacker.next();
@@ -85,23 +85,26 @@ async function underAttack(user: string, message: string): Promise<{ answer: str
   await attacker.close();
   await bystander.close();
   const answer = String(frame.message ?? frame.error ?? JSON.stringify(frame));
-  return { answer, growth: rss() - start };
+  return { answer, code: frame.code, growth: rss() - start };
 }
 
 test("a plain JSON answer of 64 MB is refused before it is parsed, naming limits.max_answer_bytes", async () => {
-  const { answer, growth } = await underAttack("json_attacker", "json-huge");
+  const { answer, code, growth } = await underAttack("json_attacker", "json-huge");
   assert.match(answer, /larger than 8388608 bytes \(limits\.max_answer_bytes\)/);
+  assert.equal(code, "output_too_large");
   assert.ok(growth < MEMORY_BUDGET, `the server grew by ${Math.round(growth / MB)} MB`);
 });
 
 test("128 parallel tool calls are refused, naming limits.max_parallel_tool_calls", async () => {
-  const { answer } = await underAttack("calls_attacker", "calls-many");
+  const { answer, code } = await underAttack("calls_attacker", "calls-many");
   assert.match(answer, /more than 32 tool calls in one answer \(limits\.max_parallel_tool_calls\)/);
+  assert.equal(code, "too_many_tool_calls");
 });
 
 test("tool calls with large arguments count against the answer's budget, naming limits.max_answer_chars", async () => {
-  const { answer, growth } = await underAttack("args_attacker", "calls-large");
+  const { answer, code, growth } = await underAttack("args_attacker", "calls-large");
   assert.match(answer, /longer than 1000000 characters \(limits\.max_answer_chars\)/);
+  assert.equal(code, "output_too_large");
   assert.ok(growth < MEMORY_BUDGET, `the server grew by ${Math.round(growth / MB)} MB`);
   // The refused answer was never stored: the conversation loads, with no tool item.
   const history = await (await fetch(`${server.url}/sessions/args_attacker/history`)).text();
@@ -153,6 +156,7 @@ test("a turn's answers together are held to limits.max_turn_output_chars: past i
     const { client } = await connectUser(running, "looper");
     const frame = await ask(client, "go");
     assert.match(String(frame.error), /more than 3000 characters in this turn \(limits\.max_turn_output_chars\)/);
+    assert.equal(frame.code, "output_too_large");
     assert.equal(scripted.requests.length, 2, "no model call after the budget was passed");
     await client.close();
   } finally {
