@@ -287,7 +287,7 @@ const ConfigSchema = z.object({
         .number()
         .int()
         .positive()
-        .default(16 * 1024 * 1024),
+        .default(8 * 1024 * 1024),
       /** Notifications (logs, progress, list changes) one MCP server connection may send, on average per second... */
       mcp_notifications_per_second: z.number().positive().default(20),
       /** ...and at once; past that they are dropped and counted. */

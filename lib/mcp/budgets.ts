@@ -19,7 +19,8 @@ export interface McpBudgets {
 }
 
 export const DEFAULT_MCP_BUDGETS: McpBudgets = {
-  maxMessageBytes: 16 * 1024 * 1024,
+  // Below the SDK stdio ReadBuffer's own 10 MB, so ours (which fails the waiting calls with the reason) acts first.
+  maxMessageBytes: 8 * 1024 * 1024,
   notificationsPerSecond: 20,
   notificationBurst: 200,
   maxLogChars: 2000,

@@ -121,7 +121,7 @@ test("invented long tool names: counted without stalling, and /metrics gets one 
 
 test("an MCP server's 64 MB result fails the call, naming limits.mcp_max_message_bytes", async () => {
   const { answer, growth } = await underAttack("mcp_huge", "MCP hostile_huge");
-  assert.match(answer, /larger than 16777216 bytes \(limits\.mcp_max_message_bytes\)/);
+  assert.match(answer, /larger than 8388608 bytes \(limits\.mcp_max_message_bytes\)/);
   assert.ok(growth < MEMORY_BUDGET, `the server grew by ${Math.round(growth / MB)} MB`);
 });
 
