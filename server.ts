@@ -88,7 +88,6 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       },
     },
   });
-  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], { oauth, userServers });
   const userServersApi = new UserServersApi({
     servers: userServers,
     config,
@@ -114,6 +113,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     openSockets: (): number => sockets.openSockets,
     mcpServerStates: (): Iterable<string> => sessions.mcpServerStates(),
   });
+  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], { oauth, userServers, metrics });
   const sessions: SessionManager = new SessionManager({
     deps: {
       agent: agentSettingsFrom(config, log),
@@ -128,6 +128,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       maxTurnMs: config.agent.max_turn_seconds * 1000,
       historyRateLimit: { perMinute: config.limits.history_requests_per_minute, burst: config.limits.history_burst },
       maxSamplingTokens: config.limits.max_sampling_tokens,
+      maxElicitationChars: config.limits.mcp_max_elicitation_chars,
       maxMessageChars: config.limits.max_message_chars,
       coordinator,
       workspaces,

@@ -60,6 +60,8 @@ export interface SessionDeps {
   maxTurnMs: number;
   /** Cap on `maxTokens` of an MCP server's sampling request (limits.max_sampling_tokens). */
   maxSamplingTokens: number;
+  /** An elicitation form larger than this (characters of JSON) fails the server's request (limits.mcp_max_elicitation_chars). */
+  maxElicitationChars?: number;
   /** Longest chat message (limits.max_message_chars): a sampling prompt is held to it too. */
   maxMessageChars: number;
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
@@ -135,6 +137,7 @@ export class UserSession {
       agent: deps.agent,
       approvals: this.#approvals,
       maxSamplingTokens: deps.maxSamplingTokens,
+      ...(deps.maxElicitationChars !== undefined ? { maxElicitationChars: deps.maxElicitationChars } : {}),
       maxMessageChars: deps.maxMessageChars,
       timeoutMs: deps.approvalTimeoutMs,
       turnId: () => this.#running?.turnId,

@@ -317,8 +317,18 @@ const ConfigSchema = z.object({
       history_page_chars: z.number().int().positive().default(2_000_000),
       /** Tool results longer than this (characters) are cut with a note. */
       max_tool_result_chars: z.number().int().positive().default(100_000),
-      /** A model answer longer than this (characters) is cut with a note; tool call arguments past it fail the call. */
+      /** A model answer's text plus its tool calls (characters): text past it is cut with a note, tool calls past it fail the call. */
       max_answer_chars: z.number().int().positive().default(1_000_000),
+      /** A model answer's response body read whole (JSON), or one line of a streamed one, past this many bytes fails the call. */
+      max_answer_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(8 * 1024 * 1024),
+      /** Tool calls one model answer may make; more fail the call. */
+      max_parallel_tool_calls: z.number().int().positive().default(32),
+      /** What the model may write in one turn, every answer's text and tool calls together (characters); past it the turn stops. */
+      max_turn_output_chars: z.number().int().positive().default(4_000_000),
       /** A model error text longer than this (characters) is cut with a note. */
       max_error_chars: z.number().int().positive().default(2_000),
       /** A tool result's image larger than this (decoded bytes) is not passed to the model. */
@@ -331,6 +341,20 @@ const ConfigSchema = z.object({
       max_sampling_tokens: z.number().int().positive().default(4096),
       /** Restarts of a crashed MCP server before it is left failed. */
       mcp_max_restarts: z.number().int().min(0).default(3),
+      /** One message from an MCP server (a stdio line, an HTTP body, an SSE line), in bytes; past it the call it answers fails. */
+      mcp_max_message_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(8 * 1024 * 1024),
+      /** Notifications (logs, progress, list changes) one MCP server connection may send, on average per second... */
+      mcp_notifications_per_second: z.number().positive().default(20),
+      /** ...and at once; past that they are dropped and counted. */
+      mcp_notification_burst: z.number().int().positive().default(200),
+      /** An MCP server's log data is cut to this many characters (of JSON) in our log. */
+      mcp_max_log_chars: z.number().int().positive().default(2000),
+      /** An elicitation form (every field, title, option and default, as JSON), in characters; a bigger one fails the request. */
+      mcp_max_elicitation_chars: z.number().int().positive().default(64_000),
       /** Sessions that start their MCP servers on connect; beyond this, servers start on the first turn. */
       max_warm_sessions: z.number().int().min(0).default(50),
       /** Past this many unsent bytes a socket's deltas are coalesced... */

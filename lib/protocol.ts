@@ -33,6 +33,9 @@ export const ERROR_CODES = [
   "turn_failed",
   "turn_timeout",
   "turn_cancelled",
+  // A turn stopped by an output budget (limits.max_answer_*, max_parallel_tool_calls, max_turn_output_chars).
+  "output_too_large",
+  "too_many_tool_calls",
   // Answers to questions that no longer wait, or do not fit.
   "no_pending_approval",
   "no_pending_elicitation",

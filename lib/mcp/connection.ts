@@ -13,6 +13,7 @@ import {
   type ClientRequests,
   type SamplingPolicy,
 } from "./client-requests.ts";
+import { DEFAULT_MCP_BUDGETS, limitNotifications, type McpBudgets } from "./budgets.ts";
 import { mapToolResult } from "./content.ts";
 import type { ServerInfo, ServerState } from "../protocol.ts";
 import type { Logger } from "../log.ts";
@@ -40,6 +41,8 @@ export interface ConnectionLimits {
   maxToolImageBytes: number;
   /** Restarts after a crash before the server is left failed. */
   maxRestarts: number;
+  /** Caps on what the server sends (default: DEFAULT_MCP_BUDGETS). */
+  budgets?: McpBudgets;
 }
 
 /** A call as the hub makes it: the agent's options, plus `_meta` for a shared per-workspace server. */
@@ -242,9 +245,10 @@ export class McpConnection {
 
   #newClient(): Client {
     const client = new Client(CLIENT_INFO, { capabilities: clientCapabilities(this.#askBack !== undefined) });
+    const { maxLogChars } = this.#limits.budgets ?? DEFAULT_MCP_BUDGETS;
     if (this.#askBack) {
-      installClientHandlers(client, { server: this.name, ...this.#askBack, log: this.#log, logFields: this.#logFields });
-    } else installLogHandler(client, this.#log, this.#logFields);
+      installClientHandlers(client, { server: this.name, ...this.#askBack, log: this.#log, logFields: this.#logFields, maxLogChars });
+    } else installLogHandler(client, this.#log, this.#logFields, maxLogChars);
     // The model's next call sees the new list: the hub waits for this refresh before building its catalog.
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       // Each refresh waits for the one before it; only the latest clears the slot.
@@ -291,6 +295,9 @@ export class McpConnection {
     this.#stderr?.clear();
     try {
       transport = this.#makeTransport();
+      limitNotifications(transport, this.name, this.#limits.budgets ?? DEFAULT_MCP_BUDGETS, (dropped) =>
+        this.#log.warn("mcp_notifications_dropped", { ...this.#logFields, dropped, limit: "limits.mcp_notifications_per_second" }),
+      );
       this.#transport = transport;
       this.#client = client;
       await client.connect(transport, { timeout: this.#timeoutMs });

@@ -4,6 +4,8 @@
 import { pathToFileURL } from "node:url";
 import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { noMetrics, type MetricsRecorder } from "../metrics/metrics.ts";
+import type { McpBudgets } from "./budgets.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import { sharedBuiltins } from "./builtins.ts";
 import { ChildLauncher } from "./child-launch.ts";
@@ -34,21 +36,29 @@ export class HubFactory {
     workspaces: Workspaces,
     log: Logger,
     packageDirs: string[],
-    extra: { oauth?: OAuthManager; userServers?: UserServers } = {},
+    extra: { oauth?: OAuthManager; userServers?: UserServers; metrics?: MetricsRecorder } = {},
   ) {
     this.#config = config;
     this.#oauth = extra.oauth;
     this.#userServers = extra.userServers;
     this.#workspaces = workspaces;
+    const budgets: McpBudgets = {
+      maxMessageBytes: config.limits.mcp_max_message_bytes,
+      notificationsPerSecond: config.limits.mcp_notifications_per_second,
+      notificationBurst: config.limits.mcp_notification_burst,
+      maxLogChars: config.limits.mcp_max_log_chars,
+      onDropped: (_server, reason) => (extra.metrics ?? noMetrics).mcpDropped(reason),
+    };
     const limits: ConnectionLimits = {
       maxToolResultChars: config.limits.max_tool_result_chars,
       maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
+      budgets,
     };
     const ownFiles = serverOwnFiles(config);
     this.#shared = sharedBuiltins(config, ownFiles, log, limits);
     const launcher = new ChildLauncher(config, log, ownFiles);
-    this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher };
+    this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher, budgets };
     // `scope: shared`: one process (or connection) for every user, with no per-user values.
     for (const [name, entry] of Object.entries(config.mcp.servers)) {
       if (entry.scope === "shared" && !this.#shared.has(name)) {

@@ -9,6 +9,7 @@ import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/s
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { DEFAULT_MCP_BUDGETS, mcpFetch, type McpBudgets } from "./budgets.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
 import type { ChildLauncher, ChildOwner } from "./child-launch.ts";
 import { expandEntry, usesValue, type PerUserValues } from "./per-user-values.ts";
@@ -34,6 +35,8 @@ export interface TransportContext {
   packageDirs: string[];
   /** The config file's folder: a relative `cwd` is relative to it. */
   configDir: string;
+  /** Caps on what servers send (default: DEFAULT_MCP_BUDGETS). */
+  budgets?: McpBudgets;
   /** Private folders, sandbox and limits of stdio children; absent: spawned as configured. */
   launcher?: ChildLauncher;
 }
@@ -62,11 +65,11 @@ export function transportFactory(
     case "stdio":
       return stdioTransportFactory(name, entry, workspaceDir, context, logFields, owner, extra.stderr);
     case "sse": {
-      const options = remoteOptions(entry, remote.headers, extra.remote);
+      const options = remoteOptions(name, entry, remote.headers, context.budgets ?? DEFAULT_MCP_BUDGETS, extra.remote);
       return () => new SSEClientTransport(remoteUrl(name, remote.url), options);
     }
     case "streamable_http": {
-      const options = remoteOptions(entry, remote.headers, extra.remote);
+      const options = remoteOptions(name, entry, remote.headers, context.budgets ?? DEFAULT_MCP_BUDGETS, extra.remote);
       return () => new StreamableHTTPClientTransport(remoteUrl(name, remote.url), options);
     }
     case "websocket":
@@ -101,6 +104,7 @@ export function stdioTransportFactory(
       ...(context.launcher ? context.launcher.launch(name, entry, params, owner) : params),
       limitsKey: `mcp.servers.${name}.limits`,
       names: { command: `mcp.servers.${name}.command`, cwd: `mcp.servers.${name}.cwd` },
+      maxLineBytes: (context.budgets ?? DEFAULT_MCP_BUDGETS).maxMessageBytes,
       onStderrLine: (line) => {
         stderr?.push(line);
         context.log.debug("mcp_server_stderr", { ...logFields, server: name, line });
@@ -110,8 +114,21 @@ export function stdioTransportFactory(
 }
 
 /** Headers (with `auth.api_key`), the OAuth provider, and a fetch that passes the address guard first. */
-function remoteOptions(entry: McpServerConfig, headers: Record<string, string>, remote: RemoteOptions = {}) {
-  const baseFetch = remote.auth?.fetch ?? fetch;
+function remoteOptions(
+  name: string,
+  entry: McpServerConfig,
+  headers: Record<string, string>,
+  budgets: McpBudgets,
+  remote: RemoteOptions = {},
+) {
+  // What a server may send is capped below everything else (lib/mcp/budgets.ts), OAuth requests included.
+  const authFetch = remote.auth?.fetch;
+  // The SDK calls fetch with a URL; a Request is never passed on to its auth fetch.
+  const baseFetch = mcpFetch(
+    name,
+    budgets,
+    authFetch ? (input, init) => authFetch(input instanceof Request ? input.url : input, init) : fetch,
+  );
   const guard = remote.guard;
   const guardedFetch: typeof baseFetch = guard
     ? async (input, init) => {
@@ -123,7 +140,7 @@ function remoteOptions(entry: McpServerConfig, headers: Record<string, string>, 
   return {
     requestInit: { headers: { ...headers, ...(entry.auth?.api_key ? { Authorization: `Bearer ${entry.auth.api_key}` } : {}) } },
     ...(remote.auth ? { authProvider: remote.auth.provider } : {}),
-    ...(remote.auth || guard ? { fetch: guardedFetch } : {}),
+    fetch: guardedFetch,
   };
 }
 
