@@ -1,12 +1,20 @@
 // The agent loop: call the model (streaming), run the tool calls it asks for, append the
 // results, call again — with a hard cap on model calls per turn.
-import { randomUUID } from "node:crypto";
-import type OpenAI from "openai";
+import OpenAI from "openai";
 import { MIN_CONTEXT_TOKENS } from "./lib/config.ts";
 import { contextBudget, fitContext, RETRY_BUDGET_FACTOR, shortenToolResult, windowFromError } from "./lib/model/context.ts";
 import { MESSAGE_OVERHEAD_TOKENS, type TokenCounter } from "./lib/model/tokens.ts";
 import { addUsage, emptyUsage } from "./lib/model/usage.ts";
 import type { TokenUsage } from "./lib/protocol.ts";
+import {
+  assembleCompletion,
+  ChunkAssembler,
+  finishNote,
+  errorText,
+  ModelReplyError,
+  type AssembledReply,
+  type AssemblyPiece,
+} from "./lib/agent/stream-assembly.ts";
 
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 type AssistantMessage = OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam;
@@ -121,6 +129,8 @@ export interface TurnHooks {
   /** After each model call (awaited: the session writes its usage to the store before going on). */
   onModelCall?(call: ModelCall): Promise<void> | void;
   onTextDelta?(text: string): void;
+  /** The model's reasoning (`reasoning_content` / `reasoning`), streamed apart from the answer. */
+  onReasoningDelta?(text: string): void;
   onToolStart?(call: ToolStart): void;
   onToolEnd?(call: ToolEnd): void;
   onToolProgress?(callId: string, progress: ToolProgress): void;
@@ -159,6 +169,8 @@ export interface AgentSettings {
   maxAnswerChars: number;
   /** A model error text longer than this is cut, with a note. */
   maxErrorChars: number;
+  /** Reasoning kept in history goes back to the model (`reasoning_content`) only when this is set (openai.send_reasoning). */
+  sendReasoning: boolean;
 }
 
 export type ModelRequestParams = Partial<
@@ -194,6 +206,8 @@ export interface TurnResult {
   usage: TokenUsage;
   /** Every message the turn added: the user's, assistant messages, tool results. */
   messages: ChatMessage[];
+  /** How the last model call ended when it was not whole (`length`, `content_filter`); undefined when it was. */
+  finishReason?: string;
 }
 
 export async function runTurn(
@@ -256,14 +270,15 @@ async function loop(
   for (let iteration = 1; iteration <= settings.maxIterations; iteration++) {
     await toolbox.prepare?.();
     const catalog = toolbox.catalog();
-    const assistant = await callModel(settings, openai, history, state, catalog, signal, hooks, logFields);
+    const { message: assistant, finishReason } = await callModel(settings, openai, history, state, catalog, signal, hooks, logFields);
     signal?.throwIfAborted();
     if (typeof assistant.content === "string" && assistant.content) state.texts.push(assistant.content);
     const calls = (assistant.tool_calls ?? []).filter((call): call is ToolCall => call.type === "function");
     if (calls.length === 0) {
       const answer = typeof assistant.content === "string" ? assistant.content : "";
-      kept.push({ role: "assistant", content: answer });
-      return { answer, text: state.texts.join("\n"), usage: state.usage, messages: kept };
+      kept.push({ ...assistant, content: answer });
+      const incomplete = finishNote(finishReason) !== undefined ? { finishReason } : {};
+      return { answer, text: state.texts.join("\n"), usage: state.usage, messages: kept, ...incomplete };
     }
     if (iteration === settings.maxIterations) break;
     const ran = await Promise.all(
@@ -357,7 +372,7 @@ async function callModel(
   signal: AbortSignal | undefined,
   hooks: TurnHooks,
   logFields: Record<string, unknown>,
-): Promise<AssistantMessage> {
+): Promise<CompletionResult> {
   const system: ChatMessage = { role: "system", content: settings.instruction };
   const shorten = (message: ChatMessage) => {
     let copy = settings.shortened.get(message);
@@ -384,7 +399,7 @@ async function callModel(
       });
     }
     const started = Date.now();
-    let result: { message: AssistantMessage; usage: TokenUsage | undefined };
+    let result: CompletionResult;
     try {
       result = await completion(openai, settings, fit.messages, catalog, signal, hooks);
     } catch (error) {
@@ -427,7 +442,7 @@ async function callModel(
     if (usage.total_tokens === 0) usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
     addUsage(state.usage, usage);
     await hooks.onModelCall?.({ usage, durationMs: Date.now() - started, ok: true });
-    return result.message;
+    return result;
   }
 }
 
@@ -443,75 +458,61 @@ function isContextLengthError(error: unknown): boolean {
   return /context[_ ]length|maximum context|context window/i.test(error.message);
 }
 
-/** The usage block of an OpenAI answer (a whole completion or a stream's last chunk). */
-function usageOf(value: unknown): TokenUsage | undefined {
-  if (!isObject(value)) return undefined;
-  const prompt = numberOr(value.prompt_tokens, 0);
-  const completionTokens = numberOr(value.completion_tokens, 0);
-  const details = isObject(value.prompt_tokens_details) ? value.prompt_tokens_details : {};
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completionTokens,
-    cached_tokens: numberOr(details.cached_tokens, 0),
-    total_tokens: numberOr(value.total_tokens, prompt + completionTokens),
-    model_calls: 1,
-  };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function numberOr(value: unknown, fallback: number): number {
-  return typeof value === "number" && Number.isFinite(value) ? value : fallback;
-}
-
-/**
- * A whole (non-streamed) completion, read from outside data field by field: what a server that
- * ignores `stream: true` sends. Its text reaches streaming sockets as one delta.
- */
-function wholeCompletion(body: unknown, hooks: TurnHooks): { message: AssistantMessage; usage: TokenUsage | undefined } {
-  if (!isObject(body)) throw new Error("the model API answered JSON that is not an object");
-  if (isObject(body.error)) throw new Error(`the model API answered an error: ${String(body.error.message)}`);
-  const choice = Array.isArray(body.choices) ? body.choices[0] : undefined;
-  const message = isObject(choice) && isObject(choice.message) ? choice.message : undefined;
-  if (!message) throw new Error("the model API answered JSON without choices[0].message");
-  const content = typeof message.content === "string" ? message.content : "";
-  if (content) hooks.onTextDelta?.(content);
-  const toolCalls: ToolCall[] = [];
-  for (const [index, call] of (Array.isArray(message.tool_calls) ? message.tool_calls : []).entries()) {
-    if (!isObject(call) || !isObject(call.function)) continue;
-    if (index >= MAX_TOOL_CALLS) break;
-    toolCalls.push({
-      // Ours, not the model's: its ids can repeat or be missing (see completion()).
-      id: `call_${randomUUID()}`,
-      type: "function",
-      function: {
-        name: typeof call.function.name === "string" ? call.function.name : "",
-        arguments: typeof call.function.arguments === "string" ? call.function.arguments : "",
-      },
-    });
-  }
-  return {
-    message: { role: "assistant", content: content || null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
-    usage: usageOf(body.usage),
-  };
-}
-
 /** Why a model call was stopped by one of our own deadlines (the SDK only knows "aborted"). */
 class ModelLimit extends Error {
   override name = "ModelLimit";
 }
 
-/** Tool calls one model answer may make; the index comes from the model and must not size an array. */
-const MAX_TOOL_CALLS = 128;
+/** What one model call amounts to: the assistant message (reasoning kept on it), usage, how it ended. */
+interface CompletionResult {
+  message: AssistantMessage;
+  usage: TokenUsage | undefined;
+  finishReason: string | undefined;
+}
+
+/** An assistant message as we keep it: with the model's reasoning, which is not sent back unless asked. */
+export type KeptAssistantMessage = AssistantMessage & { reasoning_content?: string };
+
+/** The messages as a request sends them: reasoning kept in history goes only to servers that need it back. */
+function requestMessages(messages: readonly ChatMessage[], sendReasoning: boolean): ChatMessage[] {
+  if (sendReasoning) return [...messages];
+  return messages.map((message) => {
+    if (message.role !== "assistant" || !("reasoning_content" in message)) return message;
+    const { reasoning_content: _reasoning, ...rest } = message as KeptAssistantMessage;
+    return rest;
+  });
+}
+
+/** The assembled answer as the assistant message the loop goes on with, its notes streamed. */
+function assistantOf(reply: AssembledReply, settings: AgentSettings, hooks: TurnHooks): CompletionResult {
+  let content = reply.content;
+  const notes = [
+    reply.cut ? `[answer cut: the model wrote more than ${settings.maxAnswerChars} characters (limits.max_answer_chars)]` : undefined,
+    finishNote(reply.finishReason),
+  ].filter((note): note is string => note !== undefined);
+  for (const note of notes) {
+    const piece = `${content ? "\n\n" : ""}${note}`;
+    content += piece;
+    hooks.onTextDelta?.(piece);
+  }
+  const toolCalls: ToolCall[] = reply.toolCalls.map((call) => ({
+    id: call.id,
+    type: "function",
+    function: { name: call.name, arguments: call.arguments },
+  }));
+  const message: KeptAssistantMessage = {
+    role: "assistant",
+    content: content || null,
+    ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+    ...(reply.reasoning ? { reasoning_content: reply.reasoning } : {}),
+  };
+  return { message, usage: reply.usage, finishReason: reply.finishReason };
+}
 
 /**
- * One model call, streamed (or whole when the server ignores `stream`), assembled into the
- * assistant message it amounts to. Bounded on every side: an idle timer between chunks, a deadline
- * for the whole call, and a cap on what is kept. Tool calls get ids we assign: the model's own can
- * repeat or be missing, and an approval, a tool_end and a history entry must each point at exactly
- * one call.
+ * One model call, streamed (or whole when the server ignores `stream`), assembled by
+ * lib/agent/stream-assembly.ts into the assistant message it amounts to. Bounded on every side:
+ * an idle timer between chunks, a deadline for the whole call, and a cap on what is kept.
  */
 async function completion(
   openai: OpenAI,
@@ -520,7 +521,7 @@ async function completion(
   catalog: ToolCatalog,
   signal: AbortSignal | undefined,
   hooks: TurnHooks,
-): Promise<{ message: AssistantMessage; usage: TokenUsage | undefined }> {
+): Promise<CompletionResult> {
   const deadlines = new AbortController();
   const overall = setTimeout(
     () =>
@@ -545,16 +546,17 @@ async function completion(
     );
   };
   const requestSignal = signal ? AbortSignal.any([signal, deadlines.signal]) : deadlines.signal;
-  let content = "";
-  let cut = false;
-  let usage: TokenUsage | undefined;
-  const calls: { name: string; arguments: string }[] = [];
+  const limits = { maxChars: settings.maxAnswerChars };
+  const emit = (piece: AssemblyPiece) => {
+    if (piece.reasoning) hooks.onReasoningDelta?.(piece.reasoning);
+    if (piece.content) hooks.onTextDelta?.(piece.content);
+  };
   try {
     const { data: stream, response } = await openai.chat.completions
       .create(
         {
           model: settings.model,
-          messages,
+          messages: requestMessages(messages, settings.sendReasoning),
           stream: true,
           ...(settings.learned.noStreamOptions ? {} : { stream_options: { include_usage: true } }),
           ...settings.requestParams,
@@ -565,38 +567,21 @@ async function completion(
       .withResponse();
     // The stream reads the body only when iterated: a JSON answer is still unread here.
     if ((response.headers.get("content-type") ?? "").includes("application/json")) {
-      return wholeCompletion(await response.json(), hooks);
+      const { reply, piece } = assembleCompletion(await response.json(), limits);
+      emit(piece);
+      return assistantOf(reply, settings, hooks);
     }
+    const assembler = new ChunkAssembler(limits);
     armIdle();
     for await (const chunk of stream) {
       armIdle();
-      if (chunk.usage) usage = usageOf(chunk.usage);
-      const delta = chunk.choices[0]?.delta;
-      if (!delta) continue;
-      if (delta.content) {
-        const room = settings.maxAnswerChars - content.length;
-        const piece = delta.content.slice(0, Math.max(0, room));
-        content += piece;
-        if (piece) hooks.onTextDelta?.(piece);
-        if (piece.length < delta.content.length) {
-          cut = true;
-          break; // leaving the loop ends the request: the rest is never downloaded
-        }
-      }
-      for (const part of delta.tool_calls ?? []) {
-        if (part.index < 0 || part.index >= MAX_TOOL_CALLS) continue;
-        const slot = (calls[part.index] ??= { name: "", arguments: "" });
-        if (part.function?.name) slot.name += part.function.name;
-        if (part.function?.arguments) slot.arguments += part.function.arguments;
-        if (slot.name.length + slot.arguments.length > settings.maxAnswerChars) {
-          throw new ModelLimit(
-            `the model's tool call "${slot.name.slice(0, 100)}" was longer than ${settings.maxAnswerChars} characters (limits.max_answer_chars)`,
-          );
-        }
-      }
+      const piece = assembler.push(chunk);
+      emit(piece);
+      if (piece.stop) break; // leaving the loop ends the request: the rest is never downloaded
     }
     // The SDK's stream ends quietly when its signal aborts: say which deadline it was.
     if (!signal?.aborted && deadlines.signal.aborted) throw deadlines.signal.reason;
+    return assistantOf(assembler.finish(), settings, hooks);
   } catch (error) {
     const reason: unknown = deadlines.signal.reason;
     if (!signal?.aborted && reason instanceof ModelLimit) throw reason;
@@ -605,22 +590,6 @@ async function completion(
     clearTimeout(overall);
     clearTimeout(idle);
   }
-  if (cut) {
-    const note = `\n\n[answer cut: the model wrote more than ${settings.maxAnswerChars} characters (limits.max_answer_chars)]`;
-    content += note;
-    hooks.onTextDelta?.(note);
-  }
-  const toolCalls = cut
-    ? []
-    : calls.filter(Boolean).map((call) => ({
-        id: `call_${randomUUID()}`,
-        type: "function" as const,
-        function: { name: call.name, arguments: call.arguments },
-      }));
-  return {
-    message: { role: "assistant", content: content || null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
-    usage,
-  };
 }
 
 function seconds(ms: number): number {
@@ -635,6 +604,10 @@ function capText(text: string, maxChars: number, key: string): string {
 
 /** The model SDK's error, worded for a person. */
 function modelErrorMessage(error: unknown): string {
+  if (error instanceof ModelReplyError) return error.message;
+  // The SDK throws an APIError without a status for an error object inside a stream.
+  if (error instanceof OpenAI.APIError && error.status === undefined)
+    return `the model API sent an error instead of an answer: ${errorText(error.error ?? error.message)}`;
   if (error instanceof Error) {
     const status = "status" in error && typeof error.status === "number" ? error.status : undefined;
     const message = error.message.replace(/\s+/g, " ").trim();

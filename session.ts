@@ -28,6 +28,7 @@ import {
   queuedFrame,
   resetFrame,
   streamAnswerFrame,
+  reasoningDeltaFrame,
   streamErrorFrame,
   toolEndFrame,
   PROGRESS_INTERVAL_MS,
@@ -548,15 +549,24 @@ export class UserSession {
     const toolNames = new Map<string, { server: string; tool: string }>();
     // A secret or server path split between two deltas is redacted whole: the tail waits for the next one.
     const deltas = new StreamRedactor(redactor);
+    const thoughts = new StreamRedactor(redactor);
     const flushDeltas = () => {
+      const thought = thoughts.flush();
+      if (thought) this.sockets.turnFrame(reasoningDeltaFrame(turnId, thought));
       const rest = deltas.flush();
       if (rest) this.sockets.turnFrame(deltaFrame(turnId, rest));
     };
     const progressSentAt = new Map<string, number>();
     const hooks: TurnHooks = {
       onTextDelta: (delta) => {
+        const thought = thoughts.flush();
+        if (thought) this.sockets.turnFrame(reasoningDeltaFrame(turnId, thought));
         const safe = deltas.push(delta);
         if (safe) this.sockets.turnFrame(deltaFrame(turnId, safe));
+      },
+      onReasoningDelta: (delta) => {
+        const safe = thoughts.push(delta);
+        if (safe) this.sockets.turnFrame(reasoningDeltaFrame(turnId, safe));
       },
       onModelCall: async (call) => {
         metrics.modelCall(call.ok ? "ok" : "error", call.durationMs / 1000);
@@ -619,7 +629,7 @@ export class UserSession {
       flushDeltas();
       this.#finish(
         turn,
-        streamAnswerFrame(turnId, result.answer, this.userId, sessionId, usage),
+        streamAnswerFrame(turnId, result.answer, this.userId, sessionId, usage, result.finishReason),
         answerFrame(result.text, this.userId, sessionId),
       );
     } catch (error) {

@@ -3,6 +3,7 @@
 // client works with typed values only. The frames the client sends are built here too, and so is
 // the matching of our own messages to the turns they start, which scripts and the terminal share.
 import type {
+  ReasoningDeltaFrame,
   AnswerFrame,
   ApprovalRequestFrame,
   ApprovalResolvedFrame,
@@ -39,7 +40,8 @@ export type Incoming =
   | { kind: "elicitation_request"; frame: ElicitationRequestFrame }
   | { kind: "elicitation_resolved"; frame: ElicitationResolvedFrame }
   /** `turnId` is undefined for a seed answer, which also has the shape of a seed welcome. */
-  | { kind: "answer"; frame: AnswerFrame; turnId: string | undefined }
+  | { kind: "answer"; frame: AnswerFrame; turnId: string | undefined; finishReason?: string }
+  | { kind: "reasoning_delta"; frame: ReasoningDeltaFrame }
   /** `turnId` is undefined for an error outside a turn, or any error on a seed socket. */
   /** `requestId`: a refused elicitation answer (the form is still open). */
   | { kind: "error"; frame: ErrorFrame; turnId: string | undefined; clientId: string | undefined; requestId?: string }
@@ -147,6 +149,9 @@ function classifyTyped(type: string, data: Json): Incoming {
     case "delta":
       if (isString(turnId) && isString(data.text)) return { kind: "delta", frame: { type, turn_id: turnId, text: data.text } };
       break;
+    case "reasoning_delta":
+      if (isString(turnId) && isString(data.text)) return { kind: "reasoning_delta", frame: { type, turn_id: turnId, text: data.text } };
+      break;
     case "tool_start":
       if (isString(turnId) && isString(data.call_id) && isString(data.name)) {
         const { call_id: callId, name } = data;
@@ -178,7 +183,8 @@ function classifyTyped(type: string, data: Json): Incoming {
       break;
     case "answer": {
       const seed = seedMessage(data);
-      if (seed && isString(turnId)) return { kind: "answer", frame: seed, turnId };
+      const finishReason = optionalString(data.finish_reason);
+      if (seed && isString(turnId)) return { kind: "answer", frame: seed, turnId, ...(finishReason !== undefined ? { finishReason } : {}) };
       break;
     }
     case "error":

@@ -8,6 +8,7 @@ import type {
   ApprovalResolvedFrame,
   CancelledFrame,
   DeltaFrame,
+  ReasoningDeltaFrame,
   ElicitationField,
   ElicitationRequestFrame,
   ElicitationResolvedFrame,
@@ -18,7 +19,7 @@ import type {
   ToolStartFrame,
 } from "../lib/protocol.ts";
 import { checkElicitationAnswer } from "../lib/mcp/elicitation.ts";
-import { colourWanted, firstLine, formatArguments, Screen, waitText, type Style } from "./display.ts";
+import { colourWanted, firstLine, formatArguments, incompleteAnswerNote, Screen, waitText, type Style } from "./display.ts";
 import {
   approvalFrame,
   chatFrame,
@@ -76,6 +77,8 @@ interface TurnView {
   /** The tool line left open (no newline yet) waiting for its result, if nothing came between. */
   openTool: string | undefined;
   tools: Map<string, { name: string; args: string }>;
+  /** A reasoning_delta came: "(thinking…)" was said once. */
+  thinking?: boolean;
 }
 
 /** A command line split on spaces, "double quotes" keeping one argument together. */
@@ -370,7 +373,9 @@ export class InteractiveChat {
       case "elicitation_resolved":
         return this.#onElicitationResolved(incoming.frame);
       case "answer":
-        return this.#onAnswer(incoming.frame, incoming.turnId);
+        return this.#onAnswer(incoming.frame, incoming.turnId, incoming.finishReason);
+      case "reasoning_delta":
+        return this.#onReasoning(incoming.frame);
       case "error":
         return this.#onError(incoming);
       case "cancelled":
@@ -577,7 +582,16 @@ export class InteractiveChat {
     for (const [callId, { frame }] of this.#requests) if (turnId === undefined || frame.turn_id === turnId) this.#requests.delete(callId);
   }
 
-  #onAnswer(frame: AnswerFrame, turnId: string | undefined): void {
+  /** Reasoning is not the answer: one dim line says the model is thinking, its text stays in the page's "Thinking". */
+  #onReasoning(frame: ReasoningDeltaFrame): void {
+    const view = this.#view(frame.turn_id);
+    if (!view || view.thinking) return;
+    view.thinking = true;
+    this.#beforeOutput();
+    this.#say(this.#screen.paint("dim", "(thinking…)"));
+  }
+
+  #onAnswer(frame: AnswerFrame, turnId: string | undefined, finishReason?: string): void {
     const view = turnId === undefined ? undefined : this.#view(turnId);
     this.#beforeOutput();
     if (view && view.streamed !== "" && view.openTool === undefined) {
@@ -586,6 +600,7 @@ export class InteractiveChat {
       // A seed answer, or a final text that was not streamed (after the last tool).
       this.#screen.line(`${this.#screen.stamp()} ${this.#screen.paint("cyan", "agent>")} ${frame.message}`);
     }
+    if (finishReason !== undefined) this.#say(this.#screen.paint("yellow", incompleteAnswerNote(finishReason)));
     this.#endTurn(turnId);
   }
 

@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import readline from "node:readline";
 import type { ApprovalRequestFrame } from "../lib/protocol.ts";
-import { formatArguments, waitText } from "./display.ts";
+import { formatArguments, incompleteAnswerNote, waitText } from "./display.ts";
 import {
   approvalFrame,
   chatFrame,
@@ -18,7 +18,8 @@ import {
 import type { Connection, Link } from "./link.ts";
 import { ClientError, EXIT_CONNECTION, EXIT_OK, EXIT_TIMEOUT, EXIT_TURN_ERROR, PROGRAM, type ClientOptions } from "./options.ts";
 
-type Outcome = { kind: "answer"; text: string } | { kind: "error"; text: string } | { kind: "cancelled" };
+type Outcome =
+  { kind: "answer"; text: string; finishReason?: string | undefined } | { kind: "error"; text: string } | { kind: "cancelled" };
 
 /** Picks out the final frame of one message's turn. */
 interface OutcomeMatcher {
@@ -32,7 +33,7 @@ function outcomeMatcher(streaming: boolean, sent: Sent): OutcomeMatcher {
   if (!streaming) {
     return {
       match: (incoming) => {
-        if (incoming.kind === "answer") return { kind: "answer", text: incoming.frame.message };
+        if (incoming.kind === "answer") return { kind: "answer", text: incoming.frame.message, finishReason: incoming.finishReason };
         if (incoming.kind === "error") return { kind: "error", text: incoming.frame.error };
         return undefined;
       },
@@ -48,7 +49,8 @@ function outcomeMatcher(streaming: boolean, sent: Sent): OutcomeMatcher {
         else if (incoming.kind === "error" && refusesOwnMessage(incoming, sent)) return { kind: "error", text: incoming.frame.error };
         return undefined;
       }
-      if (incoming.kind === "answer" && incoming.turnId === turnId) return { kind: "answer", text: incoming.frame.message };
+      if (incoming.kind === "answer" && incoming.turnId === turnId)
+        return { kind: "answer", text: incoming.frame.message, finishReason: incoming.finishReason };
       if (incoming.kind === "error" && incoming.turnId === turnId) return { kind: "error", text: incoming.frame.error };
       if (incoming.kind === "cancelled" && incoming.frame.turn_id === turnId) return { kind: "cancelled" };
       return undefined;
@@ -184,6 +186,8 @@ export async function runScript(connection: Connection, options: ClientOptions, 
       const outcome = await ask(connection, message, options, io);
       if (outcome.kind === "answer") {
         if (!options.json) io.stdout.write(`${outcome.text}\n`);
+        if (outcome.finishReason !== undefined)
+          io.stderr.write(`${quoteMessage(message)}: ${incompleteAnswerNote(outcome.finishReason)}\n`);
         continue;
       }
       // An error answers this message only: the rest still go out, the exit code records it.

@@ -47,6 +47,7 @@ export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
     requestTimeoutMs: openai.request_timeout_seconds * 1000,
     maxAnswerChars: config.limits.max_answer_chars,
     maxErrorChars: config.limits.max_error_chars,
+    sendReasoning: openai.send_reasoning,
     log,
     contextBudget: contextBudget({ model: openai.default_model, maxContextTokens: config.agent.max_context_tokens, replyReserve }),
     replyReserve,

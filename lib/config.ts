@@ -102,6 +102,8 @@ const ConfigSchema = z.object({
       reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high"]).default("medium"),
       /** Sent as `user` with every request (end-user id for the provider's abuse monitoring). */
       user: z.string().optional(),
+      /** Send the model's earlier reasoning back with the history (`reasoning_content`), for servers that require it. */
+      send_reasoning: z.boolean().default(false),
       /** Extra HTTP headers on every model request (e.g. an API gateway's). */
       default_headers: z.record(z.string(), z.string()).default({}),
     })

@@ -187,6 +187,12 @@ export interface DeltaFrame {
   turn_id: string;
   text: string;
 }
+/** The model's reasoning (`reasoning_content` of reasoning servers), streamed apart: never part of the answer. */
+export interface ReasoningDeltaFrame {
+  type: "reasoning_delta";
+  turn_id: string;
+  text: string;
+}
 /** Which tool call a frame is about: shared by tool_start, approval_request and history items. */
 export interface ToolCallFields {
   turn_id: string;
@@ -288,6 +294,8 @@ export interface StreamAnswerFrame extends AnswerFrame {
   type: "answer";
   turn_id: string;
   usage?: TokenUsage;
+  /** Present when the answer is not whole: `length` (the model's output limit) or `content_filter`; the text ends with a note. */
+  finish_reason?: string;
 }
 export interface StreamErrorFrame extends ErrorFrame {
   type: "error";
@@ -307,7 +315,7 @@ export interface CancelledFrame {
 /** One entry of the conversation as the `history` frame shows it. */
 export type HistoryItem =
   | { role: "user"; turn_id: string; content: string; status: TurnStatus }
-  | { role: "assistant"; turn_id: string; content: string }
+  | { role: "assistant"; turn_id: string; content: string; reasoning?: string }
   | (ToolCallFields & { role: "tool"; ok: boolean; preview: string; duration_ms?: number; images?: string[] });
 
 /** How a turn ended; `running` while it runs, `interrupted` when the server stopped under it. */
@@ -384,6 +392,7 @@ export type StreamFrame =
   | StreamWelcomeFrame
   | TurnStartFrame
   | DeltaFrame
+  | ReasoningDeltaFrame
   | ToolStartFrame
   | ToolEndFrame
   | ToolProgressFrame
@@ -512,6 +521,10 @@ export function deltaFrame(turnId: string, text: string): DeltaFrame {
   return { type: "delta", turn_id: turnId, text };
 }
 
+export function reasoningDeltaFrame(turnId: string, text: string): ReasoningDeltaFrame {
+  return { type: "reasoning_delta", turn_id: turnId, text };
+}
+
 export function toolStartFrame(turnId: string, call: Parameters<typeof toolCallFields>[1]): ToolStartFrame {
   return { type: "tool_start", ...toolCallFields(turnId, call) };
 }
@@ -578,8 +591,15 @@ export function streamAnswerFrame(
   userId: string,
   sessionId: string,
   usage?: TokenUsage,
+  finishReason?: string,
 ): StreamAnswerFrame {
-  return { type: "answer", turn_id: turnId, ...answerFrame(answer, userId, sessionId), ...(usage ? { usage: { ...usage } } : {}) };
+  return {
+    type: "answer",
+    turn_id: turnId,
+    ...answerFrame(answer, userId, sessionId),
+    ...(usage ? { usage: { ...usage } } : {}),
+    ...(finishReason !== undefined ? { finish_reason: finishReason } : {}),
+  };
 }
 
 /** An error on a streaming socket, tied to the turn, message or approval it is about. */

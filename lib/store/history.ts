@@ -83,8 +83,10 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
       items.push({ role: "user", turn_id: turnId, content: textOf(message.content), status: entry.status ?? "ok" });
     } else if (message.role === "assistant") {
       const content = textOf(message.content ?? null);
+      // The model's reasoning (kept on the message, agent.ts) is shown apart from its answer.
+      const reasoning = "reasoning_content" in message && typeof message.reasoning_content === "string" ? message.reasoning_content : "";
       // Text the model wrote before its tool calls comes first, as it was streamed.
-      if (content) items.push({ role: "assistant", turn_id: turnId, content });
+      if (content || reasoning) items.push({ role: "assistant", turn_id: turnId, content, ...(reasoning ? { reasoning } : {}) });
       for (const call of message.tool_calls ?? []) {
         if (call.type !== "function") continue;
         const result = results.get(call.id);
