@@ -15,6 +15,7 @@ import { createHttpServer } from "./lib/http/listener.ts";
 import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
 import { agentSettingsFrom } from "./lib/agent-settings.ts";
+import { ModelCheck } from "./lib/model/model-check.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";
@@ -60,9 +61,10 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     openSockets: (): number => sockets.openSockets,
     mcpServerStates: (): Iterable<string> => sessions.mcpServerStates(),
   });
+  const agent = agentSettingsFrom(config, log);
   const sessions: SessionManager = new SessionManager({
     deps: {
-      agent: agentSettingsFrom(config, log),
+      agent,
       log,
       maxHistoryMessages: config.session.max_history_messages,
       maxQueuedTurns: config.limits.max_queued_turns,
@@ -109,6 +111,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   httpServer.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
 
   let closing: Promise<void> | undefined;
+  let modelCheck: ModelCheck | undefined;
   return {
     sessions,
     listen: async () => {
@@ -129,6 +132,9 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
             model: config.openai.default_model,
             servers,
           });
+          // Azure lists models, not deployments: its names are not checked.
+          const client = agent.openai;
+          if (client && config.openai.check_model && !config.azure) modelCheck = new ModelCheck(client, config.openai.default_model, log);
           resolve({ url, port, host });
         });
       });
@@ -136,10 +142,12 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     close: () =>
       (closing ??= (async () => {
         httpServer.close();
+        modelCheck?.close();
         sockets.closeAll();
         await Promise.all([sessions.close(), hubs.close()]);
         sockets.terminate();
         httpServer.closeAllConnections();
+        await modelCheck?.done;
         await store.close();
         await cluster?.close();
         log.info("server_stop", {});

@@ -1,10 +1,10 @@
 // The agent's settings from the config: one OpenAI client (any OpenAI-compatible endpoint),
 // the request parameters mcp-agent passes, and the token budget of a request.
-import OpenAI from "openai";
 import type { AgentSettings, ModelRequestParams } from "../agent.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { contextBudget } from "./model/context.ts";
+import { modelClientFrom } from "./model/provider.ts";
 import { TokenCounter } from "./model/tokens.ts";
 
 /** Models that take `max_completion_tokens` and `reasoning_effort`, as mcp-agent tells them apart. */
@@ -31,15 +31,7 @@ export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
   const replyReserve = openai.max_tokens ?? config.agent.reply_reserve_tokens;
   return {
     // Without a key every turn fails with a message saying how to set one.
-    openai: openai.api_key
-      ? new OpenAI({
-          apiKey: openai.api_key,
-          baseURL: openai.base_url,
-          timeout: openai.request_timeout_seconds * 1000,
-          maxRetries: openai.max_retries,
-          defaultHeaders: openai.default_headers,
-        })
-      : undefined,
+    openai: modelClientFrom(config),
     model: openai.default_model,
     instruction: config.agent.instruction,
     maxIterations: config.agent.max_iterations,

@@ -4,10 +4,14 @@
 // answers cut by the model's length limit.
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
 import { startModelServer, afterTool, lastToolResult, type ModelServer, type ScriptedReply } from "../helpers/model-server.ts";
 import {
   baseConfig,
   connectUser,
+  ROOT,
   startServer,
   testServerEntry,
   type Frame,
@@ -165,6 +169,17 @@ test("an answer cut by finish_reason length says so in its text and in finish_re
   assert.equal(answer?.finish_reason, "length");
   assert.match(String(answer?.message), /^Once upon a time\n\n\[the answer is incomplete: .*finish_reason: length/);
   assert.match(text(frames), /finish_reason: length/, "the note is streamed too");
+});
+
+test("the CLI prints a cut answer and says on stderr that it is incomplete", async () => {
+  model.setResponder(() => ({ content: "Once upon a time", finishReason: "length" }));
+  const { stdout, stderr } = await promisify(execFile)(
+    process.execPath,
+    ["--import", "tsx", path.join(ROOT, "client.ts"), "--url", running.url, "--user", "cli_cut", "-m", "a long story"],
+    { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } },
+  );
+  assert.match(stdout, /^Once upon a time/);
+  assert.match(stderr, /the answer is incomplete: the model stopped at its output limit \(finish_reason: length\)/);
 });
 
 test("content_filter is reported the same way; a normal answer has no finish_reason", async () => {
