@@ -215,11 +215,18 @@ export async function runTurn(
   toolbox: Toolbox,
   history: readonly ChatMessage[],
   userText: string,
-  options: { signal?: AbortSignal; hooks?: TurnHooks; logFields?: Record<string, unknown>; approve?: Approver } = {},
+  options: {
+    signal?: AbortSignal;
+    hooks?: TurnHooks;
+    logFields?: Record<string, unknown>;
+    approve?: Approver;
+    /** The user message of the turn's attachments (lib/attachments), right after the text. */
+    attachments?: ChatMessage;
+  } = {},
 ): Promise<TurnResult> {
   const { signal, hooks = {}, logFields = {}, approve } = options;
   const state: TurnState = {
-    kept: [{ role: "user", content: userText }],
+    kept: [{ role: "user", content: userText }, ...(options.attachments ? [options.attachments] : [])],
     usage: emptyUsage(),
     texts: [],
     budget:
@@ -473,11 +480,17 @@ interface CompletionResult {
 /** An assistant message as we keep it: with the model's reasoning, which is not sent back unless asked. */
 export type KeptAssistantMessage = AssistantMessage & { reasoning_content?: string };
 
-/** The messages as a request sends them: reasoning kept in history goes only to servers that need it back. */
+/**
+ * The messages as a request sends them, without what is kept for people only: the attachments'
+ * summaries, and reasoning (which goes only to servers that need it back).
+ */
 function requestMessages(messages: readonly ChatMessage[], sendReasoning: boolean): ChatMessage[] {
-  if (sendReasoning) return [...messages];
   return messages.map((message) => {
-    if (message.role !== "assistant" || !("reasoning_content" in message)) return message;
+    if (message.role === "user" && "attachments" in message) {
+      const { attachments: _attachments, ...rest } = message as typeof message & { attachments: unknown };
+      return rest;
+    }
+    if (sendReasoning || message.role !== "assistant" || !("reasoning_content" in message)) return message;
     const { reasoning_content: _reasoning, ...rest } = message as KeptAssistantMessage;
     return rest;
   });

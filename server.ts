@@ -16,6 +16,7 @@ import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
 import { agentSettingsFrom } from "./lib/agent-settings.ts";
 import { ModelCheck } from "./lib/model/model-check.ts";
+import { attachmentSettingsFrom } from "./lib/attachments/settings.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";
@@ -79,6 +80,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       maxMessageChars: config.limits.max_message_chars,
       coordinator,
       workspaces,
+      attachments: attachmentSettingsFrom(config),
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),
       tokensPerDay: config.limits.tokens_per_day,
       metrics,

@@ -1,6 +1,7 @@
 // Per-user sessions: a plain Map of UserSession, each owning its MCP hub, its history and a
 // turn queue that runs one turn at a time. Sessions outlive sockets; an idle sweep ends them.
 import { randomUUID } from "node:crypto";
+import { AttachmentError, prepareAttachments, type AttachmentSettings } from "./lib/attachments/prepare.ts";
 import { runTurn, TurnError, type AgentSettings, type ChatMessage, type TurnHooks } from "./agent.ts";
 import { historyItems, historyPage, trimHistory, type HistoryEntry } from "./lib/store/history.ts";
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./lib/session/rate-limit.ts";
@@ -29,6 +30,8 @@ import {
   resetFrame,
   streamAnswerFrame,
   reasoningDeltaFrame,
+  attachmentsFrame,
+  type AttachmentRef,
   streamErrorFrame,
   toolEndFrame,
   PROGRESS_INTERVAL_MS,
@@ -53,6 +56,7 @@ interface QueuedTurn {
   peer: Peer;
   text: string;
   clientId?: string;
+  attachments?: AttachmentRef[];
 }
 
 interface RunningTurn {
@@ -87,6 +91,8 @@ export interface SessionDeps {
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
+  /** How attachments are read and capped (lib/attachments); undefined: messages with attachments are refused. */
+  attachments?: AttachmentSettings;
   /** Whether a call of this tool may change the workspace's files (then the sockets get files_changed). */
   changesWorkspace?: (server: string, tool: string) => boolean;
   /** Model tokens a user may use per UTC day (limits.tokens_per_day); undefined: no quota. */
@@ -370,7 +376,13 @@ export class UserSession {
   }
 
   /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
-  submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | { ok: false; error: string } {
+  submit(
+    peer: Peer,
+    text: string,
+    clientId?: string,
+    now = Date.now(),
+    attachments?: AttachmentRef[],
+  ): { ok: true; turnId: string } | { ok: false; error: string } {
     const { maxQueuedTurns } = this.#deps;
     const limited = this.#takeToken(now);
     if (limited) return { ok: false, error: limited };
@@ -387,7 +399,13 @@ export class UserSession {
     this.lastActivity = now;
     this.messageCount++;
     const position = this.#queue.length + (this.#running ? 1 : 0);
-    this.#queue.push({ turnId, peer, text, ...(clientId !== undefined ? { clientId } : {}) });
+    this.#queue.push({
+      turnId,
+      peer,
+      text,
+      ...(clientId !== undefined ? { clientId } : {}),
+      ...(attachments && attachments.length > 0 ? { attachments } : {}),
+    });
     this.sockets.broadcast(queuedFrame(turnId, text, position, clientId));
     void this.#pump();
     return { ok: true, turnId };
@@ -520,7 +538,7 @@ export class UserSession {
     }
   }
 
-  async #runTurn({ turnId, peer, text, clientId }: QueuedTurn, lease: TurnLease): Promise<void> {
+  async #runTurn({ turnId, peer, text, clientId, attachments }: QueuedTurn, lease: TurnLease): Promise<void> {
     const { log, agent, store, redactor } = this.#deps;
     const sessionId = this.#sessionId;
     const fields = { user_id: this.userId, session_id: sessionId, turn_id: turnId };
@@ -611,7 +629,9 @@ export class UserSession {
 
     let status: TurnStatus;
     try {
-      await record.append([{ role: "user", content: text }]);
+      // Attachments are read (and refused) before anything of the turn is stored.
+      const attached = attachments ? await this.#prepareAttachments(turnId, attachments) : undefined;
+      await record.append([{ role: "user", content: text }, ...(attached ? [attached] : [])]);
       await this.hub.ready();
       turn.abort.signal.throwIfAborted();
       const { approvalPolicy } = this.#deps;
@@ -619,6 +639,7 @@ export class UserSession {
         signal: turn.abort.signal,
         hooks,
         logFields: fields,
+        ...(attached ? { attachments: attached } : {}),
         approve: (call, signal) =>
           approvalPolicy.needsApproval(call.server, call.tool)
             ? this.#approvals.request(turnId, call, signal)
@@ -662,6 +683,17 @@ export class UserSession {
     const durationMs = Date.now() - started;
     metrics.turnEnded(status, durationMs / 1000);
     log.info("turn_end", { ...fields, status, duration_ms: durationMs, usage });
+  }
+
+  /** A turn's attachments as the model's user message; their summaries go to every tab, inline files were written. */
+  async #prepareAttachments(turnId: string, refs: AttachmentRef[]): Promise<ChatMessage> {
+    const settings = this.#deps.attachments;
+    if (!settings) throw new AttachmentError("this server takes no attachments");
+    const root = this.#deps.workspaces.ensure(this.userId);
+    const prepared = await prepareAttachments(refs, settings, { root, countTokens: (text) => this.#deps.agent.tokens.text(text) });
+    this.sockets.turnFrame(attachmentsFrame(turnId, prepared.infos));
+    if (prepared.written.length > 0) this.sockets.broadcast(filesChangedFrame(this.userId, "upload", prepared.written));
+    return prepared.message;
   }
 
   /**

@@ -108,6 +108,8 @@ const ConfigSchema = z.object({
       reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high"]).default("medium"),
       /** Sent as `user` with every request (end-user id for the provider's abuse monitoring). */
       user: z.string().optional(),
+      /** Whether the model takes images (attachments); unset: yes, unless its name is a known text-only model. */
+      vision: z.boolean().optional(),
       /** Read the endpoint's model list (GET /models) once at start and log a warning when it does not list default_model. */
       check_model: z.boolean().default(true),
       /** Send the model's earlier reasoning back with the history (`reasoning_content`), for servers that require it. */
@@ -276,6 +278,22 @@ const ConfigSchema = z.object({
         .int()
         .positive()
         .default(100 * 1024 * 1024),
+      /** Files one chat message may attach. */
+      max_attachments: z.number().int().min(0).default(10),
+      /** Largest attached file (as stored in the workspace). */
+      max_attachment_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(20 * 1024 * 1024),
+      /** Largest file sent inline (base64 in the chat frame); larger ones are uploaded first and sent by path. */
+      max_inline_attachment_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(512 * 1024),
+      /** Text one PDF or text attachment may send to the model, in tokens; past it the text is cut with a note. */
+      max_attachment_tokens: z.number().int().positive().default(30_000),
       /** Model tokens (prompt + completion) one user may use per UTC day; unset: no quota. */
       tokens_per_day: z.number().int().positive().optional(),
     })

@@ -13,7 +13,7 @@ export function isValidUserId(userId: string): boolean {
 
 export type ClientFrame =
   /** A chat message: the seed's only frame. */
-  | { type: "chat"; message: string; clientId?: string }
+  | { type: "chat"; message: string; clientId?: string; attachments?: AttachmentRef[] }
   /** Missing or blank `message`: the original silently ignores these. */
   | { type: "ignored" }
   /** Stop the running turn of this user (streaming extension). */
@@ -26,6 +26,36 @@ export type ClientFrame =
   | { type: "approval"; call_id: string; approved: boolean; reason?: string; always: boolean }
   /** The answer to an elicitation_request: accept (with the form's values), decline or cancel. */
   | { type: "elicitation"; request_id: string; action: ElicitationAction; content?: Record<string, ElicitationValue> };
+
+/** A file sent with a message: a workspace path (after an upload), or inline base64 (small files). */
+export type AttachmentRef = { path: string } | { name: string; data: string };
+
+/** What an attachment became for the model: in the `attachments` frame and on the history's user item. */
+export interface AttachmentInfo {
+  name: string;
+  /** Where it is in the workspace (tools can work on it too). */
+  path: string;
+  kind: "image" | "pdf" | "text";
+  /** What was sent, for people: "report.pdf — 12 pages, 8,400 tokens". */
+  summary: string;
+  bytes: number;
+  /** Tokens of the text sent (PDFs and text files), or the image's estimated cost. */
+  tokens: number;
+  pages?: number;
+  pages_without_text?: number;
+  /** Images: the size sent to the model (after downscaling) and the original's. */
+  width?: number;
+  height?: number;
+  original_width?: number;
+  original_height?: number;
+  /** Images: a small data: URL for the message and the history. */
+  thumbnail?: string;
+  /** True when the text passed limits.max_attachment_tokens and was cut. */
+  cut?: boolean;
+}
+
+/** Attachments one chat frame may name before any limit of the config is applied. */
+export const MAX_ATTACHMENT_REFS = 100;
 
 export type ElicitationAction = "accept" | "decline" | "cancel";
 /** A form field's value, as MCP elicitation allows: a string, number, boolean, or a list of strings (multi-select). */
@@ -69,7 +99,39 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   // An optional `client_id` lets a streaming client match its message to the turn it starts
   // (echoed in `queued`/`turn_start`, and in a refusal); anything but a short string is ignored.
   const clientId = typeof data.client_id === "string" && data.client_id.length <= 128 ? data.client_id : undefined;
-  return { ok: true, frame: { type: "chat", message, ...(clientId !== undefined ? { clientId } : {}) } };
+  const attachments = parseAttachments(data.attachments);
+  if (!attachments.ok) return attachments;
+  return {
+    ok: true,
+    frame: {
+      type: "chat",
+      message,
+      ...(clientId !== undefined ? { clientId } : {}),
+      ...(attachments.refs.length > 0 ? { attachments: attachments.refs } : {}),
+    },
+  };
+}
+
+function parseAttachments(value: unknown): { ok: true; refs: AttachmentRef[] } | { ok: false; error: string } {
+  if (value === undefined || value === null) return { ok: true, refs: [] };
+  const usage = '"attachments" must be a list of {"path": "<workspace path>"} or {"name": "<file name>", "data": "<base64>"}';
+  if (!Array.isArray(value)) return { ok: false, error: `${usage}, got ${describeJson(value)}` };
+  if (value.length > MAX_ATTACHMENT_REFS) return { ok: false, error: `${usage}: at most ${MAX_ATTACHMENT_REFS} entries` };
+  const refs: AttachmentRef[] = [];
+  for (const [index, entry] of value.entries()) {
+    if (isRecord(entry) && typeof entry.path === "string" && entry.path !== "" && entry.path.length <= 4096)
+      refs.push({ path: entry.path });
+    else if (
+      isRecord(entry) &&
+      typeof entry.name === "string" &&
+      entry.name !== "" &&
+      entry.name.length <= 255 &&
+      typeof entry.data === "string"
+    )
+      refs.push({ name: entry.name, data: entry.data });
+    else return { ok: false, error: `${usage}; entry ${index} is not` };
+  }
+  return { ok: true, refs };
 }
 
 function parseHistory(data: Record<string, unknown>): ParsedClientFrame {
@@ -173,6 +235,12 @@ export interface QueuedFrame {
   input: string;
   position: number;
   client_id?: string;
+}
+/** What the turn's attachments became for the model, sent after its turn_start (see docs/models.md). */
+export interface AttachmentsFrame {
+  type: "attachments";
+  turn_id: string;
+  items: AttachmentInfo[];
 }
 export interface TurnStartFrame {
   type: "turn_start";
@@ -314,7 +382,7 @@ export interface CancelledFrame {
 
 /** One entry of the conversation as the `history` frame shows it. */
 export type HistoryItem =
-  | { role: "user"; turn_id: string; content: string; status: TurnStatus }
+  | { role: "user"; turn_id: string; content: string; status: TurnStatus; attachments?: AttachmentInfo[] }
   | { role: "assistant"; turn_id: string; content: string; reasoning?: string }
   | (ToolCallFields & { role: "tool"; ok: boolean; preview: string; duration_ms?: number; images?: string[] });
 
@@ -391,6 +459,7 @@ export type StreamFrame =
   | ApprovalResolvedFrame
   | StreamWelcomeFrame
   | TurnStartFrame
+  | AttachmentsFrame
   | DeltaFrame
   | ReasoningDeltaFrame
   | ToolStartFrame
@@ -519,6 +588,10 @@ export function turnStartFrame(turnId: string, input: string, clientId?: string)
 
 export function deltaFrame(turnId: string, text: string): DeltaFrame {
   return { type: "delta", turn_id: turnId, text };
+}
+
+export function attachmentsFrame(turnId: string, items: AttachmentInfo[]): AttachmentsFrame {
+  return { type: "attachments", turn_id: turnId, items };
 }
 
 export function reasoningDeltaFrame(turnId: string, text: string): ReasoningDeltaFrame {
