@@ -42,6 +42,7 @@ export type Incoming =
   /** `turnId` is undefined for a seed answer, which also has the shape of a seed welcome. */
   | { kind: "answer"; frame: AnswerFrame; turnId: string | undefined; finishReason?: string }
   | { kind: "reasoning_delta"; frame: ReasoningDeltaFrame }
+  | { kind: "attachments"; turnId: string; summaries: string[] }
   /** `turnId` is undefined for an error outside a turn, or any error on a seed socket. */
   /** `requestId`: a refused elicitation answer (the form is still open). */
   | { kind: "error"; frame: ErrorFrame; turnId: string | undefined; clientId: string | undefined; requestId?: string }
@@ -148,6 +149,12 @@ function classifyTyped(type: string, data: Json): Incoming {
       break;
     case "delta":
       if (isString(turnId) && isString(data.text)) return { kind: "delta", frame: { type, turn_id: turnId, text: data.text } };
+      break;
+    case "attachments":
+      if (isString(turnId) && Array.isArray(data.items)) {
+        const summaries = data.items.flatMap((item) => (isRecord(item) && isString(item.summary) ? [item.summary] : []));
+        return { kind: "attachments", turnId, summaries };
+      }
       break;
     case "reasoning_delta":
       if (isString(turnId) && isString(data.text)) return { kind: "reasoning_delta", frame: { type, turn_id: turnId, text: data.text } };
@@ -315,7 +322,7 @@ type ElicitationFrame = Extract<ClientFrame, { type: "elicitation" }>;
  * a frame into: a chat message is `{type: "chat", clientId}` there and `{message, client_id}` here.
  */
 export type OutgoingFrame =
-  | { message: string; client_id: string }
+  | { message: string; client_id: string; attachments?: { path: string }[] }
   | Extract<ClientFrame, { type: "cancel" | "history" }>
   // `always` goes out only when true: the server reads a missing one as false.
   | (Omit<ApprovalFrame, "always"> & { always?: true })
@@ -362,10 +369,13 @@ export function approvalFrame(callId: string, answer: ApprovalAnswer): OutgoingF
 export interface Sent {
   text: string;
   clientId: string;
+  /** Workspace paths of files the model reads with this message. */
+  attachments?: string[];
 }
 
 export function chatFrame(sent: Sent): OutgoingFrame {
-  return { message: sent.text, client_id: sent.clientId };
+  const attachments = sent.attachments?.map((path) => ({ path })) ?? [];
+  return { message: sent.text, client_id: sent.clientId, ...(attachments.length > 0 ? { attachments } : {}) };
 }
 
 /**

@@ -49,6 +49,9 @@ const INTERACTIVE_HELP = `Commands:
               save a workspace file to DEST (default: its name here); quote names with spaces
   /upload FILE
               put a local file into your workspace, under its own name
+  /attach FILE
+              upload a local file and attach it to your next message: the model reads it
+              (images, PDFs, text and code files)
   quit, exit   leave (also Ctrl+D, or Ctrl+C twice)
 Anything else is sent to the agent.
 While a tool call waits for your approval (⚠), the next line answers it:
@@ -92,6 +95,8 @@ export class InteractiveChat {
   readonly #screen: Screen;
   readonly #rl: readline.Interface;
   readonly #own: OwnMessage[] = [];
+  /** Workspace paths attached (--attach, /attach) to the next message sent. */
+  #attached: string[] = [];
   #turn: TurnView | undefined;
   #promptShown = false;
   #lastInterrupt = 0;
@@ -120,7 +125,9 @@ export class InteractiveChat {
     stdin: NodeJS.ReadStream,
     stdout: NodeJS.WriteStream,
     env: NodeJS.ProcessEnv,
+    attached: string[] = [],
   ) {
+    this.#attached = [...attached];
     this.#connection = connection;
     this.#options = options;
     this.#screen = new Screen(stdout, colourWanted(stdout, env));
@@ -202,7 +209,20 @@ export class InteractiveChat {
     }
     const question = this.#asked[0];
     const word = text.split(/\s/, 1)[0] ?? "";
-    const commands = ["help", "/help", "quit", "exit", "/quit", "/exit", "/history", "/cancel", "/files", "/download", "/upload"];
+    const commands = [
+      "help",
+      "/help",
+      "quit",
+      "exit",
+      "/quit",
+      "/exit",
+      "/history",
+      "/cancel",
+      "/files",
+      "/download",
+      "/upload",
+      "/attach",
+    ];
     if (question && !commands.includes(word)) {
       return this.#answerQuestion(question, text);
     }
@@ -231,20 +251,28 @@ export class InteractiveChat {
         return this.#cancel();
     }
     const [command = "", ...args] = splitArguments(text);
-    if (command === "/files" || command === "/download" || command === "/upload") return this.#filesCommand(command, args);
+    if (command === "/files" || command === "/download" || command === "/upload" || command === "/attach")
+      return this.#filesCommand(command, args);
     if (text.startsWith("/")) {
       this.#error(`unknown command ${text.split(/\s/, 1)[0]}; type "help"`);
       return this.#showPrompt();
     }
     // The line as typed (not trimmed) is sent, so the turn_start input matches it exactly.
-    const own: OwnMessage = { text: line, clientId: randomUUID(), turnId: undefined, timer: undefined };
+    const attachments = this.#attached.splice(0);
+    const own: OwnMessage = {
+      text: line,
+      clientId: randomUUID(),
+      turnId: undefined,
+      timer: undefined,
+      ...(attachments.length > 0 ? { attachments } : {}),
+    };
     own.timer = setTimeout(() => void this.#onTimeout(own), this.#options.timeoutMs);
     this.#own.push(own);
     await this.#send(chatFrame(own));
   }
 
   /** /files, /download, /upload: HTTP requests beside the socket; a turn may run meanwhile. */
-  async #filesCommand(command: "/files" | "/download" | "/upload", args: string[]): Promise<void> {
+  async #filesCommand(command: "/files" | "/download" | "/upload" | "/attach", args: string[]): Promise<void> {
     try {
       if (command === "/files") {
         if (args.length > 0) return this.#usage("/files takes no arguments");
@@ -257,6 +285,13 @@ export class InteractiveChat {
           return this.#usage('usage: /download PATH [DEST] (quote names with spaces: /download "my notes.md")');
         const saved = await downloadFile(this.#options, remote, dest);
         this.#say(`${this.#screen.paint("green", "saved")} ${remote} to ${saved.path} (${formatSize(saved.size)})`);
+      } else if (command === "/attach") {
+        const [local, extra] = args;
+        if (local === undefined || extra !== undefined)
+          return this.#usage('usage: /attach FILE (quote names with spaces: /attach "my report.pdf")');
+        const uploaded = await uploadFile(this.#options, local);
+        this.#attached.push(uploaded.path);
+        this.#say(`${this.#screen.paint("green", "attached")} ${local} (${formatSize(uploaded.size)}): it goes with your next message`);
       } else {
         const [local, extra] = args;
         if (local === undefined || extra !== undefined)
@@ -376,6 +411,11 @@ export class InteractiveChat {
         return this.#onAnswer(incoming.frame, incoming.turnId, incoming.finishReason);
       case "reasoning_delta":
         return this.#onReasoning(incoming.frame);
+      case "attachments":
+        if (!this.#view(incoming.turnId)) return;
+        this.#beforeOutput();
+        for (const summary of incoming.summaries) this.#say(this.#screen.paint("dim", `📎 ${summary}`));
+        return;
       case "error":
         return this.#onError(incoming);
       case "cancelled":

@@ -74,9 +74,15 @@ function quoteMessage(message: string): string {
   return JSON.stringify(short);
 }
 
-async function ask(connection: Connection, message: string, options: ClientOptions, io: Output): Promise<Outcome> {
+async function ask(
+  connection: Connection,
+  message: string,
+  options: ClientOptions,
+  io: Output,
+  attachments: string[] = [],
+): Promise<Outcome> {
   const { link } = connection;
-  const sent: Sent = { text: message, clientId: randomUUID() };
+  const sent: Sent = { text: message, clientId: randomUUID(), ...(attachments.length > 0 ? { attachments } : {}) };
   await link.send(chatFrame(sent));
   const deadline = Date.now() + options.timeoutMs;
   const matcher = outcomeMatcher(connection.streaming, sent);
@@ -169,7 +175,13 @@ async function nextLine(source: AsyncIterator<string, void>, link: Link): Promis
   return first.done ? undefined : first.value;
 }
 
-export async function runScript(connection: Connection, options: ClientOptions, io: Output, stdin: NodeJS.ReadableStream): Promise<number> {
+export async function runScript(
+  connection: Connection,
+  options: ClientOptions,
+  io: Output,
+  stdin: NodeJS.ReadableStream,
+  attached: string[] = [],
+): Promise<number> {
   const { link } = connection;
   if (options.json) printJson(io.stdout, connection.welcomeData);
   // -m messages need no race with the close: a send on a closed socket already fails.
@@ -183,7 +195,8 @@ export async function runScript(connection: Connection, options: ClientOptions, 
   let failed = false;
   try {
     for (let message = await read(); message !== undefined; message = await read()) {
-      const outcome = await ask(connection, message, options, io);
+      // --attach files go with the first message.
+      const outcome = await ask(connection, message, options, io, attached.splice(0));
       if (outcome.kind === "answer") {
         if (!options.json) io.stdout.write(`${outcome.text}\n`);
         if (outcome.finishReason !== undefined)

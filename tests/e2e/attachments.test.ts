@@ -3,12 +3,15 @@
 // the frames and the history show, the files in the workspace; every refusal and its reason.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, statSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import sharp from "sharp";
 import { startModelServer, type ChatRequest, type ChatRequestMessage, type ModelServer } from "../helpers/model-server.ts";
 import { makePdf } from "../helpers/pdf.ts";
-import { baseConfig, connectUser, startServer, type Frame, type RunningServer, type TestClient } from "../helpers/harness.ts";
+import { baseConfig, connectUser, ROOT, startServer, type Frame, type RunningServer, type TestClient } from "../helpers/harness.ts";
 
 let model: ModelServer;
 let running: RunningServer;
@@ -43,7 +46,11 @@ async function readTurn(client: TestClient): Promise<Frame[]> {
 }
 
 async function upload(userId: string, name: string, body: Buffer): Promise<void> {
-  const answer = await fetch(`${running.url}/files/${userId}/${name}`, { method: "PUT", body: new Uint8Array(body), headers: { "x-requested-with": "test" } });
+  const answer = await fetch(`${running.url}/files/${userId}/${name}`, {
+    method: "PUT",
+    body: new Uint8Array(body),
+    headers: { "x-requested-with": "test" },
+  });
   assert.equal(answer.status < 300, true, `upload ${name}: ${answer.status} ${await answer.text()}`);
 }
 
@@ -218,4 +225,39 @@ test("an inline attachment becomes a workspace file, and files_changed names it"
   const saved = path.join(running.configDir, "workspace", user, "attachments", "data.csv");
   assert.equal(readFileSync(saved, "utf8"), "a,b\n1,2\n");
   await client.close();
+});
+
+test("the CLI's --attach uploads a file and the model reads it with the first message", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "attach-cli-"));
+  try {
+    const local = path.join(dir, "minutes.pdf");
+    writeFileSync(local, makePdf(["Decision: ship on Friday"]));
+    model.setResponder((request) => {
+      const text = attachmentParts(request)
+        .flatMap((part) => (part.type === "text" ? [part.text] : []))
+        .join(" ");
+      return { content: text.includes("ship on Friday") ? "They decided to ship on Friday." : "no attachment" };
+    });
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        path.join(ROOT, "client.ts"),
+        "--url",
+        running.url,
+        "--user",
+        "cli_attacher",
+        "--attach",
+        local,
+        "-m",
+        "what was decided?",
+      ],
+      { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } },
+    );
+    assert.equal(stdout, "They decided to ship on Friday.\n");
+    assert.match(stderr, /attached .*minutes\.pdf \(\d+ B\), uploaded to the workspace as minutes\.pdf/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
