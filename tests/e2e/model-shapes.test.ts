@@ -232,3 +232,28 @@ test("a server that ignores stream: reasoning and tool calls without index from 
     model.setIgnoreStream(false);
   }
 });
+
+test("with openai.send_reasoning the earlier reasoning goes back as reasoning_content", async () => {
+  const sending = await startServer({
+    config: {
+      ...baseConfig(model.baseUrl),
+      openai: { base_url: model.baseUrl, default_model: "test-model", max_retries: 0, send_reasoning: true },
+    },
+    secrets: { openai: { api_key: "sk-test-shapes" } },
+  });
+  try {
+    model.setResponder(() => ({ content: "4", reasoning: "2+2=4" }));
+    const { client } = await connectUser(sending, "sends_reasoning", "?stream=1");
+    client.send({ message: "2+2?" });
+    await readTurn(client);
+    model.setResponder(() => ({ content: "ok" }));
+    client.send({ message: "sure?" });
+    await readTurn(client);
+    await client.close();
+    const assistant = model.requests.at(-1)?.messages.find((message) => message.role === "assistant") as
+      Record<string, unknown> | undefined;
+    assert.equal(assistant?.reasoning_content, "2+2=4");
+  } finally {
+    await sending.close();
+  }
+});
