@@ -5,6 +5,7 @@
 import { constants, promises as fs } from "node:fs";
 import path from "node:path";
 import type OpenAI from "openai";
+import { workspaceUsage } from "../files/listing.ts";
 import { formatBytes } from "../files/upload.ts";
 import { errorMessage, openInWorkspace, resolveInWorkspace } from "../filesystem/containment.ts";
 import type { AttachmentInfo, AttachmentRef } from "../protocol.ts";
@@ -20,6 +21,8 @@ export interface AttachmentSettings {
   maxBytes: number;
   /** limits.max_inline_attachment_bytes: per inline file, decoded. */
   maxInlineBytes: number;
+  /** limits.workspace_bytes: inline files are written to the workspace, under its quota. */
+  workspaceBytes: number;
   /** limits.max_attachment_tokens: text sent per PDF or text file. */
   maxTokens: number;
   /** Whether the model takes image parts (openai.vision, else its name). */
@@ -142,6 +145,11 @@ async function writeInline(
     throw tooLarge(name, bytes.length, settings.maxInlineBytes, "limits.max_inline_attachment_bytes");
   const folder = await resolveInWorkspace(context.root, INLINE_FOLDER, { allowMissing: true, deny: settings.deny });
   if (!folder.ok) throw new AttachmentError(`attachment ${name}: ${folder.error}`);
+  const used = await workspaceUsage(folder.root);
+  if (used + bytes.length > settings.workspaceBytes)
+    throw new AttachmentError(
+      `attachment ${name} was not saved: the workspace may hold ${formatBytes(settings.workspaceBytes)} (limits.workspace_bytes) and ${formatBytes(used)} are used. Delete files to make room`,
+    );
   await fs.mkdir(folder.path, { recursive: true, mode: 0o700 });
   const dot = name.lastIndexOf(".");
   const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ""];

@@ -10,6 +10,7 @@ export function attachmentSettingsFrom(config: Config): AttachmentSettings {
     maxBytes: config.limits.max_attachment_bytes,
     maxInlineBytes: config.limits.max_inline_attachment_bytes,
     maxTokens: config.limits.max_attachment_tokens,
+    workspaceBytes: config.limits.workspace_bytes,
     vision: takesImages(config.openai.default_model, config.openai.vision),
     model: config.openai.default_model,
     deny: serverOwnFiles(config),

@@ -261,3 +261,24 @@ test("the CLI's --attach uploads a file and the model reads it with the first me
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("inline attachments count against the workspace quota", async () => {
+  const small = await startServer({
+    config: baseConfig(model.baseUrl, {}, { limits: { workspace_bytes: 1000 } }),
+    secrets: { openai: { api_key: "sk-test-attach" } },
+  });
+  try {
+    const before = model.requests.length;
+    const { client } = await connectUser(small, "quota_user", "?stream=1");
+    client.send({ message: "keep", attachments: [{ name: "big.txt", data: Buffer.from("x".repeat(2000)).toString("base64") }] });
+    const frames = await readTurn(client);
+    await client.close();
+    assert.match(
+      String(frames.at(-1)?.error),
+      /attachment big\.txt was not saved: the workspace may hold 1000 bytes \(limits\.workspace_bytes\)/,
+    );
+    assert.equal(model.requests.length, before);
+  } finally {
+    await small.close();
+  }
+});
