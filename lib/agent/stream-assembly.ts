@@ -22,6 +22,8 @@ export interface AssembledReply {
   usage: TokenUsage | undefined;
   /** True when the text passed `maxChars` and was cut here (the rest was not read). */
   cut: boolean;
+  /** The model that answered, as the server named it, if it did. */
+  model: string | undefined;
 }
 
 /** What one chunk adds that a person should see now; `stop`: the answer is long enough, read no more. */
@@ -144,6 +146,7 @@ export class ChunkAssembler {
   #finishReason: string | undefined;
   #usage: TokenUsage | undefined;
   #cut = false;
+  #model: string | undefined;
 
   constructor(limits: AssemblyLimits) {
     this.#limits = { newId: () => `call_${randomUUID()}`, ...limits };
@@ -159,6 +162,7 @@ export class ChunkAssembler {
     // Only the first choice is ours (n is never asked for); filter-only chunks have none.
     const choice = choices.find((candidate) => isObject(candidate) && (candidate.index === 0 || candidate.index === undefined));
     const first = isObject(choice) ? choice : undefined;
+    if (typeof chunk.model === "string" && chunk.model !== "") this.#model = chunk.model;
     const usage = vendorUsage(chunk, first);
     if (usage) this.#usage = usage;
     if (!first) return piece;
@@ -235,6 +239,7 @@ export class ChunkAssembler {
       finishReason: this.#finishReason,
       usage: this.#usage,
       cut: this.#cut,
+      model: this.#model,
     };
   }
 }

@@ -49,6 +49,7 @@ describe("tool calls", () => {
     assert.deepEqual(calls(reply), [["read", '{"path":"x"}']]);
     assert.equal(reply.toolCalls[0]?.id, "ours_0", "the id is ours, not the model's");
     assert.equal(reply.finishReason, "tool_calls");
+    assert.equal(assemble([{ ...delta({ content: "x" }), model: "gpt-4o-2024-08-06" }]).reply.model, "gpt-4o-2024-08-06");
   });
 
   test("deltas without index: each call is told apart by its id, or by a new name after complete arguments", () => {
