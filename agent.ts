@@ -594,6 +594,7 @@ async function completion(
     }
     // The SDK's stream ends quietly when its signal aborts: say which deadline it was.
     if (!signal?.aborted && deadlines.signal.aborted) throw deadlines.signal.reason;
+    emit(assembler.end());
     return assistantOf(assembler.finish(), settings, hooks);
   } catch (error) {
     const reason: unknown = deadlines.signal.reason;

@@ -132,6 +132,71 @@ function continues(slot: Slot, name: string, modelId: string | undefined, laterI
   return true;
 }
 
+const OPEN_TAG = "<think>";
+const CLOSE_TAG = "</think>";
+
+/**
+ * Servers without a reasoning parser (llama.cpp, vLLM, older Ollama) stream a reasoning model's
+ * thinking inside the content, as `<think>…</think>` before the answer: that part is reasoning.
+ * Only a tag at the very start counts; text that may still become a tag is held back until the
+ * next piece decides.
+ */
+class ThinkTags {
+  /** `afterThought`: the blank lines between the closing tag and the answer are dropped. */
+  #state: "start" | "thinking" | "afterThought" | "answer" = "start";
+  #held = "";
+
+  push(more: string): { content: string; reasoning: string } {
+    if (this.#state === "answer") return { content: more, reasoning: "" };
+    if (this.#state === "afterThought") {
+      const content = more.trimStart();
+      if (content) this.#state = "answer";
+      return { content, reasoning: "" };
+    }
+    this.#held += more;
+    if (this.#state === "start") {
+      const lead = this.#held.trimStart();
+      if (lead.startsWith(OPEN_TAG)) {
+        this.#state = "thinking";
+        this.#held = lead.slice(OPEN_TAG.length);
+      } else if (OPEN_TAG.startsWith(lead)) {
+        return { content: "", reasoning: "" };
+      } else {
+        this.#state = "answer";
+        const content = this.#held;
+        this.#held = "";
+        return { content, reasoning: "" };
+      }
+    }
+    const end = this.#held.indexOf(CLOSE_TAG);
+    if (end >= 0) {
+      const reasoning = this.#held.slice(0, end);
+      const content = this.#held.slice(end + CLOSE_TAG.length).trimStart();
+      this.#state = content ? "answer" : "afterThought";
+      this.#held = "";
+      return { content, reasoning };
+    }
+    // Keep back what could be the start of the closing tag.
+    let keep = 0;
+    for (let length = Math.min(CLOSE_TAG.length - 1, this.#held.length); length > 0; length--) {
+      if (CLOSE_TAG.startsWith(this.#held.slice(-length))) {
+        keep = length;
+        break;
+      }
+    }
+    const reasoning = this.#held.slice(0, this.#held.length - keep);
+    this.#held = this.#held.slice(this.#held.length - keep);
+    return { content: "", reasoning };
+  }
+
+  /** At the end: whatever is held is what it would have been (an unclosed thought stays reasoning). */
+  flush(): { content: string; reasoning: string } {
+    const held = this.#held;
+    this.#held = "";
+    return this.#state === "thinking" ? { content: "", reasoning: held } : { content: held, reasoning: "" };
+  }
+}
+
 /**
  * Assembles one answer chunk by chunk. Tool calls get ids made here: a model's own ids can
  * repeat (every call `call_0`) or be missing, and an approval, a tool_end and a history entry
@@ -147,6 +212,7 @@ export class ChunkAssembler {
   #usage: TokenUsage | undefined;
   #cut = false;
   #model: string | undefined;
+  readonly #thinkTags = new ThinkTags();
 
   constructor(limits: AssemblyLimits) {
     this.#limits = { newId: () => `call_${randomUUID()}`, ...limits };
@@ -171,8 +237,9 @@ export class ChunkAssembler {
     // A whole completion carries `message`; a chunk carries `delta`.
     const delta = isObject(first.delta) ? first.delta : isObject(first.message) ? first.message : undefined;
     if (!delta) return piece;
-    piece.reasoning = this.#take("reasoning", text(delta.reasoning_content) || text(delta.reasoning));
-    piece.content = this.#take("content", text(delta.content));
+    const split = this.#thinkTags.push(text(delta.content));
+    piece.reasoning = this.#take("reasoning", (text(delta.reasoning_content) || text(delta.reasoning)) + split.reasoning);
+    piece.content = this.#take("content", split.content);
     if (this.#cut) {
       piece.stop = true;
       return piece;
@@ -224,8 +291,15 @@ export class ChunkAssembler {
     }
   }
 
+  /** What was held back (a possible `<think>` tag) once the stream ended: stream it too. */
+  end(): AssemblyPiece {
+    const rest = this.#thinkTags.flush();
+    return { reasoning: this.#take("reasoning", rest.reasoning), content: this.#take("content", rest.content), stop: false };
+  }
+
   /** The answer so far: call it once the stream ended (or was stopped). */
   finish(): AssembledReply {
+    this.end();
     // A cut answer's tool calls may be cut too: none of them is run.
     const toolCalls = this.#cut
       ? []
@@ -255,7 +329,11 @@ export function assembleCompletion(body: unknown, limits: AssemblyLimits): { rep
     throw new ModelReplyError("model_stream_error", "the model API answered JSON without choices[0].message");
   const assembler = new ChunkAssembler(limits);
   const piece = assembler.push(body);
-  return { reply: assembler.finish(), piece };
+  const rest = assembler.end();
+  return {
+    reply: assembler.finish(),
+    piece: { content: piece.content + rest.content, reasoning: piece.reasoning + rest.reasoning, stop: piece.stop },
+  };
 }
 
 /** Finish reasons that mean the answer is not whole, and what the person is told. */

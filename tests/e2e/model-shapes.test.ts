@@ -257,3 +257,11 @@ test("with openai.send_reasoning the earlier reasoning goes back as reasoning_co
     await sending.close();
   }
 });
+
+test("<think> tags in the content (servers without a reasoning parser) stream as reasoning, not as the answer", async () => {
+  model.setResponder(() => ({ content: "<think>2 plus 2 is 4.</think>\n\nIt is 4.", chunkChars: 3 }));
+  const frames = await turn("2+2 with tags");
+  assert.equal(text(frames, "reasoning_delta"), "2 plus 2 is 4.");
+  assert.equal(text(frames), "It is 4.");
+  assert.equal(frames.at(-1)?.message, "It is 4.");
+});

@@ -165,6 +165,23 @@ describe("text, reasoning, usage, errors", () => {
     assert.equal(reasoning, "Let me think.");
   });
 
+  test("<think>…</think> at the start of the content is reasoning, however the tags are split", () => {
+    const pieces = ["  <thi", "nk>Let me", " see.</th", "ink>\n\nThe answer", " is 4."];
+    const { reply, content, reasoning } = assemble([...pieces.map((piece) => delta({ content: piece })), delta({}, "stop")]);
+    assert.equal(reply.reasoning, "Let me see.");
+    assert.equal(reasoning, "Let me see.");
+    assert.equal(reply.content, "The answer is 4.");
+    assert.equal(content, "The answer is 4.");
+    const later = assemble([delta({ content: "Use <think> tags" })]).reply;
+    assert.deepEqual([later.content, later.reasoning], ["Use <think> tags", ""], "a tag later in the text is text");
+    const short = new ChunkAssembler({ maxChars: 100 });
+    assert.equal(short.push(delta({ content: "<" })).content, "", "held back: it may become a tag");
+    assert.equal(short.end().content, "<");
+    assert.equal(short.finish().content, "<");
+    const unclosed = assemble([delta({ content: "<think>still thinking" })]).reply;
+    assert.deepEqual([unclosed.content, unclosed.reasoning], ["", "still thinking"]);
+  });
+
   test("chunks with empty choices, null deltas and junk are skipped", () => {
     const { reply } = assemble([
       { choices: [], prompt_filter_results: [] },
