@@ -14,7 +14,7 @@ import { changesWorkspace, workspaceServers } from "./lib/files/workspace-writes
 import { createHttpServer } from "./lib/http/listener.ts";
 import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
-import { agentSettingsFrom } from "./lib/agent-settings.ts";
+import { agentSettingsFrom } from "./lib/agent/settings.ts";
 import { ModelCheck } from "./lib/model/model-check.ts";
 import { attachmentSettingsFrom } from "./lib/attachments/settings.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
