@@ -8,7 +8,7 @@ import type OpenAI from "openai";
 import { workspaceUsage } from "../files/listing.ts";
 import { formatBytes } from "../files/upload.ts";
 import { errorMessage, openInWorkspace, resolveInWorkspace } from "../filesystem/containment.ts";
-import type { AttachmentInfo, AttachmentRef } from "../protocol.ts";
+import type { AttachmentInfo, AttachmentRef, ErrorCode } from "../protocol.ts";
 import { imageTokens, pdfPages, prepareImage, sniff } from "./convert.ts";
 
 /** The folder of the workspace inline attachments are written to. */
@@ -41,7 +41,7 @@ export interface AttachmentContext {
 /** A refused attachment: the message says which file and why, naming the key that governs it. */
 export class AttachmentError extends Error {
   override name = "AttachmentError";
-  readonly code = "attachment_refused";
+  readonly code = "attachment_refused" satisfies ErrorCode;
 }
 
 type ContentPart = OpenAI.Chat.Completions.ChatCompletionContentPart;

@@ -158,6 +158,7 @@ async function refusal(user: string, frame: Record<string, unknown>): Promise<st
   const frames = await readTurn(client);
   await client.close();
   assert.equal(frames.at(-1)?.type, "error");
+  assert.equal(frames.at(-1)?.code, "attachment_refused");
   assert.equal(model.requests.length, before, "the model was not called");
   return String(frames.at(-1)?.error);
 }
