@@ -108,7 +108,7 @@ async function turnDone(page: Page, input: string): Promise<string> {
 }
 
 test(
-  "a file dropped on the chat is uploaded and referenced; the agent reads it and writes summary.md; both tabs show it; it downloads byte for byte",
+  "a file dropped on the chat is uploaded and attached; the agent reads it and writes summary.md; both tabs show it; it downloads byte for byte",
   { skip },
   async (t) => {
     const page = await openPage(t, "files_page_a");
@@ -122,7 +122,8 @@ test(
 
     await dropFiles(page, [{ name: "sales.csv", type: "text/csv", base64: Buffer.from(CSV).toString("base64") }]);
     await page.locator(".upload[data-done] .status", { hasText: "Uploaded" }).waitFor();
-    assert.equal(await page.inputValue("#input"), "`sales.csv` ", "the drop put a reference into the message box");
+    await page.locator("#attachments li", { hasText: "sales.csv" }).waitFor();
+    assert.equal(await page.inputValue("#input"), "", "the drop attached the file to the next message, not its name to the text");
     await fileRow(page, "sales.csv").waitFor();
     await fileRow(other, "sales.csv").waitFor();
     assert.equal(readFileSync(path.join(running.configDir, "workspace/files_page_a/sales.csv"), "utf8"), CSV);
@@ -141,12 +142,11 @@ test(
     assert.deepEqual(downloaded, readFileSync(path.join(running.configDir, "workspace/files_page_a/summary.md")));
     assert.equal(downloaded.toString("utf8"), SUMMARY);
 
-    // Preview shows the text; Attach puts the reference at the cursor.
+    // Preview shows the text; Attach attaches the file to the next message.
     await fileRow(other, "summary.md").locator(".file-name").click();
     assert.equal(await other.locator("#preview-body pre").textContent(), SUMMARY);
     await fileRow(other, "summary.md").getByText("Attach").click();
-    assert.equal(await other.inputValue("#input"), "`summary.md` ");
-    assert.equal(await other.evaluate(() => document.activeElement?.id), "input");
+    await other.locator("#attachments li", { hasText: "summary.md" }).waitFor();
 
     // Delete asks first; both tabs lose the file.
     other.once("dialog", (dialog) => void dialog.accept());
@@ -259,4 +259,110 @@ test("with a token the panel sends it in a header: listing, upload, preview and 
     assert.match(line, / Bearer page-files-token$/, "the token goes in the header");
     assert.doesNotMatch(line, /token=/, "never in the URL");
   }
+});
+
+/** Tries to run the user's files as scripts (classic, module, dynamic import, worker) and a style sheet. */
+function tryToRun(page: Page, base: string) {
+  return page.evaluate(async (base) => {
+    const blocked: string[] = [];
+    document.addEventListener("securitypolicyviolation", (event) => blocked.push(event.blockedURI));
+    const classic = document.createElement("script");
+    classic.src = `${base}evil.js`;
+    const module = document.createElement("script");
+    module.type = "module";
+    module.src = `${base}evil.mjs`;
+    const sheet = document.createElement("link");
+    sheet.rel = "stylesheet";
+    sheet.href = `${base}evil.css`;
+    const worker = new Promise<string>((resolve) => {
+      try {
+        const running = new Worker(`${base}evil.js`);
+        running.onmessage = () => resolve("loaded");
+        running.onerror = () => resolve("failed");
+      } catch {
+        resolve("failed");
+      }
+    });
+    // One after the other, so the outcome does not depend on which loads first (no named helpers:
+    // the test runner's compiler would wrap them in a function the page does not have).
+    const loaded: string[] = [];
+    for (const node of [classic, module, sheet]) {
+      loaded.push(
+        await new Promise<string>((resolve) => {
+          node.onload = () => resolve("loaded");
+          node.onerror = () => resolve("failed");
+          document.head.append(node);
+        }),
+      );
+    }
+    const outcome = {
+      classic: loaded[0],
+      module: loaded[1],
+      dynamic: await import(`${base}evil.mjs`).then(
+        () => "loaded",
+        () => "failed",
+      ),
+      worker: await worker,
+      sheet: loaded[2],
+      ran: (window as unknown as { __evil?: number }).__evil ?? 0,
+      styled: getComputedStyle(document.body).outlineStyle === "dotted",
+    };
+    return { ...outcome, blocked };
+  }, base);
+}
+
+test("a script the user or the agent writes under /files never runs on the page's origin", { skip }, async (t) => {
+  const base = "/files/files_page_js/";
+  const evil = "window.__evil = (window.__evil || 0) + 1; if (typeof document === 'undefined') postMessage('ran');";
+  for (const [name, body] of [
+    ["evil.js", evil],
+    ["evil.mjs", `${evil} export {};`],
+    ["evil.css", "body { outline: 3px dotted red; }"],
+  ] as const) {
+    const res = await fetch(`${running.url}${base}${name}`, { method: "PUT", headers: { "x-requested-with": "test" }, body });
+    assert.ok(res.ok, await res.text());
+  }
+  // The files are there to be had: it is the page's policy, and their type, that keep them from running.
+  const served = await fetch(`${running.url}${base}evil.js`);
+  assert.equal(served.status, 200);
+  assert.equal(await served.text(), evil);
+  assert.equal(served.headers.get("content-type"), "text/plain");
+  assert.equal(served.headers.get("x-content-type-options"), "nosniff");
+  assert.match(served.headers.get("content-disposition") ?? "", /^attachment/);
+
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  await page.goto(running.url);
+  await page.waitForSelector('#state[data-state="connected"]');
+  const outcome = await tryToRun(page, base);
+  assert.deepEqual(
+    { ...outcome, blocked: [...new Set(outcome.blocked.map((url) => new URL(url).pathname))].sort() },
+    {
+      classic: "failed",
+      module: "failed",
+      dynamic: "failed",
+      worker: "failed",
+      sheet: "failed",
+      ran: 0,
+      styled: false,
+      blocked: [`${base}evil.css`, `${base}evil.js`, `${base}evil.mjs`],
+    },
+    "the page's policy refused every one",
+  );
+  assert.deepEqual(errors, []);
+
+  // Even with the page's policy switched off, a file under /files is no script: text/plain + nosniff.
+  const unprotected = await browser.newContext({ bypassCSP: true });
+  t.after(() => unprotected.close());
+  const bare = await unprotected.newPage();
+  await bare.goto(running.url);
+  await bare.waitForSelector('#state[data-state="connected"]');
+  const { classic, module, dynamic, worker, ran } = await tryToRun(bare, base);
+  assert.deepEqual(
+    { classic, module, dynamic, worker, ran },
+    { classic: "failed", module: "failed", dynamic: "failed", worker: "failed", ran: 0 },
+  );
 });
