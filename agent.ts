@@ -5,6 +5,7 @@ import type OpenAI from "openai";
 import { MIN_CONTEXT_TOKENS } from "./lib/config.ts";
 import { callModel, isContextLengthError, modelErrorText } from "./lib/agent/model-call.ts";
 import { answerChars, turnOutputRefusal } from "./lib/agent/output-budget.ts";
+import { finishNote } from "./lib/agent/stream-assembly.ts";
 import { CONTEXT_FULL_MESSAGE, NO_API_KEY_MESSAGE, TurnError } from "./lib/agent/turn-error.ts";
 import type {
   AgentSettings,
@@ -52,7 +53,7 @@ export async function runTurn(
 ): Promise<TurnResult> {
   const { signal, hooks = {}, logFields = {}, approve } = options;
   const state: TurnState = {
-    kept: [{ role: "user", content: userText }],
+    kept: [{ role: "user", content: userText }, ...(options.attachments ? [options.attachments] : [])],
     usage: emptyUsage(),
     texts: [],
     outputChars: 0,
@@ -105,7 +106,7 @@ async function loop(
   for (let iteration = 1; iteration <= settings.maxIterations; iteration++) {
     await toolbox.prepare?.();
     const catalog = toolbox.catalog();
-    const assistant = await fittedModelCall(settings, history, state, catalog, signal, hooks, logFields);
+    const { message: assistant, finishReason } = await fittedModelCall(settings, history, state, catalog, signal, hooks, logFields);
     signal?.throwIfAborted();
     state.outputChars += answerChars(assistant);
     const overTurn = turnOutputRefusal(state.outputChars, settings.maxTurnOutputChars);
@@ -114,9 +115,17 @@ async function loop(
     if (typeof assistant.content === "string" && assistant.content) state.texts.push(assistant.content);
     const calls = (assistant.tool_calls ?? []).filter((call): call is ToolCall => call.type === "function");
     if (calls.length === 0) {
-      const answer = typeof assistant.content === "string" ? assistant.content : "";
-      kept.push({ role: "assistant", content: answer });
-      return { answer, text: state.texts.join("\n"), usage: state.usage, messages: kept };
+      // An answer the model did not finish says so, in its text and in finishReason.
+      const note = finishNote(finishReason);
+      let answer = typeof assistant.content === "string" ? assistant.content : "";
+      if (note) {
+        const piece = `${answer ? "\n\n" : ""}${note}`;
+        answer += piece;
+        state.texts.push(note);
+        hooks.onTextDelta?.(piece);
+      }
+      kept.push({ ...assistant, content: answer });
+      return { answer, text: state.texts.join("\n"), usage: state.usage, messages: kept, ...(note ? { finishReason } : {}) };
     }
     if (iteration === settings.maxIterations) break;
     const ran = await Promise.all(
@@ -210,7 +219,7 @@ async function fittedModelCall(
   signal: AbortSignal | undefined,
   hooks: TurnHooks,
   logFields: Record<string, unknown>,
-): Promise<AssistantMessage> {
+): Promise<{ message: AssistantMessage; finishReason: string | undefined }> {
   const system: ChatMessage = { role: "system", content: settings.instruction };
   const shorten = (message: ChatMessage) => {
     let copy = settings.shortened.get(message);
@@ -243,7 +252,7 @@ async function fittedModelCall(
         { signal, hooks, logFields },
       );
       addUsage(state.usage, answer.usage);
-      return answer.message;
+      return { message: answer.message, finishReason: answer.finishReason };
     } catch (error) {
       if (signal?.aborted) throw error;
       if (!isContextLengthError(error))

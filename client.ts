@@ -72,8 +72,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         throw error;
       }
     }
-    if (interactive) return await new InteractiveChat(connection, options, process.stdin, process.stdout, env).run();
-    return await runScript(connection, options, io, process.stdin);
+    const attached: string[] = [];
+    for (const file of options.attach) {
+      try {
+        const uploaded = await uploadFile(options, file);
+        attached.push(uploaded.path);
+        io.stderr.write(`attached ${file} (${formatSize(uploaded.size)}), uploaded to the workspace as ${uploaded.path}\n`);
+      } catch (error) {
+        await connection.link.close();
+        throw error;
+      }
+    }
+    if (interactive) return await new InteractiveChat(connection, options, process.stdin, process.stdout, env, attached).run();
+    return await runScript(connection, options, io, process.stdin, attached);
   } catch (error) {
     if (!(error instanceof ClientError)) throw error;
     io.stderr.write(`✖ ${error.message}\n`);

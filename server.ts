@@ -24,6 +24,8 @@ import { UserServers } from "./lib/mcp/user-servers.ts";
 import { UserServersApi } from "./lib/mcp/user-servers-api.ts";
 import { authCompletedFrame, authRequiredFrame, errorFrame } from "./lib/protocol.ts";
 import { agentSettingsFrom } from "./lib/agent/settings.ts";
+import { ModelCheck } from "./lib/model/model-check.ts";
+import { attachmentSettingsFrom } from "./lib/attachments/settings.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";
@@ -114,9 +116,10 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     mcpServerStates: (): Iterable<string> => sessions.mcpServerStates(),
   });
   const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], { oauth, userServers, metrics });
+  const agent = agentSettingsFrom(config, log);
   const sessions: SessionManager = new SessionManager({
     deps: {
-      agent: agentSettingsFrom(config, log),
+      agent,
       log,
       maxHistoryMessages: config.session.max_history_messages,
       maxQueuedTurns: config.limits.max_queued_turns,
@@ -132,6 +135,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       maxMessageChars: config.limits.max_message_chars,
       coordinator,
       workspaces,
+      attachments: attachmentSettingsFrom(config),
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),
       tokensPerDay: config.limits.tokens_per_day,
       metrics,
@@ -165,6 +169,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   httpServer.on("upgrade", (req, socket, head) => sockets.handleUpgrade(req, socket, head));
 
   let closing: Promise<void> | undefined;
+  let modelCheck: ModelCheck | undefined;
   return {
     sessions,
     listen: async () => {
@@ -186,6 +191,9 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
             model: config.openai.default_model,
             servers,
           });
+          // Azure lists models, not deployments: its names are not checked.
+          const client = agent.openai;
+          if (client && config.openai.check_model && !config.azure) modelCheck = new ModelCheck(client, config.openai.default_model, log);
           resolve({ url, port, host });
         });
       });
@@ -193,10 +201,12 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     close: () =>
       (closing ??= (async () => {
         httpServer.close();
+        modelCheck?.close();
         sockets.closeAll();
         await Promise.all([sessions.close(), hubs.close()]);
         sockets.terminate();
         httpServer.closeAllConnections();
+        await modelCheck?.done;
         await store.close();
         await cluster?.close();
         log.info("server_stop", {});

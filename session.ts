@@ -2,6 +2,7 @@
 // turn queue that runs one turn at a time. Sessions outlive sockets; an idle sweep ends them.
 import { randomUUID } from "node:crypto";
 import { runTurn } from "./agent.ts";
+import { AttachmentError, prepareAttachments, type AttachmentSettings } from "./lib/attachments/prepare.ts";
 import type { AgentSettings, ChatMessage } from "./lib/agent/types.ts";
 import { historyItems, historyPage, trimHistory, type HistoryEntry } from "./lib/store/history.ts";
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./lib/session/rate-limit.ts";
@@ -23,8 +24,10 @@ import type { ResetOutcome } from "./lib/socket/dispatch.ts";
 import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
 import { utcDay } from "./lib/model/usage.ts";
 import {
+  attachmentsFrame,
   cancelledFrame,
   serversFrame,
+  filesChangedFrame,
   queuedFrame,
   resetFrame,
   streamErrorFrame,
@@ -36,6 +39,7 @@ import {
   type Refusal,
   type ServerClientFrame,
   type SessionInfo,
+  type AttachmentRef,
   type StreamFrame,
 } from "./lib/protocol.ts";
 
@@ -67,6 +71,8 @@ export interface SessionDeps {
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
   coordinator: Coordinator;
   workspaces: Workspaces;
+  /** How attachments are read and capped (lib/attachments); undefined: messages with attachments are refused. */
+  attachments?: AttachmentSettings;
   /** Whether a call of this tool may change the workspace's files (then the sockets get files_changed). */
   changesWorkspace?: (server: string, tool: string) => boolean;
   /** Model tokens a user may use per UTC day (limits.tokens_per_day); undefined: no quota. */
@@ -385,7 +391,13 @@ export class UserSession {
   }
 
   /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
-  submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | ({ ok: false } & Refusal) {
+  submit(
+    peer: Peer,
+    text: string,
+    clientId?: string,
+    now = Date.now(),
+    attachments?: AttachmentRef[],
+  ): { ok: true; turnId: string } | ({ ok: false } & Refusal) {
     const { maxQueuedTurns } = this.#deps;
     const limited = this.#takeToken(now);
     if (limited) return { ok: false, code: "rate_limited", error: limited };
@@ -403,7 +415,13 @@ export class UserSession {
     this.lastActivity = now;
     this.messageCount++;
     const position = this.#queue.length + (this.#running ? 1 : 0);
-    this.#queue.push({ turnId, peer, text, ...(clientId !== undefined ? { clientId } : {}) });
+    this.#queue.push({
+      turnId,
+      peer,
+      text,
+      ...(clientId !== undefined ? { clientId } : {}),
+      ...(attachments && attachments.length > 0 ? { attachments } : {}),
+    });
     this.sockets.broadcast(queuedFrame(turnId, text, position, clientId));
     void this.#pump();
     return { ok: true, turnId };
@@ -538,6 +556,7 @@ export class UserSession {
       maxTurnMs,
       ...(changesWorkspace ? { changesWorkspace } : {}),
       sessionRecord: () => this.record(),
+      prepareAttachments: (refs) => this.#prepareAttachments(queued.turnId, refs),
       keep: (entries) => {
         // A New chat since the turn started: its entries belong to the old conversation.
         if (this.#sessionId === sessionId) this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
@@ -550,6 +569,17 @@ export class UserSession {
       this.#running = undefined;
       this.lastActivity = Date.now();
     }
+  }
+
+  /** A turn's attachments as the model's user message; their summaries go to every tab, inline files were written. */
+  async #prepareAttachments(turnId: string, refs: AttachmentRef[]): Promise<ChatMessage> {
+    const settings = this.#deps.attachments;
+    if (!settings) throw new AttachmentError("this server takes no attachments");
+    const root = this.#deps.workspaces.ensure(this.userId);
+    const prepared = await prepareAttachments(refs, settings, { root, countTokens: (text) => this.#deps.agent.tokens.text(text) });
+    this.sockets.turnFrame(attachmentsFrame(turnId, prepared.infos));
+    if (prepared.written.length > 0) this.sockets.broadcast(filesChangedFrame(this.userId, "upload", prepared.written));
+    return prepared.message;
   }
 
   info(): SessionInfo {

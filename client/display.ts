@@ -61,3 +61,11 @@ export class Screen {
     this.atLineStart = true;
   }
 }
+
+/** What the CLI says after an answer the model did not finish (`finish_reason` on the answer frame). */
+export function incompleteAnswerNote(finishReason: string): string {
+  if (finishReason === "length") return "⚠ the answer is incomplete: the model stopped at its output limit (finish_reason: length)";
+  if (finishReason === "content_filter")
+    return "⚠ the answer is incomplete: the provider's content filter stopped it (finish_reason: content_filter)";
+  return `⚠ the answer is incomplete (finish_reason: ${finishReason})`;
+}

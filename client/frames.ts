@@ -3,6 +3,7 @@
 // client works with typed values only. The frames the client sends are built here too, and so is
 // the matching of our own messages to the turns they start, which scripts and the terminal share.
 import type {
+  ReasoningDeltaFrame,
   AnswerFrame,
   ApprovalRequestFrame,
   ApprovalResolvedFrame,
@@ -40,7 +41,9 @@ export type Incoming =
   | { kind: "elicitation_request"; frame: ElicitationRequestFrame }
   | { kind: "elicitation_resolved"; frame: ElicitationResolvedFrame }
   /** `turnId` is undefined for a seed answer, which also has the shape of a seed welcome. */
-  | { kind: "answer"; frame: AnswerFrame; turnId: string | undefined }
+  | { kind: "answer"; frame: AnswerFrame; turnId: string | undefined; finishReason?: string }
+  | { kind: "reasoning_delta"; frame: ReasoningDeltaFrame }
+  | { kind: "attachments"; turnId: string; summaries: string[] }
   /**
    * `turnId` is undefined for an error outside a turn, or any error on a seed socket. `code`: the
    * server's error code (undefined when it sent none we know). `requestId`: a refused elicitation
@@ -168,6 +171,15 @@ function classifyTyped(type: string, data: Json): Incoming {
     case "delta":
       if (isString(turnId) && isString(data.text)) return { kind: "delta", frame: { type, turn_id: turnId, text: data.text } };
       break;
+    case "attachments":
+      if (isString(turnId) && Array.isArray(data.items)) {
+        const summaries = data.items.flatMap((item) => (isRecord(item) && isString(item.summary) ? [item.summary] : []));
+        return { kind: "attachments", turnId, summaries };
+      }
+      break;
+    case "reasoning_delta":
+      if (isString(turnId) && isString(data.text)) return { kind: "reasoning_delta", frame: { type, turn_id: turnId, text: data.text } };
+      break;
     case "tool_start":
       if (isString(turnId) && isString(data.call_id) && isString(data.name)) {
         const { call_id: callId, name } = data;
@@ -199,7 +211,8 @@ function classifyTyped(type: string, data: Json): Incoming {
       break;
     case "answer": {
       const seed = seedMessage(data);
-      if (seed && isString(turnId)) return { kind: "answer", frame: seed, turnId };
+      const finishReason = optionalString(data.finish_reason);
+      if (seed && isString(turnId)) return { kind: "answer", frame: seed, turnId, ...(finishReason !== undefined ? { finishReason } : {}) };
       break;
     }
     case "error":
@@ -341,7 +354,7 @@ type ElicitationFrame = Extract<ClientFrame, { type: "elicitation" }>;
  * a frame into: a chat message is `{type: "chat", clientId}` there and `{message, client_id}` here.
  */
 export type OutgoingFrame =
-  | { message: string; client_id: string }
+  | { message: string; client_id: string; attachments?: { path: string }[] }
   | Extract<ClientFrame, { type: "cancel" | "history" }>
   // `always` goes out only when true: the server reads a missing one as false.
   | (Omit<ApprovalFrame, "always"> & { always?: true })
@@ -388,10 +401,13 @@ export function approvalFrame(callId: string, answer: ApprovalAnswer): OutgoingF
 export interface Sent {
   text: string;
   clientId: string;
+  /** Workspace paths of files the model reads with this message. */
+  attachments?: string[];
 }
 
 export function chatFrame(sent: Sent): OutgoingFrame {
-  return { message: sent.text, client_id: sent.clientId };
+  const attachments = sent.attachments?.map((path) => ({ path })) ?? [];
+  return { message: sent.text, client_id: sent.clientId, ...(attachments.length > 0 ? { attachments } : {}) };
 }
 
 /**

@@ -8,6 +8,7 @@ import type {
   ApprovalResolvedFrame,
   CancelledFrame,
   DeltaFrame,
+  ReasoningDeltaFrame,
   ElicitationField,
   ElicitationRequestFrame,
   ElicitationResolvedFrame,
@@ -18,7 +19,7 @@ import type {
   ToolStartFrame,
 } from "../lib/protocol.ts";
 import { checkElicitationAnswer } from "../lib/mcp/elicitation.ts";
-import { colourWanted, firstLine, formatArguments, Screen, waitText, type Style } from "./display.ts";
+import { colourWanted, firstLine, formatArguments, incompleteAnswerNote, Screen, waitText, type Style } from "./display.ts";
 import { progressAmount } from "../page/format.js";
 import {
   approvalFrame,
@@ -49,6 +50,9 @@ const INTERACTIVE_HELP = `Commands:
               save a workspace file to DEST (default: its name here); quote names with spaces
   /upload FILE
               put a local file into your workspace, under its own name
+  /attach FILE
+              upload a local file and attach it to your next message: the model reads it
+              (images, PDFs, text and code files)
   quit, exit   leave (also Ctrl+D, or Ctrl+C twice)
 Anything else is sent to the agent.
 While a tool call waits for your approval (⚠), the next line answers it:
@@ -77,6 +81,8 @@ interface TurnView {
   /** The tool line left open (no newline yet) waiting for its result, if nothing came between. */
   openTool: string | undefined;
   tools: Map<string, { name: string; args: string }>;
+  /** A reasoning_delta came: "(thinking…)" was said once. */
+  thinking?: boolean;
 }
 
 /** A command line split on spaces, "double quotes" keeping one argument together. */
@@ -90,6 +96,8 @@ export class InteractiveChat {
   readonly #screen: Screen;
   readonly #rl: readline.Interface;
   readonly #own: OwnMessage[] = [];
+  /** Workspace paths attached (--attach, /attach) to the next message sent. */
+  #attached: string[] = [];
   #turn: TurnView | undefined;
   #promptShown = false;
   #lastInterrupt = 0;
@@ -118,7 +126,9 @@ export class InteractiveChat {
     stdin: NodeJS.ReadStream,
     stdout: NodeJS.WriteStream,
     env: NodeJS.ProcessEnv,
+    attached: string[] = [],
   ) {
+    this.#attached = [...attached];
     this.#connection = connection;
     this.#options = options;
     this.#screen = new Screen(stdout, colourWanted(stdout, env));
@@ -200,7 +210,20 @@ export class InteractiveChat {
     }
     const question = this.#asked[0];
     const word = text.split(/\s/, 1)[0] ?? "";
-    const commands = ["help", "/help", "quit", "exit", "/quit", "/exit", "/history", "/cancel", "/files", "/download", "/upload"];
+    const commands = [
+      "help",
+      "/help",
+      "quit",
+      "exit",
+      "/quit",
+      "/exit",
+      "/history",
+      "/cancel",
+      "/files",
+      "/download",
+      "/upload",
+      "/attach",
+    ];
     if (question && !commands.includes(word)) {
       return this.#answerQuestion(question, text);
     }
@@ -229,20 +252,28 @@ export class InteractiveChat {
         return this.#cancel();
     }
     const [command = "", ...args] = splitArguments(text);
-    if (command === "/files" || command === "/download" || command === "/upload") return this.#filesCommand(command, args);
+    if (command === "/files" || command === "/download" || command === "/upload" || command === "/attach")
+      return this.#filesCommand(command, args);
     if (text.startsWith("/")) {
       this.#error(`unknown command ${text.split(/\s/, 1)[0]}; type "help"`);
       return this.#showPrompt();
     }
     // The line as typed (not trimmed) is sent, so the turn_start input matches it exactly.
-    const own: OwnMessage = { text: line, clientId: randomUUID(), turnId: undefined, timer: undefined };
+    const attachments = this.#attached.splice(0);
+    const own: OwnMessage = {
+      text: line,
+      clientId: randomUUID(),
+      turnId: undefined,
+      timer: undefined,
+      ...(attachments.length > 0 ? { attachments } : {}),
+    };
     own.timer = setTimeout(() => void this.#onTimeout(own), this.#options.timeoutMs);
     this.#own.push(own);
     await this.#send(chatFrame(own));
   }
 
   /** /files, /download, /upload: HTTP requests beside the socket; a turn may run meanwhile. */
-  async #filesCommand(command: "/files" | "/download" | "/upload", args: string[]): Promise<void> {
+  async #filesCommand(command: "/files" | "/download" | "/upload" | "/attach", args: string[]): Promise<void> {
     try {
       if (command === "/files") {
         if (args.length > 0) return this.#usage("/files takes no arguments");
@@ -255,6 +286,13 @@ export class InteractiveChat {
           return this.#usage('usage: /download PATH [DEST] (quote names with spaces: /download "my notes.md")');
         const saved = await downloadFile(this.#options, remote, dest);
         this.#say(`${this.#screen.paint("green", "saved")} ${remote} to ${saved.path} (${formatSize(saved.size)})`);
+      } else if (command === "/attach") {
+        const [local, extra] = args;
+        if (local === undefined || extra !== undefined)
+          return this.#usage('usage: /attach FILE (quote names with spaces: /attach "my report.pdf")');
+        const uploaded = await uploadFile(this.#options, local);
+        this.#attached.push(uploaded.path);
+        this.#say(`${this.#screen.paint("green", "attached")} ${local} (${formatSize(uploaded.size)}): it goes with your next message`);
       } else {
         const [local, extra] = args;
         if (local === undefined || extra !== undefined)
@@ -371,7 +409,14 @@ export class InteractiveChat {
       case "elicitation_resolved":
         return this.#onElicitationResolved(incoming.frame);
       case "answer":
-        return this.#onAnswer(incoming.frame, incoming.turnId);
+        return this.#onAnswer(incoming.frame, incoming.turnId, incoming.finishReason);
+      case "reasoning_delta":
+        return this.#onReasoning(incoming.frame);
+      case "attachments":
+        if (!this.#view(incoming.turnId)) return;
+        this.#beforeOutput();
+        for (const summary of incoming.summaries) this.#say(this.#screen.paint("dim", `📎 ${summary}`));
+        return;
       case "error":
         return this.#onError(incoming);
       case "cancelled":
@@ -582,7 +627,16 @@ export class InteractiveChat {
     for (const [callId, { frame }] of this.#requests) if (turnId === undefined || frame.turn_id === turnId) this.#requests.delete(callId);
   }
 
-  #onAnswer(frame: AnswerFrame, turnId: string | undefined): void {
+  /** Reasoning is not the answer: one dim line says the model is thinking, its text stays in the page's "Thinking". */
+  #onReasoning(frame: ReasoningDeltaFrame): void {
+    const view = this.#view(frame.turn_id);
+    if (!view || view.thinking) return;
+    view.thinking = true;
+    this.#beforeOutput();
+    this.#say(this.#screen.paint("dim", "(thinking…)"));
+  }
+
+  #onAnswer(frame: AnswerFrame, turnId: string | undefined, finishReason?: string): void {
     const view = turnId === undefined ? undefined : this.#view(turnId);
     this.#beforeOutput();
     if (view && view.streamed !== "" && view.openTool === undefined) {
@@ -591,6 +645,7 @@ export class InteractiveChat {
       // A seed answer, or a final text that was not streamed (after the last tool).
       this.#screen.line(`${this.#screen.stamp()} ${this.#screen.paint("cyan", "agent>")} ${frame.message}`);
     }
+    if (finishReason !== undefined) this.#say(this.#screen.paint("yellow", incompleteAnswerNote(finishReason)));
     this.#endTurn(turnId);
   }
 

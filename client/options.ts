@@ -52,6 +52,8 @@ Options:
   -m, --message TEXT  send TEXT and print the answer; repeat to send several, one after another
   --upload FILE       upload FILE into the user's workspace (under its own name) before any
                       message is sent; repeat to upload several
+  --attach FILE       upload FILE and attach it to the first message: the model reads it
+                      (images, PDFs, text and code files); repeat to attach several
   --json              print every frame received as one JSON line instead of the answers
   --timeout SECONDS   how long to wait for each answer (default: ${DEFAULT_TIMEOUT_SECONDS})
   --approve-all       approve every tool call of this client's messages that needs a person's
@@ -67,8 +69,8 @@ questions for that tool this session). A script without --approve-all or --deny-
 answer: the call waits for another client of the user (the chat page, or this client in a
 terminal), and if nobody answers the server denies it when its approval timeout runs out.
 
-In a terminal, /files lists the workspace, /download PATH [DEST] saves a file from it and
-/upload FILE puts one into it.
+In a terminal, /files lists the workspace, /download PATH [DEST] saves a file from it,
+/upload FILE puts one into it and /attach FILE uploads one and attaches it to your next message.
 
 Exit codes: 0 every message answered, 1 an error came back (or an upload failed), 2 usage error,
             3 cannot connect or connection lost, 4 timed out waiting for an answer`;
@@ -92,6 +94,8 @@ export interface ClientOptions {
   messages: string[];
   /** Local files uploaded to the workspace before the first message. */
   uploads: string[];
+  /** Local files uploaded, then attached (by their workspace path) to the first message. */
+  attach: string[];
   approvals: ApprovalPolicy;
   help: boolean;
 }
@@ -139,6 +143,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): ClientOpti
         user: { type: "string" },
         message: { type: "string", short: "m", multiple: true },
         upload: { type: "string", multiple: true },
+        attach: { type: "string", multiple: true },
         json: { type: "boolean" },
         timeout: { type: "string" },
         token: { type: "string" },
@@ -158,6 +163,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): ClientOpti
   if (values.token !== undefined && values.token === "") throw new UsageError("--token must not be empty");
   const uploads = values.upload ?? [];
   if (uploads.some((file) => file === "")) throw new UsageError("--upload needs a file name");
+  const attach = values.attach ?? [];
+  if (attach.some((file) => file === "")) throw new UsageError("--attach needs a file name");
   const approveAll = values["approve-all"] ?? false;
   const denyAll = values["deny-all"] ?? false;
   if (approveAll && denyAll) throw new UsageError("--approve-all and --deny-all cannot be used together");
@@ -170,6 +177,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): ClientOpti
     json: values.json ?? false,
     messages,
     uploads,
+    attach,
     approvals: approveAll ? "approve-all" : denyAll ? "deny-all" : "ask",
     help: values.help ?? false,
   };

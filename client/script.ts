@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import readline from "node:readline";
 import type { ApprovalRequestFrame } from "../lib/protocol.ts";
-import { formatArguments, waitText } from "./display.ts";
+import { formatArguments, incompleteAnswerNote, waitText } from "./display.ts";
 import {
   approvalFrame,
   chatFrame,
@@ -18,7 +18,8 @@ import {
 import type { Connection, Link } from "./link.ts";
 import { ClientError, EXIT_CONNECTION, EXIT_OK, EXIT_TIMEOUT, EXIT_TURN_ERROR, PROGRAM, type ClientOptions } from "./options.ts";
 
-type Outcome = { kind: "answer"; text: string } | { kind: "error"; text: string } | { kind: "cancelled" };
+type Outcome =
+  { kind: "answer"; text: string; finishReason?: string | undefined } | { kind: "error"; text: string } | { kind: "cancelled" };
 
 /** Picks out the final frame of one message's turn. */
 interface OutcomeMatcher {
@@ -32,7 +33,7 @@ function outcomeMatcher(streaming: boolean, sent: Sent): OutcomeMatcher {
   if (!streaming) {
     return {
       match: (incoming) => {
-        if (incoming.kind === "answer") return { kind: "answer", text: incoming.frame.message };
+        if (incoming.kind === "answer") return { kind: "answer", text: incoming.frame.message, finishReason: incoming.finishReason };
         if (incoming.kind === "error") return { kind: "error", text: incoming.frame.error };
         return undefined;
       },
@@ -48,7 +49,8 @@ function outcomeMatcher(streaming: boolean, sent: Sent): OutcomeMatcher {
         else if (incoming.kind === "error" && refusesOwnMessage(incoming, sent)) return { kind: "error", text: incoming.frame.error };
         return undefined;
       }
-      if (incoming.kind === "answer" && incoming.turnId === turnId) return { kind: "answer", text: incoming.frame.message };
+      if (incoming.kind === "answer" && incoming.turnId === turnId)
+        return { kind: "answer", text: incoming.frame.message, finishReason: incoming.finishReason };
       if (incoming.kind === "error" && incoming.turnId === turnId) return { kind: "error", text: incoming.frame.error };
       if (incoming.kind === "cancelled" && incoming.frame.turn_id === turnId) return { kind: "cancelled" };
       return undefined;
@@ -72,9 +74,15 @@ function quoteMessage(message: string): string {
   return JSON.stringify(short);
 }
 
-async function ask(connection: Connection, message: string, options: ClientOptions, io: Output): Promise<Outcome> {
+async function ask(
+  connection: Connection,
+  message: string,
+  options: ClientOptions,
+  io: Output,
+  attachments: string[] = [],
+): Promise<Outcome> {
   const { link } = connection;
-  const sent: Sent = { text: message, clientId: randomUUID() };
+  const sent: Sent = { text: message, clientId: randomUUID(), ...(attachments.length > 0 ? { attachments } : {}) };
   await link.send(chatFrame(sent));
   const deadline = Date.now() + options.timeoutMs;
   const matcher = outcomeMatcher(connection.streaming, sent);
@@ -167,7 +175,13 @@ async function nextLine(source: AsyncIterator<string, void>, link: Link): Promis
   return first.done ? undefined : first.value;
 }
 
-export async function runScript(connection: Connection, options: ClientOptions, io: Output, stdin: NodeJS.ReadableStream): Promise<number> {
+export async function runScript(
+  connection: Connection,
+  options: ClientOptions,
+  io: Output,
+  stdin: NodeJS.ReadableStream,
+  attached: string[] = [],
+): Promise<number> {
   const { link } = connection;
   if (options.json) printJson(io.stdout, connection.welcomeData);
   // -m messages need no race with the close: a send on a closed socket already fails.
@@ -181,9 +195,12 @@ export async function runScript(connection: Connection, options: ClientOptions, 
   let failed = false;
   try {
     for (let message = await read(); message !== undefined; message = await read()) {
-      const outcome = await ask(connection, message, options, io);
+      // --attach files go with the first message.
+      const outcome = await ask(connection, message, options, io, attached.splice(0));
       if (outcome.kind === "answer") {
         if (!options.json) io.stdout.write(`${outcome.text}\n`);
+        if (outcome.finishReason !== undefined)
+          io.stderr.write(`${quoteMessage(message)}: ${incompleteAnswerNote(outcome.finishReason)}\n`);
         continue;
       }
       // An error answers this message only: the rest still go out, the exit code records it.

@@ -189,8 +189,14 @@ const ConfigSchema = z.object({
     .prefault({}),
   openai: z
     .object({
+      /** `azure`: Azure OpenAI through the SDK's Azure client (also chosen by an `azure:` section); unset: OpenAI or any compatible base_url. */
+      provider: z.enum(["openai", "azure"]).optional(),
       api_key: z.string().optional(),
       base_url: z.string().optional(),
+      // With provider azure, the keys of mcp-agent's azure: section may be written here instead.
+      endpoint: z.string().optional(),
+      api_version: z.string().optional(),
+      azure_deployment: z.string().optional(),
       default_model: z.string().default("gpt-4o-mini"),
       /** Bounds a whole model call, a streamed answer included. */
       request_timeout_seconds: seconds.default(60),
@@ -204,10 +210,29 @@ const ConfigSchema = z.object({
       reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high"]).default("medium"),
       /** Sent as `user` with every request (end-user id for the provider's abuse monitoring). */
       user: z.string().optional(),
+      /** Whether the model takes images (attachments); unset: yes, unless its name is a known text-only model. */
+      vision: z.boolean().optional(),
+      /** Read the endpoint's model list (GET /models) once at start and log a warning when it does not list default_model. */
+      check_model: z.boolean().default(true),
+      /** Send the model's earlier reasoning back with the history (`reasoning_content`), for servers that require it. */
+      send_reasoning: z.boolean().default(false),
       /** Extra HTTP headers on every model request (e.g. an API gateway's). */
       default_headers: z.record(z.string(), z.string()).default({}),
     })
     .prefault({}),
+  /** mcp-agent's Azure OpenAI section, as written there (docs/models.md). */
+  azure: z
+    .object({
+      api_key: z.string().optional(),
+      /** https://<resource>.openai.azure.com (a /openai/deployments/<name> tail names the deployment). */
+      endpoint: z.string().optional(),
+      api_version: z.string().optional(),
+      azure_deployment: z.string().optional(),
+      default_model: z.string().optional(),
+      /** mcp-agent's Entra ID scopes: accepted so its configs load; only api-key authentication is done here. */
+      credential_scopes: z.array(z.string()).optional(),
+    })
+    .optional(),
   agent: z
     .object({
       instruction: z
@@ -383,6 +408,22 @@ const ConfigSchema = z.object({
         .default(100 * 1024 * 1024),
       /** MCP servers one user may add (mcp.user_servers). */
       max_user_servers: z.number().int().min(0).default(10),
+      /** Files one chat message may attach. */
+      max_attachments: z.number().int().min(0).default(10),
+      /** Largest attached file (as stored in the workspace). */
+      max_attachment_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(20 * 1024 * 1024),
+      /** Largest file sent inline (base64 in the chat frame); larger ones are uploaded first and sent by path. */
+      max_inline_attachment_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(512 * 1024),
+      /** Text one PDF or text attachment may send to the model, in tokens; past it the text is cut with a note. */
+      max_attachment_tokens: z.number().int().positive().default(30_000),
       /** Model tokens (prompt + completion) one user may use per UTC day; unset: no quota. */
       tokens_per_day: z.number().int().positive().optional(),
     })
@@ -429,7 +470,11 @@ export function mcpServerDefaults(): McpServerConfig {
   return McpServerSchema.parse({});
 }
 
-export interface Config extends ParsedConfig {
+type AzureSettings = NonNullable<ParsedConfig["azure"]>;
+
+export interface Config extends Omit<ParsedConfig, "azure"> {
+  /** Resolved (config, then AZURE_OPENAI_* variables) when the provider is Azure, else undefined. */
+  azure: AzureSettings | undefined;
   /** Folder of the config file: relative paths in the config are relative to it. */
   configDir: string;
   logLevel: LogLevel;
@@ -575,6 +620,20 @@ export function parseConfig(
     base_url: parsed.openai.base_url || env.OPENAI_BASE_URL || undefined,
     default_model: parsed.openai.default_model || env.OPENAI_DEFAULT_MODEL || ConfigSchema.shape.openai.parse({}).default_model,
   };
+  const azure = azureFrom(
+    parsed,
+    openai,
+    env,
+    sources.some((source) => isPlainObject(source.data) && "azure" in source.data),
+  );
+  if (azure) {
+    const where = locate(sources, parsed.openai.provider === "azure" ? ["openai", "provider"] : ["azure"]);
+    if (!azure.endpoint)
+      throw new ConfigError(`${where}: Azure OpenAI needs azure.endpoint (or AZURE_OPENAI_ENDPOINT): https://<resource>.openai.azure.com`);
+    if (!azure.api_key)
+      throw new ConfigError(`${where}: Azure OpenAI needs azure.api_key (or AZURE_OPENAI_API_KEY), best in ${SECRETS_FILE}`);
+    if (azure.default_model) openai.default_model = azure.default_model;
+  }
   const server = { ...parsed.server, auth_token: parsed.server.auth_token || env.MCP_AGENT_AUTH_TOKEN || undefined };
   const levelName = parsed.logger.level;
   const logLevel: LogLevel = levelName === "warning" ? "warn" : levelName;
@@ -587,6 +646,7 @@ export function parseConfig(
   ]);
   const secretValues = [
     openai.api_key,
+    azure?.api_key,
     server.auth_token,
     auth.admin_token,
     auth.jwt.secret,
@@ -594,7 +654,50 @@ export function parseConfig(
     ...mcpCredentials,
     ...stringLeaves(sources[1]?.data),
   ].filter((value): value is string => typeof value === "string" && value.length >= 6);
-  return { ...parsed, server, openai, logLevel, configDir, secretValues: [...new Set(secretValues)] };
+  return {
+    ...parsed,
+    server,
+    // `provider` resolved: "azure" when Azure OpenAI is used, else "openai".
+    openai: { ...openai, provider: azure ? "azure" : "openai" },
+    azure,
+    logLevel,
+    configDir,
+    secretValues: [...new Set(secretValues)],
+  };
+}
+
+/** The Azure OpenAI version used when neither the config nor AZURE_OPENAI_API_VERSION / OPENAI_API_VERSION names one. */
+export const DEFAULT_AZURE_API_VERSION = "2024-10-21";
+
+/**
+ * Azure OpenAI's settings when it is the provider (`openai.provider: azure`, or an `azure:`
+ * section written in a file): the azure: section's keys, else the same keys under openai:, else
+ * mcp-agent's AZURE_OPENAI_* variables. Undefined for any other provider.
+ */
+function azureFrom(
+  parsed: ParsedConfig,
+  openai: ParsedConfig["openai"],
+  env: Record<string, string | undefined>,
+  sectionWritten: boolean,
+): AzureSettings | undefined {
+  const provider = parsed.openai.provider ?? (sectionWritten ? "azure" : "openai");
+  if (provider !== "azure") return undefined;
+  const section = parsed.azure ?? {};
+  const pick = (...values: (string | undefined)[]) => values.find((value) => value !== undefined && value !== "");
+  return {
+    api_key: pick(section.api_key, parsed.openai.provider === "azure" ? openai.api_key : undefined, env.AZURE_OPENAI_API_KEY),
+    endpoint: pick(section.endpoint, openai.endpoint, env.AZURE_OPENAI_ENDPOINT),
+    api_version:
+      pick(section.api_version, openai.api_version, env.AZURE_OPENAI_API_VERSION, env.OPENAI_API_VERSION) ?? DEFAULT_AZURE_API_VERSION,
+    azure_deployment: pick(
+      section.azure_deployment,
+      openai.azure_deployment,
+      env.AZURE_OPENAI_DEPLOYMENT,
+      env.AZURE_OPENAI_DEPLOYMENT_NAME,
+    ),
+    default_model: pick(section.default_model),
+    credential_scopes: section.credential_scopes,
+  };
 }
 
 /** Reads the config file and the secrets file beside it. */

@@ -36,6 +36,7 @@ export const ERROR_CODES = [
   // A turn stopped by an output budget (limits.max_answer_*, max_parallel_tool_calls, max_turn_output_chars).
   "output_too_large",
   "too_many_tool_calls",
+  "attachment_refused",
   // Answers to questions that no longer wait, or do not fit.
   "no_pending_approval",
   "no_pending_elicitation",
@@ -84,7 +85,7 @@ export interface HttpRefusal extends Refusal {
 
 export type ClientFrame =
   /** A chat message: the seed's only frame. */
-  | { type: "chat"; message: string; clientId?: string }
+  | { type: "chat"; message: string; clientId?: string; attachments?: AttachmentRef[] }
   /** Missing or blank `message`: the original silently ignores these. */
   | { type: "ignored" }
   /** Stop the running turn of this user (streaming extension). */
@@ -98,6 +99,36 @@ export type ClientFrame =
   /** The answer to an elicitation_request: accept (with the form's values), decline or cancel. */
   | { type: "elicitation"; request_id: string; action: ElicitationAction; content?: Record<string, ElicitationValue> }
   | ServerClientFrame;
+
+/** A file sent with a message: a workspace path (after an upload), or inline base64 (small files). */
+export type AttachmentRef = { path: string } | { name: string; data: string };
+
+/** What an attachment became for the model: in the `attachments` frame and on the history's user item. */
+export interface AttachmentInfo {
+  name: string;
+  /** Where it is in the workspace (tools can work on it too). */
+  path: string;
+  kind: "image" | "pdf" | "text";
+  /** What was sent, for people: "report.pdf — 12 pages, 8,400 tokens". */
+  summary: string;
+  bytes: number;
+  /** Tokens of the text sent (PDFs and text files), or the image's estimated cost. */
+  tokens: number;
+  pages?: number;
+  pages_without_text?: number;
+  /** Images: the size sent to the model (after downscaling) and the original's. */
+  width?: number;
+  height?: number;
+  original_width?: number;
+  original_height?: number;
+  /** Images: a small data: URL for the message and the history. */
+  thumbnail?: string;
+  /** True when the text passed limits.max_attachment_tokens and was cut. */
+  cut?: boolean;
+}
+
+/** Attachments one chat frame may name before any limit of the config is applied. */
+export const MAX_ATTACHMENT_REFS = 100;
 
 export type ElicitationAction = "accept" | "decline" | "cancel";
 /** A form field's value, as MCP elicitation allows: a string, number, boolean, or a list of strings (multi-select). */
@@ -143,7 +174,39 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   // An optional `client_id` lets a streaming client match its message to the turn it starts
   // (echoed in `queued`/`turn_start`, and in a refusal); anything but a short string is ignored.
   const clientId = typeof data.client_id === "string" && data.client_id.length <= 128 ? data.client_id : undefined;
-  return { ok: true, frame: { type: "chat", message, ...(clientId !== undefined ? { clientId } : {}) } };
+  const attachments = parseAttachments(data.attachments);
+  if (!attachments.ok) return attachments;
+  return {
+    ok: true,
+    frame: {
+      type: "chat",
+      message,
+      ...(clientId !== undefined ? { clientId } : {}),
+      ...(attachments.refs.length > 0 ? { attachments: attachments.refs } : {}),
+    },
+  };
+}
+
+function parseAttachments(value: unknown): { ok: true; refs: AttachmentRef[] } | { ok: false; error: string } {
+  if (value === undefined || value === null) return { ok: true, refs: [] };
+  const usage = '"attachments" must be a list of {"path": "<workspace path>"} or {"name": "<file name>", "data": "<base64>"}';
+  if (!Array.isArray(value)) return { ok: false, error: `${usage}, got ${describeJson(value)}` };
+  if (value.length > MAX_ATTACHMENT_REFS) return { ok: false, error: `${usage}: at most ${MAX_ATTACHMENT_REFS} entries` };
+  const refs: AttachmentRef[] = [];
+  for (const [index, entry] of value.entries()) {
+    if (isRecord(entry) && typeof entry.path === "string" && entry.path !== "" && entry.path.length <= 4096)
+      refs.push({ path: entry.path });
+    else if (
+      isRecord(entry) &&
+      typeof entry.name === "string" &&
+      entry.name !== "" &&
+      entry.name.length <= 255 &&
+      typeof entry.data === "string"
+    )
+      refs.push({ name: entry.name, data: entry.data });
+    else return { ok: false, error: `${usage}; entry ${index} is not` };
+  }
+  return { ok: true, refs };
 }
 
 function parseHistory(data: Record<string, unknown>): ParsedClientFrame {
@@ -250,6 +313,12 @@ export interface QueuedFrame {
   position: number;
   client_id?: string;
 }
+/** What the turn's attachments became for the model, sent after its turn_start (see docs/models.md). */
+export interface AttachmentsFrame {
+  type: "attachments";
+  turn_id: string;
+  items: AttachmentInfo[];
+}
 export interface TurnStartFrame {
   type: "turn_start";
   turn_id: string;
@@ -260,6 +329,12 @@ export interface TurnStartFrame {
 }
 export interface DeltaFrame {
   type: "delta";
+  turn_id: string;
+  text: string;
+}
+/** The model's reasoning (`reasoning_content` of reasoning servers), streamed apart: never part of the answer. */
+export interface ReasoningDeltaFrame {
+  type: "reasoning_delta";
   turn_id: string;
   text: string;
 }
@@ -364,6 +439,8 @@ export interface StreamAnswerFrame extends AnswerFrame {
   type: "answer";
   turn_id: string;
   usage?: TokenUsage;
+  /** Present when the answer is not whole: `length` (the model's output limit) or `content_filter`; the text ends with a note. */
+  finish_reason?: string;
 }
 export interface StreamErrorFrame extends ErrorFrame {
   type: "error";
@@ -382,8 +459,8 @@ export interface CancelledFrame {
 
 /** One entry of the conversation as the `history` frame shows it. */
 export type HistoryItem =
-  | { role: "user"; turn_id: string; content: string; status: TurnStatus }
-  | { role: "assistant"; turn_id: string; content: string }
+  | { role: "user"; turn_id: string; content: string; status: TurnStatus; attachments?: AttachmentInfo[] }
+  | { role: "assistant"; turn_id: string; content: string; reasoning?: string }
   | (ToolCallFields & { role: "tool"; ok: boolean; preview: string; duration_ms?: number; images?: string[] });
 
 /** How a turn ended; `running` while it runs, `interrupted` when the server stopped under it. */
@@ -459,7 +536,9 @@ export type StreamFrame =
   | ApprovalResolvedFrame
   | StreamWelcomeFrame
   | TurnStartFrame
+  | AttachmentsFrame
   | DeltaFrame
+  | ReasoningDeltaFrame
   | ToolStartFrame
   | ToolEndFrame
   | ToolProgressFrame
@@ -591,6 +670,14 @@ export function deltaFrame(turnId: string, text: string): DeltaFrame {
   return { type: "delta", turn_id: turnId, text };
 }
 
+export function attachmentsFrame(turnId: string, items: AttachmentInfo[]): AttachmentsFrame {
+  return { type: "attachments", turn_id: turnId, items };
+}
+
+export function reasoningDeltaFrame(turnId: string, text: string): ReasoningDeltaFrame {
+  return { type: "reasoning_delta", turn_id: turnId, text };
+}
+
 export function toolStartFrame(turnId: string, call: Parameters<typeof toolCallFields>[1]): ToolStartFrame {
   return { type: "tool_start", ...toolCallFields(turnId, call) };
 }
@@ -657,8 +744,15 @@ export function streamAnswerFrame(
   userId: string,
   sessionId: string,
   usage?: TokenUsage,
+  finishReason?: string,
 ): StreamAnswerFrame {
-  return { type: "answer", turn_id: turnId, ...answerFrame(answer, userId, sessionId), ...(usage ? { usage: { ...usage } } : {}) };
+  return {
+    type: "answer",
+    turn_id: turnId,
+    ...answerFrame(answer, userId, sessionId),
+    ...(usage ? { usage: { ...usage } } : {}),
+    ...(finishReason !== undefined ? { finish_reason: finishReason } : {}),
+  };
 }
 
 /** An error on a streaming socket, tied to the turn, message or approval it is about. */

@@ -9,6 +9,7 @@ import { closePreview, filesNote, forgetFiles, setFilesOpen, uploadAll } from ".
 import { onFrame } from "./frames.js";
 import { clientIdFrom, isUserId } from "./reconnect.js";
 import { followAgain } from "./render.js";
+import { forgetAttachments, takeAttachments } from "./attachments.js";
 import { conversation, newTurn, setStatus } from "./turns.js";
 
 setHandlers({
@@ -28,6 +29,7 @@ function connect() {
   }
   if (id !== currentUser()) {
     forgetFiles();
+    forgetAttachments();
     conversation.forget();
     dropApprovals();
     ui.archive.replaceChildren();
@@ -43,7 +45,8 @@ function sendMessage() {
   if (!text.trim() || !isOpen() || conversation.resetting) return;
   const turn = newTurn(text);
   turn.clientId = clientIdFrom(crypto.getRandomValues(new Uint8Array(12)));
-  send({ message: text, client_id: turn.clientId });
+  const attachments = takeAttachments();
+  send({ message: text, client_id: turn.clientId, ...(attachments.length > 0 ? { attachments } : {}) });
   setStatus(turn, "queued");
   conversation.pending.push(turn);
   ui.current.append(turn.article);
@@ -87,6 +90,18 @@ ui.input.addEventListener("keydown", (event) => {
   }
 });
 ui.input.addEventListener("input", autosize);
+// A pasted screenshot (or file) is attached like a dropped one.
+ui.input.addEventListener("paste", (event) => {
+  const files = [...(event.clipboardData?.files ?? [])];
+  if (files.length === 0) return;
+  event.preventDefault();
+  uploadAll(files, true);
+});
+ui.attach.addEventListener("click", () => ui.attachInput.click());
+ui.attachInput.addEventListener("change", () => {
+  uploadAll([...(ui.attachInput.files ?? [])], true);
+  ui.attachInput.value = "";
+});
 addEventListener("online", online);
 
 ui.filesToggle.addEventListener("click", () => setFilesOpen(Boolean(ui.files.hidden)));
@@ -107,7 +122,7 @@ ui.filesInput.addEventListener("change", () => {
 });
 ui.previewClose.addEventListener("click", closePreview);
 
-// Files dropped anywhere on the page are uploaded, and referenced in the message being typed.
+// Files dropped anywhere on the page are uploaded, and attached to the message being typed.
 /** @param {DragEvent} event */
 const carriesFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes("Files");
 addEventListener("dragover", (event) => {

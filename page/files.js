@@ -3,8 +3,9 @@
 // Download, Attach and Delete, previews, uploads with progress. Names from the workspace are only
 // ever set as textContent or attribute values, never as HTML.
 import { currentUser } from "./connection.js";
-import { announce, autosize, button, el, store, ui } from "./dom.js";
-import { filesUrl, insertReference, PREVIEW_BYTES, previewKind, readListing, tooBigText, uploadRefusal } from "./file-refs.js";
+import { announce, button, el, store, ui } from "./dom.js";
+import { addAttachment } from "./attachments.js";
+import { filesUrl, PREVIEW_BYTES, previewKind, readListing, tooBigText, uploadRefusal } from "./file-refs.js";
 import { formatBytes } from "./format.js";
 
 /** @typedef {import("./file-refs.js").Entry} Entry */
@@ -171,7 +172,7 @@ function renderFiles() {
       const actions = el("span", "file-actions");
       actions.append(
         download,
-        button("Attach", "", () => attachReference(entry.path)),
+        button("Attach", "", () => addAttachment(entry.path)),
         button("Delete", "", () => void deleteEntry(entry)),
       );
       item.append(name, meta, actions);
@@ -249,19 +250,6 @@ async function previewFile(entry) {
 }
 
 /**
- * Puts a reference to the file (its path in backticks) into the message being typed, at the cursor.
- * @param {string} relative
- */
-function attachReference(relative) {
-  const { value, selectionStart, selectionEnd } = ui.input;
-  const next = insertReference(value, selectionStart, selectionEnd, relative);
-  ui.input.value = next.value;
-  ui.input.setSelectionRange(next.caret, next.caret);
-  autosize();
-  ui.input.focus();
-}
-
-/**
  * One upload, with its own row: a progress bar, then done or a clear error.
  * @param {File} file
  * @param {boolean} attach put its reference into the message box once uploaded
@@ -298,7 +286,7 @@ function uploadFile(file, attach) {
       progress.value = progress.max;
       status.textContent = `Uploaded (${formatBytes(file.size)}).`;
       row.dataset.done = "true";
-      if (attach) attachReference(file.name);
+      if (attach) addAttachment(file.name);
       setTimeout(() => row.remove(), 5000);
       return void refreshFiles();
     }

@@ -8,6 +8,8 @@ import { formRefused, hasForm, onElicitationRequest, onElicitationResolved } fro
 import { filesChanged, refreshFiles } from "./files.js";
 import { routeError } from "./refusals.js";
 import { onAuthCompleted, onAuthRequired, showServers } from "./servers.js";
+import { showSent } from "./attachments.js";
+import { addThinking } from "./thinking.js";
 import { dropRenders, flush, follow, followAgain, notice } from "./render.js";
 import {
   addText,
@@ -76,6 +78,10 @@ function dispatch(frame) {
     }
     case "delta":
       return turn && addText(turn, frame.text);
+    case "reasoning_delta":
+      return turn && addThinking(turn.reply, frame.text);
+    case "attachments":
+      return turn && showSent(turn.userMessage, frame.items);
     case "tool_start":
       if (turn && !turn.tools.has(frame.call_id)) addTool(turn, frame);
       return turn && follow();

@@ -5,6 +5,8 @@ import { Conversation, historyOutcome, statusTag } from "./conversation.js";
 import { el, ui } from "./dom.js";
 import { formatMs, progressAmount, showArguments } from "./format.js";
 import { follow, renderNow, scheduleRender } from "./render.js";
+import { showSent } from "./attachments.js";
+import { addThinking } from "./thinking.js";
 
 /** @typedef {import("../lib/protocol.ts").ToolCallFields} ToolCallFields */
 /** @typedef {import("../lib/protocol.ts").ToolProgressFrame} ToolProgressFrame */
@@ -28,6 +30,7 @@ import { follow, renderNow, scheduleRender } from "./render.js";
  *   tag: HTMLSpanElement,
  *   segment: Segment | null,
  *   tools: Map<string, Card>,
+ *   userMessage: HTMLDivElement,
  * }} Turn
  */
 
@@ -49,8 +52,9 @@ export function newTurn(input) {
     tag: el("span", "tag"),
     segment: null,
     tools: new Map(),
+    userMessage: el("div", "msg user"),
   };
-  const user = el("div", "msg user");
+  const user = turn.userMessage;
   user.append(el("div", "bubble", input), turn.tag);
   turn.article.append(user, turn.reply);
   return turn;
@@ -243,7 +247,9 @@ export function turnFromHistory(id, items) {
   const turn = newTurn(outcome.input);
   turn.id = id;
   for (const item of items) {
+    if (item.role === "user") showSent(turn.userMessage, item.attachments);
     if (item.role === "assistant") {
+      if (item.reasoning) addThinking(turn.reply, item.reasoning);
       addText(turn, item.content);
       turn.segment = null;
     } else if (item.role === "tool") {

@@ -2,16 +2,24 @@
 // sampling request of an MCP server come here, so both send the same parameters (the answer's
 // token cap as the model takes it), are held to the same deadlines and caps, and report their
 // usage the same way (counted here when the endpoint reports none).
-import { randomUUID } from "node:crypto";
-import type OpenAI from "openai";
+import OpenAI from "openai";
 import { MESSAGE_OVERHEAD_TOKENS } from "../model/tokens.ts";
 import { emptyUsage } from "../model/usage.ts";
 import type { TokenUsage } from "../protocol.ts";
 import { AnswerBudget } from "./output-budget.ts";
 import { tokenLimitParam } from "./settings.ts";
 import { NO_API_KEY_MESSAGE } from "./turn-error.ts";
+import {
+  assembleCompletion,
+  ChunkAssembler,
+  errorText,
+  ModelReplyError,
+  type AssembledReply,
+  type AssemblyPiece,
+} from "./stream-assembly.ts";
 import type {
   AssistantMessage,
+  KeptAssistantMessage,
   ChatMessage,
   ModelCallHooks,
   ModelRequestParams,
@@ -126,29 +134,6 @@ function rejectsStreamOptions(error: unknown): boolean {
   return error instanceof Error && "status" in error && error.status === 400 && /stream_options/.test(error.message);
 }
 
-/** The usage block of an OpenAI answer (a whole completion or a stream's last chunk). */
-function usageOf(value: unknown): TokenUsage | undefined {
-  if (!isObject(value)) return undefined;
-  const prompt = numberOr(value.prompt_tokens, 0);
-  const completionTokens = numberOr(value.completion_tokens, 0);
-  const details = isObject(value.prompt_tokens_details) ? value.prompt_tokens_details : {};
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completionTokens,
-    cached_tokens: numberOr(details.cached_tokens, 0),
-    total_tokens: numberOr(value.total_tokens, prompt + completionTokens),
-    model_calls: 1,
-  };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function numberOr(value: unknown, fallback: number): number {
-  return typeof value === "number" && Number.isFinite(value) ? value : fallback;
-}
-
 /** What one request brought back, before usage is counted. */
 interface Completion {
   message: AssistantMessage;
@@ -157,75 +142,62 @@ interface Completion {
   model?: string;
 }
 
-/** Why a model call was stopped by one of our own deadlines or caps (the SDK only knows "aborted"). */
+/** Why a model call was stopped by one of our own deadlines (the SDK only knows "aborted"). */
 class ModelLimit extends Error {
   override name = "ModelLimit";
 }
 
 /**
- * The assistant message of an answer: a cut answer gets a note (also as a last delta) and no tool
- * calls. Tool calls get ids we assign: the model's own can repeat or be missing, and an approval,
- * a tool_end and a history entry must each point at exactly one call.
+ * The messages as a request sends them, without what is kept for people only: the attachments'
+ * summaries, and reasoning (which goes only to servers that need it back).
  */
-function assistantMessage(
-  content: string,
-  cut: boolean,
-  calls: readonly ({ name: string; arguments: string } | undefined)[],
-  maxAnswerChars: number,
-  hooks: ModelCallHooks,
-): AssistantMessage {
-  if (cut) {
+function requestMessages(messages: readonly ChatMessage[], sendReasoning: boolean): ChatMessage[] {
+  return messages.map((message) => {
+    if (message.role === "user" && "attachments" in message) {
+      const { attachments: _attachments, ...rest } = message as typeof message & { attachments: unknown };
+      return rest;
+    }
+    if (sendReasoning || message.role !== "assistant" || !("reasoning_content" in message)) return message;
+    const { reasoning_content: _reasoning, ...rest } = message as KeptAssistantMessage;
+    return rest;
+  });
+}
+
+/**
+ * The assembled answer (lib/agent/stream-assembly.ts) as the assistant message it amounts to: a
+ * cut answer gets a note (also as a last delta) and no tool calls; the reasoning is kept on it.
+ */
+function completionOf(reply: AssembledReply, maxAnswerChars: number, hooks: ModelCallHooks): Completion {
+  let content = reply.content;
+  if (reply.cut) {
     const note = `\n\n[answer cut: the model wrote more than ${maxAnswerChars} characters (limits.max_answer_chars)]`;
     content += note;
     hooks.onTextDelta?.(note);
   }
-  const toolCalls: ToolCall[] = cut
-    ? []
-    : calls
-        .filter((call) => call !== undefined)
-        .map((call) => ({ id: `call_${randomUUID()}`, type: "function", function: { name: call.name, arguments: call.arguments } }));
-  return { role: "assistant", content: content || null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) };
-}
-
-/**
- * A whole (non-streamed) completion, read from outside data field by field: what a server that
- * ignores `stream: true` sends. Its text reaches streaming sockets as one delta; it is held to the
- * same caps as a streamed one.
- */
-function wholeCompletion(body: unknown, budget: AnswerBudget, hooks: ModelCallHooks): Completion {
-  if (!isObject(body)) throw new Error("the model API answered JSON that is not an object");
-  if (isObject(body.error)) throw new Error(`the model API answered an error: ${String(body.error.message)}`);
-  const choice = Array.isArray(body.choices) ? body.choices[0] : undefined;
-  const message = isObject(choice) && isObject(choice.message) ? choice.message : undefined;
-  if (!message) throw new Error("the model API answered JSON without choices[0].message");
-  const full = typeof message.content === "string" ? message.content : "";
-  const content = budget.text(full);
-  const cut = content.length < full.length;
-  if (content) hooks.onTextDelta?.(content);
-  const calls: { name: string; arguments: string }[] = [];
-  // A cut answer keeps no tool calls (assistantMessage): they are not counted either.
-  for (const [index, call] of (Array.isArray(message.tool_calls) && !cut ? message.tool_calls : []).entries()) {
-    if (!isObject(call) || !isObject(call.function)) continue;
-    budget.callIndex(index);
-    const slot = {
-      name: typeof call.function.name === "string" ? call.function.name : "",
-      arguments: typeof call.function.arguments === "string" ? call.function.arguments : "",
-    };
-    budget.toolChars(slot.name, slot.name.length + slot.arguments.length);
-    calls.push(slot);
-  }
+  const toolCalls: ToolCall[] = reply.toolCalls.map((call) => ({
+    id: call.id,
+    type: "function",
+    function: { name: call.name, arguments: call.arguments },
+  }));
+  const message: KeptAssistantMessage = {
+    role: "assistant",
+    content: content || null,
+    ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+    ...(reply.reasoning ? { reasoning_content: reply.reasoning } : {}),
+  };
   return {
-    message: assistantMessage(content, cut, calls, budget.maxChars, hooks),
-    usage: usageOf(body.usage),
-    ...(isObject(choice) && typeof choice.finish_reason === "string" ? { finishReason: choice.finish_reason } : {}),
-    ...(typeof body.model === "string" ? { model: body.model } : {}),
+    message,
+    usage: reply.usage,
+    ...(reply.finishReason !== undefined ? { finishReason: reply.finishReason } : {}),
+    ...(reply.model !== undefined ? { model: reply.model } : {}),
   };
 }
 
 /**
- * One request, streamed (or whole when the server ignores `stream`), assembled into the assistant
- * message it amounts to. Bounded on every side: an idle timer between chunks, a deadline for the
- * whole call, and a cap on what is kept.
+ * One request, streamed (or whole when the server ignores `stream`), assembled by
+ * lib/agent/stream-assembly.ts — the one reader of model answers, which knows the shapes real
+ * servers send. Bounded on every side: an idle timer between chunks, a deadline for the whole
+ * call, and a cap on what is kept.
  */
 async function completion(
   openai: OpenAI,
@@ -258,19 +230,19 @@ async function completion(
     );
   };
   const requestSignal = signal ? AbortSignal.any([signal, deadlines.signal]) : deadlines.signal;
-  const budget = new AnswerBudget(settings.maxAnswerChars, settings.maxParallelToolCalls);
-  let content = "";
-  let cut = false;
-  let usage: TokenUsage | undefined;
-  let finishReason: string | undefined;
-  let model: string | undefined;
-  const calls: { name: string; arguments: string }[] = [];
+  const { maxAnswerChars } = settings;
+  // One budget per answer (lib/agent/output-budget.ts), enforced as the assembler reads it.
+  const limits = { maxChars: maxAnswerChars, budget: new AnswerBudget(maxAnswerChars, settings.maxParallelToolCalls) };
+  const emit = (piece: AssemblyPiece) => {
+    if (piece.reasoning) hooks.onReasoningDelta?.(piece.reasoning);
+    if (piece.content) hooks.onTextDelta?.(piece.content);
+  };
   try {
     const { data: stream, response } = await openai.chat.completions
       .create(
         {
           model: settings.model,
-          messages: request.messages,
+          messages: requestMessages(request.messages, settings.sendReasoning),
           stream: true,
           ...(settings.learned.noStreamOptions ? {} : { stream_options: { include_usage: true } }),
           ...requestParams(settings, request),
@@ -283,37 +255,22 @@ async function completion(
       .withResponse();
     // The stream reads the body only when iterated: a JSON answer is still unread here.
     if ((response.headers.get("content-type") ?? "").includes("application/json")) {
-      return wholeCompletion(await response.json(), budget, hooks);
+      const { reply, piece } = assembleCompletion(await response.json(), limits);
+      emit(piece);
+      return completionOf(reply, maxAnswerChars, hooks);
     }
+    const assembler = new ChunkAssembler(limits);
     armIdle();
     for await (const chunk of stream) {
       armIdle();
-      if (chunk.usage) usage = usageOf(chunk.usage);
-      if (typeof chunk.model === "string" && chunk.model) model = chunk.model;
-      const choice = chunk.choices[0];
-      if (choice?.finish_reason) finishReason = choice.finish_reason;
-      const delta = choice?.delta;
-      if (!delta) continue;
-      if (delta.content) {
-        const piece = budget.text(delta.content);
-        content += piece;
-        if (piece) hooks.onTextDelta?.(piece);
-        if (piece.length < delta.content.length) {
-          cut = true;
-          break; // leaving the loop ends the request: the rest is never downloaded
-        }
-      }
-      for (const part of delta.tool_calls ?? []) {
-        if (part.index < 0) continue;
-        budget.callIndex(part.index);
-        const slot = (calls[part.index] ??= { name: "", arguments: "" });
-        if (part.function?.name) slot.name += part.function.name;
-        if (part.function?.arguments) slot.arguments += part.function.arguments;
-        budget.toolChars(slot.name, (part.function?.name?.length ?? 0) + (part.function?.arguments?.length ?? 0));
-      }
+      const piece = assembler.push(chunk);
+      emit(piece);
+      if (piece.stop) break; // leaving the loop ends the request: the rest is never downloaded
     }
     // The SDK's stream ends quietly when its signal aborts: say which deadline it was.
     if (!signal?.aborted && deadlines.signal.aborted) throw deadlines.signal.reason;
+    emit(assembler.end());
+    return completionOf(assembler.finish(), maxAnswerChars, hooks);
   } catch (error) {
     const reason: unknown = deadlines.signal.reason;
     if (!signal?.aborted && reason instanceof ModelLimit) throw reason;
@@ -322,12 +279,6 @@ async function completion(
     clearTimeout(overall);
     clearTimeout(idle);
   }
-  return {
-    message: assistantMessage(content, cut, calls, budget.maxChars, hooks),
-    usage,
-    ...(finishReason !== undefined ? { finishReason } : {}),
-    ...(model !== undefined ? { model } : {}),
-  };
 }
 
 function seconds(ms: number): number {
@@ -342,6 +293,10 @@ function capText(text: string, maxChars: number, key: string): string {
 
 /** The model SDK's error, worded for a person. */
 function modelErrorMessage(error: unknown): string {
+  if (error instanceof ModelReplyError) return error.message;
+  // The SDK throws an APIError without a status for an error object inside a stream.
+  if (error instanceof OpenAI.APIError && error.status === undefined)
+    return `the model API sent an error instead of an answer: ${errorText(error.error ?? error.message)}`;
   if (error instanceof Error) {
     const status = "status" in error && typeof error.status === "number" ? error.status : undefined;
     const message = error.message.replace(/\s+/g, " ").trim();

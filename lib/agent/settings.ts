@@ -1,11 +1,10 @@
 // The agent's settings from the config: one OpenAI client (any OpenAI-compatible endpoint),
 // the request parameters mcp-agent passes, and the token budget of a request.
-import OpenAI from "openai";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { contextBudget } from "../model/context.ts";
+import { modelClientFrom } from "../model/provider.ts";
 import { TokenCounter } from "../model/tokens.ts";
-import { modelFetch } from "./output-budget.ts";
 import type { AgentSettings, ModelRequestParams } from "./types.ts";
 
 /** Models that take `max_completion_tokens` and `reasoning_effort`, as mcp-agent tells them apart. */
@@ -33,17 +32,7 @@ export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
   const replyReserve = openai.max_tokens ?? config.agent.reply_reserve_tokens;
   return {
     // Without a key every turn fails with a message saying how to set one.
-    openai: openai.api_key
-      ? new OpenAI({
-          apiKey: openai.api_key,
-          baseURL: openai.base_url,
-          timeout: openai.request_timeout_seconds * 1000,
-          maxRetries: openai.max_retries,
-          defaultHeaders: openai.default_headers,
-          // Answers sent whole (JSON) are read by the SDK at once: the cap must come before.
-          fetch: modelFetch(config.limits.max_answer_bytes),
-        })
-      : undefined,
+    openai: modelClientFrom(config),
     model: openai.default_model,
     instruction: config.agent.instruction,
     maxIterations: config.agent.max_iterations,
@@ -53,6 +42,7 @@ export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
     maxErrorChars: config.limits.max_error_chars,
     maxParallelToolCalls: config.limits.max_parallel_tool_calls,
     maxTurnOutputChars: config.limits.max_turn_output_chars,
+    sendReasoning: openai.send_reasoning,
     log,
     contextBudget: contextBudget({ model: openai.default_model, maxContextTokens: config.agent.max_context_tokens, replyReserve }),
     replyReserve,

@@ -6,6 +6,8 @@ import type { TokenUsage } from "../protocol.ts";
 
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 export type AssistantMessage = OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam;
+/** An assistant message as we keep it: with the model's reasoning, which is not sent back unless asked (openai.send_reasoning). */
+export type KeptAssistantMessage = AssistantMessage & { reasoning_content?: string };
 export type ToolCall = OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
 export type ToolDefinition = OpenAI.Chat.Completions.ChatCompletionFunctionTool;
 
@@ -98,6 +100,8 @@ export interface ModelCallHooks {
   /** After each request to the model, failed ones too (awaited: its usage is written to the store before going on). */
   onModelCall?(call: ModelCall): Promise<void> | void;
   onTextDelta?(text: string): void;
+  /** The model's reasoning (`reasoning_content`, `reasoning`, `<think>`), streamed apart from the answer. */
+  onReasoningDelta?(text: string): void;
 }
 
 /** Live events of a turn, for streaming sockets and logs. */
@@ -115,6 +119,8 @@ export interface LoopOptions {
   hooks?: TurnHooks;
   logFields?: Record<string, unknown>;
   approve?: Approver;
+  /** The user message of the turn's attachments (lib/attachments), right after the text. */
+  attachments?: ChatMessage;
 }
 
 export type ModelRequestParams = Partial<
@@ -148,6 +154,8 @@ export interface ModelSettings {
   maxParallelToolCalls: number;
   /** A model error text longer than this is cut, with a note. */
   maxErrorChars: number;
+  /** Reasoning kept in history goes back to the model (`reasoning_content`) only when this is set (openai.send_reasoning). */
+  sendReasoning: boolean;
 }
 
 export interface AgentSettings extends ModelSettings {
@@ -170,4 +178,6 @@ export interface TurnResult {
   usage: TokenUsage;
   /** Every message the turn added: the user's, assistant messages, tool results. */
   messages: ChatMessage[];
+  /** How the last model call ended when it was not whole (`length`, `content_filter`); undefined when it was. */
+  finishReason?: string;
 }

@@ -11,6 +11,7 @@ export const PAGE_MODULES = [
   "app.js",
   "approval-text.js",
   "approvals.js",
+  "attachments.js",
   "connection.js",
   "controls.js",
   "conversation.js",
@@ -25,6 +26,7 @@ export const PAGE_MODULES = [
   "refusals.js",
   "render.js",
   "servers.js",
+  "thinking.js",
   "turns.js",
 ] as const;
 

@@ -89,11 +89,15 @@ export function shortenToolResult(message: ChatMessage): ChatMessage {
   };
 }
 
-/** Where each turn starts in a history (a turn starts at a user message; a head without one is a turn too). */
+/**
+ * Where each turn starts in a history (a turn starts at a message the user typed; a head without
+ * one is a turn too). User messages of parts — attachments, images tools returned — belong to
+ * the turn they are in.
+ */
 export function turnStarts(history: readonly ChatMessage[]): number[] {
   const starts: number[] = [];
   history.forEach((message, index) => {
-    if (index === 0 || message.role === "user") starts.push(index);
+    if (index === 0 || (message.role === "user" && typeof message.content === "string")) starts.push(index);
   });
   return starts;
 }

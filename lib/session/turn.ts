@@ -4,6 +4,7 @@
 // its end. The loop itself (agent.ts runTurn) is handed in: lib/ does not import the top level.
 import { OutputBudgetError } from "../agent/output-budget.ts";
 import { TurnError } from "../agent/turn-error.ts";
+import { AttachmentError } from "../attachments/prepare.ts";
 import type {
   ApprovalDecision,
   ChatMessage,
@@ -26,6 +27,7 @@ import {
   errorFrame,
   filesChangedFrame,
   PROGRESS_INTERVAL_MS,
+  reasoningDeltaFrame,
   streamAnswerFrame,
   streamErrorFrame,
   toolEndFrame,
@@ -34,6 +36,7 @@ import {
   turnErrorFrame,
   turnErrorText,
   turnStartFrame,
+  type AttachmentRef,
   type ErrorCode,
   type ServerFrame,
   type StreamFrame,
@@ -54,6 +57,8 @@ export interface QueuedTurn {
   peer: Peer;
   text: string;
   clientId?: string;
+  /** Files the model reads with the message (lib/attachments). */
+  attachments?: AttachmentRef[];
 }
 
 /** The tools of the turn: started (`ready`) before the loop runs. */
@@ -87,6 +92,8 @@ export interface TurnDeps {
   sessionRecord(): SessionRecord;
   /** The turn's entries, once they are in the store (before any answer is sent): the session's history takes them. */
   keep(entries: HistoryEntry[]): void;
+  /** The message's attachments as the model's user message (read, capped, shown to every tab); throws a refusal. */
+  prepareAttachments?(refs: AttachmentRef[]): Promise<ChatMessage>;
 }
 
 /**
@@ -120,6 +127,7 @@ export class Turn implements TurnHooks {
   readonly #writing = new Set<string>();
   /** A secret or server path split between two deltas is redacted whole: the tail waits for the next one. */
   readonly #deltas: StreamRedactor;
+  readonly #thoughts: StreamRedactor;
   readonly #progressSentAt = new Map<string, number>();
 
   constructor(queued: QueuedTurn, deps: TurnDeps) {
@@ -129,6 +137,7 @@ export class Turn implements TurnHooks {
     this.#fields = { user_id: deps.userId, session_id: deps.sessionId, turn_id: queued.turnId };
     this.#record = new TurnRecord(deps.store, deps.sessionId, queued.turnId, deps.lease.fence);
     this.#deltas = new StreamRedactor(deps.redactor);
+    this.#thoughts = new StreamRedactor(deps.redactor);
   }
 
   /** Stops the turn at a person's request (cancel, New chat); false when it was already stopping. */
@@ -151,7 +160,7 @@ export class Turn implements TurnHooks {
    */
   async run(toolbox: TurnToolbox, loop: RunLoop): Promise<TurnStatus> {
     const { lease, log, sockets, redactor, maxTurnMs, userId, sessionId } = this.#deps;
-    const { turnId, text, clientId, peer } = this.#queued;
+    const { turnId, text, clientId, peer, attachments } = this.#queued;
     const onLost = () => this.#stop("server_unavailable", `the turn was stopped: ${(lease.lost.reason as Error).message}`);
     // Removed when the turn ends: on one instance every lease shares one never-aborted signal,
     // which would otherwise keep every turn that ever ran alive.
@@ -166,7 +175,10 @@ export class Turn implements TurnHooks {
     sockets.turnFrame(turnStartFrame(turnId, text, clientId));
     let status: TurnStatus;
     try {
-      await this.#record.append([{ role: "user", content: text }]);
+      // Attachments are read (and refused) before anything of the turn is stored.
+      if (attachments && !this.#deps.prepareAttachments) throw new Error("this server takes no attachments");
+      const attached = attachments ? await this.#deps.prepareAttachments?.(attachments) : undefined;
+      await this.#record.append([{ role: "user", content: text }, ...(attached ? [attached] : [])]);
       await toolbox.ready();
       this.#abort.signal.throwIfAborted();
       const result = await loop(toolbox, {
@@ -174,6 +186,7 @@ export class Turn implements TurnHooks {
         hooks: this,
         logFields: this.#fields,
         approve: (call, signal) => this.approve(call, signal),
+        ...(attached ? { attachments: attached } : {}),
       });
       await this.#remember(result.messages, "ok");
       status = "ok";
@@ -181,13 +194,14 @@ export class Turn implements TurnHooks {
       sendTurnEnd(
         sockets,
         peer,
-        streamAnswerFrame(turnId, result.answer, userId, sessionId, this.#usage),
+        streamAnswerFrame(turnId, result.answer, userId, sessionId, this.#usage, result.finishReason),
         answerFrame(result.text, userId, sessionId),
       );
     } catch (error) {
       const cancelled = this.#abort.signal.aborted && this.#failure === undefined;
       status = cancelled ? (this.#interrupted ? "interrupted" : "cancelled") : "error";
-      let code: ErrorCode = this.#failure?.code ?? budgetCode(error) ?? "turn_failed";
+      let code: ErrorCode =
+        this.#failure?.code ?? budgetCode(error) ?? (error instanceof AttachmentError ? error.code : undefined) ?? "turn_failed";
       let reason = redactor.redact(this.#failure?.reason ?? (error instanceof Error ? error.message : String(error)));
       try {
         await this.#remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
@@ -223,8 +237,20 @@ export class Turn implements TurnHooks {
   }
 
   onTextDelta(delta: string): void {
+    this.#flushThoughts();
     const safe = this.#deltas.push(delta);
     if (safe) this.#deps.sockets.turnFrame(deltaFrame(this.turnId, safe));
+  }
+
+  /** Reasoning is streamed apart from the answer, redacted the same way. */
+  onReasoningDelta(delta: string): void {
+    const safe = this.#thoughts.push(delta);
+    if (safe) this.#deps.sockets.turnFrame(reasoningDeltaFrame(this.turnId, safe));
+  }
+
+  #flushThoughts(): void {
+    const rest = this.#thoughts.flush();
+    if (rest) this.#deps.sockets.turnFrame(reasoningDeltaFrame(this.turnId, rest));
   }
 
   /** A request to the model of this turn (the loop's, or a sampling request made while it runs). */
@@ -276,6 +302,7 @@ export class Turn implements TurnHooks {
   }
 
   #flushDeltas(): void {
+    this.#flushThoughts();
     const rest = this.#deltas.flush();
     if (rest) this.#deps.sockets.turnFrame(deltaFrame(this.turnId, rest));
   }

@@ -13,6 +13,7 @@ import {
   refusalFrame,
   streamErrorFrame,
   welcomeFrame,
+  type AttachmentRef,
   type ElicitationAction,
   type ElicitationValue,
   type HistoryItem,
@@ -27,7 +28,13 @@ export type ResetOutcome = ({ ok: false } & Refusal) | { ok: true; workspaceClea
 export interface SocketSession {
   readonly userId: string;
   readonly sessionId: string;
-  submit(peer: Peer, text: string, clientId?: string): { ok: true; turnId: string } | ({ ok: false } & Refusal);
+  submit(
+    peer: Peer,
+    text: string,
+    clientId?: string,
+    now?: number,
+    attachments?: AttachmentRef[],
+  ): { ok: true; turnId: string } | ({ ok: false } & Refusal);
   cancel(): boolean;
   /** Brings the history up to date before it is shown. */
   refresh(): Promise<void>;
@@ -76,7 +83,7 @@ export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData,
           error: `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`,
         });
       }
-      const submitted = session.submit(peer, frame.message, frame.clientId);
+      const submitted = session.submit(peer, frame.message, frame.clientId, undefined, frame.attachments);
       if (!submitted.ok) refuse(submitted);
       return;
     }

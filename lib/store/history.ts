@@ -1,7 +1,16 @@
 // A session's conversation: what the model sees (OpenAI messages) plus, per entry, what a
 // person needs to see it again (which turn, how it ended, which tool, whether the tool worked).
 import type { ChatMessage } from "../agent/types.ts";
-import { isRecord, isTurnStatus, preview, thumbnailUrls, toolCallFields, type HistoryItem, type TurnStatus } from "../protocol.ts";
+import {
+  isRecord,
+  isTurnStatus,
+  preview,
+  thumbnailUrls,
+  toolCallFields,
+  type AttachmentInfo,
+  type HistoryItem,
+  type TurnStatus,
+} from "../protocol.ts";
 
 export interface HistoryEntry {
   turnId: string;
@@ -77,14 +86,23 @@ export function historyItems(entries: readonly HistoryEntry[]): HistoryItem[] {
   const items: HistoryItem[] = [];
   for (const entry of entries) {
     const { message, turnId } = entry;
-    // A user message with parts is the images tools returned (agent.ts imageAttachments), not something the user typed.
-    if (message.role === "user" && typeof message.content !== "string") continue;
+    // A user message with parts is the files attached to the message before it (lib/attachments),
+    // or the images tools returned (agent.ts imageAttachments): not something the user typed.
+    if (message.role === "user" && typeof message.content !== "string") {
+      const attached =
+        "attachments" in message && Array.isArray(message.attachments) ? (message.attachments as AttachmentInfo[]) : undefined;
+      const typed = items.at(-1);
+      if (attached && typed?.role === "user" && typed.turn_id === turnId) typed.attachments = attached;
+      continue;
+    }
     if (message.role === "user") {
       items.push({ role: "user", turn_id: turnId, content: textOf(message.content), status: entry.status ?? "ok" });
     } else if (message.role === "assistant") {
       const content = textOf(message.content ?? null);
+      // The model's reasoning (kept on the message, agent.ts) is shown apart from its answer.
+      const reasoning = "reasoning_content" in message && typeof message.reasoning_content === "string" ? message.reasoning_content : "";
       // Text the model wrote before its tool calls comes first, as it was streamed.
-      if (content) items.push({ role: "assistant", turn_id: turnId, content });
+      if (content || reasoning) items.push({ role: "assistant", turn_id: turnId, content, ...(reasoning ? { reasoning } : {}) });
       for (const call of message.tool_calls ?? []) {
         if (call.type !== "function") continue;
         const result = results.get(call.id);

@@ -60,6 +60,7 @@ const config: Config = {
   mcp: { ...defaults.mcp, servers: { conformance: entry } },
   // The suite's own client ID metadata document URL (its basic-cimd scenario checks for it).
   oauth: { ...defaults.oauth, client_metadata_url: "https://conformance-test.local/client-metadata.json" },
+  azure: undefined,
   configDir: mkdtempSync(path.join(tmpdir(), "mcp-conformance-")),
   logLevel: "info",
   secretValues: [],

@@ -108,7 +108,7 @@ async function turnDone(page: Page, input: string): Promise<string> {
 }
 
 test(
-  "a file dropped on the chat is uploaded and referenced; the agent reads it and writes summary.md; both tabs show it; it downloads byte for byte",
+  "a file dropped on the chat is uploaded and attached; the agent reads it and writes summary.md; both tabs show it; it downloads byte for byte",
   { skip },
   async (t) => {
     const page = await openPage(t, "files_page_a");
@@ -122,7 +122,8 @@ test(
 
     await dropFiles(page, [{ name: "sales.csv", type: "text/csv", base64: Buffer.from(CSV).toString("base64") }]);
     await page.locator(".upload[data-done] .status", { hasText: "Uploaded" }).waitFor();
-    assert.equal(await page.inputValue("#input"), "`sales.csv` ", "the drop put a reference into the message box");
+    await page.locator("#attachments li", { hasText: "sales.csv" }).waitFor();
+    assert.equal(await page.inputValue("#input"), "", "the drop attached the file to the next message, not its name to the text");
     await fileRow(page, "sales.csv").waitFor();
     await fileRow(other, "sales.csv").waitFor();
     assert.equal(readFileSync(path.join(running.configDir, "workspace/files_page_a/sales.csv"), "utf8"), CSV);
@@ -141,12 +142,11 @@ test(
     assert.deepEqual(downloaded, readFileSync(path.join(running.configDir, "workspace/files_page_a/summary.md")));
     assert.equal(downloaded.toString("utf8"), SUMMARY);
 
-    // Preview shows the text; Attach puts the reference at the cursor.
+    // Preview shows the text; Attach attaches the file to the next message.
     await fileRow(other, "summary.md").locator(".file-name").click();
     assert.equal(await other.locator("#preview-body pre").textContent(), SUMMARY);
     await fileRow(other, "summary.md").getByText("Attach").click();
-    assert.equal(await other.inputValue("#input"), "`summary.md` ");
-    assert.equal(await other.evaluate(() => document.activeElement?.id), "input");
+    await other.locator("#attachments li", { hasText: "summary.md" }).waitFor();
 
     // Delete asks first; both tabs lose the file.
     other.once("dialog", (dialog) => void dialog.accept());

@@ -28,6 +28,8 @@ export interface ChatRequest {
   authorization?: string;
   /** Every request header, lower-cased. */
   headers?: http.IncomingHttpHeaders;
+  /** The request's path and query as sent, e.g. /openai/deployments/d/chat/completions?api-version=… */
+  url?: string;
 }
 
 export interface ScriptedToolCall {
@@ -57,6 +59,32 @@ export interface ScriptedReply {
   noUsage?: boolean;
   /** Stream headers, then forever: a content chunk every `trickleMs` ("tokens"), or an SSE comment ("keepalive"). */
   endless?: { mode: "tokens" | "keepalive"; everyMs: number };
+  // Shapes of real OpenAI-compatible servers (docs/models.md lists who sends which).
+  /** Reasoning streamed before the answer, in `reasoning_content` (DeepSeek, vLLM) or `reasoning` (OpenRouter, Ollama). */
+  reasoning?: string;
+  reasoningField?: "reasoning_content" | "reasoning";
+  /** The finish_reason sent instead of the natural one (e.g. "stop" although tool calls came, "length"). */
+  finishReason?: string;
+  /** Tool-call deltas without `index` (some proxies and local servers). */
+  toolCallIndex?: false;
+  /** Tool-call deltas without `id`. */
+  toolCallIds?: false;
+  /** Each tool call whole in one chunk (name and all its arguments) instead of in pieces. */
+  wholeToolCalls?: true;
+  /** Every tool call of the answer in one chunk's `tool_calls` list. */
+  toolCallsInOneChunk?: true;
+  /** The pieces of several tool calls interleaved (call 0's name, call 1's name, call 0's arguments…). */
+  interleaveToolCalls?: true;
+  /** Where usage goes: the standard last chunk (default), the finish chunk, Groq's `x_groq.usage`, or the choice's own `usage`. */
+  usageAt?: "standard" | "finish_chunk" | "x_groq" | "choice";
+  /** Chunks with `choices: []` (Azure's content-filter results) before and between the deltas. */
+  emptyChoices?: true;
+  /** SSE comment lines (": …") between the events. */
+  sseComments?: true;
+  /** CRLF line ends instead of LF. */
+  crlf?: true;
+  /** An `{"error": …}` data line after this many chunks, then the stream ends (some proxies and vLLM). */
+  streamError?: { message: string; code?: string; afterChunks: number };
 }
 
 export type Responder = (request: ChatRequest, index: number) => ScriptedReply | Promise<ScriptedReply>;
@@ -81,6 +109,10 @@ export interface ModelServer {
   setIgnoreStream(ignore: boolean): void;
   /** Requests refused as too long. */
   refusedForLength: number;
+  /** Model ids GET /models lists (undefined: that route answers 404, as some servers do). */
+  setModels(ids: string[] | undefined): void;
+  /** GET /models requests that arrived (path with query, headers). */
+  modelListRequests: { url: string; headers: http.IncomingHttpHeaders }[];
   close(): Promise<void>;
 }
 
@@ -164,7 +196,7 @@ function cachedTokens(previous: ChatRequest | undefined, request: ChatRequest, t
 }
 
 export async function startModelServer(
-  options: { responder?: Responder; latencyMs?: number; tokenLimit?: number; ignoreStream?: boolean } = {},
+  options: { responder?: Responder; latencyMs?: number; tokenLimit?: number; ignoreStream?: boolean; models?: string[] } = {},
 ): Promise<ModelServer> {
   let responder = options.responder ?? echoResponder;
   const queued: ScriptedReply[] = [];
@@ -174,17 +206,30 @@ export async function startModelServer(
   const state = { aborted: 0, refusedForLength: 0 };
   let tokenLimit = options.tokenLimit;
   let ignoreStream = options.ignoreStream ?? false;
+  let models = options.models;
+  const modelListRequests: ModelServer["modelListRequests"] = [];
 
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
+    const pathname = new URL(req.url ?? "/", "http://localhost").pathname;
+    if (req.method === "GET" && pathname.endsWith("/models")) {
+      modelListRequests.push({ url: req.url ?? "", headers: req.headers });
+      if (!models) {
+        res.writeHead(404, { "content-type": "application/json" });
+        return res.end(JSON.stringify({ error: { message: "no model list here", type: "invalid_request_error" } }));
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify({ object: "list", data: models.map((id) => ({ id, object: "model", created: 0, owned_by: "test" })) }));
+    }
+    if (req.method !== "POST" || !pathname.endsWith("/chat/completions")) {
       res.writeHead(404, { "content-type": "application/json" });
       return res.end(JSON.stringify({ error: { message: `no route ${req.method} ${req.url}`, type: "invalid_request_error" } }));
     }
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as ChatRequest;
     body.authorization = req.headers.authorization;
     body.headers = req.headers;
+    body.url = req.url;
     const previous = requests.at(-1);
     const index = counter++;
     requests.push(body);
@@ -234,7 +279,7 @@ export async function startModelServer(
       type: "function",
       function: { name: call.name, arguments: typeof call.arguments === "string" ? call.arguments : JSON.stringify(call.arguments) },
     }));
-    const finish = toolCalls.length > 0 ? "tool_calls" : "stop";
+    const finish = reply.finishReason ?? (toolCalls.length > 0 ? "tool_calls" : "stop");
     const completion =
       tokensOf(reply.content ?? "") + toolCalls.reduce((sum, call) => sum + tokensOf(call.function.name + call.function.arguments), 0);
     const usage = {
@@ -254,7 +299,12 @@ export async function startModelServer(
           choices: [
             {
               index: 0,
-              message: { role: "assistant", content: reply.content ?? null, ...(toolCalls.length ? { tool_calls: toolCalls } : {}) },
+              message: {
+                role: "assistant",
+                content: reply.content ?? null,
+                ...(reply.reasoning ? { [reply.reasoningField ?? "reasoning_content"]: reply.reasoning } : {}),
+                ...(toolCalls.length ? { tool_calls: toolCalls } : {}),
+              },
               finish_reason: finish,
             },
           ],
@@ -275,38 +325,28 @@ export async function startModelServer(
       }
       return;
     }
-    const deltas: Record<string, unknown>[] = [{ role: "assistant", content: "" }];
-    const text = reply.content ?? "";
-    const size = reply.chunkChars ?? 4;
-    for (let at = 0; at < text.length; at += size) deltas.push({ content: text.slice(at, at + size) });
-    toolCalls.forEach((call, n) => {
-      deltas.push({ tool_calls: [{ index: n, id: call.id, type: "function", function: { name: call.function.name, arguments: "" } }] });
-      const args = call.function.arguments;
-      const half = Math.ceil(args.length / 2);
-      for (const piece of [args.slice(0, half), args.slice(half)]) {
-        if (piece) deltas.push({ tool_calls: [{ index: n, function: { arguments: piece } }] });
-      }
-    });
+    const nl = reply.crlf ? "\r\n" : "\n";
+    const event = (data: unknown) => `data: ${JSON.stringify(data)}${nl}${nl}`;
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      event({ id, object: "chat.completion.chunk", created, model: body.model, choices, ...extra });
+    const events = scriptedEvents(reply, toolCalls, finish, usage, Boolean(body.stream_options?.include_usage), chunk, nl);
     let sent = 0;
-    for (const delta of deltas) {
+    for (const text of events) {
       if (closed) return;
       if (reply.breakAfterChunks !== undefined && sent >= reply.breakAfterChunks) {
         res.socket?.destroy();
         return;
       }
-      res.write(
-        `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`,
-      );
+      if (reply.streamError && sent === reply.streamError.afterChunks) {
+        const { message, code } = reply.streamError;
+        res.write(event({ error: { message, type: "server_error", code: code ?? null } }));
+        return res.end();
+      }
+      res.write(text);
       sent++;
       if (reply.chunkDelayMs) await sleep(reply.chunkDelayMs);
     }
-    res.write(
-      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: finish }] })}\n\n`,
-    );
-    if (body.stream_options?.include_usage && !reply.noUsage) {
-      res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage })}\n\n`);
-    }
-    res.end("data: [DONE]\n\n");
+    res.end(`data: [DONE]${nl}${nl}`);
   });
   server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -331,10 +371,79 @@ export async function startModelServer(
     setIgnoreStream: (ignore) => {
       ignoreStream = ignore;
     },
+    setModels: (ids) => {
+      models = ids;
+    },
+    modelListRequests,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
   };
+}
+
+type WireToolCall = { id: string; type: string; function: { name: string; arguments: string } };
+
+/** The SSE events of one scripted streamed answer, in the shape the reply asks for. */
+function scriptedEvents(
+  reply: ScriptedReply,
+  toolCalls: WireToolCall[],
+  finish: string,
+  usage: Record<string, unknown>,
+  includeUsage: boolean,
+  chunk: (choices: unknown[], extra?: Record<string, unknown>) => string,
+  nl: string,
+): string[] {
+  const deltas: Record<string, unknown>[] = [{ role: "assistant", content: "" }];
+  const size = reply.chunkChars ?? 4;
+  const reasoning = reply.reasoning ?? "";
+  for (let at = 0; at < reasoning.length; at += size)
+    deltas.push({ [reply.reasoningField ?? "reasoning_content"]: reasoning.slice(at, at + size) });
+  const text = reply.content ?? "";
+  for (let at = 0; at < text.length; at += size) deltas.push({ content: text.slice(at, at + size) });
+  const part = (n: number, fields: Record<string, unknown>) => ({
+    ...(reply.toolCallIndex === false ? {} : { index: n }),
+    ...fields,
+  });
+  const head = (call: WireToolCall, n: number, args: string) =>
+    part(n, {
+      ...(reply.toolCallIds === false ? {} : { id: call.id }),
+      type: "function",
+      function: { name: call.function.name, arguments: args },
+    });
+  const halves = (args: string) => {
+    const half = Math.ceil(args.length / 2);
+    return [args.slice(0, half), args.slice(half)].filter(Boolean);
+  };
+  if (reply.toolCallsInOneChunk) {
+    deltas.push({ tool_calls: toolCalls.map((call, n) => head(call, n, call.function.arguments)) });
+  } else if (reply.interleaveToolCalls) {
+    toolCalls.forEach((call, n) => deltas.push({ tool_calls: [head(call, n, "")] }));
+    for (let piece = 0; piece < 2; piece++)
+      toolCalls.forEach((call, n) => {
+        const args = halves(call.function.arguments)[piece];
+        if (args) deltas.push({ tool_calls: [part(n, { function: { arguments: args } })] });
+      });
+  } else {
+    toolCalls.forEach((call, n) => {
+      if (reply.wholeToolCalls) return deltas.push({ tool_calls: [head(call, n, call.function.arguments)] });
+      deltas.push({ tool_calls: [head(call, n, "")] });
+      for (const args of halves(call.function.arguments)) deltas.push({ tool_calls: [part(n, { function: { arguments: args } })] });
+    });
+  }
+  const events: string[] = [];
+  const filterOnly = () => chunk([], { prompt_filter_results: [{ prompt_index: 0, content_filter_results: {} }] });
+  if (reply.emptyChoices) events.push(filterOnly());
+  deltas.forEach((delta, n) => {
+    if (reply.sseComments) events.push(`: comment ${n}${nl}${nl}`);
+    events.push(chunk([{ index: 0, delta, finish_reason: null }]));
+    if (reply.emptyChoices && n % 3 === 2) events.push(filterOnly());
+  });
+  const withUsage = !reply.noUsage && (includeUsage || (reply.usageAt !== undefined && reply.usageAt !== "standard"));
+  const at = withUsage ? (reply.usageAt ?? "standard") : undefined;
+  const finishChoice = { index: 0, delta: {}, finish_reason: finish, ...(at === "choice" ? { usage } : {}) };
+  events.push(chunk([finishChoice], at === "finish_chunk" ? { usage } : at === "x_groq" ? { x_groq: { id: "req_0", usage } } : {}));
+  if (at === "standard") events.push(chunk([], { usage }));
+  return events;
 }
