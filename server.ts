@@ -50,7 +50,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   const auth = new Authenticator(config, log);
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
-  const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
+  const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root), config.limits.workspace_bytes);
   const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE]);
   const writers = workspaceServers(config.mcp.servers);
   // Read at scrape time only, when `sessions` and `sockets` below exist.

@@ -35,7 +35,7 @@ export class HubFactory {
     const ownFiles = serverOwnFiles(config);
     for (const [name, entry] of Object.entries(config.mcp.servers)) {
       if (entry.builtin === "filesystem") {
-        this.#shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, limits));
+        this.#shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, limits, workspaces.quota));
         continue;
       }
       const builtin = usesBuiltinFetch(entry, () => commandExists("uvx"));

@@ -13,6 +13,7 @@ import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamable
 import { ToolListChangedNotificationSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
 import { createFetchServer, fetchToolOptions, OWNER_META_KEY } from "../fetch/fetch-tool.ts";
 import { createFilesystemServer, WORKSPACE_META } from "../filesystem/server.ts";
+import type { WorkspaceQuota } from "../files/quota.ts";
 import type { ToolCallOptions, ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../../agent.ts";
 import {
   clientCapabilities,
@@ -616,8 +617,10 @@ export function builtinFilesystemConnection(
   ownFiles: string[],
   log: Logger,
   limits: ConnectionLimits,
+  quota?: WorkspaceQuota,
 ): McpConnection {
   const server = createFilesystemServer({
+    ...(quota ? { quota } : {}),
     maxReadBytes: entry.max_read_bytes,
     maxMediaBytes: entry.max_media_bytes,
     maxEntries: entry.max_entries,
