@@ -89,7 +89,10 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     maxWarmSessions: config.limits.max_warm_sessions,
     idleNewMs: config.session.idle_new_session_seconds * 1000,
     maxSessions: config.limits.max_sessions,
-    newSessions: new NewSessionLimiter({ perMinute: config.limits.new_sessions_per_minute, burst: config.limits.new_session_burst }),
+    newSessions: new NewSessionLimiter(
+      { perMinute: config.limits.new_sessions_per_minute, burst: config.limits.new_session_burst },
+      { perMinute: config.limits.new_sessions_per_prefix_per_minute, burst: config.limits.new_session_prefix_burst },
+    ),
   });
 
   let indexCache: Buffer | undefined;

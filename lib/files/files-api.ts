@@ -9,7 +9,7 @@ import { pipeline } from "node:stream/promises";
 import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { deniedBy, errorCode, errorMessage, openInWorkspace, realRoot, resolveInWorkspace } from "../filesystem/containment.ts";
-import { checkOrigin, checkUserAccess, rawPathname, type Refusal } from "../http/access.ts";
+import { checkOrigin, checkUserAccess, originOf, rawPathname, refusalBody, refusalHeaders, type Refusal } from "../http/access.ts";
 import { clientAddress, trustedProxies } from "../http/client-address.ts";
 import type { Logger } from "../log.ts";
 import { filesChangedFrame, isValidUserId, USER_ID_RULE, type FilesChangedFrame } from "../protocol.ts";
@@ -99,7 +99,7 @@ export class FilesApi {
     const { server } = this.#options.config;
     const refused =
       checkOrigin(req.headers.origin, req.headers.host, server.allowed_origins) ??
-      (await checkUserAccess(req.headers, req.url, userId, this.#options.auth));
+      (await checkUserAccess(req.headers, req.url, userId, this.#options.auth, originOf(req)));
     if (refused) return refused;
     // A cross-site form can send neither header, and a foreign page cannot send them without a
     // CORS preflight, which this server never answers. A token in the URL alone is not enough.
@@ -132,11 +132,8 @@ export class FilesApi {
     const refused = await this.#refusal(req, userId);
     if (refused) {
       // A refused upload's body is not read: the connection is closed after the answer rather than drained.
-      const headers = {
-        ...(refused.status === 401 ? { "www-authenticate": "Bearer" } : {}),
-        ...(method === "PUT" ? { connection: "close" } : {}),
-      };
-      return send(res, refused.status, { error: refused.error }, headers);
+      const headers = { ...refusalHeaders(refused), ...(method === "PUT" ? { connection: "close" } : {}) };
+      return send(res, refused.status, refusalBody(refused), headers);
     }
     const root = this.#options.workspaces.dirFor(userId);
     switch (method) {

@@ -2,7 +2,7 @@
 // well-formed upgrade requests. Pure functions of the request's headers, tested without a socket.
 import type { IncomingHttpHeaders } from "node:http";
 import { isIP } from "node:net";
-import type { Authenticator, Identity } from "../auth/authenticator.ts";
+import type { Authenticator, Identity, RequestOrigin } from "../auth/authenticator.ts";
 import { tokenMatches } from "../auth/token-match.ts";
 
 const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
@@ -19,7 +19,26 @@ export function hostWithoutPort(host: string): string {
   return colon === -1 ? host : host.slice(0, colon);
 }
 
-export type Refusal = { status: number; error: string } | undefined;
+/** `retryAfterSeconds`: a 429 or 503 that will pass later (sent as Retry-After); `code`: for clients to switch on. */
+export type Refusal = { status: number; error: string; code?: string; retryAfterSeconds?: number } | undefined;
+
+/** The headers a refusal is sent with: what a 401 asks for, when a 429/503 may be retried. */
+export function refusalHeaders(refusal: NonNullable<Refusal>): Record<string, string> {
+  return {
+    ...(refusal.status === 401 ? { "www-authenticate": "Bearer" } : {}),
+    ...(refusal.retryAfterSeconds !== undefined ? { "retry-after": String(refusal.retryAfterSeconds) } : {}),
+  };
+}
+
+/** A refusal's JSON body. */
+export function refusalBody(refusal: NonNullable<Refusal>): { error: string; code?: string } {
+  return { error: refusal.error, ...(refusal.code ? { code: refusal.code } : {}) };
+}
+
+/** Where a request comes from, as the per-address limits need it. */
+export function originOf(req: { socket?: { remoteAddress?: string | undefined }; headers: IncomingHttpHeaders }): RequestOrigin {
+  return { peerAddress: req.socket?.remoteAddress, forwardedFor: req.headers["x-forwarded-for"] };
+}
 
 /**
  * While bound to loopback, only loopback names (any port) or configured hosts may appear in Host:
@@ -110,9 +129,10 @@ export async function checkUserAccess(
   url: string | undefined,
   userId: string,
   auth: Authenticator,
+  from: RequestOrigin = {},
 ): Promise<Refusal> {
-  const result = await auth.identify(requestToken(headers, url), userId);
-  if (!result.ok) return { status: result.status, error: result.error };
+  const result = await auth.identify(requestToken(headers, url), userId, from);
+  if (!result.ok) return result;
   if (mayActAs(result.identity, userId)) return undefined;
   return { status: 403, error: `this token is for another user id, not "${userId}": a token opens only its own user id` };
 }
@@ -122,8 +142,9 @@ export async function requestIdentity(
   headers: IncomingHttpHeaders,
   url: string | undefined,
   auth: Authenticator,
-): Promise<{ ok: true; identity: Identity } | { ok: false; status: number; error: string }> {
-  return auth.identify(requestToken(headers, url));
+  from: RequestOrigin = {},
+): Promise<{ ok: true; identity: Identity } | { ok: false; status: number; error: string; code?: string; retryAfterSeconds?: number }> {
+  return auth.identify(requestToken(headers, url), undefined, from);
 }
 
 export function mayActAs(identity: Identity, userId: string): boolean {

@@ -1,7 +1,7 @@
 // The node:http server: timeouts against slow clients, the Host and token checks, then the routes.
 import http from "node:http";
 import type { Config } from "../config.ts";
-import { checkHost, checkUserAccess, rawPathname, requestIdentity } from "./access.ts";
+import { checkHost, checkUserAccess, originOf, rawPathname, refusalBody, refusalHeaders, requestIdentity, type Refusal } from "./access.ts";
 import { endAndDestroy } from "./give-back.ts";
 import { handleRequest, sendJson, sessionsUserId, type RouteContext } from "./routes.ts";
 
@@ -11,10 +11,9 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
   // Node checks those timeouts only every connectionsCheckingInterval (30 s by default), which
   // would let a slowloris client stay that much longer than headers_timeout_seconds.
   const connectionsCheckingInterval = Math.max(50, Math.min(1000, headersTimeoutMs / 2, requestTimeoutMs / 2));
-  const refuse = (res: http.ServerResponse, refusal: { status: number; error: string }) => {
+  const refuse = (res: http.ServerResponse, refusal: NonNullable<Refusal>) => {
     // A refused client gets its answer and the connection closed, not kept alive for more tries.
-    const headers: Record<string, string> = { connection: "close", ...(refusal.status === 401 ? { "www-authenticate": "Bearer" } : {}) };
-    sendJson(res, refusal.status, { error: refusal.error }, headers);
+    sendJson(res, refusal.status, refusalBody(refusal), { connection: "close", ...refusalHeaders(refusal) });
   };
   const server = http.createServer({ connectionsCheckingInterval }, (req, res) => {
     const pathname = rawPathname(req.url);
@@ -22,7 +21,7 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
     if (hostRefusal) return refuse(res, hostRefusal);
     if (pathname === "/metrics") {
       // The operator's: the shared token (or none, when none is set) or the admin token, never a user's own.
-      requestIdentity(req.headers, req.url, context.auth).then(
+      requestIdentity(req.headers, req.url, context.auth, originOf(req)).then(
         (found) =>
           !found.ok
             ? refuse(res, found)
@@ -38,8 +37,10 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
     const userId = sessionsUserId(pathname);
     const checked =
       userId === undefined
-        ? requestIdentity(req.headers, req.url, context.auth).then((found) => (found.ok ? { viewer: found.identity } : found))
-        : checkUserAccess(req.headers, req.url, userId, context.auth).then((refusal) => refusal ?? { viewer: undefined });
+        ? requestIdentity(req.headers, req.url, context.auth, originOf(req)).then((found) =>
+            found.ok ? { viewer: found.identity } : found,
+          )
+        : checkUserAccess(req.headers, req.url, userId, context.auth, originOf(req)).then((refusal) => refusal ?? { viewer: undefined });
     checked.then(
       (outcome) => ("viewer" in outcome ? handleRequest(req, res, context, outcome.viewer) : refuse(res, outcome)),
       (error: unknown) => refuse(res, { status: 500, error: `cannot check the token: ${(error as Error).message}` }),
