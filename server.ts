@@ -66,6 +66,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       log,
       maxHistoryMessages: config.session.max_history_messages,
       maxQueuedTurns: config.limits.max_queued_turns,
+      maxReplayBytes: config.limits.max_replay_bytes,
       rateLimit: { perMinute: config.limits.messages_per_minute, burst: config.limits.message_burst },
       redactor,
       store,

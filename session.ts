@@ -68,6 +68,8 @@ export interface SessionDeps {
   maxHistoryMessages: number;
   /** Turns waiting behind the running one; more are refused with an error frame. */
   maxQueuedTurns: number;
+  /** limits.max_replay_bytes: the most of a running turn a socket joining mid-turn is sent. */
+  maxReplayBytes?: number;
   rateLimit: RateLimit;
   /** `history` requests, a bucket apart so a reconnecting page never costs a chat message. */
   historyRateLimit: RateLimit;
@@ -130,7 +132,7 @@ export class UserSession {
     this.#entries = entries;
     this.hub = hub;
     this.#deps = deps;
-    this.sockets = new UserSockets(record.userId, deps.coordinator);
+    this.sockets = new UserSockets(record.userId, deps.coordinator, deps.maxReplayBytes);
     this.#bucket = fullBucket(deps.rateLimit, Date.now());
     this.#historyBucket = fullBucket(deps.historyRateLimit, Date.now());
     this.#approvals = new ApprovalDesk({

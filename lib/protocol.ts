@@ -156,6 +156,8 @@ export interface AnswerFrame {
 }
 export interface ErrorFrame {
   error: string;
+  /** Stable, for clients to switch on (docs/protocol.md); `error` is for people. */
+  code?: string;
 }
 
 // Streaming frames: only for sockets opened with `?stream=1`. Every frame of a turn carries its
@@ -181,6 +183,8 @@ export interface TurnStartFrame {
   input: string;
   /** The `client_id` the message was sent with, if any. */
   client_id?: string;
+  /** Only on a replay to a socket that joined mid-turn, when frames were left out (limits.max_replay_bytes). */
+  replay_cut?: { omitted_bytes: number; hint: string };
 }
 export interface DeltaFrame {
   type: "delta";

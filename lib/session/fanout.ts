@@ -3,6 +3,7 @@
 // progress (run here or elsewhere), so a streaming socket that joins mid-turn picks it up.
 import { endsTurn, type ServerFrame, type StreamFrame } from "../protocol.ts";
 import type { Coordinator } from "./coordinator.ts";
+import { replayFrames } from "./replay.ts";
 
 /** One open socket of a user, as the session sees it. */
 export interface Peer {
@@ -19,9 +20,13 @@ export class UserSockets {
   /** Every streaming frame of the turn in progress, for a streaming socket that joins mid-turn. */
   #turnFrames: StreamFrame[] = [];
 
-  constructor(userId: string, coordinator: Coordinator) {
+  readonly #maxReplayBytes: number;
+
+  /** `maxReplayBytes`: limits.max_replay_bytes, the most of a turn so far a joining socket is sent. */
+  constructor(userId: string, coordinator: Coordinator, maxReplayBytes = Infinity) {
     this.#userId = userId;
     this.#coordinator = coordinator;
+    this.#maxReplayBytes = maxReplayBytes;
   }
 
   get size(): number {
@@ -41,7 +46,7 @@ export class UserSockets {
   /** A new socket; a streaming one is first shown the turn in progress. */
   add(peer: Peer): void {
     this.#peers.add(peer);
-    if (peer.streaming) for (const frame of this.#turnFrames) peer.send(frame);
+    if (peer.streaming) for (const frame of replayFrames(this.#turnFrames, this.#maxReplayBytes)) peer.send(frame);
   }
 
   delete(peer: Peer): void {

@@ -22,6 +22,8 @@ import { decideUpgrade, type UpgradeDecision } from "./upgrade.ts";
 const CLOSE_GOING_AWAY = 1001;
 /** Close code for "internal error": the session could not be opened (e.g. the store failed). */
 const CLOSE_INTERNAL_ERROR = 1011;
+/** Close code for "policy violation": too many refused frames. */
+const CLOSE_POLICY_VIOLATION = 1008;
 /** Close code for "try again later": a quota is full. */
 const CLOSE_TRY_AGAIN_LATER = 1013;
 
@@ -194,8 +196,19 @@ export class SocketServer {
       },
     );
     const context = { log, limits, redactor, metrics: this.#options.metrics };
+    // Frames refused (too long, malformed, binary): past limits.max_refused_frames_per_socket the
+    // socket is closed, so a client cannot keep the server refusing for it.
+    let refused = 0;
     ws.on("message", (data: RawData, isBinary: boolean) => {
-      void ready.then((session) => session && dispatchFrame(session, peer, data, isBinary, context));
+      void ready.then((session) => {
+        if (!session || ws.readyState !== ws.OPEN) return;
+        if (dispatchFrame(session, peer, data, isBinary, context) !== "refused") return;
+        if (++refused < limits.max_refused_frames_per_socket) return;
+        const reason = `too many refused frames: ${refused} (limits.max_refused_frames_per_socket)`;
+        log.warn("socket_closed_for_refusals", { ...fields, refused });
+        this.#options.metrics.refused("max_refused_frames_per_socket");
+        closeThenTerminate(ws, CLOSE_POLICY_VIOLATION, reason);
+      });
     });
     ws.on("close", (code) => {
       this.#peers.delete(peer);
