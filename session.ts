@@ -396,7 +396,9 @@ export class UserSession {
 
   /** Stops the running turn, if any (here or on another instance); queued turns then run. */
   cancel(): boolean {
-    this.#deps.coordinator.publish(this.userId, { kind: "cancel" });
+    // The turn in progress, here or (known from its frames) on another instance.
+    const turnId = this.#running?.turnId ?? this.sockets.turnInProgress;
+    if (turnId !== undefined) this.#deps.coordinator.publish(this.userId, { kind: "cancel", turn_id: turnId });
     if (!this.#running || this.#running.abort.signal.aborted) return false;
     this.#running.abort.abort();
     return true;
@@ -414,7 +416,7 @@ export class UserSession {
         this.sockets.fromElsewhere(message.frame);
         return;
       case "cancel":
-        if (this.#running && !this.#running.abort.signal.aborted) this.#running.abort.abort();
+        if (this.#running?.turnId === message.turn_id && !this.#running.abort.signal.aborted) this.#running.abort.abort();
         return;
       case "approval":
         this.#approvals.answer(message.call_id, message.approved, message.reason, message.always, message.socket);

@@ -71,6 +71,12 @@ export class UserSockets {
     this.#toLocal(frame);
   }
 
+  /** The turn whose frames are being kept (running here or elsewhere), if any. */
+  get turnInProgress(): string | undefined {
+    const first = this.#turnFrames[0];
+    return first?.type === "turn_start" ? first.turn_id : undefined;
+  }
+
   /** Forgets a turn that will never end (its instance died): it must not be replayed any more. */
   forgetTurn(): void {
     this.#turnFrames = [];
