@@ -19,6 +19,7 @@ import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";
 import { openBackends } from "./lib/cluster/backends.ts";
+import { tightenFolders } from "./lib/workspace/private-folders.ts";
 import { Workspaces } from "./lib/workspace/workspaces.ts";
 import { SessionManager } from "./session.ts";
 import { Metrics } from "./lib/metrics/metrics.ts";
@@ -116,6 +117,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   return {
     sessions,
     listen: async () => {
+      // Folders made under a looser umask, or by an older version, become owner-only now.
+      tightenFolders(config, log);
       // Start with Redis ready when it is there; without it, start anyway (unhealthy) and recover.
       await cluster?.connected().catch((error: unknown) => log.warn("redis_unreachable_at_start", { error }));
       return new Promise((resolve, reject) => {

@@ -14,6 +14,7 @@ import { clientAddress, trustedProxies } from "../http/client-address.ts";
 import type { Logger } from "../log.ts";
 import { filesChangedFrame, isValidUserId, USER_ID_RULE, type FilesChangedFrame } from "../protocol.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
+import { fileErrorAnswer } from "./errno.ts";
 import { listTree, workspaceUsage } from "./listing.ts";
 import { mimeTypeOf } from "./mime.ts";
 import { attachmentDisposition, decideRange } from "./range.ts";
@@ -89,8 +90,16 @@ export class FilesApi {
   /** Every request under /files/. Never throws: a failure is a JSON answer (500 at worst). */
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.#route(req, res).catch((error: unknown) => {
+      // The log keeps the server's paths (an operator needs them); the client hears its own path.
       this.#options.log.error("files_request_failed", { method: req.method, error: errorMessage(error) });
-      send(res, 500, { error: `the request failed: ${errorMessage(error)}` });
+      const parsed = parseFilesPath(rawPathname(req.url));
+      const clientPath = parsed.ok ? parsed.target.relative : "";
+      const answer = fileErrorAnswer(error, clientPath) ?? {
+        status: 500,
+        code: "internal_error",
+        error: `the request failed (${errorCode(error) ?? "an internal error"}); the server's log has the details`,
+      };
+      send(res, answer.status, answer);
     });
   }
 
@@ -233,6 +242,7 @@ export class FilesApi {
       const resolved = await resolveInWorkspace(root, relative, { allowMissing: true, deny: this.#deny });
       if (!resolved.ok) return this.#uploadRefused(res, this.#refusalOf(resolved.error, relative));
       const outcome = await receiveUpload(
+        relative,
         req,
         { rootReal: resolved.root, path: resolved.path, exists: resolved.exists },
         {
@@ -332,9 +342,9 @@ export class FilesApi {
   }
 
   /** The containment check's refusal as an HTTP answer, naming the path as the client gave it, never the server's folders. */
-  #refusalOf(error: string, relative: string): { status: number; error: string } {
-    if (error.startsWith("ENOENT")) return { status: 404, error: `no such file or folder: ${relative}` };
-    if (error.startsWith("ENOTDIR")) return { status: 409, error: `a file is in the way: part of ${relative} is a file, not a folder` };
+  #refusalOf(error: string, relative: string): { status: number; error: string; code?: string } {
+    const known = fileErrorAnswer(error, relative);
+    if (known) return known;
     if (error.includes("symlink target outside") || error.startsWith("Parent directory does not exist")) {
       return { status: 403, error: `access denied: ${relative} leads outside your workspace (through a symlink)` };
     }
@@ -344,8 +354,8 @@ export class FilesApi {
   }
 
   #refused(res: ServerResponse, error: string, relative: string): void {
-    const { status, error: text } = this.#refusalOf(error, relative);
-    send(res, status, { error: text });
+    const refusal = this.#refusalOf(error, relative);
+    send(res, refusal.status, refusal);
   }
 
   #limitsJson() {

@@ -8,6 +8,7 @@ import type { FileHandle } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import path from "node:path";
 import { errorCode, errorMessage } from "../filesystem/containment.ts";
+import { fileErrorAnswer } from "./errno.ts";
 import { formatBytes } from "./format.ts";
 import { uploadTempName } from "./listing.ts";
 import type { Reservation, WorkspaceQuota } from "./quota.ts";
@@ -90,6 +91,8 @@ function readBody(req: IncomingMessage, write: (chunk: Buffer) => Promise<boolea
  * server's folder for temp files, on the same filesystem as the workspaces (so the rename is atomic).
  */
 export async function receiveUpload(
+  /** The path as the client named it: what an error shows instead of the server's. */
+  clientPath: string,
   req: IncomingMessage,
   target: { rootReal: string; path: string; exists: boolean },
   options: { limits: UploadLimits; quota: WorkspaceQuota; uploadsDir: string; declaredBytes: number | undefined },
@@ -158,7 +161,11 @@ export async function receiveUpload(
     return { ok: true, created: now === undefined, size: written };
   } catch (error) {
     if (refusal) return refusal;
-    return { ok: false, status: 400, error: `the upload failed: ${errorMessage(error)}; nothing was kept` };
+    const known = fileErrorAnswer(error, clientPath);
+    if (known) return { ok: false, status: known.status, code: known.code, error: `the upload failed: ${known.error}; nothing was kept` };
+    const code = errorCode(error);
+    // An fs error's message names the server's path: only its code is told. A body cut off has none.
+    return { ok: false, status: 400, error: `the upload failed: ${code ?? errorMessage(error)}; nothing was kept` };
   } finally {
     await handle?.close().catch(() => undefined);
     if (!kept && opened) await fs.rm(temp, { force: true });

@@ -232,3 +232,42 @@ describe("uploads at once", () => {
     assert.equal(await uploadingBytes(), 0);
   });
 });
+
+describe("file errors", () => {
+  let model: ModelServer;
+  let running: RunningServer;
+
+  before(async () => {
+    model = await startModelServer();
+    running = await startServer({
+      config: baseConfig(model.baseUrl, {}, { session: { store: "memory" } }),
+      secrets: { openai: { api_key: "sk-test-errno" } },
+    });
+  });
+  after(async () => {
+    await running.close();
+    await model.close();
+  });
+
+  test("map their errno to a 4xx naming the path as the client gave it, never the server's folders", async () => {
+    const long = "n".repeat(300);
+    assert.equal((await put(running.url, "/files/errs/ok.txt", Buffer.from("fine"))).status, 201);
+    const answers = [
+      await put(running.url, `/files/errs/${long}`, Buffer.from("x")),
+      await (async () => {
+        const response = await fetch(`${running.url}/files/errs/${long}`);
+        return { status: response.status, headers: {}, json: (await response.json()) as Record<string, unknown> };
+      })(),
+      await put(running.url, `/files/errs/ok.txt/inside.txt`, Buffer.from("x")),
+    ];
+    for (const answer of answers) {
+      assert.ok(answer.status >= 400 && answer.status < 500, JSON.stringify(answer));
+      assert.ok(!JSON.stringify(answer.json).includes(running.configDir), JSON.stringify(answer.json));
+      assert.ok(!JSON.stringify(answer.json).includes("/workspace/"), JSON.stringify(answer.json));
+    }
+    assert.equal(answers[0]?.json.code, "name_too_long");
+    assert.match(String(answers[0]?.json.error), /the name is too long: n+/);
+    assert.equal(answers[1]?.json.code, "name_too_long");
+    assert.match(String(answers[2]?.json.error), /ok\.txt\/inside\.txt/);
+  });
+});
