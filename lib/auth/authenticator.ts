@@ -180,7 +180,10 @@ export class Authenticator {
     let userId = pathUserId;
     let secret = token;
     const colon = token.indexOf(":");
-    if (colon > 0 && users.has(token.slice(0, colon))) {
+    // Without a user id in the path, `name:` names the user whether or not it exists (an unknown
+    // one then costs a dummy check): the answer's time must not tell which user ids exist.
+    const named = colon > 0 && (users.has(token.slice(0, colon)) || (pathUserId === undefined && isValidUserId(token.slice(0, colon))));
+    if (named) {
       userId = token.slice(0, colon);
       secret = token.slice(colon + 1);
     }

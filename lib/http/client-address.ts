@@ -2,6 +2,7 @@
 // listed in server.trusted_proxies the address that proxy saw (X-Forwarded-For); and the prefix
 // (/24 IPv4, /64 IPv6) that one person or one host usually holds. Pure.
 import { BlockList, isIPv4, isIPv6 } from "node:net";
+import { ConfigError } from "../config.ts";
 
 /** An IPv4 address as Node reports it on a dual-stack socket (`::ffff:1.2.3.4`) → `1.2.3.4`. */
 export function normalizeAddress(address: string): string {
@@ -22,7 +23,7 @@ export function trustedProxies(entries: readonly string[]): (address: string) =>
     const prefix = bits === undefined ? undefined : Number(bits);
     const maxBits = family === "ipv4" ? 32 : 128;
     if (!family || extra !== undefined || (prefix !== undefined && !(Number.isInteger(prefix) && prefix >= 0 && prefix <= maxBits))) {
-      throw new Error(`server.trusted_proxies: "${entry}" is not an IP address or a CIDR range (like 10.0.0.0/8)`);
+      throw new ConfigError(`server.trusted_proxies: "${entry}" is not an IP address or a CIDR range (like 10.0.0.0/8)`);
     }
     if (prefix === undefined) list.addAddress(address, family);
     else list.addSubnet(address, prefix, family);
