@@ -1,27 +1,26 @@
 // Which MCP connections a user's hub gets: the shared in-process built-ins (one instance for every
-// user) and, for every other configured server, a connection of the user's own, rooted in the
-// user's workspace folder.
-import type { Config } from "../config.ts";
+// user, builtins.ts) and, for every other configured server, a connection of the user's own,
+// rooted in the user's workspace folder, over the transport its entry names (transports.ts).
+import { pathToFileURL } from "node:url";
+import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
+import { sharedBuiltins } from "./builtins.ts";
 import type { ClientRequests } from "./client-requests.ts";
-import {
-  builtinFetchConnection,
-  builtinFilesystemConnection,
-  commandExists,
-  connectionFor,
-  McpHub,
-  usesBuiltinFetch,
-  type ConnectionLimits,
-  type HubContext,
-  type McpConnection,
-} from "./hub.ts";
+import { McpConnection, type ConnectionLimits } from "./connection.ts";
+import { McpHub } from "./hub.ts";
+import { transportFactory, type TransportContext } from "./transports.ts";
+
+/** Everything needed to build a user's own connections. */
+export interface HubContext extends TransportContext {
+  limits: ConnectionLimits;
+}
 
 export class HubFactory {
   readonly #config: Config;
   readonly #workspaces: Workspaces;
   readonly #context: HubContext;
-  readonly #shared = new Map<string, McpConnection>();
+  readonly #shared: Map<string, McpConnection>;
 
   /** `packageDirs`: folders where `npx -y <pkg>` packages are looked for locally. */
   constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[]) {
@@ -32,23 +31,8 @@ export class HubFactory {
       maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
     };
-    const ownFiles = serverOwnFiles(config);
-    for (const [name, entry] of Object.entries(config.mcp.servers)) {
-      if (entry.builtin === "filesystem") {
-        this.#shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, limits, workspaces.quota));
-        continue;
-      }
-      const builtin = usesBuiltinFetch(entry, () => commandExists("uvx"));
-      if (!builtin) continue;
-      if (builtin === "fallback") {
-        log.warn("fetch_fallback", {
-          server: name,
-          message: `"uvx" is not installed, so mcp.servers.${name} (uvx mcp-server-fetch) uses the built-in fetch tool instead. Set "builtin: fetch" to silence this, or install uv to run the Python server`,
-        });
-      }
-      this.#shared.set(name, builtinFetchConnection(name, entry, log, limits));
-    }
-    this.#context = { log, limits, packageDirs, shared: this.#shared, configDir: config.configDir };
+    this.#shared = sharedBuiltins(config, serverOwnFiles(config), log, limits, workspaces.quota);
+    this.#context = { log, limits, packageDirs, configDir: config.configDir };
   }
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
@@ -72,4 +56,27 @@ export class HubFactory {
   async close(): Promise<void> {
     await Promise.all([...this.#shared.values()].map((connection) => connection.close()));
   }
+}
+
+/** A connection of one user's own to a configured server: it may ask that user back (roots, sampling, elicitation). */
+export function connectionFor(
+  name: string,
+  entry: McpServerConfig,
+  workspaceDir: string,
+  context: HubContext,
+  logFields: Record<string, unknown>,
+  requests: () => ClientRequests | undefined = () => undefined,
+): McpConnection {
+  return new McpConnection({
+    name,
+    transportName: entry.transport,
+    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields),
+    allowedTools: entry.allowed_tools,
+    timeoutMs: entry.read_timeout_seconds * 1000,
+    maxCallMs: entry.max_call_seconds * 1000,
+    limits: context.limits,
+    log: context.log,
+    logFields,
+    askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests },
+  });
 }

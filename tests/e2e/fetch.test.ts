@@ -8,7 +8,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { startModelServer, afterTool, lastUserText, type ModelServer } from "../helpers/model-server.ts";
 import { ask, baseConfig, connectUser, readLog, startServer, until } from "../helpers/harness.ts";
 import { loadConfig } from "../../lib/config.ts";
-import { usesBuiltinFetch } from "../../lib/mcp/hub.ts";
+import { usesBuiltinFetch } from "../../lib/mcp/builtins.ts";
 
 let model: ModelServer;
 let site: http.Server;

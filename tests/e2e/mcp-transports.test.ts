@@ -10,7 +10,7 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import { z } from "zod";
 import { startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
 import { ask, baseConfig, connectUser, startServer, testServerEntry, until, type RunningServer } from "../helpers/harness.ts";
-import { stdioParamsFor } from "../../lib/mcp/hub.ts";
+import { stdioParamsFor } from "../../lib/mcp/transports.ts";
 import { resolveLocalNpx } from "../../lib/mcp/stdio-transport.ts";
 import { loadConfig } from "../../lib/config.ts";
 
