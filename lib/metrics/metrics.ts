@@ -40,6 +40,15 @@ export function limitOf(message: string): string {
 // Seconds: a turn runs from under a second to minutes (tool calls, approvals); a model call less.
 const TURN_BUCKETS = [0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const MODEL_CALL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/**
+ * Tool names come from MCP servers' listings, which a hostile server can make endless: each server
+ * has at most this many tool labels (then "other"), so one server cannot crowd out another's...
+ */
+const MAX_TOOLS_PER_SERVER = 200;
+/** ...and servers (configured, or added by users) at most this many labels, then "other". */
+const MAX_SERVER_LABELS = 100;
+/** Longest tool label kept; a longer name is cut (a label is stored in every series). */
+const MAX_TOOL_LABEL_CHARS = 64;
 
 export class Metrics implements MetricsRecorder {
   readonly #registry = new Registry();
@@ -49,6 +58,8 @@ export class Metrics implements MetricsRecorder {
   readonly #toolCalls: Counter<"server" | "tool" | "outcome">;
   readonly #tokens: Counter<"kind">;
   readonly #refusals: Counter<"limit">;
+  /** The tool labels in use per server label (bounded: MAX_SERVER_LABELS × MAX_TOOLS_PER_SERVER). */
+  readonly #toolLabels = new Map<string, Set<string>>();
 
   constructor(sources: MetricsSources) {
     const registers = [this.#registry];
@@ -136,7 +147,21 @@ export class Metrics implements MetricsRecorder {
   }
 
   toolCall(server: string, tool: string, outcome: "ok" | "error"): void {
-    this.#toolCalls.inc({ server: server || "unknown", tool, outcome });
+    // A call the model made up (no such server or tool) is one series, whatever its name.
+    if (!server || !tool) return void this.#toolCalls.inc({ server: "unknown", tool: "unknown", outcome });
+    let serverLabel = server.slice(0, MAX_TOOL_LABEL_CHARS);
+    let tools = this.#toolLabels.get(serverLabel);
+    if (!tools) {
+      if (this.#toolLabels.size >= MAX_SERVER_LABELS) serverLabel = "other";
+      tools = this.#toolLabels.get(serverLabel) ?? new Set<string>();
+      this.#toolLabels.set(serverLabel, tools);
+    }
+    let toolLabel = tool.slice(0, MAX_TOOL_LABEL_CHARS);
+    if (!tools.has(toolLabel)) {
+      if (tools.size >= MAX_TOOLS_PER_SERVER) toolLabel = "other";
+      else tools.add(toolLabel);
+    }
+    this.#toolCalls.inc({ server: serverLabel, tool: toolLabel, outcome });
   }
 
   tokens(usage: TokenUsage): void {
