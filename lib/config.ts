@@ -251,6 +251,12 @@ const ConfigSchema = z.object({
         .default(2 * 1024 * 1024),
       /** `maxTokens` of an MCP server's sampling request is capped at this. */
       max_sampling_tokens: z.number().int().positive().default(4096),
+      /** Log messages (notifications/message) one MCP connection may have logged per minute, on average... */
+      mcp_log_messages_per_minute: z.number().positive().default(600),
+      /** ...and at once; the rest are dropped and counted on the next line logged. */
+      mcp_log_burst: z.number().int().positive().default(100),
+      /** Characters of a server log message's data kept (as JSON); the rest is cut. */
+      mcp_log_data_chars: z.number().int().positive().default(2000),
       /** Restarts of a crashed MCP server before it is left failed. */
       mcp_max_restarts: z.number().int().min(0).default(3),
       /** Sessions that start their MCP servers on connect; beyond this, servers start on the first turn. */

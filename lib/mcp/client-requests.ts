@@ -2,6 +2,7 @@
 // call) and elicitation (a question to the user). The connection installs the SDK's request
 // handlers here; the answers that need a person or the model come from the user's session through
 // the small ClientRequests seam, so the MCP code knows nothing of sockets or models.
+import { fullBucket, takeToken } from "../session/rate-limit.ts";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
   CreateMessageRequestSchema,
@@ -51,6 +52,8 @@ export interface ClientHandlerOptions {
   requests: () => ClientRequests | undefined;
   log: Logger;
   logFields: Record<string, unknown>;
+  /** What of the server's log messages is logged (limits.mcp_log_*). */
+  logs?: LogBudget;
 }
 
 /** MCP logging levels → ours: notice is info; critical, alert and emergency are errors. */
@@ -91,13 +94,44 @@ export function installClientHandlers(client: Client, options: ClientHandlerOpti
     if (!requests) return { action: "decline" };
     return requests.elicit(server, request.params, extra.signal);
   });
-  installLogHandler(client, log, logFields);
+  installLogHandler(client, log, logFields, options.logs);
 }
 
-/** A server's log messages (notifications/message) go to our log, with the server's name, at the mapped level. */
-export function installLogHandler(client: Client, log: Logger, logFields: Record<string, unknown>): void {
+/** limits.mcp_log_messages_per_minute, limits.mcp_log_burst, limits.mcp_log_data_chars. */
+export interface LogBudget {
+  perMinute: number;
+  burst: number;
+  maxDataChars: number;
+}
+
+const DEFAULT_LOG_BUDGET: LogBudget = { perMinute: 600, burst: 100, maxDataChars: 2000 };
+
+/**
+ * A server's log messages (notifications/message) go to our log, with the server's name, at the
+ * mapped level: at most `budget.perMinute` (a token bucket of `burst`), each one's data cut to
+ * `maxDataChars` characters of JSON; the messages dropped meanwhile are counted on the next line.
+ */
+export function installLogHandler(client: Client, log: Logger, logFields: Record<string, unknown>, budget = DEFAULT_LOG_BUDGET): void {
+  const limit = { perMinute: budget.perMinute, burst: budget.burst };
+  let bucket = fullBucket(limit, Date.now());
+  let dropped = 0;
   client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
+    const decision = takeToken(bucket, limit, Date.now());
+    bucket = decision.bucket;
+    if (!decision.allowed) {
+      dropped++;
+      return;
+    }
     const { level, logger, data } = notification.params;
-    log[logLevelFor(level)]("mcp_server_log", { ...logFields, level_mcp: level, ...(logger ? { logger } : {}), data });
+    const text = typeof data === "string" ? data : (JSON.stringify(data) ?? "");
+    const cut = text.length > budget.maxDataChars;
+    log[logLevelFor(level)]("mcp_server_log", {
+      ...logFields,
+      level_mcp: level,
+      ...(typeof logger === "string" ? { logger: logger.slice(0, 200) } : {}),
+      data: cut ? `${text.slice(0, budget.maxDataChars)}… (cut at limits.mcp_log_data_chars)` : data,
+      ...(dropped > 0 ? { dropped_before: dropped, dropped_by: "limits.mcp_log_messages_per_minute" } : {}),
+    });
+    dropped = 0;
   });
 }

@@ -10,6 +10,7 @@ import {
   clientCapabilities,
   installClientHandlers,
   installLogHandler,
+  type LogBudget,
   type ClientRequests,
   type SamplingPolicy,
 } from "./client-requests.ts";
@@ -36,6 +37,8 @@ export interface ConnectionLimits {
   maxToolImageBytes: number;
   /** Restarts after a crash before the server is left failed. */
   maxRestarts: number;
+  /** A server's log messages (notifications/message): per minute, at once, and characters of data kept. */
+  logs?: LogBudget;
 }
 
 /** A call as the hub makes it: the agent's options, plus `_meta` for a shared per-workspace server. */
@@ -186,8 +189,14 @@ export class McpConnection {
   #newClient(): Client {
     const client = new Client(CLIENT_INFO, { capabilities: clientCapabilities(this.#askBack !== undefined) });
     if (this.#askBack) {
-      installClientHandlers(client, { server: this.name, ...this.#askBack, log: this.#log, logFields: this.#logFields });
-    } else installLogHandler(client, this.#log, this.#logFields);
+      installClientHandlers(client, {
+        server: this.name,
+        ...this.#askBack,
+        log: this.#log,
+        logFields: this.#logFields,
+        ...(this.#limits.logs ? { logs: this.#limits.logs } : {}),
+      });
+    } else installLogHandler(client, this.#log, this.#logFields, this.#limits.logs);
     // The model's next call sees the new list: the hub waits for this refresh before building its catalog.
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       // Each refresh waits for the one before it; only the latest clears the slot.

@@ -30,6 +30,11 @@ export class HubFactory {
       maxToolResultChars: config.limits.max_tool_result_chars,
       maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
+      logs: {
+        perMinute: config.limits.mcp_log_messages_per_minute,
+        burst: config.limits.mcp_log_burst,
+        maxDataChars: config.limits.mcp_log_data_chars,
+      },
     };
     this.#shared = sharedBuiltins(config, serverOwnFiles(config), log, limits, workspaces.quota);
     this.#context = { log, limits, packageDirs, configDir: config.configDir };
