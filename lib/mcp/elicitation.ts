@@ -6,8 +6,12 @@ import { isRecord, type ElicitationField, type ElicitationValue } from "../proto
 /** A form is for a person: more fields or choices than this is not a form but an abuse, and is declined. */
 export const MAX_FIELDS = 50;
 export const MAX_OPTIONS = 200;
-/** Titles and descriptions are cut to this many characters. */
+/** Titles, descriptions and option labels are cut to this many characters... */
 const MAX_LABEL_CHARS = 500;
+/** ...while a field name or an option value (sent back as given, so never cut) past this refuses the form. */
+const MAX_VALUE_CHARS = 500;
+/** The whole form, as JSON: past this it is refused (50 fields of 200 options of 500 characters would be 5 MB to every tab). */
+export const MAX_FORM_CHARS = 64 * 1024;
 
 const str = (value: unknown): string | undefined => (typeof value === "string" ? value : undefined);
 const label = (value: unknown): string | undefined => str(value)?.slice(0, MAX_LABEL_CHARS);
@@ -19,20 +23,37 @@ function optionsOf(schema: Record<string, unknown>): { value: string; label: str
     const names = Array.isArray(schema.enumNames) ? schema.enumNames : [];
     return schema.enum
       .filter((value): value is string => typeof value === "string")
-      .map((value, index) => ({ value, label: str(names[index]) ?? value }));
+      .map((value, index) => ({ value, label: (str(names[index]) ?? value).slice(0, MAX_LABEL_CHARS) }));
   }
   const choices = Array.isArray(schema.oneOf) ? schema.oneOf : Array.isArray(schema.anyOf) ? schema.anyOf : undefined;
   if (!choices) return undefined;
   return choices.filter(isRecord).flatMap((choice) => {
     const value = str(choice.const);
-    return value === undefined ? [] : [{ value, label: str(choice.title) ?? value }];
+    return value === undefined ? [] : [{ value, label: (str(choice.title) ?? value).slice(0, MAX_LABEL_CHARS) }];
   });
 }
 
+/** A default too long to be a value of the form is no default. */
 function defaultOf(value: unknown): ElicitationValue | undefined {
-  if (typeof value === "string" || typeof value === "boolean" || num(value) !== undefined) return value as string | boolean | number;
-  if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value;
+  if (typeof value === "string") return value.length <= MAX_VALUE_CHARS ? value : undefined;
+  if (typeof value === "boolean" || num(value) !== undefined) return value as boolean | number;
+  if (
+    Array.isArray(value) &&
+    value.length <= MAX_OPTIONS &&
+    value.every((item) => typeof item === "string" && item.length <= MAX_VALUE_CHARS)
+  )
+    return value as string[];
   return undefined;
+}
+
+/** The form as a whole, once its fields are made: option values and names within bounds, the JSON under MAX_FORM_CHARS. */
+function checkSize(fields: ElicitationField[]): string | undefined {
+  for (const field of fields) {
+    const long = "options" in field ? field.options?.find((option) => option.value.length > MAX_VALUE_CHARS) : undefined;
+    if (long) return `field "${field.name.slice(0, 100)}" has a choice of ${long.value.length} characters; at most ${MAX_VALUE_CHARS}`;
+  }
+  const size = JSON.stringify(fields).length;
+  return size > MAX_FORM_CHARS ? `the form is ${size} characters of JSON; at most ${MAX_FORM_CHARS} are sent to the user` : undefined;
 }
 
 /** The form's fields; a property the spec does not allow (nested objects, …) is an error naming it. */
@@ -46,6 +67,7 @@ export function elicitationFields(requestedSchema: unknown): { ok: true; fields:
   if (properties.length > MAX_FIELDS)
     return { ok: false, error: `the form has ${properties.length} fields; at most ${MAX_FIELDS} are shown` };
   for (const [name, raw] of properties) {
+    if (name.length > MAX_VALUE_CHARS) return { ok: false, error: `a field name is ${name.length} characters; at most ${MAX_VALUE_CHARS}` };
     if (!isRecord(raw)) return { ok: false, error: `field "${name}" has no schema` };
     const common = {
       name,
@@ -74,7 +96,7 @@ export function elicitationFields(requestedSchema: unknown): { ok: true; fields:
         fields.push({
           ...common,
           type: "string",
-          ...(str(raw.format) !== undefined ? { format: str(raw.format) } : {}),
+          ...(str(raw.format) !== undefined ? { format: str(raw.format)?.slice(0, 50) } : {}),
           ...bounds(raw.minLength, raw.maxLength, "min_length", "max_length"),
         });
         break;
@@ -86,10 +108,14 @@ export function elicitationFields(requestedSchema: unknown): { ok: true; fields:
         fields.push({ ...common, type: "boolean" });
         break;
       default:
-        return { ok: false, error: `field "${name}" has type ${JSON.stringify(raw.type)}, which elicitation forms do not allow` };
+        return {
+          ok: false,
+          error: `field "${name.slice(0, 100)}" has type ${JSON.stringify(raw.type).slice(0, 100)}, which elicitation forms do not allow`,
+        };
     }
   }
-  return { ok: true, fields };
+  const tooLarge = checkSize(fields);
+  return tooLarge ? { ok: false, error: tooLarge } : { ok: true, fields };
 }
 
 function bounds<L extends string, H extends string>(low: unknown, high: unknown, lowKey: L, highKey: H) {
