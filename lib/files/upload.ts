@@ -10,6 +10,7 @@ import path from "node:path";
 import { errorCode, errorMessage } from "../filesystem/containment.ts";
 import { fileErrorAnswer } from "./errno.ts";
 import { formatBytes } from "./format.ts";
+import type { HttpRefusal } from "../protocol.ts";
 import { uploadTempName } from "./listing.ts";
 import type { Reservation, WorkspaceQuota } from "./quota.ts";
 
@@ -21,8 +22,7 @@ export interface UploadLimits {
 }
 
 export type UploadOutcome =
-  | { ok: true; created: boolean; size: number }
-  | { ok: false; status: number; error: string; code?: string; limit?: "max_upload_bytes" | "workspace_bytes" };
+  { ok: true; created: boolean; size: number } | ({ ok: false; limit?: "max_upload_bytes" | "workspace_bytes" } & HttpRefusal);
 
 /** A body of unknown length reserves quota in steps of this many bytes (each a walk of the workspace). */
 const RESERVE_STEP_BYTES = 1024 * 1024;
@@ -33,13 +33,14 @@ export function tooLarge(limits: UploadLimits): UploadRefusal {
   return {
     ok: false,
     status: 413,
+    code: "file_too_large",
     error: `the file is larger than ${formatBytes(limits.maxUploadBytes)}, the most one upload may be (limits.max_upload_bytes)`,
     limit: "max_upload_bytes",
   };
 }
 
 function quotaFull(error: string): UploadRefusal {
-  return { ok: false, status: 413, error, code: "quota_exceeded", limit: "workspace_bytes" };
+  return { ok: false, status: 413, error, code: "workspace_full", limit: "workspace_bytes" };
 }
 
 /**
@@ -101,8 +102,8 @@ export async function receiveUpload(
   let replaced = 0;
   if (target.exists) {
     const stats = await fs.stat(target.path);
-    if (stats.isDirectory()) return { ok: false, status: 409, error: "that path is a folder: name a file inside it" };
-    if (!stats.isFile()) return { ok: false, status: 403, error: "that path is not a regular file" };
+    if (stats.isDirectory()) return { ok: false, status: 409, code: "conflict", error: "that path is a folder: name a file inside it" };
+    if (!stats.isFile()) return { ok: false, status: 403, code: "forbidden", error: "that path is not a regular file" };
     replaced = stats.size;
   }
   // A declared length is reserved whole before a byte is read; a body of unknown length in steps.
@@ -150,12 +151,13 @@ export async function receiveUpload(
     await fs.mkdir(parent, { recursive: true, mode: 0o700 });
     // The folder must still be the one that was checked: a folder swapped for a symlink meanwhile
     // would move the rename out of the workspace.
-    if ((await fs.realpath(parent)) !== parent) return { ok: false, status: 409, error: "the folder changed during the upload; try again" };
+    if ((await fs.realpath(parent)) !== parent)
+      return { ok: false, status: 409, code: "conflict", error: "the folder changed during the upload; try again" };
     const now = await fs.lstat(target.path).catch((error: unknown) => {
       if (errorCode(error) === "ENOENT") return undefined;
       throw error;
     });
-    if (now?.isDirectory()) return { ok: false, status: 409, error: "that path became a folder during the upload" };
+    if (now?.isDirectory()) return { ok: false, status: 409, code: "conflict", error: "that path became a folder during the upload" };
     await fs.rename(temp, target.path);
     kept = true;
     return { ok: true, created: now === undefined, size: written };
@@ -165,7 +167,7 @@ export async function receiveUpload(
     if (known) return { ok: false, status: known.status, code: known.code, error: `the upload failed: ${known.error}; nothing was kept` };
     const code = errorCode(error);
     // An fs error's message names the server's path: only its code is told. A body cut off has none.
-    return { ok: false, status: 400, error: `the upload failed: ${code ?? errorMessage(error)}; nothing was kept` };
+    return { ok: false, status: 400, code: "upload_failed", error: `the upload failed: ${code ?? errorMessage(error)}; nothing was kept` };
   } finally {
     await handle?.close().catch(() => undefined);
     if (!kept && opened) await fs.rm(temp, { force: true });

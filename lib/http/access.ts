@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { isIP } from "node:net";
 import type { Authenticator, Identity, RequestOrigin } from "../auth/authenticator.ts";
 import { tokenMatches } from "../auth/token-match.ts";
+import type { HttpRefusal } from "../protocol.ts";
 
 const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
 
@@ -19,20 +20,15 @@ export function hostWithoutPort(host: string): string {
   return colon === -1 ? host : host.slice(0, colon);
 }
 
-/** `retryAfterSeconds`: a 429 or 503 that will pass later (sent as Retry-After); `code`: for clients to switch on. */
-export type Refusal = { status: number; error: string; code?: string; retryAfterSeconds?: number } | undefined;
+/** `retryAfterSeconds`: a 429 or 503 that will pass later (sent as Retry-After). */
+export type Refusal = (HttpRefusal & { retryAfterSeconds?: number }) | undefined;
 
 /** The headers a refusal is sent with: what a 401 asks for, when a 429/503 may be retried. */
-export function refusalHeaders(refusal: NonNullable<Refusal>): Record<string, string> {
+export function refusalHeaders(refusal: { status: number; retryAfterSeconds?: number }): Record<string, string> {
   return {
     ...(refusal.status === 401 ? { "www-authenticate": "Bearer" } : {}),
     ...(refusal.retryAfterSeconds !== undefined ? { "retry-after": String(refusal.retryAfterSeconds) } : {}),
   };
-}
-
-/** A refusal's JSON body. */
-export function refusalBody(refusal: NonNullable<Refusal>): { error: string; code?: string } {
-  return { error: refusal.error, ...(refusal.code ? { code: refusal.code } : {}) };
 }
 
 /** Where a request comes from, as the per-address limits need it. */
@@ -53,6 +49,7 @@ export function checkHost(hostHeader: string | undefined, bindHost: string, allo
   }
   return {
     status: 403,
+    code: "forbidden",
     error: `Host "${hostHeader ?? ""}" is not allowed: this server listens on loopback and answers only localhost, 127.0.0.1 and [::1]. Add the host to server.allowed_hosts to allow it`,
   };
 }
@@ -71,13 +68,14 @@ export function checkOrigin(origin: string | undefined, hostHeader: string | und
     parsed = new URL(origin);
   } catch {
     const hint = origin === "null" ? ': a page opened from a file sends it. Add "null" to server.allowed_origins to allow such pages' : "";
-    return { status: 403, error: `Origin "${origin}" is not allowed${hint}` };
+    return { status: 403, code: "forbidden", error: `Origin "${origin}" is not allowed${hint}` };
   }
   const sameHost = hostHeader !== undefined && parsed.host.toLowerCase() === hostHeader.toLowerCase();
   const sameScheme = parsed.protocol === "http:" || parsed.protocol === "https:";
   if ((sameHost && sameScheme) || allowedOrigins.includes(origin) || allowedOrigins.includes("*")) return undefined;
   return {
     status: 403,
+    code: "forbidden",
     error: `Origin "${origin}" is not allowed: only pages served by this server may open a socket. Add it to server.allowed_origins to allow it`,
   };
 }
@@ -101,20 +99,22 @@ export function checkToken(headers: IncomingHttpHeaders, url: string | undefined
   if (tokenMatches(requestToken(headers, url), expected)) return undefined;
   return {
     status: 401,
+    code: "unauthorized",
     error: "this server requires a token: send 'Authorization: Bearer <token>' or add ?token=<token> to the URL",
   };
 }
 
 /** What `ws` would otherwise answer with a bare status: a clear 400 for a malformed upgrade. */
 export function checkUpgradeRequest(method: string | undefined, headers: IncomingHttpHeaders): Refusal {
-  if (method !== "GET") return { status: 400, error: `a WebSocket upgrade must be a GET request, got ${method}` };
-  if ((headers.upgrade ?? "").toLowerCase() !== "websocket") return { status: 400, error: "the Upgrade header must be 'websocket'" };
+  if (method !== "GET") return { status: 400, code: "invalid_request", error: `a WebSocket upgrade must be a GET request, got ${method}` };
+  if ((headers.upgrade ?? "").toLowerCase() !== "websocket")
+    return { status: 400, code: "invalid_request", error: "the Upgrade header must be 'websocket'" };
   const key = headers["sec-websocket-key"];
   if (typeof key !== "string" || !/^[+/0-9A-Za-z]{22}==$/.test(key)) {
-    return { status: 400, error: "missing or invalid Sec-WebSocket-Key header" };
+    return { status: 400, code: "invalid_request", error: "missing or invalid Sec-WebSocket-Key header" };
   }
   if (headers["sec-websocket-version"] !== "13") {
-    return { status: 400, error: "unsupported Sec-WebSocket-Version: only version 13 is supported" };
+    return { status: 400, code: "invalid_request", error: "unsupported Sec-WebSocket-Version: only version 13 is supported" };
   }
   return undefined;
 }
@@ -132,9 +132,14 @@ export async function checkUserAccess(
   from: RequestOrigin = {},
 ): Promise<Refusal> {
   const result = await auth.identify(requestToken(headers, url), userId, from);
-  if (!result.ok) return result;
+  if (!result.ok && result.status !== 401) return result;
+  if (!result.ok) return { status: result.status, code: "unauthorized", error: result.error };
   if (mayActAs(result.identity, userId)) return undefined;
-  return { status: 403, error: `this token is for another user id, not "${userId}": a token opens only its own user id` };
+  return {
+    status: 403,
+    code: "forbidden",
+    error: `this token is for another user id, not "${userId}": a token opens only its own user id`,
+  };
 }
 
 /** Who the request is (for /sessions, which lists what that identity may see), or why not. */
@@ -143,8 +148,10 @@ export async function requestIdentity(
   url: string | undefined,
   auth: Authenticator,
   from: RequestOrigin = {},
-): Promise<{ ok: true; identity: Identity } | { ok: false; status: number; error: string; code?: string; retryAfterSeconds?: number }> {
-  return auth.identify(requestToken(headers, url), undefined, from);
+): Promise<{ ok: true; identity: Identity } | ({ ok: false; retryAfterSeconds?: number } & HttpRefusal)> {
+  const result = await auth.identify(requestToken(headers, url), undefined, from);
+  if (!result.ok && result.status !== 401) return result;
+  return result.ok ? result : { ok: false, status: result.status, code: "unauthorized", error: result.error };
 }
 
 export function mayActAs(identity: Identity, userId: string): boolean {

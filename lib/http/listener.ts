@@ -1,9 +1,10 @@
 // The node:http server: timeouts against slow clients, the Host and token checks, then the routes.
 import http from "node:http";
 import type { Config } from "../config.ts";
-import { checkHost, checkUserAccess, originOf, rawPathname, refusalBody, refusalHeaders, requestIdentity, type Refusal } from "./access.ts";
+import { checkHost, checkUserAccess, originOf, rawPathname, refusalHeaders, requestIdentity } from "./access.ts";
 import { endAndDestroy } from "./give-back.ts";
-import { handleRequest, sendJson, sessionsUserId, type RouteContext } from "./routes.ts";
+import type { HttpRefusal } from "../protocol.ts";
+import { handleRequest, sendError, sessionsUserId, type RouteContext } from "./routes.ts";
 
 export function createHttpServer(config: Config, bindHost: string, context: RouteContext): http.Server {
   const headersTimeoutMs = config.server.headers_timeout_seconds * 1000;
@@ -11,9 +12,9 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
   // Node checks those timeouts only every connectionsCheckingInterval (30 s by default), which
   // would let a slowloris client stay that much longer than headers_timeout_seconds.
   const connectionsCheckingInterval = Math.max(50, Math.min(1000, headersTimeoutMs / 2, requestTimeoutMs / 2));
-  const refuse = (res: http.ServerResponse, refusal: NonNullable<Refusal>) => {
+  const refuse = (res: http.ServerResponse, refusal: HttpRefusal & { retryAfterSeconds?: number }) => {
     // A refused client gets its answer and the connection closed, not kept alive for more tries.
-    sendJson(res, refusal.status, refusalBody(refusal), { connection: "close", ...refusalHeaders(refusal) });
+    sendError(res, refusal, { connection: "close", ...refusalHeaders(refusal) });
   };
   const server = http.createServer({ connectionsCheckingInterval }, (req, res) => {
     const pathname = rawPathname(req.url);
@@ -26,9 +27,14 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
           !found.ok
             ? refuse(res, found)
             : found.identity.kind === "user"
-              ? refuse(res, { status: 403, error: "the metrics are the operator's: use the admin token (server.auth.admin_token)" })
+              ? refuse(res, {
+                  status: 403,
+                  code: "forbidden",
+                  error: "the metrics are the operator's: use the admin token (server.auth.admin_token)",
+                })
               : handleRequest(req, res, context),
-        (error: unknown) => refuse(res, { status: 500, error: `cannot check the token: ${(error as Error).message}` }),
+        (error: unknown) =>
+          refuse(res, { status: 500, code: "internal_error", error: `cannot check the token: ${(error as Error).message}` }),
       );
       return;
     }
@@ -43,7 +49,8 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
         : checkUserAccess(req.headers, req.url, userId, context.auth, originOf(req)).then((refusal) => refusal ?? { viewer: undefined });
     checked.then(
       (outcome) => ("viewer" in outcome ? handleRequest(req, res, context, outcome.viewer) : refuse(res, outcome)),
-      (error: unknown) => refuse(res, { status: 500, error: `cannot check the token: ${(error as Error).message}` }),
+      (error: unknown) =>
+        refuse(res, { status: 500, code: "internal_error", error: `cannot check the token: ${(error as Error).message}` }),
     );
   });
   // A slowloris client that never finishes its headers or body is cut off.

@@ -6,6 +6,7 @@ import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import { sharedBuiltins } from "./builtins.ts";
+import { ChildLauncher } from "./child-launch.ts";
 import type { ClientRequests } from "./client-requests.ts";
 import { McpConnection, type ConnectionLimits } from "./connection.ts";
 import { McpHub } from "./hub.ts";
@@ -36,8 +37,20 @@ export class HubFactory {
         maxDataChars: config.limits.mcp_log_data_chars,
       },
     };
-    this.#shared = sharedBuiltins(config, serverOwnFiles(config), log, limits, workspaces.quota);
-    this.#context = { log, limits, packageDirs, configDir: config.configDir };
+    const ownFiles = serverOwnFiles(config);
+    this.#shared = sharedBuiltins(config, ownFiles, log, limits, workspaces.quota);
+    const launcher = new ChildLauncher(config, log, ownFiles);
+    this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher };
+    // `scope: shared`: one process (or connection) for every user, with no per-user values.
+    for (const [name, entry] of Object.entries(config.mcp.servers)) {
+      if (entry.scope === "shared" && !this.#shared.has(name)) {
+        this.#shared.set(
+          name,
+          connectionFor(name, entry, "", this.#context, { scope: "shared" }, () => undefined, undefined),
+        );
+      }
+    }
+    launcher.checkSupport();
   }
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
@@ -48,7 +61,8 @@ export class HubFactory {
     // Filled by the session (McpHub.attach): servers' sampling and elicitation requests go there.
     const requests: { current?: ClientRequests } = {};
     const connections = Object.entries(this.#config.mcp.servers).map(
-      ([name, entry]) => this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current),
+      ([name, entry]) =>
+        this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current, userId),
     );
     return new McpHub(connections, { workspaceDir, owner: userId, requests });
   }
@@ -63,7 +77,11 @@ export class HubFactory {
   }
 }
 
-/** A connection of one user's own to a configured server: it may ask that user back (roots, sampling, elicitation). */
+/**
+ * A connection of one user's own to a configured server: it may ask that user back (roots,
+ * sampling, elicitation). `userId` undefined: the one connection of a `scope: shared` server,
+ * which asks no one.
+ */
 export function connectionFor(
   name: string,
   entry: McpServerConfig,
@@ -71,17 +89,22 @@ export function connectionFor(
   context: HubContext,
   logFields: Record<string, unknown>,
   requests: () => ClientRequests | undefined = () => undefined,
+  userId?: string,
 ): McpConnection {
+  const owner = userId === undefined ? undefined : { userId, workspaceDir };
   return new McpConnection({
     name,
     transportName: entry.transport,
-    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields),
+    shared: owner === undefined,
+    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields, owner),
     allowedTools: entry.allowed_tools,
     timeoutMs: entry.read_timeout_seconds * 1000,
     maxCallMs: entry.max_call_seconds * 1000,
     limits: context.limits,
     log: context.log,
     logFields,
-    askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests },
+    ...(owner
+      ? { askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests } }
+      : {}),
   });
 }

@@ -74,7 +74,7 @@ export class NewSessionLimiter {
     const prefixWaitMs = this.#perPrefix.take(prefix, now);
     if (prefixWaitMs > 0) {
       this.#perAddress.giveBack(address);
-      return `too many new sessions from your network ${prefix} (limits.new_session_prefix_burst); retry in ${Math.ceil(prefixWaitMs / 1000)} s`;
+      return `too many new sessions from ${prefix} (limits.new_session_prefix_burst); retry in ${Math.ceil(prefixWaitMs / 1000)} s`;
     }
     return undefined;
   }

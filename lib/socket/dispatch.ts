@@ -3,7 +3,7 @@ import type { RawData } from "ws";
 import { publicReason } from "../session/public-reason.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
-import { limitOf, type MetricsRecorder } from "../metrics/metrics.ts";
+import type { MetricsRecorder } from "../metrics/metrics.ts";
 import type { Peer } from "../session/fanout.ts";
 import {
   BINARY_FRAME_ERROR,
@@ -17,32 +17,33 @@ import {
   type ElicitationAction,
   type ElicitationValue,
   type HistoryItem,
+  type Refusal,
 } from "../protocol.ts";
 
 /** What a New chat did: refused as a whole, or done, with what of it could not be done. */
-export type ResetOutcome = { ok: false; error: string } | { ok: true; workspaceCleared: boolean; notes: string[] };
+export type ResetOutcome = ({ ok: false } & Refusal) | { ok: true; workspaceCleared: boolean; notes: string[] };
 
 /** What a socket's frames may ask of its user's session (UserSession in session.ts). */
 export interface SocketSession {
   readonly userId: string;
   readonly sessionId: string;
-  submit(peer: Peer, text: string, clientId?: string): { ok: true; turnId: string } | { ok: false; error: string };
+  submit(peer: Peer, text: string, clientId?: string): { ok: true; turnId: string } | ({ ok: false } & Refusal);
   cancel(): boolean;
   /** Brings the history up to date before it is shown. */
   refresh(): Promise<void>;
   /** One page of the history: at most `limit` items (about `maxChars` characters) before `before`, or the newest. */
   historyPage(before: number | string | undefined, limit: number, maxChars: number): { items: HistoryItem[]; start: number; total: number };
   /** A `history` request costs a token of its own rate limit. */
-  takeHistoryToken(): { ok: true } | { ok: false; error: string };
+  takeHistoryToken(): { ok: true } | ({ ok: false } & Refusal);
   reset(clearWorkspace: boolean): Promise<ResetOutcome>;
   answerApproval(callId: string, approved: boolean, reason: string | undefined, always: boolean, socketId: number): boolean;
-  /** An answer to an elicitation_request; an error text when it was not taken. */
+  /** An answer to an elicitation_request; why not, when it was not taken. */
   answerElicitation(
     requestId: string,
     action: ElicitationAction,
     content: Record<string, ElicitationValue> | undefined,
     socketId: number,
-  ): string | undefined;
+  ): Refusal | undefined;
 }
 
 export interface DispatchContext {
@@ -71,33 +72,36 @@ export function dispatchFrame(
   isBinary: boolean,
   context: DispatchContext,
 ): FrameVerdict {
-  const { log, limits } = context;
+  const { limits } = context;
   if (isBinary) {
-    peer.send(errorFrame(BINARY_FRAME_ERROR));
+    peer.send(errorFrame("invalid_frame", BINARY_FRAME_ERROR));
     return "refused";
   }
   const bytes = rawLength(data);
   if (bytes > maxFrameBytes(limits)) {
-    context.metrics.refused("max_message_chars");
-    peer.send({
-      ...errorFrame(
+    context.metrics.refused("frame_too_large");
+    peer.send(
+      errorFrame(
+        "frame_too_large",
         `Frame too large: ${bytes} bytes, more than a message of limits.max_message_chars (${limits.max_message_chars} characters) can take; it was not read`,
       ),
-      code: "frame_too_large",
-    });
+    );
     return "refused";
   }
   const parsed = parseClientFrame(rawText(data));
   if (!parsed.ok) {
-    peer.send(errorFrame(parsed.error));
+    peer.send(errorFrame("invalid_frame", parsed.error));
     return "refused";
   }
   const frame = parsed.frame;
   if (frame.type === "chat" && frame.message.length > limits.max_message_chars) {
-    const error = `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`;
-    log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: error });
-    context.metrics.refused(limitOf(error));
-    peer.send(refusalFrame(peer.streaming, error, frame.clientId));
+    const refusal: Refusal = {
+      code: "message_too_long",
+      error: `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`,
+    };
+    context.log.warn("message_refused", { user_id: session.userId, socket: peer.id, code: refusal.code, reason: refusal.error });
+    context.metrics.refused(refusal.code);
+    peer.send(refusalFrame(peer.streaming, refusal, frame.clientId));
     return "refused";
   }
   handleFrame(session, peer, frame, context);
@@ -110,13 +114,19 @@ function handleFrame(session: SocketSession, peer: Peer, frame: ClientFrame, con
     case "ignored":
       return;
     case "chat": {
-      const refuse = (error: string) => {
-        log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: error });
-        context.metrics.refused(limitOf(error));
-        peer.send(refusalFrame(peer.streaming, error, frame.clientId));
+      const refuse = (refusal: Refusal) => {
+        log.warn("message_refused", { user_id: session.userId, socket: peer.id, code: refusal.code, reason: refusal.error });
+        context.metrics.refused(refusal.code);
+        peer.send(refusalFrame(peer.streaming, refusal, frame.clientId));
       };
+      if (frame.message.length > limits.max_message_chars) {
+        return refuse({
+          code: "message_too_long",
+          error: `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`,
+        });
+      }
       const submitted = session.submit(peer, frame.message, frame.clientId);
-      if (!submitted.ok) refuse(submitted.error);
+      if (!submitted.ok) refuse(submitted);
       return;
     }
     case "cancel":
@@ -124,7 +134,7 @@ function handleFrame(session: SocketSession, peer: Peer, frame: ClientFrame, con
       return;
     case "history": {
       const allowed = session.takeHistoryToken();
-      if (!allowed.ok) return peer.send(refusalFrame(peer.streaming, allowed.error));
+      if (!allowed.ok) return peer.send(refusalFrame(peer.streaming, allowed));
       const limit = Math.min(frame.limit ?? limits.history_page_items, limits.history_max_page_items);
       // Turns that ran on other instances are read from the store first.
       void session
@@ -140,20 +150,24 @@ function handleFrame(session: SocketSession, peer: Peer, frame: ClientFrame, con
       void reset(session, peer, frame.workspace, context);
       return;
     case "approval":
-      if (!peer.streaming) return peer.send(errorFrame("approvals are answered from a streaming socket (/ws/<user_id>?stream=1)"));
+      if (!peer.streaming)
+        return peer.send(errorFrame("streaming_required", "approvals are answered from a streaming socket (/ws/<user_id>?stream=1)"));
       if (!session.answerApproval(frame.call_id, frame.approved, frame.reason, frame.always, peer.id)) {
         peer.send(
-          streamErrorFrame(`no approval is waiting for call ${frame.call_id} (it was already answered, timed out or cancelled)`, {
-            callId: frame.call_id,
-          }),
+          streamErrorFrame(
+            "no_pending_approval",
+            `no approval is waiting for call ${frame.call_id} (it was already answered, timed out or cancelled)`,
+            { callId: frame.call_id },
+          ),
         );
       }
       return;
     case "elicitation": {
-      if (!peer.streaming) return peer.send(errorFrame("elicitations are answered from a streaming socket (/ws/<user_id>?stream=1)"));
+      if (!peer.streaming)
+        return peer.send(errorFrame("streaming_required", "elicitations are answered from a streaming socket (/ws/<user_id>?stream=1)"));
       const problem = session.answerElicitation(frame.request_id, frame.action, frame.content, peer.id);
       // The form stays open on an invalid answer: the error names the field.
-      if (problem) peer.send(streamErrorFrame(problem, { requestId: frame.request_id }));
+      if (problem) peer.send(streamErrorFrame(problem.code, problem.error, { requestId: frame.request_id }));
       return;
     }
     default:
@@ -167,11 +181,11 @@ async function reset(session: SocketSession, asker: Peer, clearWorkspace: boolea
     outcome = await session.reset(clearWorkspace);
   } catch (error) {
     log.error("session_reset_failed", { user_id: session.userId, error });
-    return asker.send(errorFrame(`Reset failed: ${redactor.redact(publicReason(error))}`));
+    return asker.send(errorFrame("reset_failed", `Reset failed: ${redactor.redact(publicReason(error))}`));
   }
   // Streaming sockets heard the outcome with every other tab; a seed-style asker hears it here.
   if (!outcome.ok) {
-    if (!asker.streaming) asker.send(errorFrame(outcome.error));
+    if (!asker.streaming) asker.send(errorFrame(outcome.code, outcome.error));
     return;
   }
   // A seed-style socket that asked learns its new session_id from a fresh welcome.

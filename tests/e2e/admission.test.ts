@@ -60,8 +60,8 @@ test("a session that never ran a turn costs no child and no folder; its first tu
   assert.ok(!folders().includes("newbie"), "no workspace folder either");
   assert.match(String((await ask(client, "CALL test_pid {}")).message), /^RESULT \d+$/);
   assert.ok(children() > before, "the first turn started the child");
-  // The folder waits for the first write (the built-in filesystem's rule, and the npm server's start).
-  assert.ok(!folders().includes("newbie"), "a turn that wrote nothing made no folder");
+  // A stdio child works in the user's workspace: its start made the folder (a session that never chats makes none).
+  assert.ok(folders().includes("newbie"), "the child's start made the workspace it works in");
   await client.close();
 });
 
@@ -103,7 +103,7 @@ test("a flood of 2,000 made-up user ids from one address: refused past the rate 
     outcomes.push(...results);
   }
   const welcomed = outcomes.filter((outcome) => outcome === "welcomed").length;
-  const refused = outcomes.filter((outcome) => /^closed 1013 .*limits\.new_session_burst/.test(outcome)).length;
+  const refused = outcomes.filter((outcome) => /^closed 1013 too_many_new_sessions: .*limits\.new_session_burst/.test(outcome)).length;
   assert.ok(welcomed >= 20 && welcomed < 100, `the burst (and what refilled meanwhile) got in: ${welcomed}`);
   assert.equal(welcomed + refused, 2000, `every other one was told why: ${outcomes.find((outcome) => outcome !== "welcomed")}`);
   // The flood cost no child and no folder.
@@ -149,6 +149,7 @@ test("limits.max_sessions counts sessions that hold resources: when all of them 
   // The one connected earlier: its first turn would hold a child and a folder, so it is refused.
   const refusal = await ask(late, "may I?");
   assert.match(String(refusal.error), /limits\.max_sessions/);
+  assert.equal(refusal.code, "too_many_sessions");
   assert.ok(!folders().includes("late"));
   await late.close();
   await Promise.all(staying.map((client) => client.close()));

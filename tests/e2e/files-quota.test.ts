@@ -100,7 +100,7 @@ describe("workspace quota", () => {
     assert.equal(stored.length, 3, "three files of 3000 bytes fit in 10000, a fourth does not");
     for (const answer of answers.filter((answer) => answer.status !== 201)) {
       assert.equal(answer.status, 413);
-      assert.equal(answer.json.code, "quota_exceeded");
+      assert.equal(answer.json.code, "workspace_full");
       assert.equal(answer.json.limit, "limits.workspace_bytes");
       assert.match(String(answer.json.error), /limits\.workspace_bytes/);
     }
@@ -265,9 +265,9 @@ describe("file errors", () => {
       assert.ok(!JSON.stringify(answer.json).includes(running.configDir), JSON.stringify(answer.json));
       assert.ok(!JSON.stringify(answer.json).includes("/workspace/"), JSON.stringify(answer.json));
     }
-    assert.equal(answers[0]?.json.code, "name_too_long");
+    assert.equal(answers[0]?.json.code, "invalid_request");
     assert.match(String(answers[0]?.json.error), /the name is too long: n+/);
-    assert.equal(answers[1]?.json.code, "name_too_long");
+    assert.equal(answers[1]?.json.code, "invalid_request");
     assert.match(String(answers[2]?.json.error), /ok\.txt\/inside\.txt/);
   });
 });
