@@ -2,7 +2,6 @@
 // call) and elicitation (a question to the user). The connection installs the SDK's request
 // handlers here; the answers that need a person or the model come from the user's session through
 // the small ClientRequests seam, so the MCP code knows nothing of sockets or models.
-import { fullBucket, takeToken } from "../session/rate-limit.ts";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
   CreateMessageRequestSchema,
@@ -19,6 +18,7 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { cutLogData, DEFAULT_MCP_BUDGETS } from "./budgets.ts";
 
 export type SamplingParams = CreateMessageRequest["params"];
 export type ElicitParams = ElicitRequest["params"];
@@ -52,8 +52,8 @@ export interface ClientHandlerOptions {
   requests: () => ClientRequests | undefined;
   log: Logger;
   logFields: Record<string, unknown>;
-  /** What of the server's log messages is logged (limits.mcp_log_*). */
-  logs?: LogBudget;
+  /** A server log's data is cut to this (limits.mcp_max_log_chars). */
+  maxLogChars?: number;
 }
 
 /** MCP logging levels → ours: notice is info; critical, alert and emergency are errors. */
@@ -94,44 +94,24 @@ export function installClientHandlers(client: Client, options: ClientHandlerOpti
     if (!requests) return { action: "decline" };
     return requests.elicit(server, request.params, extra.signal);
   });
-  installLogHandler(client, log, logFields, options.logs);
+  installLogHandler(client, log, logFields, options.maxLogChars);
 }
 
-/** limits.mcp_log_messages_per_minute, limits.mcp_log_burst, limits.mcp_log_data_chars. */
-export interface LogBudget {
-  perMinute: number;
-  burst: number;
-  maxDataChars: number;
-}
-
-const DEFAULT_LOG_BUDGET: LogBudget = { perMinute: 600, burst: 100, maxDataChars: 2000 };
-
-/**
- * A server's log messages (notifications/message) go to our log, with the server's name, at the
- * mapped level: at most `budget.perMinute` (a token bucket of `burst`), each one's data cut to
- * `maxDataChars` characters of JSON; the messages dropped meanwhile are counted on the next line.
- */
-export function installLogHandler(client: Client, log: Logger, logFields: Record<string, unknown>, budget = DEFAULT_LOG_BUDGET): void {
-  const limit = { perMinute: budget.perMinute, burst: budget.burst };
-  let bucket = fullBucket(limit, Date.now());
-  let dropped = 0;
+/** A server's log messages (notifications/message) go to our log, with the server's name, at the mapped level. */
+export function installLogHandler(
+  client: Client,
+  log: Logger,
+  logFields: Record<string, unknown>,
+  maxLogChars = DEFAULT_MCP_BUDGETS.maxLogChars,
+): void {
   client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
-    const decision = takeToken(bucket, limit, Date.now());
-    bucket = decision.bucket;
-    if (!decision.allowed) {
-      dropped++;
-      return;
-    }
     const { level, logger, data } = notification.params;
-    const text = typeof data === "string" ? data : (JSON.stringify(data) ?? "");
-    const cut = text.length > budget.maxDataChars;
+    // Rate-limited at the transport (budgets.ts); each one's size is cut here.
     log[logLevelFor(level)]("mcp_server_log", {
       ...logFields,
       level_mcp: level,
-      ...(typeof logger === "string" ? { logger: logger.slice(0, 200) } : {}),
-      data: cut ? `${text.slice(0, budget.maxDataChars)}… (cut at limits.mcp_log_data_chars)` : data,
-      ...(dropped > 0 ? { dropped_before: dropped, dropped_by: "limits.mcp_log_messages_per_minute" } : {}),
+      ...(logger ? { logger: logger.slice(0, 100) } : {}),
+      data: cutLogData(data, maxLogChars),
     });
-    dropped = 0;
   });
 }

@@ -12,6 +12,8 @@ export interface MetricsRecorder {
   tokens(usage: TokenUsage): void;
   /** A message, connection or turn refused, by its code (e.g. "quota_exceeded"; the codes of lib/protocol.ts). */
   refused(code: ErrorCode): void;
+  /** An MCP server's message dropped: a notification past the rate limit, or a message past the size cap. */
+  mcpDropped(reason: "rate" | "size"): void;
 }
 
 /** For parts used without a server (pure tests, tools): records nothing. */
@@ -21,6 +23,7 @@ export const noMetrics: MetricsRecorder = {
   toolCall: () => undefined,
   tokens: () => undefined,
   refused: () => undefined,
+  mcpDropped: () => undefined,
 };
 
 /** What is counted at scrape time, from the objects that own it. */
@@ -32,18 +35,33 @@ export interface MetricsSources {
   mcpServerStates(): Iterable<string>;
 }
 
+/**
+ * Distinct label values one metric keeps; later new ones are counted as `other`. Labels come from
+ * outside (MCP servers' tool names, a model's invented ones): each series costs memory and every
+ * scrape, so the set is bounded whatever they send.
+ */
+export const MAX_LABEL_VALUES = 500;
+/** A label value longer than this is not a name we know: it is counted as `other`. */
+const MAX_LABEL_CHARS = 128;
+
+/** Label values as they are first seen, up to `max`; anything later or odd is `other`. */
+export class BoundedLabels {
+  readonly #seen = new Set<string>();
+  readonly #max: number;
+  constructor(max = MAX_LABEL_VALUES) {
+    this.#max = max;
+  }
+  of(value: string): string {
+    if (this.#seen.has(value)) return value;
+    if (value.length > MAX_LABEL_CHARS || this.#seen.size >= this.#max) return "other";
+    this.#seen.add(value);
+    return value;
+  }
+}
+
 // Seconds: a turn runs from under a second to minutes (tool calls, approvals); a model call less.
 const TURN_BUCKETS = [0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const MODEL_CALL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
-/**
- * Tool names come from MCP servers' listings, which a hostile server can make endless: each server
- * has at most this many tool labels (then "other"), so one server cannot crowd out another's...
- */
-const MAX_TOOLS_PER_SERVER = 200;
-/** ...and servers (configured, or added by users) at most this many labels, then "other". */
-const MAX_SERVER_LABELS = 100;
-/** Longest tool label kept; a longer name is cut (a label is stored in every series). */
-const MAX_TOOL_LABEL_CHARS = 64;
 
 export class Metrics implements MetricsRecorder {
   readonly #registry = new Registry();
@@ -53,8 +71,9 @@ export class Metrics implements MetricsRecorder {
   readonly #toolCalls: Counter<"server" | "tool" | "outcome">;
   readonly #tokens: Counter<"kind">;
   readonly #refusals: Counter<"code">;
-  /** The tool labels in use per server label (bounded: MAX_SERVER_LABELS × MAX_TOOLS_PER_SERVER). */
-  readonly #toolLabels = new Map<string, Set<string>>();
+  readonly #mcpDropped: Counter<"reason">;
+  readonly #toolLabels = new BoundedLabels();
+  readonly #outcomeLabels = new BoundedLabels(20);
 
   constructor(sources: MetricsSources) {
     const registers = [this.#registry];
@@ -121,6 +140,17 @@ export class Metrics implements MetricsRecorder {
       labelNames: ["code"],
       registers,
     });
+    // By reason only: per-server labels would grow with every user's servers.
+    this.#mcpDropped = new Counter({
+      name: "mcp_agent_mcp_messages_dropped_total",
+      help: "MCP server messages dropped: notifications past limits.mcp_notifications_per_second (rate), messages past limits.mcp_max_message_bytes (size)",
+      labelNames: ["reason"],
+      registers,
+    });
+  }
+
+  mcpDropped(reason: "rate" | "size"): void {
+    this.#mcpDropped.inc({ reason });
   }
 
   get contentType(): string {
@@ -133,8 +163,9 @@ export class Metrics implements MetricsRecorder {
   }
 
   turnEnded(outcome: string, seconds: number): void {
-    this.#turns.inc({ outcome });
-    this.#turnSeconds.observe({ outcome }, seconds);
+    const label = this.#outcomeLabels.of(outcome);
+    this.#turns.inc({ outcome: label });
+    this.#turnSeconds.observe({ outcome: label }, seconds);
   }
 
   modelCall(outcome: "ok" | "error", seconds: number): void {
@@ -142,21 +173,13 @@ export class Metrics implements MetricsRecorder {
   }
 
   toolCall(server: string, tool: string, outcome: "ok" | "error"): void {
-    // A call the model made up (no such server or tool) is one series, whatever its name.
-    if (!server || !tool) return void this.#toolCalls.inc({ server: "unknown", tool: "unknown", outcome });
-    let serverLabel = server.slice(0, MAX_TOOL_LABEL_CHARS);
-    let tools = this.#toolLabels.get(serverLabel);
-    if (!tools) {
-      if (this.#toolLabels.size >= MAX_SERVER_LABELS) serverLabel = "other";
-      tools = this.#toolLabels.get(serverLabel) ?? new Set<string>();
-      this.#toolLabels.set(serverLabel, tools);
+    // A call to no known server is a tool the model invented: one label for all of them.
+    if (!server) this.#toolCalls.inc({ server: "unknown", tool: "unknown", outcome });
+    else {
+      const pair = this.#toolLabels.of(`${server}\u0000${tool}`);
+      const [serverLabel = "other", toolLabel = "other"] = pair === "other" ? [] : pair.split("\u0000");
+      this.#toolCalls.inc({ server: serverLabel, tool: toolLabel, outcome });
     }
-    let toolLabel = tool.slice(0, MAX_TOOL_LABEL_CHARS);
-    if (!tools.has(toolLabel)) {
-      if (tools.size >= MAX_TOOLS_PER_SERVER) toolLabel = "other";
-      else tools.add(toolLabel);
-    }
-    this.#toolCalls.inc({ server: serverLabel, tool: toolLabel, outcome });
   }
 
   tokens(usage: TokenUsage): void {

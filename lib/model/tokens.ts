@@ -15,20 +15,14 @@ interface Encoding {
 export const MESSAGE_OVERHEAD_TOKENS = 4;
 /**
  * Texts longer than this are estimated from SAMPLES spread windows of SAMPLE_CHARS each: BPE time
- * grows with the square of an unbroken run's length (100 KB of one character took seconds), and
- * spread samples follow a text that changes along the way (a JSON header, then prose).
+ * grows with the square of an unbroken run's length (100 KB of one character took seconds; 8,000
+ * characters of CJK text half a second on the main thread), and spread samples follow a text that
+ * changes along the way (a JSON header, then prose). Counting any one text, however long or
+ * hostile (a model's invented tool names), so stays in the tens of milliseconds.
  */
-const EXACT_CHARS = 8_000;
+const EXACT_CHARS = 2_000;
 const SAMPLES = 4;
-const SAMPLE_CHARS = 2_000;
-/**
- * Within what is counted, a run without whitespace longer than this is estimated from its first
- * RUN_SAMPLE_CHARS: BPE merges such a run as one piece, in time that grows with the square of its
- * length (8,000 letters in a row took 240 ms on the main thread; a model can invent such tool
- * names by the hundred). Runs this short cost well under a millisecond each.
- */
-const RUN_SAMPLE_CHARS = 256;
-const LONG_RUN = new RegExp(`\\S{${RUN_SAMPLE_CHARS + 1},}`, "g");
+const SAMPLE_CHARS = 500;
 
 // An encoding's rank table is immutable, takes a second or two and ~70 MB to build: loaded on
 // first use (synchronously, so counting stays a plain function) and shared by every server in
@@ -76,33 +70,18 @@ export class TokenCounter {
     this.#encoding = encodingNameFor(model);
   }
 
-  /** Tokens of a text (estimated beyond EXACT_CHARS from samples, and for long unbroken runs). */
+  /** Tokens of a text (estimated beyond EXACT_CHARS from samples). */
   text(text: string): number {
     if (text.length === 0) return 0;
-    if (text.length <= EXACT_CHARS) return this.#bounded(text);
+    const encoding = encodingFor(this.#encoding);
+    if (text.length <= EXACT_CHARS) return encoding.countTokens(text);
     const step = (text.length - SAMPLE_CHARS) / (SAMPLES - 1);
     let sampled = 0;
     for (let index = 0; index < SAMPLES; index++) {
       const at = Math.round(index * step);
-      sampled += this.#bounded(text.slice(at, at + SAMPLE_CHARS));
+      sampled += encoding.countTokens(text.slice(at, at + SAMPLE_CHARS));
     }
     return Math.ceil((sampled * text.length) / (SAMPLES * SAMPLE_CHARS));
-  }
-
-  /** Exact, except each run without whitespace past RUN_SAMPLE_CHARS: estimated from its start. */
-  #bounded(text: string): number {
-    const encoding = encodingFor(this.#encoding);
-    let total = 0;
-    let position = 0;
-    LONG_RUN.lastIndex = 0;
-    for (let run = LONG_RUN.exec(text); run; run = LONG_RUN.exec(text)) {
-      if (run.index > position) total += encoding.countTokens(text.slice(position, run.index));
-      const start = encoding.countTokens(run[0].slice(0, RUN_SAMPLE_CHARS));
-      total += Math.ceil((start * run[0].length) / RUN_SAMPLE_CHARS);
-      position = run.index + run[0].length;
-    }
-    if (position < text.length) total += encoding.countTokens(position === 0 ? text : text.slice(position));
-    return total;
   }
 
   /** Tokens a message costs in a request, cached for the life of the message object. */

@@ -18,6 +18,7 @@ import {
   type ElicitationValue,
   type HistoryItem,
   type Refusal,
+  type ServerClientFrame,
 } from "../protocol.ts";
 
 /** What a New chat did: refused as a whole, or done, with what of it could not be done. */
@@ -44,6 +45,8 @@ export interface SocketSession {
     content: Record<string, ElicitationValue> | undefined,
     socketId: number,
   ): Refusal | undefined;
+  /** A frame about one of the user's MCP servers (retry, connect, disconnect, add, remove). */
+  serverAction(peer: Peer, frame: ServerClientFrame): void;
 }
 
 export interface DispatchContext {
@@ -170,6 +173,14 @@ function handleFrame(session: SocketSession, peer: Peer, frame: ClientFrame, con
       if (problem) peer.send(streamErrorFrame(problem.code, problem.error, { requestId: frame.request_id }));
       return;
     }
+    case "server_retry":
+    case "server_connect":
+    case "server_disconnect":
+    case "server_add":
+    case "server_remove":
+      if (!peer.streaming)
+        return peer.send(errorFrame("streaming_required", "server frames are sent from a streaming socket (/ws/<user_id>?stream=1)"));
+      return session.serverAction(peer, frame);
     default:
       return frame satisfies never;
   }
