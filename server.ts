@@ -30,6 +30,7 @@ import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";
 import { openBackends } from "./lib/cluster/backends.ts";
+import { tightenFolders } from "./lib/workspace/private-folders.ts";
 import { Workspaces } from "./lib/workspace/workspaces.ts";
 import { SessionManager } from "./session.ts";
 import { Metrics } from "./lib/metrics/metrics.ts";
@@ -61,7 +62,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   const auth = new Authenticator(config, log);
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
-  const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
+  const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root), config.limits.workspace_bytes);
   // Sealed with a key made on first use: a server that never stores a token never makes one.
   let vault: Vault | undefined;
   const records = new SealedRecords(
@@ -123,6 +124,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       log,
       maxHistoryMessages: config.session.max_history_messages,
       maxQueuedTurns: config.limits.max_queued_turns,
+      maxReplayBytes: config.limits.max_replay_bytes,
       rateLimit: { perMinute: config.limits.messages_per_minute, burst: config.limits.message_burst },
       redactor,
       store,
@@ -149,7 +151,10 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     maxWarmSessions: config.limits.max_warm_sessions,
     idleNewMs: config.session.idle_new_session_seconds * 1000,
     maxSessions: config.limits.max_sessions,
-    newSessions: new NewSessionLimiter({ perMinute: config.limits.new_sessions_per_minute, burst: config.limits.new_session_burst }),
+    newSessions: new NewSessionLimiter(
+      { perMinute: config.limits.new_sessions_per_minute, burst: config.limits.new_session_burst },
+      { perMinute: config.limits.new_sessions_per_prefix_per_minute, burst: config.limits.new_session_prefix_burst },
+    ),
   });
 
   const staticFiles = new StaticFiles(path.join(HERE, "page"));
@@ -173,6 +178,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   return {
     sessions,
     listen: async () => {
+      // Folders made under a looser umask, or by an older version, become owner-only now.
+      tightenFolders(config, log);
       // Start with Redis ready when it is there; without it, start anyway (unhealthy) and recover.
       await cluster?.connected().catch((error: unknown) => log.warn("redis_unreachable_at_start", { error }));
       return new Promise((resolve, reject) => {

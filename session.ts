@@ -11,7 +11,7 @@ import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SessionAsks } from "./lib/session/asks.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
-import { AdmissionRefused, type NewSessionLimiter } from "./lib/session/admission.ts";
+import { AdmissionRefused, sleepCandidate, type NewSessionLimiter } from "./lib/session/admission.ts";
 import { sendTurnEnd, Turn, type QueuedTurn } from "./lib/session/turn.ts";
 import { UsageMeter } from "./lib/session/usage-meter.ts";
 import { publicReason } from "./lib/session/public-reason.ts";
@@ -51,6 +51,8 @@ export interface SessionDeps {
   maxHistoryMessages: number;
   /** Turns waiting behind the running one; more are refused with an error frame. */
   maxQueuedTurns: number;
+  /** limits.max_replay_bytes: the most of a running turn a socket joining mid-turn is sent. */
+  maxReplayBytes?: number;
   rateLimit: RateLimit;
   /** `history` requests, a bucket apart so a reconnecting page never costs a chat message. */
   historyRateLimit: RateLimit;
@@ -121,7 +123,7 @@ export class UserSession {
     this.#entries = entries;
     this.hub = hub;
     this.#deps = deps;
-    this.sockets = new UserSockets(record.userId, deps.coordinator);
+    this.sockets = new UserSockets(record.userId, deps.coordinator, deps.maxReplayBytes);
     this.#bucket = fullBucket(deps.rateLimit, Date.now());
     this.#historyBucket = fullBucket(deps.historyRateLimit, Date.now());
     this.#meter = new UsageMeter({
@@ -429,7 +431,9 @@ export class UserSession {
 
   /** Stops the running turn, if any (here or on another instance); queued turns then run. */
   cancel(): boolean {
-    this.#deps.coordinator.publish(this.userId, { kind: "cancel" });
+    // The turn in progress, here or (known from its frames) on another instance.
+    const turnId = this.#running?.turnId ?? this.sockets.turnInProgress;
+    if (turnId !== undefined) this.#deps.coordinator.publish(this.userId, { kind: "cancel", turn_id: turnId });
     return this.#running?.cancel() ?? false;
   }
 
@@ -445,7 +449,8 @@ export class UserSession {
         this.sockets.fromElsewhere(message.frame);
         return;
       case "cancel":
-        this.#running?.cancel();
+        // Only the turn it names: a cancel captured for another turn stops nothing.
+        if (this.#running?.turnId === message.turn_id) this.#running.cancel();
         return;
       case "approval":
         this.#approvals.answer(message.call_id, message.approved, message.reason, message.always, message.socket);
@@ -711,6 +716,9 @@ export class SessionManager {
     if (!returning) {
       const refused = this.#options.newSessions.take(remoteAddress, now);
       if (refused) throw new AdmissionRefused(refused);
+    } else if (this.#options.maxSessions !== undefined && this.heldCount() >= this.#options.maxSessions) {
+      // A returning user holds resources at once: someone idle sleeps for them, if anyone can.
+      this.makeRoom();
     }
     const record = stored?.record ?? { userId, sessionId: randomUUID(), createdAt: now, lastActivity: now, messageCount: 0 };
     if (!stored) await deps.store.saveSession(record);
@@ -758,8 +766,44 @@ export class SessionManager {
   #admitFirstTurn(): string | undefined {
     const max = this.#options.maxSessions;
     const held = this.heldCount();
-    if (max === undefined || held < max) return undefined;
-    return `Server full: ${held} sessions are in use (limits.max_sessions). Try again later`;
+    if (max === undefined || held < max || this.makeRoom()) return undefined;
+    return `Server full: ${held} sessions are in use (limits.max_sessions), every one with a socket or a turn. Try again later`;
+  }
+
+  #sleepCandidate(): string | undefined {
+    return sleepCandidate(
+      [...this.#sessions.values()].map((session) => ({
+        userId: session.userId,
+        openSockets: session.sockets.size,
+        busy: session.busy,
+        holdsResources: session.holdsResources,
+        lastActivity: session.lastActivity,
+      })),
+    );
+  }
+
+  /** Whether a session could be put to sleep to make room (limits.max_sessions is reached). */
+  canMakeRoom(): boolean {
+    return this.#sleepCandidate() !== undefined;
+  }
+
+  /**
+   * Puts the least recently active session without a socket or a turn to sleep: its memory and
+   * MCP children are freed, its history stays in the store and comes back when the user
+   * reconnects. False when there is none (everyone is here).
+   */
+  makeRoom(): boolean {
+    const userId = this.#sleepCandidate();
+    const session = userId === undefined ? undefined : this.#sessions.get(userId);
+    if (!userId || !session) return false;
+    this.#sessions.delete(userId);
+    const { log, coordinator } = this.#options.deps;
+    log.info("session_slept", { user_id: userId, session_id: session.sessionId, reason: "limits.max_sessions" });
+    void session
+      .close()
+      .then(() => coordinator.leave(userId))
+      .catch((error: unknown) => log.warn("session_sleep_failed", { user_id: userId, error }));
+    return true;
   }
 
   /** Info on a live session, or on one kept only in the store (active: false). */

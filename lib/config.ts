@@ -98,6 +98,10 @@ const McpServerSchema = z.object({
   max_convert_chars: z.number().int().positive().default(1_000_000),
   /** Worker threads converting HTML to Markdown, shared fairly by all users; 0: one per core but one. */
   convert_workers: z.number().int().min(0).max(64).default(0),
+  /** One conversion's own time budget on its worker (not counting its wait in the queue); past it the page is given as raw text. */
+  convert_budget_seconds: seconds.default(5),
+  /** Markup nested deeper than this many elements is given as raw text instead of converted. */
+  max_convert_depth: z.number().int().positive().default(256),
   // Who the server is for, and what its child may reach (lib/mcp/per-user-values.ts, sandbox.ts).
   /** `user`: a process (or connection) of each user's own, with per-user values; `shared`: one for everyone. */
   scope: z.enum(["user", "shared"]).default("user"),
@@ -279,6 +283,8 @@ const ConfigSchema = z.object({
       allowed_origins: z.array(z.string()).default([]),
       /** Host header values answered while bound to loopback, besides localhost/127.0.0.1/[::1]. */
       allowed_hosts: z.array(z.string()).default([]),
+      /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; from any other peer it is ignored. */
+      trusted_proxies: z.array(z.string()).default([]),
       /** The address users reach this server at (https://agent.example.com): OAuth redirects and the client ID metadata document. */
       public_url: z.string().optional(),
       /** When set (or MCP_AGENT_AUTH_TOKEN), /ws/* and /sessions* require it. */
@@ -291,6 +297,12 @@ const ConfigSchema = z.object({
           admin_token: z.string().optional(),
           /** mode users: YAML or JSON mapping user ids to token hashes (`npm run hash-token`). Relative to the config file's folder. */
           users_file: z.string().optional(),
+          /** Failed token checks per minute, per remote address and per user id (then 429 with Retry-After)... */
+          failed_checks_per_minute: z.number().positive().default(30),
+          /** ...and at once after a quiet spell. */
+          failed_check_burst: z.number().int().positive().default(10),
+          /** mode jwt: a token must carry `exp`, at most this far after its `iat` (or after now, without `iat`). */
+          max_token_age_seconds: seconds.default(86_400),
           jwt: z
             .object({
               /** HS256/384/512 shared secret. */
@@ -328,7 +340,21 @@ const ConfigSchema = z.object({
       new_sessions_per_minute: z.number().positive().default(120),
       /** ...and at once after a quiet spell. */
       new_session_burst: z.number().int().positive().default(60),
+      /** New sessions per address prefix (/24 IPv4, /64 IPv6), on average... */
+      new_sessions_per_prefix_per_minute: z.number().positive().default(600),
+      /** ...and at once after a quiet spell. */
+      new_session_prefix_burst: z.number().int().positive().default(240),
       max_sockets_per_user: z.number().int().positive().default(8),
+      /** Open sockets per remote address (all user ids together). */
+      max_sockets_per_address: z.number().int().positive().default(256),
+      /** Frames one socket may have refused (too long, malformed) before it is closed with 1008. */
+      max_refused_frames_per_socket: z.number().int().positive().default(20),
+      /** A reconnecting socket gets at most this many bytes of the running turn's frames (the newest), then a note to read the history. */
+      max_replay_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(256 * 1024),
       max_queued_turns: z.number().int().positive().default(16),
       messages_per_minute: z.number().positive().default(30),
       message_burst: z.number().int().positive().default(10),
@@ -400,12 +426,16 @@ const ConfigSchema = z.object({
         .int()
         .positive()
         .default(10 * 1024 * 1024),
-      /** Total size of one user's workspace folder that uploads may fill; past it they get 413. */
+      /** Total size of the regular files in one user's workspace folder; uploads past it get 413, the built-in filesystem's writes fail. */
       workspace_bytes: z
         .number()
         .int()
         .positive()
         .default(100 * 1024 * 1024),
+      /** Uploads one user may have running at once; past it 429. */
+      max_uploads_per_user: z.number().int().positive().default(4),
+      /** Uploads one remote address may have running at once (all user ids together); past it 429. */
+      max_uploads_per_address: z.number().int().positive().default(16),
       /** MCP servers one user may add (mcp.user_servers). */
       max_user_servers: z.number().int().min(0).default(10),
       /** Files one chat message may attach. */

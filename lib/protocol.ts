@@ -59,6 +59,11 @@ export const ERROR_CODES = [
   "workspace_full",
   "upload_failed",
   "internal_error",
+  // Budgets (docs/security.md#budgets).
+  "server_busy",
+  "frame_too_large",
+  "too_many_uploads",
+  "disk_full",
   // The user's MCP servers.
   "unknown_server",
   "oauth_not_used",
@@ -326,6 +331,8 @@ export interface TurnStartFrame {
   input: string;
   /** The `client_id` the message was sent with, if any. */
   client_id?: string;
+  /** Only on a replay to a socket that joined mid-turn, when frames were left out (limits.max_replay_bytes). */
+  replay_cut?: { omitted_bytes: number; hint: string };
 }
 export interface DeltaFrame {
   type: "delta";

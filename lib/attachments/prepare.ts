@@ -6,7 +6,7 @@ import { constants, promises as fs } from "node:fs";
 import path from "node:path";
 import type OpenAI from "openai";
 import { workspaceUsage } from "../files/listing.ts";
-import { formatBytes } from "../files/upload.ts";
+import { formatBytes } from "../files/format.ts";
 import { errorMessage, openInWorkspace, resolveInWorkspace } from "../filesystem/containment.ts";
 import type { AttachmentInfo, AttachmentRef, ErrorCode } from "../protocol.ts";
 import { imageTokens, pdfPages, prepareImage, sniff } from "./convert.ts";

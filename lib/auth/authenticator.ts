@@ -1,7 +1,7 @@
 // Who a request is: built once from server.auth (and server.auth_token) at start. The shared
 // token (or no token at all) lets its holder act as any user id; a JWT or a users-file token
 // names one user id; the admin token sees everything. lib/http/access.ts asks it per request.
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createPublicKey, randomBytes, type KeyObject } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from "jose";
@@ -9,13 +9,28 @@ import { parse as parseYaml } from "yaml";
 import { ConfigError, type Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { isValidUserId } from "../protocol.ts";
-import { parseTokenHash, verifyToken, type ParsedHash } from "./token-hash.ts";
+import { clientAddress, trustedProxies } from "../http/client-address.ts";
+import { FailedChecks } from "./failed-checks.ts";
+import { DEFAULT_PARAMS, parseTokenHash, verifyToken, type ParsedHash } from "./token-hash.ts";
 import { tokenDigest, tokenMatches } from "./token-match.ts";
 
 /** `anyone`: no auth, or the shared token; `admin`: the admin token; `user`: a token that names one user id. */
 export type Identity = { kind: "anyone" } | { kind: "admin" } | { kind: "user"; userId: string };
 
-export type AuthResult = { ok: true; identity: Identity } | { ok: false; status: 401; error: string };
+/**
+ * A refusal: 401 (the token is wrong), or 429/503 with when to retry (too many failed checks, or
+ * too many checks waiting): a busy server never calls a correct token "not valid".
+ */
+export type AuthResult =
+  | { ok: true; identity: Identity }
+  | { ok: false; status: 401; error: string }
+  | { ok: false; status: 429 | 503; error: string; code: "rate_limited" | "server_busy"; retryAfterSeconds: number };
+
+/** Where a request comes from: the peer's address and X-Forwarded-For (used only from server.trusted_proxies). */
+export interface RequestOrigin {
+  peerAddress?: string | undefined;
+  forwardedFor?: string | string[] | undefined;
+}
 
 export type AuthMode = "none" | "token" | "jwt" | "users";
 
@@ -44,10 +59,18 @@ export class Authenticator {
   readonly #log: Logger | undefined;
   #checking = 0;
   readonly #waiting: (() => void)[] = [];
+  readonly #failed: FailedChecks;
+  readonly #isTrustedProxy: (address: string) => boolean;
+  /** Unknown user ids are checked against this (a random hash): they cost what a known one costs. */
+  readonly #dummy: ParsedHash = { params: DEFAULT_PARAMS, salt: randomBytes(16), hash: randomBytes(32) };
+  readonly #maxTokenAgeSeconds: number;
 
   constructor(config: Config, log?: Logger) {
     this.#log = log;
     const { auth, auth_token } = config.server;
+    this.#failed = new FailedChecks({ perMinute: auth.failed_checks_per_minute, burst: auth.failed_check_burst });
+    this.#isTrustedProxy = trustedProxies(config.server.trusted_proxies);
+    this.#maxTokenAgeSeconds = auth.max_token_age_seconds;
     this.#adminToken = auth.admin_token || undefined;
     this.#sharedToken = auth.mode === "token" ? auth_token : undefined;
     this.mode = auth.mode === "token" ? (auth_token ? "token" : "none") : auth.mode;
@@ -59,10 +82,10 @@ export class Authenticator {
     }
   }
 
-  /** Runs `check` when a slot is free; false (refused) when too many already wait. */
-  async #limited(check: () => Promise<boolean>): Promise<boolean> {
+  /** Runs `check` when a slot is free; "busy" (not run) when too many already wait. */
+  async #limited(check: () => Promise<boolean>): Promise<boolean | "busy"> {
     if (this.#checking >= MAX_CONCURRENT_CHECKS) {
-      if (this.#waiting.length >= MAX_WAITING_CHECKS) return false;
+      if (this.#waiting.length >= MAX_WAITING_CHECKS) return "busy";
       await new Promise<void>((resolve) => this.#waiting.push(resolve));
     }
     this.#checking++;
@@ -100,7 +123,7 @@ export class Authenticator {
    * Who presents `token`. `pathUserId`: the user id the request is about, which a bare
    * users-file token is checked against (a `user:token` pair names its user itself).
    */
-  async identify(token: string | undefined, pathUserId?: string): Promise<AuthResult> {
+  async identify(token: string | undefined, pathUserId?: string, from: RequestOrigin = {}): Promise<AuthResult> {
     if (token !== undefined && this.#adminToken && tokenMatches(token, this.#adminToken)) return { ok: true, identity: { kind: "admin" } };
     switch (this.mode) {
       case "none":
@@ -111,7 +134,7 @@ export class Authenticator {
       case "jwt":
         return this.#identifyJwt(token);
       case "users":
-        return this.#identifyUser(token, pathUserId);
+        return this.#identifyUser(token, pathUserId, clientAddress(from.peerAddress, from.forwardedFor, this.#isTrustedProxy));
       default:
         return this.mode satisfies never;
     }
@@ -135,13 +158,21 @@ export class Authenticator {
         typeof jwt.key === "function" ? await jwtVerify(token, jwt.key, options) : await jwtVerify(token, jwt.key, options);
       if (typeof payload.sub !== "string" || !isValidUserId(payload.sub))
         return refuse("the token's subject (sub) is missing or is not a valid user id");
+      // A token without an expiry would be good forever once it leaked.
+      if (typeof payload.exp !== "number") return refuse("the token was not accepted: it has no expiry (exp), which this server requires");
+      const from = typeof payload.iat === "number" ? payload.iat : Math.floor(Date.now() / 1000);
+      if (payload.exp - from > this.#maxTokenAgeSeconds + jwt.tolerance) {
+        return refuse(
+          `the token was not accepted: it is valid for longer than ${this.#maxTokenAgeSeconds} s (server.auth.max_token_age_seconds)`,
+        );
+      }
       return { ok: true, identity: { kind: "user", userId: payload.sub } };
     } catch (error) {
       return refuse(`the token was not accepted: ${jwtReason(error)}`);
     }
   }
 
-  async #identifyUser(token: string | undefined, pathUserId: string | undefined): Promise<AuthResult> {
+  async #identifyUser(token: string | undefined, pathUserId: string | undefined, address: string): Promise<AuthResult> {
     this.#refreshUsers(Date.now());
     const users = this.#users;
     if (!users || !token) return refuse("this server requires your user token: send 'Authorization: Bearer <token>' or ?token=<token>");
@@ -149,16 +180,44 @@ export class Authenticator {
     let userId = pathUserId;
     let secret = token;
     const colon = token.indexOf(":");
-    if (colon > 0 && users.has(token.slice(0, colon))) {
+    // Without a user id in the path, `name:` names the user whether or not it exists (an unknown
+    // one then costs a dummy check): the answer's time must not tell which user ids exist.
+    const named = colon > 0 && (users.has(token.slice(0, colon)) || (pathUserId === undefined && isValidUserId(token.slice(0, colon))));
+    if (named) {
       userId = token.slice(0, colon);
       secret = token.slice(colon + 1);
     }
-    const hash = userId === undefined ? undefined : users.get(userId);
-    if (!userId || !hash) return refuse("this token is not valid for this user id (server.auth.users_file)");
+    const invalid = "this token is not valid for this user id (server.auth.users_file)";
+    if (!userId) return refuse(invalid);
     const fingerprint = tokenDigest(userId, secret);
     if (this.#verified.get(userId) === fingerprint) return { ok: true, identity: { kind: "user", userId } };
-    if (!(await this.#limited(() => verifyToken(secret, hash))))
-      return refuse("this token is not valid for this user id (server.auth.users_file)");
+    const now = Date.now();
+    const waitMs = this.#failed.begin(address, userId, now);
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      return {
+        ok: false,
+        status: 429,
+        code: "rate_limited",
+        retryAfterSeconds: seconds,
+        error: `too many failed token checks from your address or for this user id (server.auth.failed_check_burst, server.auth.failed_checks_per_minute); retry in ${seconds} s`,
+      };
+    }
+    // An unknown user id is checked against a dummy hash: the answer takes as long as for a known one.
+    const hash = users.get(userId);
+    const verified = await this.#limited(() => verifyToken(secret, hash ?? this.#dummy));
+    if (verified === "busy") {
+      this.#failed.succeeded(address, userId);
+      return {
+        ok: false,
+        status: 503,
+        code: "server_busy",
+        retryAfterSeconds: 1,
+        error: "the server is busy checking other tokens; retry in a second (your token was not checked)",
+      };
+    }
+    if (!verified || !hash) return refuse(invalid);
+    this.#failed.succeeded(address, userId);
     if (this.#verified.size >= VERIFIED_CACHE_MAX) this.#verified.clear();
     this.#verified.set(userId, fingerprint);
     return { ok: true, identity: { kind: "user", userId } };

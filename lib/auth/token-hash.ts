@@ -3,7 +3,7 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from "node:crypto";
 
 /** 2^14 × 8 × 128 B = 16 MiB and a few tens of ms per check: the tokens are long random strings, not passwords people pick. */
-const DEFAULT_PARAMS = { ln: 14, r: 8, p: 1 };
+export const DEFAULT_PARAMS = { ln: 14, r: 8, p: 1 };
 const SALT_BYTES = 16;
 const HASH_BYTES = 32;
 /** A hostile or mistyped users file must not make one check take gigabytes or minutes. */

@@ -11,8 +11,11 @@ import type { Logger } from "../log.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "../session/coordinator.ts";
 import { KEY_PREFIX, keys } from "../store/redis-keys.ts";
 
-/** What travels on a user's channel between instances: a coordinator message signed by its sender. */
-type ClusterMessage = CoordinatorMessage & { from: string; at: number };
+/**
+ * What travels on a user's channel between instances: a coordinator message signed by its sender,
+ * with a nonce that each receiver accepts once within the message's window.
+ */
+type ClusterMessage = CoordinatorMessage & { from: string; at: number; nonce: string };
 
 export interface ClusterOptions {
   url: string;
@@ -27,6 +30,8 @@ export interface ClusterOptions {
 
 /** A signed message older (or newer) than this is dropped: a recorded one cannot be replayed later. */
 const MAX_MESSAGE_AGE_MS = 60_000;
+/** Nonces remembered at most; past it the oldest are forgotten (and their messages are near the window's end). */
+const MAX_SEEN_NONCES = 200_000;
 
 /**
  * The wire form of a message on `channelName`: "<hex HMAC-SHA256>.<JSON>", the MAC over the
@@ -63,7 +68,11 @@ function isClusterMessage(value: unknown): value is ClusterMessage {
     "from" in value &&
     typeof value.from === "string" &&
     "at" in value &&
-    typeof value.at === "number"
+    typeof value.at === "number" &&
+    "nonce" in value &&
+    typeof value.nonce === "string" &&
+    value.nonce.length >= 8 &&
+    value.nonce.length <= 64
   );
 }
 
@@ -78,6 +87,10 @@ export class ClusterCoordinator implements Coordinator {
   readonly #secret: string;
   /** Messages dropped for a missing or wrong signature: logged at the first and every 100th. */
   #rejected = 0;
+  /** Signed messages seen again (a capture replayed): logged at the first and every 100th. */
+  #replayed = 0;
+  /** Nonces of the messages accepted within the window, with when each was sent (insertion order ≈ time). */
+  readonly #seen = new Map<string, number>();
   readonly #handlers = new Map<string, (message: CoordinatorMessage) => void>();
   readonly #present = new Set<string>();
   /** Users no other instance listened to at the last publish, until when (epoch ms). */
@@ -125,10 +138,27 @@ export class ClusterCoordinator implements Coordinator {
         return;
       }
       if (message.from === this.instanceId) return;
+      if (!this.#firstSeen(message.nonce, message.at)) {
+        if (this.#replayed++ % 100 === 0)
+          this.#log.warn("cluster_message_replayed", { user_id: userId, replayed: this.#replayed, kind: message.kind });
+        return;
+      }
       this.#handlers.get(userId)?.(message);
     });
     this.#presenceTimer = setInterval(() => void this.#refreshPresence(), PRESENCE_TTL_MS / 3);
     this.#presenceTimer.unref();
+  }
+
+  /** Whether `nonce` is new in the window; remembers it. Nonces past the window are forgotten. */
+  #firstSeen(nonce: string, at: number): boolean {
+    const now = Date.now();
+    for (const [old, sentAt] of this.#seen) {
+      if (now - sentAt <= 2 * MAX_MESSAGE_AGE_MS && this.#seen.size < MAX_SEEN_NONCES) break;
+      this.#seen.delete(old);
+    }
+    if (this.#seen.has(nonce)) return false;
+    this.#seen.set(nonce, at);
+    return true;
   }
 
   /** Resolves when the command connection is ready (or rejects after `timeoutMs`). */
@@ -240,7 +270,11 @@ export class ClusterCoordinator implements Coordinator {
     const quiet = this.#quietUntil.get(userId);
     if (message.kind === "frame" && message.frame.type === "delta" && quiet !== undefined && quiet > Date.now()) return;
     const name = channel(userId);
-    const wire = signMessage(this.#secret, name, JSON.stringify({ ...message, from: this.instanceId, at: Date.now() }));
+    const wire = signMessage(
+      this.#secret,
+      name,
+      JSON.stringify({ ...message, from: this.instanceId, at: Date.now(), nonce: randomUUID() }),
+    );
     this.redis.publish(name, wire).then(
       (listeners) => {
         if (listeners <= 1) this.#quietUntil.set(userId, Date.now() + QUIET_MS);

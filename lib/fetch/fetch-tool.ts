@@ -36,6 +36,10 @@ export interface FetchToolOptions {
   maxConvertChars: number;
   /** Worker threads converting HTML to Markdown; 0: one per core but one, at least one. */
   convertWorkers: number;
+  /** One page's own time on a worker, ms; past it the page's text is given instead. */
+  convertBudgetMs: number;
+  /** Markup nested deeper than this is given as text. */
+  maxConvertDepth: number;
 }
 
 /** The fetch tool's options from its config entry (where every default lives). */
@@ -48,6 +52,8 @@ export function fetchToolOptions(entry: McpServerConfig): FetchToolOptions {
     maxBytes: entry.max_fetch_bytes,
     maxConvertChars: entry.max_convert_chars,
     convertWorkers: entry.convert_workers,
+    convertBudgetMs: entry.convert_budget_seconds * 1000,
+    maxConvertDepth: entry.max_convert_depth,
   };
 }
 
@@ -519,7 +525,12 @@ export function createFetchServer(options: FetchToolOptions): McpServer {
 
   const server = new McpServer({ name: "fetch", version: "1.0.0" });
   // One converter (one worker thread) for every call; it stops with the server, or when idle.
-  const markdown = new MarkdownConverter({ workers: options.convertWorkers, maxInputChars: options.maxConvertChars });
+  const markdown = new MarkdownConverter({
+    workers: options.convertWorkers,
+    maxInputChars: options.maxConvertChars,
+    budgetMs: options.convertBudgetMs,
+    maxDepth: options.maxConvertDepth,
+  });
   server.server.onclose = () => markdown.close();
   server.registerTool(
     "fetch",

@@ -10,6 +10,9 @@ import { Readability } from "@mozilla/readability";
 import { parseHTML } from "linkedom";
 import { createRequire } from "node:module";
 import TurndownService from "turndown";
+import { stripScriptsAndStyles } from "./raw-text.ts";
+
+export { stripScriptsAndStyles };
 
 // ---------------------------------------------------------------------------------------------
 // HTML -> Markdown
@@ -113,41 +116,6 @@ function wholeBody(html: string, pageUrl: string): string {
   const { document } = parseHTML(html);
   absolutiseLinks(document, pageUrl);
   return document.body?.innerHTML ?? document.documentElement?.outerHTML ?? html;
-}
-
-/**
- * Cuts <script> and <style> elements (and comments) out of the markup before it is parsed: they
- * are never content, and on modern pages they are most of the bytes, while parsing, Readability
- * and turndown are synchronous (about 2 s per MB of markup here) and block the shared event loop.
- * JSON-LD scripts stay, as Readability reads the title from them. Comments are scanned in the same
- * pass so that a "<script>" inside a comment is not taken for one. Like the HTML parser, a script
- * or style runs to its first end tag (or the end of the input). Each search starts where the last
- * one ended, so the time is linear even for hostile markup.
- */
-export function stripScriptsAndStyles(html: string): string {
-  const opening = /<!--|<(script|style)\b/gi;
-  let kept = "";
-  let position = 0;
-  for (let open = opening.exec(html); open; open = opening.exec(html)) {
-    const [, name] = open;
-    let contentStart = opening.lastIndex;
-    let attributes = "";
-    if (name !== undefined) {
-      const tagEnd = html.indexOf(">", contentStart);
-      if (tagEnd < 0) break; // no tag can be completed any more
-      attributes = html.slice(contentStart, tagEnd);
-      contentStart = tagEnd + 1;
-    }
-    const closing = name === undefined ? /-->/g : new RegExp(`</${name}\\s*>`, "gi");
-    closing.lastIndex = contentStart;
-    const end = closing.exec(html) ? closing.lastIndex : html.length;
-    if (!/application\/ld\+json/i.test(attributes)) {
-      kept += html.slice(position, open.index);
-      position = end;
-    }
-    opening.lastIndex = end;
-  }
-  return kept + html.slice(position);
 }
 
 /** Main content as Markdown, like mcp-server-fetch's readability + markdownify. */

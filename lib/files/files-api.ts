@@ -18,14 +18,16 @@ import {
   resolveInWorkspace,
   type RefusedBecause,
 } from "../filesystem/containment.ts";
-import { checkOrigin, checkUserAccess, rawPathname, type Refusal } from "../http/access.ts";
+import { checkOrigin, checkUserAccess, originOf, rawPathname, refusalHeaders, type Refusal } from "../http/access.ts";
+import { clientAddress, trustedProxies } from "../http/client-address.ts";
 import type { Logger } from "../log.ts";
 import { errorAnswer, filesChangedFrame, isValidUserId, USER_ID_RULE, type FilesChangedFrame, type HttpRefusal } from "../protocol.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
+import { fileErrorAnswer } from "./errno.ts";
 import { listTree, workspaceUsage } from "./listing.ts";
 import { downloadTypeOf } from "./mime.ts";
 import { attachmentDisposition, decideRange } from "./range.ts";
-import { receiveUpload, tooLarge, UploadReservations, type UploadLimits } from "./upload.ts";
+import { receiveUpload, tooLarge, type UploadLimits } from "./upload.ts";
 
 /** Entries one listing shows at most; past it the answer says `truncated: true`. */
 const MAX_LISTED = 5000;
@@ -94,7 +96,10 @@ export class FilesApi {
   readonly #options: FilesApiOptions;
   readonly #limits: UploadLimits;
   readonly #deny: string[];
-  readonly #reservations = new UploadReservations();
+  readonly #isTrustedProxy: (address: string) => boolean;
+  /** Uploads running now, per user id and per remote address (limits.max_uploads_per_*). */
+  readonly #uploadsPerUser = new Map<string, number>();
+  readonly #uploadsPerAddress = new Map<string, number>();
 
   constructor(options: FilesApiOptions) {
     this.#options = options;
@@ -103,13 +108,22 @@ export class FilesApi {
       workspaceBytes: options.config.limits.workspace_bytes,
     };
     this.#deny = serverOwnFiles(options.config);
+    this.#isTrustedProxy = trustedProxies(options.config.server.trusted_proxies);
   }
 
   /** Every request under /files/. Never throws: a failure is a JSON answer (500 at worst). */
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.#route(req, res).catch((error: unknown) => {
+      // The log keeps the server's paths (an operator needs them); the client hears its own path.
       this.#options.log.error("files_request_failed", { method: req.method, error: errorMessage(error) });
-      sendError(res, { status: 500, code: "internal_error", error: `the request failed: ${errorMessage(error)}` });
+      const parsed = parseFilesPath(rawPathname(req.url));
+      const clientPath = parsed.ok ? parsed.target.relative : "";
+      const answer: HttpRefusal = fileErrorAnswer(error, clientPath) ?? {
+        status: 500,
+        code: "internal_error",
+        error: `the request failed (${errorCode(error) ?? "an internal error"}); the server's log has the details`,
+      };
+      sendError(res, answer);
     });
   }
 
@@ -118,7 +132,7 @@ export class FilesApi {
     const { server } = this.#options.config;
     const refused =
       checkOrigin(req.headers.origin, req.headers.host, server.allowed_origins) ??
-      (await checkUserAccess(req.headers, req.url, userId, this.#options.auth));
+      (await checkUserAccess(req.headers, req.url, userId, this.#options.auth, originOf(req)));
     if (refused) return refused;
     // A cross-site form can send neither header, and a foreign page cannot send them without a
     // CORS preflight, which this server never answers. A token in the URL alone is not enough.
@@ -151,10 +165,7 @@ export class FilesApi {
     const refused = await this.#refusal(req, userId);
     if (refused) {
       // A refused upload's body is not read: the connection is closed after the answer rather than drained.
-      const headers = {
-        ...(refused.status === 401 ? { "www-authenticate": "Bearer" } : {}),
-        ...(method === "PUT" ? { connection: "close" } : {}),
-      };
+      const headers = { ...refusalHeaders(refused), ...(method === "PUT" ? { connection: "close" } : {}) };
       return sendError(res, refused, headers);
     }
     const root = this.#options.workspaces.dirFor(userId);
@@ -183,6 +194,7 @@ export class FilesApi {
         path: "",
         ...listing,
         used_bytes: exists ? await usedBytes() : 0,
+        uploading_bytes: this.#options.workspaces.quota.reservedIn(rootReal),
         limits: this.#limitsJson(),
       });
     }
@@ -245,34 +257,79 @@ export class FilesApi {
 
   async #upload(req: IncomingMessage, res: ServerResponse, userId: string, root: string, relative: string): Promise<void> {
     // Nothing is read from a body that says up front it is too big; the connection is closed.
-    const declared = Number(req.headers["content-length"] ?? "0");
-    if (declared > this.#limits.maxUploadBytes) return this.#uploadRefused(res, tooLarge(this.#limits));
+    const length = req.headers["content-length"];
+    const declared = length === undefined ? undefined : Number(length);
+    if (declared !== undefined && declared > this.#limits.maxUploadBytes) return this.#uploadRefused(res, tooLarge(this.#limits));
     if (relative === "" || relative.endsWith("/"))
       return this.#uploadRefused(res, {
         status: 400,
         code: "invalid_request",
         error: "name a file to upload to: PUT /files/<user_id>/<path>",
       });
-    const resolved = await resolveInWorkspace(root, relative, { allowMissing: true, deny: this.#deny });
-    if (!resolved.ok) return this.#uploadRefused(res, refusalOf(resolved.because, relative));
-    const outcome = await receiveUpload(
-      req,
-      { rootReal: resolved.root, path: resolved.path, exists: resolved.exists },
-      { userId, limits: this.#limits, reservations: this.#reservations, deny: this.#deny },
-    );
-    if (!outcome.ok) return this.#uploadRefused(res, outcome);
-    const where = path.relative(resolved.root, resolved.path).split(path.sep).join("/");
-    this.#options.log.info("file_uploaded", { user_id: userId, path: where, bytes: outcome.size });
-    send(res, outcome.created ? 201 : 200, { path: where, size: outcome.size, created: outcome.created });
-    this.#options.notify(userId, filesChangedFrame(userId, "upload", [where]));
+    const address = clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], this.#isTrustedProxy);
+    const busy = this.#uploadSlot(userId, address);
+    if (busy) return this.#uploadRefused(res, busy, { "retry-after": "5" });
+    try {
+      const resolved = await resolveInWorkspace(root, relative, { allowMissing: true, deny: this.#deny });
+      if (!resolved.ok) return this.#uploadRefused(res, refusalOf(resolved.because, relative));
+      const outcome = await receiveUpload(
+        relative,
+        req,
+        { rootReal: resolved.root, path: resolved.path, exists: resolved.exists },
+        {
+          limits: this.#limits,
+          quota: this.#options.workspaces.quota,
+          uploadsDir: this.#options.workspaces.uploadsDir(),
+          declaredBytes: declared,
+        },
+      );
+      if (!outcome.ok) return this.#uploadRefused(res, outcome);
+      const where = path.relative(resolved.root, resolved.path).split(path.sep).join("/");
+      this.#options.log.info("file_uploaded", { user_id: userId, path: where, bytes: outcome.size });
+      send(res, outcome.created ? 201 : 200, { path: where, size: outcome.size, created: outcome.created });
+      this.#options.notify(userId, filesChangedFrame(userId, "upload", [where]));
+    } finally {
+      this.#releaseSlot(userId, address);
+    }
+  }
+
+  /** Takes one of the user's and the address's upload slots, or says which cap is full. */
+  #uploadSlot(userId: string, address: string): (HttpRefusal & { limit: string }) | undefined {
+    const { max_uploads_per_user: perUser, max_uploads_per_address: perAddress } = this.#options.config.limits;
+    const mine = this.#uploadsPerUser.get(userId) ?? 0;
+    const theirs = this.#uploadsPerAddress.get(address) ?? 0;
+    const full =
+      mine >= perUser
+        ? { limit: "max_uploads_per_user", error: `too many uploads at once for this user: ${mine} running (limits.max_uploads_per_user)` }
+        : theirs >= perAddress
+          ? {
+              limit: "max_uploads_per_address",
+              error: `too many uploads at once from your address: ${theirs} running (limits.max_uploads_per_address)`,
+            }
+          : undefined;
+    if (full) return { status: 429, code: "too_many_uploads" as const, ...full, error: `${full.error}; retry when one has finished` };
+    this.#uploadsPerUser.set(userId, mine + 1);
+    this.#uploadsPerAddress.set(address, theirs + 1);
+    return undefined;
+  }
+
+  #releaseSlot(userId: string, address: string): void {
+    for (const [counts, key] of [
+      [this.#uploadsPerUser, userId],
+      [this.#uploadsPerAddress, address],
+    ] as const) {
+      const left = (counts.get(key) ?? 1) - 1;
+      if (left > 0) counts.set(key, left);
+      else counts.delete(key);
+    }
   }
 
   /** A refused upload may leave its body unread: the answer closes the connection after it. */
-  #uploadRefused(res: ServerResponse, outcome: HttpRefusal & { limit?: string }): void {
+  #uploadRefused(res: ServerResponse, outcome: HttpRefusal & { limit?: string }, headers: Record<string, string> = {}): void {
     sendError(
       res,
       { status: outcome.status, code: outcome.code, error: outcome.error },
-      { connection: "close" },
+      { connection: "close", ...headers },
       outcome.limit ? { limit: `limits.${outcome.limit}` } : {},
     );
   }

@@ -25,15 +25,12 @@ export interface Listing {
   truncated: boolean;
 }
 
-/** An upload in progress is written to such a file beside its target, and renamed when complete. */
-const UPLOAD_TEMP = /^\.upload-[0-9a-f]{16}\.part$/;
-
+/**
+ * An upload in progress is written to a file of this name in the uploads folder (outside every
+ * workspace: see Workspaces.uploadsDir), and renamed into the workspace when complete.
+ */
 export function uploadTempName(): string {
-  return `.upload-${randomBytes(8).toString("hex")}.part`;
-}
-
-export function isUploadTemp(name: string): boolean {
-  return UPLOAD_TEMP.test(name);
+  return `upload-${randomBytes(8).toString("hex")}.part`;
 }
 
 /** A folder that vanished while it was walked (deleted by a tool meanwhile) is simply empty. */
@@ -58,7 +55,6 @@ export async function listTree(rootReal: string, startReal: string, maxEntries: 
   while (pending.length > 0 && !truncated) {
     const dir = pending.pop() ?? startReal;
     for (const dirent of await entriesOf(dir)) {
-      if (isUploadTemp(dirent.name)) continue;
       const full = path.join(dir, dirent.name);
       if (deniedBy(full, deny)) continue;
       let stats;
@@ -101,7 +97,10 @@ export async function listTree(rootReal: string, startReal: string, maxEntries: 
   return { entries, truncated };
 }
 
-/** Bytes of the regular files in the workspace (symlinks not followed; uploads in progress not counted). */
+/**
+ * Bytes of every regular file in the workspace, whatever its name (symlinks not followed; uploads
+ * in progress are outside the workspace and held as reservations: lib/files/quota.ts).
+ */
 export async function workspaceUsage(rootReal: string): Promise<number> {
   let total = 0;
   const pending = [rootReal];
@@ -109,7 +108,7 @@ export async function workspaceUsage(rootReal: string): Promise<number> {
     const dir = pending.pop() ?? rootReal;
     for (const dirent of await entriesOf(dir)) {
       if (dirent.isDirectory()) pending.push(path.join(dir, dirent.name));
-      else if (dirent.isFile() && !isUploadTemp(dirent.name)) {
+      else if (dirent.isFile()) {
         total += await fs.lstat(path.join(dir, dirent.name)).then(
           (stats) => stats.size,
           () => 0,

@@ -1,13 +1,18 @@
-// Receiving one upload: the body is streamed to an owner-only temp file beside its target, under
-// the per-file and per-workspace caps, and renamed into place only once it is complete. A cut-off,
-// refused or failed upload removes its temp file, so nothing partial is ever left or seen.
+// Receiving one upload: its bytes are reserved against limits.workspace_bytes (lib/files/quota.ts)
+// before they are written, the body is streamed to an owner-only temp file in the uploads folder
+// (outside every workspace: nothing a user or tool sees or names) opened on the first byte, under
+// the per-file cap, and renamed into place only once it is complete. A cut-off, refused or failed
+// upload removes its temp file, so nothing partial is ever left or seen.
 import { constants, promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import path from "node:path";
-import { errorCode, errorMessage, openInWorkspace } from "../filesystem/containment.ts";
+import { errorCode, errorMessage } from "../filesystem/containment.ts";
+import { fileErrorAnswer } from "./errno.ts";
+import { formatBytes } from "./format.ts";
 import type { HttpRefusal } from "../protocol.ts";
-import { uploadTempName, workspaceUsage } from "./listing.ts";
+import { uploadTempName } from "./listing.ts";
+import type { Reservation, WorkspaceQuota } from "./quota.ts";
 
 export interface UploadLimits {
   /** limits.max_upload_bytes */
@@ -19,34 +24,8 @@ export interface UploadLimits {
 export type UploadOutcome =
   { ok: true; created: boolean; size: number } | ({ ok: false; limit?: "max_upload_bytes" | "workspace_bytes" } & HttpRefusal);
 
-/**
- * Bytes being uploaded per user, not yet in the workspace: concurrent uploads of one user count
- * against the quota together. (Per process: instances of a cluster each keep their own.)
- */
-export class UploadReservations {
-  readonly #bytes = new Map<string, number>();
-
-  of(userId: string): number {
-    return this.#bytes.get(userId) ?? 0;
-  }
-
-  add(userId: string, bytes: number): void {
-    const left = this.of(userId) + bytes;
-    if (left === 0) this.#bytes.delete(userId);
-    else this.#bytes.set(userId, left);
-  }
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ["bytes", "KiB", "MiB", "GiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} bytes` : `${Number.isInteger(value) ? value : value.toFixed(1)} ${units[unit]}`;
-}
+/** A body of unknown length reserves quota in steps of this many bytes (each a walk of the workspace). */
+const RESERVE_STEP_BYTES = 1024 * 1024;
 
 export type UploadRefusal = Extract<UploadOutcome, { ok: false }>;
 
@@ -60,14 +39,8 @@ export function tooLarge(limits: UploadLimits): UploadRefusal {
   };
 }
 
-function quotaFull(limits: UploadLimits, used: number): UploadRefusal {
-  return {
-    ok: false,
-    status: 413,
-    code: "workspace_full",
-    error: `the workspace is full: it may hold ${formatBytes(limits.workspaceBytes)} (limits.workspace_bytes) and ${formatBytes(used)} are used. Delete files to make room`,
-    limit: "workspace_bytes",
-  };
+function quotaFull(error: string): UploadRefusal {
+  return { ok: false, status: 413, error, code: "workspace_full", limit: "workspace_bytes" };
 }
 
 /**
@@ -115,14 +88,17 @@ function readBody(req: IncomingMessage, write: (chunk: Buffer) => Promise<boolea
 
 /**
  * Writes the body of `req` to `target` (a real path inside `rootReal` that resolveInWorkspace
- * returned, existing or to be created), creating missing folders owner-only.
+ * returned, existing or to be created), creating missing folders owner-only. `uploadsDir`: the
+ * server's folder for temp files, on the same filesystem as the workspaces (so the rename is atomic).
  */
 export async function receiveUpload(
+  /** The path as the client named it: what an error shows instead of the server's. */
+  clientPath: string,
   req: IncomingMessage,
   target: { rootReal: string; path: string; exists: boolean },
-  options: { userId: string; limits: UploadLimits; reservations: UploadReservations; deny: readonly string[] },
+  options: { limits: UploadLimits; quota: WorkspaceQuota; uploadsDir: string; declaredBytes: number | undefined },
 ): Promise<UploadOutcome> {
-  const { limits, reservations, userId } = options;
+  const { limits, quota } = options;
   let replaced = 0;
   if (target.exists) {
     const stats = await fs.stat(target.path);
@@ -130,42 +106,51 @@ export async function receiveUpload(
     if (!stats.isFile()) return { ok: false, status: 403, code: "forbidden", error: "that path is not a regular file" };
     replaced = stats.size;
   }
-  const used = await workspaceUsage(target.rootReal);
-  const parent = path.dirname(target.path);
-  await fs.mkdir(parent, { recursive: true, mode: 0o700 });
-  const temp = path.join(parent, uploadTempName());
-  let handle: FileHandle | undefined = await openInWorkspace(
+  // A declared length is reserved whole before a byte is read; a body of unknown length in steps.
+  const first = await quota.reserve(
     target.rootReal,
-    temp,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-    {
-      mode: 0o600,
-      deny: options.deny,
-    },
+    options.declaredBytes ?? Math.min(RESERVE_STEP_BYTES, limits.maxUploadBytes),
+    replaced,
   );
+  if (!first.ok) return quotaFull(first.error);
+  const reservation: Reservation = first.reservation;
+  const parent = path.dirname(target.path);
+  const temp = path.join(options.uploadsDir, uploadTempName());
+  let handle: FileHandle | undefined;
+  let opened = false;
   let written = 0;
   let kept = false;
   let refusal: UploadRefusal | undefined;
+  const open = async () => {
+    opened = true;
+    handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  };
   try {
     const ended = await readBody(req, async (chunk) => {
       if (written + chunk.length > limits.maxUploadBytes) {
         refusal = tooLarge(limits);
         return false;
       }
-      reservations.add(userId, chunk.length);
-      written += chunk.length;
-      if (used - replaced + reservations.of(userId) > limits.workspaceBytes) {
-        refusal = quotaFull(limits, used);
-        return false;
+      if (written + chunk.length > reservation.bytes) {
+        const more = Math.max(written + chunk.length - reservation.bytes, options.declaredBytes === undefined ? RESERVE_STEP_BYTES : 0);
+        const refused = await reservation.grow(Math.min(more, limits.maxUploadBytes - reservation.bytes));
+        if (refused !== undefined) {
+          refusal = quotaFull(refused);
+          return false;
+        }
       }
+      if (!opened) await open();
+      written += chunk.length;
       await handle?.write(chunk);
       return true;
     });
     if (ended === "stopped" && refusal) return refusal;
-    await handle.close();
+    if (!opened) await open();
+    await handle?.close();
     handle = undefined;
-    // The folder must still be the one the temp file was opened in: a folder swapped for a
-    // symlink meanwhile would move the rename out of the workspace.
+    await fs.mkdir(parent, { recursive: true, mode: 0o700 });
+    // The folder must still be the one that was checked: a folder swapped for a symlink meanwhile
+    // would move the rename out of the workspace.
     if ((await fs.realpath(parent)) !== parent)
       return { ok: false, status: 409, code: "conflict", error: "the folder changed during the upload; try again" };
     const now = await fs.lstat(target.path).catch((error: unknown) => {
@@ -178,10 +163,15 @@ export async function receiveUpload(
     return { ok: true, created: now === undefined, size: written };
   } catch (error) {
     if (refusal) return refusal;
-    return { ok: false, status: 400, code: "upload_failed", error: `the upload failed: ${errorMessage(error)}; nothing was kept` };
+    const known = fileErrorAnswer(error, clientPath);
+    if (known) return { ok: false, status: known.status, code: known.code, error: `the upload failed: ${known.error}; nothing was kept` };
+    const code = errorCode(error);
+    // An fs error's message names the server's path: only its code is told. A body cut off has none.
+    return { ok: false, status: 400, code: "upload_failed", error: `the upload failed: ${code ?? errorMessage(error)}; nothing was kept` };
   } finally {
-    reservations.add(userId, -written);
     await handle?.close().catch(() => undefined);
-    if (!kept) await fs.rm(temp, { force: true });
+    if (!kept && opened) await fs.rm(temp, { force: true });
+    // After the rename the walk counts the file: the reservation is given back only now.
+    reservation.release();
   }
 }

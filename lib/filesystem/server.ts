@@ -20,6 +20,7 @@ import {
   moveFile,
   tailFile,
 } from "@modelcontextprotocol/server-filesystem/dist/lib.js";
+import type { WorkspaceQuota } from "../files/quota.ts";
 import { errorCode, errorMessage, isInside, openInWorkspace, pathOfHandle, realRoot, resolveInWorkspace, deniedBy } from "./containment.ts";
 
 /** The `_meta` key of a tools/call request that names the caller's workspace folder. */
@@ -41,6 +42,8 @@ export interface FilesystemServerOptions extends FilesystemLimits {
   deny: readonly string[];
   /** The config key that sets the limits, for messages ("mcp.servers.filesystem"). */
   configKey: string;
+  /** limits.workspace_bytes, shared with uploads: writes reserve their bytes here first. None: not metered. */
+  quota?: WorkspaceQuota;
 }
 
 // The npm server's own table, exactly: read_media_file must answer as it does (the differential test
@@ -393,10 +396,27 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
     },
     async (args, extra) => {
       const valid = await resolveForWrite(extra, args.path);
-      await writeFileContent(valid.root, valid.path, args.content);
+      const replaced = valid.exists ? await fs.stat(valid.path).then((stats) => (stats.isFile() ? stats.size : 0)) : 0;
+      const release = await reserve(valid.root, Buffer.byteLength(args.content, "utf8"), replaced);
+      try {
+        await writeFileContent(valid.root, valid.path, args.content);
+      } finally {
+        release();
+      }
       return textResult(`Successfully wrote to ${args.path}`);
     },
   );
+
+  /**
+   * Holds `bytes` against the workspace's quota (limits.workspace_bytes) until the returned
+   * function is called, or throws the quota's refusal. Without a quota: nothing to hold.
+   */
+  async function reserve(rootReal: string, bytes: number, replacedBytes: number): Promise<() => void> {
+    if (!options.quota) return () => undefined;
+    const decision = await options.quota.reserve(rootReal, bytes, replacedBytes);
+    if (!decision.ok) throw new Error(`Not written: ${decision.error}`);
+    return () => decision.reservation.release();
+  }
 
   /**
    * The npm server's writeFileContent (exclusive create, else a temp file renamed over the
@@ -463,10 +483,42 @@ export function createFilesystemServer(options: FilesystemServerOptions): McpSer
         await handle.close();
         if (size > options.maxReadBytes)
           throw new Error(`File too large to edit: ${size} bytes (the limit is ${options.maxReadBytes}, ${configKey}.max_read_bytes)`);
+        if (!args.dryRun && options.quota) return textResult(await meteredEdit(valid.root, valid.path, size, args.edits));
       }
       return textResult(await applyFileEdits(valid.path, args.edits, args.dryRun));
     },
   );
+
+  /**
+   * An edit under the quota: its growth is reserved first (each edit's new text, indented at most
+   * as deep as the file's deepest line); a file that grew past that anyway gets its old content back.
+   */
+  async function meteredEdit(rootReal: string, target: string, size: number, edits: { oldText: string; newText: string }[]) {
+    const original = await fs.readFile(target);
+    const deepestIndent = Math.max(
+      0,
+      ...original
+        .toString("utf8")
+        .split("\n")
+        .map((line) => line.length - line.trimStart().length),
+    );
+    const bound = edits.reduce((sum, edit) => {
+      const text = Buffer.byteLength(edit.newText, "utf8");
+      return sum + text + edit.newText.split("\n").length * deepestIndent;
+    }, 0);
+    const release = await reserve(rootReal, size + bound, size);
+    try {
+      const diff = await applyFileEdits(target, edits, false);
+      const now = await fs.stat(target);
+      if (now.size > size + bound) {
+        await writeFileContent(rootReal, target, original.toString("utf8"));
+        throw new Error(`Not written: the edit would grow the file past what limits.workspace_bytes leaves room for`);
+      }
+      return diff;
+    } finally {
+      release();
+    }
+  }
 
   server.registerTool(
     "create_directory",

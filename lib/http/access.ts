@@ -2,7 +2,7 @@
 // well-formed upgrade requests. Pure functions of the request's headers, tested without a socket.
 import type { IncomingHttpHeaders } from "node:http";
 import { isIP } from "node:net";
-import type { Authenticator, Identity } from "../auth/authenticator.ts";
+import type { Authenticator, Identity, RequestOrigin } from "../auth/authenticator.ts";
 import { tokenMatches } from "../auth/token-match.ts";
 import type { HttpRefusal } from "../protocol.ts";
 
@@ -20,7 +20,21 @@ export function hostWithoutPort(host: string): string {
   return colon === -1 ? host : host.slice(0, colon);
 }
 
-export type Refusal = HttpRefusal | undefined;
+/** `retryAfterSeconds`: a 429 or 503 that will pass later (sent as Retry-After). */
+export type Refusal = (HttpRefusal & { retryAfterSeconds?: number }) | undefined;
+
+/** The headers a refusal is sent with: what a 401 asks for, when a 429/503 may be retried. */
+export function refusalHeaders(refusal: { status: number; retryAfterSeconds?: number }): Record<string, string> {
+  return {
+    ...(refusal.status === 401 ? { "www-authenticate": "Bearer" } : {}),
+    ...(refusal.retryAfterSeconds !== undefined ? { "retry-after": String(refusal.retryAfterSeconds) } : {}),
+  };
+}
+
+/** Where a request comes from, as the per-address limits need it. */
+export function originOf(req: { socket?: { remoteAddress?: string | undefined }; headers: IncomingHttpHeaders }): RequestOrigin {
+  return { peerAddress: req.socket?.remoteAddress, forwardedFor: req.headers["x-forwarded-for"] };
+}
 
 /**
  * While bound to loopback, only loopback names (any port) or configured hosts may appear in Host:
@@ -115,8 +129,10 @@ export async function checkUserAccess(
   url: string | undefined,
   userId: string,
   auth: Authenticator,
+  from: RequestOrigin = {},
 ): Promise<Refusal> {
-  const result = await auth.identify(requestToken(headers, url), userId);
+  const result = await auth.identify(requestToken(headers, url), userId, from);
+  if (!result.ok && result.status !== 401) return result;
   if (!result.ok) return { status: result.status, code: "unauthorized", error: result.error };
   if (mayActAs(result.identity, userId)) return undefined;
   return {
@@ -131,8 +147,10 @@ export async function requestIdentity(
   headers: IncomingHttpHeaders,
   url: string | undefined,
   auth: Authenticator,
-): Promise<{ ok: true; identity: Identity } | ({ ok: false } & HttpRefusal)> {
-  const result = await auth.identify(requestToken(headers, url));
+  from: RequestOrigin = {},
+): Promise<{ ok: true; identity: Identity } | ({ ok: false; retryAfterSeconds?: number } & HttpRefusal)> {
+  const result = await auth.identify(requestToken(headers, url), undefined, from);
+  if (!result.ok && result.status !== 401) return result;
   return result.ok ? result : { ok: false, status: result.status, code: "unauthorized", error: result.error };
 }
 

@@ -1,7 +1,7 @@
 // The node:http server: timeouts against slow clients, the Host and token checks, then the routes.
 import http from "node:http";
 import type { Config } from "../config.ts";
-import { checkHost, checkUserAccess, rawPathname, requestIdentity } from "./access.ts";
+import { checkHost, checkUserAccess, originOf, rawPathname, refusalHeaders, requestIdentity } from "./access.ts";
 import { endAndDestroy } from "./give-back.ts";
 import type { HttpRefusal } from "../protocol.ts";
 import { handleRequest, sendError, sessionsUserId, type RouteContext } from "./routes.ts";
@@ -12,10 +12,9 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
   // Node checks those timeouts only every connectionsCheckingInterval (30 s by default), which
   // would let a slowloris client stay that much longer than headers_timeout_seconds.
   const connectionsCheckingInterval = Math.max(50, Math.min(1000, headersTimeoutMs / 2, requestTimeoutMs / 2));
-  const refuse = (res: http.ServerResponse, refusal: HttpRefusal) => {
+  const refuse = (res: http.ServerResponse, refusal: HttpRefusal & { retryAfterSeconds?: number }) => {
     // A refused client gets its answer and the connection closed, not kept alive for more tries.
-    const headers: Record<string, string> = { connection: "close", ...(refusal.status === 401 ? { "www-authenticate": "Bearer" } : {}) };
-    sendError(res, refusal, headers);
+    sendError(res, refusal, { connection: "close", ...refusalHeaders(refusal) });
   };
   const server = http.createServer({ connectionsCheckingInterval }, (req, res) => {
     const pathname = rawPathname(req.url);
@@ -23,7 +22,7 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
     if (hostRefusal) return refuse(res, hostRefusal);
     if (pathname === "/metrics") {
       // The operator's: the shared token (or none, when none is set) or the admin token, never a user's own.
-      requestIdentity(req.headers, req.url, context.auth).then(
+      requestIdentity(req.headers, req.url, context.auth, originOf(req)).then(
         (found) =>
           !found.ok
             ? refuse(res, found)
@@ -44,8 +43,10 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
     const userId = sessionsUserId(pathname);
     const checked =
       userId === undefined
-        ? requestIdentity(req.headers, req.url, context.auth).then((found) => (found.ok ? { viewer: found.identity } : found))
-        : checkUserAccess(req.headers, req.url, userId, context.auth).then((refusal) => refusal ?? { viewer: undefined });
+        ? requestIdentity(req.headers, req.url, context.auth, originOf(req)).then((found) =>
+            found.ok ? { viewer: found.identity } : found,
+          )
+        : checkUserAccess(req.headers, req.url, userId, context.auth, originOf(req)).then((refusal) => refusal ?? { viewer: undefined });
     checked.then(
       (outcome) => ("viewer" in outcome ? handleRequest(req, res, context, outcome.viewer) : refuse(res, outcome)),
       (error: unknown) =>

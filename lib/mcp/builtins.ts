@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Config, McpServerConfig } from "../config.ts";
 import { createFetchServer, fetchToolOptions } from "../fetch/fetch-tool.ts";
+import type { WorkspaceQuota } from "../files/quota.ts";
 import { createFilesystemServer } from "../filesystem/server.ts";
 import type { Logger } from "../log.ts";
 import { McpConnection, type ConnectionLimits } from "./connection.ts";
@@ -14,11 +15,17 @@ import { inProcessTransportFactory } from "./transports.ts";
  * `builtin: fetch`, and the original's `uvx mcp-server-fetch` when uvx is not installed.
  * `ownFiles`: the server's files, which the built-in filesystem never serves.
  */
-export function sharedBuiltins(config: Config, ownFiles: string[], log: Logger, limits: ConnectionLimits): Map<string, McpConnection> {
+export function sharedBuiltins(
+  config: Config,
+  ownFiles: string[],
+  log: Logger,
+  limits: ConnectionLimits,
+  quota?: WorkspaceQuota,
+): Map<string, McpConnection> {
   const shared = new Map<string, McpConnection>();
   for (const [name, entry] of Object.entries(config.mcp.servers)) {
     if (entry.builtin === "filesystem") {
-      shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, limits));
+      shared.set(name, builtinFilesystemConnection(name, entry, ownFiles, log, limits, quota));
       continue;
     }
     const builtin = usesBuiltinFetch(entry, () => commandExists("uvx"));
@@ -79,8 +86,11 @@ export function builtinFilesystemConnection(
   ownFiles: string[],
   log: Logger,
   limits: ConnectionLimits,
+  /** limits.workspace_bytes, shared with uploads: the built-in's writes reserve their bytes here. */
+  quota?: WorkspaceQuota,
 ): McpConnection {
   const server = createFilesystemServer({
+    ...(quota ? { quota } : {}),
     maxReadBytes: entry.max_read_bytes,
     maxMediaBytes: entry.max_media_bytes,
     maxEntries: entry.max_entries,

@@ -56,7 +56,7 @@ export class HubFactory {
       budgets,
     };
     const ownFiles = serverOwnFiles(config);
-    this.#shared = sharedBuiltins(config, ownFiles, log, limits);
+    this.#shared = sharedBuiltins(config, ownFiles, log, limits, workspaces.quota);
     const launcher = new ChildLauncher(config, log, ownFiles);
     this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher, budgets };
     // `scope: shared`: one process (or connection) for every user, with no per-user values.

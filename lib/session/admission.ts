@@ -1,5 +1,7 @@
-// Who may make a new session: a token bucket per remote address, so one client inventing user
-// ids cannot fill the server. Returning users (a stored conversation) are not counted here.
+// Who may make a new session: token buckets per remote address and per address prefix, so one
+// client inventing user ids cannot fill the server (returning users, with a stored conversation,
+// are not counted here); and who sleeps when the server is full, so nobody is locked out.
+import { addressPrefix } from "../http/client-address.ts";
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./rate-limit.ts";
 
 /** A connection refused for a quota: told over the socket (close 1013) with this reason. */
@@ -13,7 +15,8 @@ export class AdmissionRefused extends Error {
 /** Addresses remembered at most; past it, those whose bucket has refilled are forgotten. */
 const MAX_ADDRESSES = 10_000;
 
-export class NewSessionLimiter {
+/** One token bucket per key (an address, or a prefix), bounded in how many keys it remembers. */
+class KeyedBuckets {
   readonly #limit: RateLimit;
   readonly #buckets = new Map<string, Bucket>();
 
@@ -21,27 +24,81 @@ export class NewSessionLimiter {
     this.#limit = limit;
   }
 
-  /** Undefined when `address` may open one more new session now; else why not (naming the key). */
-  take(address: string, now: number): string | undefined {
+  /** Ms to wait when `key` may not take a token now; 0 when it took one. */
+  take(key: string, now: number): number {
     if (this.#buckets.size >= MAX_ADDRESSES) this.#prune(now);
-    const decision = takeToken(this.#buckets.get(address) ?? fullBucket(this.#limit, now), this.#limit, now);
-    this.#buckets.set(address, decision.bucket);
-    if (decision.allowed) return undefined;
-    const seconds = Math.ceil(decision.retryAfterMs / 1000);
-    // Short: with its code it is a close reason, which holds at most 123 bytes.
-    return `too many new sessions from your address (limits.new_sessions_per_minute: ${this.#limit.perMinute}). Retry in ${seconds} s`;
+    const decision = takeToken(this.#buckets.get(key) ?? fullBucket(this.#limit, now), this.#limit, now);
+    this.#buckets.set(key, decision.bucket);
+    return decision.allowed ? 0 : decision.retryAfterMs;
+  }
+
+  /** Gives back a token taken by `take` (the session was refused by the other bucket). */
+  giveBack(key: string): void {
+    const bucket = this.#buckets.get(key);
+    if (bucket) bucket.tokens = Math.min(this.#limit.burst, bucket.tokens + 1);
   }
 
   #prune(now: number): void {
     const refillMs = (this.#limit.burst / this.#limit.perMinute) * 60_000;
-    for (const [address, bucket] of this.#buckets) if (now - bucket.updatedAt >= refillMs) this.#buckets.delete(address);
-    // Every address active within the refill time: forget the oldest half rather than grow.
+    for (const [key, bucket] of this.#buckets) if (now - bucket.updatedAt >= refillMs) this.#buckets.delete(key);
+    // Every key active within the refill time: forget the oldest half rather than grow.
     if (this.#buckets.size >= MAX_ADDRESSES) {
       let drop = this.#buckets.size / 2;
-      for (const address of this.#buckets.keys()) {
+      for (const key of this.#buckets.keys()) {
         if (drop-- <= 0) break;
-        this.#buckets.delete(address);
+        this.#buckets.delete(key);
       }
     }
   }
+}
+
+/**
+ * New sessions per remote address and per address prefix (/24, /64): one client inventing user
+ * ids, or one network with many addresses, cannot fill the server. A close reason holds at most
+ * 123 bytes, so the refusals are short; each names the key whose bucket ran out.
+ */
+export class NewSessionLimiter {
+  readonly #perAddress: KeyedBuckets;
+  readonly #perPrefix: KeyedBuckets;
+
+  constructor(perAddress: RateLimit, perPrefix: RateLimit = { perMinute: Infinity, burst: Number.MAX_SAFE_INTEGER }) {
+    this.#perAddress = new KeyedBuckets(perAddress);
+    this.#perPrefix = new KeyedBuckets(perPrefix);
+  }
+
+  /** Undefined when `address` may open one more new session now; else why not (naming the key). */
+  take(address: string, now: number): string | undefined {
+    const waitMs = this.#perAddress.take(address, now);
+    if (waitMs > 0) return `too many new sessions from your address (limits.new_session_burst); retry in ${Math.ceil(waitMs / 1000)} s`;
+    const prefix = addressPrefix(address);
+    const prefixWaitMs = this.#perPrefix.take(prefix, now);
+    if (prefixWaitMs > 0) {
+      this.#perAddress.giveBack(address);
+      return `too many new sessions from ${prefix} (limits.new_session_prefix_burst); retry in ${Math.ceil(prefixWaitMs / 1000)} s`;
+    }
+    return undefined;
+  }
+}
+
+/** A live session as the choice of who sleeps sees it. */
+export interface SleepCandidate {
+  userId: string;
+  openSockets: number;
+  busy: boolean;
+  holdsResources: boolean;
+  lastActivity: number;
+}
+
+/**
+ * When limits.max_sessions is reached: the session to put to sleep (memory and MCP children
+ * freed, history kept in the store, back on reconnect) so a newcomer gets in: the least recently
+ * active one that holds resources, has no socket and runs no turn. Undefined: everyone is here.
+ */
+export function sleepCandidate(sessions: Iterable<SleepCandidate>): string | undefined {
+  let chosen: SleepCandidate | undefined;
+  for (const session of sessions) {
+    if (!session.holdsResources || session.openSockets > 0 || session.busy) continue;
+    if (!chosen || session.lastActivity < chosen.lastActivity) chosen = session;
+  }
+  return chosen?.userId;
 }

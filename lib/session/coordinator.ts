@@ -8,7 +8,8 @@ import type { Fence } from "../store/store.ts";
 /** What a session tells the user's sessions on other instances, and hears from them. */
 export type CoordinatorMessage =
   | { kind: "frame"; frame: StreamFrame }
-  | { kind: "cancel" }
+  /** Names the turn it stops: a cancel meant for one turn never stops another. */
+  | { kind: "cancel"; turn_id: string }
   | { kind: "approval"; call_id: string; approved: boolean; reason?: string; always: boolean; socket: number }
   | {
       kind: "elicitation";

@@ -3,6 +3,7 @@
 // progress (run here or elsewhere), so a streaming socket that joins mid-turn picks it up.
 import { endsTurn, type ServerFrame, type StreamFrame } from "../protocol.ts";
 import type { Coordinator } from "./coordinator.ts";
+import { replayFrames } from "./replay.ts";
 
 /** One open socket of a user, as the session sees it. */
 export interface Peer {
@@ -22,9 +23,13 @@ export class UserSockets {
   /** Every streaming frame of the turn in progress, for a streaming socket that joins mid-turn. */
   #turnFrames: StreamFrame[] = [];
 
-  constructor(userId: string, coordinator: Coordinator) {
+  readonly #maxReplayBytes: number;
+
+  /** `maxReplayBytes`: limits.max_replay_bytes, the most of a turn so far a joining socket is sent. */
+  constructor(userId: string, coordinator: Coordinator, maxReplayBytes = Infinity) {
     this.#userId = userId;
     this.#coordinator = coordinator;
+    this.#maxReplayBytes = maxReplayBytes;
   }
 
   get size(): number {
@@ -44,7 +49,7 @@ export class UserSockets {
   /** A new socket; a streaming one is first shown the turn in progress. */
   add(peer: Peer): void {
     this.#peers.add(peer);
-    if (peer.streaming) for (const frame of this.#turnFrames) peer.send(frame);
+    if (peer.streaming) for (const frame of replayFrames(this.#turnFrames, this.#maxReplayBytes)) peer.send(frame);
   }
 
   delete(peer: Peer): void {
@@ -73,6 +78,12 @@ export class UserSockets {
     if (frame.type !== "queued" && frame.type !== "reset" && frame.type !== "files_changed" && !OUTSIDE_TURNS.has(frame.type))
       this.#keep(frame);
     this.#toLocal(frame);
+  }
+
+  /** The turn whose frames are being kept (running here or elsewhere), if any. */
+  get turnInProgress(): string | undefined {
+    const first = this.#turnFrames[0];
+    return first?.type === "turn_start" ? first.turn_id : undefined;
   }
 
   /** Forgets a turn that will never end (its instance died): it must not be replayed any more. */

@@ -7,7 +7,8 @@ import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
 import type { MetricsRecorder } from "../metrics/metrics.ts";
-import { rawPathname } from "../http/access.ts";
+import { rawPathname, refusalHeaders } from "../http/access.ts";
+import { clientAddress, trustedProxies } from "../http/client-address.ts";
 import { GIVE_BACK_GRACE_MS } from "../http/give-back.ts";
 import { rejectUpgrade } from "../http/routes.ts";
 import { AdmissionRefused } from "../session/admission.ts";
@@ -21,6 +22,8 @@ import { decideUpgrade, type UpgradeDecision } from "./upgrade.ts";
 const CLOSE_GOING_AWAY = 1001;
 /** Close code for "internal error": the session could not be opened (e.g. the store failed). */
 const CLOSE_INTERNAL_ERROR = 1011;
+/** Close code for "policy violation": too many refused frames. */
+const CLOSE_POLICY_VIOLATION = 1008;
 /** Close code for "try again later": a quota is full. */
 const CLOSE_TRY_AGAIN_LATER = 1013;
 
@@ -38,6 +41,8 @@ export interface SocketSessions {
   has(userId: string): boolean;
   /** Sessions that hold resources (ran a turn, or hold children): what limits.max_sessions counts. */
   heldCount(): number;
+  /** Whether an idle session (no socket, no turn) could sleep to make room for a newcomer. */
+  canMakeRoom(): boolean;
   /** `remoteAddress`: new sessions are rate-limited per address (returning users are not). */
   open(userId: string, remoteAddress?: string): Promise<ConnectedSession>;
 }
@@ -69,12 +74,16 @@ export class SocketServer {
   readonly #peers = new Set<SocketPeer>();
   /** Open sockets per user, counted from the upgrade on (a session may still be loading). */
   readonly #socketsPerUser = new Map<string, number>();
+  /** Open sockets per remote address (limits.max_sockets_per_address). */
+  readonly #socketsPerAddress = new Map<string, number>();
+  readonly #isTrustedProxy: (address: string) => boolean;
   readonly #heartbeat: NodeJS.Timeout;
   #nextPeerId = 1;
 
   constructor(options: SocketServerOptions) {
     this.#options = options;
     const { limits, server } = options.config;
+    this.#isTrustedProxy = trustedProxies(server.trusted_proxies);
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: limits.max_payload_bytes, perMessageDeflate: false });
     // A peer that did not answer the last ping within an interval is gone (laptop lid closed,
     // network dropped) and is terminated so its session can be swept.
@@ -106,24 +115,37 @@ export class SocketServer {
     if (socket.destroyed) return;
     if (!decision.ok) {
       this.#options.log.warn("upgrade_refused", { status: decision.status, error: decision.error, path: rawPathname(req.url) });
-      return rejectUpgrade(socket, decision.status, errorAnswer(decision));
+      return rejectUpgrade(socket, decision.status, errorAnswer(decision), refusalHeaders(decision));
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) =>
-      this.#onConnection(ws, decision.userId, decision.streaming, req.socket.remoteAddress ?? "unknown"),
+      this.#onConnection(
+        ws,
+        decision.userId,
+        decision.streaming,
+        clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], this.#isTrustedProxy),
+      ),
     );
   }
 
   /** Quotas are told over the socket (close 1013 "try again later", the reason "<code>: <text>"), not as HTTP. */
-  #quotaRefusal(userId: string): Refusal | undefined {
+  #quotaRefusal(userId: string, address: string): Refusal | undefined {
     const { sessions } = this.#options;
     const { limits } = this.#options.config;
     const held = sessions.has(userId) ? 0 : sessions.heldCount();
-    if (held >= limits.max_sessions) {
-      return { code: "too_many_sessions", error: `server full: ${held} sessions in use (limits.max_sessions)` };
+    // Full: an idle session sleeps when this one needs the room (lib/session/admission.ts).
+    if (held >= limits.max_sessions && !sessions.canMakeRoom()) {
+      return { code: "too_many_sessions", error: `server full: ${held} sessions in use, none idle (limits.max_sessions)` };
     }
     const open = this.#socketsPerUser.get(userId) ?? 0;
     if (open >= limits.max_sockets_per_user) {
       return { code: "too_many_sockets", error: `too many sockets for this user: ${open} open (limits.max_sockets_per_user)` };
+    }
+    const fromAddress = this.#socketsPerAddress.get(address) ?? 0;
+    if (fromAddress >= limits.max_sockets_per_address) {
+      return {
+        code: "too_many_sockets",
+        error: `too many sockets from your address: ${fromAddress} open (limits.max_sockets_per_address)`,
+      };
     }
     return undefined;
   }
@@ -140,9 +162,10 @@ export class SocketServer {
     // Malformed frames (bad UTF-8, oversize, reserved bits) end up here: ws closes that socket with
     // the right code; the process must never see them as an uncaught error.
     ws.on("error", (error) => log.warn("socket_error", { user_id: userId, error: error.message }));
-    const refusal = this.#quotaRefusal(userId);
+    const refusal = this.#quotaRefusal(userId, remoteAddress);
     if (refusal) return this.#refuseConnection(ws, refusal, { user_id: userId });
     this.#socketsPerUser.set(userId, (this.#socketsPerUser.get(userId) ?? 0) + 1);
+    this.#socketsPerAddress.set(remoteAddress, (this.#socketsPerAddress.get(remoteAddress) ?? 0) + 1);
     const id = this.#nextPeerId++;
     const fields = { user_id: userId, socket: id, streaming };
     const peer = new SocketPeer({
@@ -176,14 +199,27 @@ export class SocketServer {
       },
     );
     const context = { log, limits, redactor, metrics: this.#options.metrics };
+    // Frames refused (too long, malformed, binary): past limits.max_refused_frames_per_socket the
+    // socket is closed, so a client cannot keep the server refusing for it.
+    let refused = 0;
     ws.on("message", (data: RawData, isBinary: boolean) => {
-      void ready.then((session) => session && dispatchFrame(session, peer, data, isBinary, context));
+      void ready.then((session) => {
+        if (!session || ws.readyState !== ws.OPEN) return;
+        if (dispatchFrame(session, peer, data, isBinary, context) !== "refused") return;
+        if (++refused < limits.max_refused_frames_per_socket) return;
+        log.warn("socket_closed_for_refusals", { ...fields, refused });
+        this.#options.metrics.refused("invalid_frame");
+        closeThenTerminate(ws, CLOSE_POLICY_VIOLATION, `too many refused frames: ${refused} (limits.max_refused_frames_per_socket)`);
+      });
     });
     ws.on("close", (code) => {
       this.#peers.delete(peer);
       const left = (this.#socketsPerUser.get(userId) ?? 1) - 1;
       if (left > 0) this.#socketsPerUser.set(userId, left);
       else this.#socketsPerUser.delete(userId);
+      const fromAddress = (this.#socketsPerAddress.get(remoteAddress) ?? 1) - 1;
+      if (fromAddress > 0) this.#socketsPerAddress.set(remoteAddress, fromAddress);
+      else this.#socketsPerAddress.delete(remoteAddress);
       void ready.then((session) => {
         session?.detach(peer);
         log.info("disconnect", { ...fields, code, open_sockets: session?.sockets.size ?? 0 });

@@ -14,6 +14,7 @@ import {
   streamErrorFrame,
   welcomeFrame,
   type AttachmentRef,
+  type ClientFrame,
   type ElicitationAction,
   type ElicitationValue,
   type HistoryItem,
@@ -62,12 +63,63 @@ export interface DispatchContext {
   metrics: MetricsRecorder;
 }
 
-export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData, isBinary: boolean, context: DispatchContext): void {
-  const { log, limits } = context;
-  if (isBinary) return peer.send(errorFrame("invalid_frame", BINARY_FRAME_ERROR));
+/**
+ * The longest client frame worth parsing, in bytes: a chat message at limits.max_message_chars,
+ * every character JSON-escaped (6 bytes), plus room for the other fields; never past ws's
+ * maxPayload. A longer frame is refused from its length alone, before JSON.parse sees it.
+ */
+export function maxFrameBytes(limits: Config["limits"]): number {
+  return Math.min(limits.max_payload_bytes, limits.max_message_chars * 6 + 64 * 1024);
+}
+
+/** What a frame did to its socket's count of refused frames (limits.max_refused_frames_per_socket). */
+export type FrameVerdict = "refused" | undefined;
+
+export function dispatchFrame(
+  session: SocketSession,
+  peer: Peer,
+  data: RawData,
+  isBinary: boolean,
+  context: DispatchContext,
+): FrameVerdict {
+  const { limits } = context;
+  if (isBinary) {
+    peer.send(errorFrame("invalid_frame", BINARY_FRAME_ERROR));
+    return "refused";
+  }
+  const bytes = rawLength(data);
+  if (bytes > maxFrameBytes(limits)) {
+    context.metrics.refused("frame_too_large");
+    peer.send(
+      errorFrame(
+        "frame_too_large",
+        `Frame too large: ${bytes} bytes, more than a message of limits.max_message_chars (${limits.max_message_chars} characters) can take; it was not read`,
+      ),
+    );
+    return "refused";
+  }
   const parsed = parseClientFrame(rawText(data));
-  if (!parsed.ok) return peer.send(errorFrame("invalid_frame", parsed.error));
+  if (!parsed.ok) {
+    peer.send(errorFrame("invalid_frame", parsed.error));
+    return "refused";
+  }
   const frame = parsed.frame;
+  if (frame.type === "chat" && frame.message.length > limits.max_message_chars) {
+    const refusal: Refusal = {
+      code: "message_too_long",
+      error: `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`,
+    };
+    context.log.warn("message_refused", { user_id: session.userId, socket: peer.id, code: refusal.code, reason: refusal.error });
+    context.metrics.refused(refusal.code);
+    peer.send(refusalFrame(peer.streaming, refusal, frame.clientId));
+    return "refused";
+  }
+  handleFrame(session, peer, frame, context);
+  return undefined;
+}
+
+function handleFrame(session: SocketSession, peer: Peer, frame: ClientFrame, context: DispatchContext): void {
+  const { log, limits } = context;
   switch (frame.type) {
     case "ignored":
       return;
@@ -156,6 +208,11 @@ async function reset(session: SocketSession, asker: Peer, clearWorkspace: boolea
   }
   // A seed-style socket that asked learns its new session_id from a fresh welcome.
   if (!asker.streaming) asker.send(welcomeFrame(session.userId, session.sessionId));
+}
+
+function rawLength(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((sum, part) => sum + part.length, 0);
+  return data instanceof ArrayBuffer ? data.byteLength : data.length;
 }
 
 function rawText(data: RawData): string {

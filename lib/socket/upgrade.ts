@@ -4,13 +4,18 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
-import { checkHost, checkOrigin, checkUpgradeRequest, checkUserAccess, rawPathname } from "../http/access.ts";
+import { checkHost, checkOrigin, checkUpgradeRequest, checkUserAccess, originOf, rawPathname } from "../http/access.ts";
 import { isValidUserId, USER_ID_RULE, type HttpRefusal } from "../protocol.ts";
 
-export type UpgradeDecision = { ok: true; userId: string; streaming: boolean } | ({ ok: false } & HttpRefusal);
+export type UpgradeDecision = { ok: true; userId: string; streaming: boolean } | ({ ok: false; retryAfterSeconds?: number } & HttpRefusal);
 
 export async function decideUpgrade(
-  request: { method?: string | undefined; url?: string | undefined; headers: IncomingHttpHeaders },
+  request: {
+    method?: string | undefined;
+    url?: string | undefined;
+    headers: IncomingHttpHeaders;
+    socket?: { remoteAddress?: string | undefined };
+  },
   server: Config["server"],
   bindHost: string,
   auth: Authenticator,
@@ -28,7 +33,9 @@ export async function decideUpgrade(
     return { ok: false, status: 400, code: "invalid_user_id", error: `invalid user id: ${USER_ID_RULE}` };
   }
   if (!isValidUserId(userId)) return { ok: false, status: 400, code: "invalid_user_id", error: `invalid user id: ${USER_ID_RULE}` };
-  const late = checkOrigin(headers.origin, headers.host, server.allowed_origins) ?? (await checkUserAccess(headers, url, userId, auth));
+  const late =
+    checkOrigin(headers.origin, headers.host, server.allowed_origins) ??
+    (await checkUserAccess(headers, url, userId, auth, originOf(request)));
   if (late) return { ok: false, ...late };
   return { ok: true, userId, streaming: wantsStreaming(url) };
 }

@@ -3,12 +3,30 @@ import { mkdirSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { CONFIG_FILE, resolveConfigPath, SECRETS_FILE, type Config } from "../config.ts";
+import { WorkspaceQuota } from "../files/quota.ts";
+
+/**
+ * The folder under the workspace root where uploads are written until complete. `+` is not a
+ * user id character (USER_ID_RULE), so no user's workspace can be this folder or see into it.
+ */
+const UPLOADS_FOLDER = "+uploads";
 
 export class Workspaces {
   readonly root: string;
+  /** limits.workspace_bytes, shared by uploads and the built-in filesystem's writes. */
+  readonly quota: WorkspaceQuota;
 
-  constructor(root: string) {
+  /** `workspaceBytes`: limits.workspace_bytes. */
+  constructor(root: string, workspaceBytes = Number.MAX_SAFE_INTEGER) {
     this.root = root;
+    this.quota = new WorkspaceQuota(workspaceBytes);
+  }
+
+  /** Where uploads in progress are written (owner-only, created on first use), outside every workspace. */
+  uploadsDir(): string {
+    const dir = path.join(this.root, UPLOADS_FOLDER);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return dir;
   }
 
   dirFor(userId: string): string {

@@ -904,7 +904,7 @@ const rows: Row[] = [
       const welcome = await tab.next();
       await tab.close();
       return {
-        refused: outcomes.filter((outcome) => /1013 .*limits\.new_sessions_per_minute/.test(outcome)).length >= 150,
+        refused: outcomes.filter((outcome) => /1013 .*limits\.new_session_burst/.test(outcome)).length >= 150,
         bystanderWelcome: welcome.session_id === bystanderSession,
         folders: readdirSync(workspace).filter((name) => name.startsWith("made-up-")).length,
       };

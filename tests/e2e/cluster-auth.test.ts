@@ -115,6 +115,7 @@ test("a forged approval published straight into Redis is ignored; a signed one f
     socket: 7,
     from: "peer0001",
     at: Date.now(),
+    nonce: "peer-nonce-0001",
   };
   await writer.publish(name, signMessage(CLUSTER_SECRET, name, JSON.stringify(peer)));
   const resolved = await client.nextMatching((frame) => frame.type === "approval_resolved");
@@ -123,6 +124,48 @@ test("a forged approval published straight into Redis is ignored; a signed one f
   const frames: Frame[] = client.frames.filter((frame) => frame.type === "approval_resolved");
   assert.equal(frames.length, 1);
   await client.nextMatching((frame) => frame.type === "answer");
+  writer.disconnect();
+  await client.close();
+});
+
+test("a signed message captured from Redis is not taken twice; a cancel stops only the turn it names", { skip }, async () => {
+  const client = await connect(running?.wsUrl("replayed", "?stream=1") ?? "");
+  await client.next();
+  const writer = new Redis(redis?.url ?? "");
+  const name = keys.channel("replayed");
+  const signed = (message: Record<string, unknown>) =>
+    signMessage(CLUSTER_SECRET, name, JSON.stringify({ from: "peer0002", at: Date.now(), nonce: `n-${Math.random()}`, ...message }));
+
+  client.send({ message: "echo first" });
+  const start = await client.nextMatching((frame) => frame.type === "turn_start");
+  const request = await client.nextMatching((frame) => frame.type === "approval_request");
+  // A cancel for another turn (one captured earlier, say) does not stop this one.
+  await writer.publish(name, signed({ kind: "cancel", turn_id: "an-older-turn" }));
+  // A peer's signed approval, captured on its way through Redis and published again.
+  const approval = signed({ kind: "approval", call_id: request.call_id, approved: true, always: false, socket: 3 });
+  await writer.publish(name, approval);
+  await writer.publish(name, approval);
+  const end = await client.nextMatching((frame) => frame.type === "answer" || frame.type === "cancelled");
+  assert.equal(end.type, "answer", "the cancel for another turn was ignored");
+  assert.equal(end.turn_id, start.turn_id);
+  await until(
+    () => readLog(running?.logPath ?? "").some((line) => line.event === "cluster_message_replayed" && line.kind === "approval"),
+    "the replay noticed",
+  );
+
+  // The next turn: a cancel naming it stops it; the same cancel replayed later stops nothing more.
+  client.send({ message: "echo second" });
+  const second = await client.nextMatching((frame) => frame.type === "turn_start");
+  await client.nextMatching((frame) => frame.type === "approval_request");
+  const cancel = signed({ kind: "cancel", turn_id: second.turn_id });
+  await writer.publish(name, cancel);
+  assert.equal((await client.nextMatching((frame) => frame.type === "cancelled" || frame.type === "answer")).type, "cancelled");
+  client.send({ message: "echo third" });
+  const third = await client.nextMatching((frame) => frame.type === "approval_request");
+  // Messages on a channel arrive in order: had the replay stopped the turn, the approval after it would come too late.
+  await writer.publish(name, cancel);
+  await writer.publish(name, signed({ kind: "approval", call_id: third.call_id, approved: true, always: false, socket: 3 }));
+  assert.equal((await client.nextMatching((frame) => frame.type === "cancelled" || frame.type === "answer")).type, "answer");
   writer.disconnect();
   await client.close();
 });

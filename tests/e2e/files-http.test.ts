@@ -51,8 +51,9 @@ const SCRIPT = { "x-requested-with": "test" };
 const put = (base: string, rawPath: string, body: Buffer | string, headers: Record<string, string | number> = SCRIPT) =>
   request(base, "PUT", rawPath, { headers, body });
 
-/** Files (not our temp files) under a folder, for "nothing partial was left" checks. */
-function tempFiles(dir: string): string[] {
+/** The uploads in progress: temp files in the server's uploads folder, outside every workspace. */
+function tempFiles(root: string): string[] {
+  const dir = path.join(root, "+uploads");
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((name) => name.endsWith(".part"));
 }
@@ -75,7 +76,7 @@ describe("files API", () => {
   before(async () => {
     model = await startModelServer();
     running = await startServer({
-      config: baseConfig(model.baseUrl, {}, { limits: { max_upload_bytes: 4096, workspace_bytes: 10_000 } }),
+      config: baseConfig(model.baseUrl, {}, { limits: { max_upload_bytes: 4096, workspace_bytes: 10_000, max_uploads_per_user: 8 } }),
       secrets: { openai: { api_key: "sk-test-files" } },
     });
     root = path.join(running.configDir, "workspace");
@@ -98,6 +99,7 @@ describe("files API", () => {
       entries: [],
       truncated: false,
       used_bytes: 0,
+      uploading_bytes: 0,
       limits: { max_upload_bytes: 4096, workspace_bytes: 10_000 },
     });
     assert.equal(existsSync(ws("nobody")), false, "listing does not create the workspace");
@@ -249,7 +251,7 @@ describe("files API", () => {
     const streamed = await put(running.url, "/files/carol/big.bin", big, { ...SCRIPT, "transfer-encoding": "chunked" });
     assert.equal(streamed.status, 413);
     assert.equal(existsSync(path.join(ws("carol"), "big.bin")), false);
-    assert.deepEqual(tempFiles(ws("carol")), []);
+    assert.deepEqual(tempFiles(root), []);
     assert.equal((await put(running.url, "/files/carol/ok.bin", Buffer.alloc(4096, 2))).status, 201, "exactly the limit is fine");
   });
 
@@ -261,7 +263,7 @@ describe("files API", () => {
     assert.equal(full.json().code, "workspace_full");
     assert.match(String(full.json().error), /workspace is full.*limits\.workspace_bytes.*Delete files/);
     assert.equal(existsSync(path.join(ws("dave"), "f3.bin")), false);
-    assert.deepEqual(tempFiles(ws("dave")), []);
+    assert.deepEqual(tempFiles(root), []);
     assert.equal((await put(running.url, "/files/dave/f2.bin", Buffer.alloc(4096))).status, 200, "8096 bytes after the replacement");
     assert.equal((await request(running.url, "DELETE", "/files/dave/f1.bin", { headers: SCRIPT })).status, 200);
     assert.equal((await put(running.url, "/files/dave/f3.bin", Buffer.alloc(4000))).status, 201, "room again after a delete");
@@ -288,7 +290,7 @@ describe("files API", () => {
       slow.on("error", reject);
     });
     slow.write(first.subarray(0, 1500));
-    await until(() => tempFiles(ws("erin")).length === 1, "the first upload's temp file");
+    await until(() => tempFiles(root).length === 1, "the first upload's temp file");
     assert.equal((await put(running.url, "/files/erin/same.txt", second)).status, 201);
     assert.deepEqual(readFileSync(path.join(ws("erin"), "same.txt")), second);
     slow.end(first.subarray(1500));
@@ -303,7 +305,7 @@ describe("files API", () => {
       bodies.some((body) => body.equals(final)),
       "the file is one whole upload",
     );
-    assert.deepEqual(tempFiles(ws("erin")), []);
+    assert.deepEqual(tempFiles(root), []);
   });
 
   test("an upload cut off half-way leaves no file and no temp file", async () => {
@@ -312,10 +314,10 @@ describe("files API", () => {
     await new Promise((resolve) => socket.once("connect", resolve));
     socket.write(`PUT /files/frank/report.csv HTTP/1.1\r\nHost: ${url.host}\r\nX-Requested-With: test\r\nContent-Length: 2000\r\n\r\n`);
     socket.write(Buffer.alloc(1000, "x"));
-    await until(() => tempFiles(ws("frank")).length === 1, "the temp file of the upload");
+    await until(() => tempFiles(root).length === 1, "the temp file of the upload");
     socket.destroy();
-    await until(() => tempFiles(ws("frank")).length === 0, "the temp file to be removed");
-    assert.deepEqual(readdirSync(ws("frank")), []);
+    await until(() => tempFiles(root).length === 0, "the temp file to be removed");
+    assert.equal(existsSync(path.join(ws("frank"), "report.csv")), false);
     const listing = await request(running.url, "GET", "/files/frank");
     assert.deepEqual(listing.json().entries, []);
   });

@@ -41,6 +41,8 @@ async function start(auth: Record<string, unknown>, files: Record<string, string
 
 function hs256(claims: Record<string, unknown>, secret = HS_SECRET) {
   const jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt();
+  // A token must carry an expiry; the tests' tokens last five minutes unless they say otherwise.
+  if (!("exp" in claims)) jwt.setExpirationTime("5m");
   return jwt.sign(new TextEncoder().encode(secret));
 }
 
@@ -90,10 +92,25 @@ test("jwt (HS256): a token opens only its subject's user id; /sessions shows onl
   assert.match(String((await upgradeStatus(running, "alice", forged)).error), /signature/);
   const expired = await hs256({ sub: "alice", exp: Math.floor(Date.now() / 1000) - 3600 });
   assert.match(String((await upgradeStatus(running, "alice", expired)).error), /expired/);
-  const early = await hs256({ sub: "alice", nbf: Math.floor(Date.now() / 1000) + 3600 });
+  const early = await hs256({ sub: "alice", nbf: Math.floor(Date.now() / 1000) + 3600, exp: Math.floor(Date.now() / 1000) + 3900 });
   assert.match(String((await upgradeStatus(running, "alice", early)).error), /nbf/);
   assert.match(String((await upgradeStatus(running, "alice", await hs256({ sub: "../x" }))).error), /subject/);
   assert.equal((await upgradeStatus(running, "alice", "not.a.jwt")).status, 401);
+  // A token good forever, or for longer than server.auth.max_token_age_seconds (a day by default), is refused.
+  const forever = await new SignJWT({ sub: "alice" })
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuedAt()
+    .sign(new TextEncoder().encode(HS_SECRET));
+  const noExpiry = await upgradeStatus(running, "alice", forever);
+  assert.equal(noExpiry.status, 401);
+  assert.match(String(noExpiry.error), /no expiry \(exp\)/);
+  const tooLong = await upgradeStatus(running, "alice", await hs256({ sub: "alice", exp: Math.floor(Date.now() / 1000) + 2 * 86_400 }));
+  assert.equal(tooLong.status, 401);
+  assert.match(String(tooLong.error), /server\.auth\.max_token_age_seconds/);
+  assert.equal(
+    (await upgradeStatus(running, "alice", await hs256({ sub: "alice", exp: Math.floor(Date.now() / 1000) + 3600 }))).status,
+    101,
+  );
 
   // The admin token lists everyone and opens any user id.
   assert.deepEqual((await getJson(running, "/sessions", { authorization: `Bearer ${ADMIN}` })).body, {
@@ -185,10 +202,17 @@ test("users file: hashed per-user tokens made by `npm run hash-token`; a token o
   assert.equal((await getJson(running, "/sessions/frank", { authorization: `Bearer ${graceToken}` })).status, 401);
   await client.close();
 
-  // A flood of wrong tokens for a real user: every one refused (scrypt runs two at a time, the
-  // rest wait or are refused at once), and the right token still works after.
+  // A flood of wrong tokens for a real user: every one refused (401, or past the failed-check
+  // limit 429), and the right token still works after (it was verified before).
   const flood = await Promise.all(Array.from({ length: 100 }, (_, n) => upgradeStatus(running, "grace", `wrong-token-${n}-0000000000`)));
-  assert.deepEqual([...new Set(flood.map((answer) => answer.status))], [401]);
+  assert.ok(
+    flood.every((answer) => [401, 429, 503].includes(answer.status)),
+    JSON.stringify(flood.map((answer) => answer.status)),
+  );
+  assert.ok(
+    flood.some((answer) => answer.status === 429),
+    "failed checks are rate-limited",
+  );
   assert.equal((await upgradeStatus(running, "grace", graceToken)).status, 101);
 
   // A user added to the file is let in without a restart; a file broken meanwhile keeps the last good one.

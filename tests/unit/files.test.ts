@@ -6,8 +6,7 @@ import { parseFilesPath } from "../../lib/files/files-api.ts";
 import { mimeTypeOf } from "../../lib/files/mime.ts";
 import { attachmentDisposition, decideRange } from "../../lib/files/range.ts";
 import { changesWorkspace, workspaceServers } from "../../lib/files/workspace-writes.ts";
-import { isUploadTemp, uploadTempName } from "../../lib/files/listing.ts";
-import { formatBytes } from "../../lib/files/upload.ts";
+import { formatBytes } from "../../lib/files/format.ts";
 import { mcpServerDefaults } from "../../lib/config.ts";
 import { filesUrl } from "../../client/files.ts";
 import { parseOptions } from "../../client/options.ts";
@@ -84,11 +83,7 @@ test("files_changed follows the filesystem server's tools that may write", () =>
   assert.equal(changesWorkspace(servers, "other", "write_file"), false, "a server not rooted in the workspace");
 });
 
-test("upload temp files are recognised; sizes read as people read them", () => {
-  const name = uploadTempName();
-  assert.ok(isUploadTemp(name), name);
-  assert.equal(isUploadTemp(".upload-notes.part"), false);
-  assert.equal(isUploadTemp("report.part"), false);
+test("sizes read as people read them", () => {
   assert.equal(formatBytes(512), "512 bytes");
   assert.equal(formatBytes(10 * 1024 * 1024), "10 MiB");
   assert.equal(formatBytes(1536), "1.5 KiB");
