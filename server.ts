@@ -22,8 +22,12 @@ import { openBackends } from "./lib/cluster/backends.ts";
 import { Workspaces } from "./lib/workspace/workspaces.ts";
 import { SessionManager } from "./session.ts";
 import { Metrics } from "./lib/metrics/metrics.ts";
+import { traceSettingsFromEnv, type Env } from "./lib/telemetry/settings.ts";
+import { Tracing } from "./lib/telemetry/tracer.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** service.version of the traces: the package's version. */
+const SERVICE_VERSION = "0.1.0";
 
 export interface AgentServerOptions {
   config: Config;
@@ -32,6 +36,8 @@ export interface AgentServerOptions {
   host?: string;
   /** Default: the config's server.port; 0 picks a free one. */
   port?: number;
+  /** Where the OTEL_* variables (traces) are read; default process.env. */
+  env?: Env;
 }
 
 export interface AgentServer {
@@ -51,7 +57,17 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root));
-  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE]);
+  // Traces: off unless the OTEL_* variables ask for them; flushed and stopped by close().
+  const traceSettings = traceSettingsFromEnv(options.env ?? process.env);
+  for (const warning of traceSettings.warnings) log.warn("otel_setting_ignored", { warning });
+  const tracing = new Tracing({
+    settings: traceSettings,
+    captureContent: config.observability.capture_content,
+    redact: (text) => redactor.redact(text),
+    serviceVersion: SERVICE_VERSION,
+    ...(cluster ? { instanceId: cluster.instanceId } : {}),
+  });
+  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], tracing);
   const writers = workspaceServers(config.mcp.servers);
   // Read at scrape time only, when `sessions` and `sockets` below exist.
   const metrics: Metrics = new Metrics({
@@ -126,6 +142,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
           log.info("server_start", {
             url,
             ...(cluster ? { instance: cluster.instanceId } : {}),
+            ...(traceSettings.enabled ? { traces: traceSettings.url } : {}),
             model: config.openai.default_model,
             servers,
           });
@@ -142,6 +159,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         httpServer.closeAllConnections();
         await store.close();
         await cluster?.close();
+        // Last: the spans of everything closed above are ended by now.
+        await tracing.close();
         log.info("server_stop", {});
       })()),
   };

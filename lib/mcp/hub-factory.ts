@@ -10,10 +10,13 @@ import type { ClientRequests } from "./client-requests.ts";
 import { McpConnection, type ConnectionLimits } from "./connection.ts";
 import { McpHub } from "./hub.ts";
 import { transportFactory, type TransportContext } from "./transports.ts";
+import type { Tracing } from "../telemetry/tracer.ts";
 
 /** Everything needed to build a user's own connections. */
 export interface HubContext extends TransportContext {
   limits: ConnectionLimits;
+  /** Spans for each server's start (none when tracing is off). */
+  tracing?: Tracing | undefined;
 }
 
 export class HubFactory {
@@ -23,7 +26,7 @@ export class HubFactory {
   readonly #shared: Map<string, McpConnection>;
 
   /** `packageDirs`: folders where `npx -y <pkg>` packages are looked for locally. */
-  constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[]) {
+  constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[], tracing?: Tracing) {
     this.#config = config;
     this.#workspaces = workspaces;
     const limits: ConnectionLimits = {
@@ -32,7 +35,7 @@ export class HubFactory {
       maxRestarts: config.limits.mcp_max_restarts,
     };
     this.#shared = sharedBuiltins(config, serverOwnFiles(config), log, limits);
-    this.#context = { log, limits, packageDirs, configDir: config.configDir };
+    this.#context = { log, limits, packageDirs, configDir: config.configDir, tracing };
   }
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
@@ -77,6 +80,7 @@ export function connectionFor(
     limits: context.limits,
     log: context.log,
     logFields,
+    tracing: context.tracing,
     askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests },
   });
 }
