@@ -539,7 +539,10 @@ async function main(): Promise<void> {
         .filter((phase) => phase.redis_commands_per_turn)
         .map(
           (phase) =>
-            `- ${phase.instances} instance(s): ${Object.entries(phase.redis_commands_per_turn?.by_command ?? {})
+            `- ${phase.instances} instance(s), ${phase.redis_requests_per_turn ?? "?"} requests per turn: ${Object.entries(
+              phase.redis_commands_per_turn?.by_command ?? {},
+            )
+              .sort((a, b) => b[1] - a[1])
               .map(([name, calls]) => `\`${name}\` ${calls}`)
               .join(", ")}`,
         );
