@@ -1,39 +1,30 @@
-// The agent loop: call the model (streaming), run the tool calls it asks for, append the
-// results, call again — with a hard cap on model calls per turn.
-import { randomUUID } from "node:crypto";
+// The agent loop: call the model (lib/agent/model-call.ts) on a request fitted to the context
+// window, run the tool calls it asks for, append the results, call again — with a hard cap on
+// model calls per turn. Its vocabulary (messages, tools, hooks, settings) is lib/agent/types.ts.
 import type OpenAI from "openai";
 import { MIN_CONTEXT_TOKENS } from "./lib/config.ts";
+import { callModel, isContextLengthError, modelErrorText } from "./lib/agent/model-call.ts";
+import { CONTEXT_FULL_MESSAGE, NO_API_KEY_MESSAGE, TurnError } from "./lib/agent/turn-error.ts";
+import type {
+  AgentSettings,
+  Approver,
+  AssistantMessage,
+  ChatMessage,
+  LoopOptions,
+  ToolCall,
+  ToolCatalog,
+  ToolImage,
+  ToolOutcome,
+  ToolProgress,
+  ToolStart,
+  Toolbox,
+  TurnHooks,
+  TurnLog,
+  TurnResult,
+} from "./lib/agent/types.ts";
 import { contextBudget, fitContext, RETRY_BUDGET_FACTOR, shortenToolResult, windowFromError } from "./lib/model/context.ts";
-import { MESSAGE_OVERHEAD_TOKENS, type TokenCounter } from "./lib/model/tokens.ts";
 import { addUsage, emptyUsage } from "./lib/model/usage.ts";
 import type { TokenUsage } from "./lib/protocol.ts";
-
-export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
-type AssistantMessage = OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam;
-type ToolCall = OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
-
-export const NO_API_KEY_MESSAGE =
-  "no OpenAI API key is set. Put it in mcp_agent.secrets.yaml as openai.api_key " +
-  "(copy mcp_agent.secrets.yaml.example), or set the OPENAI_API_KEY environment variable, then restart the server";
-
-/** One model-visible tool name and the MCP tool it means. */
-export interface ToolRoute {
-  server: string;
-  tool: string;
-}
-
-/** The tools the model is offered now, and where each of their names leads. */
-export interface ToolCatalog {
-  tools: OpenAI.Chat.Completions.ChatCompletionFunctionTool[];
-  routes: Map<string, ToolRoute>;
-}
-
-/** Where the loop reports what it does (the server's Logger is one). */
-export interface TurnLog {
-  debug(event: string, fields?: Record<string, unknown>): void;
-  info(event: string, fields?: Record<string, unknown>): void;
-  warn(event: string, fields?: Record<string, unknown>): void;
-}
 
 export type ParsedArguments = { ok: true; args: Record<string, unknown> } | { ok: false; error: string };
 
@@ -51,157 +42,12 @@ export function parseToolArguments(json: string): ParsedArguments {
   return { ok: true, args: value as Record<string, unknown> };
 }
 
-/** An image a tool returned: base64 data as the MCP server sent it. */
-export interface ToolImage {
-  mimeType: string;
-  /** Base64, without a data: prefix. */
-  data: string;
-}
-
-/** What a tool call gave back: the text the model sees, and whether it failed. */
-export interface ToolOutcome {
-  ok: boolean;
-  text: string;
-  /** Images the tool returned: the model gets them as image parts of a user message after the step's tool results. */
-  images?: ToolImage[];
-}
-
-/** A progress notification of a running tool call (MCP `notifications/progress`). */
-export interface ToolProgress {
-  progress: number;
-  total?: number;
-  message?: string;
-}
-
-/** What a tool call may report while it runs. */
-export interface ToolCallOptions {
-  signal?: AbortSignal;
-  onProgress?(progress: ToolProgress): void;
-}
-
-/** The tools of a session, as the agent needs them. */
-export interface Toolbox {
-  catalog(): ToolCatalog;
-  /** Waits for tool lists being refreshed (a server said its tools changed) before the next catalog(). */
-  prepare?(): Promise<void>;
-  callTool(route: ToolRoute, args: Record<string, unknown>, options?: ToolCallOptions): Promise<ToolOutcome>;
-}
-
-export interface ToolStart {
-  callId: string;
-  name: string;
-  server: string;
-  tool: string;
-  arguments: string;
-}
-
-export interface ToolEnd {
-  callId: string;
-  ok: boolean;
-  result: string;
-  durationMs: number;
-  images?: ToolImage[];
-}
-
-/** A person's verdict on a tool call that needs approval; `reason` reaches the model on a denial. */
-export type ApprovalDecision = { approved: true } | { approved: false; reason: string };
-
-/** Asks whether a call may run (undefined: every call may). */
-export type Approver = (call: ToolStart, signal?: AbortSignal) => Promise<ApprovalDecision>;
-
-/** One model call: what it cost and how long it took. */
-export interface ModelCall {
-  usage: TokenUsage;
-  durationMs: number;
-  ok: boolean;
-}
-
-/** Live events of a turn, for streaming sockets and logs. */
-export interface TurnHooks {
-  /** After each model call (awaited: the session writes its usage to the store before going on). */
-  onModelCall?(call: ModelCall): Promise<void> | void;
-  onTextDelta?(text: string): void;
-  onToolStart?(call: ToolStart): void;
-  onToolEnd?(call: ToolEnd): void;
-  onToolProgress?(callId: string, progress: ToolProgress): void;
-  /** A complete step (an assistant message with tool calls and all their results) was added. */
-  onStep?(messages: ChatMessage[]): Promise<void>;
-}
-
-export interface AgentSettings {
-  /** Undefined when no API key is configured: every turn then fails with a how-to message. */
-  openai: OpenAI | undefined;
-  model: string;
-  instruction: string;
-  maxIterations: number;
-  log: TurnLog;
-  /** Tokens a request may use: the context window minus `replyReserve`. */
-  contextBudget: number;
-  /**
-   * What the endpoint taught us, for every later request of every session (they share it):
-   * `windowTokens`, the window it named when it refused a request as too long (smaller than
-   * configured), so requests are fitted to it at once instead of being refused first;
-   * `noStreamOptions`, set when it rejected `stream_options` (older Azure API versions, some
-   * local servers): usage is then counted here.
-   */
-  learned: { windowTokens?: number; noStreamOptions?: boolean };
-  replyReserve: number;
-  tokens: TokenCounter;
-  /** Shortened copies of long tool results, per original message, so each is made and counted once. */
-  shortened: WeakMap<ChatMessage, ChatMessage>;
-  /** Request parameters from the config: max_tokens or max_completion_tokens, reasoning_effort, user. */
-  requestParams: ModelRequestParams;
-  /** A streamed answer that sends nothing (keep-alive comments count as nothing) for this long fails. */
-  streamIdleMs: number;
-  /** Bounds one whole model call, streamed answer included (the SDK's own timeout stops at the headers). */
-  requestTimeoutMs: number;
-  /** A model answer (or a tool call's arguments) longer than this is cut, with a note. */
-  maxAnswerChars: number;
-  /** A model error text longer than this is cut, with a note. */
-  maxErrorChars: number;
-}
-
-export type ModelRequestParams = Partial<
-  Pick<OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming, "max_tokens" | "max_completion_tokens" | "reasoning_effort" | "user">
->;
-
-export const CONTEXT_FULL_MESSAGE =
-  "this conversation no longer fits the model's context window, even with older turns left out and long tool results shortened. " +
-  'Start a new chat (the "New chat" button, or send {"type":"reset"}), or send a shorter message; ' +
-  "if the model allows more, raise agent.max_context_tokens";
-
-/** A turn that failed; `messages` is the part of the turn that is safe to keep in the history. */
-export class TurnError extends Error {
-  readonly messages: ChatMessage[];
-  /** True when the turn ended because its signal was aborted (a cancel), not because of a fault. */
-  readonly cancelled: boolean;
-  /** What the turn's model calls cost before it failed (they count against quotas too). */
-  readonly usage: TokenUsage;
-  constructor(message: string, messages: ChatMessage[], options: { cause?: unknown; cancelled?: boolean; usage?: TokenUsage } = {}) {
-    super(message, { cause: options.cause });
-    this.name = "TurnError";
-    this.messages = messages;
-    this.cancelled = options.cancelled ?? false;
-    this.usage = options.usage ?? emptyUsage();
-  }
-}
-
-export interface TurnResult {
-  /** The last assistant message's text. */
-  answer: string;
-  /** All the assistant text of the turn (also what the model wrote before its tool calls), joined with "\n". */
-  text: string;
-  usage: TokenUsage;
-  /** Every message the turn added: the user's, assistant messages, tool results. */
-  messages: ChatMessage[];
-}
-
 export async function runTurn(
   settings: AgentSettings,
   toolbox: Toolbox,
   history: readonly ChatMessage[],
   userText: string,
-  options: { signal?: AbortSignal; hooks?: TurnHooks; logFields?: Record<string, unknown>; approve?: Approver } = {},
+  options: LoopOptions = {},
 ): Promise<TurnResult> {
   const { signal, hooks = {}, logFields = {}, approve } = options;
   const state: TurnState = {
@@ -218,7 +64,7 @@ export async function runTurn(
   };
   if (!settings.openai) throw new TurnError(NO_API_KEY_MESSAGE, state.kept);
   try {
-    return await loop(settings, settings.openai, toolbox, history, state, signal, hooks, logFields, approve);
+    return await loop(settings, toolbox, history, state, signal, hooks, logFields, approve);
   } catch (error) {
     if (signal?.aborted) throw new TurnError("the turn was cancelled", state.kept, { cause: error, cancelled: true, usage: state.usage });
     throw error;
@@ -240,7 +86,6 @@ interface TurnState {
 
 async function loop(
   settings: AgentSettings,
-  openai: OpenAI,
   toolbox: Toolbox,
   history: readonly ChatMessage[],
   state: TurnState,
@@ -256,7 +101,7 @@ async function loop(
   for (let iteration = 1; iteration <= settings.maxIterations; iteration++) {
     await toolbox.prepare?.();
     const catalog = toolbox.catalog();
-    const assistant = await callModel(settings, openai, history, state, catalog, signal, hooks, logFields);
+    const assistant = await fittedModelCall(settings, history, state, catalog, signal, hooks, logFields);
     signal?.throwIfAborted();
     if (typeof assistant.content === "string" && assistant.content) state.texts.push(assistant.content);
     const calls = (assistant.tool_calls ?? []).filter((call): call is ToolCall => call.type === "function");
@@ -348,9 +193,8 @@ export function imageAttachments(
  * anyway (its count differs from ours, or the window is smaller than configured), the request is
  * fitted again to a lower budget and sent once more; a second refusal ends the turn with advice.
  */
-async function callModel(
+async function fittedModelCall(
   settings: AgentSettings,
-  openai: OpenAI,
   history: readonly ChatMessage[],
   state: TurnState,
   catalog: ToolCatalog,
@@ -383,23 +227,18 @@ async function callModel(
         fits: fit.fits,
       });
     }
-    const started = Date.now();
-    let result: { message: AssistantMessage; usage: TokenUsage | undefined };
     try {
-      result = await completion(openai, settings, fit.messages, catalog, signal, hooks);
+      const answer = await callModel(
+        settings,
+        { messages: fit.messages, tools: catalog.tools, promptTokens: fit.tokens },
+        { signal, hooks, logFields },
+      );
+      addUsage(state.usage, answer.usage);
+      return answer.message;
     } catch (error) {
-      await hooks.onModelCall?.({ usage: emptyUsage(), durationMs: Date.now() - started, ok: false });
       if (signal?.aborted) throw error;
-      if (!settings.learned.noStreamOptions && rejectsStreamOptions(error)) {
-        settings.learned.noStreamOptions = true;
-        settings.log.warn("stream_options_rejected", { ...logFields, error: modelErrorMessage(error) });
-        attempt--;
-        continue;
-      }
-      if (!isContextLengthError(error)) {
-        const message = capText(modelErrorMessage(error), settings.maxErrorChars, "limits.max_error_chars");
-        throw new TurnError(message, state.kept, { cause: error, usage: state.usage });
-      }
+      if (!isContextLengthError(error))
+        throw new TurnError(modelErrorText(error, settings.maxErrorChars), state.kept, { cause: error, usage: state.usage });
       if (attempt > 1) throw new TurnError(CONTEXT_FULL_MESSAGE, state.kept, { cause: error, usage: state.usage });
       const window = windowFromError(error instanceof Error ? error.message : "");
       // A window below the smallest agent.max_context_tokens is not believed for later turns.
@@ -413,233 +252,6 @@ async function callModel(
         model_window: window,
         retry_budget: state.budget,
       });
-      continue;
     }
-    // An endpoint that reports no usage is counted here, so totals and quotas still work.
-    const usage = result.usage ?? {
-      prompt_tokens: fit.tokens,
-      completion_tokens: settings.tokens.message(result.message) - MESSAGE_OVERHEAD_TOKENS,
-      cached_tokens: 0,
-      total_tokens: 0,
-      model_calls: 1,
-      estimated: true,
-    };
-    if (usage.total_tokens === 0) usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
-    addUsage(state.usage, usage);
-    await hooks.onModelCall?.({ usage, durationMs: Date.now() - started, ok: true });
-    return result.message;
   }
-}
-
-/** A 400 that names `stream_options`: the endpoint does not take it. */
-function rejectsStreamOptions(error: unknown): boolean {
-  return error instanceof Error && "status" in error && error.status === 400 && /stream_options/.test(error.message);
-}
-
-/** OpenAI's "too long for the window" refusal, as its code says or, from other servers, as its message words it. */
-function isContextLengthError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  if ("code" in error && error.code === "context_length_exceeded") return true;
-  return /context[_ ]length|maximum context|context window/i.test(error.message);
-}
-
-/** The usage block of an OpenAI answer (a whole completion or a stream's last chunk). */
-function usageOf(value: unknown): TokenUsage | undefined {
-  if (!isObject(value)) return undefined;
-  const prompt = numberOr(value.prompt_tokens, 0);
-  const completionTokens = numberOr(value.completion_tokens, 0);
-  const details = isObject(value.prompt_tokens_details) ? value.prompt_tokens_details : {};
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completionTokens,
-    cached_tokens: numberOr(details.cached_tokens, 0),
-    total_tokens: numberOr(value.total_tokens, prompt + completionTokens),
-    model_calls: 1,
-  };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function numberOr(value: unknown, fallback: number): number {
-  return typeof value === "number" && Number.isFinite(value) ? value : fallback;
-}
-
-/**
- * A whole (non-streamed) completion, read from outside data field by field: what a server that
- * ignores `stream: true` sends. Its text reaches streaming sockets as one delta.
- */
-function wholeCompletion(body: unknown, hooks: TurnHooks): { message: AssistantMessage; usage: TokenUsage | undefined } {
-  if (!isObject(body)) throw new Error("the model API answered JSON that is not an object");
-  if (isObject(body.error)) throw new Error(`the model API answered an error: ${String(body.error.message)}`);
-  const choice = Array.isArray(body.choices) ? body.choices[0] : undefined;
-  const message = isObject(choice) && isObject(choice.message) ? choice.message : undefined;
-  if (!message) throw new Error("the model API answered JSON without choices[0].message");
-  const content = typeof message.content === "string" ? message.content : "";
-  if (content) hooks.onTextDelta?.(content);
-  const toolCalls: ToolCall[] = [];
-  for (const [index, call] of (Array.isArray(message.tool_calls) ? message.tool_calls : []).entries()) {
-    if (!isObject(call) || !isObject(call.function)) continue;
-    if (index >= MAX_TOOL_CALLS) break;
-    toolCalls.push({
-      // Ours, not the model's: its ids can repeat or be missing (see completion()).
-      id: `call_${randomUUID()}`,
-      type: "function",
-      function: {
-        name: typeof call.function.name === "string" ? call.function.name : "",
-        arguments: typeof call.function.arguments === "string" ? call.function.arguments : "",
-      },
-    });
-  }
-  return {
-    message: { role: "assistant", content: content || null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
-    usage: usageOf(body.usage),
-  };
-}
-
-/** Why a model call was stopped by one of our own deadlines (the SDK only knows "aborted"). */
-class ModelLimit extends Error {
-  override name = "ModelLimit";
-}
-
-/** Tool calls one model answer may make; the index comes from the model and must not size an array. */
-const MAX_TOOL_CALLS = 128;
-
-/**
- * One model call, streamed (or whole when the server ignores `stream`), assembled into the
- * assistant message it amounts to. Bounded on every side: an idle timer between chunks, a deadline
- * for the whole call, and a cap on what is kept. Tool calls get ids we assign: the model's own can
- * repeat or be missing, and an approval, a tool_end and a history entry must each point at exactly
- * one call.
- */
-async function completion(
-  openai: OpenAI,
-  settings: AgentSettings,
-  messages: ChatMessage[],
-  catalog: ToolCatalog,
-  signal: AbortSignal | undefined,
-  hooks: TurnHooks,
-): Promise<{ message: AssistantMessage; usage: TokenUsage | undefined }> {
-  const deadlines = new AbortController();
-  const overall = setTimeout(
-    () =>
-      deadlines.abort(
-        new ModelLimit(
-          `the model's answer timed out: it was not complete after ${seconds(settings.requestTimeoutMs)} s (openai.request_timeout_seconds)`,
-        ),
-      ),
-    settings.requestTimeoutMs,
-  );
-  let idle: NodeJS.Timeout | undefined;
-  const armIdle = () => {
-    clearTimeout(idle);
-    idle = setTimeout(
-      () =>
-        deadlines.abort(
-          new ModelLimit(
-            `the model's answer timed out: it sent nothing for ${seconds(settings.streamIdleMs)} s (openai.stream_idle_timeout_seconds)`,
-          ),
-        ),
-      settings.streamIdleMs,
-    );
-  };
-  const requestSignal = signal ? AbortSignal.any([signal, deadlines.signal]) : deadlines.signal;
-  let content = "";
-  let cut = false;
-  let usage: TokenUsage | undefined;
-  const calls: { name: string; arguments: string }[] = [];
-  try {
-    const { data: stream, response } = await openai.chat.completions
-      .create(
-        {
-          model: settings.model,
-          messages,
-          stream: true,
-          ...(settings.learned.noStreamOptions ? {} : { stream_options: { include_usage: true } }),
-          ...settings.requestParams,
-          ...(catalog.tools.length > 0 ? { tools: catalog.tools } : {}),
-        },
-        { signal: requestSignal },
-      )
-      .withResponse();
-    // The stream reads the body only when iterated: a JSON answer is still unread here.
-    if ((response.headers.get("content-type") ?? "").includes("application/json")) {
-      return wholeCompletion(await response.json(), hooks);
-    }
-    armIdle();
-    for await (const chunk of stream) {
-      armIdle();
-      if (chunk.usage) usage = usageOf(chunk.usage);
-      const delta = chunk.choices[0]?.delta;
-      if (!delta) continue;
-      if (delta.content) {
-        const room = settings.maxAnswerChars - content.length;
-        const piece = delta.content.slice(0, Math.max(0, room));
-        content += piece;
-        if (piece) hooks.onTextDelta?.(piece);
-        if (piece.length < delta.content.length) {
-          cut = true;
-          break; // leaving the loop ends the request: the rest is never downloaded
-        }
-      }
-      for (const part of delta.tool_calls ?? []) {
-        if (part.index < 0 || part.index >= MAX_TOOL_CALLS) continue;
-        const slot = (calls[part.index] ??= { name: "", arguments: "" });
-        if (part.function?.name) slot.name += part.function.name;
-        if (part.function?.arguments) slot.arguments += part.function.arguments;
-        if (slot.name.length + slot.arguments.length > settings.maxAnswerChars) {
-          throw new ModelLimit(
-            `the model's tool call "${slot.name.slice(0, 100)}" was longer than ${settings.maxAnswerChars} characters (limits.max_answer_chars)`,
-          );
-        }
-      }
-    }
-    // The SDK's stream ends quietly when its signal aborts: say which deadline it was.
-    if (!signal?.aborted && deadlines.signal.aborted) throw deadlines.signal.reason;
-  } catch (error) {
-    const reason: unknown = deadlines.signal.reason;
-    if (!signal?.aborted && reason instanceof ModelLimit) throw reason;
-    throw error;
-  } finally {
-    clearTimeout(overall);
-    clearTimeout(idle);
-  }
-  if (cut) {
-    const note = `\n\n[answer cut: the model wrote more than ${settings.maxAnswerChars} characters (limits.max_answer_chars)]`;
-    content += note;
-    hooks.onTextDelta?.(note);
-  }
-  const toolCalls = cut
-    ? []
-    : calls.filter(Boolean).map((call) => ({
-        id: `call_${randomUUID()}`,
-        type: "function" as const,
-        function: { name: call.name, arguments: call.arguments },
-      }));
-  return {
-    message: { role: "assistant", content: content || null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
-    usage,
-  };
-}
-
-function seconds(ms: number): number {
-  return Number((ms / 1000).toFixed(1));
-}
-
-/** `text`, cut to `maxChars` with a note naming the key that governs the cap. */
-function capText(text: string, maxChars: number, key: string): string {
-  if (text.length <= maxChars) return text;
-  return `${text.slice(0, maxChars)} [cut: ${text.length} characters, only the first ${maxChars} are shown (${key})]`;
-}
-
-/** The model SDK's error, worded for a person. */
-function modelErrorMessage(error: unknown): string {
-  if (error instanceof Error) {
-    const status = "status" in error && typeof error.status === "number" ? error.status : undefined;
-    const message = error.message.replace(/\s+/g, " ").trim();
-    if (status !== undefined && !message.startsWith(String(status))) return `the model API answered ${status}: ${message}`;
-    return `model request failed: ${message}`;
-  }
-  return `model request failed: ${String(error)}`;
 }

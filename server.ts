@@ -14,7 +14,7 @@ import { changesWorkspace, workspaceServers } from "./lib/files/workspace-writes
 import { createHttpServer } from "./lib/http/listener.ts";
 import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
-import { agentSettingsFrom } from "./lib/agent-settings.ts";
+import { agentSettingsFrom } from "./lib/agent/settings.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
 import { SocketServer } from "./lib/socket/connections.ts";

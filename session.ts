@@ -1,7 +1,8 @@
 // Per-user sessions: a plain Map of UserSession, each owning its MCP hub, its history and a
 // turn queue that runs one turn at a time. Sessions outlive sockets; an idle sweep ends them.
 import { randomUUID } from "node:crypto";
-import { runTurn, TurnError, type AgentSettings, type ChatMessage, type TurnHooks } from "./agent.ts";
+import { runTurn } from "./agent.ts";
+import type { AgentSettings, ChatMessage } from "./lib/agent/types.ts";
 import { historyItems, historyPage, trimHistory, type HistoryEntry } from "./lib/store/history.ts";
 import { fullBucket, takeToken, type Bucket, type RateLimit } from "./lib/session/rate-limit.ts";
 import type { SessionRecord, SessionStore } from "./lib/store/store.ts";
@@ -10,57 +11,30 @@ import { SessionAsks } from "./lib/session/asks.ts";
 import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
 import { AdmissionRefused, type NewSessionLimiter } from "./lib/session/admission.ts";
-import { StreamRedactor } from "./lib/secrets/redactor.ts";
-import { TurnRecord } from "./lib/session/turn-record.ts";
+import { sendTurnEnd, Turn, type QueuedTurn } from "./lib/session/turn.ts";
+import { UsageMeter } from "./lib/session/usage-meter.ts";
 import { publicReason } from "./lib/session/public-reason.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub } from "./lib/mcp/hub.ts";
 import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import type { ResetOutcome } from "./lib/socket/dispatch.ts";
 import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
-import { addUsage, emptyUsage, quotaDecision, utcDay } from "./lib/model/usage.ts";
+import { utcDay } from "./lib/model/usage.ts";
 import {
-  answerFrame,
   cancelledFrame,
-  deltaFrame,
-  errorFrame,
-  filesChangedFrame,
   queuedFrame,
   resetFrame,
-  streamAnswerFrame,
   streamErrorFrame,
-  toolEndFrame,
-  PROGRESS_INTERVAL_MS,
-  toolProgressFrame,
-  toolStartFrame,
   turnErrorFrame,
   turnErrorText,
-  turnStartFrame,
   type ElicitationAction,
   type ElicitationValue,
   type HistoryItem,
-  type ServerFrame,
   type SessionInfo,
   type StreamFrame,
-  type TurnStatus,
 } from "./lib/protocol.ts";
 
 export type { Peer } from "./lib/session/fanout.ts";
-
-interface QueuedTurn {
-  turnId: string;
-  peer: Peer;
-  text: string;
-  clientId?: string;
-}
-
-interface RunningTurn {
-  turnId: string;
-  peer: Peer;
-  abort: AbortController;
-  /** Set when the turn was stopped by a fault rather than by a person (e.g. its lease was lost). */
-  failure?: string;
-}
 
 export interface SessionDeps {
   agent: AgentSettings;
@@ -108,7 +82,7 @@ export class UserSession {
   /** The history items of `#entries` as last computed: a repeated `history` request costs a slice. */
   #itemsCache: { entries: HistoryEntry[]; items: HistoryItem[] } | undefined;
   readonly #queue: QueuedTurn[] = [];
-  #running: RunningTurn | undefined;
+  #running: Turn | undefined;
   #pumping: Promise<void> | undefined;
   #closed = false;
   #resetting = false;
@@ -119,6 +93,8 @@ export class UserSession {
   readonly #approvals: ApprovalDesk;
   /** What the user's MCP servers ask back (sampling, elicitation). */
   readonly #asks: SessionAsks;
+  /** The user's model calls (turns' and sampling's): metrics, the store, the daily quota. */
+  readonly #meter: UsageMeter;
   readonly #deps: SessionDeps;
 
   constructor(record: SessionRecord, entries: HistoryEntry[], hub: McpHub, deps: SessionDeps) {
@@ -133,6 +109,14 @@ export class UserSession {
     this.sockets = new UserSockets(record.userId, deps.coordinator);
     this.#bucket = fullBucket(deps.rateLimit, Date.now());
     this.#historyBucket = fullBucket(deps.historyRateLimit, Date.now());
+    this.#meter = new UsageMeter({
+      userId: record.userId,
+      store: deps.store,
+      metrics: deps.metrics,
+      tokensPerDay: deps.tokensPerDay,
+      log: deps.log,
+      redactor: deps.redactor,
+    });
     this.#approvals = new ApprovalDesk({
       timeoutMs: deps.approvalTimeoutMs,
       log: deps.log,
@@ -149,6 +133,12 @@ export class UserSession {
       turnId: () => this.#running?.turnId,
       canAsk: () => this.sockets.anyStreaming,
       takeToken: () => this.#takeToken(Date.now()),
+      quotaRefusal: () => this.#meter.refusal(),
+      // Part of the running turn's usage when there is one; else the user's, under no turn.
+      onModelCall: (call) =>
+        this.#running
+          ? this.#running.onModelCall(call)
+          : this.#meter.record(call, { sessionId: this.#sessionId, turnId: "" }, { user_id: this.userId, session_id: this.#sessionId }),
       // Part of the running turn when there is one (a page reloaded mid-turn sees the form again).
       send: (frame) => (this.#running ? this.sockets.turnFrame(frame) : this.sockets.broadcast(frame)),
       log: deps.log,
@@ -240,7 +230,7 @@ export class UserSession {
       const stopped = this.#running !== undefined || this.#waiting !== undefined;
       this.#queue.length = 0;
       this.#waiting?.abort();
-      this.#running?.abort.abort();
+      this.#running?.cancel();
       // Let the cancelled turn finish writing under the old session_id before it is deleted.
       await this.#pumping;
       const now = Date.now();
@@ -395,9 +385,7 @@ export class UserSession {
   /** Stops the running turn, if any (here or on another instance); queued turns then run. */
   cancel(): boolean {
     this.#deps.coordinator.publish(this.userId, { kind: "cancel" });
-    if (!this.#running || this.#running.abort.signal.aborted) return false;
-    this.#running.abort.abort();
-    return true;
+    return this.#running?.cancel() ?? false;
   }
 
   /** The user's activity on another instance. */
@@ -412,7 +400,7 @@ export class UserSession {
         this.sockets.fromElsewhere(message.frame);
         return;
       case "cancel":
-        if (this.#running && !this.#running.abort.signal.aborted) this.#running.abort.abort();
+        this.#running?.cancel();
         return;
       case "approval":
         this.#approvals.answer(message.call_id, message.approved, message.reason, message.always, message.socket);
@@ -460,11 +448,7 @@ export class UserSession {
       const reason = this.#deps.redactor.redact((error as Error).message);
       this.#deps.log.warn("turn_not_started", { user_id: this.userId, turn_id: queued.turnId, error: reason });
       const frame = cancelled ? cancelledFrame(queued.turnId) : streamErrorFrame(turnErrorText(reason), { turnId: queued.turnId });
-      this.#finish(
-        { turnId: queued.turnId, peer: queued.peer, abort },
-        frame,
-        cancelled ? turnErrorFrame("the turn was cancelled") : undefined,
-      );
+      sendTurnEnd(this.sockets, queued.peer, frame, cancelled ? turnErrorFrame("the turn was cancelled") : undefined);
       return;
     } finally {
       this.#waiting = undefined;
@@ -481,23 +465,10 @@ export class UserSession {
    * been counted by then). It is read from the store, so it holds across restarts and instances.
    */
   async #withinQuota(queued: QueuedTurn): Promise<boolean> {
-    const { tokensPerDay, store, log, metrics, redactor } = this.#deps;
-    if (tokensPerDay === undefined) return true;
-    const now = Date.now();
-    let decision: ReturnType<typeof quotaDecision>;
-    try {
-      decision = quotaDecision((await store.usage(this.userId, utcDay(now))).today, tokensPerDay, now);
-    } catch (error) {
-      // A quota that cannot be read refuses, as a limit must not be bypassed by a store outage.
-      decision = { allowed: false, error: `the token quota cannot be checked: ${redactor.redact((error as Error).message)}` };
-    }
-    if (decision.allowed) return true;
-    metrics.refused("tokens_per_day");
-    log.warn("turn_refused", { user_id: this.userId, turn_id: queued.turnId, reason: decision.error });
-    this.#finish(
-      { turnId: queued.turnId, peer: queued.peer, abort: new AbortController() },
-      streamErrorFrame(decision.error, { turnId: queued.turnId }),
-    );
+    const refused = await this.#meter.refusal();
+    if (refused === undefined) return true;
+    this.#deps.log.warn("turn_refused", { user_id: this.userId, turn_id: queued.turnId, reason: refused });
+    sendTurnEnd(this.sockets, queued.peer, streamErrorFrame(refused, { turnId: queued.turnId }));
     return false;
   }
 
@@ -519,152 +490,37 @@ export class UserSession {
     }
   }
 
-  async #runTurn({ turnId, peer, text, clientId }: QueuedTurn, lease: TurnLease): Promise<void> {
-    const { log, agent, store, redactor } = this.#deps;
+  /** Runs one turn holding the user's lease: a Turn owns everything of it; the loop is agent.ts's. */
+  async #runTurn(queued: QueuedTurn, lease: TurnLease): Promise<void> {
+    const { agent, store, metrics, log, redactor, approvalPolicy, maxTurnMs, changesWorkspace } = this.#deps;
     const sessionId = this.#sessionId;
-    const fields = { user_id: this.userId, session_id: sessionId, turn_id: turnId };
-    const turn: RunningTurn = { turnId, peer, abort: new AbortController() };
-    const onLost = () => {
-      turn.failure = `the turn was stopped: ${(lease.lost.reason as Error).message}`;
-      turn.abort.abort();
-    };
-    // Removed when the turn ends: on one instance every lease shares one never-aborted signal,
-    // which would otherwise keep every turn that ever ran alive.
-    lease.lost.addEventListener("abort", onLost, { once: true });
+    const turn = new Turn(queued, {
+      userId: this.userId,
+      sessionId,
+      sockets: this.sockets,
+      lease,
+      store,
+      meter: this.#meter,
+      metrics,
+      log,
+      redactor,
+      approvals: this.#approvals,
+      approvalPolicy,
+      maxTurnMs,
+      ...(changesWorkspace ? { changesWorkspace } : {}),
+      sessionRecord: () => this.record(),
+      keep: (entries) => {
+        // A New chat since the turn started: its entries belong to the old conversation.
+        if (this.#sessionId === sessionId) this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
+      },
+    });
     this.#running = turn;
-    const started = Date.now();
-    const deadline = setTimeout(() => {
-      turn.failure = `the turn was stopped: it ran longer than ${this.#deps.maxTurnMs / 1000} s (agent.max_turn_seconds)`;
-      turn.abort.abort();
-    }, this.#deps.maxTurnMs);
-    deadline.unref();
-    log.info("turn_start", { ...fields, chars: text.length });
-    this.sockets.turnFrame(turnStartFrame(turnId, text, clientId));
-    const record = new TurnRecord(store, sessionId, turnId, lease.fence);
-    /** Calls of this turn that may write to the workspace: their end tells every tab to list it again. */
-    const writing = new Set<string>();
-    const { metrics } = this.#deps;
-    const usage = emptyUsage();
-    const toolNames = new Map<string, { server: string; tool: string }>();
-    // A secret or server path split between two deltas is redacted whole: the tail waits for the next one.
-    const deltas = new StreamRedactor(redactor);
-    const flushDeltas = () => {
-      const rest = deltas.flush();
-      if (rest) this.sockets.turnFrame(deltaFrame(turnId, rest));
-    };
-    const progressSentAt = new Map<string, number>();
-    const hooks: TurnHooks = {
-      onTextDelta: (delta) => {
-        const safe = deltas.push(delta);
-        if (safe) this.sockets.turnFrame(deltaFrame(turnId, safe));
-      },
-      onModelCall: async (call) => {
-        metrics.modelCall(call.ok ? "ok" : "error", call.durationMs / 1000);
-        if (call.usage.model_calls === 0) return;
-        addUsage(usage, call.usage);
-        metrics.tokens(call.usage);
-        // Written as each call ends, so a quota counts what was spent even if the turn then fails.
-        const at = Date.now();
-        await store
-          .recordUsage({ userId: this.userId, sessionId, turnId, at, day: utcDay(at), usage: call.usage })
-          .catch((error: unknown) => log.warn("usage_not_saved", { ...fields, error: redactor.redact((error as Error).message) }));
-      },
-      onToolStart: (call) => {
-        toolNames.set(call.callId, { server: call.server, tool: call.tool });
-        record.toolStarted(call);
-        if (this.#deps.changesWorkspace?.(call.server, call.tool)) writing.add(call.callId);
-        this.sockets.turnFrame(toolStartFrame(turnId, call));
-      },
-      onToolEnd: (call) => {
-        const names = toolNames.get(call.callId);
-        metrics.toolCall(names?.server ?? "", names?.tool ?? "", call.ok ? "ok" : "error");
-        record.toolEnded(call);
-        this.sockets.turnFrame(toolEndFrame(turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs, call.images));
-        if (writing.delete(call.callId))
-          this.sockets.broadcast(filesChangedFrame(this.userId, "tool", [], { turnId, callId: call.callId }));
-      },
-      onToolProgress: (callId, progress) => {
-        // A server may report progress thousands of times a second: the sockets get at most one
-        // update per PROGRESS_INTERVAL_MS per call (the last one before tool_end may be skipped).
-        const now = Date.now();
-        if (now - (progressSentAt.get(callId) ?? 0) < PROGRESS_INTERVAL_MS) return;
-        progressSentAt.set(callId, now);
-        this.sockets.turnFrame(toolProgressFrame(turnId, callId, progress));
-      },
-      onStep: (messages) => record.append(messages),
-    };
-    /** Keeps the turn in memory and writes what the store does not have yet, before any answer is sent. */
-    const remember = async (messages: ChatMessage[], status: TurnStatus) => {
-      const entries = await record.end(messages, status, { ...this.record(), lastActivity: Date.now() });
-      if (this.#sessionId === sessionId) this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
-    };
-
-    let status: TurnStatus;
     try {
-      await record.append([{ role: "user", content: text }]);
-      await this.hub.ready();
-      turn.abort.signal.throwIfAborted();
-      const { approvalPolicy } = this.#deps;
-      const result = await runTurn(agent, this.hub, this.history, text, {
-        signal: turn.abort.signal,
-        hooks,
-        logFields: fields,
-        approve: (call, signal) =>
-          approvalPolicy.needsApproval(call.server, call.tool)
-            ? this.#approvals.request(turnId, call, signal)
-            : Promise.resolve({ approved: true }),
-      });
-      await remember(result.messages, "ok");
-      status = "ok";
-      flushDeltas();
-      this.#finish(
-        turn,
-        streamAnswerFrame(turnId, result.answer, this.userId, sessionId, usage),
-        answerFrame(result.text, this.userId, sessionId),
-      );
-    } catch (error) {
-      const cancelled = turn.abort.signal.aborted && turn.failure === undefined;
-      // Aborted by close() (shutdown, sweep) rather than by the user: the turn was interrupted.
-      status = cancelled ? (this.#closed ? "interrupted" : "cancelled") : "error";
-      let reason = redactor.redact(turn.failure ?? (error instanceof Error ? error.message : String(error)));
-      try {
-        await remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
-      } catch (storeError) {
-        // The turn's end could not be written: say so; what was stored before stays.
-        status = "error";
-        reason = redactor.redact(`the conversation could not be saved (${(storeError as Error).message})`);
-      }
-      flushDeltas();
-      if (status === "cancelled" || status === "interrupted") {
-        this.#finish(turn, cancelledFrame(turnId), turnErrorFrame("the turn was cancelled"));
-      } else {
-        this.#finish(turn, streamErrorFrame(turnErrorText(reason), { turnId }));
-        log.warn("turn_error", { ...fields, error: reason });
-      }
+      await turn.run(this.hub, (toolbox, options) => runTurn(agent, toolbox, this.history, queued.text, options));
     } finally {
-      lease.lost.removeEventListener("abort", onLost);
-      clearTimeout(deadline);
-      // Nothing of this turn may wait on after it: a call the model named twice, a call left behind by a failure.
-      this.#approvals.settleTurn(turnId, "denied: the turn ended");
       this.#running = undefined;
       this.lastActivity = Date.now();
     }
-    const durationMs = Date.now() - started;
-    metrics.turnEnded(status, durationMs / 1000);
-    log.info("turn_end", { ...fields, status, duration_ms: durationMs, usage });
-  }
-
-  /**
-   * Ends a turn: streaming sockets get the final streaming frame; a seed-style socket that asked
-   * gets its one seed frame (the answer, or an error). If the asker has gone, the turn is still
-   * in the history for when it comes back.
-   */
-  #finish(turn: RunningTurn, final: StreamFrame, seedFrame?: ServerFrame): void {
-    this.sockets.turnFrame(final);
-    if (turn.peer.streaming || !this.sockets.has(turn.peer)) return;
-    if (seedFrame) return turn.peer.send(seedFrame);
-    if (final.type === "answer") turn.peer.send(answerFrame(final.message, final.user_id, final.session_id));
-    else if (final.type === "error") turn.peer.send(errorFrame(final.error));
   }
 
   info(): SessionInfo {
@@ -691,7 +547,7 @@ export class UserSession {
     this.#closed = true;
     this.#queue.length = 0;
     this.#waiting?.abort();
-    this.#running?.abort.abort();
+    this.#running?.interrupt();
     this.#approvals.close();
     this.#asks.close();
     await Promise.all([this.#pumping, this.hub.close()]);

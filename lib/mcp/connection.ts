@@ -5,7 +5,7 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { ToolListChangedNotificationSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
-import type { ToolCallOptions, ToolOutcome } from "../../agent.ts";
+import type { ToolCallOptions, ToolOutcome } from "../agent/types.ts";
 import {
   clientCapabilities,
   installClientHandlers,

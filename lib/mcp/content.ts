@@ -2,7 +2,7 @@
 // Chat-completions tool messages take text only, so (as the original mcp-agent does in its
 // OpenAI multipart converter) images travel separately: the agent adds them, after the tool
 // messages of a step, as one user message of image parts. Everything else becomes text.
-import type { ToolImage } from "../../agent.ts";
+import type { ToolImage } from "../agent/types.ts";
 import { isRecord } from "../protocol.ts";
 
 export type { ToolImage };

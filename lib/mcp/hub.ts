@@ -2,7 +2,7 @@
 // ones such as the built-in fetch), starts them for a turn (ready), offers their tools to the
 // model (catalog), routes the model's calls (callTool), stops them while idle (reapIfIdle) and
 // closes them all. A connection's own life (restarts, reconnects) is in connection.ts.
-import type { ToolCallOptions, ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../../agent.ts";
+import type { ToolCallOptions, ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../agent/types.ts";
 import { OWNER_META_KEY } from "../fetch/fetch-tool.ts";
 import { WORKSPACE_META } from "../filesystem/server.ts";
 import type { ServerInfo } from "../protocol.ts";

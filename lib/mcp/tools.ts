@@ -1,6 +1,6 @@
 // The mapping between MCP tools and OpenAI function tools: pure functions, tested without a network.
 import { createHash } from "node:crypto";
-import type { ToolCatalog, ToolRoute } from "../../agent.ts";
+import type { ToolCatalog, ToolRoute } from "../agent/types.ts";
 import { isRecord } from "../protocol.ts";
 
 /** What an MCP server says about one of its tools (the parts the model needs). */

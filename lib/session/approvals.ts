@@ -1,7 +1,7 @@
 // Human in the loop: tool calls that wait for a person's approval. One ApprovalDesk per session
 // owns the pending requests and their timers; the first answer from any of the user's streaming
 // sockets wins, no answer in time is a denial, and a cancel denies whatever is still waiting.
-import type { ApprovalDecision, ToolStart } from "../../agent.ts";
+import type { ApprovalDecision, ToolStart } from "../agent/types.ts";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { approvalRequestFrame, approvalResolvedFrame, type ApprovalRequestFrame, type ApprovalResolvedFrame } from "../protocol.ts";

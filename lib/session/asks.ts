@@ -1,12 +1,14 @@
 // A session's answers to what its MCP servers ask (the ClientRequests seam of lib/mcp):
-// sampling runs the session's model, after a person's approval when the server's policy says so
-// (shown like a tool approval); elicitation is a form on the user's streaming sockets. As with
+// sampling runs the session's model through the loop's own model call (same parameters, caps and
+// usage accounting), after a person's approval when the server's policy says so (shown like a
+// tool approval); elicitation is a form on the user's streaming sockets. As with
 // approvals: the first answer from any socket wins, no answer in time is a decline, a cancel
 // (of the turn, or by the server) settles it, and with no streaming socket it is declined at once.
 import { randomUUID } from "node:crypto";
 import type OpenAI from "openai";
 import type { CreateMessageResult, ElicitResult } from "@modelcontextprotocol/sdk/types.js";
-import type { AgentSettings, ChatMessage } from "../../agent.ts";
+import { callModel } from "../agent/model-call.ts";
+import type { AgentSettings, ChatMessage, ModelCall } from "../agent/types.ts";
 import { samplingRefused, type ClientRequests, type ElicitParams, type SamplingParams } from "../mcp/client-requests.ts";
 import { checkElicitationAnswer, elicitationFields } from "../mcp/elicitation.ts";
 import type { Logger } from "../log.ts";
@@ -40,6 +42,10 @@ export interface SessionAsksOptions {
   canAsk: () => boolean;
   /** Takes one message from the user's rate limit; returns why not, or undefined when allowed. */
   takeToken: () => string | undefined;
+  /** Why the user's daily token quota allows no model call now (limits.tokens_per_day), or undefined. */
+  quotaRefusal: () => Promise<string | undefined>;
+  /** Each request to the model a sampling made: usage, metrics and the store, like the loop's. */
+  onModelCall: (call: ModelCall) => Promise<void>;
   send: (frame: ElicitationRequestFrame | ElicitationResolvedFrame) => void;
   log: Logger;
   logFields: () => Record<string, unknown>;
@@ -62,8 +68,7 @@ export class SessionAsks implements ClientRequests {
 
   async sample(server: string, params: SamplingParams, options: { approve: boolean; signal: AbortSignal }): Promise<CreateMessageResult> {
     const { agent, approvals, maxSamplingTokens, log } = this.#options;
-    const openai = agent.openai;
-    if (!openai) throw samplingRefused("no model is configured on this server (openai.api_key)");
+    if (!agent.openai) throw samplingRefused("no model is configured on this server (openai.api_key)");
     // A server's model call counts like a message the user sent.
     const limited = this.#options.takeToken();
     if (limited) throw samplingRefused(limited);
@@ -73,6 +78,8 @@ export class SessionAsks implements ClientRequests {
       throw samplingRefused(
         `the sampling prompt is too long: ${chars} characters, the limit is ${this.#options.maxMessageChars} (limits.max_message_chars)`,
       );
+    const overQuota = await this.#options.quotaRefusal();
+    if (overQuota) throw samplingRefused(overQuota);
     const maxTokens = Math.min(params.maxTokens, maxSamplingTokens);
     if (options.approve) {
       const decision = await approvals.request(
@@ -97,24 +104,29 @@ export class SessionAsks implements ClientRequests {
       if (!decision.approved) throw samplingRefused(`sampling was not allowed: ${decision.reason}`);
     }
     const started = Date.now();
-    const completion = await openai.chat.completions.create(
+    const answer = await callModel(
+      agent,
       {
-        model: agent.model,
         messages,
-        max_tokens: maxTokens,
+        maxTokens,
         ...(params.temperature !== undefined ? { temperature: params.temperature } : {}),
         ...(params.stopSequences?.length ? { stop: params.stopSequences.slice(0, 4) } : {}),
       },
-      { signal: options.signal },
+      { signal: options.signal, hooks: { onModelCall: (call) => this.#options.onModelCall(call) }, logFields: this.#options.logFields() },
     );
-    const choice = completion.choices[0];
-    const text = choice?.message.content ?? "";
-    log.info("mcp_sampling_done", { ...this.#options.logFields(), server, duration_ms: Date.now() - started, chars: text.length });
+    const text = typeof answer.message.content === "string" ? answer.message.content : "";
+    log.info("mcp_sampling_done", {
+      ...this.#options.logFields(),
+      server,
+      duration_ms: Date.now() - started,
+      chars: text.length,
+      usage: answer.usage,
+    });
     return {
       role: "assistant",
       content: { type: "text", text },
-      model: completion.model || agent.model,
-      stopReason: choice?.finish_reason === "length" ? "maxTokens" : "endTurn",
+      model: answer.model || agent.model,
+      stopReason: answer.finishReason === "length" ? "maxTokens" : "endTurn",
     };
   }
 

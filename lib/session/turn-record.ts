@@ -1,7 +1,7 @@
 // The store's side of one turn: its messages become history entries (with each tool result's
 // server, tool and outcome) and are written as they happen, so a server killed mid-turn loses at
 // most the unfinished step (the user's message is kept, as `running`, and reads back `interrupted`).
-import type { ChatMessage, ToolEnd, ToolStart } from "../../agent.ts";
+import type { ChatMessage, ToolEnd, ToolStart } from "../agent/types.ts";
 import type { HistoryEntry } from "../store/history.ts";
 import type { Fence, SessionRecord, SessionStore } from "../store/store.ts";
 import type { TurnStatus } from "../protocol.ts";

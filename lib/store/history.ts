@@ -1,6 +1,6 @@
 // A session's conversation: what the model sees (OpenAI messages) plus, per entry, what a
 // person needs to see it again (which turn, how it ended, which tool, whether the tool worked).
-import type { ChatMessage } from "../../agent.ts";
+import type { ChatMessage } from "../agent/types.ts";
 import { isRecord, isTurnStatus, preview, thumbnailUrls, toolCallFields, type HistoryItem, type TurnStatus } from "../protocol.ts";
 
 export interface HistoryEntry {

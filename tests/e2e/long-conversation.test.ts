@@ -15,7 +15,7 @@ import {
   type TestClient,
   until,
 } from "../helpers/harness.ts";
-import { CONTEXT_FULL_MESSAGE } from "../../agent.ts";
+import { CONTEXT_FULL_MESSAGE } from "../../lib/agent/turn-error.ts";
 
 // About 12 KB of prose (~2.5k tokens) in the test server's environment: its `env` tool returns it.
 const PROSE = Array.from({ length: 220 }, (_, n) => `Line ${n} of a long page the agent fetched, with words to count.`).join("\n");

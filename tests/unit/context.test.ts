@@ -14,7 +14,7 @@ import {
   windowFromError,
 } from "../../lib/model/context.ts";
 import { encodingNameFor, TokenCounter } from "../../lib/model/tokens.ts";
-import { isReasoningModel, requestParamsFrom } from "../../lib/agent-settings.ts";
+import { isReasoningModel, requestParamsFrom } from "../../lib/agent/settings.ts";
 import { configDefaults } from "../../lib/config.ts";
 
 type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;

@@ -6,7 +6,7 @@ import { parseToolArguments } from "../../agent.ts";
 import { buildToolCatalog, toolNameFor } from "../../lib/mcp/tools.ts";
 import { trimHistory, historyItems, type HistoryEntry } from "../../lib/store/history.ts";
 import { idleSessionIds } from "../../session.ts";
-import type { ChatMessage } from "../../agent.ts";
+import type { ChatMessage } from "../../lib/agent/types.ts";
 
 const VALID = /^[a-zA-Z0-9_-]{1,64}$/;
 const schema = { type: "object", properties: {} };

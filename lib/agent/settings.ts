@@ -1,26 +1,27 @@
 // The agent's settings from the config: one OpenAI client (any OpenAI-compatible endpoint),
 // the request parameters mcp-agent passes, and the token budget of a request.
 import OpenAI from "openai";
-import type { AgentSettings, ModelRequestParams } from "../agent.ts";
-import type { Config } from "./config.ts";
-import type { Logger } from "./log.ts";
-import { contextBudget } from "./model/context.ts";
-import { TokenCounter } from "./model/tokens.ts";
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { contextBudget } from "../model/context.ts";
+import { TokenCounter } from "../model/tokens.ts";
+import type { AgentSettings, ModelRequestParams } from "./types.ts";
 
 /** Models that take `max_completion_tokens` and `reasoning_effort`, as mcp-agent tells them apart. */
 export function isReasoningModel(model: string): boolean {
   return /^(o1|o3|o4|gpt-5)/.test(model);
 }
 
+/** A cap on the answer's tokens as this model takes it: max_completion_tokens for reasoning models, else max_tokens. */
+export function tokenLimitParam(model: string, tokens: number): Pick<ModelRequestParams, "max_tokens" | "max_completion_tokens"> {
+  return isReasoningModel(model) ? { max_completion_tokens: tokens } : { max_tokens: tokens };
+}
+
 /** What mcp-agent sends besides the messages: max_tokens (max_completion_tokens and reasoning_effort for reasoning models) and user. */
 export function requestParamsFrom(openai: Config["openai"]): ModelRequestParams {
   const reasoning = isReasoningModel(openai.default_model);
   return {
-    ...(openai.max_tokens !== undefined
-      ? reasoning
-        ? { max_completion_tokens: openai.max_tokens }
-        : { max_tokens: openai.max_tokens }
-      : {}),
+    ...(openai.max_tokens !== undefined ? tokenLimitParam(openai.default_model, openai.max_tokens) : {}),
     ...(reasoning ? { reasoning_effort: openai.reasoning_effort } : {}),
     ...(openai.user !== undefined ? { user: openai.user } : {}),
   };
