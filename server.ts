@@ -96,6 +96,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),
       tokensPerDay: config.limits.tokens_per_day,
       metrics,
+      tracing,
     },
     createHub: (userId, sessionId) => hubs.create(userId, sessionId),
     idleMs: config.session.idle_timeout_seconds * 1000,

@@ -20,6 +20,8 @@ import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import type { ResetOutcome } from "./lib/socket/dispatch.ts";
 import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
 import { utcDay } from "./lib/model/usage.ts";
+import { sessionStartSpan } from "./lib/telemetry/spans.ts";
+import { parseCarrier, SpanKind, type TraceCarrier, type Tracing } from "./lib/telemetry/tracer.ts";
 import {
   cancelledFrame,
   queuedFrame,
@@ -67,6 +69,8 @@ export interface SessionDeps {
   metrics: MetricsRecorder;
   /** Whether a session that holds nothing yet may start its first turn (limits.max_sessions); why not. */
   admitFirstTurn?: () => string | undefined;
+  /** The server's tracer: spans for turns, model and tool calls, approvals and session starts. */
+  tracing?: Tracing;
 }
 
 export class UserSession {
@@ -75,6 +79,8 @@ export class UserSession {
   #createdAt: number;
   lastActivity: number;
   messageCount: number;
+  /** The trace context of the user's turn running on another instance, from its last frame. */
+  #remoteTrace: TraceCarrier | undefined;
   /** The user's open sockets on this instance; every frame to them goes through it. */
   readonly sockets: UserSockets;
   readonly hub: McpHub;
@@ -182,7 +188,19 @@ export class UserSession {
     if (this.#approvals.answer(callId, approved, reason, always, socketId)) return true;
     // The turn may be waiting on another instance: hand the answer over; it cannot be refused here.
     if (!this.#deps.coordinator.spansInstances) return false;
+    // A span here, in the trace of the turn that asked (on the instance running it).
+    const span = this.#deps.tracing?.enabled
+      ? this.#deps.tracing.start(
+          `approval answer`,
+          SpanKind.INTERNAL,
+          { "gen_ai.tool.call.id": callId, "mcp_agent.outcome": approved ? "approved" : "denied" },
+          this.#remoteTrace,
+        )
+      : undefined;
+    const trace = span?.carrier();
+    span?.end();
     this.#deps.coordinator.publish(this.userId, {
+      ...(trace ? { trace } : {}),
       kind: "approval",
       call_id: callId,
       approved,
@@ -376,7 +394,7 @@ export class UserSession {
     this.lastActivity = now;
     this.messageCount++;
     const position = this.#queue.length + (this.#running ? 1 : 0);
-    this.#queue.push({ turnId, peer, text, ...(clientId !== undefined ? { clientId } : {}) });
+    this.#queue.push({ turnId, peer, text, receivedAt: now, ...(clientId !== undefined ? { clientId } : {}) });
     this.sockets.broadcast(queuedFrame(turnId, text, position, clientId));
     void this.#pump();
     return { ok: true, turnId };
@@ -392,6 +410,8 @@ export class UserSession {
   onCoordinatorMessage(message: CoordinatorMessage): void {
     switch (message.kind) {
       case "frame":
+        // The turn running elsewhere: an approval answered here joins its trace.
+        this.#remoteTrace = parseCarrier(message.trace) ?? this.#remoteTrace;
         // New chat in another tab elsewhere: this instance's copy starts over too.
         if (message.frame.type === "reset") {
           this.#approvals.forgetAlwaysAllowed();
@@ -509,6 +529,8 @@ export class UserSession {
       maxTurnMs,
       ...(changesWorkspace ? { changesWorkspace } : {}),
       sessionRecord: () => this.record(),
+      tracing: this.#deps.tracing,
+      model: agent.model,
       keep: (entries) => {
         // A New chat since the turn started: its entries belong to the old conversation.
         if (this.#sessionId === sessionId) this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
@@ -644,6 +666,20 @@ export class SessionManager {
   }
 
   async #load(userId: string, remoteAddress: string): Promise<UserSession> {
+    const { deps } = this.#options;
+    const span = deps.tracing ? sessionStartSpan(deps.tracing, { userId }) : undefined;
+    try {
+      const session = await this.#loadTraced(userId, remoteAddress);
+      span?.end({ "gen_ai.conversation.id": session.sessionId, "mcp_agent.outcome": "ok" });
+      return session;
+    } catch (error) {
+      span?.fail(error instanceof AdmissionRefused ? "admission_refused" : "session_start_failed", (error as Error).message);
+      span?.end();
+      throw error;
+    }
+  }
+
+  async #loadTraced(userId: string, remoteAddress: string): Promise<UserSession> {
     const { deps } = this.#options;
     const stored = await deps.store.load(userId, deps.maxHistoryMessages);
     const now = Date.now();

@@ -17,6 +17,8 @@ export interface TurnInfo {
   input?: () => unknown;
   /** A remote parent: the context another instance handed over with the turn. */
   parent?: TraceParent;
+  /** When the socket frame that asked for it arrived (epoch ms): queueing and the lease wait are part of the turn. */
+  startTime?: number;
 }
 
 /** From the socket frame that asked for the turn to its last frame. */
@@ -36,6 +38,7 @@ export function turnSpan(tracing: Tracing, info: TurnInfo): TraceSpan {
       ...(input !== undefined ? { [names.GEN_AI_INPUT_MESSAGES]: input } : {}),
     },
     info.parent,
+    info.startTime,
   );
 }
 

@@ -57,6 +57,12 @@ export const NOOP_SPAN: TraceSpan = Object.freeze({
 /** A parent: a span of ours, the carrier of a remote one, or none (a new trace). */
 export type TraceParent = TraceSpan | TraceCarrier | undefined;
 
+/** Where a piece of work puts its spans: the server's tracer and the parent span. */
+export interface TraceScope {
+  tracing: Tracing;
+  parent: TraceParent;
+}
+
 const propagator = new W3CTraceContextPropagator();
 /** Longest attribute value exported (captured content is cut there). */
 const MAX_ATTRIBUTE_CHARS = 16 * 1024;
@@ -156,11 +162,14 @@ export class Tracing {
     this.#tracer = this.#provider.getTracer("mcp-agent-ws", options.serviceVersion);
   }
 
-  /** Starts a span under `parent` (a new trace without one). */
-  start(name: string, kind: SpanKind, attributes: Attributes, parent?: TraceParent): TraceSpan {
+  /** Starts a span under `parent` (a new trace without one); `startTime` (epoch ms) when it began earlier. */
+  start(name: string, kind: SpanKind, attributes: Attributes, parent?: TraceParent, startTime?: number): TraceSpan {
     if (!this.#tracer) return NOOP_SPAN;
     const context = parentContext(parent);
-    return new LiveSpan(this.#tracer.startSpan(name, { kind, attributes }, context), context);
+    return new LiveSpan(
+      this.#tracer.startSpan(name, { kind, attributes, ...(startTime !== undefined ? { startTime } : {}) }, context),
+      context,
+    );
   }
 
   /**
