@@ -20,8 +20,8 @@ import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import type { ResetOutcome } from "./lib/socket/dispatch.ts";
 import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
 import { utcDay } from "./lib/model/usage.ts";
-import { sessionStartSpan } from "./lib/telemetry/spans.ts";
-import { parseCarrier, SpanKind, type TraceCarrier, type Tracing } from "./lib/telemetry/tracer.ts";
+import { approvalAnswerSpan, sessionStartSpan } from "./lib/telemetry/spans.ts";
+import { parseCarrier, type TraceCarrier, type Tracing } from "./lib/telemetry/tracer.ts";
 import {
   cancelledFrame,
   queuedFrame,
@@ -189,14 +189,7 @@ export class UserSession {
     // The turn may be waiting on another instance: hand the answer over; it cannot be refused here.
     if (!this.#deps.coordinator.spansInstances) return false;
     // A span here, in the trace of the turn that asked (on the instance running it).
-    const span = this.#deps.tracing?.enabled
-      ? this.#deps.tracing.start(
-          `approval answer`,
-          SpanKind.INTERNAL,
-          { "gen_ai.tool.call.id": callId, "mcp_agent.outcome": approved ? "approved" : "denied" },
-          this.#remoteTrace,
-        )
-      : undefined;
+    const span = this.#deps.tracing && approvalAnswerSpan(this.#deps.tracing, this.#remoteTrace, { callId, approved });
     const trace = span?.carrier();
     span?.end();
     this.#deps.coordinator.publish(this.userId, {

@@ -78,7 +78,7 @@ function quick(): Omit<Settings, "latencies" | "out" | "markdownOut" | "phases" 
     scale: { users: 50, inFlight: 10, turnsEach: 4, maxWarmSessions: 10 },
     churn: { cycles: 100, warmupCycles: 20, batch: 20, childCycles: 4, samples: 4 },
     filesystem: { activeUsers: 50, childUsers: 4, burstUsers: 10, burstRounds: 1, idleSockets: 200, files: 2000 },
-    history: { turns: 20, repeats: 2 },
+    history: { turns: 20, repeats: 1 },
   };
 }
 

@@ -8,6 +8,7 @@ import type { BenchModel } from "../model.ts";
 import type { Settings } from "../options.ts";
 import type { Figure } from "../report.ts";
 import { benchConfig, echoEntry } from "../targets.ts";
+import type { Browser } from "playwright-core";
 import { CHROMIUM, launchChromium } from "../../tests/helpers/browser.ts";
 
 export const OPEN_GOAL_MS = 1000;
@@ -65,27 +66,22 @@ async function openFrames(
 }
 
 /** Navigation start → the newest user message in the page's text, in a fresh browser context each time. */
-async function renders(httpUrl: string, userId: string, newest: string, repeats: number): Promise<number[]> {
-  const browser = await launchChromium();
-  try {
-    const times: number[] = [];
-    for (let n = -1; n < repeats; n++) {
-      const context = await browser.newContext();
-      try {
-        await context.addInitScript((id) => localStorage.setItem("chat.user_id", id), userId);
-        const page = await context.newPage();
-        const started = performance.now();
-        await page.goto(httpUrl);
-        await page.waitForFunction((text) => document.body.innerText.includes(text), newest, { timeout: 60_000 });
-        if (n >= 0) times.push(round2(performance.now() - started));
-      } finally {
-        await context.close();
-      }
+async function renders(browser: Browser, httpUrl: string, userId: string, newest: string, repeats: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let n = -1; n < repeats; n++) {
+    const context = await browser.newContext();
+    try {
+      await context.addInitScript((id) => localStorage.setItem("chat.user_id", id), userId);
+      const page = await context.newPage();
+      const started = performance.now();
+      await page.goto(httpUrl);
+      await page.waitForFunction((text) => document.body.innerText.includes(text), newest, { timeout: 60_000 });
+      if (n >= 0) times.push(round2(performance.now() - started));
+    } finally {
+      await context.close();
     }
-    return times;
-  } finally {
-    await browser.close();
   }
+  return times;
 }
 
 export async function runHistory(
@@ -119,8 +115,13 @@ export async function runHistory(
     const long: Opened = { ...(await openFrames(contender.target.wsUrl, LONG_USER, repeats)), render_ms: [] };
     const short: Opened = { ...(await openFrames(contender.target.wsUrl, SHORT_USER, repeats)), render_ms: [] };
     if (CHROMIUM) {
-      long.render_ms = await renders(contender.target.url, LONG_USER, marker(turns), repeats);
-      short.render_ms = await renders(contender.target.url, SHORT_USER, marker(1), repeats);
+      const browser = await launchChromium();
+      try {
+        long.render_ms = await renders(browser, contender.target.url, LONG_USER, marker(turns), repeats);
+        short.render_ms = await renders(browser, contender.target.url, SHORT_USER, marker(1), repeats);
+      } finally {
+        await browser.close();
+      }
     } else {
       say("history: chromium not found (CHROMIUM_PATH, or apt-get install chromium): the page's render is not measured");
     }

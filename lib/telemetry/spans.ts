@@ -158,6 +158,17 @@ export function endApproval(span: TraceSpan, decision: "approved" | "denied" | "
   span.end({ [names.OUTCOME]: decision });
 }
 
+/** An approval answered on this instance for a turn running on another: a child of that turn's span. */
+export function approvalAnswerSpan(tracing: Tracing, parent: TraceParent, info: { callId: string; approved: boolean }): TraceSpan {
+  if (!tracing.enabled) return tracing.start("", SpanKind.INTERNAL, {});
+  return tracing.start(
+    "approval answer",
+    SpanKind.INTERNAL,
+    { [names.GEN_AI_TOOL_CALL_ID]: info.callId, [names.OUTCOME]: info.approved ? "approved" : "denied" },
+    parent,
+  );
+}
+
 /** A session made or loaded for a user (its servers start later, each with its own span). */
 export function sessionStartSpan(tracing: Tracing, info: { userId: string; sessionId?: string }): TraceSpan {
   if (!tracing.enabled) return tracing.start("", SpanKind.INTERNAL, {});
