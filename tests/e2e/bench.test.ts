@@ -50,7 +50,7 @@ function expectedKeys(): string[] {
   return keys;
 }
 
-test("npm run bench -- --quick runs and reports every figure", { timeout: 240_000 }, async () => {
+test("npm run bench -- --quick runs and reports every figure", { timeout: 300_000 }, async () => {
   // Its own temp folder: at the end it must be empty (the bench removes everything it made).
   const scratch = mkdtempSync(path.join(tmpdir(), "bench-test-"));
   const out = path.join(scratch, "results.json");
