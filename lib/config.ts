@@ -5,11 +5,15 @@ import { readFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { LineCounter, parseDocument, isNode, type Document } from "yaml";
 import { z } from "zod";
+import { checkTemplates } from "./mcp/per-user-values.ts";
 
 const seconds = z.number().positive();
 
 /** The smallest `agent.max_context_tokens` (and the smallest window a model's refusal is believed to name). */
 export const MIN_CONTEXT_TOKENS = 1024;
+
+/** Limits of one MCP child (lib/mcp/child-limits.ts); 0 turns one off. */
+const childLimit = z.number().int().min(0);
 
 const McpServerSchema = z.object({
   transport: z.enum(["stdio", "sse", "streamable_http", "websocket"]).default("stdio"),
@@ -62,6 +66,25 @@ const McpServerSchema = z.object({
   max_convert_chars: z.number().int().positive().default(1_000_000),
   /** Worker threads converting HTML to Markdown, shared fairly by all users; 0: one per core but one. */
   convert_workers: z.number().int().min(0).max(64).default(0),
+  // Who the server is for, and what its child may reach (lib/mcp/per-user-values.ts, sandbox.ts).
+  /** `user`: a process (or connection) of each user's own, with per-user values; `shared`: one for everyone. */
+  scope: z.enum(["user", "shared"]).default("user"),
+  /** This child's sandbox: unset follows mcp.sandbox; `false`/`off` runs it unsandboxed, `true`/`required` refuses to run it without. */
+  sandbox: z.union([z.boolean(), z.enum(["auto", "required", "off"])]).optional(),
+  /** Inside the sandbox: whether the child has the network (false: only a loopback of its own). */
+  network: z.boolean().default(true),
+  /** More folders or files the sandboxed child may read (a Python venv, a browser, data it serves). */
+  read_only_paths: z.array(z.string()).default([]),
+  /** Per-child limits over mcp.child_limits. */
+  limits: z
+    .object({
+      memory_mb: childLimit.optional(),
+      cpu_seconds: childLimit.optional(),
+      open_files: childLimit.optional(),
+      processes: childLimit.optional(),
+      nice: z.number().int().min(0).max(19).optional(),
+    })
+    .prefault({}),
 });
 
 const LoggerSchema = z.object({
@@ -84,7 +107,29 @@ const ConfigSchema = z.object({
   $schema: z.string().optional(),
   execution_engine: z.string().optional(),
   logger: LoggerSchema.prefault({}),
-  mcp: z.object({ servers: z.record(z.string(), McpServerSchema).default({}) }).prefault({}),
+  mcp: z
+    .object({
+      servers: z.record(z.string(), McpServerSchema).default({}),
+      /** Every stdio child in bubblewrap: `auto` where it works (else a warning), `required` (no child runs without), `off`. */
+      sandbox: z.enum(["auto", "required", "off"]).default("auto"),
+      bwrap_path: z.string().default("/usr/bin/bwrap"),
+      /** Folders or files every sandboxed child may read, besides the system and its own command. */
+      read_only_paths: z.array(z.string()).default([]),
+      /** Where servers' private folders are ({user_data}); unset: the folder of session.sqlite_path. */
+      server_data_root: z.string().optional(),
+      /** Limits of each stdio child (and each of its processes); 0 turns one off. */
+      child_limits: z
+        .object({
+          memory_mb: childLimit.default(1024),
+          cpu_seconds: childLimit.default(3600),
+          open_files: childLimit.default(1024),
+          processes: childLimit.default(256),
+          /** Scheduling niceness of each child (0-19): a busy child yields the CPU to our server and to quieter children. */
+          nice: z.number().int().min(0).max(19).default(10),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   openai: z
     .object({
       api_key: z.string().optional(),
@@ -424,6 +469,8 @@ export function parseConfig(
     if ((server.transport === "sse" || server.transport === "streamable_http") && !server.url) {
       throw new ConfigError(`${locate(sources, ["mcp", "servers", name])}: ${where}: transport ${server.transport} needs "url"`);
     }
+    const templateError = checkTemplates(name, server, server.scope === "shared");
+    if (templateError) throw new ConfigError(`${locate(sources, ["mcp", "servers", name])}: ${templateError}`);
   }
   if (parsed.session.store === "redis" && !parsed.redis.cluster_secret) {
     throw new ConfigError(

@@ -304,7 +304,8 @@ export class McpConnection {
   #onUnexpectedClose(client: Client): void {
     if (this.#client !== client || this.#state === "closed") return;
     this.#state = "exited";
-    this.#error = "the server process exited";
+    // A limit it hit (CPU time, memory) says so here: the user reads it in the tool error and the server's state.
+    this.#error = this.#transport?.exitReason ?? "the server process exited";
     this.#client = undefined;
     this.#transport = undefined;
     this.#nextStartAt = nextStartAfterCrash(this.#restarts, Date.now());
@@ -416,7 +417,8 @@ export class McpConnection {
           text: `MCP server "${this.name}" lost its session and could not be reached again: ${this.#error ?? "unknown error"}`,
         };
       }
-      return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed: ${errorMessage(error)}` };
+      const exited = this.#state === "exited" && this.#error ? ` (${this.#error})` : "";
+      return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed: ${errorMessage(error)}${exited}` };
     }
   }
 

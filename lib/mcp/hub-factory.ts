@@ -6,6 +6,7 @@ import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import { sharedBuiltins } from "./builtins.ts";
+import { ChildLauncher } from "./child-launch.ts";
 import type { ClientRequests } from "./client-requests.ts";
 import { McpConnection, type ConnectionLimits } from "./connection.ts";
 import { McpHub } from "./hub.ts";
@@ -34,8 +35,20 @@ export class HubFactory {
       maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
     };
-    this.#shared = sharedBuiltins(config, serverOwnFiles(config), log, limits);
-    this.#context = { log, limits, packageDirs, configDir: config.configDir, tracing };
+    const ownFiles = serverOwnFiles(config);
+    this.#shared = sharedBuiltins(config, ownFiles, log, limits);
+    const launcher = new ChildLauncher(config, log, ownFiles);
+    this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher, tracing };
+    // `scope: shared`: one process (or connection) for every user, with no per-user values.
+    for (const [name, entry] of Object.entries(config.mcp.servers)) {
+      if (entry.scope === "shared" && !this.#shared.has(name)) {
+        this.#shared.set(
+          name,
+          connectionFor(name, entry, "", this.#context, { scope: "shared" }, () => undefined, undefined),
+        );
+      }
+    }
+    launcher.checkSupport();
   }
 
   /** A new session's hub: its own connections, plus the shared ones it only borrows. */
@@ -46,7 +59,8 @@ export class HubFactory {
     // Filled by the session (McpHub.attach): servers' sampling and elicitation requests go there.
     const requests: { current?: ClientRequests } = {};
     const connections = Object.entries(this.#config.mcp.servers).map(
-      ([name, entry]) => this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current),
+      ([name, entry]) =>
+        this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current, userId),
     );
     return new McpHub(connections, { workspaceDir, owner: userId, requests });
   }
@@ -61,7 +75,11 @@ export class HubFactory {
   }
 }
 
-/** A connection of one user's own to a configured server: it may ask that user back (roots, sampling, elicitation). */
+/**
+ * A connection of one user's own to a configured server: it may ask that user back (roots,
+ * sampling, elicitation). `userId` undefined: the one connection of a `scope: shared` server,
+ * which asks no one.
+ */
 export function connectionFor(
   name: string,
   entry: McpServerConfig,
@@ -69,11 +87,14 @@ export function connectionFor(
   context: HubContext,
   logFields: Record<string, unknown>,
   requests: () => ClientRequests | undefined = () => undefined,
+  userId?: string,
 ): McpConnection {
+  const owner = userId === undefined ? undefined : { userId, workspaceDir };
   return new McpConnection({
     name,
     transportName: entry.transport,
-    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields),
+    shared: owner === undefined,
+    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields, owner),
     allowedTools: entry.allowed_tools,
     timeoutMs: entry.read_timeout_seconds * 1000,
     maxCallMs: entry.max_call_seconds * 1000,
@@ -81,6 +102,8 @@ export function connectionFor(
     log: context.log,
     logFields,
     tracing: context.tracing,
-    askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests },
+    ...(owner
+      ? { askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests } }
+      : {}),
   });
 }

@@ -96,7 +96,8 @@ export class McpHub implements Toolbox {
     if (!connection) return { ok: false, text: `Unknown MCP server "${route.server}"` };
     // Shared in-process servers learn whose call it is (fair sharing) and, for the filesystem, its root.
     const meta: Record<string, unknown> = {};
-    if (connection.shared && this.#owner !== undefined) meta[OWNER_META_KEY] = this.#owner;
+    // Only our own in-process servers: a `scope: shared` child is not told who is calling.
+    if (connection.shared && connection.transportName === "builtin" && this.#owner !== undefined) meta[OWNER_META_KEY] = this.#owner;
     if (connection.perWorkspace && this.#workspaceDir) meta[WORKSPACE_META] = this.#workspaceDir;
     return connection.callTool(route.tool, args, { ...options, ...(Object.keys(meta).length > 0 ? { meta } : {}) });
   }

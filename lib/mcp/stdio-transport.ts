@@ -11,6 +11,7 @@ import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import semver from "semver";
 import { isRecord } from "../protocol.ts";
+import { describeExit } from "./child-limits.ts";
 
 export interface StdioParams {
   command: string;
@@ -23,6 +24,10 @@ export interface StdioParams {
   onStderrLine?: (line: string) => void;
   /** How long close() waits for the child to leave after stdin EOF, before signals. */
   gracefulCloseMs?: number;
+  /** Called once the child has exited (its cgroup is removed there). */
+  onExit?: () => void;
+  /** The config key of the child's limits, named when it ends by hitting one. */
+  limitsKey?: string;
 }
 
 export class ProcessGroupStdioTransport implements Transport {
@@ -34,6 +39,7 @@ export class ProcessGroupStdioTransport implements Transport {
   readonly #readBuffer = new ReadBuffer();
   #child: ChildProcess | undefined;
   #exited: Promise<void> | undefined;
+  #exitReason: string | undefined;
 
   constructor(params: StdioParams) {
     this.#params = params;
@@ -41,6 +47,11 @@ export class ProcessGroupStdioTransport implements Transport {
 
   get pid(): number | undefined {
     return this.#child?.pid;
+  }
+
+  /** Why the child ended (a limit it hit, a signal, its exit code), once it has. */
+  get exitReason(): string | undefined {
+    return this.#exitReason;
   }
 
   start(): Promise<void> {
@@ -65,8 +76,10 @@ export class ProcessGroupStdioTransport implements Transport {
         this.onerror?.(error);
       });
       child.once("spawn", () => resolve());
-      child.once("close", () => {
+      child.once("close", (code, signal) => {
         this.#child = undefined;
+        this.#exitReason = describeExit(code, signal, this.#params.limitsKey ?? "mcp.child_limits");
+        this.#params.onExit?.();
         this.onclose?.();
       });
       child.stdin?.on("error", (error) => this.onerror?.(error));

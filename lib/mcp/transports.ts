@@ -9,10 +9,12 @@ import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/s
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
-import { ProcessGroupStdioTransport, resolveLocalNpx, type StdioParams } from "./stdio-transport.ts";
+import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
+import type { ChildLauncher, ChildOwner } from "./child-launch.ts";
+import { expandEntry, usesValue, type PerUserValues } from "./per-user-values.ts";
 
-/** A transport; a stdio one also says its child's pid. */
-export type McpTransport = Transport & { pid?: number };
+/** A transport; a stdio one also says its child's pid, and once it ended, why (a limit it hit, say). */
+export type McpTransport = Transport & { pid?: number; exitReason?: string };
 
 /** How to make a fresh transport each time the server (re)starts. */
 export type TransportFactory = () => McpTransport;
@@ -24,6 +26,8 @@ export interface TransportContext {
   packageDirs: string[];
   /** The config file's folder: a relative `cwd` is relative to it. */
   configDir: string;
+  /** Private folders, sandbox and limits of stdio children; absent: spawned as configured. */
+  launcher?: ChildLauncher;
 }
 
 /** The transports that reach a server over the network: they may be down now and up later. */
@@ -31,21 +35,27 @@ export function isRemoteTransport(transportName: string): boolean {
   return transportName === "sse" || transportName === "streamable_http";
 }
 
-/** The transport factory of one user's connection to a configured server. */
+/**
+ * The transport factory of one user's connection to a configured server (`owner` undefined: the
+ * one connection of a `scope: shared` server). Per-user values are filled in here.
+ */
 export function transportFactory(
   name: string,
   entry: McpServerConfig,
   workspaceDir: string,
   context: TransportContext,
   logFields: Record<string, unknown>,
+  owner?: ChildOwner,
 ): TransportFactory {
+  const values = owner && context.launcher?.valuesFor(name, owner);
+  const remote = expandEntry(entry, values);
   switch (entry.transport) {
     case "stdio":
-      return stdioTransportFactory(name, entry, workspaceDir, context, logFields);
+      return stdioTransportFactory(name, entry, workspaceDir, context, logFields, owner);
     case "sse":
-      return () => new SSEClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
+      return () => new SSEClientTransport(new URL(remote.url ?? ""), { requestInit: { headers: remote.headers } });
     case "streamable_http":
-      return () => new StreamableHTTPClientTransport(new URL(entry.url ?? ""), { requestInit: { headers: entry.headers } });
+      return () => new StreamableHTTPClientTransport(new URL(remote.url ?? ""), { requestInit: { headers: remote.headers } });
     case "websocket":
       return () => {
         throw new Error(`transport "websocket" is not supported (MCP server "${name}"): use stdio, sse or streamable_http`);
@@ -65,13 +75,17 @@ export function stdioTransportFactory(
   workspaceDir: string,
   context: TransportContext,
   logFields: Record<string, unknown>,
+  owner?: ChildOwner,
 ): TransportFactory {
-  const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs, context.configDir);
+  const values = owner && context.launcher?.valuesFor(name, owner);
+  const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs, context.configDir, values);
   return () => {
     // The npm filesystem server needs its root to exist; made here, on its first start, not on connect.
-    if (name === "filesystem") mkdirSync(workspaceDir, { recursive: true, mode: 0o700 });
+    if (name === "filesystem" && entry.scope !== "shared") mkdirSync(workspaceDir, { recursive: true, mode: 0o700 });
     return new ProcessGroupStdioTransport({
-      ...params,
+      // Its private folders, working folder, sandbox and limits (child-launch.ts), at each start.
+      ...(context.launcher ? context.launcher.launch(name, entry, params, owner) : params),
+      limitsKey: `mcp.servers.${name}.limits`,
       names: { command: `mcp.servers.${name}.command`, cwd: `mcp.servers.${name}.cwd` },
       onStderrLine: (line) => context.log.debug("mcp_server_stderr", { ...logFields, server: name, line }),
     });
@@ -79,8 +93,9 @@ export function stdioTransportFactory(
 }
 
 /**
- * The spawn parameters of a stdio entry for one user. The server named `filesystem` gets the
- * user's workspace appended; the config's own args array is never touched.
+ * The spawn parameters of a stdio entry for one user (`values`: its per-user values; none for a
+ * shared server). The server named `filesystem` gets the user's workspace appended unless it names
+ * `{workspace}` itself; the config's own args array is never touched.
  */
 export function stdioParamsFor(
   name: string,
@@ -88,7 +103,8 @@ export function stdioParamsFor(
   workspaceDir: string,
   packageDirs: string[],
   configDir: string,
-): Omit<StdioParams, "names" | "onStderrLine" | "gracefulCloseMs"> {
+  values?: PerUserValues,
+): { command: string; args: string[]; env: Record<string, string>; cwd?: string } {
   // The package look-up walks the file system: done once per entry, not once per session.
   const byDirs = resolvedCommands.get(entry) ?? new Map<string, { command: string; args: string[] }>();
   resolvedCommands.set(entry, byDirs);
@@ -98,9 +114,16 @@ export function stdioParamsFor(
     resolved = resolveLocalNpx(entry.command ?? "", entry.args, packageDirs);
     byDirs.set(dirsKey, resolved);
   }
-  const args = name === "filesystem" ? [...resolved.args, workspaceDir] : [...resolved.args];
-  const cwd = entry.cwd === undefined ? undefined : path.resolve(configDir, entry.cwd);
-  return { command: resolved.command, args, env: { ...entry.env }, cwd };
+  // The package look-up reads only the leading package name: the rest of the args are the user's own.
+  const expanded = expandEntry(entry, values);
+  const resolvedArgs =
+    resolved.command === entry.command
+      ? expanded.args
+      : [...resolved.args.slice(0, 1), ...expanded.args.slice(expanded.args.length - resolved.args.length + 1)];
+  const appendWorkspace = name === "filesystem" && entry.scope !== "shared" && !usesValue(entry, "workspace");
+  const args = appendWorkspace ? [...resolvedArgs, workspaceDir] : [...resolvedArgs];
+  const cwd = expanded.cwd === undefined ? undefined : path.resolve(configDir, expanded.cwd);
+  return { command: resolved.command, args, env: expanded.env, ...(cwd === undefined ? {} : { cwd }) };
 }
 
 const resolvedCommands = new WeakMap<McpServerConfig, Map<string, { command: string; args: string[] }>>();

@@ -6,6 +6,7 @@
 import { homedir } from "node:os";
 import path from "node:path";
 import type { Config, McpServerConfig } from "../config.ts";
+import { templateLiterals } from "../mcp/per-user-values.ts";
 
 export const REDACTED = "[REDACTED]";
 
@@ -62,7 +63,9 @@ export function mcpServerSecrets(servers: Record<string, McpServerConfig>): stri
     }
     for (const [name, value] of Object.entries(entry.env)) if (SECRET_NAME.test(name)) found.push(value);
   }
-  return found;
+  // `Bearer {user_id}-…`: the parts written in the config are known now, the whole only per user.
+  // Short parts ("Bearer ", "user-") would blank ordinary text everywhere: only the opaque-looking ones.
+  return [...found, ...found.flatMap(templateLiterals).filter((part) => part.trim().length >= 8)];
 }
 
 function decodeSafely(text: string): string {
@@ -102,6 +105,8 @@ export class Redactor {
     const paths: PathLabel[] = [
       { path: path.resolve(config.configDir, config.workspace.root), label: "[workspace]" },
       { path: path.dirname(path.resolve(config.configDir, config.session.sqlite_path)), label: "[data]" },
+      // Servers' private folders ({user_data}), when they are kept elsewhere.
+      ...(config.mcp.server_data_root ? [{ path: path.resolve(config.configDir, config.mcp.server_data_root), label: "[data]" }] : []),
       { path: config.configDir, label: "[config]" },
       ...(serverDir ? [{ path: serverDir, label: "[server]" }] : []),
       { path: homedir(), label: "~" },

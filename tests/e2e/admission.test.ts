@@ -60,8 +60,8 @@ test("a session that never ran a turn costs no child and no folder; its first tu
   assert.ok(!folders().includes("newbie"), "no workspace folder either");
   assert.match(String((await ask(client, "CALL test_pid {}")).message), /^RESULT \d+$/);
   assert.ok(children() > before, "the first turn started the child");
-  // The folder waits for the first write (the built-in filesystem's rule, and the npm server's start).
-  assert.ok(!folders().includes("newbie"), "a turn that wrote nothing made no folder");
+  // A stdio child works in the user's workspace: its start made the folder (a session that never chats makes none).
+  assert.ok(folders().includes("newbie"), "the child's start made the workspace it works in");
   await client.close();
 });
 

@@ -21,6 +21,7 @@ import {
   descendants,
   filesystemEntry,
   makeConfigDir,
+  ROOT,
   spawnServer,
   startServer,
   TEST_MCP_SERVER,
@@ -118,14 +119,15 @@ before(async () => {
   [faults, grouped, files] = await Promise.all([
     startServer({
       config: config(
-        { test: testServerEntry, timed: { ...testServerEntry, read_timeout_seconds: 2 } },
+        // Unsandboxed: these tests read pids and process groups from outside (mcp-sandbox.test.ts has the sandboxed ones).
+        { test: { ...testServerEntry, sandbox: false }, timed: { ...testServerEntry, read_timeout_seconds: 2, sandbox: false } },
         { limits: { mcp_max_restarts: 1, max_tool_result_chars: 2000 } },
       ),
       secrets,
     }),
     startServer({
       config: config(
-        { grouped: { command: "sh", args: ["-c", GRANDCHILD] } },
+        { grouped: { command: "sh", args: ["-c", GRANDCHILD], sandbox: false } },
         { session: { idle_timeout_seconds: 0.3, sweep_interval_seconds: 0.1 } },
       ),
       secrets,
@@ -244,9 +246,10 @@ test("SIGKILL of our server leaves no child running (npx and its grandchildren i
     config: baseConfig(
       model.baseUrl,
       {
-        test: testServerEntry,
-        // Spelled so that it is not resolved to `node <bin>`: a real npx, with sh and node under it.
-        filesystem: { command: "npx", args: ["--no-install", "@modelcontextprotocol/server-filesystem"] },
+        test: { ...testServerEntry, sandbox: false },
+        // Spelled so that it is not resolved to `node <bin>`: a real npx, with sh and node under it
+        // (run where it finds the package, unsandboxed so that its processes are ours to see).
+        filesystem: { command: "npx", args: ["--no-install", "@modelcontextprotocol/server-filesystem"], cwd: ROOT, sandbox: false },
       },
       { session: { store: "memory" } },
     ),

@@ -271,7 +271,8 @@ describe("servers asking back, progress, list changes, restarts", () => {
             max_call_seconds: 5,
             allowed_tools: ["trigger-long-running-operation"],
           },
-          change: { command: process.execPath, args: [CHANGING] },
+          // Unsandboxed: its restarts are told apart by its pid, which is always 2 in a sandbox's own PID namespace.
+          change: { command: process.execPath, args: [CHANGING], sandbox: false },
         },
         { agent: { approval_timeout_seconds: 1 }, limits: { message_burst: 100, messages_per_minute: 1000, mcp_max_restarts: 2 } },
       ),

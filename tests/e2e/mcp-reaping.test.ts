@@ -25,7 +25,8 @@ async function servers(running: RunningServer, userId: string): Promise<{ state:
 
 test("a session whose tools are idle stops its children and starts them again on its next turn, history kept", async () => {
   const running = await startServer({
-    config: baseConfig(model.baseUrl, { test: testServerEntry }, { session: { mcp_idle_seconds: 0.3 } }),
+    // Unsandboxed: the child's own pid (a tool's answer) is watched from outside.
+    config: baseConfig(model.baseUrl, { test: { ...testServerEntry, sandbox: false } }, { session: { mcp_idle_seconds: 0.3 } }),
     secrets: { openai: { api_key: "sk-test" } },
   });
   try {

@@ -58,14 +58,15 @@ async function mcpServers(running: RunningServer, userId: string): Promise<Recor
 
 /** The crashing fixture with its own markers folder: each start of it leaves one file there. */
 function crashingChild(): {
-  entry: { command: string; args: string[] };
+  entry: { command: string; args: string[]; sandbox: boolean };
   starts: () => number;
   running: () => number[];
   remove: () => void;
 } {
   const markers = mkdtempSync(path.join(tmpdir(), "mcp-crash-markers-"));
   return {
-    entry: { command: process.execPath, args: [CRASHING, markers] },
+    // Unsandboxed: it counts its starts in a folder of the test's, which a sandbox would not let it write.
+    entry: { command: process.execPath, args: [CRASHING, markers], sandbox: false },
     starts: () => readdirSync(markers).filter((name) => name.startsWith("start-")).length,
     // Processes of ours still running this very fixture (its markers folder is on its command line).
     running: () =>
@@ -106,7 +107,7 @@ test("with a remote server down beside it, a child that crashes four times is re
     config: baseConfig(
       model.baseUrl,
       { down: { transport: "streamable_http", url: await refusedUrl() }, crashy: crashing.entry, test: testServerEntry },
-      { session: { store: "memory" }, limits: { mcp_max_restarts: 3 } },
+      { session: { store: "memory" }, limits: { mcp_max_restarts: 3, messages_per_minute: 600, message_burst: 100 } },
     ),
     secrets: { openai: { api_key: "sk-test-restarts" } },
   });

@@ -72,6 +72,8 @@ before(async () => {
   running = await startServer({
     config: baseConfig(model.baseUrl, {
       streamy: { transport: "streamable_http", url: `${httpMcp.url}/mcp`, headers: { "X-Test-Header": "from-config" } },
+      // Per-user values in a remote server's headers (no tools offered: only what it is sent matters).
+      mine: { transport: "streamable_http", url: `${httpMcp.url}/mcp`, headers: { "X-Test-Header": "for-{user_id}" }, allowed_tools: [] },
       legacy: { transport: "sse", url: `${httpMcp.url}/sse`, allowed_tools: ["shout"] },
       socketish: { transport: "websocket", url: "ws://127.0.0.1:1/" },
       missing: { command: "definitely-not-installed-command-xyz", args: [] },
@@ -122,6 +124,9 @@ test("streamable_http and sse servers are called like stdio ones, with the confi
   assert.equal((await ask(client, 'CALL streamy_shout {"text":"hi"}')).message, "RESULT http:HI");
   assert.equal((await ask(client, 'CALL legacy_shout {"text":"yo"}')).message, "RESULT sse:YO");
   assert.ok(httpMcp.headersSeen.includes("from-config"));
+  await until(async () => (await servers("http_user")).every((s) => s.state !== "starting"), "all servers settled");
+  assert.ok(httpMcp.headersSeen.includes("for-http_user"), "{user_id} expanded in the header");
+  assert.ok(!httpMcp.headersSeen.includes("for-{user_id}"));
   await client.close();
 });
 

@@ -43,7 +43,11 @@ function toolDirectives(request: ChatRequest) {
 before(async () => {
   model = await startModelServer({ responder: toolDirectives });
   running = await startServer({
-    config: baseConfig(model.baseUrl, { filesystem: filesystemEntry, test: { ...testServerEntry, env: { FIXTURE_VAR: "set-by-config" } } }),
+    // The test server unsandboxed: its pid (a tool's answer) is compared with the one /sessions reports.
+    config: baseConfig(model.baseUrl, {
+      filesystem: filesystemEntry,
+      test: { ...testServerEntry, env: { FIXTURE_VAR: "set-by-config" }, sandbox: false },
+    }),
     secrets: { openai: { api_key: "sk-test-session-secret" } },
   });
   workspaceRoot = path.join(running.configDir, "workspace");
@@ -158,7 +162,12 @@ test("children get a minimal environment: no API key, no other secrets, plus the
     assert.equal(env.SOME_PARENT_SECRET, undefined);
     assert.doesNotMatch(reply, /sk-test-session-secret/);
     assert.ok(
-      Object.keys(env).every((key) => ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "FIXTURE_VAR"].includes(key)),
+      // The SDK's safe variables, the child's own private folders (HOME is one of them), the entry's env.
+      Object.keys(env).every(
+        (key) =>
+          ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "TMPDIR", "FIXTURE_VAR"].includes(key) ||
+          /^XDG_(CONFIG|DATA|CACHE|STATE)_HOME$/.test(key),
+      ),
       Object.keys(env).join(","),
     );
     await client.close();
