@@ -32,6 +32,7 @@ import {
   type ElicitationAction,
   type ElicitationValue,
   type HistoryItem,
+  type Refusal,
   type SessionInfo,
   type StreamFrame,
 } from "./lib/protocol.ts";
@@ -139,7 +140,7 @@ export class UserSession {
       turnId: () => this.#running?.turnId,
       canAsk: () => this.sockets.anyStreaming,
       takeToken: () => this.#takeToken(Date.now()),
-      quotaRefusal: () => this.#meter.refusal(),
+      quotaRefusal: async () => (await this.#meter.refusal())?.error,
       // Part of the running turn's usage when there is one; else the user's, under no turn.
       onModelCall: (call) =>
         this.#running
@@ -153,13 +154,13 @@ export class UserSession {
     hub.attach(this.#asks);
   }
 
-  /** A person's answer to an elicitation_request; an error text when it was not taken. */
+  /** A person's answer to an elicitation_request; why not, when it was not taken. */
   answerElicitation(
     requestId: string,
     action: ElicitationAction,
     content: Record<string, ElicitationValue> | undefined,
     socketId: number,
-  ): string | undefined {
+  ): Refusal | undefined {
     if (this.#asks.has(requestId) || !this.#deps.coordinator.spansInstances) return this.#asks.answer(requestId, action, content, socketId);
     // The question may come from a server of this user on another instance: hand the answer over
     // (that instance checks it; its elicitation_resolved frame tells every tab the outcome).
@@ -257,11 +258,12 @@ export class UserSession {
         ].filter(Boolean);
         outcome = {
           ok: false,
+          code: "reset_failed",
           error: `New chat failed: the conversation could not be deleted (${reason}). ${
             undone.length === 0 ? "Nothing was changed" : `The conversation is unchanged, but ${undone.join(" and ")}`
           }`,
         };
-        this.sockets.broadcast(streamErrorFrame(outcome.error));
+        this.sockets.broadcast(streamErrorFrame(outcome.code, outcome.error));
         return outcome;
       }
       // The old conversation is gone from the store: from here on the reset has happened.
@@ -294,7 +296,9 @@ export class UserSession {
     }
     this.sockets.broadcast(resetFrame(this.userId, this.#sessionId, outcome.workspaceCleared));
     if (outcome.notes.length > 0) {
-      this.sockets.broadcast(streamErrorFrame(`New chat started (the conversation was cleared), but ${outcome.notes.join("; ")}`));
+      this.sockets.broadcast(
+        streamErrorFrame("reset_incomplete", `New chat started (the conversation was cleared), but ${outcome.notes.join("; ")}`),
+      );
     }
     return outcome;
   }
@@ -319,7 +323,7 @@ export class UserSession {
   }
 
   /** A `history` request costs a token of its own bucket: asking in a loop is refused, saying why. */
-  takeHistoryToken(now = Date.now()): { ok: true } | { ok: false; error: string } {
+  takeHistoryToken(now = Date.now()): { ok: true } | ({ ok: false } & Refusal) {
     const limit = this.#deps.historyRateLimit;
     const decision = takeToken(this.#historyBucket, limit, now);
     this.#historyBucket = decision.bucket;
@@ -327,6 +331,7 @@ export class UserSession {
     const seconds = Math.ceil(decision.retryAfterMs / 1000);
     return {
       ok: false,
+      code: "rate_limited",
       error: `Too many history requests: the limit is ${limit.perMinute} per minute (limits.history_requests_per_minute). Retry in ${seconds} s`,
     };
   }
@@ -370,16 +375,17 @@ export class UserSession {
   }
 
   /** Queues a chat message; turns run one at a time, in arrival order. Refusals say why. */
-  submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | { ok: false; error: string } {
+  submit(peer: Peer, text: string, clientId?: string, now = Date.now()): { ok: true; turnId: string } | ({ ok: false } & Refusal) {
     const { maxQueuedTurns } = this.#deps;
     const limited = this.#takeToken(now);
-    if (limited) return { ok: false, error: limited };
+    if (limited) return { ok: false, code: "rate_limited", error: limited };
     // The first turn makes a session hold resources: it must fit under limits.max_sessions.
     const full = this.holdsResources || this.#running ? undefined : this.#deps.admitFirstTurn?.();
-    if (full) return { ok: false, error: full };
+    if (full) return { ok: false, code: "too_many_sessions", error: full };
     if (this.#queue.length >= maxQueuedTurns) {
       return {
         ok: false,
+        code: "queue_full",
         error: `Too many messages waiting: ${this.#queue.length} are queued behind the running turn (limits.max_queued_turns). Wait for an answer, then send again`,
       };
     }
@@ -460,8 +466,10 @@ export class UserSession {
       const cancelled = abort.signal.aborted;
       const reason = this.#deps.redactor.redact((error as Error).message);
       this.#deps.log.warn("turn_not_started", { user_id: this.userId, turn_id: queued.turnId, error: reason });
-      const frame = cancelled ? cancelledFrame(queued.turnId) : streamErrorFrame(turnErrorText(reason), { turnId: queued.turnId });
-      sendTurnEnd(this.sockets, queued.peer, frame, cancelled ? turnErrorFrame("the turn was cancelled") : undefined);
+      const frame = cancelled
+        ? cancelledFrame(queued.turnId)
+        : streamErrorFrame("server_unavailable", turnErrorText(reason), { turnId: queued.turnId });
+      sendTurnEnd(this.sockets, queued.peer, frame, cancelled ? turnErrorFrame("turn_cancelled", "the turn was cancelled") : undefined);
       return;
     } finally {
       this.#waiting = undefined;
@@ -480,8 +488,8 @@ export class UserSession {
   async #withinQuota(queued: QueuedTurn): Promise<boolean> {
     const refused = await this.#meter.refusal();
     if (refused === undefined) return true;
-    this.#deps.log.warn("turn_refused", { user_id: this.userId, turn_id: queued.turnId, reason: refused });
-    sendTurnEnd(this.sockets, queued.peer, streamErrorFrame(refused, { turnId: queued.turnId }));
+    this.#deps.log.warn("turn_refused", { user_id: this.userId, turn_id: queued.turnId, code: refused.code, reason: refused.error });
+    sendTurnEnd(this.sockets, queued.peer, streamErrorFrame(refused.code, refused.error, { turnId: queued.turnId }));
     return false;
   }
 

@@ -13,6 +13,7 @@ import type {
   ElicitationRequestFrame,
   ElicitationResolvedFrame,
   ElicitationValue,
+  ErrorCode,
   ErrorFrame,
   HistoryFrame,
   HistoryItem,
@@ -23,7 +24,7 @@ import type {
   TurnStatus,
   WelcomeFrame,
 } from "../lib/protocol.ts";
-import { isRecord as isJsonObject, isTurnStatus } from "../lib/protocol.ts";
+import { isErrorCode, isRecord as isJsonObject, isTurnStatus } from "../lib/protocol.ts";
 import { DENY_ALL_REASON, type ApprovalPolicy } from "./options.ts";
 
 // ---- frames from the server --------------------------------------------------------------------
@@ -40,9 +41,20 @@ export type Incoming =
   | { kind: "elicitation_resolved"; frame: ElicitationResolvedFrame }
   /** `turnId` is undefined for a seed answer, which also has the shape of a seed welcome. */
   | { kind: "answer"; frame: AnswerFrame; turnId: string | undefined }
-  /** `turnId` is undefined for an error outside a turn, or any error on a seed socket. */
-  /** `requestId`: a refused elicitation answer (the form is still open). */
-  | { kind: "error"; frame: ErrorFrame; turnId: string | undefined; clientId: string | undefined; requestId?: string }
+  /**
+   * `turnId` is undefined for an error outside a turn, or any error on a seed socket. `code`: the
+   * server's error code (undefined when it sent none we know). `requestId`: a refused elicitation
+   * answer (the form is still open); `callId`: a refused approval answer.
+   */
+  | {
+      kind: "error";
+      frame: Pick<ErrorFrame, "error">;
+      code: ErrorCode | undefined;
+      turnId: string | undefined;
+      clientId: string | undefined;
+      requestId?: string;
+      callId?: string;
+    }
   | { kind: "cancelled"; frame: CancelledFrame }
   | { kind: "history"; frame: HistoryFrame }
   | { kind: "approval_request"; frame: ApprovalRequestFrame }
@@ -184,12 +196,15 @@ function classifyTyped(type: string, data: Json): Incoming {
     case "error":
       if (isString(data.error)) {
         const requestId = optionalString(data.request_id);
+        const callId = optionalString(data.call_id);
         return {
           kind: "error",
           frame: { error: data.error },
+          code: isErrorCode(data.code) ? data.code : undefined,
           turnId: optionalString(turnId),
           clientId: optionalString(data.client_id),
           ...(requestId !== undefined ? { requestId } : {}),
+          ...(callId !== undefined ? { callId } : {}),
         };
       }
       break;
@@ -284,19 +299,27 @@ export function classifyFrame(data: unknown): Incoming {
   if (!isRecord(data)) return { kind: "other" };
   if (isString(data.type)) return classifyTyped(data.type, data);
   // Seed frames have no `type`.
-  if (isString(data.error)) return { kind: "error", frame: { error: data.error }, turnId: undefined, clientId: undefined };
+  if (isString(data.error)) {
+    return {
+      kind: "error",
+      frame: { error: data.error },
+      code: isErrorCode(data.code) ? data.code : undefined,
+      turnId: undefined,
+      clientId: undefined,
+    };
+  }
   const seed = seedMessage(data);
   return seed ? { kind: "answer", frame: seed, turnId: undefined } : { kind: "other" };
 }
 
 /**
- * The call id of an answer that came too late ("no approval is waiting for call <id> ..."):
- * another client answered first, or the request timed out or was cancelled. Such an error is
- * outside any turn, like the refusal of a message, so it must not be taken for one.
+ * The call id of an answer that came too late (code `no_pending_approval`): another client
+ * answered first, or the request timed out or was cancelled. Such an error is outside any turn,
+ * like the refusal of a message, so it must not be taken for one.
  */
-export function lateApprovalCallId(error: Pick<IncomingError, "frame" | "turnId">): string | undefined {
-  if (error.turnId !== undefined) return undefined;
-  return /^no approval is waiting for call (\S+)/.exec(error.frame.error)?.[1];
+export function lateApprovalCallId(error: Pick<IncomingError, "code" | "turnId" | "callId">): string | undefined {
+  if (error.turnId !== undefined || error.code !== "no_pending_approval") return undefined;
+  return error.callId;
 }
 
 // ---- frames to the server ----------------------------------------------------------------------

@@ -9,6 +9,70 @@ export function isValidUserId(userId: string): boolean {
   return USER_ID_PATTERN.test(userId) && userId !== "." && userId !== "..";
 }
 
+// ---- error codes -----------------------------------------------------------------------------
+
+/**
+ * Why something was refused or failed: every error frame, refusal, close and HTTP error answer
+ * carries one of these as `code`. Clients switch on the code; the English `error` beside it is
+ * for people (and names the config key that governs it). Each is explained in docs/protocol.md
+ * ("Error codes"), which a test holds to this list.
+ */
+export const ERROR_CODES = [
+  // A frame or request the server cannot read.
+  "invalid_frame",
+  "invalid_request",
+  "invalid_user_id",
+  "streaming_required",
+  // A message refused before it became a turn.
+  "message_too_long",
+  "rate_limited",
+  "queue_full",
+  "too_many_sessions",
+  "quota_exceeded",
+  // A turn that did not end with an answer.
+  "turn_failed",
+  "turn_timeout",
+  "turn_cancelled",
+  // Answers to questions that no longer wait, or do not fit.
+  "no_pending_approval",
+  "no_pending_elicitation",
+  "elicitation_invalid",
+  // New chat.
+  "reset_failed",
+  "reset_incomplete",
+  // Connections.
+  "too_many_sockets",
+  "too_many_new_sessions",
+  "server_unavailable",
+  // HTTP.
+  "unauthorized",
+  "forbidden",
+  "not_found",
+  "method_not_allowed",
+  "conflict",
+  "range_not_satisfiable",
+  "file_too_large",
+  "workspace_full",
+  "upload_failed",
+  "internal_error",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return ERROR_CODES.some((code) => code === value);
+}
+
+/** A refusal as a value: the code for programs, the text (naming the config key) for people. */
+export interface Refusal {
+  code: ErrorCode;
+  error: string;
+}
+
+/** A refused HTTP request: its status, code and text; answered as `{"error", "code"}`. */
+export interface HttpRefusal extends Refusal {
+  status: number;
+}
+
 // ---- client -> server ----------------------------------------------------------------------
 
 export type ClientFrame =
@@ -31,6 +95,7 @@ export type ElicitationAction = "accept" | "decline" | "cancel";
 /** A form field's value, as MCP elicitation allows: a string, number, boolean, or a list of strings (multi-select). */
 export type ElicitationValue = string | number | boolean | string[];
 
+/** A frame that cannot be read is refused with code `invalid_frame`. */
 export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: string };
 
 /** A JSON object (not null, not an array): the shape every frame has. */
@@ -154,8 +219,10 @@ export interface AnswerFrame {
   user_id: string;
   session_id: string;
 }
+/** Seed error frame: `error` as the seed words it, plus the stable `code` (additive: seed clients read `error`). */
 export interface ErrorFrame {
   error: string;
+  code: ErrorCode;
 }
 
 // Streaming frames: only for sockets opened with `?stream=1`. Every frame of a turn carries its
@@ -411,8 +478,8 @@ export function answerFrame(answer: string, userId: string, sessionId: string): 
   return { message: answer, user_id: userId, session_id: sessionId };
 }
 
-export function errorFrame(error: string): ErrorFrame {
-  return { error };
+export function errorFrame(code: ErrorCode, error: string): ErrorFrame {
+  return { error, code };
 }
 
 /** A failure during a turn, worded as the original words it. */
@@ -420,8 +487,8 @@ export function turnErrorText(reason: string): string {
   return `An error occurred: ${reason}`;
 }
 
-export function turnErrorFrame(reason: string): ErrorFrame {
-  return { error: turnErrorText(reason) };
+export function turnErrorFrame(code: ErrorCode, reason: string): ErrorFrame {
+  return errorFrame(code, turnErrorText(reason));
 }
 
 export function preview(text: string): string {
@@ -584,6 +651,7 @@ export function streamAnswerFrame(
 
 /** An error on a streaming socket, tied to the turn, message or approval it is about. */
 export function streamErrorFrame(
+  code: ErrorCode,
   error: string,
   about: { turnId?: string; clientId?: string; callId?: string; requestId?: string } = {},
 ): StreamErrorFrame {
@@ -591,6 +659,7 @@ export function streamErrorFrame(
     type: "error",
     ...(about.turnId !== undefined ? { turn_id: about.turnId } : {}),
     error,
+    code,
     ...withClientId(about.clientId),
     ...(about.callId !== undefined ? { call_id: about.callId } : {}),
     ...(about.requestId !== undefined ? { request_id: about.requestId } : {}),
@@ -647,8 +716,25 @@ export function filesChangedFrame(
 }
 
 /** A refused chat message: a streaming client learns which one from its `client_id`. */
-export function refusalFrame(streaming: boolean, error: string, clientId?: string): ServerFrame {
-  return streaming ? streamErrorFrame(error, { clientId }) : errorFrame(error);
+export function refusalFrame(streaming: boolean, refusal: Refusal, clientId?: string): ServerFrame {
+  return streaming ? streamErrorFrame(refusal.code, refusal.error, { clientId }) : errorFrame(refusal.code, refusal.error);
+}
+
+/** Bytes a WebSocket close reason may hold (RFC 6455: 125 of payload, 2 of them the close code). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/** A close reason for a refused socket: `<code>: <text>`, the text cut (whole characters) to fit. */
+export function closeReason(refusal: Refusal): string {
+  const bytes = (text: string) => new TextEncoder().encode(text).length;
+  let reason = `${refusal.code}: ${refusal.error}`;
+  if (bytes(reason) <= MAX_CLOSE_REASON_BYTES) return reason;
+  while (bytes(`${reason}…`) > MAX_CLOSE_REASON_BYTES) reason = [...reason].slice(0, -1).join("");
+  return `${reason}…`;
+}
+
+/** The JSON body of an HTTP error answer: `error` for people, `code` for programs, and any extra fields. */
+export function errorAnswer(refusal: Refusal, extra: Record<string, unknown> = {}): { error: string; code: ErrorCode } {
+  return { error: refusal.error, code: refusal.code, ...extra };
 }
 
 /** Whether a streaming frame ends a turn. */

@@ -8,10 +8,19 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
-import { deniedBy, errorCode, errorMessage, openInWorkspace, realRoot, resolveInWorkspace } from "../filesystem/containment.ts";
+import {
+  deniedBy,
+  errorCode,
+  errorMessage,
+  openInWorkspace,
+  PathChanged,
+  realRoot,
+  resolveInWorkspace,
+  type RefusedBecause,
+} from "../filesystem/containment.ts";
 import { checkOrigin, checkUserAccess, rawPathname, type Refusal } from "../http/access.ts";
 import type { Logger } from "../log.ts";
-import { filesChangedFrame, isValidUserId, USER_ID_RULE, type FilesChangedFrame } from "../protocol.ts";
+import { errorAnswer, filesChangedFrame, isValidUserId, USER_ID_RULE, type FilesChangedFrame, type HttpRefusal } from "../protocol.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import { listTree, workspaceUsage } from "./listing.ts";
 import { mimeTypeOf } from "./mime.ts";
@@ -34,9 +43,9 @@ export interface FilesApiOptions {
 type Target = { userId: string; relative: string };
 
 /** `/files/<user_id>/<percent-encoded path>` → the user and the decoded path ("" for the root). */
-export function parseFilesPath(pathname: string): { ok: true; target: Target } | { ok: false; status: number; error: string } {
+export function parseFilesPath(pathname: string): { ok: true; target: Target } | ({ ok: false } & HttpRefusal) {
   const found = /^\/files\/([^/]*)(?:\/(.*))?$/.exec(pathname);
-  if (!found) return { ok: false, status: 404, error: "not found: the files API is /files/<user_id>/<path>" };
+  if (!found) return { ok: false, status: 404, code: "not_found", error: "not found: the files API is /files/<user_id>/<path>" };
   let userId: string;
   let relative: string;
   try {
@@ -46,14 +55,29 @@ export function parseFilesPath(pathname: string): { ok: true; target: Target } |
       .map((segment) => decodeURIComponent(segment))
       .join("/");
   } catch {
-    return { ok: false, status: 400, error: "the path is not valid percent-encoding" };
+    return { ok: false, status: 400, code: "invalid_request", error: "the path is not valid percent-encoding" };
   }
-  if (!isValidUserId(userId)) return { ok: false, status: 400, error: `invalid user id "${userId}": ${USER_ID_RULE}` };
-  if (relative.includes("\0")) return { ok: false, status: 400, error: "the path contains a NUL byte" };
+  if (!isValidUserId(userId))
+    return { ok: false, status: 400, code: "invalid_user_id", error: `invalid user id "${userId}": ${USER_ID_RULE}` };
+  if (relative.includes("\0")) return { ok: false, status: 400, code: "invalid_request", error: "the path contains a NUL byte" };
   return { ok: true, target: { userId, relative } };
 }
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+/** A JSON answer; errors go through sendError, which adds their code: a body here may not carry `error`. */
+function send<Body extends object>(
+  res: ServerResponse,
+  status: number,
+  body: Body & { error?: never },
+  headers: Record<string, string> = {},
+): void {
+  writeJson(res, status, body, headers);
+}
+
+function sendError(res: ServerResponse, refusal: HttpRefusal, headers: Record<string, string> = {}, extra: object = {}): void {
+  writeJson(res, refusal.status, errorAnswer(refusal, { ...extra }), headers);
+}
+
+function writeJson(res: ServerResponse, status: number, body: object, headers: Record<string, string>): void {
   const text = JSON.stringify(body);
   if (res.headersSent) return void res.destroy();
   res.writeHead(status, {
@@ -85,7 +109,7 @@ export class FilesApi {
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.#route(req, res).catch((error: unknown) => {
       this.#options.log.error("files_request_failed", { method: req.method, error: errorMessage(error) });
-      send(res, 500, { error: `the request failed: ${errorMessage(error)}` });
+      sendError(res, { status: 500, code: "internal_error", error: `the request failed: ${errorMessage(error)}` });
     });
   }
 
@@ -105,6 +129,7 @@ export class FilesApi {
     ) {
       return {
         status: 403,
+        code: "forbidden",
         error: `${req.method} needs a header a cross-site form cannot send: 'Authorization: Bearer <token>' or 'X-Requested-With: <anything>'`,
       };
     }
@@ -114,15 +139,14 @@ export class FilesApi {
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? "GET";
     if (!["GET", "HEAD", "PUT", "DELETE"].includes(method)) {
-      return send(
+      return sendError(
         res,
-        405,
-        { error: `method ${method} is not allowed on /files/; use GET, HEAD, PUT or DELETE` },
+        { status: 405, code: "method_not_allowed", error: `method ${method} is not allowed on /files/; use GET, HEAD, PUT or DELETE` },
         { allow: "GET, HEAD, PUT, DELETE" },
       );
     }
     const parsed = parseFilesPath(rawPathname(req.url));
-    if (!parsed.ok) return send(res, parsed.status, { error: parsed.error }, method === "PUT" ? { connection: "close" } : {});
+    if (!parsed.ok) return sendError(res, parsed, method === "PUT" ? { connection: "close" } : {});
     const { userId, relative } = parsed.target;
     const refused = await this.#refusal(req, userId);
     if (refused) {
@@ -131,7 +155,7 @@ export class FilesApi {
         ...(refused.status === 401 ? { "www-authenticate": "Bearer" } : {}),
         ...(method === "PUT" ? { connection: "close" } : {}),
       };
-      return send(res, refused.status, { error: refused.error }, headers);
+      return sendError(res, refused, headers);
     }
     const root = this.#options.workspaces.dirFor(userId);
     switch (method) {
@@ -163,13 +187,17 @@ export class FilesApi {
       });
     }
     const resolved = await resolveInWorkspace(root, relative, { deny: this.#deny });
-    if (!resolved.ok) return this.#refused(res, resolved.error, relative);
+    if (!resolved.ok) return this.#refused(res, resolved.because, relative);
     let handle;
     try {
       handle = await openInWorkspace(resolved.root, resolved.path, constants.O_RDONLY, { deny: this.#deny });
     } catch (error) {
       // Swapped for a symlink or removed between the check and the open.
-      return this.#refused(res, errorCode(error) === "ENOENT" ? "ENOENT" : errorMessage(error), relative);
+      return this.#refused(
+        res,
+        errorCode(error) === "ENOENT" ? "missing" : error instanceof PathChanged ? "outside" : "unreadable",
+        relative,
+      );
     }
     let handed = false;
     try {
@@ -179,7 +207,7 @@ export class FilesApi {
         const where = path.relative(resolved.root, resolved.path).split(path.sep).join("/");
         return send(res, 200, { user_id: userId, path: where, ...listing, used_bytes: await usedBytes(), limits: this.#limitsJson() });
       }
-      if (!stats.isFile()) return send(res, 403, { error: "that path is not a regular file" });
+      if (!stats.isFile()) return sendError(res, { status: 403, code: "forbidden", error: "that path is not a regular file" });
       const name = path.basename(resolved.path);
       const etag = `W/"${stats.size.toString(16)}-${Math.floor(stats.mtimeMs).toString(16)}"`;
       const ifRange = req.headers["if-range"];
@@ -196,10 +224,9 @@ export class FilesApi {
         "content-security-policy": "default-src 'none'; sandbox",
       };
       if (range.kind === "unsatisfiable") {
-        return send(
+        return sendError(
           res,
-          416,
-          { error: `the range is outside the file (${stats.size} bytes)` },
+          { status: 416, code: "range_not_satisfiable", error: `the range is outside the file (${stats.size} bytes)` },
           { "content-range": `bytes */${stats.size}` },
         );
       }
@@ -221,9 +248,13 @@ export class FilesApi {
     const declared = Number(req.headers["content-length"] ?? "0");
     if (declared > this.#limits.maxUploadBytes) return this.#uploadRefused(res, tooLarge(this.#limits));
     if (relative === "" || relative.endsWith("/"))
-      return this.#uploadRefused(res, { status: 400, error: "name a file to upload to: PUT /files/<user_id>/<path>" });
+      return this.#uploadRefused(res, {
+        status: 400,
+        code: "invalid_request",
+        error: "name a file to upload to: PUT /files/<user_id>/<path>",
+      });
     const resolved = await resolveInWorkspace(root, relative, { allowMissing: true, deny: this.#deny });
-    if (!resolved.ok) return this.#uploadRefused(res, this.#refusalOf(resolved.error, relative));
+    if (!resolved.ok) return this.#uploadRefused(res, refusalOf(resolved.because, relative));
     const outcome = await receiveUpload(
       req,
       { rootReal: resolved.root, path: resolved.path, exists: resolved.exists },
@@ -237,12 +268,12 @@ export class FilesApi {
   }
 
   /** A refused upload may leave its body unread: the answer closes the connection after it. */
-  #uploadRefused(res: ServerResponse, outcome: { status: number; error: string; limit?: string }): void {
-    send(
+  #uploadRefused(res: ServerResponse, outcome: HttpRefusal & { limit?: string }): void {
+    sendError(
       res,
-      outcome.status,
-      { error: outcome.error, ...(outcome.limit ? { limit: `limits.${outcome.limit}` } : {}) },
+      { status: outcome.status, code: outcome.code, error: outcome.error },
       { connection: "close" },
+      outcome.limit ? { limit: `limits.${outcome.limit}` } : {},
     );
   }
 
@@ -252,22 +283,23 @@ export class FilesApi {
     const parts = relative.split("/").filter((part) => part !== "");
     const name = parts.pop();
     if (name === undefined || name === "." || name === "..")
-      return send(res, 400, { error: "name a file or folder inside the workspace to delete" });
+      return sendError(res, { status: 400, code: "invalid_request", error: "name a file or folder inside the workspace to delete" });
     const parent = await resolveInWorkspace(root, parts.join("/") || ".", { deny: this.#deny });
-    if (!parent.ok) return this.#refused(res, parent.error, relative);
+    if (!parent.ok) return this.#refused(res, parent.because, relative);
     const entry = path.join(parent.path, name);
-    if (deniedBy(entry, this.#deny)) return send(res, 403, { error: "access denied: that is one of the server's own files" });
+    if (deniedBy(entry, this.#deny))
+      return sendError(res, { status: 403, code: "forbidden", error: "access denied: that is one of the server's own files" });
     const stats = await fs.lstat(entry).catch((error: unknown) => {
       if (errorCode(error) === "ENOENT" || errorCode(error) === "ENOTDIR") return undefined;
       throw error;
     });
-    if (!stats) return send(res, 404, { error: `no such file or folder: ${relative}` });
+    if (!stats) return sendError(res, { status: 404, code: "not_found", error: `no such file or folder: ${relative}` });
     try {
       if (stats.isDirectory()) await fs.rmdir(entry);
       else await fs.unlink(entry);
     } catch (error) {
       if (errorCode(error) === "ENOTEMPTY" || errorCode(error) === "EEXIST")
-        return send(res, 409, { error: "the folder is not empty: delete what is in it first" });
+        return sendError(res, { status: 409, code: "conflict", error: "the folder is not empty: delete what is in it first" });
       throw error;
     }
     const where = path.relative(parent.root, entry).split(path.sep).join("/");
@@ -276,24 +308,31 @@ export class FilesApi {
     this.#options.notify(userId, filesChangedFrame(userId, "delete", [where]));
   }
 
-  /** The containment check's refusal as an HTTP answer, naming the path as the client gave it, never the server's folders. */
-  #refusalOf(error: string, relative: string): { status: number; error: string } {
-    if (error.startsWith("ENOENT")) return { status: 404, error: `no such file or folder: ${relative}` };
-    if (error.startsWith("ENOTDIR")) return { status: 409, error: `a file is in the way: part of ${relative} is a file, not a folder` };
-    if (error.includes("symlink target outside") || error.startsWith("Parent directory does not exist")) {
-      return { status: 403, error: `access denied: ${relative} leads outside your workspace (through a symlink)` };
-    }
-    if (error.includes("server's own files")) return { status: 403, error: `access denied: ${relative} is one of the server's own files` };
-    if (error.startsWith("Access denied")) return { status: 403, error: `access denied: ${relative} is outside your workspace` };
-    return { status: 403, error: `access denied: ${relative} cannot be opened` };
-  }
-
-  #refused(res: ServerResponse, error: string, relative: string): void {
-    const { status, error: text } = this.#refusalOf(error, relative);
-    send(res, status, { error: text });
+  #refused(res: ServerResponse, because: RefusedBecause, relative: string): void {
+    sendError(res, refusalOf(because, relative));
   }
 
   #limitsJson() {
     return { max_upload_bytes: this.#limits.maxUploadBytes, workspace_bytes: this.#limits.workspaceBytes };
+  }
+}
+
+/** The containment check's refusal as an HTTP answer, naming the path as the client gave it, never the server's folders. */
+export function refusalOf(because: RefusedBecause, relative: string): HttpRefusal {
+  switch (because) {
+    case "missing":
+      return { status: 404, code: "not_found", error: `no such file or folder: ${relative}` };
+    case "not_a_folder":
+      return { status: 409, code: "conflict", error: `a file is in the way: part of ${relative} is a file, not a folder` };
+    case "symlink_outside":
+      return { status: 403, code: "forbidden", error: `access denied: ${relative} leads outside your workspace (through a symlink)` };
+    case "server_file":
+      return { status: 403, code: "forbidden", error: `access denied: ${relative} is one of the server's own files` };
+    case "outside":
+      return { status: 403, code: "forbidden", error: `access denied: ${relative} is outside your workspace` };
+    case "unreadable":
+      return { status: 403, code: "forbidden", error: `access denied: ${relative} cannot be opened` };
+    default:
+      return because satisfies never;
   }
 }

@@ -6,6 +6,7 @@ import type { FileHandle } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import path from "node:path";
 import { errorCode, errorMessage, openInWorkspace } from "../filesystem/containment.ts";
+import type { HttpRefusal } from "../protocol.ts";
 import { uploadTempName, workspaceUsage } from "./listing.ts";
 
 export interface UploadLimits {
@@ -16,8 +17,7 @@ export interface UploadLimits {
 }
 
 export type UploadOutcome =
-  | { ok: true; created: boolean; size: number }
-  | { ok: false; status: number; error: string; limit?: "max_upload_bytes" | "workspace_bytes" };
+  { ok: true; created: boolean; size: number } | ({ ok: false; limit?: "max_upload_bytes" | "workspace_bytes" } & HttpRefusal);
 
 /**
  * Bytes being uploaded per user, not yet in the workspace: concurrent uploads of one user count
@@ -54,6 +54,7 @@ export function tooLarge(limits: UploadLimits): UploadRefusal {
   return {
     ok: false,
     status: 413,
+    code: "file_too_large",
     error: `the file is larger than ${formatBytes(limits.maxUploadBytes)}, the most one upload may be (limits.max_upload_bytes)`,
     limit: "max_upload_bytes",
   };
@@ -63,6 +64,7 @@ function quotaFull(limits: UploadLimits, used: number): UploadRefusal {
   return {
     ok: false,
     status: 413,
+    code: "workspace_full",
     error: `the workspace is full: it may hold ${formatBytes(limits.workspaceBytes)} (limits.workspace_bytes) and ${formatBytes(used)} are used. Delete files to make room`,
     limit: "workspace_bytes",
   };
@@ -124,8 +126,8 @@ export async function receiveUpload(
   let replaced = 0;
   if (target.exists) {
     const stats = await fs.stat(target.path);
-    if (stats.isDirectory()) return { ok: false, status: 409, error: "that path is a folder: name a file inside it" };
-    if (!stats.isFile()) return { ok: false, status: 403, error: "that path is not a regular file" };
+    if (stats.isDirectory()) return { ok: false, status: 409, code: "conflict", error: "that path is a folder: name a file inside it" };
+    if (!stats.isFile()) return { ok: false, status: 403, code: "forbidden", error: "that path is not a regular file" };
     replaced = stats.size;
   }
   const used = await workspaceUsage(target.rootReal);
@@ -164,18 +166,19 @@ export async function receiveUpload(
     handle = undefined;
     // The folder must still be the one the temp file was opened in: a folder swapped for a
     // symlink meanwhile would move the rename out of the workspace.
-    if ((await fs.realpath(parent)) !== parent) return { ok: false, status: 409, error: "the folder changed during the upload; try again" };
+    if ((await fs.realpath(parent)) !== parent)
+      return { ok: false, status: 409, code: "conflict", error: "the folder changed during the upload; try again" };
     const now = await fs.lstat(target.path).catch((error: unknown) => {
       if (errorCode(error) === "ENOENT") return undefined;
       throw error;
     });
-    if (now?.isDirectory()) return { ok: false, status: 409, error: "that path became a folder during the upload" };
+    if (now?.isDirectory()) return { ok: false, status: 409, code: "conflict", error: "that path became a folder during the upload" };
     await fs.rename(temp, target.path);
     kept = true;
     return { ok: true, created: now === undefined, size: written };
   } catch (error) {
     if (refusal) return refusal;
-    return { ok: false, status: 400, error: `the upload failed: ${errorMessage(error)}; nothing was kept` };
+    return { ok: false, status: 400, code: "upload_failed", error: `the upload failed: ${errorMessage(error)}; nothing was kept` };
   } finally {
     reservations.add(userId, -written);
     await handle?.close().catch(() => undefined);

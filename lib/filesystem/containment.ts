@@ -14,7 +14,15 @@ export type Resolution =
       /** The root's real path. */ root: string;
       exists: boolean;
     }
-  | { ok: false; error: string };
+  | { ok: false; error: string; because: RefusedBecause };
+
+/** Why a path was refused, for callers that answer each case differently (the files API's statuses). */
+export type RefusedBecause = "outside" | "symlink_outside" | "server_file" | "missing" | "not_a_folder" | "unreadable";
+
+/** What openInWorkspace throws when the file opened is not the one checked (swapped meanwhile). */
+export class PathChanged extends Error {
+  override name = "PathChanged";
+}
 
 export interface ResolveOptions {
   /** Accept a target that does not exist yet (to be created); its nearest existing parent must be inside. */
@@ -59,24 +67,26 @@ export async function resolveInWorkspace(root: string, requested: string, option
   const rootReal = await realRoot(root);
   const expanded = expandHome(requested);
   if (process.platform !== "win32" && /^(?:[A-Za-z]:)(?:[\\/]|$)/.test(expanded)) {
-    return refuse(`Access denied - Windows-style path received on a POSIX host: ${requested}`);
+    return refuse(`Access denied - Windows-style path received on a POSIX host: ${requested}`, "outside");
   }
   const absolute = path.isAbsolute(expanded) ? path.resolve(expanded) : path.resolve(rootReal, expanded);
-  if (!isInside(absolute, rootReal)) return refuse(`Access denied - path outside allowed directories: ${absolute} not in ${rootReal}`);
+  if (!isInside(absolute, rootReal))
+    return refuse(`Access denied - path outside allowed directories: ${absolute} not in ${rootReal}`, "outside");
   let real: string;
   let exists = true;
   try {
     real = await fs.realpath(absolute);
   } catch (error) {
-    if (errorCode(error) !== "ENOENT") return refuse(errorMessage(error));
+    if (errorCode(error) !== "ENOENT") return refuseFor(error);
     const parent = await nearestExistingParent(rootReal, absolute);
     if (!parent.ok) return parent;
     real = parent.path;
     exists = false;
   }
-  if (!isInside(real, rootReal)) return refuse(`Access denied - symlink target outside allowed directories: ${real} not in ${rootReal}`);
-  if (deniedBy(real, options.deny)) return refuse(`Access denied - ${real} is one of the server's own files`);
-  if (!exists && !options.allowMissing) return refuse(`ENOENT: no such file or directory, '${real}'`);
+  if (!isInside(real, rootReal))
+    return refuse(`Access denied - symlink target outside allowed directories: ${real} not in ${rootReal}`, "symlink_outside");
+  if (deniedBy(real, options.deny)) return refuse(`Access denied - ${real} is one of the server's own files`, "server_file");
+  if (!exists && !options.allowMissing) return refuse(`ENOENT: no such file or directory, '${real}'`, "missing");
   return { ok: true, path: real, root: rootReal, exists };
 }
 
@@ -94,17 +104,17 @@ async function nearestExistingParent(rootReal: string, absolute: string): Promis
     } catch (error) {
       if (errorCode(error) === "ENOENT")
         return { ok: true, path: path.join(current, ...parts.slice(index)), root: rootReal, exists: false };
-      return refuse(errorMessage(error));
+      return refuseFor(error);
     }
     try {
       current = await fs.realpath(candidate);
     } catch (error) {
       // A dangling symlink: where it points is not ours to create.
-      if (errorCode(error) === "ENOENT") return refuse(`Parent directory does not exist: ${path.dirname(absolute)}`);
-      return refuse(errorMessage(error));
+      if (errorCode(error) === "ENOENT") return refuse(`Parent directory does not exist: ${path.dirname(absolute)}`, "symlink_outside");
+      return refuseFor(error);
     }
     if (!isInside(current, rootReal))
-      return refuse(`Access denied - symlink target outside allowed directories: ${current} not in ${rootReal}`);
+      return refuse(`Access denied - symlink target outside allowed directories: ${current} not in ${rootReal}`, "symlink_outside");
   }
   return { ok: true, path: current, root: rootReal, exists: false };
 }
@@ -136,9 +146,9 @@ export async function openInWorkspace(
     if (actual === undefined) {
       const [opened, checked] = await Promise.all([handle.stat(), fs.stat(realPath)]);
       if (opened.dev !== checked.dev || opened.ino !== checked.ino)
-        throw new Error(`Access denied - ${realPath} changed while it was being opened`);
+        throw new PathChanged(`Access denied - ${realPath} changed while it was being opened`);
     } else if (!isInside(actual, rootReal) || deniedBy(actual, options.deny)) {
-      throw new Error(`Access denied - ${realPath} changed while it was being opened (now ${actual}), outside allowed directories`);
+      throw new PathChanged(`Access denied - ${realPath} changed while it was being opened (now ${actual}), outside allowed directories`);
     }
     return handle;
   } catch (error) {
@@ -152,8 +162,13 @@ export async function pathOfHandle(handle: FileHandle, fallback: string): Promis
   return (await openedPath(handle)) === undefined ? fallback : `/proc/self/fd/${handle.fd}`;
 }
 
-function refuse(error: string): Resolution {
-  return { ok: false, error };
+function refuse(error: string, because: RefusedBecause): Resolution {
+  return { ok: false, error, because };
+}
+
+/** A file system error on the way to the target, by its errno code. */
+function refuseFor(error: unknown): Resolution {
+  return refuse(errorMessage(error), errorCode(error) === "ENOTDIR" ? "not_a_folder" : "unreadable");
 }
 
 export function errorCode(error: unknown): string | undefined {

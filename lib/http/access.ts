@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { isIP } from "node:net";
 import type { Authenticator, Identity } from "../auth/authenticator.ts";
 import { tokenMatches } from "../auth/token-match.ts";
+import type { HttpRefusal } from "../protocol.ts";
 
 const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
 
@@ -19,7 +20,7 @@ export function hostWithoutPort(host: string): string {
   return colon === -1 ? host : host.slice(0, colon);
 }
 
-export type Refusal = { status: number; error: string } | undefined;
+export type Refusal = HttpRefusal | undefined;
 
 /**
  * While bound to loopback, only loopback names (any port) or configured hosts may appear in Host:
@@ -34,6 +35,7 @@ export function checkHost(hostHeader: string | undefined, bindHost: string, allo
   }
   return {
     status: 403,
+    code: "forbidden",
     error: `Host "${hostHeader ?? ""}" is not allowed: this server listens on loopback and answers only localhost, 127.0.0.1 and [::1]. Add the host to server.allowed_hosts to allow it`,
   };
 }
@@ -52,13 +54,14 @@ export function checkOrigin(origin: string | undefined, hostHeader: string | und
     parsed = new URL(origin);
   } catch {
     const hint = origin === "null" ? ': a page opened from a file sends it. Add "null" to server.allowed_origins to allow such pages' : "";
-    return { status: 403, error: `Origin "${origin}" is not allowed${hint}` };
+    return { status: 403, code: "forbidden", error: `Origin "${origin}" is not allowed${hint}` };
   }
   const sameHost = hostHeader !== undefined && parsed.host.toLowerCase() === hostHeader.toLowerCase();
   const sameScheme = parsed.protocol === "http:" || parsed.protocol === "https:";
   if ((sameHost && sameScheme) || allowedOrigins.includes(origin) || allowedOrigins.includes("*")) return undefined;
   return {
     status: 403,
+    code: "forbidden",
     error: `Origin "${origin}" is not allowed: only pages served by this server may open a socket. Add it to server.allowed_origins to allow it`,
   };
 }
@@ -82,20 +85,22 @@ export function checkToken(headers: IncomingHttpHeaders, url: string | undefined
   if (tokenMatches(requestToken(headers, url), expected)) return undefined;
   return {
     status: 401,
+    code: "unauthorized",
     error: "this server requires a token: send 'Authorization: Bearer <token>' or add ?token=<token> to the URL",
   };
 }
 
 /** What `ws` would otherwise answer with a bare status: a clear 400 for a malformed upgrade. */
 export function checkUpgradeRequest(method: string | undefined, headers: IncomingHttpHeaders): Refusal {
-  if (method !== "GET") return { status: 400, error: `a WebSocket upgrade must be a GET request, got ${method}` };
-  if ((headers.upgrade ?? "").toLowerCase() !== "websocket") return { status: 400, error: "the Upgrade header must be 'websocket'" };
+  if (method !== "GET") return { status: 400, code: "invalid_request", error: `a WebSocket upgrade must be a GET request, got ${method}` };
+  if ((headers.upgrade ?? "").toLowerCase() !== "websocket")
+    return { status: 400, code: "invalid_request", error: "the Upgrade header must be 'websocket'" };
   const key = headers["sec-websocket-key"];
   if (typeof key !== "string" || !/^[+/0-9A-Za-z]{22}==$/.test(key)) {
-    return { status: 400, error: "missing or invalid Sec-WebSocket-Key header" };
+    return { status: 400, code: "invalid_request", error: "missing or invalid Sec-WebSocket-Key header" };
   }
   if (headers["sec-websocket-version"] !== "13") {
-    return { status: 400, error: "unsupported Sec-WebSocket-Version: only version 13 is supported" };
+    return { status: 400, code: "invalid_request", error: "unsupported Sec-WebSocket-Version: only version 13 is supported" };
   }
   return undefined;
 }
@@ -112,9 +117,13 @@ export async function checkUserAccess(
   auth: Authenticator,
 ): Promise<Refusal> {
   const result = await auth.identify(requestToken(headers, url), userId);
-  if (!result.ok) return { status: result.status, error: result.error };
+  if (!result.ok) return { status: result.status, code: "unauthorized", error: result.error };
   if (mayActAs(result.identity, userId)) return undefined;
-  return { status: 403, error: `this token is for another user id, not "${userId}": a token opens only its own user id` };
+  return {
+    status: 403,
+    code: "forbidden",
+    error: `this token is for another user id, not "${userId}": a token opens only its own user id`,
+  };
 }
 
 /** Who the request is (for /sessions, which lists what that identity may see), or why not. */
@@ -122,8 +131,9 @@ export async function requestIdentity(
   headers: IncomingHttpHeaders,
   url: string | undefined,
   auth: Authenticator,
-): Promise<{ ok: true; identity: Identity } | { ok: false; status: number; error: string }> {
-  return auth.identify(requestToken(headers, url));
+): Promise<{ ok: true; identity: Identity } | ({ ok: false } & HttpRefusal)> {
+  const result = await auth.identify(requestToken(headers, url));
+  return result.ok ? result : { ok: false, status: result.status, code: "unauthorized", error: result.error };
 }
 
 export function mayActAs(identity: Identity, userId: string): boolean {

@@ -3,7 +3,8 @@ import http from "node:http";
 import type { Config } from "../config.ts";
 import { checkHost, checkUserAccess, rawPathname, requestIdentity } from "./access.ts";
 import { endAndDestroy } from "./give-back.ts";
-import { handleRequest, sendJson, sessionsUserId, type RouteContext } from "./routes.ts";
+import type { HttpRefusal } from "../protocol.ts";
+import { handleRequest, sendError, sessionsUserId, type RouteContext } from "./routes.ts";
 
 export function createHttpServer(config: Config, bindHost: string, context: RouteContext): http.Server {
   const headersTimeoutMs = config.server.headers_timeout_seconds * 1000;
@@ -11,10 +12,10 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
   // Node checks those timeouts only every connectionsCheckingInterval (30 s by default), which
   // would let a slowloris client stay that much longer than headers_timeout_seconds.
   const connectionsCheckingInterval = Math.max(50, Math.min(1000, headersTimeoutMs / 2, requestTimeoutMs / 2));
-  const refuse = (res: http.ServerResponse, refusal: { status: number; error: string }) => {
+  const refuse = (res: http.ServerResponse, refusal: HttpRefusal) => {
     // A refused client gets its answer and the connection closed, not kept alive for more tries.
     const headers: Record<string, string> = { connection: "close", ...(refusal.status === 401 ? { "www-authenticate": "Bearer" } : {}) };
-    sendJson(res, refusal.status, { error: refusal.error }, headers);
+    sendError(res, refusal, headers);
   };
   const server = http.createServer({ connectionsCheckingInterval }, (req, res) => {
     const pathname = rawPathname(req.url);
@@ -27,9 +28,14 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
           !found.ok
             ? refuse(res, found)
             : found.identity.kind === "user"
-              ? refuse(res, { status: 403, error: "the metrics are the operator's: use the admin token (server.auth.admin_token)" })
+              ? refuse(res, {
+                  status: 403,
+                  code: "forbidden",
+                  error: "the metrics are the operator's: use the admin token (server.auth.admin_token)",
+                })
               : handleRequest(req, res, context),
-        (error: unknown) => refuse(res, { status: 500, error: `cannot check the token: ${(error as Error).message}` }),
+        (error: unknown) =>
+          refuse(res, { status: 500, code: "internal_error", error: `cannot check the token: ${(error as Error).message}` }),
       );
       return;
     }
@@ -42,7 +48,8 @@ export function createHttpServer(config: Config, bindHost: string, context: Rout
         : checkUserAccess(req.headers, req.url, userId, context.auth).then((refusal) => refusal ?? { viewer: undefined });
     checked.then(
       (outcome) => ("viewer" in outcome ? handleRequest(req, res, context, outcome.viewer) : refuse(res, outcome)),
-      (error: unknown) => refuse(res, { status: 500, error: `cannot check the token: ${(error as Error).message}` }),
+      (error: unknown) =>
+        refuse(res, { status: 500, code: "internal_error", error: `cannot check the token: ${(error as Error).message}` }),
     );
   });
   // A slowloris client that never finishes its headers or body is cut off.

@@ -7,7 +7,7 @@ import { STATUS_CODES } from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
 import type { Metrics } from "../metrics/metrics.ts";
-import type { SessionInfo } from "../protocol.ts";
+import { errorAnswer, type HttpRefusal, type SessionInfo } from "../protocol.ts";
 import type { Authenticator, Identity } from "../auth/authenticator.ts";
 import type { Redactor } from "../secrets/redactor.ts";
 import { mayActAs } from "./access.ts";
@@ -39,7 +39,22 @@ export interface RouteContext {
   files?: { handle(req: IncomingMessage, res: ServerResponse): void };
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+/** A JSON answer. Errors go through sendError, which adds their code: a body here may not carry `error`. */
+export function sendJson<Body extends object>(
+  res: ServerResponse,
+  status: number,
+  body: Body & { error?: never },
+  headers: Record<string, string> = {},
+): void {
+  writeJson(res, status, body, headers);
+}
+
+/** An error answer: `{"error", "code"}` (and `extra` fields) with the refusal's status. */
+export function sendError(res: ServerResponse, refusal: HttpRefusal, headers: Record<string, string> = {}, extra: object = {}): void {
+  writeJson(res, refusal.status, errorAnswer(refusal, { ...extra }), headers);
+}
+
+function writeJson(res: ServerResponse, status: number, body: object, headers: Record<string, string>): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",
@@ -51,7 +66,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 /** An HTTP answer written straight onto an upgrade socket, which has no ServerResponse. */
-export function rejectUpgrade(socket: Duplex, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function rejectUpgrade(
+  socket: Duplex,
+  status: number,
+  body: ReturnType<typeof errorAnswer>,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   const lines = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`,
@@ -174,7 +194,7 @@ const routes: Route[] = [
       const file = vendorFile(pathname);
       if (!file) {
         const pkg = VENDOR.get(pathname)?.pkg ?? "";
-        return sendJson(res, 404, { error: `${pkg} is not installed: run npm install` });
+        return sendError(res, { status: 404, code: "not_found", error: `${pkg} is not installed: run npm install` });
       }
       const headers = {
         "content-type": "application/javascript; charset=utf-8",
@@ -218,7 +238,8 @@ const routes: Route[] = [
           });
           res.end(req.method === "HEAD" ? undefined : text);
         },
-        (error: unknown) => sendJson(res, 500, { error: `cannot collect the metrics: ${(error as Error).message}` }),
+        (error: unknown) =>
+          sendError(res, { status: 500, code: "internal_error", error: `cannot collect the metrics: ${(error as Error).message}` }),
       );
     },
   },
@@ -238,11 +259,12 @@ const routes: Route[] = [
           sendJson(res, 200, { active_sessions: all, total_sessions: all.length });
         },
         () =>
-          sendJson(res, 503, {
-            error: "the cluster's sessions cannot be listed: Redis is unreachable",
-            active_sessions: visible(sessions.userIds()),
-            total_sessions: visible(sessions.userIds()).length,
-          }),
+          sendError(
+            res,
+            { status: 503, code: "server_unavailable", error: "the cluster's sessions cannot be listed: Redis is unreachable" },
+            {},
+            { active_sessions: visible(sessions.userIds()), total_sessions: visible(sessions.userIds()).length },
+          ),
       );
     },
   },
@@ -253,12 +275,20 @@ const routes: Route[] = [
     },
     handle: (_req, res, [encoded = ""], { sessions, redactor }) => {
       const userId = decodeUserId(encoded);
-      if (userId === undefined) return sendJson(res, 400, { error: "the user id in the path is not valid percent-encoding" });
+      if (userId === undefined)
+        return sendError(res, { status: 400, code: "invalid_user_id", error: "the user id in the path is not valid percent-encoding" });
       // Live sessions answer from memory; stored ones (active: false) from the store.
       sessions.info(userId).then(
         (info) =>
-          info ? sendJson(res, 200, redactor.redactValue(info)) : sendJson(res, 404, { error: `no session for user "${userId}"` }),
-        (error: unknown) => sendJson(res, 500, { error: redactor.redact(`cannot read the session: ${(error as Error).message}`) }),
+          info
+            ? sendJson(res, 200, redactor.redactValue(info))
+            : sendError(res, { status: 404, code: "not_found", error: `no session for user "${userId}"` }),
+        (error: unknown) =>
+          sendError(res, {
+            status: 500,
+            code: "server_unavailable",
+            error: redactor.redact(`cannot read the session: ${(error as Error).message}`),
+          }),
       );
     },
   },
@@ -287,9 +317,13 @@ export function handleRequest(req: IncomingMessage, res: ServerResponse, context
     const params = route.match(pathname);
     if (!params) continue;
     if (req.method !== "GET" && req.method !== "HEAD") {
-      return sendJson(res, 405, { error: `method ${req.method} is not allowed on ${pathname}; use GET` }, { allow: "GET, HEAD" });
+      return sendError(
+        res,
+        { status: 405, code: "method_not_allowed", error: `method ${req.method} is not allowed on ${pathname}; use GET` },
+        { allow: "GET, HEAD" },
+      );
     }
     return route.handle(req, res, params, context, viewer);
   }
-  sendJson(res, 404, { error: `not found: ${pathname}` });
+  sendError(res, { status: 404, code: "not_found", error: `not found: ${pathname}` });
 }

@@ -2,7 +2,7 @@
 // library's global one, so many servers in one process (tests) keep their own numbers. Parts
 // record through the small MetricsRecorder interface; gauges are read from their owners at scrape.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { TokenUsage } from "../protocol.ts";
+import type { ErrorCode, TokenUsage } from "../protocol.ts";
 
 /** What the parts of the server report as it happens. */
 export interface MetricsRecorder {
@@ -10,8 +10,8 @@ export interface MetricsRecorder {
   modelCall(outcome: "ok" | "error", seconds: number): void;
   toolCall(server: string, tool: string, outcome: "ok" | "error"): void;
   tokens(usage: TokenUsage): void;
-  /** A message, connection or turn refused by a limit (the config key under `limits`, e.g. "tokens_per_day"). */
-  refused(limit: string): void;
+  /** A message, connection or turn refused, by its code (e.g. "quota_exceeded"; the codes of lib/protocol.ts). */
+  refused(code: ErrorCode): void;
 }
 
 /** For parts used without a server (pure tests, tools): records nothing. */
@@ -32,11 +32,6 @@ export interface MetricsSources {
   mcpServerStates(): Iterable<string>;
 }
 
-/** The `limits.<key>` a refusal message names, as the label of the refusals counter. */
-export function limitOf(message: string): string {
-  return /\(limits\.(\w+)\)/.exec(message)?.[1] ?? "other";
-}
-
 // Seconds: a turn runs from under a second to minutes (tool calls, approvals); a model call less.
 const TURN_BUCKETS = [0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const MODEL_CALL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -48,7 +43,7 @@ export class Metrics implements MetricsRecorder {
   readonly #modelSeconds: Histogram<"outcome">;
   readonly #toolCalls: Counter<"server" | "tool" | "outcome">;
   readonly #tokens: Counter<"kind">;
-  readonly #refusals: Counter<"limit">;
+  readonly #refusals: Counter<"code">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.#registry];
@@ -111,8 +106,8 @@ export class Metrics implements MetricsRecorder {
     });
     this.#refusals = new Counter({
       name: "mcp_agent_refusals_total",
-      help: "Messages, connections and turns refused, by the limits.* key that refused them",
-      labelNames: ["limit"],
+      help: "Messages, connections and turns refused, by their error code",
+      labelNames: ["code"],
       registers,
     });
   }
@@ -145,7 +140,7 @@ export class Metrics implements MetricsRecorder {
     this.#tokens.inc({ kind: "cached" }, usage.cached_tokens);
   }
 
-  refused(limit: string): void {
-    this.#refusals.inc({ limit });
+  refused(code: ErrorCode): void {
+    this.#refusals.inc({ code });
   }
 }

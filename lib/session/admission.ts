@@ -28,7 +28,8 @@ export class NewSessionLimiter {
     this.#buckets.set(address, decision.bucket);
     if (decision.allowed) return undefined;
     const seconds = Math.ceil(decision.retryAfterMs / 1000);
-    return `too many new sessions from your address: ${this.#limit.perMinute} per minute (limits.new_sessions_per_minute). Retry in ${seconds} s`;
+    // Short: with its code it is a close reason, which holds at most 123 bytes.
+    return `too many new sessions from your address (limits.new_sessions_per_minute: ${this.#limit.perMinute}). Retry in ${seconds} s`;
   }
 
   #prune(now: number): void {

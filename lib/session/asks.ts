@@ -21,6 +21,7 @@ import {
   type ElicitationRequestFrame,
   type ElicitationResolvedFrame,
   type ElicitationValue,
+  type Refusal,
 } from "../protocol.ts";
 import type { ApprovalDesk } from "./approvals.ts";
 
@@ -172,21 +173,25 @@ export class SessionAsks implements ClientRequests {
     return this.#pending.has(requestId);
   }
 
-  /** A person's answer; an error text when it cannot be taken (unknown id, invalid values). */
+  /** A person's answer; why not, when it cannot be taken (unknown id, invalid values). */
   answer(
     requestId: string,
     action: ElicitationAction,
     content: Record<string, ElicitationValue> | undefined,
     socketId: number,
-  ): string | undefined {
+  ): Refusal | undefined {
     const pending = this.#pending.get(requestId);
-    if (!pending) return `no question is waiting under ${requestId} (it was already answered, timed out or cancelled)`;
+    if (!pending)
+      return {
+        code: "no_pending_elicitation",
+        error: `no question is waiting under ${requestId} (it was already answered, timed out or cancelled)`,
+      };
     if (action !== "accept") {
       this.#settle(requestId, { action }, "user", `socket ${socketId}`);
       return undefined;
     }
     const checked = checkElicitationAnswer(pending.fields, content ?? {});
-    if (!checked.ok) return checked.error;
+    if (!checked.ok) return { code: "elicitation_invalid", error: checked.error };
     this.#settle(requestId, { action, content: checked.content }, "user", `socket ${socketId}`);
     return undefined;
   }

@@ -33,6 +33,7 @@ import {
   turnErrorFrame,
   turnErrorText,
   turnStartFrame,
+  type ErrorCode,
   type ServerFrame,
   type StreamFrame,
   type TurnStatus,
@@ -105,7 +106,7 @@ export function sendTurnEnd(sockets: UserSockets, asker: Peer, final: StreamFram
   if (asker.streaming || !sockets.has(asker)) return;
   if (seedFrame) return asker.send(seedFrame);
   if (final.type === "answer") asker.send(answerFrame(final.message, final.user_id, final.session_id));
-  else if (final.type === "error") asker.send(errorFrame(final.error));
+  else if (final.type === "error") asker.send(errorFrame(final.code, final.error));
 }
 
 export class Turn implements TurnHooks {
@@ -114,7 +115,7 @@ export class Turn implements TurnHooks {
   readonly #deps: TurnDeps;
   readonly #abort = new AbortController();
   /** Set when the turn was stopped by a fault rather than by a person (its lease was lost, its deadline passed). */
-  #failure: string | undefined;
+  #failure: { code: ErrorCode; reason: string } | undefined;
   /** Stopped because the session is closing (shutdown, sweep): the turn was interrupted, not cancelled. */
   #interrupted = false;
   readonly #fields: Record<string, unknown>;
@@ -162,13 +163,13 @@ export class Turn implements TurnHooks {
   async run(toolbox: TurnToolbox, loop: RunLoop): Promise<TurnStatus> {
     const { lease, log, sockets, redactor, maxTurnMs, userId, sessionId } = this.#deps;
     const { turnId, text, clientId, peer } = this.#queued;
-    const onLost = () => this.#stop(`the turn was stopped: ${(lease.lost.reason as Error).message}`);
+    const onLost = () => this.#stop("server_unavailable", `the turn was stopped: ${(lease.lost.reason as Error).message}`);
     // Removed when the turn ends: on one instance every lease shares one never-aborted signal,
     // which would otherwise keep every turn that ever ran alive.
     lease.lost.addEventListener("abort", onLost, { once: true });
     const started = Date.now();
     const deadline = setTimeout(
-      () => this.#stop(`the turn was stopped: it ran longer than ${maxTurnMs / 1000} s (agent.max_turn_seconds)`),
+      () => this.#stop("turn_timeout", `the turn was stopped: it ran longer than ${maxTurnMs / 1000} s (agent.max_turn_seconds)`),
       maxTurnMs,
     );
     deadline.unref();
@@ -210,20 +211,22 @@ export class Turn implements TurnHooks {
     } catch (error) {
       const cancelled = this.#abort.signal.aborted && this.#failure === undefined;
       status = cancelled ? (this.#interrupted ? "interrupted" : "cancelled") : "error";
-      let reason = redactor.redact(this.#failure ?? (error instanceof Error ? error.message : String(error)));
+      let code: ErrorCode = this.#failure?.code ?? "turn_failed";
+      let reason = redactor.redact(this.#failure?.reason ?? (error instanceof Error ? error.message : String(error)));
       try {
         await this.#remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
       } catch (storeError) {
         // The turn's end could not be written: say so; what was stored before stays.
         status = "error";
+        code = "server_unavailable";
         reason = redactor.redact(`the conversation could not be saved (${(storeError as Error).message})`);
       }
       this.#flushDeltas();
       if (status === "cancelled" || status === "interrupted") {
-        sendTurnEnd(sockets, peer, cancelledFrame(turnId), turnErrorFrame("the turn was cancelled"));
+        sendTurnEnd(sockets, peer, cancelledFrame(turnId), turnErrorFrame("turn_cancelled", "the turn was cancelled"));
       } else {
-        sendTurnEnd(sockets, peer, streamErrorFrame(turnErrorText(reason), { turnId }));
-        log.warn("turn_error", { ...this.#fields, error: reason });
+        sendTurnEnd(sockets, peer, streamErrorFrame(code, turnErrorText(reason), { turnId }));
+        log.warn("turn_error", { ...this.#fields, code, error: reason });
       }
     } finally {
       sockets.trace = undefined;
@@ -328,8 +331,8 @@ export class Turn implements TurnHooks {
   }
 
   /** Stopped by a fault: the turn ends with this error rather than as cancelled. */
-  #stop(failure: string): void {
-    this.#failure = failure;
+  #stop(code: ErrorCode, reason: string): void {
+    this.#failure = { code, reason };
     this.#abort.abort();
   }
 

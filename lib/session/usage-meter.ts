@@ -5,6 +5,7 @@ import type { ModelCall } from "../agent/types.ts";
 import type { Logger, Redactor } from "../log.ts";
 import type { MetricsRecorder } from "../metrics/metrics.ts";
 import { quotaDecision, utcDay } from "../model/usage.ts";
+import type { Refusal } from "../protocol.ts";
 import type { SessionStore } from "../store/store.ts";
 
 export interface UsageMeterOptions {
@@ -28,18 +29,19 @@ export class UsageMeter {
    * Why no model call may start now: the daily quota is spent, or cannot be read (a limit must
    * not be bypassed by a store outage). Undefined when one may. A refusal is counted in the metrics.
    */
-  async refusal(now = Date.now()): Promise<string | undefined> {
+  async refusal(now = Date.now()): Promise<Refusal | undefined> {
     const { tokensPerDay, store, metrics, redactor } = this.#options;
     if (tokensPerDay === undefined) return undefined;
-    let decision: ReturnType<typeof quotaDecision>;
+    let refusal: Refusal;
     try {
-      decision = quotaDecision((await store.usage(this.#options.userId, utcDay(now))).today, tokensPerDay, now);
+      const decision = quotaDecision((await store.usage(this.#options.userId, utcDay(now))).today, tokensPerDay, now);
+      if (decision.allowed) return undefined;
+      refusal = { code: "quota_exceeded", error: decision.error };
     } catch (error) {
-      decision = { allowed: false, error: `the token quota cannot be checked: ${redactor.redact((error as Error).message)}` };
+      refusal = { code: "server_unavailable", error: `the token quota cannot be checked: ${redactor.redact((error as Error).message)}` };
     }
-    if (decision.allowed) return undefined;
-    metrics.refused("tokens_per_day");
-    return decision.error;
+    metrics.refused(refusal.code);
+    return refusal;
   }
 
   /**

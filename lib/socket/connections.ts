@@ -6,12 +6,12 @@ import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
-import { limitOf, type MetricsRecorder } from "../metrics/metrics.ts";
+import type { MetricsRecorder } from "../metrics/metrics.ts";
 import { rawPathname } from "../http/access.ts";
 import { GIVE_BACK_GRACE_MS } from "../http/give-back.ts";
 import { rejectUpgrade } from "../http/routes.ts";
 import { AdmissionRefused } from "../session/admission.ts";
-import { errorFrame, streamWelcomeFrame, welcomeFrame } from "../protocol.ts";
+import { closeReason, errorAnswer, errorFrame, streamWelcomeFrame, welcomeFrame, type Refusal } from "../protocol.ts";
 import { dispatchFrame, type SocketSession } from "./dispatch.ts";
 import type { Peer } from "../session/fanout.ts";
 import { SocketPeer } from "./peer.ts";
@@ -96,7 +96,7 @@ export class SocketServer {
       (decision) => this.#afterDecision(req, socket, head, decision),
       (error: unknown) => {
         this.#options.log.error("upgrade_check_failed", { error, path: rawPathname(req.url) });
-        rejectUpgrade(socket, 500, { error: "the server could not check this request" });
+        rejectUpgrade(socket, 500, errorAnswer({ code: "internal_error", error: "the server could not check this request" }));
       },
     );
   }
@@ -106,26 +106,32 @@ export class SocketServer {
     if (socket.destroyed) return;
     if (!decision.ok) {
       this.#options.log.warn("upgrade_refused", { status: decision.status, error: decision.error, path: rawPathname(req.url) });
-      return rejectUpgrade(socket, decision.status, { error: decision.error });
+      return rejectUpgrade(socket, decision.status, errorAnswer(decision));
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) =>
       this.#onConnection(ws, decision.userId, decision.streaming, req.socket.remoteAddress ?? "unknown"),
     );
   }
 
-  /** Quotas are told over the socket (close 1013 "try again later" with a reason), not as HTTP. */
-  #quotaRefusal(userId: string): string | undefined {
+  /** Quotas are told over the socket (close 1013 "try again later", the reason "<code>: <text>"), not as HTTP. */
+  #quotaRefusal(userId: string): Refusal | undefined {
     const { sessions } = this.#options;
     const { limits } = this.#options.config;
     const held = sessions.has(userId) ? 0 : sessions.heldCount();
     if (held >= limits.max_sessions) {
-      return `server full: ${held} sessions in use (limits.max_sessions)`;
+      return { code: "too_many_sessions", error: `server full: ${held} sessions in use (limits.max_sessions)` };
     }
     const open = this.#socketsPerUser.get(userId) ?? 0;
     if (open >= limits.max_sockets_per_user) {
-      return `too many sockets for this user: ${open} open (limits.max_sockets_per_user)`;
+      return { code: "too_many_sockets", error: `too many sockets for this user: ${open} open (limits.max_sockets_per_user)` };
     }
     return undefined;
+  }
+
+  #refuseConnection(ws: WebSocket, refusal: Refusal, fields: Record<string, unknown>): void {
+    this.#options.log.warn("connect_refused", { ...fields, code: refusal.code, reason: refusal.error });
+    this.#options.metrics.refused(refusal.code);
+    closeThenTerminate(ws, CLOSE_TRY_AGAIN_LATER, closeReason(refusal));
   }
 
   #onConnection(ws: WebSocket, userId: string, streaming: boolean, remoteAddress: string): void {
@@ -135,12 +141,7 @@ export class SocketServer {
     // the right code; the process must never see them as an uncaught error.
     ws.on("error", (error) => log.warn("socket_error", { user_id: userId, error: error.message }));
     const refusal = this.#quotaRefusal(userId);
-    if (refusal) {
-      log.warn("connect_refused", { user_id: userId, reason: refusal });
-      this.#options.metrics.refused(limitOf(refusal));
-      closeThenTerminate(ws, CLOSE_TRY_AGAIN_LATER, refusal);
-      return;
-    }
+    if (refusal) return this.#refuseConnection(ws, refusal, { user_id: userId });
     this.#socketsPerUser.set(userId, (this.#socketsPerUser.get(userId) ?? 0) + 1);
     const id = this.#nextPeerId++;
     const fields = { user_id: userId, socket: id, streaming };
@@ -164,14 +165,13 @@ export class SocketServer {
       },
       (error: unknown) => {
         if (error instanceof AdmissionRefused) {
-          log.warn("connect_refused", { ...fields, reason: error.message });
-          closeThenTerminate(ws, CLOSE_TRY_AGAIN_LATER, error.message);
+          this.#refuseConnection(ws, { code: "too_many_new_sessions", error: error.message }, fields);
           return undefined;
         }
         const reason = redactor.redact((error as Error).message);
         log.error("session_open_failed", { ...fields, error: reason });
-        peer.send(errorFrame(`Session error: ${reason}`));
-        closeThenTerminate(ws, CLOSE_INTERNAL_ERROR, "session error");
+        peer.send(errorFrame("server_unavailable", `Session error: ${reason}`));
+        closeThenTerminate(ws, CLOSE_INTERNAL_ERROR, closeReason({ code: "server_unavailable", error: "session error" }));
         return undefined;
       },
     );

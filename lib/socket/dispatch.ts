@@ -3,7 +3,7 @@ import type { RawData } from "ws";
 import { publicReason } from "../session/public-reason.ts";
 import type { Config } from "../config.ts";
 import type { Logger, Redactor } from "../log.ts";
-import { limitOf, type MetricsRecorder } from "../metrics/metrics.ts";
+import type { MetricsRecorder } from "../metrics/metrics.ts";
 import type { Peer } from "../session/fanout.ts";
 import {
   BINARY_FRAME_ERROR,
@@ -16,32 +16,33 @@ import {
   type ElicitationAction,
   type ElicitationValue,
   type HistoryItem,
+  type Refusal,
 } from "../protocol.ts";
 
 /** What a New chat did: refused as a whole, or done, with what of it could not be done. */
-export type ResetOutcome = { ok: false; error: string } | { ok: true; workspaceCleared: boolean; notes: string[] };
+export type ResetOutcome = ({ ok: false } & Refusal) | { ok: true; workspaceCleared: boolean; notes: string[] };
 
 /** What a socket's frames may ask of its user's session (UserSession in session.ts). */
 export interface SocketSession {
   readonly userId: string;
   readonly sessionId: string;
-  submit(peer: Peer, text: string, clientId?: string): { ok: true; turnId: string } | { ok: false; error: string };
+  submit(peer: Peer, text: string, clientId?: string): { ok: true; turnId: string } | ({ ok: false } & Refusal);
   cancel(): boolean;
   /** Brings the history up to date before it is shown. */
   refresh(): Promise<void>;
   /** One page of the history: at most `limit` items (about `maxChars` characters) before `before`, or the newest. */
   historyPage(before: number | string | undefined, limit: number, maxChars: number): { items: HistoryItem[]; start: number; total: number };
   /** A `history` request costs a token of its own rate limit. */
-  takeHistoryToken(): { ok: true } | { ok: false; error: string };
+  takeHistoryToken(): { ok: true } | ({ ok: false } & Refusal);
   reset(clearWorkspace: boolean): Promise<ResetOutcome>;
   answerApproval(callId: string, approved: boolean, reason: string | undefined, always: boolean, socketId: number): boolean;
-  /** An answer to an elicitation_request; an error text when it was not taken. */
+  /** An answer to an elicitation_request; why not, when it was not taken. */
   answerElicitation(
     requestId: string,
     action: ElicitationAction,
     content: Record<string, ElicitationValue> | undefined,
     socketId: number,
-  ): string | undefined;
+  ): Refusal | undefined;
 }
 
 export interface DispatchContext {
@@ -53,26 +54,27 @@ export interface DispatchContext {
 
 export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData, isBinary: boolean, context: DispatchContext): void {
   const { log, limits } = context;
-  if (isBinary) return peer.send(errorFrame(BINARY_FRAME_ERROR));
+  if (isBinary) return peer.send(errorFrame("invalid_frame", BINARY_FRAME_ERROR));
   const parsed = parseClientFrame(rawText(data));
-  if (!parsed.ok) return peer.send(errorFrame(parsed.error));
+  if (!parsed.ok) return peer.send(errorFrame("invalid_frame", parsed.error));
   const frame = parsed.frame;
   switch (frame.type) {
     case "ignored":
       return;
     case "chat": {
-      const refuse = (error: string) => {
-        log.warn("message_refused", { user_id: session.userId, socket: peer.id, reason: error });
-        context.metrics.refused(limitOf(error));
-        peer.send(refusalFrame(peer.streaming, error, frame.clientId));
+      const refuse = (refusal: Refusal) => {
+        log.warn("message_refused", { user_id: session.userId, socket: peer.id, code: refusal.code, reason: refusal.error });
+        context.metrics.refused(refusal.code);
+        peer.send(refusalFrame(peer.streaming, refusal, frame.clientId));
       };
       if (frame.message.length > limits.max_message_chars) {
-        return refuse(
-          `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`,
-        );
+        return refuse({
+          code: "message_too_long",
+          error: `Message too long: ${frame.message.length} characters, the limit is ${limits.max_message_chars} (limits.max_message_chars)`,
+        });
       }
       const submitted = session.submit(peer, frame.message, frame.clientId);
-      if (!submitted.ok) refuse(submitted.error);
+      if (!submitted.ok) refuse(submitted);
       return;
     }
     case "cancel":
@@ -80,7 +82,7 @@ export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData,
       return;
     case "history": {
       const allowed = session.takeHistoryToken();
-      if (!allowed.ok) return peer.send(refusalFrame(peer.streaming, allowed.error));
+      if (!allowed.ok) return peer.send(refusalFrame(peer.streaming, allowed));
       const limit = Math.min(frame.limit ?? limits.history_page_items, limits.history_max_page_items);
       // Turns that ran on other instances are read from the store first.
       void session
@@ -96,20 +98,24 @@ export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData,
       void reset(session, peer, frame.workspace, context);
       return;
     case "approval":
-      if (!peer.streaming) return peer.send(errorFrame("approvals are answered from a streaming socket (/ws/<user_id>?stream=1)"));
+      if (!peer.streaming)
+        return peer.send(errorFrame("streaming_required", "approvals are answered from a streaming socket (/ws/<user_id>?stream=1)"));
       if (!session.answerApproval(frame.call_id, frame.approved, frame.reason, frame.always, peer.id)) {
         peer.send(
-          streamErrorFrame(`no approval is waiting for call ${frame.call_id} (it was already answered, timed out or cancelled)`, {
-            callId: frame.call_id,
-          }),
+          streamErrorFrame(
+            "no_pending_approval",
+            `no approval is waiting for call ${frame.call_id} (it was already answered, timed out or cancelled)`,
+            { callId: frame.call_id },
+          ),
         );
       }
       return;
     case "elicitation": {
-      if (!peer.streaming) return peer.send(errorFrame("elicitations are answered from a streaming socket (/ws/<user_id>?stream=1)"));
+      if (!peer.streaming)
+        return peer.send(errorFrame("streaming_required", "elicitations are answered from a streaming socket (/ws/<user_id>?stream=1)"));
       const problem = session.answerElicitation(frame.request_id, frame.action, frame.content, peer.id);
       // The form stays open on an invalid answer: the error names the field.
-      if (problem) peer.send(streamErrorFrame(problem, { requestId: frame.request_id }));
+      if (problem) peer.send(streamErrorFrame(problem.code, problem.error, { requestId: frame.request_id }));
       return;
     }
     default:
@@ -123,11 +129,11 @@ async function reset(session: SocketSession, asker: Peer, clearWorkspace: boolea
     outcome = await session.reset(clearWorkspace);
   } catch (error) {
     log.error("session_reset_failed", { user_id: session.userId, error });
-    return asker.send(errorFrame(`Reset failed: ${redactor.redact(publicReason(error))}`));
+    return asker.send(errorFrame("reset_failed", `Reset failed: ${redactor.redact(publicReason(error))}`));
   }
   // Streaming sockets heard the outcome with every other tab; a seed-style asker hears it here.
   if (!outcome.ok) {
-    if (!asker.streaming) asker.send(errorFrame(outcome.error));
+    if (!asker.streaming) asker.send(errorFrame(outcome.code, outcome.error));
     return;
   }
   // A seed-style socket that asked learns its new session_id from a fresh welcome.

@@ -5,9 +5,9 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { Authenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { checkHost, checkOrigin, checkUpgradeRequest, checkUserAccess, rawPathname } from "../http/access.ts";
-import { isValidUserId, USER_ID_RULE } from "../protocol.ts";
+import { isValidUserId, USER_ID_RULE, type HttpRefusal } from "../protocol.ts";
 
-export type UpgradeDecision = { ok: true; userId: string; streaming: boolean } | { ok: false; status: number; error: string };
+export type UpgradeDecision = { ok: true; userId: string; streaming: boolean } | ({ ok: false } & HttpRefusal);
 
 export async function decideUpgrade(
   request: { method?: string | undefined; url?: string | undefined; headers: IncomingHttpHeaders },
@@ -20,14 +20,14 @@ export async function decideUpgrade(
   if (early) return { ok: false, ...early };
   const pathname = rawPathname(url);
   const found = /^\/ws\/([^/]*)$/.exec(pathname);
-  if (!found) return { ok: false, status: 404, error: `not found: ${pathname}; connect to /ws/<user_id>` };
+  if (!found) return { ok: false, status: 404, code: "not_found", error: `not found: ${pathname}; connect to /ws/<user_id>` };
   let userId: string;
   try {
     userId = decodeURIComponent(found[1] ?? "");
   } catch {
-    return { ok: false, status: 400, error: `invalid user id: ${USER_ID_RULE}` };
+    return { ok: false, status: 400, code: "invalid_user_id", error: `invalid user id: ${USER_ID_RULE}` };
   }
-  if (!isValidUserId(userId)) return { ok: false, status: 400, error: `invalid user id: ${USER_ID_RULE}` };
+  if (!isValidUserId(userId)) return { ok: false, status: 400, code: "invalid_user_id", error: `invalid user id: ${USER_ID_RULE}` };
   const late = checkOrigin(headers.origin, headers.host, server.allowed_origins) ?? (await checkUserAccess(headers, url, userId, auth));
   if (late) return { ok: false, ...late };
   return { ok: true, userId, streaming: wantsStreaming(url) };

@@ -102,7 +102,9 @@ test("a flood of 2,000 made-up user ids from one address: refused past the rate 
     outcomes.push(...results);
   }
   const welcomed = outcomes.filter((outcome) => outcome === "welcomed").length;
-  const refused = outcomes.filter((outcome) => /^closed 1013 .*limits\.new_sessions_per_minute/.test(outcome)).length;
+  const refused = outcomes.filter((outcome) =>
+    /^closed 1013 too_many_new_sessions: .*limits\.new_sessions_per_minute/.test(outcome),
+  ).length;
   assert.ok(welcomed >= 20 && welcomed < 100, `the burst (and what refilled meanwhile) got in: ${welcomed}`);
   assert.equal(welcomed + refused, 2000, `every other one was told why: ${outcomes.find((outcome) => outcome !== "welcomed")}`);
   // The flood cost no child and no folder.
@@ -145,6 +147,7 @@ test("limits.max_sessions counts sessions that hold resources: past it a new use
   // The one connected earlier: its first turn would hold a child and a folder, so it is refused.
   const refusal = await ask(late, "may I?");
   assert.match(String(refusal.error), /limits\.max_sessions/);
+  assert.equal(refusal.code, "too_many_sessions");
   assert.ok(!folders().includes("late"));
   await late.close();
 });

@@ -109,8 +109,9 @@ test("at most max_iterations model calls per turn, then an error frame naming th
   model.setResponder(() => ({ toolCalls: [{ name: "test_echo", arguments: { text: "again" } }] }));
   const { client, welcome } = await connectUser(running, "looper");
   const frame = await ask(client, "loop forever");
-  assert.deepEqual(Object.keys(frame), ["error"]);
+  assert.deepEqual(Object.keys(frame), ["error", "code"]);
   assert.match(String(frame.error), /^An error occurred: .*limit of 10 model calls.*agent\.max_iterations/);
+  assert.equal(frame.code, "turn_failed");
   assert.equal(model.requests.length - before, 10);
   // The socket and the session survive.
   model.setResponder((request) => ({ content: `echo: ${lastUserText(request)}` }));

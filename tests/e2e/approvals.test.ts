@@ -15,8 +15,6 @@ import {
   type Frame,
   type RunningServer,
 } from "../helpers/harness.ts";
-import { requiresApproval } from "../../lib/session/approvals.ts";
-import { loadConfig } from "../../lib/config.ts";
 
 let model: ModelServer;
 let running: RunningServer;
@@ -45,15 +43,6 @@ beforeEach(() =>
     return { content: `echo: ${text}` };
   }),
 );
-
-test("require_approval: never (default), always, or a list of tool names", () => {
-  assert.equal(requiresApproval("never", "write_file"), false);
-  assert.equal(requiresApproval("always", "read_file"), true);
-  assert.equal(requiresApproval(["write_file", "move_file"], "write_file"), true);
-  assert.equal(requiresApproval(["write_file"], "read_file"), false);
-  const shipped = loadConfig("mcp_agent.config.yaml", {});
-  assert.equal(shipped.mcp.servers.fetch?.require_approval, "never", "seed clients are unaffected by default");
-});
 
 test("approve: the request names the call, the tool runs, and the turn goes on", async () => {
   const { client } = await connectUser(running, "approver", "?stream=1");
@@ -153,7 +142,9 @@ test("cancel during a pending approval ends the turn cleanly", async () => {
   assert.equal((await client.nextMatching((f) => f.type === "cancelled" || f.type === "answer")).type, "cancelled");
   // A late answer finds nothing waiting, and the session goes on.
   client.send({ type: "approval", call_id: request.call_id, approved: true });
-  assert.match(String((await client.nextMatching((f) => f.type === "error")).error), /no approval is waiting/);
+  const late = await client.nextMatching((f) => f.type === "error");
+  assert.match(String(late.error), /no approval is waiting/);
+  assert.deepEqual([late.code, late.call_id], ["no_pending_approval", request.call_id]);
   client.send({ message: "plain" });
   assert.equal((await client.nextMatching((f) => f.type === "answer")).message, "echo: plain");
   await client.close();
@@ -170,7 +161,9 @@ test("two sockets race to answer: the first answer wins, the second is told", as
   tab1.client.send({ type: "approval", call_id: r1.call_id, approved: true });
   const resolved = await tab1.client.nextMatching((f) => f.type === "approval_resolved");
   assert.equal(resolved.approved, false);
-  assert.match(String((await tab1.client.nextMatching((f) => f.type === "error")).error), /no approval is waiting/);
+  const second = await tab1.client.nextMatching((f) => f.type === "error");
+  assert.match(String(second.error), /no approval is waiting/);
+  assert.deepEqual([second.code, second.call_id], ["no_pending_approval", r1.call_id]);
   assert.equal(
     (await tab2.client.nextMatching((f) => f.type === "answer")).message,
     "MODEL SAW: Error: denied by the user: tab two says no",

@@ -258,12 +258,12 @@ type Observation = Record<string, unknown>;
 /** An upgrade with the headers given: the HTTP status and the JSON error. */
 async function upgrade(c: Ctx, pathname: string, extra: Record<string, string>, host = c.host): Promise<Observation> {
   const answer = await rawRequest(c.url, pathname, { headers: upgradeHeaders(host, extra) });
-  return { status: answer.status, error: answer.json?.error, body: answer.text };
+  return { status: answer.status, error: answer.json?.error, errorCode: answer.json?.code, body: answer.text };
 }
 
 async function httpGet(c: Ctx, pathname: string, headers: Record<string, string>): Promise<Observation> {
   const answer = await rawRequest(c.url, pathname, { headers: { host: c.host, ...headers } });
-  return { status: answer.status, error: answer.json?.error, body: answer.text };
+  return { status: answer.status, error: answer.json?.error, errorCode: answer.json?.code, body: answer.text };
 }
 
 /** A valid handshake by hand, then `bytes`: the close code the server answers with. */
@@ -396,28 +396,28 @@ const rows: Row[] = [
   {
     name: "origin: a foreign site",
     attack: (c) => upgrade(c, c.wsPath("o1"), { origin: "http://evil.example" }),
-    expect: { status: 403, error: /Origin/ },
+    expect: { status: 403, error: /Origin/, errorCode: "forbidden" },
   },
   {
     name: "origin: null (a sandboxed frame)",
     attack: (c) => upgrade(c, c.wsPath("o2"), { origin: "null" }),
-    expect: { status: 403, error: /Origin/ },
+    expect: { status: 403, error: /Origin/, errorCode: "forbidden" },
   },
   {
     name: "origin: this host on another port",
     attack: (c) => upgrade(c, c.wsPath("o3"), { origin: "http://127.0.0.1:1" }),
-    expect: { status: 403, error: /Origin/ },
+    expect: { status: 403, error: /Origin/, errorCode: "forbidden" },
   },
   // 2. Host
   {
     name: "host: a rebinding name on /health",
     attack: (c) => httpGet(c, "/health", { host: "evil.example" }),
-    expect: { status: 403, error: /Host/ },
+    expect: { status: 403, error: /Host/, errorCode: "forbidden" },
   },
   {
     name: "host: a rebinding name on an upgrade",
     attack: (c) => upgrade(c, c.wsPath("h2"), {}, `rebind.evil.example:${new URL(c.url).port}`),
-    expect: { status: 403, error: /Host/ },
+    expect: { status: 403, error: /Host/, errorCode: "forbidden" },
   },
   {
     name: "host: a lookalike of localhost on /sessions",
@@ -425,8 +425,16 @@ const rows: Row[] = [
     expect: { status: 403, error: /Host/, body: /^(?!.*bystander)/s },
   },
   // 3. Token
-  { name: "token: none on /ws", attack: (c) => upgrade(c, "/ws/t1", {}), expect: { status: 401, error: /token/ } },
-  { name: "token: a wrong bearer on /ws", attack: (c) => upgrade(c, "/ws/t2", { authorization: "Bearer guess" }), expect: { status: 401 } },
+  {
+    name: "token: none on /ws",
+    attack: (c) => upgrade(c, "/ws/t1", {}),
+    expect: { status: 401, error: /token/, errorCode: "unauthorized" },
+  },
+  {
+    name: "token: a wrong bearer on /ws",
+    attack: (c) => upgrade(c, "/ws/t2", { authorization: "Bearer guess" }),
+    expect: { status: 401, errorCode: "unauthorized" },
+  },
   {
     name: "token: a wrong one on /sessions/<user_id>",
     attack: (c) => httpGet(c, "/sessions/bystander?token=guess", {}),
@@ -441,7 +449,7 @@ const rows: Row[] = [
   {
     name: "frame: a message over limits.max_message_chars",
     attack: (c) => oneFrame(c, "mallory", (client) => client.send({ message: "y".repeat(2001) })),
-    expect: { error: /limits\.max_message_chars/, openAfter: true },
+    expect: { error: /limits\.max_message_chars/, code: "message_too_long", openAfter: true },
   },
   {
     name: "frame: invalid UTF-8",
@@ -487,27 +495,27 @@ const rows: Row[] = [
   {
     name: "frame: binary",
     attack: (c) => oneFrame(c, "mallory", (client) => client.ws.send(Buffer.from('{"message":"hi"}'))),
-    expect: { error: /Binary frames are not supported/, openAfter: true },
+    expect: { error: /Binary frames are not supported/, code: "invalid_frame", openAfter: true },
   },
   {
     name: "frame: not JSON",
     attack: (c) => oneFrame(c, "mallory", (client) => client.send("{not json")),
-    expect: { error: "Invalid JSON format", openAfter: true },
+    expect: { error: "Invalid JSON format", code: "invalid_frame", openAfter: true },
   },
   {
     name: "frame: a message that is not a string",
     attack: (c) => oneFrame(c, "mallory", (client) => client.send({ message: { $ne: null } })),
-    expect: { error: /"message" must be a string/, openAfter: true },
+    expect: { error: /"message" must be a string/, code: "invalid_frame", openAfter: true },
   },
   {
     name: "path: a user id that climbs out (/ws/..)",
     attack: (c) => upgrade(c, `/ws/..?token=${TOKEN}`, {}),
-    expect: { status: 400, error: /invalid user id/ },
+    expect: { status: 400, error: /invalid user id/, errorCode: "invalid_user_id" },
   },
   {
     name: "path: a user id with broken percent-encoding",
     attack: (c) => upgrade(c, `/ws/%E0%A4%A?token=${TOKEN}`, {}),
-    expect: { status: 400, error: /invalid user id/ },
+    expect: { status: 400, error: /invalid user id/, errorCode: "invalid_user_id" },
   },
   // 5. Quotas
   {
@@ -526,7 +534,7 @@ const rows: Row[] = [
         await Promise.all([first.close(), second.close()]);
       }
     },
-    expect: { code: 1013, reason: /limits\.max_sockets_per_user/, secondStill: "echo: and I am still here" },
+    expect: { code: 1013, reason: /^too_many_sockets: .*limits\.max_sockets_per_user/, secondStill: "echo: and I am still here" },
   },
   {
     name: "quota: a flood of queued turns",
@@ -543,7 +551,7 @@ const rows: Row[] = [
       queued = client;
       return refused;
     },
-    expect: { error: /limits\.max_queued_turns/ },
+    expect: { error: /limits\.max_queued_turns/, code: "queue_full" },
     cleanup: async () => {
       release("corpus-queue");
       const answers = [await queued!.next(), await queued!.next(), await queued!.next()].map((frame) => frame.message);
@@ -561,10 +569,8 @@ const rows: Row[] = [
         // One frame per message: an answer, or why it was refused.
         const frames: Frame[] = [];
         while (frames.length < 14) frames.push(await client.next());
-        return {
-          error: frames.find((frame) => /Retry in/.test(String(frame.error)))?.error,
-          answered: frames.some((frame) => frame.message === "echo: burst 0"),
-        };
+        const refused = frames.find((frame) => frame.code === "rate_limited");
+        return { error: refused?.error, answered: frames.some((frame) => frame.message === "echo: burst 0") };
       } finally {
         await client.close();
       }
@@ -624,7 +630,7 @@ const rows: Row[] = [
       delete headers["sec-websocket-key"];
       return { ...(await rawExchange(c.url, upgradeRequest("GET", c.wsPath("u1"), headers))) };
     },
-    expect: { status: 400, json: { error: "missing or invalid Sec-WebSocket-Key header" } },
+    expect: { status: 400, json: { error: "missing or invalid Sec-WebSocket-Key header", code: "invalid_request" } },
   },
   {
     name: "http: an upgrade with Sec-WebSocket-Version 8",
@@ -662,9 +668,21 @@ const rows: Row[] = [
     expect: { message: /^RESULT x{2000}\n\n\[result cut: 100000 characters, only the first 2000 are shown\]$/ },
   },
   // 9. The model
-  { name: "model: it never answers", attack: (c) => chat(c, "modeluser", "HANG"), expect: { error: /^An error occurred: .*timed out/i } },
-  { name: "model: it answers 500", attack: (c) => chat(c, "modeluser", "FAIL500"), expect: { error: /^An error occurred: .*500/ } },
-  { name: "model: its stream breaks mid-way", attack: (c) => chat(c, "modeluser", "BREAK"), expect: { error: /^An error occurred: / } },
+  {
+    name: "model: it never answers",
+    attack: (c) => chat(c, "modeluser", "HANG"),
+    expect: { error: /^An error occurred: .*timed out/i, code: "turn_failed" },
+  },
+  {
+    name: "model: it answers 500",
+    attack: (c) => chat(c, "modeluser", "FAIL500"),
+    expect: { error: /^An error occurred: .*500/, code: "turn_failed" },
+  },
+  {
+    name: "model: its stream breaks mid-way",
+    attack: (c) => chat(c, "modeluser", "BREAK"),
+    expect: { error: /^An error occurred: /, code: "turn_failed" },
+  },
   // 10. The filesystem
   {
     name: "fs: a same-prefix sibling (fsuser → fsuser2)",
@@ -720,17 +738,17 @@ const rows: Row[] = [
         await client.next();
         for (let n = 0; n < 200; n++) client.send({ type: "history" });
         const refusal = await client.nextMatching((frame) => frame.type === "error");
-        return { error: refusal.error };
+        return { error: refusal.error, code: refusal.code };
       } finally {
         await client.close();
       }
     },
-    expect: { error: /^Too many history requests: .*\(limits\.history_requests_per_minute\)/ },
+    expect: { error: /^Too many history requests: .*\(limits\.history_requests_per_minute\)/, code: "rate_limited" },
   },
   {
     name: "history: a before and a limit that make no sense",
     attack: (c) => oneFrame(c, "historybad", (client) => client.send({ type: "history", before: -5, limit: 1e12 })),
-    expect: { error: /"before" must be an item index/, openAfter: true },
+    expect: { error: /"before" must be an item index/, code: "invalid_frame", openAfter: true },
   },
   // 13. Everything ends
   {
@@ -784,13 +802,14 @@ const rows: Row[] = [
         const reset = await client.nextMatching((frame) => frame.type === "reset");
         const error = await client.nextMatching((frame) => frame.type === "error");
         rmSync(folder, { force: true });
-        return { cleared: reset.workspace_cleared, error: error.error };
+        return { cleared: reset.workspace_cleared, error: error.error, code: error.code };
       } finally {
         await client.close();
       }
     },
     expect: {
       cleared: false,
+      code: "reset_incomplete",
       error: /^New chat started \(the conversation was cleared\), but the workspace files could not all be deleted \(ENOTDIR on \.\)$/,
     },
   },

@@ -142,6 +142,7 @@ test("a New chat the store refuses changes nothing, and every tab is told so", {
     for (const tab of [first, second]) {
       const error = await tab.nextMatching((frame) => frame.type === "error" && !("turn_id" in frame));
       assert.match(String(error.error), /^New chat failed: the conversation could not be deleted \(.*\)\. Nothing was changed$/);
+      assert.equal(error.code, "reset_failed");
       assert.ok(!String(error.error).includes(running?.configDir ?? "/"), "no server path");
     }
     assert.ok(!second.frames.some((frame) => frame.type === "reset"), "no tab was told of a reset that did not happen");

@@ -7,8 +7,6 @@ import type { AddressInfo } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { startModelServer, afterTool, lastUserText, type ModelServer } from "../helpers/model-server.ts";
 import { ask, baseConfig, connectUser, readLog, startServer, until } from "../helpers/harness.ts";
-import { loadConfig } from "../../lib/config.ts";
-import { usesBuiltinFetch } from "../../lib/mcp/builtins.ts";
 
 let model: ModelServer;
 let site: http.Server;
@@ -44,17 +42,6 @@ after(async () => {
   await model.close();
   site.closeAllConnections();
   await new Promise((resolve) => site.close(resolve));
-});
-
-test("the shipped config selects the built-in fetch and keeps the original's command", () => {
-  const config = loadConfig("mcp_agent.config.yaml", {});
-  const fetch = config.mcp.servers.fetch!;
-  assert.equal(fetch.builtin, "fetch");
-  assert.equal(fetch.command, "uvx");
-  assert.equal(
-    usesBuiltinFetch(fetch, () => true),
-    "builtin",
-  );
 });
 
 test("the model's fetch_fetch call works end to end and the page comes back as Markdown", async () => {
@@ -121,19 +108,6 @@ test("the original uvx entry falls back to the built-in tool with one warning wh
   } finally {
     await running.close();
   }
-});
-
-test("an original uvx entry is left alone when uvx exists", () => {
-  const entry = loadConfig("mcp_agent.config.yaml", {}).mcp.servers.fetch!;
-  const python = { ...entry, builtin: undefined };
-  assert.equal(
-    usesBuiltinFetch(python, () => true),
-    false,
-  );
-  assert.equal(
-    usesBuiltinFetch(python, () => false),
-    "fallback",
-  );
 });
 
 test("converting a huge page to Markdown never blocks the server: the event loop stays free, other users' turns go on", async () => {

@@ -166,6 +166,7 @@ describe("files API", () => {
       headers: { range: "bytes=16-20" },
     });
     assert.equal(outside.status, 416);
+    assert.equal(outside.json().code, "range_not_satisfiable");
     assert.equal(outside.headers["content-range"], "bytes */16");
     const stale = await request(running.url, "GET", "/files/alice/r%C3%A9sum%C3%A9%20%22v1%22.txt", {
       headers: { range: "bytes=2-5", "if-range": '"old"' },
@@ -178,6 +179,7 @@ describe("files API", () => {
     const missing = await request(running.url, "GET", "/files/alice/nope.txt");
     assert.equal(missing.status, 404);
     assert.match(String(missing.json().error), /no such file or folder: nope\.txt/);
+    assert.equal(missing.json().code, "not_found");
   });
 
   test("no request reaches outside the workspace: encoded ../, %2e%2e, absolute paths, symlinks out, prefix siblings", async () => {
@@ -202,6 +204,7 @@ describe("files API", () => {
     for (const escape of escapes) {
       const got = await request(running.url, "GET", escape);
       assert.ok(got.status === 403 || got.status === 400, `GET ${escape}: ${got.status} ${got.body.toString()}`);
+      assert.ok(["forbidden", "invalid_request"].includes(String(got.json().code)), `GET ${escape}: ${got.body.toString()}`);
       assert.doesNotMatch(got.body.toString(), /secret"|alice2's/, `GET ${escape} leaked content`);
       // An error names the path as the request gave it, never the workspace's real folder.
       assert.ok(!got.body.toString().includes(ws("alice")), `GET ${escape} names the server's folders: ${got.body.toString()}`);
@@ -215,6 +218,8 @@ describe("files API", () => {
     // Writing through a dangling symlink would create the file outside.
     const dangling = await put(running.url, "/files/alice/dangling.txt", "x");
     assert.equal(dangling.status, 403);
+    assert.equal(dangling.json().code, "forbidden");
+    assert.match(String(dangling.json().error), /leads outside your workspace \(through a symlink\)/);
     assert.equal(existsSync(path.join(ws("bob"), "new.txt")), false);
     assert.equal(readFileSync(path.join(ws("bob"), "secret.txt"), "utf8"), "bob's secret");
     assert.equal(readFileSync(path.join(ws("alice2"), "x.txt"), "utf8"), "alice2's file");
@@ -228,7 +233,8 @@ describe("files API", () => {
     const listed = (await request(running.url, "GET", "/files/alice")).json().entries as { path: string }[];
     assert.ok(!listed.some((entry) => /bob-link|dangling/.test(entry.path)), JSON.stringify(listed));
     // A user id that is not one.
-    assert.equal((await request(running.url, "GET", "/files/..")).status, 400);
+    const notAUser = await request(running.url, "GET", "/files/..");
+    assert.deepEqual([notAUser.status, notAUser.json().code], [400, "invalid_user_id"]);
     assert.equal((await request(running.url, "GET", "/files/%2e%2e/bob/secret.txt")).status, 400);
   });
 
@@ -237,6 +243,7 @@ describe("files API", () => {
     const declared = await put(running.url, "/files/carol/big.bin", big);
     assert.equal(declared.status, 413);
     assert.equal(declared.json().limit, "limits.max_upload_bytes");
+    assert.equal(declared.json().code, "file_too_large");
     assert.match(String(declared.json().error), /larger than 4 KiB.*limits\.max_upload_bytes/);
     // Chunked: no Content-Length, so the server finds out while reading.
     const streamed = await put(running.url, "/files/carol/big.bin", big, { ...SCRIPT, "transfer-encoding": "chunked" });
@@ -251,6 +258,7 @@ describe("files API", () => {
     const full = await put(running.url, "/files/dave/f3.bin", Buffer.alloc(4000));
     assert.equal(full.status, 413);
     assert.equal(full.json().limit, "limits.workspace_bytes");
+    assert.equal(full.json().code, "workspace_full");
     assert.match(String(full.json().error), /workspace is full.*limits\.workspace_bytes.*Delete files/);
     assert.equal(existsSync(path.join(ws("dave"), "f3.bin")), false);
     assert.deepEqual(tempFiles(ws("dave")), []);
@@ -314,7 +322,8 @@ describe("files API", () => {
 
   test("delete: a file, an empty folder; a folder with files is refused; the root cannot go", async () => {
     await put(running.url, "/files/gina/docs/a.txt", "a");
-    assert.equal((await request(running.url, "DELETE", "/files/gina/docs", { headers: SCRIPT })).status, 409);
+    const notEmpty = await request(running.url, "DELETE", "/files/gina/docs", { headers: SCRIPT });
+    assert.deepEqual([notEmpty.status, notEmpty.json().code], [409, "conflict"]);
     const removed = await request(running.url, "DELETE", "/files/gina/docs/a.txt", { headers: SCRIPT });
     assert.deepEqual([removed.status, removed.json()], [200, { path: "docs/a.txt", deleted: true }]);
     assert.equal((await request(running.url, "DELETE", "/files/gina/docs/", { headers: SCRIPT })).status, 200);
@@ -324,8 +333,8 @@ describe("files API", () => {
     await put(running.url, "/files/gina/plain.txt", "p");
     const blocked = await put(running.url, "/files/gina/plain.txt/inner.txt", "x");
     assert.deepEqual(
-      [blocked.status, blocked.json().error],
-      [409, "a file is in the way: part of plain.txt/inner.txt is a file, not a folder"],
+      [blocked.status, blocked.json().code, blocked.json().error],
+      [409, "conflict", "a file is in the way: part of plain.txt/inner.txt is a file, not a folder"],
     );
     assert.equal((await put(running.url, "/files/gina/docs2", "x")).status, 201);
     await put(running.url, "/files/gina/dir/x.txt", "x");

@@ -120,18 +120,19 @@ test("GET /sessions/<user_id> of an unknown user is a 404 with a JSON error", as
   for (const pathname of ["/sessions/nobody_here", "/sessions/a%2Fb"]) {
     const { status, body } = await getJson(pathname);
     assert.equal(status, 404, pathname);
-    assert.deepEqual(Object.keys(body), ["error"]);
+    assert.deepEqual(body, { error: body.error, code: "not_found" });
     assert.equal(typeof body.error, "string");
   }
 });
 
 // ---- point 11 ---------------------------------------------------------------------------------
 
-test("unknown paths are a 404 with a JSON {error} body", async () => {
+test("unknown paths are a 404 with a JSON {error, code} body", async () => {
   for (const pathname of ["/nope", "/health/extra", "/sessions/", "/index.html", "/ws/alice", "/ws", "//health"]) {
     const { status, body } = await getJson(pathname);
     assert.equal(status, 404, pathname);
-    assert.deepEqual(Object.keys(body), ["error"], pathname);
+    assert.deepEqual(Object.keys(body), ["error", "code"], pathname);
+    assert.equal(body.code, "not_found", pathname);
     assert.ok(typeof body.error === "string" && body.error.length > 0, pathname);
   }
 });

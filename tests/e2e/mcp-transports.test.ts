@@ -10,9 +10,6 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import { z } from "zod";
 import { startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
 import { ask, baseConfig, connectUser, startServer, testServerEntry, until, type RunningServer } from "../helpers/harness.ts";
-import { stdioParamsFor } from "../../lib/mcp/transports.ts";
-import { resolveLocalNpx } from "../../lib/mcp/stdio-transport.ts";
-import { loadConfig } from "../../lib/config.ts";
 
 function makeMcp(label: string): McpServer {
   const server = new McpServer({ name: label, version: "1.0.0" });
@@ -139,30 +136,4 @@ test("allowed_tools: only the listed tools are offered to the model", async () =
   const refused = await ask(client, "CALL legacy_hidden {}");
   assert.match(String(refused.message), /RESULT Error: Unknown tool "legacy_hidden"/);
   await client.close();
-});
-
-test("the filesystem server gets the user's workspace appended at spawn; the config is never mutated", () => {
-  const config = loadConfig("mcp_agent.config.yaml", {});
-  const entry = config.mcp.servers.filesystem!;
-  const before = [...entry.args];
-  const alice = stdioParamsFor("filesystem", entry, "/ws/alice", [process.cwd()], config.configDir);
-  const bob = stdioParamsFor("filesystem", entry, "/ws/bob", [process.cwd()], config.configDir);
-  assert.equal(alice.args.at(-1), "/ws/alice");
-  assert.equal(bob.args.at(-1), "/ws/bob");
-  assert.equal(alice.args.filter((arg) => arg.startsWith("/ws/")).length, 1);
-  assert.deepEqual(entry.args, before);
-  // Other servers are left as configured.
-  assert.deepEqual(stdioParamsFor("other", entry, "/ws/alice", [], config.configDir).args, before);
-});
-
-test("`npx -y <pkg>` of a locally installed package runs as `node <bin>`; anything else is unchanged", () => {
-  const resolved = resolveLocalNpx("npx", ["-y", "@modelcontextprotocol/server-filesystem", "/tmp/x"], [process.cwd()]);
-  assert.equal(resolved.command, process.execPath);
-  assert.match(resolved.args[0] ?? "", /server-filesystem\/dist\/index\.js$/);
-  assert.deepEqual(resolved.args.slice(1), ["/tmp/x"]);
-  assert.deepEqual(resolveLocalNpx("npx", ["-y", "not-installed-package-xyz"], [process.cwd()]), {
-    command: "npx",
-    args: ["-y", "not-installed-package-xyz"],
-  });
-  assert.deepEqual(resolveLocalNpx("uvx", ["mcp-server-fetch"], [process.cwd()]), { command: "uvx", args: ["mcp-server-fetch"] });
 });

@@ -3,7 +3,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { lastUserText, startModelServer, toolDirective, type ModelServer } from "../helpers/model-server.ts";
-import { baseConfig, connect, startServer, testServerEntry, until, type RunningServer, type TestClient } from "../helpers/harness.ts";
+import { isErrorCode } from "../../lib/protocol.ts";
+import { baseConfig, connect, startServer, testServerEntry, until, type RunningServer, TestClient } from "../helpers/harness.ts";
 
 const TOKEN = "metrics-token-123456";
 let model: ModelServer;
@@ -12,7 +13,7 @@ let running: RunningServer;
 before(async () => {
   model = await startModelServer({ responder: (request) => toolDirective(request) ?? { content: `echo: ${lastUserText(request)}` } });
   running = await startServer({
-    config: baseConfig(model.baseUrl, { test: testServerEntry }, { limits: { max_message_chars: 50 } }),
+    config: baseConfig(model.baseUrl, { test: testServerEntry }, { limits: { max_message_chars: 50, max_sockets_per_user: 2 } }),
     secrets: { openai: { api_key: "sk-test-metrics" }, server: { auth_token: TOKEN } },
   });
 });
@@ -54,7 +55,7 @@ test("the numbers move with a turn: sessions, sockets, turns, durations, tool ca
   const answer = await turnEnd(client, 'CALL test_echo {"text":"hi"}');
   assert.equal(answer.type, "answer");
   client.send({ message: "x".repeat(51) });
-  await client.nextMatching((frame) => frame.type === "error");
+  assert.equal((await client.nextMatching((frame) => frame.type === "error")).code, "message_too_long");
   const during = await scrape();
   assert.equal(value(during, 'mcp_agent_sessions{state="live"}') - value(before, 'mcp_agent_sessions{state="live"}'), 1);
   assert.ok(value(during, 'mcp_agent_sessions{state="stored"}') >= 1);
@@ -84,13 +85,33 @@ test("the numbers move with a turn: sessions, sockets, turns, durations, tool ca
     value(during, 'mcp_agent_tokens_total{kind="completion"}') - value(before, 'mcp_agent_tokens_total{kind="completion"}'),
     usage.completion_tokens,
   );
-  assert.equal(value(during, 'mcp_agent_refusals_total{limit="max_message_chars"}'), 1);
+  // Refusals are counted by their code, the one the refused frame carried.
+  assert.equal(value(during, 'mcp_agent_refusals_total{code="message_too_long"}'), 1);
   await client.close();
   // The socket count goes back down once the server has seen the close.
   await until(
     async () => value(await scrape(), "mcp_agent_open_sockets") === value(before, "mcp_agent_open_sockets"),
     "the open socket gauge to go back down",
   );
+});
+
+test("a refused connection is counted by the code its close reason starts with", async () => {
+  const before = await scrape();
+  const url = running.wsUrl("crowded", `?token=${TOKEN}`);
+  const open = [await connect(url), await connect(url)];
+  await Promise.all(open.map((client) => client.next()));
+  const closed = await new TestClient(url).closed;
+  assert.equal(closed.code, 1013);
+  const code = closed.reason.split(":")[0];
+  assert.equal(code, "too_many_sockets");
+  const after = await scrape();
+  assert.equal(value(after, `mcp_agent_refusals_total{code="${code}"}`) - value(before, `mcp_agent_refusals_total{code="${code}"}`), 1);
+  // Each label is one of the protocol's codes: no English reason reaches a label.
+  for (const [name] of after) {
+    const label = /^mcp_agent_refusals_total\{code="([^"]*)"\}$/.exec(name)?.[1];
+    if (label !== undefined) assert.ok(isErrorCode(label), `${label} is an error code`);
+  }
+  await Promise.all(open.map((client) => client.close()));
 });
 
 test("two servers in one process keep their own numbers", async () => {

@@ -4,10 +4,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { PassThrough } from "node:stream";
 import { stringify } from "yaml";
 import { startModelServer, lastUserText, afterTool, type ModelServer } from "../helpers/model-server.ts";
 import {
@@ -22,7 +21,6 @@ import {
   type Frame,
   type RunningServer,
 } from "../helpers/harness.ts";
-import { createLogger } from "../../lib/log.ts";
 
 let model: ModelServer;
 let running: RunningServer;
@@ -147,41 +145,6 @@ test("history comes in pages: before/limit, start and total, and a refusal when 
     /^Too many history requests: the limit is 60 per minute \(limits\.history_requests_per_minute\)\. Retry in \d+ s$/,
   );
   await client.close();
-});
-
-test("a log file that cannot be written is reported once; logging resumes when it can be written again", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "log-outage-"));
-  const file = path.join(dir, "logs", "server.jsonl");
-  const consoleLines: string[] = [];
-  const consoleStream = new PassThrough();
-  consoleStream.on("data", (chunk: Buffer) => consoleLines.push(chunk.toString()));
-  // A full disk, as the kernel reports it: every write to /dev/full fails with ENOSPC.
-  mkdirSync(path.dirname(file));
-  symlinkSync("/dev/full", file);
-  const log = createLogger({ level: "info", console: false, filePath: file, secrets: [], consoleStream, fileRetryMs: 100 });
-  let n = 0;
-  await until(() => {
-    log.info("during_outage", { n: n++ });
-    return consoleLines.some((line) => line.includes("log file error"));
-  }, "the outage reported");
-  for (let more = 0; more < 20; more++) log.info("during_outage", { n: n++ });
-  // Space returns: the path is an ordinary file again.
-  unlinkSync(file);
-  await until(() => {
-    log.info("after_outage", { n: n++ });
-    return existsSync(file) && readFileSync(file, "utf8").includes("after_outage");
-  }, "logging resumed");
-  await until(() => consoleLines.some((line) => line.includes("writable again")), "the recovery reported");
-  assert.equal(consoleLines.filter((line) => line.includes("log file error")).length, 1, "reported once, not per line");
-  const lines = readFileSync(file, "utf8")
-    .trim()
-    .split("\n")
-    .map((line) => JSON.parse(line) as Frame);
-  const resumed = lines.find((line) => line.event === "log_resumed");
-  assert.ok(resumed && Number(resumed.dropped_lines) >= 20, `the file says lines were lost: ${JSON.stringify(resumed)}`);
-  assert.equal(statSync(file).mode & 0o777, 0o600);
-  await log.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 test("with umask 0, the data folder, database, logs and workspaces are created owner-only", async () => {

@@ -124,12 +124,15 @@ test("bad frames get an error frame and the socket stays open", async () => {
   for (const [input, expected] of cases) {
     client.send(input);
     const frame = await client.next();
-    assert.deepEqual(Object.keys(frame), ["error"], JSON.stringify(input));
+    // The seed's `error`, then the code: a seed client reads `error` as before.
+    assert.deepEqual(Object.keys(frame), ["error", "code"], JSON.stringify(input));
     assert.match(String(frame.error), expected);
+    assert.equal(frame.code, "invalid_frame");
   }
   client.ws.send(Buffer.from([1, 2, 3]), { binary: true });
   const binary = await client.next();
   assert.match(String(binary.error), /Binary frames are not supported/);
+  assert.equal(binary.code, "invalid_frame");
   assert.equal(client.ws.readyState, WebSocket.OPEN);
   assert.equal((await ask(client, "still here?")).message, "echo: still here?");
   await client.close();

@@ -147,13 +147,16 @@ test("an error ends the turn with an error frame carrying the turn_id; the seed 
   const live = await connectUser(running, "stream_error", "?stream=1");
   const seed = await connectUser(running, "stream_error");
   const seedAnswer = await ask(seed.client, "fail please");
-  assert.deepEqual(Object.keys(seedAnswer), ["error"]);
+  // The seed's key first, then the code: additive, a seed client reads `error` as before.
+  assert.deepEqual(Object.keys(seedAnswer), ["error", "code"]);
   assert.match(String(seedAnswer.error), /^An error occurred: .*boom/);
+  assert.equal(seedAnswer.code, "turn_failed");
   const frames = await readTurn(live.client);
   const last = frames.at(-1);
   assert.equal(last?.type, "error");
   assert.equal(last?.turn_id, frames[0]?.turn_id);
   assert.equal(last?.error, seedAnswer.error);
+  assert.equal(last?.code, "turn_failed");
   await live.client.close();
   await seed.client.close();
 });
@@ -202,7 +205,7 @@ test("cancel during a tool call abandons it (MCP cancellation) and ends the turn
   seed.client.send({ type: "cancel" });
   assert.equal((await live.client.nextMatching((f) => f.type === "cancelled" || f.type === "answer")).type, "cancelled");
   const seedFrame = await seed.client.next();
-  assert.deepEqual(seedFrame, { error: "An error occurred: the turn was cancelled" });
+  assert.deepEqual(seedFrame, { error: "An error occurred: the turn was cancelled", code: "turn_cancelled" });
   // The session is usable at once: the next turn does not wait for the abandoned tool.
   echo();
   assert.equal((await ask(seed.client, "after")).message, "echo: after");

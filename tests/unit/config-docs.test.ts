@@ -1,10 +1,10 @@
 // docs/configuration.md against the schema (lib/config.ts, where every default lives): every key
 // has a row, and each row shows the schema's default, so the document cannot drift from the code.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { test } from "node:test";
-import { configKeys } from "../../lib/config.ts";
+import { describe, test } from "node:test";
+import { configDefaults, configKeys } from "../../lib/config.ts";
 import { ROOT } from "../helpers/harness.ts";
 
 /** A document's table rows: `| \`key\` | default | meaning |`, by key. */
@@ -63,4 +63,25 @@ test("the README's short table shows the schema's defaults and only real keys", 
     const value = keys.get(key);
     if (value !== undefined) assert.ok(shown.includes(typeof value === "string" ? value : JSON.stringify(value)), `${key}: ${shown}`);
   }
+});
+
+describe("documentation", () => {
+  test("docs/configuration.md lists every key of the schema, the new ones included", () => {
+    const doc = readFileSync(path.join(ROOT, "docs/configuration.md"), "utf8");
+    const leaves = (value: unknown, prefix: string): string[] =>
+      typeof value === "object" && value !== null && !Array.isArray(value) && Object.keys(value).length > 0
+        ? Object.entries(value).flatMap(([key, child]) => leaves(child, prefix ? `${prefix}.${key}` : key))
+        : [prefix];
+    // Keys with a default, plus the optional ones this issue added (they have none).
+    const keys = [...leaves(configDefaults(), ""), "openai.max_tokens", "openai.user", "agent.max_context_tokens", "limits.tokens_per_day"];
+    const missing = keys.filter((key) => !doc.includes(`\`${key}\``));
+    assert.deepEqual(missing, [], "keys missing from docs/configuration.md");
+    assert.ok(doc.includes("mcp-agent.secrets.yaml"));
+  });
+
+  test("docs/protocol.md describes the answer frame's usage; docs/operations.md the metrics; the README stays under 15 KB", () => {
+    assert.match(readFileSync(path.join(ROOT, "docs/protocol.md"), "utf8"), /"usage"/);
+    assert.match(readFileSync(path.join(ROOT, "docs/operations.md"), "utf8"), /mcp_agent_turns_total/);
+    assert.ok(statSync(path.join(ROOT, "README.md")).size <= 15 * 1024);
+  });
 });

@@ -505,7 +505,7 @@ describe("the server process: config errors, model settings, logging", { concurr
     const client = await connectTo(spawned.url, "nokey_user");
     client.send({ message: "no key check" });
     const frame = await client.next();
-    assert.deepEqual(Object.keys(frame), ["error"]);
+    assert.deepEqual(Object.keys(frame), ["error", "code"]);
     assert.match(String(frame.error), /^An error occurred: /);
     assert.match(String(frame.error), /mcp_agent\.secrets\.yaml/);
     assert.match(String(frame.error), /OPENAI_API_KEY/);
@@ -626,7 +626,7 @@ describe("the server process: config errors, model settings, logging", { concurr
     const client = await connectTo(spawned.url, "secret_user");
     client.send({ message: CAUSE_401 });
     const frame = await client.next();
-    assert.deepEqual(Object.keys(frame), ["error"]);
+    assert.deepEqual(Object.keys(frame), ["error", "code"]);
     assert.match(String(frame.error), /^An error occurred: .*401/);
     assert.ok(!String(frame.error).includes(API_KEY), String(frame.error));
     assert.equal(model.requests.find((request) => lastUserText(request) === CAUSE_401)?.authorization, `Bearer ${API_KEY}`);
@@ -667,4 +667,35 @@ test("every value in the secrets file (and the token) is treated as a secret and
   logger.info("leak_attempt", { env: "SERVICE_TOKEN=tok-abcdef-98765", auth: "Bearer shared-token-xyz" });
   assert.doesNotMatch(lines.join(""), /tok-abcdef-98765|shared-token-xyz/);
   assert.match(lines.join(""), /\[REDACTED\]/);
+});
+
+test("MCP_AGENT_AUTH_TOKEN sets server.auth_token; the file's value wins", () => {
+  const parse = (text: string, env: Record<string, string>) => parseConfig({ file: "c.yaml", text }, undefined, env, "/tmp");
+  assert.equal(parse("{}", {}).server.auth_token, undefined);
+  assert.equal(parse("{}", { MCP_AGENT_AUTH_TOKEN: "from-env" }).server.auth_token, "from-env");
+  assert.equal(parse("server: {auth_token: from-file}", { MCP_AGENT_AUTH_TOKEN: "from-env" }).server.auth_token, "from-file");
+  assert.equal(parse("{}", { MCP_AGENT_AUTH_TOKEN: "" }).server.auth_token, undefined);
+});
+
+test("request_timeout_seconds is 60 and max_retries 2 by default", () => {
+  const config = parseConfig({ file: "c.yaml", text: "{}" }, undefined, {}, "/tmp");
+  assert.equal(config.openai.request_timeout_seconds, 60);
+  assert.equal(config.openai.max_retries, 2);
+  assert.equal(config.server.headers_timeout_seconds, 10);
+  assert.equal(config.server.request_timeout_seconds, 30);
+  assert.equal(config.server.ping_interval_seconds, 30);
+  const defaults = {
+    max_payload_bytes: 1024 * 1024,
+    max_message_chars: 32_000,
+    max_sessions: 2000,
+    max_sockets_per_user: 8,
+    max_queued_turns: 16,
+    messages_per_minute: 30,
+    message_burst: 10,
+    max_tool_result_chars: 100_000,
+    mcp_max_restarts: 3,
+    send_buffer_soft_bytes: 256 * 1024,
+    send_buffer_hard_bytes: 4 * 1024 * 1024,
+  };
+  for (const [key, value] of Object.entries(defaults)) assert.equal(config.limits[key as keyof typeof defaults], value, `limits.${key}`);
 });

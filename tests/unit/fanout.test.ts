@@ -11,6 +11,7 @@ import {
   queuedFrame,
   resetFrame,
   streamAnswerFrame,
+  toolProgressFrame,
   turnStartFrame,
   type ServerFrame,
 } from "../../lib/protocol.ts";
@@ -88,4 +89,21 @@ test("frames from another instance reach local streaming sockets, are not publis
   sockets.add(another);
   assert.deepEqual(another.got, []);
   sockets.fromElsewhere(cancelledFrame("t9"));
+});
+
+test("a socket joining mid-turn is shown each call's latest progress only, however often it was reported", () => {
+  const sockets = new UserSockets("progress-user", new LocalCoordinator());
+  sockets.turnFrame(turnStartFrame("t1", "go"));
+  for (let step = 1; step <= 1000; step++) sockets.turnFrame(toolProgressFrame("t1", "call_a", { progress: step, total: 1000 }));
+  sockets.turnFrame(toolProgressFrame("t1", "call_b", { progress: 1 }));
+  const got: ServerFrame[] = [];
+  sockets.add({ id: 1, streaming: true, send: (frame) => got.push(frame) });
+  assert.deepEqual(
+    got.map((frame) => ("type" in frame ? [frame.type, "progress" in frame ? frame.progress : undefined] : [])),
+    [
+      ["turn_start", undefined],
+      ["tool_progress", 1000],
+      ["tool_progress", 1],
+    ],
+  );
 });

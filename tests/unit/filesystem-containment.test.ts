@@ -40,6 +40,7 @@ test("inside paths resolve to their real path; new files through their nearest e
   assert.deepEqual(await resolveInWorkspace(root, "nope.txt"), {
     ok: false,
     error: `ENOENT: no such file or directory, '${path.join(root, "nope.txt")}'`,
+    because: "missing",
   });
 });
 
@@ -64,7 +65,11 @@ test("../, absolute paths out, a same-prefix sibling, symlinks out (existing or 
 
 test("denied paths (the server's own files) are refused inside the root too", async () => {
   const result = await resolveInWorkspace(root, "dir/f.txt", { deny: [path.join(root, "dir")] });
-  assert.deepEqual(result, { ok: false, error: `Access denied - ${path.join(root, "dir", "f.txt")} is one of the server's own files` });
+  assert.deepEqual(result, {
+    ok: false,
+    error: `Access denied - ${path.join(root, "dir", "f.txt")} is one of the server's own files`,
+    because: "server_file",
+  });
 });
 
 test("a root that does not exist yet: everything below it resolves as missing, nothing is created", async () => {

@@ -10,7 +10,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { parseConfig, type McpServerConfig } from "../../lib/config.ts";
+import { loadConfig, parseConfig, type McpServerConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { ProcessGroupStdioTransport } from "../../lib/mcp/stdio-transport.ts";
 import {
@@ -128,4 +128,18 @@ test("a lost remote session is told apart from other errors", () => {
   assert.equal(isSessionLost(new Error("fetch failed")), false);
   assert.equal(isStreamBroken(new SseError(undefined, "stream ended", sseEvent(undefined, "stream ended"))), true);
   assert.equal(isStreamBroken(new Error("timeout")), false);
+});
+
+test("the filesystem server gets the user's workspace appended at spawn; the config is never mutated", () => {
+  const config = loadConfig("mcp_agent.config.yaml", {});
+  const entry = config.mcp.servers.filesystem!;
+  const before = [...entry.args];
+  const alice = stdioParamsFor("filesystem", entry, "/ws/alice", [process.cwd()], config.configDir);
+  const bob = stdioParamsFor("filesystem", entry, "/ws/bob", [process.cwd()], config.configDir);
+  assert.equal(alice.args.at(-1), "/ws/alice");
+  assert.equal(bob.args.at(-1), "/ws/bob");
+  assert.equal(alice.args.filter((arg) => arg.startsWith("/ws/")).length, 1);
+  assert.deepEqual(entry.args, before);
+  // Other servers are left as configured.
+  assert.deepEqual(stdioParamsFor("other", entry, "/ws/alice", [], config.configDir).args, before);
 });

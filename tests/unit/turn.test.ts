@@ -210,7 +210,7 @@ describe("Turn", () => {
     assert.equal(tab.types().at(-1), "cancelled");
     // Three progress reports in a row: at most one per interval reaches the sockets.
     assert.equal(tab.types().filter((type) => type === "tool_progress").length, 1);
-    assert.deepEqual(seed.frames, [{ error: "An error occurred: the turn was cancelled" }]);
+    assert.deepEqual(seed.frames, [{ error: "An error occurred: the turn was cancelled", code: "turn_cancelled" }]);
   });
 
   test("interrupt (the session closing) ends the turn as interrupted", async () => {
@@ -230,8 +230,9 @@ describe("Turn", () => {
     const error = tab.frames.at(-1) ?? {};
     assert.equal(error.type, "error");
     assert.equal(error.error, "An error occurred: the turn was stopped: it ran longer than 0.3 s (agent.max_turn_seconds)");
+    assert.equal(error.code, "turn_timeout");
     assert.deepEqual(seed.frames, [
-      { error: "An error occurred: the turn was stopped: it ran longer than 0.3 s (agent.max_turn_seconds)" },
+      { error: "An error occurred: the turn was stopped: it ran longer than 0.3 s (agent.max_turn_seconds)", code: "turn_timeout" },
     ]);
   });
 
@@ -244,6 +245,7 @@ describe("Turn", () => {
     lost.abort(new Error("the turn lease was taken over by another instance"));
     assert.equal(await running, "error");
     assert.equal(tab.frames.at(-1)?.error, "An error occurred: the turn was stopped: the turn lease was taken over by another instance");
+    assert.equal(tab.frames.at(-1)?.code, "server_unavailable");
   });
 
   test("a call the policy covers waits for a person: the approval request goes to the tabs, the answer lets it run", async () => {
