@@ -18,6 +18,8 @@ const topLevel = (depth) => {
   };
 };
 
+const nodeOnly = Object.fromEntries(Object.keys(globals.node).map((name) => [name, "off"]));
+
 export default tseslint.config(
   { ignores: ["node_modules/", "logs/", "data/", "workspace/", "bench/results/"] },
   js.configs.recommended,
@@ -29,6 +31,8 @@ export default tseslint.config(
       "@typescript-eslint/consistent-type-imports": ["error", { fixStyle: "inline-type-imports" }],
     },
   },
+  // The page's modules run in the browser: its globals, and none of Node's.
+  { files: ["page/**/*.js"], languageOptions: { globals: { ...nodeOnly, ...globals.browser } } },
   { files: ["lib/*.ts"], rules: { "no-restricted-imports": ["error", topLevel(1)], "@typescript-eslint/no-restricted-imports": "off" } },
   { files: ["lib/*/*.ts"], rules: { "no-restricted-imports": ["error", topLevel(2)] } },
   { files: ["lib/*/*/*.ts"], rules: { "no-restricted-imports": ["error", topLevel(3)] } },

@@ -1,7 +1,6 @@
 // The server: node:http for the routes and the page, a `ws` server for /ws/<user_id>, a Map of
 // per-user sessions. This file only wires the parts together; each part's work is in lib/.
 // createAgentServer() does nothing until listen(); tests make as many as they like.
-import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -12,6 +11,7 @@ import { isLoopbackBind } from "./lib/http/access.ts";
 import { FilesApi } from "./lib/files/files-api.ts";
 import { changesWorkspace, workspaceServers } from "./lib/files/workspace-writes.ts";
 import { createHttpServer } from "./lib/http/listener.ts";
+import { StaticFiles } from "./lib/http/static-files.ts";
 import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
 import { agentSettingsFrom } from "./lib/agent/settings.ts";
@@ -109,13 +109,12 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     newSessions: new NewSessionLimiter({ perMinute: config.limits.new_sessions_per_minute, burst: config.limits.new_session_burst }),
   });
 
-  let indexCache: Buffer | undefined;
-  const indexHtml = () => (indexCache ??= readFileSync(path.join(HERE, "index.html")));
+  const staticFiles = new StaticFiles(path.join(HERE, "page"));
   const clusterRoutes = cluster && { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() };
   const files = new FilesApi({ config, workspaces, log, auth, notify: (userId, frame) => sessions.broadcast(userId, frame) });
   const httpServer = createHttpServer(config, host, {
     sessions,
-    indexHtml,
+    staticFiles,
     files,
     metrics,
     redactor,

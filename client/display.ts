@@ -2,6 +2,9 @@
 // and the terminal Screen with its colours. Scripts use the text helpers for their notes too.
 import readline from "node:readline";
 
+// One copy of the formatting the page shows too (page/format.js).
+export { firstLine, formatArguments, waitText } from "../page/format.js";
+
 const STYLES = { dim: "2", bold: "1", red: "31", green: "32", yellow: "33", cyan: "36", magenta: "35" } as const;
 export type Style = keyof typeof STYLES;
 
@@ -13,26 +16,6 @@ export function colourWanted(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv
 export function clock(date = new Date()): string {
   const two = (n: number) => String(n).padStart(2, "0");
   return `[${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}]`;
-}
-
-/** At most `max` characters, the last of them an ellipsis when the text was cut. */
-function clip(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-
-/** Tool arguments on one line: compact JSON, cut so a long argument does not flood the view. */
-export function formatArguments(value: unknown, max = 120): string {
-  return clip((typeof value === "string" ? value : (JSON.stringify(value) ?? "")).replace(/\s+/g, " "), max);
-}
-
-/** The first line of a tool result, cut to fit on one line. */
-export function firstLine(text: string, max = 100): string {
-  return clip(text.split("\n", 1)[0] ?? "", max);
-}
-
-/** An approval request's wait, in whole seconds. */
-export function waitText(timeoutMs: number): string {
-  return `${Math.round(timeoutMs / 1000)} s`;
 }
 
 /** Terminal output that knows whether the cursor is at the start of a line. */

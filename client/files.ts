@@ -5,6 +5,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { formatBytes } from "../page/format.js";
 import { isRecord, isString } from "./frames.ts";
 import { ClientError, EXIT_CONNECTION, EXIT_TURN_ERROR, type ClientOptions } from "./options.ts";
 
@@ -57,17 +58,8 @@ async function request(url: string, init: RequestInit & { duplex?: "half" }, wha
   }
 }
 
-export function formatSize(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ["KiB", "MiB", "GiB"];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
-}
+// One copy of the size format the page shows too (page/format.js).
+export { formatBytes as formatSize };
 
 /** Uploads a local file into the workspace root under its own name; resolves with its path there. */
 export async function uploadFile(options: ClientOptions, localPath: string): Promise<{ path: string; size: number }> {
@@ -137,12 +129,12 @@ function localMinute(date: Date): string {
 export function formatListing(listing: RemoteListing): string[] {
   if (listing.entries.length === 0) return ["(no files)"];
   const lines = listing.entries.map((entry) => {
-    const size = entry.type === "folder" ? "" : formatSize(entry.size);
+    const size = entry.type === "folder" ? "" : formatBytes(entry.size);
     const when = entry.modified ? localMinute(new Date(entry.modified)) : "";
     return `${size.padStart(9)}  ${when.padEnd(16)}  ${entry.path}${entry.type === "folder" ? "/" : ""}`;
   });
-  const quota = listing.workspaceBytes === undefined ? "" : ` of ${formatSize(listing.workspaceBytes)}`;
-  lines.push(`${formatSize(listing.usedBytes)}${quota} used${listing.truncated ? " (list cut: too many entries)" : ""}`);
+  const quota = listing.workspaceBytes === undefined ? "" : ` of ${formatBytes(listing.workspaceBytes)}`;
+  lines.push(`${formatBytes(listing.usedBytes)}${quota} used${listing.truncated ? " (list cut: too many entries)" : ""}`);
   return lines;
 }
 

@@ -19,6 +19,7 @@ import type {
 } from "../lib/protocol.ts";
 import { checkElicitationAnswer } from "../lib/mcp/elicitation.ts";
 import { colourWanted, firstLine, formatArguments, Screen, waitText, type Style } from "./display.ts";
+import { progressAmount } from "../page/format.js";
 import {
   approvalFrame,
   chatFrame,
@@ -444,10 +445,7 @@ export class InteractiveChat {
   #onToolProgress(frame: ToolProgressFrame): void {
     const view = this.#view(frame.turn_id);
     if (!view) return;
-    const amount =
-      frame.total !== undefined && frame.total > 0
-        ? `${frame.progress}/${frame.total} (${Math.round((Math.min(frame.progress, frame.total) / frame.total) * 100)}%)`
-        : `#${frame.progress}`;
+    const amount = progressAmount(frame.progress, frame.total) || `#${frame.progress}`;
     const text = this.#screen.paint("dim", `${amount}${frame.message ? ` ${firstLine(frame.message)}` : ""}`);
     this.#beforeOutput();
     if (view.openTool === frame.call_id && !this.#screen.atLineStart) {

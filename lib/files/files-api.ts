@@ -23,7 +23,7 @@ import type { Logger } from "../log.ts";
 import { errorAnswer, filesChangedFrame, isValidUserId, USER_ID_RULE, type FilesChangedFrame, type HttpRefusal } from "../protocol.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import { listTree, workspaceUsage } from "./listing.ts";
-import { mimeTypeOf } from "./mime.ts";
+import { downloadTypeOf } from "./mime.ts";
 import { attachmentDisposition, decideRange } from "./range.ts";
 import { receiveUpload, tooLarge, UploadReservations, type UploadLimits } from "./upload.ts";
 
@@ -213,7 +213,7 @@ export class FilesApi {
       const ifRange = req.headers["if-range"];
       const range = ifRange !== undefined && ifRange !== etag ? { kind: "whole" as const } : decideRange(req.headers.range, stats.size);
       const headers: Record<string, string | number> = {
-        "content-type": mimeTypeOf(name),
+        "content-type": downloadTypeOf(name),
         "content-disposition": attachmentDisposition(name),
         "accept-ranges": "bytes",
         etag,

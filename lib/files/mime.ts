@@ -53,3 +53,13 @@ const TYPES: Record<string, string> = {
 export function mimeTypeOf(name: string): string {
   return TYPES[path.extname(name).toLowerCase()] ?? "application/octet-stream";
 }
+
+/**
+ * The type a download is served with: its own, except that what a browser would run as a script
+ * is plain text. With nosniff, no file under /files can then load as a script anywhere, whatever
+ * the page's policy says (the page's policy refuses /files scripts too: lib/http/static-files.ts).
+ */
+export function downloadTypeOf(name: string): string {
+  const type = mimeTypeOf(name);
+  return type === "text/javascript" ? "text/plain" : type;
+}

@@ -1,17 +1,14 @@
 // The HTTP routes (node:http, no framework) and the answers to refused upgrades.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
 import { STATUS_CODES } from "node:http";
-import { createRequire } from "node:module";
-import path from "node:path";
 import type { Metrics } from "../metrics/metrics.ts";
 import { errorAnswer, type HttpRefusal, type SessionInfo } from "../protocol.ts";
 import type { Authenticator, Identity } from "../auth/authenticator.ts";
 import type { Redactor } from "../secrets/redactor.ts";
 import { mayActAs } from "./access.ts";
 import { endAndDestroy } from "./give-back.ts";
+import { servesPath, type StaticFiles } from "./static-files.ts";
 
 /** The sessions, as the routes show them (SessionManager in session.ts). */
 export interface SessionDirectory {
@@ -27,7 +24,8 @@ export interface RouteContext {
   redactor: Redactor;
   /** Who is who (server.auth): /sessions lists only what the caller may see. */
   auth: Authenticator;
-  indexHtml: () => Buffer;
+  /** The page and its libraries. */
+  staticFiles: StaticFiles;
   metrics: Pick<Metrics, "scrape" | "contentType">;
   /** Cluster mode: this instance's id and Redis health, and the users live on any instance. */
   cluster?: {
@@ -90,125 +88,12 @@ interface Route {
 
 const exact = (wanted: string) => (pathname: string) => (pathname === wanted ? [] : undefined);
 
-// ---- the page ------------------------------------------------------------------------------
-// The page's Content-Security-Policy allows only its own inline <script> and <style> blocks (by
-// hash) and scripts from this server: even if Markdown sanitising ever let markup through, an
-// injected <script> or onerror= would not run, and no remote image can carry data out.
-
-const pagePolicies = new WeakMap<Buffer, string>();
-
-function inlineHashes(html: string, tag: "script" | "style"): string {
-  // Only bare `<script>`/`<style>` blocks are inline code; `<script src=...>` is covered by 'self'.
-  return [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, "g"))]
-    .map(
-      (found) =>
-        `'sha256-${createHash("sha256")
-          .update((found[1] ?? "").replace(/\r\n?/g, "\n"))
-          .digest("base64")}'`,
-    )
-    .join(" ");
-}
-
-export function pagePolicy(page: Buffer): string {
-  let policy = pagePolicies.get(page);
-  if (policy === undefined) {
-    const html = page.toString("utf8");
-    policy = [
-      "default-src 'none'",
-      `script-src 'self' ${inlineHashes(html, "script")}`,
-      `style-src 'self' ${inlineHashes(html, "style")}`,
-      // blob: for the Files panel's image previews, fetched with the user's token and shown from memory.
-      "img-src 'self' data: blob:",
-      "connect-src 'self' ws: wss:",
-      "base-uri 'none'",
-      "form-action 'none'",
-      "frame-ancestors 'none'",
-    ].join("; ");
-    pagePolicies.set(page, policy);
-  }
-  return policy;
-}
-
-// ---- /vendor: the page's two libraries, from node_modules -----------------------------------
-// Two fixed names; nothing from the URL reaches the filesystem. Read once, then served from memory.
-
-const requireFrom = createRequire(import.meta.url);
-const VENDOR = new Map<string, { pkg: string; files: string[] }>([
-  ["/vendor/marked.js", { pkg: "marked", files: ["lib/marked.umd.js", "marked.min.js"] }],
-  ["/vendor/purify.js", { pkg: "dompurify", files: ["dist/purify.min.js", "dist/purify.js"] }],
-]);
-const vendorCache = new Map<string, { body: Buffer; etag: string }>();
-
-/** The installed package's folder (its exports may hide package.json and the browser build). */
-function packageRoot(name: string): string {
-  let dir = path.dirname(requireFrom.resolve(name));
-  for (;;) {
-    const manifest = path.join(dir, "package.json");
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === name) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no package.json of ${name} above ${requireFrom.resolve(name)}`);
-    dir = up;
-  }
-}
-
-function vendorFile(pathname: string): { body: Buffer; etag: string } | undefined {
-  const cached = vendorCache.get(pathname);
-  if (cached) return cached;
-  const entry = VENDOR.get(pathname);
-  if (!entry) return undefined;
-  let root: string;
-  try {
-    root = packageRoot(entry.pkg);
-  } catch {
-    return undefined;
-  }
-  const file = entry.files.map((name) => path.join(root, name)).find((candidate) => existsSync(candidate));
-  if (!file) return undefined;
-  // The source map is not served; drop the comment so devtools do not ask for it.
-  const text = readFileSync(file, "utf8").replace(/\n\/\/# sourceMappingURL=\S+\s*$/, "\n");
-  const body = Buffer.from(text);
-  const found = { body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 22)}"` };
-  vendorCache.set(pathname, found);
-  return found;
-}
-
 const routes: Route[] = [
   {
-    match: exact("/"),
-    handle: (req, res, _params, context) => {
-      const page = context.indexHtml();
-      res.writeHead(200, {
-        "content-type": "text/html; charset=utf-8",
-        "content-length": page.length,
-        "cache-control": "no-cache",
-        "content-security-policy": pagePolicy(page),
-        "x-content-type-options": "nosniff",
-        "referrer-policy": "no-referrer",
-      });
-      res.end(req.method === "HEAD" ? undefined : page);
-    },
-  },
-  {
-    match: (pathname) => (VENDOR.has(pathname) ? [pathname] : undefined),
-    handle: (req, res, [pathname = ""]) => {
-      const file = vendorFile(pathname);
-      if (!file) {
-        const pkg = VENDOR.get(pathname)?.pkg ?? "";
-        return sendError(res, { status: 404, code: "not_found", error: `${pkg} is not installed: run npm install` });
-      }
-      const headers = {
-        "content-type": "application/javascript; charset=utf-8",
-        "cache-control": "public, max-age=86400",
-        etag: file.etag,
-        "x-content-type-options": "nosniff",
-      };
-      if (req.headers["if-none-match"] === file.etag) {
-        res.writeHead(304, headers);
-        return res.end();
-      }
-      res.writeHead(200, { ...headers, "content-length": file.body.length });
-      res.end(req.method === "HEAD" ? undefined : file.body);
-    },
+    // The page and its libraries: fixed paths only (lib/http/static-files.ts).
+    match: (pathname) => (servesPath(pathname) ? [pathname] : undefined),
+    handle: (req, res, [pathname = ""], { staticFiles }) =>
+      staticFiles.serve(req, res, pathname, (error) => sendError(res, { status: 404, code: "not_found", error })),
   },
   {
     match: exact("/health"),

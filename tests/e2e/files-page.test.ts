@@ -260,3 +260,109 @@ test("with a token the panel sends it in a header: listing, upload, preview and 
     assert.doesNotMatch(line, /token=/, "never in the URL");
   }
 });
+
+/** Tries to run the user's files as scripts (classic, module, dynamic import, worker) and a style sheet. */
+function tryToRun(page: Page, base: string) {
+  return page.evaluate(async (base) => {
+    const blocked: string[] = [];
+    document.addEventListener("securitypolicyviolation", (event) => blocked.push(event.blockedURI));
+    const classic = document.createElement("script");
+    classic.src = `${base}evil.js`;
+    const module = document.createElement("script");
+    module.type = "module";
+    module.src = `${base}evil.mjs`;
+    const sheet = document.createElement("link");
+    sheet.rel = "stylesheet";
+    sheet.href = `${base}evil.css`;
+    const worker = new Promise<string>((resolve) => {
+      try {
+        const running = new Worker(`${base}evil.js`);
+        running.onmessage = () => resolve("loaded");
+        running.onerror = () => resolve("failed");
+      } catch {
+        resolve("failed");
+      }
+    });
+    // One after the other, so the outcome does not depend on which loads first (no named helpers:
+    // the test runner's compiler would wrap them in a function the page does not have).
+    const loaded: string[] = [];
+    for (const node of [classic, module, sheet]) {
+      loaded.push(
+        await new Promise<string>((resolve) => {
+          node.onload = () => resolve("loaded");
+          node.onerror = () => resolve("failed");
+          document.head.append(node);
+        }),
+      );
+    }
+    const outcome = {
+      classic: loaded[0],
+      module: loaded[1],
+      dynamic: await import(`${base}evil.mjs`).then(
+        () => "loaded",
+        () => "failed",
+      ),
+      worker: await worker,
+      sheet: loaded[2],
+      ran: (window as unknown as { __evil?: number }).__evil ?? 0,
+      styled: getComputedStyle(document.body).outlineStyle === "dotted",
+    };
+    return { ...outcome, blocked };
+  }, base);
+}
+
+test("a script the user or the agent writes under /files never runs on the page's origin", { skip }, async (t) => {
+  const base = "/files/files_page_js/";
+  const evil = "window.__evil = (window.__evil || 0) + 1; if (typeof document === 'undefined') postMessage('ran');";
+  for (const [name, body] of [
+    ["evil.js", evil],
+    ["evil.mjs", `${evil} export {};`],
+    ["evil.css", "body { outline: 3px dotted red; }"],
+  ] as const) {
+    const res = await fetch(`${running.url}${base}${name}`, { method: "PUT", headers: { "x-requested-with": "test" }, body });
+    assert.ok(res.ok, await res.text());
+  }
+  // The files are there to be had: it is the page's policy, and their type, that keep them from running.
+  const served = await fetch(`${running.url}${base}evil.js`);
+  assert.equal(served.status, 200);
+  assert.equal(await served.text(), evil);
+  assert.equal(served.headers.get("content-type"), "text/plain");
+  assert.equal(served.headers.get("x-content-type-options"), "nosniff");
+  assert.match(served.headers.get("content-disposition") ?? "", /^attachment/);
+
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  await page.goto(running.url);
+  await page.waitForSelector('#state[data-state="connected"]');
+  const outcome = await tryToRun(page, base);
+  assert.deepEqual(
+    { ...outcome, blocked: [...new Set(outcome.blocked.map((url) => new URL(url).pathname))].sort() },
+    {
+      classic: "failed",
+      module: "failed",
+      dynamic: "failed",
+      worker: "failed",
+      sheet: "failed",
+      ran: 0,
+      styled: false,
+      blocked: [`${base}evil.css`, `${base}evil.js`, `${base}evil.mjs`],
+    },
+    "the page's policy refused every one",
+  );
+  assert.deepEqual(errors, []);
+
+  // Even with the page's policy switched off, a file under /files is no script: text/plain + nosniff.
+  const unprotected = await browser.newContext({ bypassCSP: true });
+  t.after(() => unprotected.close());
+  const bare = await unprotected.newPage();
+  await bare.goto(running.url);
+  await bare.waitForSelector('#state[data-state="connected"]');
+  const { classic, module, dynamic, worker, ran } = await tryToRun(bare, base);
+  assert.deepEqual(
+    { classic, module, dynamic, worker, ran },
+    { classic: "failed", module: "failed", dynamic: "failed", worker: "failed", ran: 0 },
+  );
+});

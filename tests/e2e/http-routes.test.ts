@@ -2,9 +2,10 @@
 // real server in-process on port 0.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { startModelServer, type ModelServer } from "../helpers/model-server.ts";
+import { PAGE_MODULES } from "../../lib/http/static-files.ts";
 import { ask, baseConfig, connectUser, ROOT, startServer, testServerEntry, type RunningServer } from "../helpers/harness.ts";
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -43,11 +44,11 @@ async function getJson(pathname: string): Promise<{ status: number; headers: Hea
 
 // ---- point 10 ---------------------------------------------------------------------------------
 
-test("GET / serves index.html as text/html", async () => {
+test("GET / serves page/index.html as text/html", async () => {
   const { status, headers, text } = await request("/");
   assert.equal(status, 200);
   assert.match(headers.get("content-type") ?? "", /^text\/html/);
-  assert.equal(text, readFileSync(path.join(ROOT, "index.html"), "utf8"));
+  assert.equal(text, readFileSync(path.join(ROOT, "page/index.html"), "utf8"));
 });
 
 test("GET /health is exactly {status, active_sessions} and counts a new user's session", async () => {
@@ -171,9 +172,87 @@ test("HEAD answers like GET without a body", async () => {
 // ---- point 24 ---------------------------------------------------------------------------------
 
 test("the page builds its socket URL from location, never a hardcoded localhost:8000", async () => {
-  const { text } = await request("/");
+  const texts = await Promise.all(
+    ["/", ...PAGE_MODULES.map((name) => `/page/${name}`)].map(async (pathname) => (await request(pathname)).text),
+  );
+  const text = texts.join("\n");
   assert.doesNotMatch(text, /localhost:8000/);
-  assert.match(text, /\blocation\.(host|origin)\b/);
+  assert.match(text, /\blocation\.(host|origin)\b|\(location, /);
   // Model output is shown as text or sanitised HTML (the page's own tests look closer).
   assert.match(text, /\btextContent\b|\bDOMPurify\b/);
+});
+
+test("the page's files are served from a fixed list: every module of page/, with an ETag, and nothing else", async () => {
+  const onDisk = readdirSync(path.join(ROOT, "page"))
+    .filter((name) => name.endsWith(".js"))
+    .sort();
+  assert.deepEqual([...PAGE_MODULES].sort(), onDisk, "PAGE_MODULES lists every module in page/");
+  for (const [pathname, type] of [
+    ["/", /^text\/html; charset=utf-8$/],
+    ["/page/style.css", /^text\/css; charset=utf-8$/],
+    ...PAGE_MODULES.map((name) => [`/page/${name}`, /^text\/javascript; charset=utf-8$/] as const),
+  ] as const) {
+    const first = await request(pathname);
+    assert.equal(first.status, 200, pathname);
+    assert.match(first.headers.get("content-type") ?? "", type, pathname);
+    assert.equal(first.headers.get("x-content-type-options"), "nosniff", pathname);
+    assert.equal(first.headers.get("cache-control"), "no-cache", pathname);
+    const file = pathname === "/" ? "index.html" : pathname.slice("/page/".length);
+    assert.equal(first.text, readFileSync(path.join(ROOT, "page", file), "utf8"), pathname);
+    const etag = first.headers.get("etag") ?? "";
+    assert.match(etag, /^"[\w-]+"$/, pathname);
+    const again = await fetch(`${running.url}${pathname}`, { headers: { "if-none-match": etag } });
+    assert.equal(again.status, 304, pathname);
+    assert.equal(await again.text(), "");
+  }
+  // Every relative import of a module names a module of the list.
+  for (const name of PAGE_MODULES) {
+    const text = readFileSync(path.join(ROOT, "page", name), "utf8");
+    for (const found of text.matchAll(/^import [^"]*"\.\/([^"]+)";$/gm))
+      assert.ok(
+        PAGE_MODULES.some((other) => other === found[1]),
+        `${name} imports ${found[1]}`,
+      );
+  }
+  for (const pathname of [
+    "/page",
+    "/page/",
+    "/page/index.html",
+    "/page/tsconfig.json",
+    "/page/globals.d.ts",
+    "/page/APP.js",
+    "/page/app.js/",
+    "/page/../server.ts",
+    "/page/%2e%2e/server.ts",
+    "/page/..%2Fserver.ts",
+    "/style.css",
+    "/app.js",
+  ]) {
+    const { status, headers, text } = await request(pathname);
+    assert.equal(status, 404, pathname);
+    assert.match(headers.get("content-type") ?? "", /^application\/json/, pathname);
+    assert.equal((JSON.parse(text) as { code?: unknown }).code, "not_found", pathname);
+  }
+});
+
+test("the page's policy allows scripts and styles only at its own paths, with no inline code", async () => {
+  const { headers, text } = await request("/");
+  // Two policies (a resource must pass both): fetch joins them with ", ".
+  const policies = (headers.get("content-security-policy") ?? "").split(", ");
+  assert.equal(policies.length, 2);
+  const [self, paths] = policies.map((policy) => new Map(policy.split("; ").map((part) => [part.split(" ")[0], part.split(" ").slice(1)])));
+  assert.deepEqual(self?.get("default-src"), ["'none'"]);
+  assert.deepEqual(self?.get("script-src"), ["'self'"]);
+  assert.deepEqual(self?.get("style-src"), ["'self'"]);
+  assert.deepEqual(
+    paths?.get("script-src"),
+    ["/vendor/marked.js", "/vendor/purify.js", ...PAGE_MODULES.map((name) => `/page/${name}`)].map((script) => `*:*${script}`),
+  );
+  assert.deepEqual(paths?.get("style-src"), ["*:*/page/style.css"]);
+  assert.doesNotMatch(headers.get("content-security-policy") ?? "", /sha256-|unsafe-inline|unsafe-eval|\/files\//);
+  assert.equal(headers.get("referrer-policy"), "no-referrer");
+  // No inline script or style block, no inline handler: the page is only its files.
+  assert.doesNotMatch(text, /<script>|<style|\son[a-z]+=/i);
+  const scripts = [...text.matchAll(/<script[^>]*src="([^"]+)"/g)].map((found) => found[1]);
+  assert.deepEqual(scripts, ["/vendor/marked.js", "/vendor/purify.js", "/page/app.js"]);
 });

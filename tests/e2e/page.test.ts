@@ -1,4 +1,4 @@
-// The chat page (index.html) in a real browser (Debian's chromium, driven by playwright-core),
+// The chat page (page/) in a real browser (Debian's chromium, driven by playwright-core),
 // against the real server and the scripted model server.
 import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
@@ -679,7 +679,7 @@ test("on a phone-width screen nothing overflows sideways and labels name every f
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "no horizontal scroll");
   for (const label of ["User id", "Token", /^Message/]) assert.equal(await page.getByLabel(label).count(), 1, String(label));
   assert.ok(await page.isVisible("#send"));
-  assert.equal(await page.evaluate(() => getComputedStyle(document.body).display), "flex", "the inline CSS applies");
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).display), "flex", "the style sheet applies");
   assert.equal(await page.getAttribute("#log", "aria-live"), "polite");
 });
 
@@ -704,7 +704,8 @@ test("the page's libraries are served from node_modules under two fixed names on
   }
   const page = await fetch(`${base}/`);
   const policy = page.headers.get("content-security-policy") ?? "";
-  assert.match(policy, /script-src 'self' 'sha256-[A-Za-z0-9+/=]+'/);
+  assert.match(policy, /script-src 'self'/);
+  assert.match(policy, /script-src [^;,]*\*:\*\/vendor\/marked\.js/);
   assert.match(policy, /img-src 'self' data:/);
   const html = await page.text();
   assert.match(html, /<script src="\/vendor\/marked\.js"><\/script>/);
