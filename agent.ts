@@ -4,6 +4,7 @@
 import type OpenAI from "openai";
 import { MIN_CONTEXT_TOKENS } from "./lib/config.ts";
 import { callModel, isContextLengthError, modelErrorText } from "./lib/agent/model-call.ts";
+import { answerChars, turnOutputRefusal } from "./lib/agent/output-budget.ts";
 import { CONTEXT_FULL_MESSAGE, NO_API_KEY_MESSAGE, TurnError } from "./lib/agent/turn-error.ts";
 import type {
   AgentSettings,
@@ -54,6 +55,7 @@ export async function runTurn(
     kept: [{ role: "user", content: userText }],
     usage: emptyUsage(),
     texts: [],
+    outputChars: 0,
     budget:
       settings.learned.windowTokens === undefined
         ? settings.contextBudget
@@ -82,6 +84,8 @@ interface TurnState {
   texts: string[];
   /** Lowered for the rest of the turn when the model said a request was too long anyway. */
   budget: number;
+  /** What the model's answers wrote so far, against settings.maxTurnOutputChars. */
+  outputChars: number;
 }
 
 async function loop(
@@ -103,6 +107,10 @@ async function loop(
     const catalog = toolbox.catalog();
     const assistant = await fittedModelCall(settings, history, state, catalog, signal, hooks, logFields);
     signal?.throwIfAborted();
+    state.outputChars += answerChars(assistant);
+    const overTurn = turnOutputRefusal(state.outputChars, settings.maxTurnOutputChars);
+    // The answer past the budget is neither run nor kept: its tool calls would write what it holds.
+    if (overTurn) fail(overTurn.message, overTurn);
     if (typeof assistant.content === "string" && assistant.content) state.texts.push(assistant.content);
     const calls = (assistant.tool_calls ?? []).filter((call): call is ToolCall => call.type === "function");
     if (calls.length === 0) {
@@ -148,7 +156,8 @@ async function runToolCall(
   hooks.onToolStart?.(start);
   let outcome: ToolOutcome;
   const parsed = parseToolArguments(call.function.arguments);
-  if (!route) outcome = { ok: false, text: `Unknown tool "${call.function.name}": it is not one of the tools offered` };
+  // An invented name is the model's text: only its start goes back into the conversation.
+  if (!route) outcome = { ok: false, text: `Unknown tool "${call.function.name.slice(0, 100)}": it is not one of the tools offered` };
   else if (!parsed.ok) outcome = { ok: false, text: `Tool "${call.function.name}" was not called: ${parsed.error}` };
   else {
     const decision = approve ? await approve(start, signal) : { approved: true as const };

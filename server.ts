@@ -14,6 +14,15 @@ import { createHttpServer } from "./lib/http/listener.ts";
 import { StaticFiles } from "./lib/http/static-files.ts";
 import { loggerFromConfig, redactingLogger, Redactor, type Logger } from "./lib/log.ts";
 import { HubFactory } from "./lib/mcp/hub-factory.ts";
+import { serverActions } from "./lib/mcp/server-actions.ts";
+import { oauthActions } from "./lib/oauth/actions.ts";
+import { OAuthManager } from "./lib/oauth/oauth.ts";
+import { SealedRecords } from "./lib/oauth/records.ts";
+import { OAuthRoutes } from "./lib/oauth/routes.ts";
+import { Vault } from "./lib/oauth/vault.ts";
+import { UserServers } from "./lib/mcp/user-servers.ts";
+import { UserServersApi } from "./lib/mcp/user-servers-api.ts";
+import { authCompletedFrame, authRequiredFrame, errorFrame } from "./lib/protocol.ts";
 import { agentSettingsFrom } from "./lib/agent/settings.ts";
 import { NewSessionLimiter } from "./lib/session/admission.ts";
 import { ApprovalPolicy } from "./lib/session/approvals.ts";
@@ -67,7 +76,51 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     serviceVersion: SERVICE_VERSION,
     ...(cluster ? { instanceId: cluster.instanceId } : {}),
   });
-  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], tracing);
+  // Sealed with a key made on first use: a server that never stores a token never makes one.
+  let vault: Vault | undefined;
+  const records = new SealedRecords(
+    store,
+    () => (vault ??= Vault.open({ secret: config.oauth.encryption_key, keyFile: resolveConfigPath(config, config.oauth.key_file) })),
+  );
+  const userServers = new UserServers(config, records);
+  // Known at listen (port 0 picks one); server.public_url wins when set.
+  let baseUrl = `http://localhost:${config.server.port}`;
+  const oauth: OAuthManager = new OAuthManager({
+    config,
+    records,
+    log,
+    baseUrl: () => baseUrl,
+    entryFor: async (userId, server) => config.mcp.servers[server] ?? (await userServers.entry(userId, server)),
+    events: {
+      authRequired: (userId, server, url) => {
+        sessions.broadcast(userId, authRequiredFrame(server, url));
+        sessions
+          .get(userId)
+          ?.sockets.toSeed(errorFrame("unauthorized", `MCP server "${server}" needs your authorization: ${oauth.hint(server)}`));
+      },
+      authCompleted: (userId, server) => {
+        sessions.get(userId)?.hub.retry(server);
+        sessions.broadcast(userId, authCompletedFrame(server));
+      },
+    },
+  });
+  const userServersApi = new UserServersApi({
+    servers: userServers,
+    config,
+    auth,
+    log,
+    hooks: {
+      hubOf: (userId) => {
+        const session = sessions.get(userId);
+        return session && { hub: session.hub, sessionId: session.sessionId };
+      },
+      connect: async (userId, sessionId, name, hub) => {
+        const entry = await userServers.entry(userId, name);
+        if (entry) hub.add(hubs.userConnection(userId, sessionId, name, entry, hub));
+      },
+      forget: (userId, name) => oauth.disconnect(userId, name),
+    },
+  });
   const writers = workspaceServers(config.mcp.servers);
   // Read at scrape time only, when `sessions` and `sockets` below exist.
   const metrics: Metrics = new Metrics({
@@ -76,6 +129,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     openSockets: (): number => sockets.openSockets,
     mcpServerStates: (): Iterable<string> => sessions.mcpServerStates(),
   });
+  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], { oauth, userServers, metrics, tracing });
   const sessions: SessionManager = new SessionManager({
     deps: {
       agent: agentSettingsFrom(config, log),
@@ -90,6 +144,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       maxTurnMs: config.agent.max_turn_seconds * 1000,
       historyRateLimit: { perMinute: config.limits.history_requests_per_minute, burst: config.limits.history_burst },
       maxSamplingTokens: config.limits.max_sampling_tokens,
+      maxElicitationChars: config.limits.mcp_max_elicitation_chars,
       maxMessageChars: config.limits.max_message_chars,
       coordinator,
       workspaces,
@@ -97,6 +152,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       tokensPerDay: config.limits.tokens_per_day,
       metrics,
       tracing,
+      serverActions: serverActions({ ...oauthActions(oauth), ...userServersApi.socketActions() }),
     },
     createHub: (userId, sessionId) => hubs.create(userId, sessionId),
     idleMs: config.session.idle_timeout_seconds * 1000,
@@ -119,6 +175,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     metrics,
     redactor,
     auth,
+    more: [new OAuthRoutes(oauth), userServersApi],
     ...(clusterRoutes ? { cluster: clusterRoutes } : {}),
   });
   const sockets: SocketServer = new SocketServer({ config, bindHost: host, sessions, log, redactor, metrics, auth });
@@ -138,6 +195,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
           sessions.startSweeper();
           hubs.startShared();
           const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+          baseUrl = url;
           const servers = Object.keys(config.mcp.servers);
           log.info("server_start", {
             url,

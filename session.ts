@@ -16,6 +16,8 @@ import { UsageMeter } from "./lib/session/usage-meter.ts";
 import { publicReason } from "./lib/session/public-reason.ts";
 import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub } from "./lib/mcp/hub.ts";
+import { ServersWatch } from "./lib/mcp/server-state.ts";
+import type { ServerActions } from "./lib/mcp/server-actions.ts";
 import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import type { ResetOutcome } from "./lib/socket/dispatch.ts";
 import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
@@ -24,6 +26,7 @@ import { approvalAnswerSpan, sessionStartSpan } from "./lib/telemetry/spans.ts";
 import { parseCarrier, type TraceCarrier, type Tracing } from "./lib/telemetry/tracer.ts";
 import {
   cancelledFrame,
+  serversFrame,
   queuedFrame,
   resetFrame,
   streamErrorFrame,
@@ -33,6 +36,7 @@ import {
   type ElicitationValue,
   type HistoryItem,
   type Refusal,
+  type ServerClientFrame,
   type SessionInfo,
   type StreamFrame,
 } from "./lib/protocol.ts";
@@ -58,6 +62,8 @@ export interface SessionDeps {
   maxTurnMs: number;
   /** Cap on `maxTokens` of an MCP server's sampling request (limits.max_sampling_tokens). */
   maxSamplingTokens: number;
+  /** An elicitation form larger than this (characters of JSON) fails the server's request (limits.mcp_max_elicitation_chars). */
+  maxElicitationChars?: number;
   /** Longest chat message (limits.max_message_chars): a sampling prompt is held to it too. */
   maxMessageChars: number;
   /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
@@ -72,6 +78,8 @@ export interface SessionDeps {
   admitFirstTurn?: () => string | undefined;
   /** The server's tracer: spans for turns, model and tool calls, approvals and session starts. */
   tracing?: Tracing;
+  /** What a socket's server_* frames do (retry, connect, add, remove): lib/mcp/server-actions.ts. */
+  serverActions?: ServerActions;
 }
 
 export class UserSession {
@@ -135,6 +143,7 @@ export class UserSession {
       agent: deps.agent,
       approvals: this.#approvals,
       maxSamplingTokens: deps.maxSamplingTokens,
+      ...(deps.maxElicitationChars !== undefined ? { maxElicitationChars: deps.maxElicitationChars } : {}),
       maxMessageChars: deps.maxMessageChars,
       timeoutMs: deps.approvalTimeoutMs,
       turnId: () => this.#running?.turnId,
@@ -152,6 +161,17 @@ export class UserSession {
       logFields: () => ({ user_id: this.userId, session_id: this.#sessionId }),
     });
     hub.attach(this.#asks);
+    // Every tab sees its servers' state as it changes: the `servers` frame.
+    const watch = new ServersWatch(
+      () => hub.statuses(),
+      (servers) => this.sockets.broadcast(serversFrame(servers)),
+    );
+    hub.onChange(() => watch.changed());
+  }
+
+  /** A socket's frame about one of the user's MCP servers. */
+  serverAction(peer: Peer, frame: ServerClientFrame): void {
+    this.#deps.serverActions?.handle(this, peer, frame);
   }
 
   /** A person's answer to an elicitation_request; why not, when it was not taken. */
@@ -342,6 +362,7 @@ export class UserSession {
 
   attach(peer: Peer): void {
     this.lastActivity = Date.now();
+    if (peer.streaming) peer.send(serversFrame(this.hub.statuses()));
     // A page reloaded mid-turn picks the turn up where it is, then gets the live frames...
     this.sockets.add(peer);
     if (!peer.streaming) return;

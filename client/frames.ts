@@ -59,6 +59,9 @@ export type Incoming =
   | { kind: "history"; frame: HistoryFrame }
   | { kind: "approval_request"; frame: ApprovalRequestFrame }
   | { kind: "approval_resolved"; frame: ApprovalResolvedFrame }
+  /** An MCP server needs the user's sign-in at `url` (OAuth), or the sign-in is done. */
+  | { kind: "auth_required"; server: string; url: string }
+  | { kind: "auth_completed"; server: string }
   | { kind: "other" };
 
 /** An error as classified: a message refused, a turn that failed, or an approval answered late. */
@@ -147,6 +150,12 @@ function historyItem(value: unknown): HistoryItem | undefined {
 function classifyTyped(type: string, data: Json): Incoming {
   const turnId = data.turn_id;
   switch (type) {
+    case "auth_required":
+      return isString(data.server) && isString(data.url)
+        ? { kind: "auth_required", server: data.server, url: data.url }
+        : { kind: "other" };
+    case "auth_completed":
+      return isString(data.server) ? { kind: "auth_completed", server: data.server } : { kind: "other" };
     case "welcome": {
       const seed = seedMessage(data);
       return seed ? { kind: "welcome", frame: seed, streaming: data.stream === true } : { kind: "other" };

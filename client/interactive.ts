@@ -378,6 +378,13 @@ export class InteractiveChat {
         return this.#onCancelled(incoming.frame);
       case "history":
         return this.#printHistory(incoming.frame.items);
+      case "auth_required":
+        // The user signs in in a browser; the tools come to this session once that is done.
+        return this.#say(
+          this.#screen.paint("yellow", `MCP server "${incoming.server}" needs you to sign in: open ${incoming.url} (waiting for it…)`),
+        );
+      case "auth_completed":
+        return this.#say(this.#screen.paint("green", `signed in to ${incoming.server}: its tools are ready`));
       case "welcome":
       case "other":
         return;

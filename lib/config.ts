@@ -14,6 +14,37 @@ export const MIN_CONTEXT_TOKENS = 1024;
 
 /** Limits of one MCP child (lib/mcp/child-limits.ts); 0 turns one off. */
 const childLimit = z.number().int().min(0);
+/** mcp-agent's `mcp.servers.<name>.auth`: a static API key, or OAuth (docs/mcp.md#authorization). */
+const McpServerAuthSchema = z.object({
+  /** Sent as `Authorization: Bearer <api_key>` to a remote server. */
+  api_key: z.string().optional(),
+  oauth: z
+    .object({
+      /** The server is reached with the user's own OAuth token (each user signs in once). */
+      enabled: z.boolean().default(true),
+      /** Scopes asked for when the server's challenge names none. */
+      scopes: z.array(z.string()).default([]),
+      /** The RFC 8707 resource; default: the server's protected-resource metadata, else its URL. */
+      resource: z.string().optional(),
+      /** Where to authorize when the server publishes no protected-resource metadata. */
+      authorization_server: z.string().optional(),
+      /** A pre-registered client (else the client ID metadata document, else dynamic registration). */
+      client_id: z.string().optional(),
+      client_secret: z.string().optional(),
+      /** A PEM private key: the client authenticates with a signed JWT (private_key_jwt) instead of a secret. */
+      private_key: z.string().optional(),
+      /** The JWT's algorithm with private_key. */
+      signing_algorithm: z.string().default("RS256"),
+      /** The operator's tokens, used for every user until they expire (mcp-agent's pre_authorize). */
+      access_token: z.string().optional(),
+      refresh_token: z.string().optional(),
+      /** This server's client ID metadata document URL; default: oauth.client_metadata_url. */
+      client_metadata_url: z.string().optional(),
+      /** `client_credentials`: the operator's client authorizes once for every user (needs client_id and client_secret). */
+      grant: z.enum(["authorization_code", "client_credentials"]).default("authorization_code"),
+    })
+    .optional(),
+});
 
 const McpServerSchema = z.object({
   transport: z.enum(["stdio", "sse", "streamable_http", "websocket"]).default("stdio"),
@@ -24,6 +55,7 @@ const McpServerSchema = z.object({
   cwd: z.string().optional(),
   url: z.string().optional(),
   headers: z.record(z.string(), z.string()).default({}),
+  auth: McpServerAuthSchema.optional(),
   read_timeout_seconds: seconds.default(60),
   /** A call that keeps reporting progress has its read timeout restarted, up to this much in all. */
   max_call_seconds: seconds.default(3600),
@@ -128,6 +160,31 @@ const ConfigSchema = z.object({
           nice: z.number().int().min(0).max(19).default(10),
         })
         .prefault({}),
+      /** Remote MCP servers users add for themselves (GET/POST/DELETE /servers/<user_id>). */
+      user_servers: z
+        .object({
+          enabled: z.boolean().default(false),
+          /** Hosts a user's server may be on although the address guard refuses them (loopback, private), as the fetch tool's allow_hosts. */
+          allow_hosts: z.array(z.string()).default([]),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  /** OAuth for remote MCP servers (mcp-agent's top-level `oauth` section, where it applies). */
+  oauth: z
+    .object({
+      /** The client ID metadata document URL; default <server.public_url>/oauth/client-metadata.json when that is https. */
+      client_metadata_url: z.string().optional(),
+      /** Where the authorization server sends the browser back; default server.public_url, else http://localhost:<port>. */
+      callback_base_url: z.string().optional(),
+      /** An authorization URL (its state) expires after this long. */
+      flow_timeout_seconds: seconds.default(600),
+      /** Key of the tokens at rest (secrets file; any string, hashed to 256 bits); unset: key_file. */
+      encryption_key: z.string().optional(),
+      /** Made owner-only (0600) with a random key when absent. Relative to the config file's folder. */
+      key_file: z.string().default("data/oauth.key"),
+      /** The client_name of our registrations and metadata document. */
+      client_name: z.string().default("mcp-agent-ws"),
     })
     .prefault({}),
   openai: z
@@ -197,6 +254,8 @@ const ConfigSchema = z.object({
       allowed_origins: z.array(z.string()).default([]),
       /** Host header values answered while bound to loopback, besides localhost/127.0.0.1/[::1]. */
       allowed_hosts: z.array(z.string()).default([]),
+      /** The address users reach this server at (https://agent.example.com): OAuth redirects and the client ID metadata document. */
+      public_url: z.string().optional(),
       /** When set (or MCP_AGENT_AUTH_TOKEN), /ws/* and /sessions* require it. */
       auth_token: z.string().optional(),
       /** Per-user identities (docs/security.md): `token` is the shared auth_token above; `jwt` and `users` tie a token to one user id. */
@@ -258,8 +317,18 @@ const ConfigSchema = z.object({
       history_page_chars: z.number().int().positive().default(2_000_000),
       /** Tool results longer than this (characters) are cut with a note. */
       max_tool_result_chars: z.number().int().positive().default(100_000),
-      /** A model answer longer than this (characters) is cut with a note; tool call arguments past it fail the call. */
+      /** A model answer's text plus its tool calls (characters): text past it is cut with a note, tool calls past it fail the call. */
       max_answer_chars: z.number().int().positive().default(1_000_000),
+      /** A model answer's response body read whole (JSON), or one line of a streamed one, past this many bytes fails the call. */
+      max_answer_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(8 * 1024 * 1024),
+      /** Tool calls one model answer may make; more fail the call. */
+      max_parallel_tool_calls: z.number().int().positive().default(32),
+      /** What the model may write in one turn, every answer's text and tool calls together (characters); past it the turn stops. */
+      max_turn_output_chars: z.number().int().positive().default(4_000_000),
       /** A model error text longer than this (characters) is cut with a note. */
       max_error_chars: z.number().int().positive().default(2_000),
       /** A tool result's image larger than this (decoded bytes) is not passed to the model. */
@@ -272,6 +341,20 @@ const ConfigSchema = z.object({
       max_sampling_tokens: z.number().int().positive().default(4096),
       /** Restarts of a crashed MCP server before it is left failed. */
       mcp_max_restarts: z.number().int().min(0).default(3),
+      /** One message from an MCP server (a stdio line, an HTTP body, an SSE line), in bytes; past it the call it answers fails. */
+      mcp_max_message_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(8 * 1024 * 1024),
+      /** Notifications (logs, progress, list changes) one MCP server connection may send, on average per second... */
+      mcp_notifications_per_second: z.number().positive().default(20),
+      /** ...and at once; past that they are dropped and counted. */
+      mcp_notification_burst: z.number().int().positive().default(200),
+      /** An MCP server's log data is cut to this many characters (of JSON) in our log. */
+      mcp_max_log_chars: z.number().int().positive().default(2000),
+      /** An elicitation form (every field, title, option and default, as JSON), in characters; a bigger one fails the request. */
+      mcp_max_elicitation_chars: z.number().int().positive().default(64_000),
       /** Sessions that start their MCP servers on connect; beyond this, servers start on the first turn. */
       max_warm_sessions: z.number().int().min(0).default(50),
       /** Past this many unsent bytes a socket's deltas are coalesced... */
@@ -298,6 +381,8 @@ const ConfigSchema = z.object({
         .int()
         .positive()
         .default(100 * 1024 * 1024),
+      /** MCP servers one user may add (mcp.user_servers). */
+      max_user_servers: z.number().int().min(0).default(10),
       /** Model tokens (prompt + completion) one user may use per UTC day; unset: no quota. */
       tokens_per_day: z.number().int().positive().optional(),
     })
@@ -499,9 +584,22 @@ export function parseConfig(
   const server = { ...parsed.server, auth_token: parsed.server.auth_token || env.MCP_AGENT_AUTH_TOKEN || undefined };
   const levelName = parsed.logger.level;
   const logLevel: LogLevel = levelName === "warning" ? "warn" : levelName;
-  const secretValues = [openai.api_key, server.auth_token, auth.admin_token, auth.jwt.secret, ...stringLeaves(sources[1]?.data)].filter(
-    (value): value is string => typeof value === "string" && value.length >= 6,
-  );
+  const mcpCredentials = Object.values(parsed.mcp.servers).flatMap((entry) => [
+    entry.auth?.api_key,
+    entry.auth?.oauth?.client_secret,
+    entry.auth?.oauth?.private_key,
+    entry.auth?.oauth?.access_token,
+    entry.auth?.oauth?.refresh_token,
+  ]);
+  const secretValues = [
+    openai.api_key,
+    server.auth_token,
+    auth.admin_token,
+    auth.jwt.secret,
+    parsed.oauth.encryption_key,
+    ...mcpCredentials,
+    ...stringLeaves(sources[1]?.data),
+  ].filter((value): value is string => typeof value === "string" && value.length >= 6);
   return { ...parsed, server, openai, logLevel, configDir, secretValues: [...new Set(secretValues)] };
 }
 

@@ -33,6 +33,9 @@ export const ERROR_CODES = [
   "turn_failed",
   "turn_timeout",
   "turn_cancelled",
+  // A turn stopped by an output budget (limits.max_answer_*, max_parallel_tool_calls, max_turn_output_chars).
+  "output_too_large",
+  "too_many_tool_calls",
   // Answers to questions that no longer wait, or do not fit.
   "no_pending_approval",
   "no_pending_elicitation",
@@ -55,6 +58,10 @@ export const ERROR_CODES = [
   "workspace_full",
   "upload_failed",
   "internal_error",
+  // The user's MCP servers.
+  "unknown_server",
+  "oauth_not_used",
+  "user_servers_disabled",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -89,7 +96,8 @@ export type ClientFrame =
   /** The answer to an approval_request; `always` allows this tool for the rest of the session. */
   | { type: "approval"; call_id: string; approved: boolean; reason?: string; always: boolean }
   /** The answer to an elicitation_request: accept (with the form's values), decline or cancel. */
-  | { type: "elicitation"; request_id: string; action: ElicitationAction; content?: Record<string, ElicitationValue> };
+  | { type: "elicitation"; request_id: string; action: ElicitationAction; content?: Record<string, ElicitationValue> }
+  | ServerClientFrame;
 
 export type ElicitationAction = "accept" | "decline" | "cancel";
 /** A form field's value, as MCP elicitation allows: a string, number, boolean, or a list of strings (multi-select). */
@@ -119,6 +127,7 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   if (data.type === "history") return parseHistory(data);
   if (data.type === "approval") return parseApproval(data);
   if (data.type === "elicitation") return parseElicitation(data);
+  if (typeof data.type === "string" && SERVER_FRAME_TYPES.has(data.type)) return parseServerFrame(data.type, data);
   if (data.type === "reset") {
     if (data.workspace !== undefined && typeof data.workspace !== "boolean") {
       return { ok: false, error: `"workspace" must be true or false, got ${describeJson(data.workspace)}` };
@@ -459,7 +468,10 @@ export type StreamFrame =
   | StreamAnswerFrame
   | StreamErrorFrame
   | CancelledFrame
-  | HistoryFrame;
+  | HistoryFrame
+  | ServersFrame
+  | AuthRequiredFrame
+  | AuthCompletedFrame;
 
 export type ServerFrame = WelcomeFrame | AnswerFrame | ErrorFrame | StreamFrame;
 
@@ -740,4 +752,116 @@ export function errorAnswer(refusal: Refusal, extra: Record<string, unknown> = {
 /** Whether a streaming frame ends a turn. */
 export function endsTurn(frame: StreamFrame): boolean {
   return frame.type === "answer" || frame.type === "error" || frame.type === "cancelled";
+}
+
+// ---- a user's MCP servers: their state, authorization, and the servers a user adds ------------
+
+/** One MCP server as the `servers` frame shows it. */
+export interface ServerStatus {
+  name: string;
+  transport: string;
+  state: ServerState;
+  tools: number;
+  /** What failed and what to do (with the last lines of a child's stderr). */
+  error?: string;
+  /** The server asks for OAuth authorization: the page offers "Connect <name>". */
+  needs_auth: boolean;
+  /** Added by the user (GET/POST/DELETE /servers/<user_id>), not by the operator. */
+  user_added: boolean;
+}
+
+/** Every MCP server of the user's session: after the welcome, and whenever one's state changes. */
+export interface ServersFrame {
+  type: "servers";
+  servers: ServerStatus[];
+}
+
+/** A server needs the user's authorization: open `url` in a browser and sign in there. */
+export interface AuthRequiredFrame {
+  type: "auth_required";
+  server: string;
+  url: string;
+}
+
+/** The user authorized a server (in any tab): its tools are there now. */
+export interface AuthCompletedFrame {
+  type: "auth_completed";
+  server: string;
+}
+
+export function serversFrame(servers: ServerStatus[]): ServersFrame {
+  return { type: "servers", servers };
+}
+
+export function authRequiredFrame(server: string, url: string): AuthRequiredFrame {
+  return { type: "auth_required", server, url };
+}
+
+export function authCompletedFrame(server: string): AuthCompletedFrame {
+  return { type: "auth_completed", server };
+}
+
+/**
+ * Frames about one server, from a streaming socket: `server_retry` starts a failed server again,
+ * `server_connect` asks for its authorization (an `auth_required` answers), `server_disconnect`
+ * forgets the user's tokens for it, `server_add` / `server_remove` add or remove a server of the
+ * user's own (as POST / DELETE /servers/<user_id> do).
+ */
+export type ServerClientFrame =
+  | { type: "server_retry" | "server_connect" | "server_disconnect" | "server_remove"; server: string }
+  | { type: "server_add"; server: UserServerInput };
+
+/** A server a user adds: remote only. */
+export interface UserServerInput {
+  name: string;
+  url: string;
+  transport: "streamable_http" | "sse";
+  headers?: Record<string, string>;
+}
+
+const SERVER_FRAME_TYPES = new Set(["server_retry", "server_connect", "server_disconnect", "server_remove", "server_add"]);
+const USER_SERVER_NAME = /^[A-Za-z0-9_-]{1,40}$/;
+export const USER_SERVER_NAME_RULE = "a server name is 1-40 characters of [A-Za-z0-9_-]";
+
+function parseServerFrame(type: string, data: Record<string, unknown>): ParsedClientFrame {
+  if (type === "server_add") {
+    const parsed = parseUserServer(data.server);
+    return parsed.ok ? { ok: true, frame: { type: "server_add", server: parsed.server } } : parsed;
+  }
+  if (typeof data.server !== "string" || data.server === "" || data.server.length > 100)
+    return { ok: false, error: `a ${type} frame needs "server": the server's name` };
+  if (type !== "server_retry" && type !== "server_connect" && type !== "server_disconnect" && type !== "server_remove")
+    return { ok: false, error: `unknown frame type ${type}` };
+  return { ok: true, frame: { type, server: data.server } };
+}
+
+/** A user's server as sent over HTTP or the socket; caps: 2048-character URL, 20 headers. */
+export function parseUserServer(value: unknown): { ok: true; server: UserServerInput } | { ok: false; error: string } {
+  if (!isRecord(value)) return { ok: false, error: 'a server is an object {"name", "url", "transport", "headers"?}' };
+  const { name, url, transport, headers } = value;
+  if (typeof name !== "string" || !USER_SERVER_NAME.test(name)) return { ok: false, error: USER_SERVER_NAME_RULE };
+  if (typeof url !== "string" || url.length > 2048) return { ok: false, error: '"url" must be an http(s) URL of at most 2048 characters' };
+  let parsedUrl: URL;
+  try {
+    parsedUrl = new URL(url);
+  } catch {
+    return { ok: false, error: `"url" is not a URL: ${url.slice(0, 200)}` };
+  }
+  if (parsedUrl.protocol !== "https:" && parsedUrl.protocol !== "http:")
+    return { ok: false, error: `"url" must be http or https, got ${parsedUrl.protocol}` };
+  const kind = transport ?? "streamable_http";
+  if (kind !== "streamable_http" && kind !== "sse")
+    return { ok: false, error: '"transport" must be "streamable_http" or "sse" (a server you add is remote)' };
+  const out: Record<string, string> = {};
+  if (headers !== undefined) {
+    if (!isRecord(headers)) return { ok: false, error: '"headers" must be an object of strings' };
+    const entries = Object.entries(headers);
+    if (entries.length > 20) return { ok: false, error: '"headers" may have at most 20 entries' };
+    for (const [key, headerValue] of entries) {
+      if (!/^[A-Za-z0-9-]{1,100}$/.test(key) || typeof headerValue !== "string" || headerValue.length > 4096 || /[\r\n]/.test(headerValue))
+        return { ok: false, error: `header "${key.slice(0, 100)}" must be a token name with a one-line string value` };
+      out[key] = headerValue;
+    }
+  }
+  return { ok: true, server: { name, url: parsedUrl.href, transport: kind, ...(headers !== undefined ? { headers: out } : {}) } };
 }

@@ -7,6 +7,7 @@ import { announce, el, ui } from "./dom.js";
 import { formRefused, hasForm, onElicitationRequest, onElicitationResolved } from "./elicitation.js";
 import { filesChanged, refreshFiles } from "./files.js";
 import { routeError } from "./refusals.js";
+import { onAuthCompleted, onAuthRequired, showServers } from "./servers.js";
 import { dropRenders, flush, follow, followAgain, notice } from "./render.js";
 import {
   addText,
@@ -92,6 +93,12 @@ function dispatch(frame) {
       return onElicitationResolved(frame);
     case "files_changed":
       return filesChanged();
+    case "servers":
+      return showServers(frame.servers);
+    case "auth_required":
+      return onAuthRequired(frame);
+    case "auth_completed":
+      return onAuthCompleted(frame);
     case "approval_request":
       return onApprovalRequest(frame);
     case "approval_resolved":

@@ -7,6 +7,7 @@ import type OpenAI from "openai";
 import { MESSAGE_OVERHEAD_TOKENS } from "../model/tokens.ts";
 import { emptyUsage } from "../model/usage.ts";
 import type { TokenUsage } from "../protocol.ts";
+import { AnswerBudget } from "./output-budget.ts";
 import { tokenLimitParam } from "./settings.ts";
 import { NO_API_KEY_MESSAGE } from "./turn-error.ts";
 import { endModelCall, modelCallSpan } from "../telemetry/spans.ts";
@@ -181,18 +182,6 @@ class ModelLimit extends Error {
   override name = "ModelLimit";
 }
 
-/** Tool calls one model answer may make; the index comes from the model and must not size an array. */
-const MAX_TOOL_CALLS = 128;
-
-/** A tool call longer than the answer cap fails the call: its arguments cut short would be wrong. */
-function checkToolCallSize(call: { name: string; arguments: string }, maxAnswerChars: number): void {
-  if (call.name.length + call.arguments.length > maxAnswerChars) {
-    throw new ModelLimit(
-      `the model's tool call "${call.name.slice(0, 100)}" was longer than ${maxAnswerChars} characters (limits.max_answer_chars)`,
-    );
-  }
-}
-
 /**
  * The assistant message of an answer: a cut answer gets a note (also as a last delta) and no tool
  * calls. Tool calls get ids we assign: the model's own can repeat or be missing, and an approval,
@@ -223,29 +212,30 @@ function assistantMessage(
  * ignores `stream: true` sends. Its text reaches streaming sockets as one delta; it is held to the
  * same caps as a streamed one.
  */
-function wholeCompletion(body: unknown, maxAnswerChars: number, hooks: ModelCallHooks): Completion {
+function wholeCompletion(body: unknown, budget: AnswerBudget, hooks: ModelCallHooks): Completion {
   if (!isObject(body)) throw new Error("the model API answered JSON that is not an object");
   if (isObject(body.error)) throw new Error(`the model API answered an error: ${String(body.error.message)}`);
   const choice = Array.isArray(body.choices) ? body.choices[0] : undefined;
   const message = isObject(choice) && isObject(choice.message) ? choice.message : undefined;
   if (!message) throw new Error("the model API answered JSON without choices[0].message");
   const full = typeof message.content === "string" ? message.content : "";
-  const cut = full.length > maxAnswerChars;
-  const content = cut ? full.slice(0, maxAnswerChars) : full;
+  const content = budget.text(full);
+  const cut = content.length < full.length;
   if (content) hooks.onTextDelta?.(content);
   const calls: { name: string; arguments: string }[] = [];
-  for (const [index, call] of (Array.isArray(message.tool_calls) ? message.tool_calls : []).entries()) {
+  // A cut answer keeps no tool calls (assistantMessage): they are not counted either.
+  for (const [index, call] of (Array.isArray(message.tool_calls) && !cut ? message.tool_calls : []).entries()) {
     if (!isObject(call) || !isObject(call.function)) continue;
-    if (index >= MAX_TOOL_CALLS) break;
+    budget.callIndex(index);
     const slot = {
       name: typeof call.function.name === "string" ? call.function.name : "",
       arguments: typeof call.function.arguments === "string" ? call.function.arguments : "",
     };
-    checkToolCallSize(slot, maxAnswerChars);
+    budget.toolChars(slot.name, slot.name.length + slot.arguments.length);
     calls.push(slot);
   }
   return {
-    message: assistantMessage(content, cut, calls, maxAnswerChars, hooks),
+    message: assistantMessage(content, cut, calls, budget.maxChars, hooks),
     usage: usageOf(body.usage),
     ...(isObject(choice) && typeof choice.finish_reason === "string" ? { finishReason: choice.finish_reason } : {}),
     ...(typeof body.model === "string" ? { model: body.model } : {}),
@@ -288,7 +278,7 @@ async function completion(
     );
   };
   const requestSignal = signal ? AbortSignal.any([signal, deadlines.signal]) : deadlines.signal;
-  const { maxAnswerChars } = settings;
+  const budget = new AnswerBudget(settings.maxAnswerChars, settings.maxParallelToolCalls);
   let content = "";
   let cut = false;
   let usage: TokenUsage | undefined;
@@ -313,7 +303,7 @@ async function completion(
       .withResponse();
     // The stream reads the body only when iterated: a JSON answer is still unread here.
     if ((response.headers.get("content-type") ?? "").includes("application/json")) {
-      return wholeCompletion(await response.json(), maxAnswerChars, hooks);
+      return wholeCompletion(await response.json(), budget, hooks);
     }
     armIdle();
     for await (const chunk of stream) {
@@ -325,8 +315,7 @@ async function completion(
       const delta = choice?.delta;
       if (!delta) continue;
       if (delta.content) {
-        const room = maxAnswerChars - content.length;
-        const piece = delta.content.slice(0, Math.max(0, room));
+        const piece = budget.text(delta.content);
         content += piece;
         if (piece) hooks.onTextDelta?.(piece);
         if (piece.length < delta.content.length) {
@@ -335,11 +324,12 @@ async function completion(
         }
       }
       for (const part of delta.tool_calls ?? []) {
-        if (part.index < 0 || part.index >= MAX_TOOL_CALLS) continue;
+        if (part.index < 0) continue;
+        budget.callIndex(part.index);
         const slot = (calls[part.index] ??= { name: "", arguments: "" });
         if (part.function?.name) slot.name += part.function.name;
         if (part.function?.arguments) slot.arguments += part.function.arguments;
-        checkToolCallSize(slot, maxAnswerChars);
+        budget.toolChars(slot.name, (part.function?.name?.length ?? 0) + (part.function?.arguments?.length ?? 0));
       }
     }
     // The SDK's stream ends quietly when its signal aborts: say which deadline it was.
@@ -353,7 +343,7 @@ async function completion(
     clearTimeout(idle);
   }
   return {
-    message: assistantMessage(content, cut, calls, maxAnswerChars, hooks),
+    message: assistantMessage(content, cut, calls, budget.maxChars, hooks),
     usage,
     ...(finishReason !== undefined ? { finishReason } : {}),
     ...(model !== undefined ? { model } : {}),

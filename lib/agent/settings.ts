@@ -5,6 +5,7 @@ import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { contextBudget } from "../model/context.ts";
 import { TokenCounter } from "../model/tokens.ts";
+import { modelFetch } from "./output-budget.ts";
 import type { AgentSettings, ModelRequestParams } from "./types.ts";
 
 /** Models that take `max_completion_tokens` and `reasoning_effort`, as mcp-agent tells them apart. */
@@ -39,6 +40,8 @@ export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
           timeout: openai.request_timeout_seconds * 1000,
           maxRetries: openai.max_retries,
           defaultHeaders: openai.default_headers,
+          // Answers sent whole (JSON) are read by the SDK at once: the cap must come before.
+          fetch: modelFetch(config.limits.max_answer_bytes),
         })
       : undefined,
     model: openai.default_model,
@@ -48,6 +51,8 @@ export function agentSettingsFrom(config: Config, log: Logger): AgentSettings {
     requestTimeoutMs: openai.request_timeout_seconds * 1000,
     maxAnswerChars: config.limits.max_answer_chars,
     maxErrorChars: config.limits.max_error_chars,
+    maxParallelToolCalls: config.limits.max_parallel_tool_calls,
+    maxTurnOutputChars: config.limits.max_turn_output_chars,
     log,
     contextBudget: contextBudget({ model: openai.default_model, maxContextTokens: config.agent.max_context_tokens, replyReserve }),
     replyReserve,

@@ -149,8 +149,10 @@ export interface ModelSettings {
   streamIdleMs: number;
   /** Bounds one whole model call, streamed answer included (the SDK's own timeout stops at the headers). */
   requestTimeoutMs: number;
-  /** A model answer (or a tool call's arguments) longer than this is cut, with a note. */
+  /** A model answer's text plus its tool calls' names and arguments: text past it is cut with a note, a tool call past it fails the call. */
   maxAnswerChars: number;
+  /** Tool calls one answer may make; more fail the call (limits.max_parallel_tool_calls). */
+  maxParallelToolCalls: number;
   /** A model error text longer than this is cut, with a note. */
   maxErrorChars: number;
 }
@@ -161,6 +163,8 @@ export interface AgentSettings extends ModelSettings {
   /** Tokens a request may use: the context window minus `replyReserve`. */
   contextBudget: number;
   replyReserve: number;
+  /** What the model may write in one turn, all its answers together (limits.max_turn_output_chars). */
+  maxTurnOutputChars: number;
   /** Shortened copies of long tool results, per original message, so each is made and counted once. */
   shortened: WeakMap<ChatMessage, ChatMessage>;
 }

@@ -146,3 +146,17 @@ export function rawPathname(url: string | undefined): string {
   const query = raw.indexOf("?");
   return query === -1 ? raw : raw.slice(0, query);
 }
+
+/**
+ * A write (POST, PUT, DELETE) must carry a header a cross-site form cannot send: a foreign page
+ * cannot add them without a CORS preflight, which this server never answers.
+ */
+export function checkScriptSent(method: string | undefined, headers: IncomingHttpHeaders): Refusal {
+  if (method !== "POST" && method !== "PUT" && method !== "DELETE") return undefined;
+  if (headers.authorization !== undefined || headers["x-requested-with"] !== undefined) return undefined;
+  return {
+    status: 403,
+    code: "forbidden",
+    error: `${method} needs a header a cross-site form cannot send: 'Authorization: Bearer <token>' or 'X-Requested-With: <anything>'`,
+  };
+}

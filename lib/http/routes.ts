@@ -35,6 +35,8 @@ export interface RouteContext {
   };
   /** Everything under /files/ (lib/files/files-api.ts): it does its own access checks and methods. */
   files?: { handle(req: IncomingMessage, res: ServerResponse): void };
+  /** Routes of other parts (OAuth, a user's servers) that do their own checks: each says whether the path was its own. */
+  more?: { handle(req: IncomingMessage, res: ServerResponse, pathname: string): boolean }[];
 }
 
 /** A JSON answer. Errors go through sendError, which adds their code: a body here may not carry `error`. */
@@ -198,6 +200,7 @@ export function handleRequest(req: IncomingMessage, res: ServerResponse, context
   const raw = req.url ?? "/";
   const pathname = raw.includes("?") ? raw.slice(0, raw.indexOf("?")) : raw;
   if (context.files && (pathname === "/files" || pathname.startsWith("/files/"))) return context.files.handle(req, res);
+  if (context.more?.some((part) => part.handle(req, res, pathname))) return;
   for (const route of routes) {
     const params = route.match(pathname);
     if (!params) continue;

@@ -24,6 +24,7 @@ export const PAGE_MODULES = [
   "reconnect.js",
   "refusals.js",
   "render.js",
+  "servers.js",
   "turns.js",
 ] as const;
 

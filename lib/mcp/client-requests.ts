@@ -18,6 +18,7 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { cutLogData, DEFAULT_MCP_BUDGETS } from "./budgets.ts";
 
 export type SamplingParams = CreateMessageRequest["params"];
 export type ElicitParams = ElicitRequest["params"];
@@ -51,6 +52,8 @@ export interface ClientHandlerOptions {
   requests: () => ClientRequests | undefined;
   log: Logger;
   logFields: Record<string, unknown>;
+  /** A server log's data is cut to this (limits.mcp_max_log_chars). */
+  maxLogChars?: number;
 }
 
 /** MCP logging levels → ours: notice is info; critical, alert and emergency are errors. */
@@ -91,13 +94,24 @@ export function installClientHandlers(client: Client, options: ClientHandlerOpti
     if (!requests) return { action: "decline" };
     return requests.elicit(server, request.params, extra.signal);
   });
-  installLogHandler(client, log, logFields);
+  installLogHandler(client, log, logFields, options.maxLogChars);
 }
 
 /** A server's log messages (notifications/message) go to our log, with the server's name, at the mapped level. */
-export function installLogHandler(client: Client, log: Logger, logFields: Record<string, unknown>): void {
+export function installLogHandler(
+  client: Client,
+  log: Logger,
+  logFields: Record<string, unknown>,
+  maxLogChars = DEFAULT_MCP_BUDGETS.maxLogChars,
+): void {
   client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
     const { level, logger, data } = notification.params;
-    log[logLevelFor(level)]("mcp_server_log", { ...logFields, level_mcp: level, ...(logger ? { logger } : {}), data });
+    // Rate-limited at the transport (budgets.ts); each one's size is cut here.
+    log[logLevelFor(level)]("mcp_server_log", {
+      ...logFields,
+      level_mcp: level,
+      ...(logger ? { logger: logger.slice(0, 100) } : {}),
+      data: cutLogData(data, maxLogChars),
+    });
   });
 }

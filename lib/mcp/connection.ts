@@ -13,10 +13,15 @@ import {
   type ClientRequests,
   type SamplingPolicy,
 } from "./client-requests.ts";
+import { DEFAULT_MCP_BUDGETS, limitNotifications, type McpBudgets } from "./budgets.ts";
 import { mapToolResult } from "./content.ts";
 import type { ServerInfo, ServerState } from "../protocol.ts";
 import type { Logger } from "../log.ts";
 import { afterFailedStart, nextStartAfterCrash, restartDecision } from "./restarts.ts";
+import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
+import { ChangeListeners, withStderr, type StderrTail } from "./server-state.ts";
+import { errorText, onePrefix } from "./error-text.ts";
+import { completeUrlElicitations, urlElicitationsOf } from "./url-elicitation.ts";
 import type { McpToolInfo } from "./tools.ts";
 import { mcpServerStartSpan } from "../telemetry/spans.ts";
 import type { TraceCarrier, Tracing } from "../telemetry/tracer.ts";
@@ -38,6 +43,8 @@ export interface ConnectionLimits {
   maxToolImageBytes: number;
   /** Restarts after a crash before the server is left failed. */
   maxRestarts: number;
+  /** Caps on what the server sends (default: DEFAULT_MCP_BUDGETS). */
+  budgets?: McpBudgets;
 }
 
 /**
@@ -60,8 +67,15 @@ export class McpConnection {
   readonly shared: boolean;
   /** Shared, yet each call works in its caller's workspace (the built-in filesystem). */
   readonly perWorkspace: boolean;
-  #state: ServerState = "stopped";
+  #stateValue: ServerState = "stopped";
   #error: string | undefined;
+  /** Told of every change a user would see (state, tools, error): the `servers` frame. */
+  readonly #changes = new ChangeListeners();
+  readonly #stderr: StderrTail | undefined;
+  #needsAuth = false;
+  readonly #userAdded: boolean;
+  readonly #authHint: string | undefined;
+  readonly #url: string | undefined;
   #tools: McpToolInfo[] = [];
   /** Bumped whenever the tool list changes, so the hub rebuilds the model's catalog. */
   #toolsVersion = 0;
@@ -102,6 +116,13 @@ export class McpConnection {
     askBack?: AskBack;
     perWorkspace?: boolean;
     tracing?: Tracing | undefined;
+    /** A child's last stderr lines, for its failure message. */
+    stderr?: StderrTail;
+    userAdded?: boolean;
+    /** Where the user authorizes this server, for the message of a 401 (OAuth). */
+    authHint?: string;
+    /** A remote server's URL, named in its errors. */
+    url?: string;
   }) {
     this.name = options.name;
     this.transportName = options.transportName;
@@ -116,10 +137,48 @@ export class McpConnection {
     this.#logFields = { server: options.name, ...options.logFields };
     this.#askBack = options.askBack;
     this.#tracing = options.tracing;
+    this.#stderr = options.stderr;
+    this.#userAdded = options.userAdded ?? false;
+    this.#authHint = options.authHint;
+    this.#url = options.url;
   }
 
   get state(): ServerState {
     return this.#state;
+  }
+
+  get #state(): ServerState {
+    return this.#stateValue;
+  }
+
+  set #state(state: ServerState) {
+    if (state === this.#stateValue) return;
+    this.#stateValue = state;
+    this.#changes.emit();
+  }
+
+  /** Calls `listener` after each change of state or tools; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    return this.#changes.add(listener);
+  }
+
+  /** The server answered 401 and waits for the user's authorization (OAuth). */
+  get needsAuth(): boolean {
+    return this.#needsAuth;
+  }
+
+  /** A server the user added, not one of the operator's. */
+  get userAdded(): boolean {
+    return this.#userAdded;
+  }
+
+  /** A failed server started again at the user's request (the page's Retry, Connect). */
+  async retry(): Promise<void> {
+    if (this.#state === "failed" || this.#state === "exited") {
+      this.#restarts = 0;
+      this.#state = "stopped";
+    }
+    await this.start();
   }
 
   get #isRemote(): boolean {
@@ -128,7 +187,7 @@ export class McpConnection {
 
   /** A remote server that could not be reached: the next turn tries it again. */
   get retryable(): boolean {
-    return this.#state === "failed" && this.#isRemote;
+    return this.#state === "failed" && this.#isRemote && !this.#needsAuth;
   }
 
   get toolsVersion(): number {
@@ -176,7 +235,8 @@ export class McpConnection {
       case "exited":
         return Promise.resolve();
       case "failed":
-        return this.#isRemote ? this.#launch() : Promise.resolve();
+        // A server waiting for the user's sign-in is not asked again by every turn.
+        return this.#isRemote && !this.#needsAuth ? this.#launch() : Promise.resolve();
       case "stopped":
         return this.#launch();
       default:
@@ -194,9 +254,10 @@ export class McpConnection {
 
   #newClient(): Client {
     const client = new Client(CLIENT_INFO, { capabilities: clientCapabilities(this.#askBack !== undefined) });
+    const { maxLogChars } = this.#limits.budgets ?? DEFAULT_MCP_BUDGETS;
     if (this.#askBack) {
-      installClientHandlers(client, { server: this.name, ...this.#askBack, log: this.#log, logFields: this.#logFields });
-    } else installLogHandler(client, this.#log, this.#logFields);
+      installClientHandlers(client, { server: this.name, ...this.#askBack, log: this.#log, logFields: this.#logFields, maxLogChars });
+    } else installLogHandler(client, this.#log, this.#logFields, maxLogChars);
     // The model's next call sees the new list: the hub waits for this refresh before building its catalog.
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       // Each refresh waits for the one before it; only the latest clears the slot.
@@ -227,6 +288,7 @@ export class McpConnection {
       if (this.#client !== client) return;
       this.#tools = tools;
       this.#toolsVersion++;
+      this.#changes.emit();
       this.#log.info("mcp_tools_changed", { ...this.#logFields, tools: tools.length });
     } catch (error) {
       this.#log.warn("mcp_tools_refresh_failed", { ...this.#logFields, error: errorMessage(error) });
@@ -254,8 +316,12 @@ export class McpConnection {
     this.#log.info("mcp_server_starting", this.#logFields);
     const client = this.#newClient();
     let transport: McpTransport | undefined;
+    this.#stderr?.clear();
     try {
       transport = this.#makeTransport();
+      limitNotifications(transport, this.name, this.#limits.budgets ?? DEFAULT_MCP_BUDGETS, (dropped) =>
+        this.#log.warn("mcp_notifications_dropped", { ...this.#logFields, dropped, limit: "limits.mcp_notifications_per_second" }),
+      );
       this.#transport = transport;
       this.#client = client;
       await client.connect(transport, { timeout: this.#timeoutMs });
@@ -266,8 +332,9 @@ export class McpConnection {
       }
       this.#tools = tools;
       this.#toolsVersion++;
-      this.#state = "ready";
+      this.#needsAuth = false;
       this.#error = undefined;
+      this.#state = "ready";
       this.#streamLost = false;
       client.onclose = () => this.#onUnexpectedClose(client);
       // An SSE server that restarts forgets our session but answers nothing to a POST for it: the
@@ -282,14 +349,18 @@ export class McpConnection {
         duration_ms: Date.now() - started,
       });
     } catch (error) {
-      const reason = describeStartError(error, this.name);
       await client.close().catch(() => undefined);
       await transport?.close().catch(() => undefined);
+      // After the close: the child's last lines have been read by then.
+      this.#needsAuth = error instanceof UnauthorizedError;
+      const reason = this.#needsAuth
+        ? this.#authMessage()
+        : withStderr(describeStartError(error, this.name, this.#url), this.#stderr?.lines() ?? []);
       if (this.#isClosed()) return;
       const next = afterFailedStart(this.#restarts, this.#limits.maxRestarts, Date.now());
-      this.#state = next.state;
-      if (next.state === "exited") this.#nextStartAt = next.nextStartAt;
       this.#error = reason;
+      if (next.state === "exited") this.#nextStartAt = next.nextStartAt;
+      this.#state = next.state;
       this.#client = undefined;
       this.#transport = undefined;
       this.#log.warn("mcp_server_failed", { ...this.#logFields, error: reason, duration_ms: Date.now() - started });
@@ -303,9 +374,9 @@ export class McpConnection {
 
   #onUnexpectedClose(client: Client): void {
     if (this.#client !== client || this.#state === "closed") return;
-    this.#state = "exited";
     // A limit it hit (CPU time, memory) says so here: the user reads it in the tool error and the server's state.
-    this.#error = this.#transport?.exitReason ?? "the server process exited";
+    this.#error = withStderr(this.#transport?.exitReason ?? "the server process exited", this.#stderr?.lines() ?? []);
+    this.#state = "exited";
     this.#client = undefined;
     this.#transport = undefined;
     this.#nextStartAt = nextStartAfterCrash(this.#restarts, Date.now());
@@ -369,7 +440,7 @@ export class McpConnection {
     // A remote server that could not be reached may be up now: each call tries it again (a call
     // is what the user asked for, and is rate-limited already). A local command that failed stays
     // failed. A server stopped while idle, or whose session was lost, starts again on use.
-    if (this.#state === "stopped" || (this.#state === "failed" && this.#isRemote)) await this.start();
+    if (this.#state === "stopped" || (this.#state === "failed" && this.#isRemote && !this.#needsAuth)) await this.start();
     const client = this.#client;
     if (this.#state !== "ready" || !client) {
       const backoff = this.#state === "exited" ? ` (restarting in ${Math.ceil((this.#nextStartAt - Date.now()) / 1000)} s)` : "";
@@ -397,7 +468,15 @@ export class McpConnection {
     const { signal } = options;
     const tool = known.name;
     try {
-      return await this.#call(client, known, args, options);
+      const result = await this.#call(client, known, args, options);
+      const outcome = result.ok ? result : { ...result, text: onePrefix(result.text) };
+      // Signed in again (a step-up): the server no longer waits for the user.
+      if (this.#needsAuth) {
+        this.#needsAuth = false;
+        this.#error = undefined;
+        this.#changes.emit();
+      }
+      return outcome;
     } catch (error) {
       if (signal?.aborted) throw error;
       if (isSessionLost(error)) {
@@ -417,9 +496,33 @@ export class McpConnection {
           text: `MCP server "${this.name}" lost its session and could not be reached again: ${this.#error ?? "unknown error"}`,
         };
       }
+      const pages = urlElicitationsOf(error);
+      if (pages) {
+        // The server needs the user on a page first: shown like a URL elicitation, then the call once more.
+        const urls = pages.map((page) => page.url).join(", ");
+        if (!(await completeUrlElicitations(this.#askBack?.requests(), this.name, pages, signal)))
+          return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" needs the user to open ${urls} first; they did not` };
+        try {
+          return await this.#call(client, known, args, options);
+        } catch (retryError) {
+          if (signal?.aborted) throw retryError;
+          return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed after ${urls}: ${errorMessage(retryError)}` };
+        }
+      }
+      if (error instanceof UnauthorizedError) {
+        // A token that can no longer be refreshed, or a step-up to more scopes: the user signs in (again).
+        this.#needsAuth = true;
+        this.#error = this.#authMessage();
+        this.#changes.emit();
+        return { ok: false, text: this.#error };
+      }
       const exited = this.#state === "exited" && this.#error ? ` (${this.#error})` : "";
       return { ok: false, text: `Tool "${tool}" on MCP server "${this.name}" failed: ${errorMessage(error)}${exited}` };
     }
+  }
+
+  #authMessage(): string {
+    return `MCP server "${this.name}" needs your authorization: ${this.#authHint ?? "its credentials were refused"}`;
   }
 
   async #call(client: Client, tool: McpToolInfo, args: Record<string, unknown>, options: ConnectionCallOptions): Promise<ToolOutcome> {
@@ -515,14 +618,19 @@ function abortableDelay(ms: number, signal: AbortSignal | undefined): Promise<vo
 }
 
 function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }
 
-function describeStartError(error: unknown, name: string): string {
+function describeStartError(error: unknown, name: string, url?: string): string {
   if (error instanceof Error && "code" in error && error.code === "ENOENT") {
     return `command not found (is it installed and on PATH?) for MCP server "${name}" (mcp.servers.${name}.command)`;
   }
-  const message = errorMessage(error);
-  if (/Connection closed/i.test(message)) return `the server exited during start-up (${message}); see its stderr in the log`;
+  const message = errorText(error, url);
+  // A remote server's failure names the server and its URL once.
+  if (url !== undefined) {
+    if (message.includes(`"${name}"`)) return message;
+    return message.includes(url) ? `MCP server "${name}": ${message}` : `MCP server "${name}" at ${url}: ${message}`;
+  }
+  if (/Connection closed/i.test(message)) return `MCP server "${name}" exited during start-up (${message})`;
   return message;
 }

@@ -6,11 +6,15 @@ import { isRecord, type ElicitationField, type ElicitationValue } from "../proto
 /** A form is for a person: more fields or choices than this is not a form but an abuse, and is declined. */
 export const MAX_FIELDS = 50;
 export const MAX_OPTIONS = 200;
-/** Titles and descriptions are cut to this many characters. */
+/** Every string of a form (titles, descriptions, option values and labels, defaults, formats) is cut to this many characters. */
 const MAX_LABEL_CHARS = 500;
+/** A field name is a key of the answer: one longer than this is refused, not cut. */
+const MAX_NAME_CHARS = 200;
+/** The whole form as JSON, unless the config says otherwise (limits.mcp_max_elicitation_chars). */
+export const DEFAULT_MAX_FORM_CHARS = 64_000;
 
-const str = (value: unknown): string | undefined => (typeof value === "string" ? value : undefined);
-const label = (value: unknown): string | undefined => str(value)?.slice(0, MAX_LABEL_CHARS);
+const str = (value: unknown): string | undefined => (typeof value === "string" ? value.slice(0, MAX_LABEL_CHARS) : undefined);
+const label = str;
 const num = (value: unknown): number | undefined => (typeof value === "number" && Number.isFinite(value) ? value : undefined);
 
 /** `enum` (+ legacy `enumNames`) or `oneOf`/`anyOf` of `{const, title}`: the options of a select. */
@@ -19,7 +23,10 @@ function optionsOf(schema: Record<string, unknown>): { value: string; label: str
     const names = Array.isArray(schema.enumNames) ? schema.enumNames : [];
     return schema.enum
       .filter((value): value is string => typeof value === "string")
-      .map((value, index) => ({ value, label: str(names[index]) ?? value }));
+      .map((raw, index) => {
+        const value = raw.slice(0, MAX_LABEL_CHARS);
+        return { value, label: str(names[index]) ?? value };
+      });
   }
   const choices = Array.isArray(schema.oneOf) ? schema.oneOf : Array.isArray(schema.anyOf) ? schema.anyOf : undefined;
   if (!choices) return undefined;
@@ -30,13 +37,27 @@ function optionsOf(schema: Record<string, unknown>): { value: string; label: str
 }
 
 function defaultOf(value: unknown): ElicitationValue | undefined {
-  if (typeof value === "string" || typeof value === "boolean" || num(value) !== undefined) return value as string | boolean | number;
-  if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value;
+  if (typeof value === "boolean" || num(value) !== undefined) return value as boolean | number;
+  if (typeof value === "string") return value.slice(0, MAX_LABEL_CHARS);
+  if (Array.isArray(value) && value.length <= MAX_OPTIONS && value.every((item) => typeof item === "string"))
+    return value.map((item) => item.slice(0, MAX_LABEL_CHARS));
   return undefined;
 }
 
 /** The form's fields; a property the spec does not allow (nested objects, …) is an error naming it. */
-export function elicitationFields(requestedSchema: unknown): { ok: true; fields: ElicitationField[] } | { ok: false; error: string } {
+export function elicitationFields(
+  requestedSchema: unknown,
+  maxFormChars = DEFAULT_MAX_FORM_CHARS,
+): { ok: true; fields: ElicitationField[] } | { ok: false; error: string } {
+  const parsed = formFields(requestedSchema);
+  if (!parsed.ok) return parsed;
+  const chars = JSON.stringify(parsed.fields).length;
+  if (chars > maxFormChars)
+    return { ok: false, error: `the form is ${chars} characters of JSON; at most ${maxFormChars} (limits.mcp_max_elicitation_chars)` };
+  return parsed;
+}
+
+function formFields(requestedSchema: unknown): { ok: true; fields: ElicitationField[] } | { ok: false; error: string } {
   if (!isRecord(requestedSchema) || !isRecord(requestedSchema.properties)) return { ok: true, fields: [] };
   const required = new Set(
     Array.isArray(requestedSchema.required) ? requestedSchema.required.filter((name) => typeof name === "string") : [],
@@ -46,6 +67,7 @@ export function elicitationFields(requestedSchema: unknown): { ok: true; fields:
   if (properties.length > MAX_FIELDS)
     return { ok: false, error: `the form has ${properties.length} fields; at most ${MAX_FIELDS} are shown` };
   for (const [name, raw] of properties) {
+    if (name.length > MAX_NAME_CHARS) return { ok: false, error: `a field name is ${name.length} characters; at most ${MAX_NAME_CHARS}` };
     if (!isRecord(raw)) return { ok: false, error: `field "${name}" has no schema` };
     const common = {
       name,
@@ -109,7 +131,8 @@ export function checkElicitationAnswer(
 ): { ok: true; content: Record<string, ElicitationValue> } | { ok: false; error: string } {
   const out: Record<string, ElicitationValue> = {};
   for (const field of fields) {
-    let value = content[field.name];
+    // SEP-1034: a field the answer leaves out takes its schema default.
+    let value = content[field.name] ?? field.default;
     if (value === undefined || value === "") {
       if (field.required) return { ok: false, error: `"${field.title}" is required` };
       continue;

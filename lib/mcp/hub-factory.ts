@@ -4,13 +4,18 @@
 import { pathToFileURL } from "node:url";
 import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { noMetrics, type MetricsRecorder } from "../metrics/metrics.ts";
+import type { McpBudgets } from "./budgets.ts";
 import { serverOwnFiles, type Workspaces } from "../workspace/workspaces.ts";
 import { sharedBuiltins } from "./builtins.ts";
 import { ChildLauncher } from "./child-launch.ts";
 import type { ClientRequests } from "./client-requests.ts";
 import { McpConnection, type ConnectionLimits } from "./connection.ts";
 import { McpHub } from "./hub.ts";
-import { transportFactory, type TransportContext } from "./transports.ts";
+import { transportFactory, type RemoteOptions, type TransportContext } from "./transports.ts";
+import { StderrTail } from "./server-state.ts";
+import type { OAuthManager } from "../oauth/oauth.ts";
+import type { UserServers } from "./user-servers.ts";
 import type { Tracing } from "../telemetry/tracer.ts";
 
 /** Everything needed to build a user's own connections. */
@@ -25,20 +30,38 @@ export class HubFactory {
   readonly #workspaces: Workspaces;
   readonly #context: HubContext;
   readonly #shared: Map<string, McpConnection>;
+  readonly #oauth: OAuthManager | undefined;
+  readonly #userServers: UserServers | undefined;
 
   /** `packageDirs`: folders where `npx -y <pkg>` packages are looked for locally. */
-  constructor(config: Config, workspaces: Workspaces, log: Logger, packageDirs: string[], tracing?: Tracing) {
+  constructor(
+    config: Config,
+    workspaces: Workspaces,
+    log: Logger,
+    packageDirs: string[],
+    extra: { oauth?: OAuthManager; userServers?: UserServers; metrics?: MetricsRecorder; tracing?: Tracing | undefined } = {},
+  ) {
     this.#config = config;
+    this.#oauth = extra.oauth;
+    this.#userServers = extra.userServers;
     this.#workspaces = workspaces;
+    const budgets: McpBudgets = {
+      maxMessageBytes: config.limits.mcp_max_message_bytes,
+      notificationsPerSecond: config.limits.mcp_notifications_per_second,
+      notificationBurst: config.limits.mcp_notification_burst,
+      maxLogChars: config.limits.mcp_max_log_chars,
+      onDropped: (_server, reason) => (extra.metrics ?? noMetrics).mcpDropped(reason),
+    };
     const limits: ConnectionLimits = {
       maxToolResultChars: config.limits.max_tool_result_chars,
       maxToolImageBytes: config.limits.max_tool_image_bytes,
       maxRestarts: config.limits.mcp_max_restarts,
+      budgets,
     };
     const ownFiles = serverOwnFiles(config);
     this.#shared = sharedBuiltins(config, ownFiles, log, limits);
     const launcher = new ChildLauncher(config, log, ownFiles);
-    this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher, tracing };
+    this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher, budgets, tracing: extra.tracing };
     // `scope: shared`: one process (or connection) for every user, with no per-user values.
     for (const [name, entry] of Object.entries(config.mcp.servers)) {
       if (entry.scope === "shared" && !this.#shared.has(name)) {
@@ -58,11 +81,39 @@ export class HubFactory {
     const fields = { user_id: userId, session_id: sessionId };
     // Filled by the session (McpHub.attach): servers' sampling and elicitation requests go there.
     const requests: { current?: ClientRequests } = {};
-    const connections = Object.entries(this.#config.mcp.servers).map(
-      ([name, entry]) =>
-        this.#shared.get(name) ?? connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current, userId),
+    const connections = Object.entries(this.#config.mcp.servers).map(([name, entry]) => {
+      const shared = this.#shared.get(name);
+      if (shared) return shared;
+      const auth = this.#oauth?.remoteAuth(userId, name, entry);
+      return connectionFor(name, entry, workspaceDir, this.#context, fields, () => requests.current, userId, auth ? { auth } : {});
+    });
+    const hub = new McpHub(connections, { workspaceDir, owner: userId, requests });
+    const userServers = this.#userServers;
+    if (userServers?.enabled)
+      hub.adopt(
+        userServers
+          .entries(userId)
+          .then((entries) => entries.map(([name, entry]) => this.userConnection(userId, sessionId, name, entry, hub))),
+      );
+    return hub;
+  }
+
+  /** A connection to a server the user added: remote, address-guarded, with the user's own OAuth. */
+  userConnection(userId: string, sessionId: string, name: string, entry: McpServerConfig, hub: McpHub): McpConnection {
+    const userServers = this.#userServers;
+    const guard = userServers ? (url: URL) => userServers.check(url) : undefined;
+    const auth = this.#oauth?.remoteAuth(userId, name, entry);
+    return connectionFor(
+      name,
+      entry,
+      this.#workspaces.dirFor(userId),
+      this.#context,
+      { user_id: userId, session_id: sessionId },
+      hub.requests,
+      userId,
+      { ...(auth ? { auth } : {}), ...(guard ? { guard } : {}) },
+      true,
     );
-    return new McpHub(connections, { workspaceDir, owner: userId, requests });
   }
 
   /** Starts the shared built-ins (at listen), so the first user does not wait for them. */
@@ -88,13 +139,21 @@ export function connectionFor(
   logFields: Record<string, unknown>,
   requests: () => ClientRequests | undefined = () => undefined,
   userId?: string,
+  remote: RemoteOptions = {},
+  userAdded = false,
 ): McpConnection {
   const owner = userId === undefined ? undefined : { userId, workspaceDir };
+  const stderr = entry.transport === "stdio" ? new StderrTail() : undefined;
+  const isRemote = entry.transport === "sse" || entry.transport === "streamable_http";
   return new McpConnection({
     name,
     transportName: entry.transport,
     shared: owner === undefined,
-    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields, owner),
+    makeTransport: transportFactory(name, entry, workspaceDir, context, logFields, owner, { ...(stderr ? { stderr } : {}), remote }),
+    ...(stderr ? { stderr } : {}),
+    ...(remote.auth ? { authHint: remote.auth.hint } : {}),
+    ...(isRemote ? { url: entry.url ?? "" } : {}),
+    ...(userAdded ? { userAdded } : {}),
     allowedTools: entry.allowed_tools,
     timeoutMs: entry.read_timeout_seconds * 1000,
     maxCallMs: entry.max_call_seconds * 1000,

@@ -5,14 +5,19 @@
 import type { ToolCallOptions, ToolCatalog, ToolOutcome, ToolRoute, Toolbox } from "../agent/types.ts";
 import { OWNER_META_KEY } from "../fetch/fetch-tool.ts";
 import { WORKSPACE_META } from "../filesystem/server.ts";
-import type { ServerInfo } from "../protocol.ts";
+import type { ServerInfo, ServerStatus } from "../protocol.ts";
+import { ChangeListeners, serverStatus } from "./server-state.ts";
 import type { ClientRequests } from "./client-requests.ts";
 import type { McpConnection } from "./connection.ts";
 import { buildToolCatalog } from "./tools.ts";
 
 /** One session's MCP servers. */
 export class McpHub implements Toolbox {
-  readonly #connections: McpConnection[];
+  #connections: McpConnection[];
+  /** Connections still being read (the servers the user added, from the store): ready() waits for them. */
+  #adopting: Promise<void> | undefined;
+  readonly #changes = new ChangeListeners();
+  readonly #unsubscribe = new Map<McpConnection, () => void>();
   /** This session's workspace folder: the root of every call to a per-workspace server. */
   readonly #workspaceDir: string | undefined;
   #ready: Promise<void> | undefined;
@@ -34,6 +39,78 @@ export class McpHub implements Toolbox {
     this.#workspaceDir = options.workspaceDir;
     this.#owner = options.owner;
     this.#requests = options.requests ?? {};
+    for (const connection of connections)
+      this.#unsubscribe.set(
+        connection,
+        connection.onChange(() => this.#changes.emit()),
+      );
+  }
+
+  /** Calls `listener` after any of its servers changed (state, tools, error). */
+  onChange(listener: () => void): () => void {
+    return this.#changes.add(listener);
+  }
+
+  /** Connections that arrive later (the servers the user added, read from the store); ready() waits for them. */
+  adopt(loading: Promise<McpConnection[]>): void {
+    const adopting: Promise<void> = loading.then(
+      (connections) => {
+        for (const connection of connections) this.add(connection);
+      },
+      () => undefined,
+    );
+    this.#adopting = adopting;
+    void adopting.finally(() => {
+      if (this.#adopting === adopting) this.#adopting = undefined;
+    });
+  }
+
+  /** A server of the user's own, added while the session runs; replaces one of the same name. */
+  add(connection: McpConnection): void {
+    void this.remove(connection.name);
+    this.#connections = [...this.#connections, connection];
+    this.#unsubscribe.set(
+      connection,
+      connection.onChange(() => this.#changes.emit()),
+    );
+    this.#ready = undefined;
+    this.#changes.emit();
+  }
+
+  /** Removes and closes a server the user added; false when there is none of that name. */
+  async remove(name: string): Promise<boolean> {
+    const connection = this.#connections.find((candidate) => candidate.name === name && candidate.userAdded);
+    if (!connection) return false;
+    this.#connections = this.#connections.filter((candidate) => candidate !== connection);
+    this.#unsubscribe.get(connection)?.();
+    this.#unsubscribe.delete(connection);
+    this.#ready = undefined;
+    this.#changes.emit();
+    await connection.close();
+    return true;
+  }
+
+  /** Stops a server and starts it again (after its credentials changed); false when it has no server of that name. */
+  restart(name: string): boolean {
+    const connection = this.#connections.find((candidate) => candidate.name === name);
+    if (!connection || connection.shared) return false;
+    this.#ready = undefined;
+    void connection.stop().then(() => connection.retry());
+    return true;
+  }
+
+  /** Starts a failed server again (the page's Retry); false when it has no server of that name. */
+  retry(name: string): boolean {
+    const connection = this.#connections.find((candidate) => candidate.name === name);
+    if (!connection) return false;
+    this.#ready = undefined;
+    void connection.retry();
+    return true;
+  }
+
+  /** Where a connection added later reads the session's ClientRequests from. */
+  get requests(): () => ClientRequests | undefined {
+    return () => this.#requests.current;
   }
 
   /** The session that servers' sampling and elicitation requests go to. */
@@ -64,7 +141,8 @@ export class McpHub implements Toolbox {
    * Starts every server in parallel (again, after an idle stop); one that fails does not stop
    * the others. Resolves when each has started or failed.
    */
-  ready(): Promise<void> {
+  async ready(): Promise<void> {
+    await this.#adopting;
     this.#lastUsed = Date.now();
     if (this.#connections.some((connection) => connection.state === "stopped" || connection.retryable)) this.#ready = undefined;
     this.#ready ??= Promise.all(this.#connections.map((connection) => connection.start())).then(() => undefined);
@@ -106,8 +184,17 @@ export class McpHub implements Toolbox {
     return this.#connections.map((connection) => connection.info());
   }
 
+  /** The `servers` frame's entries. */
+  statuses(): ServerStatus[] {
+    return this.#connections.map((connection) =>
+      serverStatus(connection.info(), { needsAuth: connection.needsAuth, userAdded: connection.userAdded }),
+    );
+  }
+
   /** Closes every connection this hub owns; shared ones stay for the other sessions. */
   async close(): Promise<void> {
+    for (const unsubscribe of this.#unsubscribe.values()) unsubscribe();
+    this.#unsubscribe.clear();
     await Promise.all(this.#owned.map((connection) => connection.close()));
   }
 }

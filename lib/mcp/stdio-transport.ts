@@ -24,6 +24,8 @@ export interface StdioParams {
   onStderrLine?: (line: string) => void;
   /** How long close() waits for the child to leave after stdin EOF, before signals. */
   gracefulCloseMs?: number;
+  /** A line (one message) longer than this stops the child (limits.mcp_max_message_bytes). */
+  maxLineBytes?: number;
   /** Called once the child has exited (its cgroup is removed there). */
   onExit?: () => void;
   /** The config key of the child's limits, named when it ends by hitting one. */
@@ -39,6 +41,12 @@ export class ProcessGroupStdioTransport implements Transport {
   readonly #readBuffer = new ReadBuffer();
   #child: ChildProcess | undefined;
   #exited: Promise<void> | undefined;
+  /** Bytes of the line being read, checked before the SDK's buffer keeps them. */
+  #lineBytes = 0;
+  /** Set once a line passed its cap: nothing more of this child is read. */
+  #overflowed = false;
+  /** Ids of our requests not answered yet: a line past the cap fails them with the reason. */
+  readonly #outstanding = new Set<string | number>();
   #exitReason: string | undefined;
 
   constructor(params: StdioParams) {
@@ -84,6 +92,24 @@ export class ProcessGroupStdioTransport implements Transport {
       });
       child.stdin?.on("error", (error) => this.onerror?.(error));
       child.stdout?.on("data", (chunk: Buffer) => {
+        if (this.#overflowed) return;
+        const first = chunk.indexOf(10);
+        // The line that was running (ended here or not), then the lines wholly in this chunk.
+        const longest = first === -1 ? this.#lineBytes + chunk.length : Math.max(this.#lineBytes + first, longestLine(chunk));
+        this.#lineBytes = first === -1 ? longest : chunk.length - chunk.lastIndexOf(10) - 1;
+        const maxLineBytes = this.#params.maxLineBytes;
+        if (maxLineBytes !== undefined && (longest > maxLineBytes || this.#lineBytes > maxLineBytes)) {
+          // As below: the stream cannot be resynchronised, so the child is stopped and its call fails.
+          this.#readBuffer.clear();
+          this.#overflowed = true;
+          const text = `the MCP server sent a message larger than ${maxLineBytes} bytes (limits.mcp_max_message_bytes)`;
+          this.onerror?.(new Error(text));
+          // The calls waiting here hear why, rather than "connection closed".
+          for (const id of this.#outstanding) this.onmessage?.({ jsonrpc: "2.0", id, error: { code: -32603, message: text } });
+          this.#outstanding.clear();
+          void this.close();
+          return;
+        }
         try {
           this.#readBuffer.append(chunk);
         } catch (error) {
@@ -105,6 +131,7 @@ export class ProcessGroupStdioTransport implements Transport {
             continue;
           }
           if (message === null) break;
+          if ("id" in message && !("method" in message) && message.id !== undefined) this.#outstanding.delete(message.id);
           this.onmessage?.(message);
         }
       });
@@ -119,6 +146,7 @@ export class ProcessGroupStdioTransport implements Transport {
     return new Promise((resolve, reject) => {
       const stdin = this.#child?.stdin;
       if (!stdin || stdin.destroyed) return reject(new Error("MCP server process is not running"));
+      if ("method" in message && "id" in message) this.#outstanding.add(message.id);
       if (stdin.write(serializeMessage(message))) resolve();
       else stdin.once("drain", resolve);
     });
@@ -144,6 +172,14 @@ export class ProcessGroupStdioTransport implements Transport {
     signalGroup(child, "SIGKILL");
     this.#readBuffer.clear();
   }
+}
+
+/** The longest newline-ended line wholly inside `chunk` (a chunk is one pipe read, at most 64 KB). */
+function longestLine(chunk: Buffer): number {
+  let longest = 0;
+  for (let start = chunk.indexOf(10) + 1, at = chunk.indexOf(10, start); at !== -1; start = at + 1, at = chunk.indexOf(10, start))
+    longest = Math.max(longest, at - start);
+  return longest;
 }
 
 function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {

@@ -9,9 +9,18 @@ import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/s
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { DEFAULT_MCP_BUDGETS, mcpFetch, type McpBudgets } from "./budgets.ts";
 import { ProcessGroupStdioTransport, resolveLocalNpx } from "./stdio-transport.ts";
 import type { ChildLauncher, ChildOwner } from "./child-launch.ts";
 import { expandEntry, usesValue, type PerUserValues } from "./per-user-values.ts";
+import type { StderrTail } from "./server-state.ts";
+import type { RemoteAuth } from "../oauth/oauth.ts";
+
+/** A remote server's extras: the user's OAuth, and for a server the user added, the address guard on every request. */
+export interface RemoteOptions {
+  auth?: RemoteAuth;
+  guard?: (url: URL) => Promise<string | undefined>;
+}
 
 /** A transport; a stdio one also says its child's pid, and once it ended, why (a limit it hit, say). */
 export type McpTransport = Transport & { pid?: number; exitReason?: string };
@@ -26,6 +35,8 @@ export interface TransportContext {
   packageDirs: string[];
   /** The config file's folder: a relative `cwd` is relative to it. */
   configDir: string;
+  /** Caps on what servers send (default: DEFAULT_MCP_BUDGETS). */
+  budgets?: McpBudgets;
   /** Private folders, sandbox and limits of stdio children; absent: spawned as configured. */
   launcher?: ChildLauncher;
 }
@@ -46,16 +57,21 @@ export function transportFactory(
   context: TransportContext,
   logFields: Record<string, unknown>,
   owner?: ChildOwner,
+  extra: { stderr?: StderrTail; remote?: RemoteOptions } = {},
 ): TransportFactory {
   const values = owner && context.launcher?.valuesFor(name, owner);
   const remote = expandEntry(entry, values);
   switch (entry.transport) {
     case "stdio":
-      return stdioTransportFactory(name, entry, workspaceDir, context, logFields, owner);
-    case "sse":
-      return () => new SSEClientTransport(new URL(remote.url ?? ""), { requestInit: { headers: remote.headers } });
-    case "streamable_http":
-      return () => new StreamableHTTPClientTransport(new URL(remote.url ?? ""), { requestInit: { headers: remote.headers } });
+      return stdioTransportFactory(name, entry, workspaceDir, context, logFields, owner, extra.stderr);
+    case "sse": {
+      const options = remoteOptions(name, entry, remote.headers, context.budgets ?? DEFAULT_MCP_BUDGETS, extra.remote);
+      return () => new SSEClientTransport(remoteUrl(name, remote.url), options);
+    }
+    case "streamable_http": {
+      const options = remoteOptions(name, entry, remote.headers, context.budgets ?? DEFAULT_MCP_BUDGETS, extra.remote);
+      return () => new StreamableHTTPClientTransport(remoteUrl(name, remote.url), options);
+    }
     case "websocket":
       return () => {
         throw new Error(`transport "websocket" is not supported (MCP server "${name}"): use stdio, sse or streamable_http`);
@@ -76,6 +92,7 @@ export function stdioTransportFactory(
   context: TransportContext,
   logFields: Record<string, unknown>,
   owner?: ChildOwner,
+  stderr?: StderrTail,
 ): TransportFactory {
   const values = owner && context.launcher?.valuesFor(name, owner);
   const params = stdioParamsFor(name, entry, workspaceDir, context.packageDirs, context.configDir, values);
@@ -87,9 +104,53 @@ export function stdioTransportFactory(
       ...(context.launcher ? context.launcher.launch(name, entry, params, owner) : params),
       limitsKey: `mcp.servers.${name}.limits`,
       names: { command: `mcp.servers.${name}.command`, cwd: `mcp.servers.${name}.cwd` },
-      onStderrLine: (line) => context.log.debug("mcp_server_stderr", { ...logFields, server: name, line }),
+      maxLineBytes: (context.budgets ?? DEFAULT_MCP_BUDGETS).maxMessageBytes,
+      onStderrLine: (line) => {
+        stderr?.push(line);
+        context.log.debug("mcp_server_stderr", { ...logFields, server: name, line });
+      },
     });
   };
+}
+
+/** Headers (with `auth.api_key`), the OAuth provider, and a fetch that passes the address guard first. */
+function remoteOptions(
+  name: string,
+  entry: McpServerConfig,
+  headers: Record<string, string>,
+  budgets: McpBudgets,
+  remote: RemoteOptions = {},
+) {
+  // What a server may send is capped below everything else (lib/mcp/budgets.ts), OAuth requests included.
+  const authFetch = remote.auth?.fetch;
+  // The SDK calls fetch with a URL; a Request is never passed on to its auth fetch.
+  const baseFetch = mcpFetch(
+    name,
+    budgets,
+    authFetch ? (input, init) => authFetch(input instanceof Request ? input.url : input, init) : fetch,
+  );
+  const guard = remote.guard;
+  const guardedFetch: typeof baseFetch = guard
+    ? async (input, init) => {
+        const refused = await guard(new URL(input instanceof Request ? input.url : String(input)));
+        if (refused) throw new Error(refused);
+        return baseFetch(input, init);
+      }
+    : baseFetch;
+  return {
+    requestInit: { headers: { ...headers, ...(entry.auth?.api_key ? { Authorization: `Bearer ${entry.auth.api_key}` } : {}) } },
+    ...(remote.auth ? { authProvider: remote.auth.provider } : {}),
+    fetch: guardedFetch,
+  };
+}
+
+/** A remote entry's URL; a missing or bad one names the key (the start fails with this message). */
+function remoteUrl(name: string, url: string | undefined): URL {
+  try {
+    return new URL(url ?? "");
+  } catch {
+    throw new Error(`MCP server "${name}" has no valid URL: ${JSON.stringify(url ?? "")} (mcp.servers.${name}.url)`);
+  }
 }
 
 /**

@@ -12,6 +12,8 @@ export interface MetricsRecorder {
   tokens(usage: TokenUsage): void;
   /** A message, connection or turn refused, by its code (e.g. "quota_exceeded"; the codes of lib/protocol.ts). */
   refused(code: ErrorCode): void;
+  /** An MCP server's message dropped: a notification past the rate limit, or a message past the size cap. */
+  mcpDropped(reason: "rate" | "size"): void;
 }
 
 /** For parts used without a server (pure tests, tools): records nothing. */
@@ -21,6 +23,7 @@ export const noMetrics: MetricsRecorder = {
   toolCall: () => undefined,
   tokens: () => undefined,
   refused: () => undefined,
+  mcpDropped: () => undefined,
 };
 
 /** What is counted at scrape time, from the objects that own it. */
@@ -30,6 +33,30 @@ export interface MetricsSources {
   openSockets(): number;
   /** The state of every MCP server of every live session (and the shared ones). */
   mcpServerStates(): Iterable<string>;
+}
+
+/**
+ * Distinct label values one metric keeps; later new ones are counted as `other`. Labels come from
+ * outside (MCP servers' tool names, a model's invented ones): each series costs memory and every
+ * scrape, so the set is bounded whatever they send.
+ */
+export const MAX_LABEL_VALUES = 500;
+/** A label value longer than this is not a name we know: it is counted as `other`. */
+const MAX_LABEL_CHARS = 128;
+
+/** Label values as they are first seen, up to `max`; anything later or odd is `other`. */
+export class BoundedLabels {
+  readonly #seen = new Set<string>();
+  readonly #max: number;
+  constructor(max = MAX_LABEL_VALUES) {
+    this.#max = max;
+  }
+  of(value: string): string {
+    if (this.#seen.has(value)) return value;
+    if (value.length > MAX_LABEL_CHARS || this.#seen.size >= this.#max) return "other";
+    this.#seen.add(value);
+    return value;
+  }
 }
 
 // Seconds: a turn runs from under a second to minutes (tool calls, approvals); a model call less.
@@ -44,6 +71,9 @@ export class Metrics implements MetricsRecorder {
   readonly #toolCalls: Counter<"server" | "tool" | "outcome">;
   readonly #tokens: Counter<"kind">;
   readonly #refusals: Counter<"code">;
+  readonly #mcpDropped: Counter<"reason">;
+  readonly #toolLabels = new BoundedLabels();
+  readonly #outcomeLabels = new BoundedLabels(20);
 
   constructor(sources: MetricsSources) {
     const registers = [this.#registry];
@@ -110,6 +140,17 @@ export class Metrics implements MetricsRecorder {
       labelNames: ["code"],
       registers,
     });
+    // By reason only: per-server labels would grow with every user's servers.
+    this.#mcpDropped = new Counter({
+      name: "mcp_agent_mcp_messages_dropped_total",
+      help: "MCP server messages dropped: notifications past limits.mcp_notifications_per_second (rate), messages past limits.mcp_max_message_bytes (size)",
+      labelNames: ["reason"],
+      registers,
+    });
+  }
+
+  mcpDropped(reason: "rate" | "size"): void {
+    this.#mcpDropped.inc({ reason });
   }
 
   get contentType(): string {
@@ -122,8 +163,9 @@ export class Metrics implements MetricsRecorder {
   }
 
   turnEnded(outcome: string, seconds: number): void {
-    this.#turns.inc({ outcome });
-    this.#turnSeconds.observe({ outcome }, seconds);
+    const label = this.#outcomeLabels.of(outcome);
+    this.#turns.inc({ outcome: label });
+    this.#turnSeconds.observe({ outcome: label }, seconds);
   }
 
   modelCall(outcome: "ok" | "error", seconds: number): void {
@@ -131,7 +173,13 @@ export class Metrics implements MetricsRecorder {
   }
 
   toolCall(server: string, tool: string, outcome: "ok" | "error"): void {
-    this.#toolCalls.inc({ server: server || "unknown", tool, outcome });
+    // A call to no known server is a tool the model invented: one label for all of them.
+    if (!server) this.#toolCalls.inc({ server: "unknown", tool: "unknown", outcome });
+    else {
+      const pair = this.#toolLabels.of(`${server}\u0000${tool}`);
+      const [serverLabel = "other", toolLabel = "other"] = pair === "other" ? [] : pair.split("\u0000");
+      this.#toolCalls.inc({ server: serverLabel, tool: toolLabel, outcome });
+    }
   }
 
   tokens(usage: TokenUsage): void {

@@ -15,12 +15,14 @@ interface Encoding {
 export const MESSAGE_OVERHEAD_TOKENS = 4;
 /**
  * Texts longer than this are estimated from SAMPLES spread windows of SAMPLE_CHARS each: BPE time
- * grows with the square of an unbroken run's length (100 KB of one character took seconds), and
- * spread samples follow a text that changes along the way (a JSON header, then prose).
+ * grows with the square of an unbroken run's length (100 KB of one character took seconds; 8,000
+ * characters of CJK text half a second on the main thread), and spread samples follow a text that
+ * changes along the way (a JSON header, then prose). Counting any one text, however long or
+ * hostile (a model's invented tool names), so stays in the tens of milliseconds.
  */
-const EXACT_CHARS = 8_000;
+const EXACT_CHARS = 2_000;
 const SAMPLES = 4;
-const SAMPLE_CHARS = 2_000;
+const SAMPLE_CHARS = 500;
 
 // An encoding's rank table is immutable, takes a second or two and ~70 MB to build: loaded on
 // first use (synchronously, so counting stays a plain function) and shared by every server in

@@ -6,7 +6,7 @@
 // (of the turn, or by the server) settles it, and with no streaming socket it is declined at once.
 import { randomUUID } from "node:crypto";
 import type OpenAI from "openai";
-import type { CreateMessageResult, ElicitResult } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCode, McpError, type CreateMessageResult, type ElicitResult } from "@modelcontextprotocol/sdk/types.js";
 import { callModel } from "../agent/model-call.ts";
 import type { AgentSettings, ChatMessage, ModelCall } from "../agent/types.ts";
 import { samplingRefused, type ClientRequests, type ElicitParams, type SamplingParams } from "../mcp/client-requests.ts";
@@ -27,6 +27,8 @@ import type { ApprovalDesk } from "./approvals.ts";
 
 /** An elicitation's message is cut to this many characters. */
 const MAX_QUESTION_CHARS = 2000;
+/** An elicitation's URL longer than this fails the request: it is a link for a person, sent to every tab. */
+const MAX_URL_CHARS = 4096;
 
 export interface SessionAsksOptions {
   agent: AgentSettings;
@@ -37,6 +39,8 @@ export interface SessionAsksOptions {
   maxMessageChars: number;
   /** How long an elicitation waits for a person (agent.approval_timeout_seconds). */
   timeoutMs: number;
+  /** A form larger than this (characters of JSON) fails the server's request (limits.mcp_max_elicitation_chars). */
+  maxElicitationChars?: number;
   /** The running turn, if any: frames belong to it. */
   turnId: () => string | undefined;
   /** Whether a streaming socket of the user is open (someone could answer). */
@@ -136,10 +140,15 @@ export class SessionAsks implements ClientRequests {
     const isUrl = params.mode === "url";
     const parsed = isUrl
       ? { ok: true as const, fields: [] }
-      : elicitationFields("requestedSchema" in params ? params.requestedSchema : undefined);
+      : elicitationFields("requestedSchema" in params ? params.requestedSchema : undefined, this.#options.maxElicitationChars);
+    if (isUrl && "url" in params && params.url.length > MAX_URL_CHARS)
+      return Promise.reject(
+        new McpError(ErrorCode.InvalidParams, `the elicitation URL is ${params.url.length} characters; at most ${MAX_URL_CHARS}`),
+      );
     if (!parsed.ok) {
       log.warn("elicitation_refused", { ...this.#options.logFields(), server, error: parsed.error });
-      return Promise.resolve({ action: "decline" });
+      // The server hears why, rather than a person's decline it never got.
+      return Promise.reject(new McpError(ErrorCode.InvalidParams, `the elicitation form was refused: ${parsed.error}`));
     }
     if (!this.#options.canAsk()) {
       // A seed-style socket cannot answer a form: decline at once rather than hang the tool.

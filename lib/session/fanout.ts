@@ -13,6 +13,9 @@ export interface Peer {
   send(frame: ServerFrame): void;
 }
 
+/** Frames about the user's servers, never part of a turn's replay. */
+const OUTSIDE_TURNS = new Set<StreamFrame["type"]>(["servers", "auth_required", "auth_completed"]);
+
 export class UserSockets {
   readonly #userId: string;
   readonly #coordinator: Coordinator;
@@ -65,9 +68,15 @@ export class UserSockets {
     this.#coordinator.publish(this.#userId, { kind: "frame", frame });
   }
 
+  /** A seed frame for this instance's seed-protocol sockets only (they get no streaming frames). */
+  toSeed(frame: ServerFrame): void {
+    for (const peer of this.#peers) if (!peer.streaming) peer.send(frame);
+  }
+
   /** A frame published by another instance: to this instance's streaming sockets only. */
   fromElsewhere(frame: StreamFrame): void {
-    if (frame.type !== "queued" && frame.type !== "reset" && frame.type !== "files_changed") this.#keep(frame);
+    if (frame.type !== "queued" && frame.type !== "reset" && frame.type !== "files_changed" && !OUTSIDE_TURNS.has(frame.type))
+      this.#keep(frame);
     this.#toLocal(frame);
   }
 

@@ -2,6 +2,7 @@
 // what the turn holds — its abort signal, its deadline (agent.max_turn_seconds), the loss of its
 // lease, the frames it sends through the user's sockets, its record in the store, its usage and
 // its end. The loop itself (agent.ts runTurn) is handed in: lib/ does not import the top level.
+import { OutputBudgetError } from "../agent/output-budget.ts";
 import { TurnError } from "../agent/turn-error.ts";
 import type {
   ApprovalDecision,
@@ -211,7 +212,7 @@ export class Turn implements TurnHooks {
     } catch (error) {
       const cancelled = this.#abort.signal.aborted && this.#failure === undefined;
       status = cancelled ? (this.#interrupted ? "interrupted" : "cancelled") : "error";
-      let code: ErrorCode = this.#failure?.code ?? "turn_failed";
+      let code: ErrorCode = this.#failure?.code ?? budgetCode(error) ?? "turn_failed";
       let reason = redactor.redact(this.#failure?.reason ?? (error instanceof Error ? error.message : String(error)));
       try {
         await this.#remember(error instanceof TurnError ? error.messages : [{ role: "user", content: text }], status);
@@ -346,4 +347,10 @@ export class Turn implements TurnHooks {
     const rest = this.#deltas.flush();
     if (rest) this.#deps.sockets.turnFrame(deltaFrame(this.turnId, rest));
   }
+}
+
+/** The code of an output budget that stopped the turn (lib/agent/output-budget.ts), if one did. */
+function budgetCode(error: unknown): ErrorCode | undefined {
+  const cause = error instanceof TurnError ? error.cause : error;
+  return cause instanceof OutputBudgetError ? cause.code : undefined;
 }

@@ -17,6 +17,7 @@ import {
   type ElicitationValue,
   type HistoryItem,
   type Refusal,
+  type ServerClientFrame,
 } from "../protocol.ts";
 
 /** What a New chat did: refused as a whole, or done, with what of it could not be done. */
@@ -43,6 +44,8 @@ export interface SocketSession {
     content: Record<string, ElicitationValue> | undefined,
     socketId: number,
   ): Refusal | undefined;
+  /** A frame about one of the user's MCP servers (retry, connect, disconnect, add, remove). */
+  serverAction(peer: Peer, frame: ServerClientFrame): void;
 }
 
 export interface DispatchContext {
@@ -118,6 +121,14 @@ export function dispatchFrame(session: SocketSession, peer: Peer, data: RawData,
       if (problem) peer.send(streamErrorFrame(problem.code, problem.error, { requestId: frame.request_id }));
       return;
     }
+    case "server_retry":
+    case "server_connect":
+    case "server_disconnect":
+    case "server_add":
+    case "server_remove":
+      if (!peer.streaming)
+        return peer.send(errorFrame("streaming_required", "server frames are sent from a streaming socket (/ws/<user_id>?stream=1)"));
+      return session.serverAction(peer, frame);
     default:
       return frame satisfies never;
   }

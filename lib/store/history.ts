@@ -129,10 +129,34 @@ export function historyPage(
   }
   let start = end;
   let chars = 0;
+  const items: HistoryItem[] = [];
   while (start > 0 && end - start < limit) {
-    chars += JSON.stringify(all[start - 1]).length;
+    const item = all[start - 1] as HistoryItem;
+    const size = JSON.stringify(item).length;
+    // An item bigger than a whole page is sent cut, never whole: it would stop the page from loading.
+    const fitted = size > maxChars ? cutItem(item, maxChars) : item;
+    chars += size > maxChars ? JSON.stringify(fitted).length : size;
     if (chars > maxChars && start < end) break;
+    items.unshift(fitted);
     start--;
   }
-  return { items: all.slice(start, end), start, total: all.length };
+  return { items, start, total: all.length };
+}
+
+/** An item cut to about `maxChars` of JSON: its text, its arguments and its images, with a note naming the key. */
+export function cutItem(item: HistoryItem, maxChars: number): HistoryItem {
+  const room = Math.max(100, Math.floor(maxChars / 2));
+  const cut = (text: string) =>
+    text.length <= room
+      ? text
+      : `${text.slice(0, room)} [cut: ${text.length} characters, only the first ${room} are shown (limits.history_page_chars)]`;
+  if (item.role !== "tool") return { ...item, content: cut(item.content) };
+  const args = typeof item.arguments === "string" ? item.arguments : JSON.stringify(item.arguments);
+  const { images: _images, ...rest } = item;
+  return {
+    ...rest,
+    name: item.name.slice(0, 200),
+    tool: item.tool.slice(0, 200),
+    arguments: args.length > room ? cut(args) : item.arguments,
+  };
 }

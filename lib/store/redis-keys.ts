@@ -14,6 +14,10 @@ export const keys = {
   usageDay: (userId: string, day: string) => `${KEY_PREFIX}tokens:${userId}:${day}`,
   /** Every stored session by last activity, for the retention purge. */
   index: () => `${KEY_PREFIX}sessions`,
+  /** A user's own records of one kind (a hash: name → value). */
+  userData: (userId: string, kind: string) => `${KEY_PREFIX}userdata:${userId}:${kind}`,
+  /** A short lock every instance honours (one OAuth refresh in flight per user and server). */
+  lock: (name: string) => `${KEY_PREFIX}lock:${name}`,
   lease: (userId: string) => `${KEY_PREFIX}lease:${userId}`,
   fence: (userId: string) => `${KEY_PREFIX}fence:${userId}`,
   /** Users with a live session on some instance, scored by when that claim expires. */

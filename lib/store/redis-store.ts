@@ -2,6 +2,7 @@
 // Writes of a turn are fenced: each carries the fence token of the user's lease (see lib/cluster/redis-coordinator.ts),
 // and Redis refuses a write whose token is not the current one, so an instance that lost its
 // lease (paused, partitioned, presumed dead) can never overwrite the turn of the new holder.
+import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { storedEntry, type HistoryEntry } from "./history.ts";
 import { isRecord } from "../protocol.ts";
@@ -48,6 +49,16 @@ if status == 'running' and redis.call('EXISTS', KEYS[2]) == 0 then
   return 'interrupted'
 end
 return status`;
+
+// Read and delete in one step: a second take of the same field gets nothing.
+const TAKE_FIELD = `
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return value`;
+// Only the holder's token unlocks: a lock that expired and was taken by another stays theirs.
+const UNLOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
 
 /** A list element: `{turnId, message, tool?, status?}` as JSON; `status` (user messages only) is
  * the value when written, the live one is in the status hash. */
@@ -237,6 +248,53 @@ export class RedisStore implements SessionStore {
 
   countSessions(): Promise<number> {
     return this.#run(() => this.#redis.zcard(keys.index()));
+  }
+
+  getUserData(userId: string, kind: string, name: string): Promise<string | undefined> {
+    return this.#run(async () => (await this.#redis.hget(keys.userData(userId, kind), name)) ?? undefined);
+  }
+
+  listUserData(userId: string, kind: string): Promise<{ name: string; value: string }[]> {
+    return this.#run(async () => {
+      const hash = await this.#redis.hgetall(keys.userData(userId, kind));
+      return Object.entries(hash)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([name, value]) => ({ name, value }));
+    });
+  }
+
+  setUserData(userId: string, kind: string, name: string, value: string): Promise<void> {
+    return this.#run(async () => {
+      await this.#redis.hset(keys.userData(userId, kind), name, value);
+    });
+  }
+
+  deleteUserData(userId: string, kind: string, name?: string): Promise<void> {
+    return this.#run(async () => {
+      if (name === undefined) await this.#redis.del(keys.userData(userId, kind));
+      else await this.#redis.hdel(keys.userData(userId, kind), name);
+    });
+  }
+
+  takeUserData(userId: string, kind: string, name: string): Promise<string | undefined> {
+    return this.#run(async () => {
+      const value = await this.#redis.eval(TAKE_FIELD, 1, keys.userData(userId, kind), name);
+      return typeof value === "string" ? value : undefined;
+    });
+  }
+
+  lock(name: string, ttlMs: number): Promise<string | undefined> {
+    return this.#run(async () => {
+      const token = randomUUID();
+      const set = await this.#redis.set(keys.lock(name), token, "PX", ttlMs, "NX");
+      return set === "OK" ? token : undefined;
+    });
+  }
+
+  unlock(name: string, token: string): Promise<void> {
+    return this.#run(async () => {
+      await this.#redis.eval(UNLOCK, 1, keys.lock(name), token);
+    });
   }
 
   /** The connection belongs to the coordinator, which closes it. */

@@ -6,6 +6,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { storedEntry, type HistoryEntry } from "./history.ts";
 import type { TurnStatus } from "../protocol.ts";
+import { MemoryUserData } from "./user-data.ts";
 import { StoreError, type SessionRecord, type SessionStore, type StoredSession, type UsageRecord, type UsageSummary } from "./store.ts";
 
 /** Each step moves the schema from version i to i+1; never edit one that has shipped. */
@@ -47,6 +48,14 @@ const MIGRATIONS: string[] = [
      day     TEXT NOT NULL,
      tokens  INTEGER NOT NULL,
      PRIMARY KEY (user_id, day)
+   ) WITHOUT ROWID;`,
+  // A user's own records (OAuth tokens, servers the user added); secret values arrive encrypted.
+  `CREATE TABLE user_data (
+     user_id TEXT NOT NULL,
+     kind    TEXT NOT NULL,
+     name    TEXT NOT NULL,
+     value   TEXT NOT NULL,
+     PRIMARY KEY (user_id, kind, name)
    ) WITHOUT ROWID;`,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -105,6 +114,13 @@ function prepareStatements(db: Database.Database) {
     purgeUsage: db.prepare("DELETE FROM usage_calls WHERE at < ?"),
     purgeDays: db.prepare("DELETE FROM usage_days WHERE day < ?"),
     countSessions: db.prepare("SELECT COUNT(*) AS count FROM sessions"),
+    getData: db.prepare("SELECT value FROM user_data WHERE user_id = ? AND kind = ? AND name = ?"),
+    listData: db.prepare("SELECT name, value FROM user_data WHERE user_id = ? AND kind = ? ORDER BY name"),
+    setData: db.prepare(
+      "INSERT INTO user_data (user_id, kind, name, value) VALUES (?, ?, ?, ?) ON CONFLICT (user_id, kind, name) DO UPDATE SET value = excluded.value",
+    ),
+    deleteData: db.prepare("DELETE FROM user_data WHERE user_id = ? AND kind = ? AND name = ?"),
+    deleteKind: db.prepare("DELETE FROM user_data WHERE user_id = ? AND kind = ?"),
   };
 }
 
@@ -134,6 +150,7 @@ export class SqliteStore implements SessionStore {
   readonly #sql: ReturnType<typeof prepareStatements>;
   /** Transaction wrappers, built once like the statements (building one per call showed in profiles). */
   readonly #tx: Transactions;
+  readonly #locks = new MemoryUserData();
   #nextSeq = new Map<string, number>();
 
   /** Opens (creating if needed) and migrates the database; throws StoreError with a clear reason. */
@@ -323,6 +340,45 @@ export class SqliteStore implements SessionStore {
 
   countSessions(): Promise<number> {
     return this.#run(() => (this.#sql.countSessions.get() as { count: number }).count);
+  }
+
+  getUserData(userId: string, kind: string, name: string): Promise<string | undefined> {
+    return this.#run(() => (this.#sql.getData.get(userId, kind, name) as { value: string } | undefined)?.value);
+  }
+
+  listUserData(userId: string, kind: string): Promise<{ name: string; value: string }[]> {
+    return this.#run(() => this.#sql.listData.all(userId, kind) as { name: string; value: string }[]);
+  }
+
+  setUserData(userId: string, kind: string, name: string, value: string): Promise<void> {
+    return this.#run(() => {
+      this.#sql.setData.run(userId, kind, name, value);
+    });
+  }
+
+  deleteUserData(userId: string, kind: string, name?: string): Promise<void> {
+    return this.#run(() => {
+      if (name === undefined) this.#sql.deleteKind.run(userId, kind);
+      else this.#sql.deleteData.run(userId, kind, name);
+    });
+  }
+
+  takeUserData(userId: string, kind: string, name: string): Promise<string | undefined> {
+    // One call runs alone between two awaits of this process: read and delete cannot interleave.
+    return this.#run(() => {
+      const row = this.#sql.getData.get(userId, kind, name) as { value: string } | undefined;
+      if (row) this.#sql.deleteData.run(userId, kind, name);
+      return row?.value;
+    });
+  }
+
+  // SQLite serves one instance: its locks are this process's.
+  lock(name: string, ttlMs: number): Promise<string | undefined> {
+    return this.#locks.lock(name, ttlMs);
+  }
+
+  unlock(name: string, token: string): Promise<void> {
+    return this.#locks.unlock(name, token);
   }
 
   purge(cutoff: number, live: ReadonlySet<string>): Promise<string[]> {

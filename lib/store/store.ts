@@ -4,6 +4,7 @@ import type { HistoryEntry } from "./history.ts";
 import type { TurnStatus } from "../protocol.ts";
 import { addUsage, emptyUsage } from "../model/usage.ts";
 import type { TokenUsage } from "../protocol.ts";
+import { MemoryUserData, type UserDataStore } from "./user-data.ts";
 
 export interface SessionRecord {
   userId: string;
@@ -44,7 +45,7 @@ export interface UsageSummary {
   today: number;
 }
 
-export interface SessionStore {
+export interface SessionStore extends UserDataStore {
   /**
    * Adds one model call's usage to the user's records and to the day's count. Usage belongs to
    * the user, not to a conversation: a New chat does not reset it (the retention purge does).
@@ -82,7 +83,7 @@ export interface SessionStore {
 }
 
 /** `session.store: memory`: nothing survives a restart, as in the original (usage is counted in memory). */
-export class MemoryStore implements SessionStore {
+export class MemoryStore extends MemoryUserData implements SessionStore {
   readonly #usage = new Map<string, TokenUsage>();
   readonly #days = new Map<string, number>();
   recordUsage({ userId, day, usage }: UsageRecord): Promise<void> {

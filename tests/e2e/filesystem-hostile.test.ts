@@ -206,7 +206,7 @@ test("built-in: a folder swapped for a symlink out between two calls is refused 
   }
 });
 
-test("a child's message over the SDK's 10 MB cap (the npm server's tree of a huge folder) is a tool error for that user, not the end of the server", async () => {
+test("a child's message over limits.mcp_max_message_bytes (the npm server's tree of a huge folder) is a tool error naming the key for that user, not the end of the server", async () => {
   const files = await startServer({
     config: baseConfig(model.baseUrl, { test: testServerEntry }, { session: { store: "memory" } }),
     secrets: { openai: { api_key: API_KEY } },
@@ -214,7 +214,10 @@ test("a child's message over the SDK's 10 MB cap (the npm server's tree of a hug
   try {
     const big = await connectUser(files, "bigger");
     const other = await connectUser(files, "other");
-    assert.match(await call(big.client, "test_big", { chars: 11_000_000 }), /^RESULT Error: .*(Connection closed|not available)/);
+    assert.match(
+      await call(big.client, "test_big", { chars: 11_000_000 }),
+      /^RESULT Error: .*larger than 8388608 bytes \(limits\.mcp_max_message_bytes\)/,
+    );
     assert.equal((await fetch(`${files.url}/health`)).status, 200);
     assert.equal(await call(other.client, "test_echo", { text: "still here" }), "RESULT echo:still here");
     await Promise.all([big.client.close(), other.client.close()]);

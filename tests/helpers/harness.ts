@@ -88,6 +88,8 @@ export type Frame = Record<string, unknown>;
 export class TestClient {
   readonly ws: WebSocket;
   readonly frames: Frame[] = [];
+  /** `servers` frames (the state of the user's MCP servers) arrive at any time: kept apart, so `next()` reads the rest in order. */
+  readonly servers: Frame[] = [];
   #read = 0;
   #waiters: (() => void)[] = [];
   closed: Promise<{ code: number; reason: string }>;
@@ -95,7 +97,8 @@ export class TestClient {
   constructor(url: string, options?: WebSocket.ClientOptions) {
     this.ws = new WebSocket(url, options);
     this.ws.on("message", (data) => {
-      this.frames.push(JSON.parse(data.toString()) as Frame);
+      const frame = JSON.parse(data.toString()) as Frame;
+      (frame.type === "servers" ? this.servers : this.frames).push(frame);
       this.#wake();
     });
     this.closed = new Promise((resolve) => {
@@ -145,6 +148,25 @@ export class TestClient {
     for (;;) {
       const frame = await this.next(timeoutMs);
       if (predicate(frame)) return frame;
+    }
+  }
+
+  /** Waits for a `servers` frame that matches, among those from index `from` on (one already received counts). */
+  async serversMatching(predicate: (servers: Frame[]) => boolean, timeoutMs = 15000, from = 0): Promise<Frame[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.servers.slice(from).find((frame) => predicate(frame.servers as Frame[]));
+      if (found) return found.servers as Frame[];
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new Error(`no matching servers frame within ${timeoutMs} ms (got ${JSON.stringify(this.servers)})`);
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed (servers frames: ${JSON.stringify(this.servers)})`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, remaining);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     }
   }
 

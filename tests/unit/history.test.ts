@@ -36,3 +36,31 @@ test("a page stops at its character budget, but always holds at least one item",
   assert.equal(historyPage(items, undefined, 10, lastTwo).items.length, 2);
   assert.equal(historyPage(items, undefined, 10, 1).items.length, 1);
 });
+
+test("an item larger than a whole page is sent cut, with a note naming the key, never whole", () => {
+  const huge: HistoryItem[] = [
+    { role: "user", turn_id: "t1", content: "hi", status: "ok" },
+    { role: "assistant", turn_id: "t1", content: "x".repeat(50_000) },
+  ];
+  const page = historyPage(huge, undefined, 10, 10_000);
+  assert.equal(page.items.length, 2);
+  const cut = page.items[1];
+  assert.ok(cut?.role === "assistant");
+  assert.ok(JSON.stringify(cut).length < 10_000, "the cut item fits the page");
+  assert.match(cut.content, /\[cut: 50000 characters, only the first 5000 are shown \(limits\.history_page_chars\)\]$/);
+  const call: HistoryItem = {
+    role: "tool",
+    turn_id: "t2",
+    call_id: "c",
+    name: "n".repeat(1000),
+    server: "s",
+    tool: "t",
+    arguments: { text: "a".repeat(50_000) },
+    ok: true,
+    preview: "",
+  };
+  const [tool] = historyPage([call], undefined, 10, 10_000).items;
+  assert.ok(tool?.role === "tool");
+  assert.ok(JSON.stringify(tool).length < 10_000);
+  assert.equal(tool.name.length, 200);
+});

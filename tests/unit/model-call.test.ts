@@ -122,12 +122,65 @@ describe("callModel", () => {
       const whole = await call(agent);
       assert.equal(whole.answer.message.content, `hello${note}`);
       model.queue({ toolCalls: [{ name: "a_tool", arguments: { long: "x".repeat(50) } }] });
-      await assert.rejects(call(agent), /the model's tool call "a_tool" was longer than 5 characters \(limits\.max_answer_chars\)/);
+      await assert.rejects(
+        call(agent),
+        /the model's answer with tool call "a_tool" was longer than 5 characters \(limits\.max_answer_chars\)/,
+      );
     } finally {
       model.setIgnoreStream(false);
     }
     model.queue({ toolCalls: [{ name: "a_tool", arguments: { long: "x".repeat(50) } }] });
-    await assert.rejects(call(agent), /the model's tool call "a_tool" was longer than 5 characters \(limits\.max_answer_chars\)/);
+    await assert.rejects(
+      call(agent),
+      /the model's answer with tool call "a_tool" was longer than 5 characters \(limits\.max_answer_chars\)/,
+    );
+  });
+
+  test("text and every tool call share one budget per answer, streamed or whole", async () => {
+    // 12 characters of text, then calls of 4 + 2 characters each: the third call passes 25.
+    const agent = settings({}, { max_answer_chars: 25 });
+    const reply = { content: "twelve chars", toolCalls: [1, 2, 3].map(() => ({ name: "tool", arguments: "{}" })) };
+    for (const whole of [false, true]) {
+      model.setIgnoreStream(whole);
+      try {
+        model.queue(reply);
+        await assert.rejects(call(agent), /tool call "tool" was longer than 25 characters \(limits\.max_answer_chars\)/);
+        model.queue({ ...reply, toolCalls: reply.toolCalls.slice(0, 2) });
+        assert.equal((await call(agent)).answer.message.tool_calls?.length, 2);
+      } finally {
+        model.setIgnoreStream(false);
+      }
+    }
+  });
+
+  test("limits.max_parallel_tool_calls refuses an answer that names more calls, streamed or whole", async () => {
+    const agent = settings({}, { max_parallel_tool_calls: 2 });
+    const reply = { toolCalls: [1, 2, 3].map(() => ({ name: "tool", arguments: "{}" })) };
+    for (const whole of [false, true]) {
+      model.setIgnoreStream(whole);
+      try {
+        model.queue(reply);
+        await assert.rejects(call(agent), /more than 2 tool calls in one answer \(limits\.max_parallel_tool_calls\)/);
+      } finally {
+        model.setIgnoreStream(false);
+      }
+    }
+  });
+
+  test("a whole answer's body past limits.max_answer_bytes is refused before it is parsed", async () => {
+    const agent = settings({}, { max_answer_bytes: 2000 });
+    model.setIgnoreStream(true);
+    try {
+      model.queue({ content: "x".repeat(5000) });
+      await assert.rejects(call(agent), /the model's answer was larger than 2000 bytes \(limits\.max_answer_bytes\)/);
+      model.queue({ content: "small" });
+      assert.equal((await call(agent)).answer.message.content, "small");
+    } finally {
+      model.setIgnoreStream(false);
+    }
+    // A streamed answer is held per line: many small chunks pass.
+    model.queue({ content: "y".repeat(5000), chunkChars: 10 });
+    assert.equal((await call(agent)).answer.message.content, "y".repeat(5000));
   });
 
   test("an endpoint that reports no usage is counted here, as estimated", async () => {

@@ -65,7 +65,7 @@ describe("usage in the store", () => {
       old.pragma("user_version = 1");
       old.close();
       const store = new SqliteStore(file);
-      assert.equal(SCHEMA_VERSION, 2);
+      assert.equal(SCHEMA_VERSION, 3);
       const loaded = await store.load("u1", 10);
       assert.equal(loaded?.entries[0]?.message.content, "kept");
       const now = Date.now();
@@ -76,7 +76,7 @@ describe("usage in the store", () => {
       assert.equal((await store.usage("u1", utcDay(now))).total.total_tokens, 0, "usage older than the retention is purged");
       await store.close();
       const reopened = new Database(file, { readonly: true });
-      assert.equal(reopened.pragma("user_version", { simple: true }), 2);
+      assert.equal(reopened.pragma("user_version", { simple: true }), 3);
       reopened.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
