@@ -172,7 +172,10 @@ async function runToolCall(
     const decision = approve ? await approve(start, signal) : { approved: true as const };
     signal?.throwIfAborted();
     const onProgress = (progress: ToolProgress) => hooks.onToolProgress?.(call.id, progress);
-    outcome = decision.approved ? await toolbox.callTool(route, parsed.args, { signal, onProgress }) : { ok: false, text: decision.reason };
+    const trace = hooks.traceOf?.(call.id);
+    outcome = decision.approved
+      ? await toolbox.callTool(route, parsed.args, { signal, onProgress, ...(trace ? { trace } : {}) })
+      : { ok: false, text: decision.reason };
   }
   const durationMs = Date.now() - started;
   log.info("tool_call", {

@@ -34,8 +34,12 @@ import { tightenFolders } from "./lib/workspace/private-folders.ts";
 import { Workspaces } from "./lib/workspace/workspaces.ts";
 import { SessionManager } from "./session.ts";
 import { Metrics } from "./lib/metrics/metrics.ts";
+import { traceSettingsFromEnv, type Env } from "./lib/telemetry/settings.ts";
+import { Tracing } from "./lib/telemetry/tracer.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** service.version of the traces: the package's version. */
+const SERVICE_VERSION = "0.1.0";
 
 export interface AgentServerOptions {
   config: Config;
@@ -44,6 +48,8 @@ export interface AgentServerOptions {
   host?: string;
   /** Default: the config's server.port; 0 picks a free one. */
   port?: number;
+  /** Where the OTEL_* variables (traces) are read; default process.env. */
+  env?: Env;
 }
 
 export interface AgentServer {
@@ -63,6 +69,16 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
   // The store is opened here, before anything else can fail, and closed last in close().
   const { store, coordinator, cluster } = openBackends(config, log);
   const workspaces = new Workspaces(resolveConfigPath(config, config.workspace.root), config.limits.workspace_bytes);
+  // Traces: off unless the OTEL_* variables ask for them; flushed and stopped by close().
+  const traceSettings = traceSettingsFromEnv(options.env ?? process.env);
+  for (const warning of traceSettings.warnings) log.warn("otel_setting_ignored", { warning });
+  const tracing = new Tracing({
+    settings: traceSettings,
+    captureContent: config.observability.capture_content,
+    redact: (text) => redactor.redact(text),
+    serviceVersion: SERVICE_VERSION,
+    ...(cluster ? { instanceId: cluster.instanceId } : {}),
+  });
   // Sealed with a key made on first use: a server that never stores a token never makes one.
   let vault: Vault | undefined;
   const records = new SealedRecords(
@@ -116,7 +132,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     openSockets: (): number => sockets.openSockets,
     mcpServerStates: (): Iterable<string> => sessions.mcpServerStates(),
   });
-  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], { oauth, userServers, metrics });
+  const hubs = new HubFactory(config, workspaces, log, [config.configDir, HERE], { oauth, userServers, metrics, tracing });
   const agent = agentSettingsFrom(config, log);
   const sessions: SessionManager = new SessionManager({
     deps: {
@@ -141,6 +157,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
       changesWorkspace: (server, tool) => changesWorkspace(writers, server, tool),
       tokensPerDay: config.limits.tokens_per_day,
       metrics,
+      tracing,
       serverActions: serverActions({ ...oauthActions(oauth), ...userServersApi.socketActions() }),
     },
     createHub: (userId, sessionId) => hubs.create(userId, sessionId),
@@ -195,6 +212,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
           log.info("server_start", {
             url,
             ...(cluster ? { instance: cluster.instanceId } : {}),
+            ...(traceSettings.enabled ? { traces: traceSettings.url } : {}),
             model: config.openai.default_model,
             servers,
           });
@@ -216,6 +234,8 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
         await modelCheck?.done;
         await store.close();
         await cluster?.close();
+        // Last: the spans of everything closed above are ended by now.
+        await tracing.close();
         log.info("server_stop", {});
       })()),
   };

@@ -23,6 +23,8 @@ import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import type { ResetOutcome } from "./lib/socket/dispatch.ts";
 import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
 import { utcDay } from "./lib/model/usage.ts";
+import { approvalAnswerSpan, sessionStartSpan } from "./lib/telemetry/spans.ts";
+import { parseCarrier, type TraceCarrier, type Tracing } from "./lib/telemetry/tracer.ts";
 import {
   attachmentsFrame,
   cancelledFrame,
@@ -82,6 +84,8 @@ export interface SessionDeps {
   metrics: MetricsRecorder;
   /** Whether a session that holds nothing yet may start its first turn (limits.max_sessions); why not. */
   admitFirstTurn?: () => string | undefined;
+  /** The server's tracer: spans for turns, model and tool calls, approvals and session starts. */
+  tracing?: Tracing;
   /** What a socket's server_* frames do (retry, connect, add, remove): lib/mcp/server-actions.ts. */
   serverActions?: ServerActions;
 }
@@ -92,6 +96,8 @@ export class UserSession {
   #createdAt: number;
   lastActivity: number;
   messageCount: number;
+  /** The trace context of the user's turn running on another instance, from its last frame. */
+  #remoteTrace: TraceCarrier | undefined;
   /** The user's open sockets on this instance; every frame to them goes through it. */
   readonly sockets: UserSockets;
   readonly hub: McpHub;
@@ -211,7 +217,12 @@ export class UserSession {
     if (this.#approvals.answer(callId, approved, reason, always, socketId)) return true;
     // The turn may be waiting on another instance: hand the answer over; it cannot be refused here.
     if (!this.#deps.coordinator.spansInstances) return false;
+    // A span here, in the trace of the turn that asked (on the instance running it).
+    const span = this.#deps.tracing && approvalAnswerSpan(this.#deps.tracing, this.#remoteTrace, { callId, approved });
+    const trace = span?.carrier();
+    span?.end();
     this.#deps.coordinator.publish(this.userId, {
+      ...(trace ? { trace } : {}),
       kind: "approval",
       call_id: callId,
       approved,
@@ -421,6 +432,7 @@ export class UserSession {
       turnId,
       peer,
       text,
+      receivedAt: now,
       ...(clientId !== undefined ? { clientId } : {}),
       ...(attachments && attachments.length > 0 ? { attachments } : {}),
     });
@@ -441,6 +453,8 @@ export class UserSession {
   onCoordinatorMessage(message: CoordinatorMessage): void {
     switch (message.kind) {
       case "frame":
+        // The turn running elsewhere: an approval answered here joins its trace.
+        this.#remoteTrace = parseCarrier(message.trace) ?? this.#remoteTrace;
         // New chat in another tab elsewhere: this instance's copy starts over too.
         if (message.frame.type === "reset") {
           this.#approvals.forgetAlwaysAllowed();
@@ -562,6 +576,8 @@ export class UserSession {
       ...(changesWorkspace ? { changesWorkspace } : {}),
       sessionRecord: () => this.record(),
       prepareAttachments: (refs) => this.#prepareAttachments(queued.turnId, refs),
+      tracing: this.#deps.tracing,
+      model: agent.model,
       keep: (entries) => {
         // A New chat since the turn started: its entries belong to the old conversation.
         if (this.#sessionId === sessionId) this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
@@ -708,6 +724,20 @@ export class SessionManager {
   }
 
   async #load(userId: string, remoteAddress: string): Promise<UserSession> {
+    const { deps } = this.#options;
+    const span = deps.tracing ? sessionStartSpan(deps.tracing, { userId }) : undefined;
+    try {
+      const session = await this.#loadTraced(userId, remoteAddress);
+      span?.end({ "gen_ai.conversation.id": session.sessionId, "mcp_agent.outcome": "ok" });
+      return session;
+    } catch (error) {
+      span?.fail(error instanceof AdmissionRefused ? "admission_refused" : "session_start_failed", (error as Error).message);
+      span?.end();
+      throw error;
+    }
+  }
+
+  async #loadTraced(userId: string, remoteAddress: string): Promise<UserSession> {
     const { deps } = this.#options;
     const stored = await deps.store.load(userId, deps.maxHistoryMessages);
     const now = Date.now();

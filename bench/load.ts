@@ -73,6 +73,14 @@ export class BenchClient {
     });
   }
 
+  /** Sends any frame (e.g. `{"type":"history"}`); resolves with the next frame and the ms it took. */
+  async request(frame: Record<string, unknown>, timeoutMs = 30_000): Promise<{ frame: Frame; ms: number; bytes: number }> {
+    const started = performance.now();
+    this.#ws.send(JSON.stringify(frame));
+    const answer = await this.next(timeoutMs);
+    return { frame: answer, ms: performance.now() - started, bytes: JSON.stringify(answer).length };
+  }
+
   /** Sends a chat message; resolves with the turn's duration in ms. An error frame fails the bench. */
   async turn(message: string, timeoutMs = 120_000): Promise<number> {
     const started = performance.now();

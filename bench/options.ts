@@ -2,7 +2,7 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 
-export const PHASES = ["ready", "turns", "scale", "churn", "filesystem"] as const;
+export const PHASES = ["ready", "turns", "scale", "churn", "filesystem", "history"] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface Settings {
@@ -40,6 +40,8 @@ export interface Settings {
    * idleSockets: connected and idle; files: in the workspace a tree and a search walk.
    */
   filesystem: { activeUsers: number; childUsers: number; burstUsers: number; burstRounds: number; idleSockets: number; files: number };
+  /** turns: of the long conversation; repeats: of each opening (median). */
+  history: { turns: number; repeats: number };
 }
 
 export const USAGE = `Usage: npm run bench -- [options]
@@ -49,6 +51,8 @@ export const USAGE = `Usage: npm run bench -- [options]
   --out FILE         JSON results (default: bench/results/latest.json)
                      a full run of every part also writes the table to bench/results.md
   --only LIST        run only these parts: ${PHASES.join(",")}
+  --fs-users N       users who each made a filesystem call (default 10000; quick: 50)
+  --history-turns N  turns of the conversation the history part opens (default 1000; quick: 20)
   --tmpdir DIR       make the temp folders (configs, logs, databases, workspaces) in DIR
   -h, --help         this help`;
 
@@ -60,7 +64,8 @@ function full(): Omit<Settings, "latencies" | "out" | "markdownOut" | "phases" |
     scale: { users: 1000, inFlight: 100, turnsEach: 16 },
     // RSS grows for the first ~1,500 cycles (heap and allocator settling), then stays flat.
     churn: { cycles: 10_000, warmupCycles: 2000, batch: 50, childCycles: 50, samples: 10 },
-    filesystem: { activeUsers: 1000, childUsers: 50, burstUsers: 100, burstRounds: 3, idleSockets: 10_000, files: 100_000 },
+    filesystem: { activeUsers: 10_000, childUsers: 50, burstUsers: 100, burstRounds: 3, idleSockets: 10_000, files: 100_000 },
+    history: { turns: 1000, repeats: 5 },
   };
 }
 
@@ -73,6 +78,7 @@ function quick(): Omit<Settings, "latencies" | "out" | "markdownOut" | "phases" 
     scale: { users: 50, inFlight: 10, turnsEach: 4, maxWarmSessions: 10 },
     churn: { cycles: 100, warmupCycles: 20, batch: 20, childCycles: 4, samples: 4 },
     filesystem: { activeUsers: 50, childUsers: 4, burstUsers: 10, burstRounds: 1, idleSockets: 200, files: 2000 },
+    history: { turns: 20, repeats: 1 },
   };
 }
 
@@ -85,6 +91,8 @@ export function parseSettings(argv: string[], root: string): Settings | "help" {
       out: { type: "string" },
       only: { type: "string" },
       tmpdir: { type: "string" },
+      "fs-users": { type: "string" },
+      "history-turns": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -97,11 +105,24 @@ export function parseSettings(argv: string[], root: string): Settings | "help" {
   const unknown = phases.filter((phase) => !(PHASES as readonly string[]).includes(phase));
   if (unknown.length > 0) throw new Error(`--only: unknown part ${unknown.join(", ")}; the parts are ${PHASES.join(", ")}`);
   const everyPart = PHASES.every((phase) => phases.includes(phase));
+  const counts = values.quick ? quick() : full();
+  const count = (name: string, text: string | undefined, fallback: number): number => {
+    if (text === undefined) return fallback;
+    const parsed = Number(text);
+    if (!Number.isInteger(parsed) || parsed < 1) throw new Error(`--${name} wants a whole number above 0; got "${text}"`);
+    return parsed;
+  };
+  counts.filesystem.activeUsers = count("fs-users", values["fs-users"], counts.filesystem.activeUsers);
+  counts.history.turns = count("history-turns", values["history-turns"], counts.history.turns);
   return {
-    ...(values.quick ? quick() : full()),
+    ...counts,
     latencies: [...new Set(latencies)],
     out: path.resolve(values.out ?? path.join(root, "bench/results/latest.json")),
-    markdownOut: !values.quick && everyPart ? path.join(root, "bench/results.md") : undefined,
+    // Only the standard counts go in bench/results.md.
+    markdownOut:
+      !values.quick && everyPart && values["fs-users"] === undefined && values["history-turns"] === undefined
+        ? path.join(root, "bench/results.md")
+        : undefined,
     tmpdir: values.tmpdir === undefined ? undefined : path.resolve(values.tmpdir),
     phases: PHASES.filter((phase) => phases.includes(phase)),
   };

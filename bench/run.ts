@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [--latency 0,50] [--out FILE] [--only ready,turns,scale,churn]`
+// `npm run bench [-- --quick] [--latency 0,50] [--out FILE] [--only ready,turns,scale,churn,filesystem,history]`
 // Starts the scripted model server, runs each part against our server and its baseline, prints
 // the Markdown table and writes every raw number to a JSON file; a full run of every part also
 // writes the table to bench/results.md.
@@ -10,6 +10,7 @@ import { parseSettings, USAGE, type Phase, type Settings } from "./options.ts";
 import { machineCpuMs, processesWithEnv, selfTreeCpuMs } from "../tests/helpers/proc.ts";
 import { runChurn } from "./phases/churn.ts";
 import { runFilesystem } from "./phases/filesystem.ts";
+import { runHistory } from "./phases/history.ts";
 import { runReady } from "./phases/ready.ts";
 import { runScale } from "./phases/scale.ts";
 import { runTurns } from "./phases/turns.ts";
@@ -28,6 +29,7 @@ const RUNNERS: Record<Phase, PhaseRunner> = {
   scale: runScale,
   churn: runChurn,
   filesystem: runFilesystem,
+  history: runHistory,
 };
 
 export interface Results {

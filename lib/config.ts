@@ -478,6 +478,12 @@ const ConfigSchema = z.object({
       lease_seconds: seconds.default(10),
     })
     .prefault({}),
+  observability: z
+    .object({
+      /** Traces carry message text, tool arguments and results (off: only names, counts and outcomes). */
+      capture_content: z.boolean().default(false),
+    })
+    .prefault({}),
   workspace: z
     .object({
       /** Each user's filesystem server is rooted in <root>/<user_id>. Relative to the config file's folder. */

@@ -17,6 +17,8 @@ import {
   type AssembledReply,
   type AssemblyPiece,
 } from "./stream-assembly.ts";
+import { endModelCall, modelCallSpan } from "../telemetry/spans.ts";
+import { NOOP_SPAN } from "../telemetry/tracer.ts";
 import type {
   AssistantMessage,
   KeptAssistantMessage,
@@ -71,10 +73,19 @@ export async function callModel(settings: ModelSettings, request: ModelRequest, 
   if (!openai) throw new Error(NO_API_KEY_MESSAGE);
   for (;;) {
     const started = Date.now();
+    const trace = hooks.trace;
+    const span = trace
+      ? modelCallSpan(trace.tracing, trace.parent, { model: settings.model, baseUrl: openai.baseURL, messages: () => request.messages })
+      : NOOP_SPAN;
     let result: Completion;
     try {
       result = await completion(openai, settings, request, signal, hooks);
     } catch (error) {
+      if (trace)
+        endModelCall(trace.tracing, span, {
+          errorType: signal?.aborted ? "cancelled" : modelErrorType(error),
+          errorMessage: modelErrorMessage(error),
+        });
       await hooks.onModelCall?.({ usage: emptyUsage(), durationMs: Date.now() - started, ok: false });
       if (!signal?.aborted && !settings.learned.noStreamOptions && rejectsStreamOptions(error)) {
         settings.learned.noStreamOptions = true;
@@ -93,6 +104,15 @@ export async function callModel(settings: ModelSettings, request: ModelRequest, 
       estimated: true,
     };
     if (usage.total_tokens === 0) usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    if (trace)
+      endModelCall(trace.tracing, span, {
+        inputTokens: usage.prompt_tokens,
+        outputTokens: usage.completion_tokens,
+        cachedTokens: usage.cached_tokens,
+        ...(result.finishReason !== undefined ? { finishReasons: [result.finishReason] } : {}),
+        ...(result.model !== undefined ? { responseModel: result.model } : {}),
+        output: () => [result.message],
+      });
     await hooks.onModelCall?.({ usage, durationMs: Date.now() - started, ok: true });
     return {
       message: result.message,
@@ -289,6 +309,14 @@ function seconds(ms: number): number {
 function capText(text: string, maxChars: number, key: string): string {
   if (text.length <= maxChars) return text;
   return `${text.slice(0, maxChars)} [cut: ${text.length} characters, only the first ${maxChars} are shown (${key})]`;
+}
+
+/** error.type of a failed call's span: the API's error code, else its HTTP status, else the class. */
+function modelErrorType(error: unknown): string {
+  if (!(error instanceof Error)) return "model_error";
+  if ("code" in error && typeof error.code === "string" && error.code) return error.code;
+  if ("status" in error && typeof error.status === "number") return String(error.status);
+  return error.name || "model_error";
 }
 
 /** The model SDK's error, worded for a person. */

@@ -3,6 +3,7 @@
 import type OpenAI from "openai";
 import type { TokenCounter } from "../model/tokens.ts";
 import type { TokenUsage } from "../protocol.ts";
+import type { TraceCarrier, TraceScope } from "../telemetry/tracer.ts";
 
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 export type AssistantMessage = OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam;
@@ -56,6 +57,8 @@ export interface ToolProgress {
 export interface ToolCallOptions {
   signal?: AbortSignal;
   onProgress?(progress: ToolProgress): void;
+  /** The W3C context of the call's span: the MCP server gets it in `_meta` (SEP-414). */
+  trace?: TraceCarrier | undefined;
 }
 
 /** The tools of a session, as the agent needs them. */
@@ -97,6 +100,8 @@ export interface ModelCall {
 
 /** What one model call reports while it runs (lib/agent/model-call.ts). */
 export interface ModelCallHooks {
+  /** Where each request's `chat <model>` span goes (under the turn's span); none: not traced. */
+  readonly trace?: TraceScope | undefined;
   /** After each request to the model, failed ones too (awaited: its usage is written to the store before going on). */
   onModelCall?(call: ModelCall): Promise<void> | void;
   onTextDelta?(text: string): void;
@@ -109,6 +114,8 @@ export interface TurnHooks extends ModelCallHooks {
   onToolStart?(call: ToolStart): void;
   onToolEnd?(call: ToolEnd): void;
   onToolProgress?(callId: string, progress: ToolProgress): void;
+  /** The W3C context of a tool call's span (made by onToolStart), for its MCP server. */
+  traceOf?(callId: string): TraceCarrier | undefined;
   /** A complete step (an assistant message with tool calls and all their results) was added. */
   onStep?(messages: ChatMessage[]): Promise<void>;
 }

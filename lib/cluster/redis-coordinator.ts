@@ -52,6 +52,8 @@ export function verifyMessage(secret: string, channelName: string, wire: string)
 }
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+// The lease and its fence token in one round trip: the token only when the lease was free.
+const ACQUIRE = `if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return redis.call('INCR', KEYS[2]) else return false end`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 const PRESENCE_KEY = keys.presence();
 const PRESENCE_TTL_MS = 15_000;
@@ -190,15 +192,19 @@ export class ClusterCoordinator implements Coordinator {
    */
   async acquire(userId: string, signal: AbortSignal): Promise<TurnLease> {
     const owner = `${this.instanceId}:${randomUUID()}`;
+    let token: number;
     for (let attempt = 0; ; attempt++) {
       signal.throwIfAborted();
-      let taken: string | null;
+      let taken: unknown;
       try {
-        taken = await this.redis.set(keys.lease(userId), owner, "PX", this.#leaseMs, "NX");
+        taken = await this.redis.eval(ACQUIRE, 2, keys.lease(userId), keys.fence(userId), owner, this.#leaseMs);
       } catch (error) {
         throw new Error(`session storage (Redis) is unreachable, try again in a moment (${(error as Error).message})`, { cause: error });
       }
-      if (taken === "OK") break;
+      if (typeof taken === "number") {
+        token = taken;
+        break;
+      }
       await new Promise<void>((resolve) => {
         const onAbort = () => {
           clearTimeout(timer);
@@ -214,13 +220,6 @@ export class ClusterCoordinator implements Coordinator {
         );
         signal.addEventListener("abort", onAbort, { once: true });
       });
-    }
-    let token: number;
-    try {
-      token = await this.redis.incr(keys.fence(userId));
-    } catch (error) {
-      // The lease without its token is of no use: it expires within leaseMs.
-      throw new Error(`session storage (Redis) is unreachable, try again in a moment (${(error as Error).message})`, { cause: error });
     }
     const lost = new AbortController();
     const renew = setInterval(() => {

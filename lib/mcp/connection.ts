@@ -23,6 +23,8 @@ import { ChangeListeners, withStderr, type StderrTail } from "./server-state.ts"
 import { errorText, onePrefix } from "./error-text.ts";
 import { completeUrlElicitations, urlElicitationsOf } from "./url-elicitation.ts";
 import type { McpToolInfo } from "./tools.ts";
+import { mcpServerStartSpan } from "../telemetry/spans.ts";
+import type { TraceCarrier, Tracing } from "../telemetry/tracer.ts";
 import {
   endRemoteSession,
   isRemoteTransport,
@@ -45,8 +47,12 @@ export interface ConnectionLimits {
   budgets?: McpBudgets;
 }
 
-/** A call as the hub makes it: the agent's options, plus `_meta` for a shared per-workspace server. */
-export type ConnectionCallOptions = ToolCallOptions & { meta?: Record<string, unknown> };
+/**
+ * A call as the hub makes it: the agent's options, plus `_meta` for a shared per-workspace server,
+ * and the W3C trace context of the tool call's span, which the server gets as `_meta.traceparent`
+ * / `_meta.tracestate` (SEP-414).
+ */
+export type ConnectionCallOptions = ToolCallOptions & { meta?: Record<string, unknown>; trace?: TraceCarrier | undefined };
 
 /** What a connection of one user's own may ask that user (roots, sampling, elicitation). */
 export interface AskBack {
@@ -92,6 +98,7 @@ export class McpConnection {
   readonly #log: Logger;
   readonly #logFields: Record<string, unknown>;
   readonly #askBack: AskBack | undefined;
+  readonly #tracing: Tracing | undefined;
 
   constructor(options: {
     name: string;
@@ -108,6 +115,7 @@ export class McpConnection {
     /** Absent for a shared connection: it serves every user, so it never asks one of them. */
     askBack?: AskBack;
     perWorkspace?: boolean;
+    tracing?: Tracing | undefined;
     /** A child's last stderr lines, for its failure message. */
     stderr?: StderrTail;
     userAdded?: boolean;
@@ -128,6 +136,7 @@ export class McpConnection {
     this.#log = options.log;
     this.#logFields = { server: options.name, ...options.logFields };
     this.#askBack = options.askBack;
+    this.#tracing = options.tracing;
     this.#stderr = options.stderr;
     this.#userAdded = options.userAdded ?? false;
     this.#authHint = options.authHint;
@@ -288,6 +297,21 @@ export class McpConnection {
 
   async #start(): Promise<void> {
     const started = Date.now();
+    const span = this.#tracing
+      ? mcpServerStartSpan(this.#tracing, undefined, { server: this.name, transport: this.transportName })
+      : undefined;
+    try {
+      await this.#startOnce(started);
+    } finally {
+      if (this.#state === "ready") span?.end({ "mcp_agent.mcp.tools": this.#tools.length });
+      else {
+        span?.fail("mcp_server_failed", this.#error);
+        span?.end();
+      }
+    }
+  }
+
+  async #startOnce(started: number): Promise<void> {
     this.#state = "starting";
     this.#log.info("mcp_server_starting", this.#logFields);
     const client = this.#newClient();
@@ -502,7 +526,8 @@ export class McpConnection {
   }
 
   async #call(client: Client, tool: McpToolInfo, args: Record<string, unknown>, options: ConnectionCallOptions): Promise<ToolOutcome> {
-    const { signal, onProgress, meta } = options;
+    const { signal, onProgress, trace } = options;
+    const meta = trace ? { ...options.meta, ...trace } : options.meta;
     const params = { name: tool.name, arguments: args, ...(meta ? { _meta: meta } : {}) };
     const requestOptions = {
       signal,

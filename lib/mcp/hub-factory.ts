@@ -16,10 +16,13 @@ import { transportFactory, type RemoteOptions, type TransportContext } from "./t
 import { StderrTail } from "./server-state.ts";
 import type { OAuthManager } from "../oauth/oauth.ts";
 import type { UserServers } from "./user-servers.ts";
+import type { Tracing } from "../telemetry/tracer.ts";
 
 /** Everything needed to build a user's own connections. */
 export interface HubContext extends TransportContext {
   limits: ConnectionLimits;
+  /** Spans for each server's start (none when tracing is off). */
+  tracing?: Tracing | undefined;
 }
 
 export class HubFactory {
@@ -36,7 +39,7 @@ export class HubFactory {
     workspaces: Workspaces,
     log: Logger,
     packageDirs: string[],
-    extra: { oauth?: OAuthManager; userServers?: UserServers; metrics?: MetricsRecorder } = {},
+    extra: { oauth?: OAuthManager; userServers?: UserServers; metrics?: MetricsRecorder; tracing?: Tracing | undefined } = {},
   ) {
     this.#config = config;
     this.#oauth = extra.oauth;
@@ -58,7 +61,7 @@ export class HubFactory {
     const ownFiles = serverOwnFiles(config);
     this.#shared = sharedBuiltins(config, ownFiles, log, limits, workspaces.quota);
     const launcher = new ChildLauncher(config, log, ownFiles);
-    this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher, budgets };
+    this.#context = { log, limits, packageDirs, configDir: config.configDir, launcher, budgets, tracing: extra.tracing };
     // `scope: shared`: one process (or connection) for every user, with no per-user values.
     for (const [name, entry] of Object.entries(config.mcp.servers)) {
       if (entry.scope === "shared" && !this.#shared.has(name)) {
@@ -157,6 +160,7 @@ export function connectionFor(
     limits: context.limits,
     log: context.log,
     logFields,
+    tracing: context.tracing,
     ...(owner
       ? { askBack: { roots: [{ uri: pathToFileURL(workspaceDir).href, name: "workspace" }], sampling: entry.sampling, requests } }
       : {}),

@@ -4,9 +4,14 @@
 // nothing travels, so the session has one code path whatever the deployment.
 import type { ElicitationAction, ElicitationValue, StreamFrame } from "../protocol.ts";
 import type { Fence } from "../store/store.ts";
+import type { TraceCarrier } from "../telemetry/tracer.ts";
 
-/** What a session tells the user's sessions on other instances, and hears from them. */
-export type CoordinatorMessage =
+/**
+ * What a session tells the user's sessions on other instances, and hears from them. `trace`: the
+ * W3C context of the span it belongs to (a running turn's frames, an approval answered
+ * elsewhere), so the spans of one turn on two instances share one trace.
+ */
+export type CoordinatorMessage = (
   | { kind: "frame"; frame: StreamFrame }
   /** Names the turn it stops: a cancel meant for one turn never stops another. */
   | { kind: "cancel"; turn_id: string }
@@ -17,7 +22,8 @@ export type CoordinatorMessage =
       action: ElicitationAction;
       content?: Record<string, ElicitationValue>;
       socket: number;
-    };
+    }
+) & { trace?: TraceCarrier };
 
 export interface TurnLease {
   /** Carried by the turn's writes so a store shared with other instances refuses stale ones. */

@@ -4,6 +4,7 @@
 import { endsTurn, type ServerFrame, type StreamFrame } from "../protocol.ts";
 import type { Coordinator } from "./coordinator.ts";
 import { replayFrames } from "./replay.ts";
+import type { TraceCarrier } from "../telemetry/tracer.ts";
 
 /** One open socket of a user, as the session sees it. */
 export interface Peer {
@@ -56,10 +57,14 @@ export class UserSockets {
     this.#peers.delete(peer);
   }
 
+  /** The running turn's trace context, carried by its frames to the user's other instances. */
+  trace: TraceCarrier | undefined;
+
   /** A frame of the turn running here: to every streaming socket of the user, kept for replay. */
   turnFrame(frame: StreamFrame): void {
     this.#keep(frame);
-    this.broadcast(frame);
+    this.#toLocal(frame);
+    this.#coordinator.publish(this.#userId, { kind: "frame", frame, ...(this.trace ? { trace: this.trace } : {}) });
   }
 
   /** A frame that is not part of a turn (queued, reset, files_changed): to every streaming socket of the user. */

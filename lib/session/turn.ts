@@ -50,6 +50,8 @@ import type { TurnLease } from "./coordinator.ts";
 import type { Peer, UserSockets } from "./fanout.ts";
 import { TurnRecord } from "./turn-record.ts";
 import type { UsageMeter } from "./usage-meter.ts";
+import { approvalSpan, endApproval, endToolCall, endTurn, toolCallSpan, turnSpan } from "../telemetry/spans.ts";
+import { NOOP_SPAN, type TraceCarrier, type TraceScope, type TraceSpan, type Tracing } from "../telemetry/tracer.ts";
 
 /** A chat message waiting in the session's queue, and who sent it. */
 export interface QueuedTurn {
@@ -59,6 +61,8 @@ export interface QueuedTurn {
   clientId?: string;
   /** Files the model reads with the message (lib/attachments). */
   attachments?: AttachmentRef[];
+  /** When its frame arrived (epoch ms): the turn's span starts there. */
+  receivedAt?: number;
 }
 
 /** The tools of the turn: started (`ready`) before the loop runs. */
@@ -94,6 +98,10 @@ export interface TurnDeps {
   keep(entries: HistoryEntry[]): void;
   /** The message's attachments as the model's user message (read, capped, shown to every tab); throws a refusal. */
   prepareAttachments?(refs: AttachmentRef[]): Promise<ChatMessage>;
+  /** The server's tracer (off: no spans). */
+  tracing?: Tracing | undefined;
+  /** Model name for the turn's span. */
+  model?: string;
 }
 
 /**
@@ -129,6 +137,10 @@ export class Turn implements TurnHooks {
   readonly #deltas: StreamRedactor;
   readonly #thoughts: StreamRedactor;
   readonly #progressSentAt = new Map<string, number>();
+  /** The turn's span (invoke_agent), its tool calls' spans, and the calls an approval denied. */
+  #span: TraceSpan = NOOP_SPAN;
+  readonly #toolSpans = new Map<string, TraceSpan>();
+  readonly #denied = new Set<string>();
 
   constructor(queued: QueuedTurn, deps: TurnDeps) {
     this.turnId = queued.turnId;
@@ -171,6 +183,19 @@ export class Turn implements TurnHooks {
       maxTurnMs,
     );
     deadline.unref();
+    const tracing = this.#deps.tracing;
+    if (tracing?.enabled) {
+      this.#span = turnSpan(tracing, {
+        userId,
+        sessionId,
+        turnId,
+        model: this.#deps.model ?? "",
+        input: () => text,
+        ...(this.#queued.receivedAt !== undefined ? { startTime: this.#queued.receivedAt } : {}),
+      });
+      // The frames this turn sends to the user's other instances carry its context.
+      sockets.trace = this.#span.carrier();
+    }
     log.info("turn_start", { ...this.#fields, chars: text.length });
     sockets.turnFrame(turnStartFrame(turnId, text, clientId));
     let status: TurnStatus;
@@ -219,12 +244,16 @@ export class Turn implements TurnHooks {
         log.warn("turn_error", { ...this.#fields, code, error: reason });
       }
     } finally {
+      sockets.trace = undefined;
       lease.lost.removeEventListener("abort", onLost);
       clearTimeout(deadline);
       // Nothing of this turn may wait on after it: a call the model named twice, a call left behind by a failure.
       this.#deps.approvals.settleTurn(turnId, "denied: the turn ended");
     }
     const durationMs = Date.now() - started;
+    // A call the turn left behind (its end never came): failed with the turn.
+    if (tracing) for (const span of this.#toolSpans.values()) endToolCall(tracing, span, "error");
+    endTurn(this.#span, status, status === "error" ? { code: "turn_error" } : undefined);
     this.#deps.metrics.turnEnded(status, durationMs / 1000);
     log.info("turn_end", { ...this.#fields, status, duration_ms: durationMs, usage: this.#usage });
     return status;
@@ -233,7 +262,34 @@ export class Turn implements TurnHooks {
   /** The approval callback of the loop: calls the policy covers wait for a person. */
   approve(call: ToolStart, signal?: AbortSignal): Promise<ApprovalDecision> {
     if (!this.#deps.approvalPolicy.needsApproval(call.server, call.tool)) return Promise.resolve({ approved: true });
-    return this.#deps.approvals.request(this.turnId, call, signal);
+    const tracing = this.#deps.tracing;
+    if (!tracing?.enabled) return this.#deps.approvals.request(this.turnId, call, signal);
+    const span = approvalSpan(tracing, this.#toolSpans.get(call.callId) ?? this.#span, {
+      tool: call.name,
+      server: call.server,
+      callId: call.callId,
+    });
+    return this.#deps.approvals.request(this.turnId, call, signal).then(
+      (decision) => {
+        if (!decision.approved) this.#denied.add(call.callId);
+        endApproval(span, decision.approved ? "approved" : "denied");
+        return decision;
+      },
+      (error: unknown) => {
+        endApproval(span, "cancelled");
+        throw error;
+      },
+    );
+  }
+
+  /** Where the loop's model calls put their spans: under this turn's. */
+  get trace(): TraceScope | undefined {
+    const tracing = this.#deps.tracing;
+    return tracing?.enabled && this.#span.recording ? { tracing, parent: this.#span } : undefined;
+  }
+
+  traceOf(callId: string): TraceCarrier | undefined {
+    return this.#toolSpans.get(callId)?.carrier();
   }
 
   onTextDelta(delta: string): void {
@@ -261,6 +317,12 @@ export class Turn implements TurnHooks {
 
   onToolStart(call: ToolStart): void {
     this.#toolNames.set(call.callId, { server: call.server, tool: call.tool });
+    const tracing = this.#deps.tracing;
+    if (tracing?.enabled && this.#span.recording)
+      this.#toolSpans.set(
+        call.callId,
+        toolCallSpan(tracing, this.#span, { tool: call.name, server: call.server, callId: call.callId, args: () => call.arguments }),
+      );
     this.#record.toolStarted(call);
     if (this.#deps.changesWorkspace?.(call.server, call.tool)) this.#writing.add(call.callId);
     this.#deps.sockets.turnFrame(toolStartFrame(this.turnId, call));
@@ -270,6 +332,12 @@ export class Turn implements TurnHooks {
     const { sockets, redactor, metrics, userId } = this.#deps;
     const names = this.#toolNames.get(call.callId);
     metrics.toolCall(names?.server ?? "", names?.tool ?? "", call.ok ? "ok" : "error");
+    const span = this.#toolSpans.get(call.callId);
+    const tracing = this.#deps.tracing;
+    if (span && tracing) {
+      this.#toolSpans.delete(call.callId);
+      endToolCall(tracing, span, call.ok ? "ok" : this.#denied.has(call.callId) ? "denied" : "error", () => call.result);
+    }
     this.#record.toolEnded(call);
     sockets.turnFrame(toolEndFrame(this.turnId, call.callId, call.ok, redactor.redact(call.result), call.durationMs, call.images));
     if (this.#writing.delete(call.callId))

@@ -24,10 +24,22 @@ const USAGE_CALLS_KEPT = 1000;
 const USAGE_DAY_TTL_SECONDS = 2 * 24 * 60 * 60;
 
 // Runs `redis.call` on the remaining keys only when KEYS[1] (the fence) still holds ARGV[1].
-const FENCED_APPEND = `
+// One round trip for a turn's writes: the entries, their statuses and (at a turn's end) the session
+// record, all or nothing behind the fence. ARGV: token, n, n entries, m, m (turnId, status) pairs,
+// then the session fields (userId, session_id, created_at, last_activity, message_count) or none.
+const FENCED_WRITE = `
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
-for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-return #ARGV - 1`;
+local n = tonumber(ARGV[2])
+for i = 3, 2 + n do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+local at = 3 + n
+local m = tonumber(ARGV[at])
+for i = 1, m do redis.call('HSET', KEYS[3], ARGV[at + 2 * i - 1], ARGV[at + 2 * i]) end
+at = at + 2 * m + 1
+if ARGV[at] then
+  redis.call('HSET', KEYS[4], 'session_id', ARGV[at + 1], 'created_at', ARGV[at + 2], 'last_activity', ARGV[at + 3], 'message_count', ARGV[at + 4])
+  redis.call('ZADD', KEYS[5], ARGV[at + 3], ARGV[at])
+end
+return n`;
 // A turn left `running` with nobody holding the user's lease belonged to an instance that died:
 // marked `interrupted` in one step, so a turn that just ended (and released) is not overwritten.
 const MARK_INTERRUPTED = `
@@ -37,10 +49,6 @@ if status == 'running' and redis.call('EXISTS', KEYS[2]) == 0 then
   return 'interrupted'
 end
 return status`;
-const FENCED_HSET = `
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-return 1`;
 
 // Read and delete in one step: a second take of the same field gets nothing.
 const TAKE_FIELD = `
@@ -117,6 +125,17 @@ export class RedisStore implements SessionStore {
 
   append(sessionId: string, entries: readonly HistoryEntry[], fence?: Fence): Promise<void> {
     if (entries.length === 0) return Promise.resolve();
+    return this.#run(() => this.#fencedWrite(sessionId, entries, [], undefined, fence));
+  }
+
+  /** The entries, (turnId, status) pairs and maybe the session record in one fenced script call. */
+  async #fencedWrite(
+    sessionId: string,
+    entries: readonly HistoryEntry[],
+    statuses: readonly [string, string][],
+    record: SessionRecord | undefined,
+    fence: Fence | undefined,
+  ): Promise<void> {
     const encoded = entries.map((entry) =>
       JSON.stringify({
         turnId: entry.turnId,
@@ -125,35 +144,38 @@ export class RedisStore implements SessionStore {
         ...(entry.status ? { status: entry.status } : {}),
       }),
     );
-    return this.#run(async () => {
-      await this.#redis.eval(
-        FENCED_APPEND,
-        2,
-        fence ? keys.fence(fence.userId) : keys.fence(""),
-        keys.entries(sessionId),
-        fence ? String(fence.token) : "",
-        ...encoded,
-      );
-      const statuses = entries.filter((entry) => entry.message.role === "user" && entry.status);
-      for (const entry of statuses) await this.#redis.hset(keys.statuses(sessionId), entry.turnId, entry.status ?? "ok");
-    });
+    const pairs: [string, string][] = [
+      ...entries
+        .filter((entry) => entry.message.role === "user" && entry.status)
+        .map((entry): [string, string] => [entry.turnId, entry.status ?? "ok"]),
+      ...statuses,
+    ];
+    const session = record
+      ? [record.userId, record.sessionId, String(record.createdAt), String(record.lastActivity), String(record.messageCount)]
+      : [];
+    await this.#redis.eval(
+      FENCED_WRITE,
+      5,
+      fence ? keys.fence(fence.userId) : keys.fence(""),
+      keys.entries(sessionId),
+      keys.statuses(sessionId),
+      keys.session(record?.userId ?? ""),
+      keys.index(),
+      fence ? String(fence.token) : "",
+      String(encoded.length),
+      ...encoded,
+      String(pairs.length),
+      ...pairs.flat(),
+      ...session,
+    );
   }
 
   setTurnStatus(sessionId: string, turnId: string, status: TurnStatus, fence?: Fence): Promise<void> {
-    return this.#run(async () => {
-      await this.#redis.eval(
-        FENCED_HSET,
-        2,
-        fence ? keys.fence(fence.userId) : keys.fence(""),
-        keys.statuses(sessionId),
-        fence ? String(fence.token) : "",
-        turnId,
-        status,
-      );
-    });
+    return this.#run(() => this.#fencedWrite(sessionId, [], [[turnId, status]], undefined, fence));
   }
 
-  async endTurn(
+  /** One round trip (it was three: append, status, session record). */
+  endTurn(
     sessionId: string,
     entries: readonly HistoryEntry[],
     turnId: string,
@@ -161,9 +183,7 @@ export class RedisStore implements SessionStore {
     record: SessionRecord,
     fence?: Fence,
   ): Promise<void> {
-    await this.append(sessionId, entries, fence);
-    await this.setTurnStatus(sessionId, turnId, status, fence);
-    await this.saveSession(record);
+    return this.#run(() => this.#fencedWrite(sessionId, entries, [[turnId, status]], record, fence));
   }
 
   remove(userId: string): Promise<void> {

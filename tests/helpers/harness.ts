@@ -65,7 +65,8 @@ export async function startServer(
   const config = loadConfig(path.join(configDir, "mcp_agent.config.yaml"), options.env ?? {});
   const logPath = path.join(configDir, "logs/test.jsonl");
   const log = createLogger({ level: "debug", console: false, filePath: logPath, secrets: [config.openai.api_key ?? ""].filter(Boolean) });
-  const server = createAgentServer({ config, log, host: "127.0.0.1", port: options.port ?? 0 });
+  // The OTEL_* variables come from the test's env too, never from the shell that runs the tests.
+  const server = createAgentServer({ config, log, host: "127.0.0.1", port: options.port ?? 0, env: options.env ?? {} });
   const { url } = await server.listen();
   return {
     server,
