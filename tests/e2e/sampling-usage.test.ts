@@ -96,7 +96,7 @@ describe("sampling is a model call like the loop's", () => {
         /^Error: .*Daily token quota reached: \d+ of 1 tokens used today \(limits\.tokens_per_day\)/,
       );
       const metrics = await (await fetch(`${running.url}/metrics`)).text();
-      assert.match(metrics, /^mcp_agent_refusals_total\{limit="tokens_per_day"\} 1$/m);
+      assert.match(metrics, /^mcp_agent_refusals_total\{code="quota_exceeded"\} 1$/m);
       await client.close();
     } finally {
       await running.close();
