@@ -69,7 +69,10 @@ export interface DispatchContext {
  * maxPayload. A longer frame is refused from its length alone, before JSON.parse sees it.
  */
 export function maxFrameBytes(limits: Config["limits"]): number {
-  return Math.min(limits.max_payload_bytes, limits.max_message_chars * 6 + 64 * 1024);
+  return Math.min(
+    limits.max_payload_bytes,
+    limits.max_message_chars * 6 + Math.ceil((limits.max_inline_attachment_bytes * 4) / 3) + 64 * 1024,
+  );
 }
 
 /** What a frame did to its socket's count of refused frames (limits.max_refused_frames_per_socket). */

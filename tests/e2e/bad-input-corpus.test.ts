@@ -189,6 +189,7 @@ before(async () => {
         history_burst: 20,
         // The slow-reader row streams an 8 MiB answer.
         max_answer_chars: 16 * MiB,
+        max_turn_output_chars: 32 * MiB,
         new_sessions_per_minute: 600,
         new_session_burst: 50,
       },

@@ -132,7 +132,13 @@ before(async () => {
     // Answers of 8 MiB, past the default limits.max_answer_chars, to fill send buffers.
     startServer({
       config: config({
-        limits: { send_buffer_soft_bytes: 16 * 1024, send_buffer_hard_bytes: 256 * 1024, max_answer_chars: 16 * 1024 * 1024 },
+        limits: {
+          send_buffer_soft_bytes: 16 * 1024,
+          send_buffer_hard_bytes: 256 * 1024,
+          max_answer_chars: 16 * 1024 * 1024,
+          max_turn_output_chars: 32 * 1024 * 1024,
+          history_page_chars: 32 * 1024 * 1024,
+        },
       }),
       secrets,
     }),

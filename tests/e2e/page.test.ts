@@ -428,7 +428,8 @@ test(
       secrets: SECRETS,
     });
     t.after(() => server.close());
-    const sign = (sub: string) => new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(secret));
+    const sign = (sub: string) =>
+      new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("10m").sign(new TextEncoder().encode(secret));
     const context = await browser.newContext();
     t.after(() => context.close());
     await context.addInitScript(() => localStorage.setItem("chat.user_id", "page_jwt"));
