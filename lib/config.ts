@@ -40,8 +40,38 @@ const McpServerAuthSchema = z.object({
       refresh_token: z.string().optional(),
       /** This server's client ID metadata document URL; default: oauth.client_metadata_url. */
       client_metadata_url: z.string().optional(),
-      /** `client_credentials`: the operator's client authorizes once for every user (needs client_id and client_secret). */
-      grant: z.enum(["authorization_code", "client_credentials"]).default("authorization_code"),
+      /**
+       * `client_credentials`: the operator's client authorizes once for every user (needs client_id and client_secret);
+       * `cross_app_access`: the user's enterprise IdP ID token is exchanged for an ID-JAG, then for a token (needs cross_app_access).
+       */
+      grant: z.enum(["authorization_code", "client_credentials", "cross_app_access"]).default("authorization_code"),
+      /** Enterprise-managed authorization (SEP-990): where and with what the ID-JAG is obtained. */
+      cross_app_access: z
+        .object({
+          /** The IdP's token endpoint (RFC 8693 token exchange); else found from idp_issuer's metadata. */
+          idp_token_endpoint: z.string().optional(),
+          idp_issuer: z.string().optional(),
+          /** This server's client at the IdP, and its secret (client_secret_basic) when it has one. */
+          idp_client_id: z.string(),
+          idp_client_secret: z.string().optional(),
+          /** The ID token the IdP issued for the user (the subject token). */
+          id_token: z.string(),
+        })
+        .optional(),
+    })
+    .superRefine((oauth, context) => {
+      if (oauth.grant === "cross_app_access" && !oauth.cross_app_access)
+        context.addIssue({
+          code: "custom",
+          path: ["cross_app_access"],
+          message: "grant cross_app_access needs auth.oauth.cross_app_access",
+        });
+      if (oauth.cross_app_access && !oauth.cross_app_access.idp_token_endpoint && !oauth.cross_app_access.idp_issuer)
+        context.addIssue({
+          code: "custom",
+          path: ["cross_app_access", "idp_token_endpoint"],
+          message: "auth.oauth.cross_app_access needs idp_token_endpoint or idp_issuer",
+        });
     })
     .optional(),
 });
@@ -679,6 +709,8 @@ export function parseConfig(
     entry.auth?.oauth?.private_key,
     entry.auth?.oauth?.access_token,
     entry.auth?.oauth?.refresh_token,
+    entry.auth?.oauth?.cross_app_access?.idp_client_secret,
+    entry.auth?.oauth?.cross_app_access?.id_token,
   ]);
   const secretValues = [
     openai.api_key,

@@ -7,6 +7,7 @@ import type { Config, McpServerConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { isRecord } from "../protocol.ts";
 import type { SealedRecords } from "./records.ts";
+import type { CrossAppAccessSettings } from "./cross-app-access.ts";
 import { OPERATOR, parsePending, STATE_KIND, UserOAuthProvider, type OAuthSettings } from "./provider.ts";
 
 export const CALLBACK_PATH = "/oauth/callback";
@@ -187,6 +188,18 @@ export class OAuthManager {
   }
 }
 
+function crossAppAccessOf(
+  settings: NonNullable<NonNullable<McpServerConfig["auth"]>["oauth"]>["cross_app_access"] & object,
+): CrossAppAccessSettings {
+  return {
+    idp_client_id: settings.idp_client_id,
+    id_token: settings.id_token,
+    ...(settings.idp_token_endpoint ? { idp_token_endpoint: settings.idp_token_endpoint } : {}),
+    ...(settings.idp_issuer ? { idp_issuer: settings.idp_issuer } : {}),
+    ...(settings.idp_client_secret ? { idp_client_secret: settings.idp_client_secret } : {}),
+  };
+}
+
 function settingsOf(entry: McpServerConfig): OAuthSettings {
   const oauth = entry.auth?.oauth;
   return {
@@ -199,5 +212,6 @@ function settingsOf(entry: McpServerConfig): OAuthSettings {
     ...(oauth?.private_key ? { private_key: oauth.private_key, signing_algorithm: oauth.signing_algorithm } : {}),
     ...(oauth?.access_token ? { access_token: oauth.access_token } : {}),
     ...(oauth?.refresh_token ? { refresh_token: oauth.refresh_token } : {}),
+    ...(oauth?.cross_app_access ? { cross_app_access: crossAppAccessOf(oauth.cross_app_access) } : {}),
   };
 }

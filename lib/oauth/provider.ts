@@ -25,6 +25,7 @@ import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { isRecord } from "../protocol.ts";
 import type { Logger } from "../log.ts";
 import type { SealedRecords } from "./records.ts";
+import { JWT_BEARER_GRANT, jwtBearerRequest, requestIdJag, type CrossAppAccessSettings } from "./cross-app-access.ts";
 
 /** A server's `auth.oauth` settings as this client uses them. */
 export interface OAuthSettings {
@@ -37,7 +38,9 @@ export interface OAuthSettings {
   signing_algorithm?: string;
   access_token?: string;
   refresh_token?: string;
-  grant: "authorization_code" | "client_credentials";
+  grant: "authorization_code" | "client_credentials" | "cross_app_access";
+  /** With grant cross_app_access: the enterprise IdP and the user's ID token there (SEP-990). */
+  cross_app_access?: CrossAppAccessSettings;
 }
 
 /** Tokens as stored: the SDK's, plus when they expire (epoch ms) and which refresh token made them. */
@@ -116,17 +119,23 @@ export class UserOAuthProvider implements OAuthClientProvider {
     return (this.#options.now ?? Date.now)();
   }
 
+  /** No browser for the grants without a user at the authorization server (the SDK then calls prepareTokenRequest). */
   get redirectUrl(): string | undefined {
-    return this.#options.settings.grant === "client_credentials" ? undefined : this.#options.redirectUrl;
+    return this.#options.settings.grant === "authorization_code" ? this.#options.redirectUrl : undefined;
   }
 
   get clientMetadata(): OAuthClientMetadata {
     const { settings, clientName } = this.#options;
-    const credentials = settings.grant === "client_credentials";
+    const credentials = settings.grant !== "authorization_code";
+    const grants = {
+      authorization_code: ["authorization_code", "refresh_token"],
+      client_credentials: ["client_credentials"],
+      cross_app_access: [JWT_BEARER_GRANT],
+    };
     return {
       client_name: clientName,
       redirect_uris: credentials ? [] : [this.#options.redirectUrl],
-      grant_types: credentials ? ["client_credentials"] : ["authorization_code", "refresh_token"],
+      grant_types: grants[settings.grant],
       response_types: credentials ? [] : ["code"],
       token_endpoint_auth_method: settings.private_key ? "private_key_jwt" : settings.client_secret ? "client_secret_basic" : "none",
       ...(settings.scopes.length > 0 ? { scope: settings.scopes.join(" ") } : {}),
@@ -201,9 +210,17 @@ export class UserOAuthProvider implements OAuthClientProvider {
     return this.#options.verifier;
   }
 
-  prepareTokenRequest(scope?: string): URLSearchParams | undefined {
-    if (this.#options.settings.grant !== "client_credentials") return undefined;
-    return new URLSearchParams({ grant_type: "client_credentials", ...(scope ? { scope } : {}) });
+  async prepareTokenRequest(scope?: string): Promise<URLSearchParams | undefined> {
+    const { grant, cross_app_access } = this.#options.settings;
+    if (grant === "client_credentials") return new URLSearchParams({ grant_type: "client_credentials", ...(scope ? { scope } : {}) });
+    if (grant !== "cross_app_access" || !cross_app_access) return undefined;
+    // The SDK has saved what discovery found: the ID-JAG is for that authorization server and this resource.
+    const discovery = await this.discoveryState();
+    if (!discovery) throw new Error(`MCP server "${this.#options.server}": no authorization server was discovered for the ID-JAG`);
+    const audience = discovery.authorizationServerMetadata?.issuer ?? discovery.authorizationServerUrl;
+    const resource = this.#options.settings.resource ?? discovery.resourceMetadata?.resource ?? this.#options.serverUrl;
+    const assertion = await requestIdJag(cross_app_access, { audience, resource, ...(scope ? { scope } : {}) }, this.fetch);
+    return jwtBearerRequest(assertion, scope);
   }
 
   async invalidateCredentials(scope: "all" | "client" | "tokens" | "verifier" | "discovery"): Promise<void> {

@@ -16,6 +16,8 @@ export const keys = {
   index: () => `${KEY_PREFIX}sessions`,
   /** A user's own records of one kind (a hash: name → value). */
   userData: (userId: string, kind: string) => `${KEY_PREFIX}userdata:${userId}:${kind}`,
+  /** The kinds of a user's records (a set), so all of them can be deleted with the user. */
+  userDataKinds: (userId: string) => `${KEY_PREFIX}userdata_kinds:${userId}`,
   /** A short lock every instance honours (one OAuth refresh in flight per user and server). */
   lock: (name: string) => `${KEY_PREFIX}lock:${name}`,
   lease: (userId: string) => `${KEY_PREFIX}lease:${userId}`,

@@ -204,6 +204,9 @@ export class RedisStore implements SessionStore {
         const last = Number(await this.#redis.hget(keys.session(userId), "last_activity"));
         if (last >= cutoff || (await this.#redis.exists(keys.lease(userId)))) continue;
         await this.remove(userId);
+        // A purged user is gone: their OAuth tokens and the servers they added go too (a New chat keeps them).
+        const kinds = await this.#redis.smembers(keys.userDataKinds(userId));
+        await this.#redis.del(...kinds.map((kind) => keys.userData(userId, kind)), keys.userDataKinds(userId));
       }
       return doomed;
     });
@@ -265,7 +268,8 @@ export class RedisStore implements SessionStore {
 
   setUserData(userId: string, kind: string, name: string, value: string): Promise<void> {
     return this.#run(async () => {
-      await this.#redis.hset(keys.userData(userId, kind), name, value);
+      // The kinds a user has are listed, so a purge finds every record of theirs without a SCAN.
+      await this.#redis.multi().hset(keys.userData(userId, kind), name, value).sadd(keys.userDataKinds(userId), kind).exec();
     });
   }
 

