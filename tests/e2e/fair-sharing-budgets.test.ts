@@ -47,6 +47,7 @@ before(async () => {
         session: { store: "memory" },
         limits: {
           max_message_chars: 1000,
+          max_inline_attachment_bytes: 1000,
           max_refused_frames_per_socket: 3,
           max_replay_bytes: 4000,
           messages_per_minute: 600,

@@ -114,7 +114,7 @@ test("converting a huge page to Markdown never blocks the server: the event loop
   const running = await startServer({
     config: baseConfig(
       model.baseUrl,
-      { fetch: { builtin: "fetch", allow_hosts: ["127.0.0.1"], max_fetch_bytes: 20_000_000 } },
+      { fetch: { builtin: "fetch", allow_hosts: ["127.0.0.1"], max_fetch_bytes: 20_000_000, convert_budget_seconds: 120 } },
       { limits: { messages_per_minute: 100_000, message_burst: 100_000 } },
     ),
     secrets: { openai: { api_key: "sk-test" } },
