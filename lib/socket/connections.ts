@@ -204,8 +204,9 @@ export class SocketServer {
     let refused = 0;
     ws.on("message", (data: RawData, isBinary: boolean) => {
       void ready.then((session) => {
-        if (!session || ws.readyState !== ws.OPEN) return;
-        if (dispatchFrame(session, peer, data, isBinary, context) !== "refused") return;
+        if (!session) return;
+        // A frame that arrived before the client closed still counts (a CLI sends cancel, then leaves).
+        if (dispatchFrame(session, peer, data, isBinary, context) !== "refused" || ws.readyState !== ws.OPEN) return;
         if (++refused < limits.max_refused_frames_per_socket) return;
         log.warn("socket_closed_for_refusals", { ...fields, refused });
         this.#options.metrics.refused("invalid_frame");
