@@ -174,7 +174,7 @@ export function createAgentServer(options: AgentServerOptions): AgentServer {
     ),
   });
 
-  const staticFiles = new StaticFiles(path.join(HERE, "page"));
+  const staticFiles = new StaticFiles(HERE);
   const clusterRoutes = cluster && { instance: cluster.instanceId, healthy: () => cluster.healthy(), liveUsers: () => cluster.liveUsers() };
   const files = new FilesApi({ config, workspaces, log, auth, notify: (userId, frame) => sessions.broadcast(userId, frame) });
   const httpServer = createHttpServer(config, host, {
