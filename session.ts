@@ -339,6 +339,7 @@ export class UserSession {
       ...(attachments && attachments.length > 0 ? { attachments } : {}),
     });
     this.sockets.broadcast(queuedFrame(turnId, text, position, clientId));
+    this.#turns.start();
     return { ok: true, turnId };
   }
 

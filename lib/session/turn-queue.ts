@@ -68,12 +68,16 @@ export class TurnQueue {
     };
   }
 
-  /** Queues a turn; returns its position (0: it runs next). */
+  /** Queues a turn; returns its position (0: it runs next). start() runs it. */
   push(queued: QueuedTurn): number {
     const position = this.#queue.length + (this.#running ? 1 : 0);
     this.#queue.push(queued);
-    void this.#pump();
     return position;
+  }
+
+  /** Runs the queued turns, one at a time, unless they already run (or the queue is paused). */
+  start(): void {
+    void this.#pump();
   }
 
   /**
