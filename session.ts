@@ -2,39 +2,31 @@
 // turn queue that runs one turn at a time. Sessions outlive sockets; an idle sweep ends them.
 import { randomUUID } from "node:crypto";
 import { runTurn } from "./agent.ts";
-import { AttachmentError, prepareAttachments, type AttachmentSettings } from "./lib/attachments/prepare.ts";
-import type { AgentSettings, ChatMessage } from "./lib/agent/types.ts";
+import { turnAttachments } from "./lib/attachments/turn-attachments.ts";
+import type { ChatMessage } from "./lib/agent/types.ts";
 import { historyItems, historyPage, trimHistory, type HistoryEntry } from "./lib/store/history.ts";
-import { fullBucket, takeToken, type Bucket, type RateLimit } from "./lib/session/rate-limit.ts";
-import type { SessionRecord, SessionStore } from "./lib/store/store.ts";
-import { ApprovalDesk, type ApprovalPolicy } from "./lib/session/approvals.ts";
+import { fullBucket, takeToken, type Bucket } from "./lib/session/rate-limit.ts";
+import type { SessionRecord } from "./lib/store/store.ts";
+import { ApprovalDesk } from "./lib/session/approvals.ts";
 import { SessionAsks } from "./lib/session/asks.ts";
-import type { Coordinator, CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
+import type { CoordinatorMessage, TurnLease } from "./lib/session/coordinator.ts";
+import type { SessionDeps, SessionManagerOptions } from "./lib/session/deps.ts";
+import { idleSessionIds } from "./lib/session/idle.ts";
 import { UserSockets, type Peer } from "./lib/session/fanout.ts";
-import { AdmissionRefused, sleepCandidate, type NewSessionLimiter } from "./lib/session/admission.ts";
-import { sendTurnEnd, Turn, type QueuedTurn } from "./lib/session/turn.ts";
+import { AdmissionRefused, sleepCandidate } from "./lib/session/admission.ts";
+import { Turn, type QueuedTurn } from "./lib/session/turn.ts";
+import { TurnQueue } from "./lib/session/turn-queue.ts";
+import { resetSession } from "./lib/session/reset.ts";
 import { UsageMeter } from "./lib/session/usage-meter.ts";
-import { publicReason } from "./lib/session/public-reason.ts";
-import type { Logger, Redactor } from "./lib/log.ts";
 import type { McpHub } from "./lib/mcp/hub.ts";
 import { ServersWatch } from "./lib/mcp/server-state.ts";
-import type { ServerActions } from "./lib/mcp/server-actions.ts";
-import type { Workspaces } from "./lib/workspace/workspaces.ts";
 import type { ResetOutcome } from "./lib/socket/dispatch.ts";
-import type { MetricsRecorder } from "./lib/metrics/metrics.ts";
 import { utcDay } from "./lib/model/usage.ts";
 import { approvalAnswerSpan, sessionStartSpan } from "./lib/telemetry/spans.ts";
-import { parseCarrier, type TraceCarrier, type Tracing } from "./lib/telemetry/tracer.ts";
+import { parseCarrier, type TraceCarrier } from "./lib/telemetry/tracer.ts";
 import {
-  attachmentsFrame,
-  cancelledFrame,
   serversFrame,
-  filesChangedFrame,
   queuedFrame,
-  resetFrame,
-  streamErrorFrame,
-  turnErrorFrame,
-  turnErrorText,
   type ElicitationAction,
   type ElicitationValue,
   type HistoryItem,
@@ -47,48 +39,7 @@ import {
 
 export type { Peer } from "./lib/session/fanout.ts";
 
-export interface SessionDeps {
-  agent: AgentSettings;
-  log: Logger;
-  maxHistoryMessages: number;
-  /** Turns waiting behind the running one; more are refused with an error frame. */
-  maxQueuedTurns: number;
-  /** limits.max_replay_bytes: the most of a running turn a socket joining mid-turn is sent. */
-  maxReplayBytes?: number;
-  rateLimit: RateLimit;
-  /** `history` requests, a bucket apart so a reconnecting page never costs a chat message. */
-  historyRateLimit: RateLimit;
-  /** Removes secrets from text that goes to a client. */
-  redactor: Redactor;
-  store: SessionStore;
-  /** Which tool calls wait for a person's approval. */
-  approvalPolicy: ApprovalPolicy;
-  approvalTimeoutMs: number;
-  /** A turn running longer than this is stopped with an error (agent.max_turn_seconds). */
-  maxTurnMs: number;
-  /** Cap on `maxTokens` of an MCP server's sampling request (limits.max_sampling_tokens). */
-  maxSamplingTokens: number;
-  /** An elicitation form larger than this (characters of JSON) fails the server's request (limits.mcp_max_elicitation_chars). */
-  maxElicitationChars?: number;
-  /** Longest chat message (limits.max_message_chars): a sampling prompt is held to it too. */
-  maxMessageChars: number;
-  /** Turn leases, and the user's activity on other instances (LocalCoordinator on one instance). */
-  coordinator: Coordinator;
-  workspaces: Workspaces;
-  /** How attachments are read and capped (lib/attachments); undefined: messages with attachments are refused. */
-  attachments?: AttachmentSettings;
-  /** Whether a call of this tool may change the workspace's files (then the sockets get files_changed). */
-  changesWorkspace?: (server: string, tool: string) => boolean;
-  /** Model tokens a user may use per UTC day (limits.tokens_per_day); undefined: no quota. */
-  tokensPerDay: number | undefined;
-  metrics: MetricsRecorder;
-  /** Whether a session that holds nothing yet may start its first turn (limits.max_sessions); why not. */
-  admitFirstTurn?: () => string | undefined;
-  /** The server's tracer: spans for turns, model and tool calls, approvals and session starts. */
-  tracing?: Tracing;
-  /** What a socket's server_* frames do (retry, connect, add, remove): lib/mcp/server-actions.ts. */
-  serverActions?: ServerActions;
-}
+export type { SessionDeps } from "./lib/session/deps.ts";
 
 export class UserSession {
   readonly userId: string;
@@ -104,13 +55,9 @@ export class UserSession {
   #entries: HistoryEntry[] = [];
   /** The history items of `#entries` as last computed: a repeated `history` request costs a slice. */
   #itemsCache: { entries: HistoryEntry[]; items: HistoryItem[] } | undefined;
-  readonly #queue: QueuedTurn[] = [];
-  #running: Turn | undefined;
-  #pumping: Promise<void> | undefined;
+  /** The turns waiting and the one running; a Turn per message. */
+  readonly #turns: TurnQueue;
   #closed = false;
-  #resetting = false;
-  /** A turn waiting for the user's turn lease: a cancel or close stops the wait. */
-  #waiting: AbortController | undefined;
   #bucket: Bucket;
   #historyBucket: Bucket;
   readonly #approvals: ApprovalDesk;
@@ -154,21 +101,36 @@ export class UserSession {
       ...(deps.maxElicitationChars !== undefined ? { maxElicitationChars: deps.maxElicitationChars } : {}),
       maxMessageChars: deps.maxMessageChars,
       timeoutMs: deps.approvalTimeoutMs,
-      turnId: () => this.#running?.turnId,
+      turnId: () => this.#turns.running?.turnId,
       canAsk: () => this.sockets.anyStreaming,
       takeToken: () => this.#takeToken(Date.now()),
       quotaRefusal: async () => (await this.#meter.refusal())?.error,
       // Part of the running turn's usage when there is one; else the user's, under no turn.
       onModelCall: (call) =>
-        this.#running
-          ? this.#running.onModelCall(call)
+        this.#turns.running
+          ? this.#turns.running.onModelCall(call)
           : this.#meter.record(call, { sessionId: this.#sessionId, turnId: "" }, { user_id: this.userId, session_id: this.#sessionId }),
       // Part of the running turn when there is one (a page reloaded mid-turn sees the form again).
-      send: (frame) => (this.#running ? this.sockets.turnFrame(frame) : this.sockets.broadcast(frame)),
+      send: (frame) => (this.#turns.running ? this.sockets.turnFrame(frame) : this.sockets.broadcast(frame)),
       log: deps.log,
       logFields: () => ({ user_id: this.userId, session_id: this.#sessionId }),
     });
     hub.attach(this.#asks);
+    this.#turns = new TurnQueue({
+      userId: record.userId,
+      sockets: this.sockets,
+      coordinator: deps.coordinator,
+      log: deps.log,
+      redactor: deps.redactor,
+      maxQueuedTurns: deps.maxQueuedTurns,
+      quotaRefusal: () => this.#meter.refusal(),
+      reload: (lease) => this.#reload(lease),
+      turn: (queued, lease) => this.#turn(queued, lease),
+      run: (turn, queued) => turn.run(hub, (toolbox, options) => runTurn(deps.agent, toolbox, this.history, queued.text, options)),
+      ended: () => {
+        this.lastActivity = Date.now();
+      },
+    });
     // Every tab sees its servers' state as it changes: the `servers` frame.
     const watch = new ServersWatch(
       () => hub.statuses(),
@@ -252,83 +214,30 @@ export class UserSession {
     };
   }
 
-  /**
-   * Starts over: a new session_id and an empty history (stored and in memory), and with
-   * `clearWorkspace` an empty workspace folder. The running turn is cancelled and queued ones
-   * dropped; "always allow" answers are forgotten; the MCP servers stay. The history changes
-   * only once the store has let go of the old one, so a store failure changes nothing; a
-   * workspace that cannot be emptied is reported as such. Every socket of the user is told
-   * exactly what was done, here and on other instances.
-   */
-  async reset(clearWorkspace: boolean): Promise<ResetOutcome> {
+  /** New chat: a new session_id, an empty history, and the workspace emptied when asked (lib/session/reset.ts). */
+  reset(clearWorkspace: boolean): Promise<ResetOutcome> {
     const { store, workspaces, log, redactor } = this.#deps;
-    // Messages sent from now on belong to the new conversation: they wait until it exists.
-    this.#resetting = true;
-    let outcome: ResetOutcome;
-    try {
-      const dropped = this.#queue.length;
-      const stopped = this.#running !== undefined || this.#waiting !== undefined;
-      this.#queue.length = 0;
-      this.#waiting?.abort();
-      this.#running?.cancel();
-      // Let the cancelled turn finish writing under the old session_id before it is deleted.
-      await this.#pumping;
-      const now = Date.now();
-      const fresh: SessionRecord = { userId: this.userId, sessionId: randomUUID(), createdAt: now, lastActivity: now, messageCount: 0 };
-      try {
-        await store.remove(this.userId);
-      } catch (error) {
-        const reason = redactor.redact(publicReason(error));
-        log.error("session_reset_failed", { user_id: this.userId, session_id: this.#sessionId, error: reason });
-        const undone = [
-          stopped ? "the running answer was stopped" : "",
-          dropped > 0 ? `${dropped} waiting message(s) were dropped` : "",
-        ].filter(Boolean);
-        outcome = {
-          ok: false,
-          code: "reset_failed",
-          error: `New chat failed: the conversation could not be deleted (${reason}). ${
-            undone.length === 0 ? "Nothing was changed" : `The conversation is unchanged, but ${undone.join(" and ")}`
-          }`,
-        };
-        this.sockets.broadcast(streamErrorFrame(outcome.code, outcome.error));
-        return outcome;
-      }
-      // The old conversation is gone from the store: from here on the reset has happened.
-      this.#entries = [];
-      this.#itemsCache = undefined;
-      this.#adopt(fresh, []);
-      this.lastActivity = now;
-      this.#approvals.forgetAlwaysAllowed();
-      const notes: string[] = [];
-      // If the new record cannot be written now, the first turn's end writes it.
-      await store.saveSession(this.record()).catch((error: unknown) => {
-        log.warn("session_reset_save_failed", { user_id: this.userId, session_id: this.#sessionId, error: publicReason(error) });
-      });
-      let workspaceCleared = false;
-      if (clearWorkspace) {
-        try {
-          await workspaces.clear(this.userId);
-          workspaceCleared = true;
-        } catch (error) {
-          notes.push(
-            `the workspace files could not all be deleted (${redactor.redact(publicReason(error, workspaces.dirFor(this.userId)))})`,
-          );
-        }
-      }
-      log.info("session_reset", { user_id: this.userId, session_id: this.#sessionId, workspace_cleared: workspaceCleared, notes });
-      outcome = { ok: true, workspaceCleared, notes };
-    } finally {
-      this.#resetting = false;
-      if (this.#queue.length > 0) void this.#pump();
-    }
-    this.sockets.broadcast(resetFrame(this.userId, this.#sessionId, outcome.workspaceCleared));
-    if (outcome.notes.length > 0) {
-      this.sockets.broadcast(
-        streamErrorFrame("reset_incomplete", `New chat started (the conversation was cleared), but ${outcome.notes.join("; ")}`),
-      );
-    }
-    return outcome;
+    return resetSession(
+      {
+        userId: this.userId,
+        sessionId: () => this.#sessionId,
+        sockets: this.sockets,
+        turns: this.#turns,
+        store,
+        workspaces,
+        log,
+        redactor,
+        record: () => this.record(),
+        startOver: (fresh) => {
+          this.#entries = [];
+          this.#itemsCache = undefined;
+          this.#adopt(fresh, []);
+          this.lastActivity = fresh.lastActivity;
+          this.#approvals.forgetAlwaysAllowed();
+        },
+      },
+      clearWorkspace,
+    );
   }
 
   /** What the model sees of earlier turns. */
@@ -365,7 +274,7 @@ export class UserSession {
   }
 
   get busy(): boolean {
-    return this.#running !== undefined || this.#queue.length > 0;
+    return this.#turns.busy;
   }
 
   attach(peer: Peer): void {
@@ -375,8 +284,8 @@ export class UserSession {
     this.sockets.add(peer);
     if (!peer.streaming) return;
     // ...and sees the messages still waiting behind it.
-    this.#queue.forEach((waiting, index) =>
-      peer.send(queuedFrame(waiting.turnId, waiting.text, index + (this.#running ? 1 : 0), waiting.clientId)),
+    this.#turns.waiting.forEach((waiting, index) =>
+      peer.send(queuedFrame(waiting.turnId, waiting.text, index + (this.#turns.running ? 1 : 0), waiting.clientId)),
     );
   }
 
@@ -390,9 +299,9 @@ export class UserSession {
    * this one last read it and no turn of this user runs or waits here. Elsewhere a no-op.
    */
   async refresh(): Promise<void> {
-    if (!this.#deps.coordinator.spansInstances || this.#pumping) return;
+    if (!this.#deps.coordinator.spansInstances || this.#turns.pumping) return;
     const fresh = await this.#deps.store.load(this.userId, this.#deps.maxHistoryMessages);
-    if (!fresh || this.#pumping) return;
+    if (!fresh || this.#turns.pumping) return;
     this.#adopt(fresh.record, fresh.entries);
   }
 
@@ -411,24 +320,17 @@ export class UserSession {
     now = Date.now(),
     attachments?: AttachmentRef[],
   ): { ok: true; turnId: string } | ({ ok: false } & Refusal) {
-    const { maxQueuedTurns } = this.#deps;
     const limited = this.#takeToken(now);
     if (limited) return { ok: false, code: "rate_limited", error: limited };
     // The first turn makes a session hold resources: it must fit under limits.max_sessions.
-    const full = this.holdsResources || this.#running ? undefined : this.#deps.admitFirstTurn?.();
+    const full = this.holdsResources || this.#turns.running ? undefined : this.#deps.admitFirstTurn?.();
     if (full) return { ok: false, code: "too_many_sessions", error: full };
-    if (this.#queue.length >= maxQueuedTurns) {
-      return {
-        ok: false,
-        code: "queue_full",
-        error: `Too many messages waiting: ${this.#queue.length} are queued behind the running turn (limits.max_queued_turns). Wait for an answer, then send again`,
-      };
-    }
+    const queueFull = this.#turns.refusal();
+    if (queueFull) return { ok: false, ...queueFull };
     const turnId = randomUUID();
     this.lastActivity = now;
     this.messageCount++;
-    const position = this.#queue.length + (this.#running ? 1 : 0);
-    this.#queue.push({
+    const position = this.#turns.push({
       turnId,
       peer,
       text,
@@ -437,16 +339,16 @@ export class UserSession {
       ...(attachments && attachments.length > 0 ? { attachments } : {}),
     });
     this.sockets.broadcast(queuedFrame(turnId, text, position, clientId));
-    void this.#pump();
+    this.#turns.start();
     return { ok: true, turnId };
   }
 
   /** Stops the running turn, if any (here or on another instance); queued turns then run. */
   cancel(): boolean {
     // The turn in progress, here or (known from its frames) on another instance.
-    const turnId = this.#running?.turnId ?? this.sockets.turnInProgress;
+    const turnId = this.#turns.running?.turnId ?? this.sockets.turnInProgress;
     if (turnId !== undefined) this.#deps.coordinator.publish(this.userId, { kind: "cancel", turn_id: turnId });
-    return this.#running?.cancel() ?? false;
+    return this.#turns.running?.cancel() ?? false;
   }
 
   /** The user's activity on another instance. */
@@ -458,13 +360,13 @@ export class UserSession {
         // New chat in another tab elsewhere: this instance's copy starts over too.
         if (message.frame.type === "reset") {
           this.#approvals.forgetAlwaysAllowed();
-          if (!this.#pumping) this.#adopt({ ...this.record(), sessionId: message.frame.session_id, messageCount: 0 }, []);
+          if (!this.#turns.pumping) this.#adopt({ ...this.record(), sessionId: message.frame.session_id, messageCount: 0 }, []);
         }
         this.sockets.fromElsewhere(message.frame);
         return;
       case "cancel":
         // Only the turn it names: a cancel captured for another turn stops nothing.
-        if (this.#running?.turnId === message.turn_id) this.#running.cancel();
+        if (this.#turns.running?.turnId === message.turn_id) this.#turns.running.cancel();
         return;
       case "approval":
         this.#approvals.answer(message.call_id, message.approved, message.reason, message.always, message.socket);
@@ -477,72 +379,9 @@ export class UserSession {
     }
   }
 
-  #pump(): Promise<void> {
-    this.#pumping ??= (async () => {
-      try {
-        while (!this.#closed && !this.#resetting) {
-          const next = this.#queue.shift();
-          if (!next) break;
-          await this.#runOne(next);
-        }
-      } finally {
-        this.#pumping = undefined;
-      }
-    })();
-    return this.#pumping;
-  }
-
-  /**
-   * Runs one queued turn: first the user's turn lease (waiting while another instance runs a turn
-   * of this user), and the history as the store has it when others may have grown it.
-   */
-  async #runOne(queued: QueuedTurn): Promise<void> {
-    const { coordinator, store } = this.#deps;
-    if (!(await this.#withinQuota(queued))) return;
-    const abort = new AbortController();
-    this.#waiting = abort;
-    let lease: TurnLease | undefined;
-    try {
-      lease = await coordinator.acquire(this.userId, abort.signal);
-      if (lease.historyStale) await this.#reload(lease, store);
-    } catch (error) {
-      // Held but not used (the history could not be read): let it go, or its renewals keep it forever.
-      await lease?.release();
-      const cancelled = abort.signal.aborted;
-      const reason = this.#deps.redactor.redact((error as Error).message);
-      this.#deps.log.warn("turn_not_started", { user_id: this.userId, turn_id: queued.turnId, error: reason });
-      const frame = cancelled
-        ? cancelledFrame(queued.turnId)
-        : streamErrorFrame("server_unavailable", turnErrorText(reason), { turnId: queued.turnId });
-      sendTurnEnd(this.sockets, queued.peer, frame, cancelled ? turnErrorFrame("turn_cancelled", "the turn was cancelled") : undefined);
-      return;
-    } finally {
-      this.#waiting = undefined;
-    }
-    try {
-      await this.#runTurn(queued, lease);
-    } finally {
-      await lease.release();
-    }
-  }
-
-  /**
-   * The daily token quota, checked when a turn is about to start (earlier turns of the queue have
-   * been counted by then). It is read from the store, so it holds across restarts and instances.
-   */
-  async #withinQuota(queued: QueuedTurn): Promise<boolean> {
-    const refused = await this.#meter.refusal();
-    if (refused === undefined) return true;
-    this.#deps.log.warn("turn_refused", { user_id: this.userId, turn_id: queued.turnId, code: refused.code, reason: refused.error });
-    sendTurnEnd(this.sockets, queued.peer, streamErrorFrame(refused.code, refused.error, { turnId: queued.turnId }));
-    return false;
-  }
-
   /** Reads the history another instance may have grown, holding the lease. */
-  async #reload(lease: TurnLease, store: SessionStore): Promise<void> {
-    // Holding the lease, no other instance runs a turn of this user: frames kept from one that
-    // never ended (its instance died) are stale and must not be replayed any more.
-    this.sockets.forgetTurn();
+  async #reload(lease: TurnLease): Promise<void> {
+    const { store } = this.#deps;
     const fresh = await store.load(this.userId, this.#deps.maxHistoryMessages);
     // The store counts turns that started; this one starts now.
     if (fresh) this.#adopt({ ...fresh.record, messageCount: fresh.record.messageCount + 1 }, fresh.entries);
@@ -556,11 +395,11 @@ export class UserSession {
     }
   }
 
-  /** Runs one turn holding the user's lease: a Turn owns everything of it; the loop is agent.ts's. */
-  async #runTurn(queued: QueuedTurn, lease: TurnLease): Promise<void> {
+  /** One turn holding the user's lease: a Turn owns everything of it; the loop is agent.ts's. */
+  #turn(queued: QueuedTurn, lease: TurnLease): Turn {
     const { agent, store, metrics, log, redactor, approvalPolicy, maxTurnMs, changesWorkspace } = this.#deps;
     const sessionId = this.#sessionId;
-    const turn = new Turn(queued, {
+    return new Turn(queued, {
       userId: this.userId,
       sessionId,
       sockets: this.sockets,
@@ -583,24 +422,19 @@ export class UserSession {
         if (this.#sessionId === sessionId) this.#entries = trimHistory([...this.#entries, ...entries], this.#deps.maxHistoryMessages);
       },
     });
-    this.#running = turn;
-    try {
-      await turn.run(this.hub, (toolbox, options) => runTurn(agent, toolbox, this.history, queued.text, options));
-    } finally {
-      this.#running = undefined;
-      this.lastActivity = Date.now();
-    }
   }
 
-  /** A turn's attachments as the model's user message; their summaries go to every tab, inline files were written. */
-  async #prepareAttachments(turnId: string, refs: AttachmentRef[]): Promise<ChatMessage> {
-    const settings = this.#deps.attachments;
-    if (!settings) throw new AttachmentError("this server takes no attachments");
-    const root = this.#deps.workspaces.ensure(this.userId);
-    const prepared = await prepareAttachments(refs, settings, { root, countTokens: (text) => this.#deps.agent.tokens.text(text) });
-    this.sockets.turnFrame(attachmentsFrame(turnId, prepared.infos));
-    if (prepared.written.length > 0) this.sockets.broadcast(filesChangedFrame(this.userId, "upload", prepared.written));
-    return prepared.message;
+  /** A turn's attachments as the model's user message (lib/attachments/turn-attachments.ts). */
+  #prepareAttachments(turnId: string, refs: AttachmentRef[]): Promise<ChatMessage> {
+    const { attachments, workspaces, agent } = this.#deps;
+    return turnAttachments(refs, {
+      settings: attachments,
+      workspaces,
+      userId: this.userId,
+      sockets: this.sockets,
+      turnId,
+      tokens: agent.tokens,
+    });
   }
 
   info(): SessionInfo {
@@ -612,8 +446,8 @@ export class UserSession {
       last_activity: new Date(this.lastActivity).toISOString(),
       message_count: this.messageCount,
       open_sockets: this.sockets.size,
-      turn_running: this.#running !== undefined,
-      queued_turns: this.#queue.length,
+      turn_running: this.#turns.running !== undefined,
+      queued_turns: this.#turns.waiting.length,
       mcp_servers: this.hub.info(),
     };
   }
@@ -625,49 +459,15 @@ export class UserSession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue.length = 0;
-    this.#waiting?.abort();
-    this.#running?.interrupt();
+    const turns = this.#turns.close();
     this.#approvals.close();
     this.#asks.close();
-    await Promise.all([this.#pumping, this.hub.close()]);
+    await Promise.all([turns, this.hub.close()]);
   }
 }
 
-/** Pure: which sessions the sweep ends at `now`. */
-export function idleSessionIds(
-  sessions: Iterable<{ userId: string; openSockets: number; busy: boolean; lastActivity: number }>,
-  now: number,
-  idleMs: number,
-): string[] {
-  const idle: string[] = [];
-  for (const session of sessions) {
-    if (session.openSockets === 0 && !session.busy && now - session.lastActivity > idleMs) idle.push(session.userId);
-  }
-  return idle;
-}
-
-export interface SessionManagerOptions {
-  deps: SessionDeps;
-  createHub(userId: string, sessionId: string): McpHub;
-  idleMs: number;
-  sweepIntervalMs: number;
-  /** A session whose tools were not used for this long stops its MCP processes until its next turn. */
-  mcpIdleMs: number;
-  /**
-   * New sessions start their MCP servers on connect (so the first answer does not wait for
-   * them) while fewer than this many sessions hold running servers; beyond it, on the first turn.
-   */
-  maxWarmSessions: number;
-  /** limits.max_sessions: sessions that hold resources; a new session's first turn past it is refused. */
-  maxSessions?: number;
-  /** Stored conversations idle longer than this are deleted by the sweep. */
-  retentionMs: number;
-  /** A session that never ran a turn, with no socket, is ended after this long (and its stored record with it). */
-  idleNewMs: number;
-  /** New sessions per remote address (limits.new_sessions_per_minute / new_session_burst). */
-  newSessions: NewSessionLimiter;
-}
+export { idleSessionIds } from "./lib/session/idle.ts";
+export type { SessionManagerOptions } from "./lib/session/deps.ts";
 
 export class SessionManager {
   readonly #sessions = new Map<string, UserSession>();

@@ -1,4 +1,4 @@
-// The page's files (page/) and its two libraries (from node_modules), each under a fixed URL path:
+// The page's files (index.html at the top of the repository, the rest in page/) and its two libraries (from node_modules), each under a fixed URL path:
 // nothing from the URL reaches the filesystem. Read once, then served from memory with an ETag.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createHash } from "node:crypto";
@@ -32,11 +32,11 @@ export const PAGE_MODULES = [
 
 const JAVASCRIPT = "text/javascript; charset=utf-8";
 
-/** URL path → the file in page/ and its type. */
+/** URL path → the file (relative to the repository's root) and its type. */
 const PAGE_FILES = new Map<string, { file: string; type: string }>([
   ["/", { file: "index.html", type: "text/html; charset=utf-8" }],
-  ["/page/style.css", { file: "style.css", type: "text/css; charset=utf-8" }],
-  ...PAGE_MODULES.map((name) => [`/page/${name}`, { file: name, type: JAVASCRIPT }] as const),
+  ["/page/style.css", { file: "page/style.css", type: "text/css; charset=utf-8" }],
+  ...PAGE_MODULES.map((name) => [`/page/${name}`, { file: `page/${name}`, type: JAVASCRIPT }] as const),
 ]);
 
 /** URL path → the package and the candidates for its browser build. */
@@ -113,20 +113,20 @@ export function servesPath(pathname: string): boolean {
 }
 
 export class StaticFiles {
-  readonly #pageDir: string;
+  readonly #rootDir: string;
   readonly #cache = new Map<string, Served>();
 
-  /** `pageDir`: the folder of index.html, style.css and the modules (the repository's page/). */
-  constructor(pageDir: string) {
-    this.#pageDir = pageDir;
+  /** `rootDir`: the folder of index.html and of page/ (style.css and the modules): the repository's root. */
+  constructor(rootDir: string) {
+    this.#rootDir = rootDir;
   }
 
   /** For a pathname servesPath() accepted. */
   serve(req: IncomingMessage, res: ServerResponse, pathname: string, notFound: (error: string) => void): void {
     const page = PAGE_FILES.get(pathname);
     if (page) {
-      const file = this.#read(pathname, () => served(readFileSync(path.join(this.#pageDir, page.file)), page.type));
-      if (!file) return notFound(`the page's ${page.file} is missing from ${this.#pageDir}`);
+      const file = this.#read(pathname, () => served(readFileSync(path.join(this.#rootDir, page.file)), page.type));
+      if (!file) return notFound(`the page's ${page.file} is missing from ${this.#rootDir}`);
       // no-cache: the browser asks again (a 304 when unchanged), so a new version never mixes with old modules.
       const policy: Record<string, string | readonly string[]> =
         pathname === "/" ? { "content-security-policy": PAGE_POLICIES, "referrer-policy": "no-referrer" } : {};

@@ -44,11 +44,11 @@ async function getJson(pathname: string): Promise<{ status: number; headers: Hea
 
 // ---- point 10 ---------------------------------------------------------------------------------
 
-test("GET / serves page/index.html as text/html", async () => {
+test("GET / serves index.html as text/html", async () => {
   const { status, headers, text } = await request("/");
   assert.equal(status, 200);
   assert.match(headers.get("content-type") ?? "", /^text\/html/);
-  assert.equal(text, readFileSync(path.join(ROOT, "page/index.html"), "utf8"));
+  assert.equal(text, readFileSync(path.join(ROOT, "index.html"), "utf8"));
 });
 
 test("GET /health is exactly {status, active_sessions} and counts a new user's session", async () => {
@@ -197,8 +197,8 @@ test("the page's files are served from a fixed list: every module of page/, with
     assert.match(first.headers.get("content-type") ?? "", type, pathname);
     assert.equal(first.headers.get("x-content-type-options"), "nosniff", pathname);
     assert.equal(first.headers.get("cache-control"), "no-cache", pathname);
-    const file = pathname === "/" ? "index.html" : pathname.slice("/page/".length);
-    assert.equal(first.text, readFileSync(path.join(ROOT, "page", file), "utf8"), pathname);
+    const file = pathname === "/" ? "index.html" : pathname.slice(1);
+    assert.equal(first.text, readFileSync(path.join(ROOT, file), "utf8"), pathname);
     const etag = first.headers.get("etag") ?? "";
     assert.match(etag, /^"[\w-]+"$/, pathname);
     const again = await fetch(`${running.url}${pathname}`, { headers: { "if-none-match": etag } });
