@@ -5,7 +5,7 @@ import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { type Browser, type Page } from "playwright-core";
 import sharp from "sharp";
-import { chromiumSkip, launchChromium } from "../helpers/browser.ts";
+import { chromiumSkip, launchChromium, openChatPage } from "../helpers/browser.ts";
 import { baseConfig, startServer, type RunningServer } from "../helpers/harness.ts";
 import { startModelServer, type ChatRequest, type ModelServer } from "../helpers/model-server.ts";
 import { makePdf } from "../helpers/pdf.ts";
@@ -36,21 +36,8 @@ after(async () => {
   await model?.close();
 });
 
-async function openPage(t: TestContext, userId: string): Promise<Page> {
-  const context = await browser.newContext();
-  context.setDefaultTimeout(15000);
-  t.after(() => context.close());
-  await context.addInitScript((id) => localStorage.setItem("chat.user_id", id), userId);
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on("pageerror", (error) => errors.push(error.message));
-  page.on("console", (message) => {
-    if (/Content Security Policy/i.test(message.text())) errors.push(message.text());
-  });
-  t.after(() => assert.deepEqual(errors, [], "no script error or policy violation in the page"));
-  await page.goto(running.url);
-  await page.waitForSelector('#state[data-state="connected"]');
-  return page;
+function openPage(t: TestContext, userId: string): Promise<Page> {
+  return openChatPage(browser, t, running.url, userId, 15000);
 }
 
 /** Files as a person pastes (into the message box) or drops (onto the conversation) them. */

@@ -5,7 +5,7 @@ import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { type Browser, type Page } from "playwright-core";
-import { chromiumSkip, launchChromium } from "../helpers/browser.ts";
+import { chromiumSkip, launchChromium, openChatPage } from "../helpers/browser.ts";
 import { baseConfig, ROOT, startServer, type RunningServer } from "../helpers/harness.ts";
 import { startModelServer, toolDirective, type ChatRequest, type ModelServer } from "../helpers/model-server.ts";
 
@@ -40,21 +40,8 @@ after(async () => {
   await model?.close();
 });
 
-async function openPage(t: TestContext, userId: string): Promise<Page> {
-  const context = await browser.newContext();
-  context.setDefaultTimeout(20000);
-  t.after(() => context.close());
-  await context.addInitScript((id) => localStorage.setItem("chat.user_id", id), userId);
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on("pageerror", (error) => errors.push(error.message));
-  page.on("console", (message) => {
-    if (/Content Security Policy/i.test(message.text())) errors.push(message.text());
-  });
-  t.after(() => assert.deepEqual(errors, [], "no script error or policy violation in the page"));
-  await page.goto(running.url);
-  await page.waitForSelector('#state[data-state="connected"]');
-  return page;
+function openPage(t: TestContext, userId: string): Promise<Page> {
+  return openChatPage(browser, t, running.url, userId);
 }
 
 async function say(page: Page, text: string): Promise<void> {
