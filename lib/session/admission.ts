@@ -2,53 +2,14 @@
 // client inventing user ids cannot fill the server (returning users, with a stored conversation,
 // are not counted here); and who sleeps when the server is full, so nobody is locked out.
 import { addressPrefix } from "../http/client-address.ts";
-import { fullBucket, takeToken, type Bucket, type RateLimit } from "./rate-limit.ts";
+import { KeyedBuckets } from "./keyed-buckets.ts";
+import type { RateLimit } from "./rate-limit.ts";
 
 /** A connection refused for a quota: told over the socket (close 1013) with this reason. */
 export class AdmissionRefused extends Error {
   constructor(message: string) {
     super(message);
     this.name = "AdmissionRefused";
-  }
-}
-
-/** Addresses remembered at most; past it, those whose bucket has refilled are forgotten. */
-const MAX_ADDRESSES = 10_000;
-
-/** One token bucket per key (an address, or a prefix), bounded in how many keys it remembers. */
-class KeyedBuckets {
-  readonly #limit: RateLimit;
-  readonly #buckets = new Map<string, Bucket>();
-
-  constructor(limit: RateLimit) {
-    this.#limit = limit;
-  }
-
-  /** Ms to wait when `key` may not take a token now; 0 when it took one. */
-  take(key: string, now: number): number {
-    if (this.#buckets.size >= MAX_ADDRESSES) this.#prune(now);
-    const decision = takeToken(this.#buckets.get(key) ?? fullBucket(this.#limit, now), this.#limit, now);
-    this.#buckets.set(key, decision.bucket);
-    return decision.allowed ? 0 : decision.retryAfterMs;
-  }
-
-  /** Gives back a token taken by `take` (the session was refused by the other bucket). */
-  giveBack(key: string): void {
-    const bucket = this.#buckets.get(key);
-    if (bucket) bucket.tokens = Math.min(this.#limit.burst, bucket.tokens + 1);
-  }
-
-  #prune(now: number): void {
-    const refillMs = (this.#limit.burst / this.#limit.perMinute) * 60_000;
-    for (const [key, bucket] of this.#buckets) if (now - bucket.updatedAt >= refillMs) this.#buckets.delete(key);
-    // Every key active within the refill time: forget the oldest half rather than grow.
-    if (this.#buckets.size >= MAX_ADDRESSES) {
-      let drop = this.#buckets.size / 2;
-      for (const key of this.#buckets.keys()) {
-        if (drop-- <= 0) break;
-        this.#buckets.delete(key);
-      }
-    }
   }
 }
 
